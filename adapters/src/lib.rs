@@ -1,0 +1,5 @@
+//! Implementations of taskgate-core's ports: the sea-orm store, the channels and the agent
+//! runtimes. Thin by design: decisions live in core.
+
+pub mod runtime;
+pub mod store;

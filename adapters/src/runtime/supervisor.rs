@@ -1,0 +1,4 @@
+//! placeholder
+pub struct Supervisor;
+pub struct SupervisorOptions;
+pub struct SupervisedSession;

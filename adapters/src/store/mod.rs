@@ -1,0 +1,700 @@
+//! The sea-orm implementation of the `Store` port, for SQLite (embedded default) and
+//! PostgreSQL (several replicas). Both run the same contract suite.
+
+mod convert;
+mod entities;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use sea_orm::sea_query::{Expr, ExprTrait, Query};
+use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::NotSet, ColumnTrait, ConnectOptions,
+    Database, DatabaseConnection, DbBackend, DbErr, EntityTrait, IntoActiveModel, QueryFilter,
+    QueryOrder, QuerySelect, Set, SqlErr, TryInsertResult,
+};
+use taskgate_core::model::*;
+use taskgate_core::store::*;
+
+use entities::*;
+
+pub struct SeaStore {
+    db: DatabaseConnection,
+}
+
+impl SeaStore {
+    /// Opens the database at `url` (`sqlite://PATH?mode=rwc` or `postgres://...`).
+    pub async fn connect(url: &str) -> Result<Self, DbErr> {
+        let mut options = ConnectOptions::new(url);
+        options.sqlx_logging(false).acquire_timeout(Duration::from_secs(10));
+        if url.starts_with("sqlite:") {
+            // WAL lets readers proceed while a write commits; the busy timeout makes concurrent
+            // writers wait instead of failing; SQLite leaves foreign keys off unless asked.
+            options
+                .max_connections(if url.contains(":memory:") { 1 } else { 4 })
+                .map_sqlx_sqlite_opts(|o: SqliteConnectOptions| {
+                    o.journal_mode(SqliteJournalMode::Wal)
+                        .synchronous(SqliteSynchronous::Normal)
+                        .busy_timeout(Duration::from_secs(5))
+                        .foreign_keys(true)
+                        .create_if_missing(true)
+                });
+        }
+        Ok(Self { db: Database::connect(options).await? })
+    }
+
+    /// Applies pending migrations (serialized across replicas on PostgreSQL).
+    pub async fn migrate(&self) -> Result<(), DbErr> {
+        taskgate_migrations::migrate(&self.db).await
+    }
+
+    /// Names of migrations not yet applied.
+    pub async fn pending_migrations(&self) -> Result<Vec<String>, DbErr> {
+        taskgate_migrations::pending(&self.db).await
+    }
+
+    pub fn backend(&self) -> DbBackend {
+        self.db.get_database_backend()
+    }
+
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    pub async fn close(self) -> Result<(), DbErr> {
+        self.db.close().await
+    }
+}
+
+fn db_err(e: DbErr) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn not_found(entity: &'static str, id: impl ToString) -> StoreError {
+    StoreError::NotFound { entity, id: id.to_string() }
+}
+
+/// Reads one row by id or reports which one is missing.
+async fn by_id<E: EntityTrait>(
+    db: &DatabaseConnection,
+    entity: &'static str,
+    id: Id,
+) -> StoreResult<E::Model>
+where
+    <E::PrimaryKey as sea_orm::PrimaryKeyTrait>::ValueType: From<i64>,
+{
+    E::find_by_id(id).one(db).await.map_err(db_err)?.ok_or_else(|| not_found(entity, id))
+}
+
+/// Optimistic concurrency: writes `row` only if its version is still `expected`, bumping it.
+/// Zero rows touched means either a concurrent writer (Conflict) or no such row (NotFound).
+async fn update_versioned<E, A>(
+    db: &DatabaseConnection,
+    entity: &'static str,
+    id: Id,
+    expected: i32,
+    row: A,
+    id_col: E::Column,
+    version_col: E::Column,
+) -> StoreResult<E::Model>
+where
+    E: EntityTrait,
+    A: ActiveModelTrait<Entity = E> + Send,
+    <E::PrimaryKey as sea_orm::PrimaryKeyTrait>::ValueType: From<i64>,
+{
+    let result = E::update_many()
+        .set(row)
+        .col_expr(version_col, Expr::col(version_col).add(1))
+        .filter(id_col.eq(id))
+        .filter(version_col.eq(expected))
+        .exec(db)
+        .await
+        .map_err(db_err)?;
+    let current = by_id::<E>(db, entity, id).await?;
+    if result.rows_affected == 0 {
+        return Err(StoreError::Conflict { entity, id, expected });
+    }
+    Ok(current)
+}
+
+#[async_trait]
+impl Store for SeaStore {
+    async fn create_person(&self, name: &str) -> StoreResult<Person> {
+        let row = persons::ActiveModel { id: NotSet, name: Set(name.into()), created_at: Set(Utc::now()) };
+        Ok(convert::person(row.insert(&self.db).await.map_err(db_err)?))
+    }
+
+    async fn link_identity(
+        &self,
+        person_id: Id,
+        channel: Channel,
+        external_id: &str,
+        display_name: Option<&str>,
+    ) -> StoreResult<Identity> {
+        let row = identities::ActiveModel {
+            id: NotSet,
+            person_id: Set(person_id),
+            channel: Set(channel.name().into()),
+            external_id: Set(external_id.into()),
+            display_name: Set(display_name.map(Into::into)),
+            created_at: Set(Utc::now()),
+        };
+        match row.insert(&self.db).await {
+            Ok(m) => convert::identity(m),
+            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+                Err(StoreError::AlreadyExists(format!("{channel} identity {external_id}")))
+            }
+            Err(e) => Err(db_err(e)),
+        }
+    }
+
+    async fn find_identity(
+        &self,
+        channel: Channel,
+        external_id: &str,
+    ) -> StoreResult<Option<Identity>> {
+        identities::Entity::find()
+            .filter(identities::Column::Channel.eq(channel.name()))
+            .filter(identities::Column::ExternalId.eq(external_id))
+            .one(&self.db)
+            .await
+            .map_err(db_err)?
+            .map(convert::identity)
+            .transpose()
+    }
+
+    async fn upsert_project(
+        &self,
+        name: &str,
+        path: &str,
+        default_agent: Option<&str>,
+    ) -> StoreResult<Project> {
+        let existing = projects::Entity::find()
+            .filter(projects::Column::Name.eq(name))
+            .one(&self.db)
+            .await
+            .map_err(db_err)?;
+        let row = match existing {
+            Some(m) => {
+                let mut row = m.into_active_model();
+                row.path = Set(path.into());
+                row.default_agent = Set(default_agent.map(Into::into));
+                row.update(&self.db).await
+            }
+            None => {
+                projects::ActiveModel {
+                    id: NotSet,
+                    name: Set(name.into()),
+                    path: Set(path.into()),
+                    default_agent: Set(default_agent.map(Into::into)),
+                    created_at: Set(Utc::now()),
+                }
+                .insert(&self.db)
+                .await
+            }
+        };
+        Ok(convert::project(row.map_err(db_err)?))
+    }
+
+    async fn projects(&self) -> StoreResult<Vec<Project>> {
+        let rows = projects::Entity::find()
+            .order_by_asc(projects::Column::Id)
+            .all(&self.db)
+            .await
+            .map_err(db_err)?;
+        Ok(rows.into_iter().map(convert::project).collect())
+    }
+
+    async fn conversation(
+        &self,
+        channel: Channel,
+        chat_id: &str,
+        thread_id: &str,
+    ) -> StoreResult<Conversation> {
+        use conversations::Column as C;
+        // Insert-if-absent then read: two workers seeing a new chat at once get the same row.
+        conversations::Entity::insert(conversations::ActiveModel {
+            id: NotSet,
+            channel: Set(channel.name().into()),
+            chat_id: Set(chat_id.into()),
+            thread_id: Set(thread_id.into()),
+            focused_task_id: Set(None),
+            created_at: Set(Utc::now()),
+        })
+        .on_conflict_do_nothing_on([C::Channel, C::ChatId, C::ThreadId])
+        .exec(&self.db)
+        .await
+        .map_err(db_err)?;
+        let row = conversations::Entity::find()
+            .filter(C::Channel.eq(channel.name()))
+            .filter(C::ChatId.eq(chat_id))
+            .filter(C::ThreadId.eq(thread_id))
+            .one(&self.db)
+            .await
+            .map_err(db_err)?
+            .ok_or_else(|| not_found("conversation", chat_id))?;
+        convert::conversation(row)
+    }
+
+    async fn set_focus(&self, conversation_id: Id, task_id: Option<Id>) -> StoreResult<()> {
+        let result = conversations::Entity::update_many()
+            .col_expr(conversations::Column::FocusedTaskId, Expr::value(task_id))
+            .filter(conversations::Column::Id.eq(conversation_id))
+            .exec(&self.db)
+            .await
+            .map_err(db_err)?;
+        if result.rows_affected == 0 {
+            return Err(not_found("conversation", conversation_id));
+        }
+        Ok(())
+    }
+
+    async fn create_task(&self, new: NewTask) -> StoreResult<Task> {
+        let now = Utc::now();
+        let row = tasks::ActiveModel {
+            id: NotSet,
+            project_id: Set(new.project_id),
+            title: Set(new.title),
+            goal: Set(new.goal),
+            status: Set(TaskStatus::Idle.name().into()),
+            objective: Set(None),
+            reproduction: Set(None),
+            next_action: Set(None),
+            created_by: Set(new.created_by),
+            version: Set(0),
+            created_at: Set(now),
+            updated_at: Set(now),
+        };
+        convert::task(row.insert(&self.db).await.map_err(db_err)?)
+    }
+
+    async fn task(&self, id: Id) -> StoreResult<Task> {
+        convert::task(by_id::<tasks::Entity>(&self.db, "task", id).await?)
+    }
+
+    async fn update_task(&self, task: &Task) -> StoreResult<Task> {
+        let row = tasks::ActiveModel {
+            project_id: Set(task.project_id),
+            title: Set(task.title.clone()),
+            goal: Set(task.goal.clone()),
+            status: Set(task.status.name().into()),
+            objective: Set(task.objective.clone()),
+            reproduction: Set(task.reproduction.clone()),
+            next_action: Set(task.next_action.clone()),
+            updated_at: Set(Utc::now()),
+            ..Default::default()
+        };
+        let m = update_versioned(
+            &self.db, "task", task.id, task.version, row, tasks::Column::Id, tasks::Column::Version,
+        )
+        .await?;
+        convert::task(m)
+    }
+
+    async fn tasks(&self, limit: u64) -> StoreResult<Vec<Task>> {
+        tasks::Entity::find()
+            .order_by_desc(tasks::Column::UpdatedAt)
+            .order_by_desc(tasks::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(convert::task)
+            .collect()
+    }
+
+    async fn create_execution(&self, new: NewExecution) -> StoreResult<Execution> {
+        let now = Utc::now();
+        let row = executions::ActiveModel {
+            id: NotSet,
+            task_id: Set(new.task_id),
+            agent: Set(new.agent),
+            role: Set(new.role.name().into()),
+            status: Set(ExecutionStatus::Pending.name().into()),
+            version: Set(0),
+            created_at: Set(now),
+            updated_at: Set(now),
+        };
+        convert::execution(row.insert(&self.db).await.map_err(db_err)?)
+    }
+
+    async fn execution(&self, id: Id) -> StoreResult<Execution> {
+        convert::execution(by_id::<executions::Entity>(&self.db, "execution", id).await?)
+    }
+
+    async fn update_execution(&self, execution: &Execution) -> StoreResult<Execution> {
+        let row = executions::ActiveModel {
+            agent: Set(execution.agent.clone()),
+            role: Set(execution.role.name().into()),
+            status: Set(execution.status.name().into()),
+            updated_at: Set(Utc::now()),
+            ..Default::default()
+        };
+        let m = update_versioned(
+            &self.db,
+            "execution",
+            execution.id,
+            execution.version,
+            row,
+            executions::Column::Id,
+            executions::Column::Version,
+        )
+        .await?;
+        convert::execution(m)
+    }
+
+    async fn executions(&self, task_id: Id) -> StoreResult<Vec<Execution>> {
+        executions::Entity::find()
+            .filter(executions::Column::TaskId.eq(task_id))
+            .order_by_asc(executions::Column::Id)
+            .all(&self.db)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(convert::execution)
+            .collect()
+    }
+
+    async fn create_session(
+        &self,
+        execution_id: Id,
+        model: Option<&str>,
+    ) -> StoreResult<RuntimeSession> {
+        let now = Utc::now();
+        let row = runtime_sessions::ActiveModel {
+            id: NotSet,
+            execution_id: Set(execution_id),
+            provider_session_id: Set(None),
+            model: Set(model.map(Into::into)),
+            pid: Set(None),
+            status: Set(SessionStatus::Starting.name().into()),
+            created_at: Set(now),
+            updated_at: Set(now),
+        };
+        convert::session(row.insert(&self.db).await.map_err(db_err)?)
+    }
+
+    async fn update_session(&self, session: &RuntimeSession) -> StoreResult<RuntimeSession> {
+        let row = runtime_sessions::ActiveModel {
+            id: Set(session.id),
+            provider_session_id: Set(session.provider_session_id.clone()),
+            model: Set(session.model.clone()),
+            pid: Set(session.pid),
+            status: Set(session.status.name().into()),
+            updated_at: Set(Utc::now()),
+            ..Default::default()
+        };
+        match row.update(&self.db).await {
+            Ok(m) => convert::session(m),
+            Err(DbErr::RecordNotUpdated) => Err(not_found("runtime session", session.id)),
+            Err(e) => Err(db_err(e)),
+        }
+    }
+
+    async fn latest_session(&self, execution_id: Id) -> StoreResult<Option<RuntimeSession>> {
+        runtime_sessions::Entity::find()
+            .filter(runtime_sessions::Column::ExecutionId.eq(execution_id))
+            .order_by_desc(runtime_sessions::Column::Id)
+            .one(&self.db)
+            .await
+            .map_err(db_err)?
+            .map(convert::session)
+            .transpose()
+    }
+
+    async fn create_turn(&self, session_id: Id, input: &str) -> StoreResult<Turn> {
+        let now = Utc::now();
+        let row = turns::ActiveModel {
+            id: NotSet,
+            session_id: Set(session_id),
+            input: Set(input.into()),
+            summary: Set(None),
+            status: Set(TurnStatus::Queued.name().into()),
+            created_at: Set(now),
+            updated_at: Set(now),
+        };
+        convert::turn(row.insert(&self.db).await.map_err(db_err)?)
+    }
+
+    async fn update_turn(&self, turn: &Turn) -> StoreResult<Turn> {
+        let row = turns::ActiveModel {
+            id: Set(turn.id),
+            summary: Set(turn.summary.clone()),
+            status: Set(turn.status.name().into()),
+            updated_at: Set(Utc::now()),
+            ..Default::default()
+        };
+        match row.update(&self.db).await {
+            Ok(m) => convert::turn(m),
+            Err(DbErr::RecordNotUpdated) => Err(not_found("turn", turn.id)),
+            Err(e) => Err(db_err(e)),
+        }
+    }
+
+    async fn create_approval(&self, new: NewApproval) -> StoreResult<Approval> {
+        let row = approvals::ActiveModel {
+            id: NotSet,
+            task_id: Set(new.task_id),
+            turn_id: Set(new.turn_id),
+            request_id: Set(new.request_id),
+            action: Set(new.action),
+            status: Set(ApprovalStatus::Pending.name().into()),
+            scope: Set(None),
+            decided_by: Set(None),
+            decided_channel: Set(None),
+            decided_at: Set(None),
+            version: Set(0),
+            created_at: Set(Utc::now()),
+        };
+        convert::approval(row.insert(&self.db).await.map_err(db_err)?)
+    }
+
+    async fn approval(&self, id: Id) -> StoreResult<Approval> {
+        convert::approval(by_id::<approvals::Entity>(&self.db, "approval", id).await?)
+    }
+
+    async fn update_approval(&self, approval: &Approval) -> StoreResult<Approval> {
+        let row = approvals::ActiveModel {
+            status: Set(approval.status.name().into()),
+            scope: Set(approval.scope.map(|s| s.name().into())),
+            decided_by: Set(approval.decided_by),
+            decided_channel: Set(approval.decided_channel.map(|c| c.name().into())),
+            decided_at: Set(approval.decided_at),
+            ..Default::default()
+        };
+        let m = update_versioned(
+            &self.db,
+            "approval",
+            approval.id,
+            approval.version,
+            row,
+            approvals::Column::Id,
+            approvals::Column::Version,
+        )
+        .await?;
+        convert::approval(m)
+    }
+
+    async fn pending_approvals(&self, task_id: Option<Id>) -> StoreResult<Vec<Approval>> {
+        let mut query = approvals::Entity::find()
+            .filter(approvals::Column::Status.eq(ApprovalStatus::Pending.name()));
+        if let Some(task_id) = task_id {
+            query = query.filter(approvals::Column::TaskId.eq(task_id));
+        }
+        query
+            .order_by_asc(approvals::Column::Id)
+            .all(&self.db)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(convert::approval)
+            .collect()
+    }
+
+    async fn append_event(&self, event: NewEvent) -> StoreResult<Event> {
+        let row = events::ActiveModel {
+            id: NotSet,
+            task_id: Set(event.task_id),
+            execution_id: Set(event.execution_id),
+            kind: Set(event.kind.name().into()),
+            channel: Set(event.channel.map(|c| c.name().into())),
+            actor: Set(event.actor),
+            body: Set(event.body),
+            at: Set(Utc::now()),
+        };
+        convert::event(row.insert(&self.db).await.map_err(db_err)?)
+    }
+
+    async fn timeline(&self, task_id: Id) -> StoreResult<Vec<Event>> {
+        events::Entity::find()
+            .filter(events::Column::TaskId.eq(task_id))
+            .order_by_asc(events::Column::Id)
+            .all(&self.db)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(convert::event)
+            .collect()
+    }
+
+    async fn add_note_entry(&self, entry: NewNoteEntry) -> StoreResult<NoteEntry> {
+        let row = note_entries::ActiveModel {
+            id: NotSet,
+            task_id: Set(entry.task_id),
+            kind: Set(entry.kind.name().into()),
+            text: Set(entry.text),
+            evidence: Set(serde_json::json!(entry.evidence)),
+            author: Set(entry.author),
+            commit: Set(entry.commit),
+            at: Set(Utc::now()),
+        };
+        convert::note_entry(row.insert(&self.db).await.map_err(db_err)?)
+    }
+
+    async fn note_entries(&self, task_id: Id) -> StoreResult<Vec<NoteEntry>> {
+        note_entries::Entity::find()
+            .filter(note_entries::Column::TaskId.eq(task_id))
+            .order_by_asc(note_entries::Column::Id)
+            .all(&self.db)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(convert::note_entry)
+            .collect()
+    }
+
+    async fn inbox_accept(&self, inbound: NewInbound) -> StoreResult<InboxOutcome> {
+        use inbox::Column as C;
+        let inserted = inbox::Entity::insert(inbox::ActiveModel {
+            id: NotSet,
+            channel: Set(inbound.channel.name().into()),
+            external_id: Set(inbound.external_id.clone()),
+            payload: Set(inbound.payload),
+            received_at: Set(Utc::now()),
+            processed_at: Set(None),
+        })
+        .on_conflict_do_nothing_on([C::Channel, C::ExternalId])
+        .exec(&self.db)
+        .await
+        .map_err(db_err)?;
+        if let TryInsertResult::Inserted(result) = inserted {
+            return Ok(InboxOutcome::Accepted(result.last_insert_id));
+        }
+        let existing = inbox::Entity::find()
+            .filter(C::Channel.eq(inbound.channel.name()))
+            .filter(C::ExternalId.eq(&inbound.external_id))
+            .one(&self.db)
+            .await
+            .map_err(db_err)?
+            .ok_or_else(|| not_found("inbound", &inbound.external_id))?;
+        Ok(InboxOutcome::Duplicate(existing.id))
+    }
+
+    async fn inbox_pending(&self, limit: u64) -> StoreResult<Vec<Inbound>> {
+        inbox::Entity::find()
+            .filter(inbox::Column::ProcessedAt.is_null())
+            .order_by_asc(inbox::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(convert::inbound)
+            .collect()
+    }
+
+    async fn inbox_done(&self, id: Id) -> StoreResult<()> {
+        let result = inbox::Entity::update_many()
+            .col_expr(inbox::Column::ProcessedAt, Expr::value(Utc::now()))
+            .filter(inbox::Column::Id.eq(id))
+            .exec(&self.db)
+            .await
+            .map_err(db_err)?;
+        if result.rows_affected == 0 {
+            return Err(not_found("inbound", id));
+        }
+        Ok(())
+    }
+
+    async fn outbox_enqueue(&self, message: NewOutbound) -> StoreResult<Outbound> {
+        let now = Utc::now();
+        let row = outbox::ActiveModel {
+            id: NotSet,
+            channel: Set(message.channel.name().into()),
+            chat_id: Set(message.chat_id),
+            task_id: Set(message.task_id),
+            approval_id: Set(message.approval_id),
+            payload: Set(message.payload),
+            attempts: Set(0),
+            next_attempt_at: Set(now),
+            last_error: Set(None),
+            external_message_id: Set(None),
+            sent_at: Set(None),
+            created_at: Set(now),
+        };
+        convert::outbound(row.insert(&self.db).await.map_err(db_err)?)
+    }
+
+    async fn outbox_due(&self, now: Timestamp, limit: u64) -> StoreResult<Vec<Outbound>> {
+        use outbox::Column as C;
+        // The head of each chat's queue: its oldest unsent message. Only heads are eligible,
+        // and only when due, so a message waiting out a rate limit holds back the ones behind.
+        let heads = Query::select()
+            .expr(Expr::col(C::Id).min())
+            .from(outbox::Entity)
+            .and_where(Expr::col(C::SentAt).is_null())
+            .group_by_col(C::Channel)
+            .group_by_col(C::ChatId)
+            .take();
+        outbox::Entity::find()
+            .filter(C::Id.in_subquery(heads))
+            .filter(C::NextAttemptAt.lte(now))
+            .order_by_asc(C::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(convert::outbound)
+            .collect()
+    }
+
+    async fn outbox_sent(&self, id: Id, external_message_id: Option<&str>) -> StoreResult<()> {
+        let result = outbox::Entity::update_many()
+            .col_expr(outbox::Column::SentAt, Expr::value(Utc::now()))
+            .col_expr(outbox::Column::ExternalMessageId, Expr::value(external_message_id))
+            .col_expr(outbox::Column::Attempts, Expr::col(outbox::Column::Attempts).add(1))
+            .filter(outbox::Column::Id.eq(id))
+            .exec(&self.db)
+            .await
+            .map_err(db_err)?;
+        if result.rows_affected == 0 {
+            return Err(not_found("outbound", id));
+        }
+        Ok(())
+    }
+
+    async fn outbox_retry(
+        &self,
+        id: Id,
+        next_attempt_at: Timestamp,
+        error: &str,
+    ) -> StoreResult<()> {
+        let result = outbox::Entity::update_many()
+            .col_expr(outbox::Column::NextAttemptAt, Expr::value(next_attempt_at))
+            .col_expr(outbox::Column::LastError, Expr::value(error))
+            .col_expr(outbox::Column::Attempts, Expr::col(outbox::Column::Attempts).add(1))
+            .filter(outbox::Column::Id.eq(id))
+            .exec(&self.db)
+            .await
+            .map_err(db_err)?;
+        if result.rows_affected == 0 {
+            return Err(not_found("outbound", id));
+        }
+        Ok(())
+    }
+
+    async fn outbound_by_external_id(
+        &self,
+        channel: Channel,
+        chat_id: &str,
+        external_message_id: &str,
+    ) -> StoreResult<Option<Outbound>> {
+        outbox::Entity::find()
+            .filter(outbox::Column::Channel.eq(channel.name()))
+            .filter(outbox::Column::ChatId.eq(chat_id))
+            .filter(outbox::Column::ExternalMessageId.eq(external_message_id))
+            .one(&self.db)
+            .await
+            .map_err(db_err)?
+            .map(convert::outbound)
+            .transpose()
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.db.ping().await.map_err(db_err)
+    }
+}

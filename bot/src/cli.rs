@@ -1,0 +1,34 @@
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// taskgate: drive coding agents from Telegram, Feishu/Lark and the web, with durable tasks.
+#[derive(Debug, Parser)]
+#[command(name = "taskgate", version, about)]
+pub struct Cli {
+    /// Config file (default: ./taskgate.toml when present, else built-in defaults).
+    #[arg(long, global = true, env = "TASKGATE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway: HTTP server (health, metrics, webhooks, console) and workers.
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Check config, database, agents and channel credentials; one line per check.
+    Doctor,
+    /// Classify chat messages (JSON Lines in, JSON Lines out); see shared/contracts/classify.md.
+    Classify {
+        /// Input file (default: standard input).
+        #[arg(long, value_name = "FILE", conflicts_with = "eval")]
+        input: Option<PathBuf>,
+        /// Score a labelled file (lines with an `expect` object) instead.
+        #[arg(long, value_name = "FILE")]
+        eval: Option<PathBuf>,
+    },
+}

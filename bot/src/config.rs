@@ -1,0 +1,385 @@
+//! `taskgate.toml`, overridden by `TASKGATE_<SECTION>__<KEY>` environment variables.
+//!
+//! Every section has defaults good enough to run with no file at all. Unknown keys are errors
+//! (a typo must not silently fall back to a default), and every error names the key. Secrets
+//! are `SecretString`s: their `Debug` prints `[REDACTED]`, so a config dump never leaks them.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use config::{Environment, File, FileFormat};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+pub use taskgate_core::runtime::AgentKind;
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub projects: Vec<ProjectConfig>,
+    pub agents: BTreeMap<String, AgentConfig>,
+    pub telegram: Option<TelegramConfig>,
+    pub feishu: Option<FeishuConfig>,
+    pub web: WebConfig,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// Where the outside world reaches this server (webhooks, links in messages).
+    pub public_url: Option<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8700)),
+            data_dir: PathBuf::from("./data"),
+            public_url: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// A PostgreSQL URL may carry a password, so it is a secret. Unset: SQLite in `data_dir`.
+    pub url: Option<SecretString>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectConfig {
+    pub name: String,
+    pub path: PathBuf,
+    pub default_agent: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    pub kind: AgentKind,
+    /// Program and arguments, as an array or one whitespace-separated string. Unset: the
+    /// kind's usual command (`codex app-server`, `claude`).
+    #[serde(default)]
+    pub command: Option<Command>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    pub model: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Command {
+    Argv(Vec<String>),
+    Line(String),
+}
+
+impl AgentConfig {
+    /// The program and its arguments; `None` when neither config nor the kind give one (ACP
+    /// agents have no usual command).
+    pub fn argv(&self) -> Option<Vec<String>> {
+        let argv = match &self.command {
+            Some(Command::Argv(argv)) => argv.clone(),
+            Some(Command::Line(line)) => line.split_whitespace().map(str::to_owned).collect(),
+            None => match self.kind {
+                AgentKind::Codex => vec!["codex".into(), "app-server".into()],
+                AgentKind::Claude => vec!["claude".into()],
+                AgentKind::Acp => return None,
+            },
+        };
+        (!argv.is_empty()).then_some(argv)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelegramConfig {
+    pub token: SecretString,
+    #[serde(default = "TelegramConfig::default_api_url")]
+    pub api_url: String,
+    #[serde(default)]
+    pub mode: TelegramMode,
+    pub webhook_secret: Option<SecretString>,
+    #[serde(default)]
+    pub allowed_users: Vec<i64>,
+    #[serde(default)]
+    pub allowed_chats: Vec<i64>,
+}
+
+impl TelegramConfig {
+    fn default_api_url() -> String {
+        "https://api.telegram.org".into()
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TelegramMode {
+    #[default]
+    Polling,
+    Webhook,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeishuConfig {
+    pub app_id: String,
+    pub app_secret: SecretString,
+    pub verification_token: Option<SecretString>,
+    pub encrypt_key: Option<SecretString>,
+    #[serde(default = "FeishuConfig::default_api_url")]
+    pub api_url: String,
+    #[serde(default)]
+    pub mode: FeishuMode,
+    #[serde(default)]
+    pub allowed_users: Vec<String>,
+    #[serde(default)]
+    pub allowed_chats: Vec<String>,
+}
+
+impl FeishuConfig {
+    fn default_api_url() -> String {
+        "https://open.feishu.cn".into()
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FeishuMode {
+    #[default]
+    Webhook,
+    Websocket,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebConfig {
+    /// Serve the web console and its API (the console itself arrives with its issue).
+    pub enabled: bool,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
+}
+
+/// Keys whose environment values are comma-separated lists.
+const LIST_KEYS: [&str; 4] = [
+    "telegram.allowed_users",
+    "telegram.allowed_chats",
+    "feishu.allowed_users",
+    "feishu.allowed_chats",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config: {0}")]
+    Parse(String),
+    #[error("config key `{key}`: {message}")]
+    Key { key: String, message: String },
+}
+
+impl Config {
+    /// Loads `path` (if any) and then the environment. With no path, `./taskgate.toml` is read
+    /// when it exists; otherwise the defaults stand.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let local = Path::new("taskgate.toml");
+        let path = path.or_else(|| local.exists().then_some(local));
+        Self::load_from(path, std::env::vars())
+    }
+
+    /// Loads exactly `path` (if any) and the environment given, so tests need not touch the
+    /// process's own environment or working directory.
+    pub fn load_from(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut builder = config::Config::builder();
+        if let Some(path) = path {
+            // Read it ourselves: the config crate's "not found" hides permission errors.
+            let text = std::fs::read_to_string(path)
+                .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+            builder = builder.add_source(File::from_str(&text, FileFormat::Toml));
+        }
+        // Only `TASKGATE_<SECTION>__<KEY>` are settings; `TASKGATE_CONFIG` and other
+        // single-underscore names belong to the command line and the tests.
+        let env: config::Map<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.strip_prefix("TASKGATE_").is_some_and(|rest| rest.contains("__")))
+            .collect();
+        let mut environment = Environment::with_prefix("TASKGATE")
+            .prefix_separator("_")
+            .separator("__")
+            .try_parsing(true)
+            .list_separator(",")
+            .source(Some(env));
+        for key in LIST_KEYS {
+            environment = environment.with_list_parse_key(key);
+        }
+        let raw = builder
+            .add_source(environment)
+            .build()
+            .map_err(|e| ConfigError::Parse(one_line(&e.to_string())))?;
+        let config: Config = serde_path_to_error::deserialize(raw).map_err(|e| {
+            let key = e.path().to_string();
+            let message = e.into_inner().to_string();
+            // The config crate appends the key itself; we already lead with it.
+            let message = message.split(" for key `").next().unwrap_or_default().to_owned();
+            ConfigError::Key { key, message }
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let key_err = |key: String, message: &str| ConfigError::Key { key, message: message.into() };
+        for (i, project) in self.projects.iter().enumerate() {
+            if let Some(agent) = &project.default_agent
+                && !self.agents.contains_key(agent)
+                && !matches!(agent.as_str(), "codex" | "claude")
+            {
+                return Err(key_err(
+                    format!("projects[{i}].default_agent"),
+                    &format!("no agent `{agent}` is configured in [agents]"),
+                ));
+            }
+        }
+        for (name, agent) in &self.agents {
+            if agent.argv().is_none() {
+                return Err(key_err(format!("agents.{name}.command"), "an acp agent needs a command"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The database URL: the configured one, else SQLite in `data_dir`.
+    pub fn database_url(&self) -> String {
+        match &self.database.url {
+            Some(url) => url.expose_secret().to_owned(),
+            None => format!("sqlite://{}?mode=rwc", self.sqlite_path().display()),
+        }
+    }
+
+    pub fn sqlite_path(&self) -> PathBuf {
+        self.server.data_dir.join("taskgate.db")
+    }
+
+    pub fn uses_sqlite(&self) -> bool {
+        self.database_url().starts_with("sqlite:")
+    }
+}
+
+/// The parser's multi-line report (with a source excerpt and a caret) as one line: its first
+/// line says where, its last says what.
+fn one_line(report: &str) -> String {
+    let lines: Vec<&str> = report.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    match (lines.first(), lines.last()) {
+        (Some(first), Some(last)) if first != last => format!("{first}: {last}"),
+        _ => lines.join(" "),
+    }
+}
+
+/// A URL with its password replaced, for logs and `doctor`.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn file(toml: &str) -> tempfile::NamedTempFile {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), toml).unwrap();
+        f
+    }
+
+    #[test]
+    fn defaults_run_with_no_file_at_all() {
+        let config = Config::load_from(None, env(&[])).unwrap();
+        assert_eq!(config.server.listen.to_string(), "127.0.0.1:8700");
+        assert_eq!(config.server.data_dir, PathBuf::from("./data"));
+        assert_eq!(config.database_url(), "sqlite://./data/taskgate.db?mode=rwc");
+        assert!(config.telegram.is_none() && config.feishu.is_none());
+        assert!(config.web.enabled);
+    }
+
+    #[test]
+    fn environment_overrides_the_file_and_lists_split_on_commas() {
+        let f = file("[server]\nlisten = \"127.0.0.1:1\"\n[telegram]\ntoken = \"t\"\nallowed_users = [1]\n");
+        let config = Config::load_from(
+            Some(f.path()),
+            env(&[
+                ("TASKGATE_SERVER__LISTEN", "0.0.0.0:9000"),
+                ("TASKGATE_TELEGRAM__ALLOWED_USERS", "111,222"),
+                ("TASKGATE_DATABASE__URL", "postgres://u:pw@db/taskgate"),
+                // Not settings: no section separator.
+                ("TASKGATE_CONFIG", "/elsewhere.toml"),
+                ("TASKGATE_TEST_DATABASE_URL", "postgres://x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.server.listen.to_string(), "0.0.0.0:9000");
+        let telegram = config.telegram.as_ref().unwrap();
+        assert_eq!(telegram.allowed_users, vec![111, 222]);
+        assert_eq!(telegram.mode, TelegramMode::Polling);
+        assert_eq!(telegram.api_url, "https://api.telegram.org");
+        assert_eq!(config.database_url(), "postgres://u:pw@db/taskgate");
+        assert!(!config.uses_sqlite());
+    }
+
+    #[test]
+    fn secrets_never_reach_debug_output() {
+        let f = file(
+            "[database]\nurl = \"postgres://u:DBPASS@db/x\"\n\
+             [telegram]\ntoken = \"123:TGTOKEN\"\nwebhook_secret = \"HOOKSECRET\"\n\
+             [feishu]\napp_id = \"cli_1\"\napp_secret = \"APPSECRET\"\nencrypt_key = \"ENCKEY\"\nverification_token = \"VTOKEN\"\n",
+        );
+        let config = Config::load_from(Some(f.path()), env(&[])).unwrap();
+        let debug = format!("{config:?}");
+        for secret in ["DBPASS", "TGTOKEN", "HOOKSECRET", "APPSECRET", "ENCKEY", "VTOKEN"] {
+            assert!(!debug.contains(secret), "{secret} leaked: {debug}");
+        }
+        assert!(debug.contains("cli_1"), "non-secrets stay visible");
+        assert_eq!(redact_url(&config.database_url()), "postgres://u:***@db/x");
+    }
+
+    #[test]
+    fn agent_commands_accept_an_array_a_line_or_the_kind_default() {
+        let f = file(
+            "[agents.codex]\nkind = \"codex\"\n\
+             [agents.cc]\nkind = \"claude\"\ncommand = \"claude --model opus\"\n\
+             [agents.gemini]\nkind = \"acp\"\ncommand = [\"gemini\", \"--experimental-acp\"]\nenv = { GEMINI_API_KEY = \"k\" }\n",
+        );
+        let config = Config::load_from(Some(f.path()), env(&[])).unwrap();
+        let argv = |name: &str| config.agents[name].argv().unwrap();
+        assert_eq!(argv("codex"), ["codex", "app-server"]);
+        assert_eq!(argv("cc"), ["claude", "--model", "opus"]);
+        assert_eq!(argv("gemini"), ["gemini", "--experimental-acp"]);
+        assert_eq!(config.agents["gemini"].kind, AgentKind::Acp);
+
+        let f = file("[agents.x]\nkind = \"acp\"\n");
+        let err = Config::load_from(Some(f.path()), env(&[])).unwrap_err();
+        assert_eq!(err.to_string(), "config key `agents.x.command`: an acp agent needs a command");
+    }
+}

@@ -1,0 +1,11 @@
+//! The `taskgate` binary's library: config, wiring, the HTTP server, workers and the CLI.
+//! Kept as a library so the tests crate can start the gateway in-process.
+
+// pub mod classify; (waits for core::classify)
+pub mod cli;
+pub mod config;
+pub mod doctor;
+pub mod http;
+pub mod metrics;
+pub mod startup;
+pub mod telemetry;

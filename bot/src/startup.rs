@@ -1,0 +1,124 @@
+//! Building and running the gateway: everything `serve` needs, in an order that fails early
+//! with a clear message (data dir, single-process lock, database, migrations, listener).
+
+use std::fs::File;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use taskgate_adapters::store::SeaStore;
+use taskgate_core::store::Store;
+use tokio::net::TcpListener;
+
+use crate::config::{Config, redact_url};
+use crate::http::{self, AppState};
+use crate::metrics::Metrics;
+
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    /// Held for the life of the process: a second `serve` on the same SQLite file is refused.
+    _lock: Option<File>,
+}
+
+impl Application {
+    pub async fn build(config: &Config) -> anyhow::Result<Self> {
+        let lock = if config.uses_sqlite() { Some(lock_data_dir(config)?) } else { None };
+        let store = open_store(config).await?;
+        store.migrate().await.context("applying database migrations")?;
+        for project in &config.projects {
+            store
+                .upsert_project(
+                    &project.name,
+                    &project.path.to_string_lossy(),
+                    project.default_agent.as_deref(),
+                )
+                .await
+                .with_context(|| format!("registering project `{}`", project.name))?;
+        }
+        let listener = TcpListener::bind(config.server.listen)
+            .await
+            .with_context(|| format!("listening on {}", config.server.listen))?;
+        let state = AppState { store: Arc::new(store), metrics: Metrics::new() };
+        Ok(Self { listener, state, _lock: lock })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    pub fn store(&self) -> Arc<SeaStore> {
+        self.state.store.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then stops taking connections, lets requests in
+    /// flight finish and closes the database. Work accepted before that is in the database
+    /// (inbox, outbox, tasks), so nothing accepted is lost to a stop.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let store = self.state.store.clone();
+        axum::serve(self.listener, http::router(self.state))
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("HTTP server")?;
+        if let Ok(store) = Arc::try_unwrap(store) {
+            store.close().await.context("closing the database")?;
+        }
+        tracing::info!("taskgate stopped");
+        Ok(())
+    }
+}
+
+/// Connects to the configured database, creating the data dir for SQLite.
+pub async fn open_store(config: &Config) -> anyhow::Result<SeaStore> {
+    if config.uses_sqlite() {
+        std::fs::create_dir_all(&config.server.data_dir).with_context(|| {
+            format!("creating data dir {}", config.server.data_dir.display())
+        })?;
+    }
+    let url = config.database_url();
+    SeaStore::connect(&url)
+        .await
+        .with_context(|| format!("connecting to {}", redact_url(&url)))
+}
+
+/// SQLite has one writer process: a second gateway on the same file would fight over it.
+fn lock_data_dir(config: &Config) -> anyhow::Result<File> {
+    let dir = &config.server.data_dir;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating data dir {}", dir.display()))?;
+    let path = dir.join("taskgate.lock");
+    let file = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another taskgate process is using {} (SQLite allows one; use PostgreSQL for several replicas)",
+            dir.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("locking {}", path.display()))
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown requested; finishing requests in flight");
+}

@@ -1,0 +1,190 @@
+//! The `taskgate` binary as a user runs it: `--version`, `serve` in an empty directory,
+//! config errors, `migrate` and `doctor`.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_taskgate");
+
+/// A `taskgate` command in `dir` with a clean taskgate environment.
+fn taskgate(dir: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(dir);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("TASKGATE_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+fn run(cmd: &mut Command) -> (Output, String, String) {
+    let out = cmd.output().expect("taskgate runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out, stdout, stderr)
+}
+
+/// A running `serve`, killed on drop if the test did not stop it.
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `serve` on a free port and waits for its "listening" line.
+fn serve(dir: &Path) -> Server {
+    let mut child = taskgate(dir)
+        .arg("serve")
+        .env("TASKGATE_SERVER__LISTEN", "127.0.0.1:0")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("serve starts");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(addr) = line.split("listening on http://").nth(1) {
+                let addr = addr.split_whitespace().next().unwrap_or_default();
+                let _ = tx.send(addr.to_owned());
+            }
+        }
+    });
+    let addr = rx.recv_timeout(Duration::from_secs(20)).expect("serve prints its address");
+    Server { child, addr }
+}
+
+fn get(addr: &str, path: &str) -> (u16, String) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let res = reqwest::get(format!("http://{addr}{path}")).await.expect("request");
+        let status = res.status().as_u16();
+        (status, res.text().await.unwrap())
+    })
+}
+
+#[test]
+fn version_prints_the_crate_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, stdout, _) = run(taskgate(dir.path()).arg("--version"));
+    assert!(out.status.success());
+    assert_eq!(stdout.trim(), format!("taskgate {}", env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn serve_in_an_empty_directory_answers_health_ready_and_metrics_then_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let mut server = serve(dir.path());
+    let (status, body) = get(&server.addr, "/healthz");
+    eprintln!("healthz answered {:?} after start", started.elapsed());
+    assert_eq!((status, body.as_str()), (200, "ok"));
+    assert_eq!(get(&server.addr, "/readyz"), (200, "ready".to_owned()));
+    let (status, metrics) = get(&server.addr, "/metrics");
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains(r#"taskgate_http_requests_total{method="GET",route="/healthz",status="200"} 1"#),
+        "{metrics}"
+    );
+    assert!(dir.path().join("data/taskgate.db").exists(), "SQLite file under the data dir");
+
+    // A second gateway on the same SQLite file is refused with a reason.
+    let (out, _, stderr) = run(taskgate(dir.path()).arg("serve").env("TASKGATE_SERVER__LISTEN", "127.0.0.1:0"));
+    assert!(!out.status.success());
+    assert!(stderr.contains("another taskgate process is using"), "{stderr}");
+
+    // SIGTERM: graceful stop with exit 0.
+    let pid = server.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+}
+
+/// A bad config is one line naming what is wrong, and a non-zero exit.
+fn assert_config_error(dir: &Path, toml: &str, expected: &[&str]) {
+    let file = dir.join("bad.toml");
+    std::fs::write(&file, toml).unwrap();
+    let (out, stdout, stderr) = run(taskgate(dir).arg("--config").arg(&file).arg("doctor"));
+    assert!(!out.status.success(), "accepted: {toml}");
+    assert_eq!(stdout, "", "nothing but the error");
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    for needle in expected {
+        assert!(stderr.contains(needle), "{stderr:?} lacks {needle:?}");
+    }
+}
+
+#[test]
+fn bad_config_is_one_clear_line_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_config_error(dir.path(), "[server]\nlisten_on = \"1.2.3.4:1\"\n", &["server", "listen_on"]);
+    assert_config_error(dir.path(), "[server]\nlisten = 8700\n", &["server.listen"]);
+    assert_config_error(dir.path(), "[telegram]\ntoken = \"x\"\nallowed_users = \"alice\"\n", &["telegram.allowed_users"]);
+    assert_config_error(dir.path(), "[agents.gem]\nkind = \"gemini\"\n", &["agents.gem.kind", "gemini"]);
+    assert_config_error(dir.path(), "[[projects]]\nname = \"web\"\npath = \"/srv\"\ndefault_agent = \"nope\"\n", &["projects[0].default_agent", "nope"]);
+    assert_config_error(dir.path(), "[server\n", &["config"]);
+
+    let (out, _, stderr) = run(taskgate(dir.path()).args(["--config", "/nonexistent/taskgate.toml", "doctor"]));
+    assert!(!out.status.success());
+    assert!(stderr.contains("cannot read config file /nonexistent/taskgate.toml"), "{stderr}");
+
+    // Environment overrides are checked the same way.
+    let (out, _, stderr) = run(taskgate(dir.path()).arg("doctor").env("TASKGATE_SERVER__LISTEN", "nowhere"));
+    assert!(!out.status.success());
+    assert!(stderr.contains("server.listen"), "{stderr}");
+}
+
+#[test]
+fn migrate_then_doctor_reports_each_check() {
+    let dir = tempfile::tempdir().unwrap();
+    // A fake agent CLI that answers --version, and one that does not exist.
+    let agent = dir.path().join("fake-codex");
+    std::fs::write(&agent, "#!/bin/sh\necho 'codex-cli 0.169.0'\n").unwrap();
+    let mut perms = std::fs::metadata(&agent).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&agent, perms).unwrap();
+    std::fs::write(
+        dir.path().join("taskgate.toml"),
+        format!(
+            "[agents.codex]\nkind = \"codex\"\ncommand = [\"{}\", \"app-server\"]\n\n[agents.ghost]\nkind = \"claude\"\ncommand = \"no-such-agent-cli --verbose\"\n\n[telegram]\ntoken = \"123:SECRET-TOKEN\"\n",
+            agent.display()
+        ),
+    )
+    .unwrap();
+
+    // Before migrate: the database is missing, and doctor says so.
+    let (out, stdout, _) = run(taskgate(dir.path()).arg("doctor"));
+    assert!(!out.status.success());
+    assert!(stdout.contains("FAIL database"), "{stdout}");
+
+    let (out, stdout, stderr) = run(taskgate(dir.path()).arg("migrate"));
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stdout.trim(), "applied 1 migration(s)");
+
+    let (out, stdout, _) = run(taskgate(dir.path()).arg("doctor"));
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines.iter().any(|l| l.starts_with("ok   config: parsed")), "{stdout}");
+    assert!(lines.iter().any(|l| l.starts_with("ok   database:") && l.contains("schema up to date")), "{stdout}");
+    assert!(lines.iter().any(|l| l.starts_with("ok   agent codex:") && l.contains("codex-cli 0.169.0")), "{stdout}");
+    assert!(lines.iter().any(|l| l.starts_with("FAIL agent ghost: command `no-such-agent-cli` not found")), "{stdout}");
+    assert!(lines.iter().any(|l| l.starts_with("ok   telegram: token present")), "{stdout}");
+    assert!(lines.iter().any(|l| l.starts_with("--   feishu: not configured")), "{stdout}");
+    assert!(!stdout.contains("SECRET-TOKEN"));
+    // One failing check fails the command.
+    assert!(!out.status.success());
+}

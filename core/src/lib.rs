@@ -1,0 +1,8 @@
+//! taskgate's domain: the durable task model and its state machines, the classifier and router,
+//! and the ports (traits) that adapters implement. No IO crates live here, so everything in this
+//! crate is a pure function of its inputs and testable without a database or a network.
+
+pub mod classify;
+pub mod model;
+pub mod runtime;
+pub mod store;

@@ -1,0 +1,60 @@
+//! The traits adapters implement.
+
+use async_trait::async_trait;
+
+use super::{ApprovalDecision, RuntimeEvent, SessionSpec};
+
+/// Starts agent sessions. One implementation per protocol, plus a supervisor that wraps them.
+#[async_trait]
+pub trait AgentRuntime: Send + Sync {
+    /// Spawns the agent and completes its handshake (and resume, when `spec.resume` is set).
+    async fn start(&self, spec: SessionSpec) -> Result<Box<dyn AgentSession>, RuntimeError>;
+}
+
+/// One live runtime session: a process plus its provider session.
+///
+/// Commands take `&self`; `next_event` takes `&mut self` and is cancel-safe, so a caller can
+/// `select!` on it alongside its own inbox.
+#[async_trait]
+pub trait AgentSession: Send {
+    /// The provider's session or thread id, once known.
+    fn provider_session_id(&self) -> Option<String>;
+
+    /// Starts a turn. Fails with [`RuntimeError::Busy`] while another turn runs.
+    async fn send_turn(&self, text: &str) -> Result<(), RuntimeError>;
+
+    /// Answers a pending approval.
+    async fn decide(&self, request_id: &str, decision: ApprovalDecision) -> Result<(), RuntimeError>;
+
+    /// Answers a pending question.
+    async fn answer(&self, request_id: &str, text: &str) -> Result<(), RuntimeError>;
+
+    /// Asks the agent to stop the current turn; the session stays.
+    async fn interrupt(&self) -> Result<(), RuntimeError>;
+
+    /// The next event; `None` once the session is gone and every event was read.
+    async fn next_event(&mut self) -> Option<RuntimeEvent>;
+
+    /// Ends the process (politely first) and waits for it.
+    async fn shutdown(&mut self);
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("could not start the agent: {0}")]
+    Spawn(String),
+    #[error("the agent did not complete its handshake: {0}")]
+    Handshake(String),
+    #[error("could not resume the session: {0}")]
+    Resume(String),
+    #[error("a turn is already running")]
+    Busy,
+    #[error("no turn is running")]
+    NoTurn,
+    #[error("no pending request with id {0}")]
+    UnknownRequest(String),
+    #[error("the agent process is gone")]
+    Dead,
+    #[error("not supported by this agent: {0}")]
+    Unsupported(String),
+}

@@ -1,0 +1,133 @@
+//! The storage port. One trait, implemented by the sea-orm adapter for SQLite and PostgreSQL
+//! and checked by one contract suite against both (tests/tests/store_contract.rs).
+
+use async_trait::async_trait;
+
+use crate::model::*;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{entity} {id} not found")]
+    NotFound { entity: &'static str, id: String },
+    /// Optimistic concurrency: someone else changed the row since it was read. Re-read, re-apply.
+    #[error("{entity} {id} was changed concurrently (expected version {expected})")]
+    Conflict { entity: &'static str, id: Id, expected: i32 },
+    #[error("{0} already exists")]
+    AlreadyExists(String),
+    #[error("database: {0}")]
+    Backend(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewTask {
+    pub project_id: Option<Id>,
+    pub title: String,
+    pub goal: String,
+    pub created_by: Option<Id>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewExecution {
+    pub task_id: Id,
+    pub agent: String,
+    pub role: Role,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewApproval {
+    pub task_id: Id,
+    pub turn_id: Option<Id>,
+    pub request_id: String,
+    pub action: String,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync {
+    // People and places.
+    async fn create_person(&self, name: &str) -> StoreResult<Person>;
+    /// Links `(channel, external_id)` to a person; fails with `AlreadyExists` when linked.
+    async fn link_identity(
+        &self,
+        person_id: Id,
+        channel: Channel,
+        external_id: &str,
+        display_name: Option<&str>,
+    ) -> StoreResult<Identity>;
+    async fn find_identity(&self, channel: Channel, external_id: &str)
+    -> StoreResult<Option<Identity>>;
+    /// Creates the project or updates its path and default agent (projects come from config).
+    async fn upsert_project(
+        &self,
+        name: &str,
+        path: &str,
+        default_agent: Option<&str>,
+    ) -> StoreResult<Project>;
+    async fn projects(&self) -> StoreResult<Vec<Project>>;
+    /// The conversation for a chat (and thread), created on first sight.
+    async fn conversation(
+        &self,
+        channel: Channel,
+        chat_id: &str,
+        thread_id: &str,
+    ) -> StoreResult<Conversation>;
+    async fn set_focus(&self, conversation_id: Id, task_id: Option<Id>) -> StoreResult<()>;
+
+    // Work. `update_*` take the row as read and fail with `Conflict` when its version moved.
+    async fn create_task(&self, new: NewTask) -> StoreResult<Task>;
+    async fn task(&self, id: Id) -> StoreResult<Task>;
+    async fn update_task(&self, task: &Task) -> StoreResult<Task>;
+    /// Tasks, most recently updated first.
+    async fn tasks(&self, limit: u64) -> StoreResult<Vec<Task>>;
+    async fn create_execution(&self, new: NewExecution) -> StoreResult<Execution>;
+    async fn execution(&self, id: Id) -> StoreResult<Execution>;
+    async fn update_execution(&self, execution: &Execution) -> StoreResult<Execution>;
+    async fn executions(&self, task_id: Id) -> StoreResult<Vec<Execution>>;
+    async fn create_session(&self, execution_id: Id, model: Option<&str>)
+    -> StoreResult<RuntimeSession>;
+    async fn update_session(&self, session: &RuntimeSession) -> StoreResult<RuntimeSession>;
+    /// The newest session of an execution, usable or not.
+    async fn latest_session(&self, execution_id: Id) -> StoreResult<Option<RuntimeSession>>;
+    async fn create_turn(&self, session_id: Id, input: &str) -> StoreResult<Turn>;
+    async fn update_turn(&self, turn: &Turn) -> StoreResult<Turn>;
+
+    // Approvals.
+    async fn create_approval(&self, new: NewApproval) -> StoreResult<Approval>;
+    async fn approval(&self, id: Id) -> StoreResult<Approval>;
+    async fn update_approval(&self, approval: &Approval) -> StoreResult<Approval>;
+    /// Pending approvals, oldest first; of one task, or of all.
+    async fn pending_approvals(&self, task_id: Option<Id>) -> StoreResult<Vec<Approval>>;
+
+    // The timeline and the restart note: append-only.
+    async fn append_event(&self, event: NewEvent) -> StoreResult<Event>;
+    /// A task's events in the order they were appended.
+    async fn timeline(&self, task_id: Id) -> StoreResult<Vec<Event>>;
+    async fn add_note_entry(&self, entry: NewNoteEntry) -> StoreResult<NoteEntry>;
+    async fn note_entries(&self, task_id: Id) -> StoreResult<Vec<NoteEntry>>;
+
+    // Inbox: persisted before the platform is acknowledged.
+    async fn inbox_accept(&self, inbound: NewInbound) -> StoreResult<InboxOutcome>;
+    /// Accepted and not yet processed, oldest first.
+    async fn inbox_pending(&self, limit: u64) -> StoreResult<Vec<Inbound>>;
+    async fn inbox_done(&self, id: Id) -> StoreResult<()>;
+
+    // Outbox: ordered per chat, retried with a next-attempt time.
+    async fn outbox_enqueue(&self, message: NewOutbound) -> StoreResult<Outbound>;
+    /// The oldest unsent message of each chat whose next attempt is due: a chat's later
+    /// messages wait until the earlier one is sent, so a chat never sees them out of order.
+    async fn outbox_due(&self, now: Timestamp, limit: u64) -> StoreResult<Vec<Outbound>>;
+    async fn outbox_sent(&self, id: Id, external_message_id: Option<&str>) -> StoreResult<()>;
+    async fn outbox_retry(&self, id: Id, next_attempt_at: Timestamp, error: &str)
+    -> StoreResult<()>;
+    /// The outbound message the platform knows as `external_message_id`, to route replies.
+    async fn outbound_by_external_id(
+        &self,
+        channel: Channel,
+        chat_id: &str,
+        external_message_id: &str,
+    ) -> StoreResult<Option<Outbound>>;
+
+    /// Whether the database answers (readiness).
+    async fn ping(&self) -> StoreResult<()>;
+}

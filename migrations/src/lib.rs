@@ -1,0 +1,52 @@
+//! taskgate's schema. Migrations name tables and columns as strings rather than using the
+//! store's entities, so an old migration keeps meaning what it meant when the entities move on.
+
+use sea_orm_migration::prelude::*;
+use sea_orm_migration::sea_orm::{
+    ConnectionTrait, DatabaseConnection, DbBackend, Statement, TransactionTrait,
+};
+use sea_orm_migration::MigrationStatus;
+
+mod m20261122_000001_init;
+
+pub struct Migrator;
+
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261122_000001_init::Migration)]
+    }
+}
+
+/// Key of the PostgreSQL advisory lock that serializes migrations across replicas.
+const MIGRATION_LOCK: i64 = 0x7461_736b_6761_7465; // "taskgate"
+
+/// Applies pending migrations, safely when several processes start at once.
+///
+/// On PostgreSQL every replica takes a transaction-scoped advisory lock first, so exactly one
+/// applies the migrations while the others wait and then find nothing pending (Postgres DDL is
+/// transactional, so the whole run commits or none of it does). SQLite needs no lock: the store
+/// refuses a second process on the same file.
+pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
+    if db.get_database_backend() != DbBackend::Postgres {
+        return Migrator::up(db, None).await;
+    }
+    let txn = db.begin().await?;
+    txn.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT pg_advisory_xact_lock($1)",
+        [MIGRATION_LOCK.into()],
+    ))
+    .await?;
+    Migrator::up(&txn, None).await?;
+    txn.commit().await
+}
+
+/// Migrations known to this binary but not applied to the database.
+pub async fn pending(db: &DatabaseConnection) -> Result<Vec<String>, DbErr> {
+    Ok(Migrator::get_migration_with_status_read_only(db)
+        .await?
+        .into_iter()
+        .filter(|m| m.status() == MigrationStatus::Pending)
+        .map(|m| m.name().to_owned())
+        .collect())
+}

@@ -1,0 +1,56 @@
+//! What a prompt asks the fake to do: the first marker found decides.
+//!
+//! - `RUN_CMD: <cmd>`  ask to run a shell command (runs it with `sh -c` if allowed)
+//! - `WRITE_FILE: <path>`  ask to create a file (writes it if allowed)
+//! - `SLOW_REPLY`  keep working until interrupted (or 20 s)
+//! - `PLAN`  publish a three-step plan, then reply
+//! - `ASK: <question>`  ask the person a question and echo the answer
+//! - `FAIL_TURN`  end the turn with a model error
+//! - `CRASH` / `CRASH_ONCE` / `CRASH_FORGET`  exit mid-turn (once per state dir / and lose the session)
+//! - `GARBAGE`  print malformed lines first, then reply
+//! - `RECALL`  reply with the previous input of this session
+//! - anything else  reply `FAKE-REPLY: you said '<text>'`
+
+pub enum Script {
+    RunCmd(String),
+    WriteFile(String),
+    Slow,
+    Plan,
+    Ask(String),
+    Fail,
+    Crash { once: bool, forget: bool },
+    Garbage,
+    Recall,
+    Echo,
+}
+
+pub fn parse(text: &str) -> Script {
+    let after = |marker: &str| text.split_once(marker).map(|(_, rest)| rest.lines().next().unwrap_or("").trim().to_string());
+    if let Some(cmd) = after("RUN_CMD:") {
+        Script::RunCmd(cmd)
+    } else if let Some(path) = after("WRITE_FILE:") {
+        Script::WriteFile(path)
+    } else if text.contains("SLOW_REPLY") {
+        Script::Slow
+    } else if let Some(q) = after("ASK:") {
+        Script::Ask(q)
+    } else if text.contains("PLAN") {
+        Script::Plan
+    } else if text.contains("FAIL_TURN") {
+        Script::Fail
+    } else if text.contains("CRASH_FORGET") {
+        Script::Crash { once: true, forget: true }
+    } else if text.contains("CRASH_ONCE") {
+        Script::Crash { once: true, forget: false }
+    } else if text.contains("CRASH") {
+        Script::Crash { once: false, forget: false }
+    } else if text.contains("GARBAGE") {
+        Script::Garbage
+    } else if text.contains("RECALL") {
+        Script::Recall
+    } else {
+        Script::Echo
+    }
+}
+
+pub const PLAN_STEPS: [&str; 3] = ["read the code", "fix the bug", "run the tests"];

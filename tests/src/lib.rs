@@ -1,0 +1,6 @@
+//! Test support for taskgate's end-to-end and contract tests: fresh databases, and the fakes
+//! that stand in for the outside world (network edge only).
+
+pub mod db;
+pub mod fake_model;
+pub mod real_cli;

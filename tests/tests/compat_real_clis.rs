@@ -1,0 +1,515 @@
+//! Compatibility tier against the real, pinned agent CLIs (issue 4).
+//!
+//! Each CLI runs through its taskgate runtime adapter, offline, against the fake model server
+//! on 127.0.0.1: one turn asks to run a command that creates a file; the approval is accepted
+//! (the file appears) or denied (it does not, and the turn still finishes). The installed
+//! version must equal the pin in `tests/agent-clis.toml`, so a bump that changes the protocol
+//! fails here.
+//!
+//! Needs `TASKGATE_CODEX_BIN` / `TASKGATE_CLAUDE_BIN` (printed by `bash .ci/agent-clis`).
+//! Unset, the CLI's tests are reported as ignored; unset with `CI=true`, they fail.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use libtest_mimic::{Arguments, Failed, Trial};
+use serde_json::{Value, json};
+use taskgate_adapters::runtime::AgentRuntimes;
+use taskgate_core::runtime::{
+    AgentRuntime, AgentSession, ApprovalDecision, ApprovalKind, RuntimeEvent, SessionSpec, TurnOutcome,
+};
+use taskgate_tests::fake_model::FakeModel;
+use taskgate_tests::real_cli::{ClaudeSandbox, Cli, CodexSandbox, installed_version, pin};
+use tokio::time::{Instant, timeout};
+
+/// Spawn plus handshake; codex needs a few seconds on a cold, busy machine.
+const START_LIMIT: Duration = Duration::from_secs(60);
+/// One turn of two fake model round trips and one `touch`.
+const TURN_LIMIT: Duration = Duration::from_secs(90);
+/// Everything in one trial, shutdown included: a hung CLI fails instead of hanging CI.
+const TRIAL_LIMIT: Duration = Duration::from_secs(180);
+
+#[derive(Debug, Clone, Copy)]
+enum Check {
+    VersionMatchesPin,
+    ApprovalAccepted,
+    ApprovalDenied,
+}
+
+impl Check {
+    const ALL: [Check; 3] = [Check::VersionMatchesPin, Check::ApprovalAccepted, Check::ApprovalDenied];
+
+    fn name(self) -> &'static str {
+        match self {
+            Check::VersionMatchesPin => "version_matches_pin",
+            Check::ApprovalAccepted => "command_approval_accepted",
+            Check::ApprovalDenied => "command_approval_denied",
+        }
+    }
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    let mut trials = vec![Trial::test("fake_model::serves_both_apis", || {
+        run(fake_model_serves_both_apis())
+    })];
+    for cli in [Cli::Codex, Cli::Claude] {
+        for check in Check::ALL {
+            let name = format!("{}::{}", cli.name(), check.name());
+            let missing = format!(
+                "{} is unset: run `bash .ci/agent-clis` and export the paths it prints",
+                cli.bin_var()
+            );
+            trials.push(match cli.bin() {
+                Some(bin) => Trial::test(name, move || run(check_cli(cli, bin, check))),
+                None if ci => Trial::test(name, move || Err(format!("CI=true but {missing}").into())),
+                // Ignored, and failing if forced with --include-ignored: never a silent pass.
+                None => Trial::test(name, move || Err(missing.into())).with_ignored_flag(true),
+            });
+        }
+    }
+    libtest_mimic::run(&args, trials).exit();
+}
+
+/// Runs one trial on its own runtime, bounded by [`TRIAL_LIMIT`].
+fn run(trial: impl Future<Output = Result<(), String>>) -> Result<(), Failed> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("tokio runtime: {e}"))?;
+    // The timer must be made inside the runtime.
+    match rt.block_on(async { timeout(TRIAL_LIMIT, trial).await }) {
+        Ok(result) => result.map_err(Failed::from),
+        Err(_) => Err(format!("trial took longer than {TRIAL_LIMIT:?}").into()),
+    }
+}
+
+/// The temp home and working dir of one CLI run.
+enum Sandbox {
+    Codex(CodexSandbox),
+    Claude(ClaudeSandbox),
+}
+
+impl Sandbox {
+    fn new(cli: Cli, fake: &FakeModel) -> Result<Self, String> {
+        // Under target/tmp, not /tmp: see CodexSandbox::new.
+        let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join("compat-real-clis");
+        let made = match cli {
+            Cli::Codex => CodexSandbox::new(&base, fake).map(Sandbox::Codex),
+            Cli::Claude => ClaudeSandbox::new(&base, fake).map(Sandbox::Claude),
+        };
+        made.map_err(|e| format!("preparing the {} sandbox: {e}", cli.name()))
+    }
+
+    fn spec(&self, bin: &Path) -> SessionSpec {
+        match self {
+            Sandbox::Codex(s) => s.spec(bin),
+            Sandbox::Claude(s) => s.spec(bin),
+        }
+    }
+
+    fn env(&self) -> Vec<(String, String)> {
+        match self {
+            Sandbox::Codex(s) => s.env(),
+            Sandbox::Claude(s) => s.env(),
+        }
+    }
+
+    fn workdir(&self) -> &Path {
+        match self {
+            Sandbox::Codex(s) => &s.workdir,
+            Sandbox::Claude(s) => &s.workdir,
+        }
+    }
+}
+
+async fn check_cli(cli: Cli, bin: PathBuf, check: Check) -> Result<(), String> {
+    let fake = FakeModel::start()
+        .await
+        .map_err(|e| format!("starting the fake model: {e}"))?;
+    let sandbox = Sandbox::new(cli, &fake)?;
+    match check {
+        Check::VersionMatchesPin => {
+            let pinned = pin(cli);
+            let installed = installed_version(&bin, &sandbox.env()).await?;
+            if installed != pinned.version {
+                return Err(format!(
+                    "{} is {installed} but tests/agent-clis.toml pins {}@{}: rerun `bash .ci/agent-clis`",
+                    bin.display(),
+                    pinned.package,
+                    pinned.version
+                ));
+            }
+            Ok(())
+        }
+        Check::ApprovalAccepted => approval_turn(cli, &bin, &sandbox, &fake, ApprovalDecision::AllowOnce).await,
+        Check::ApprovalDenied => approval_turn(cli, &bin, &sandbox, &fake, ApprovalDecision::Deny).await,
+    }
+}
+
+/// One turn through the adapter: the agent asks to `touch` a file, the person decides.
+async fn approval_turn(
+    cli: Cli,
+    bin: &Path,
+    sandbox: &Sandbox,
+    fake: &FakeModel,
+    decision: ApprovalDecision,
+) -> Result<(), String> {
+    if cli == Cli::Claude && std::env::var_os("COMPAT_CLAUDE_DIRECT").is_some() {
+        return claude_direct::approval_turn(bin, sandbox, decision.allows()).await;
+    }
+    let runtime = AgentRuntimes::default();
+    let mut session = match timeout(START_LIMIT, runtime.start(sandbox.spec(bin))).await {
+        Ok(Ok(session)) => session,
+        Ok(Err(e)) => {
+            return Err(format!(
+                "starting {}: {e}\nmodel requests:\n{}",
+                cli.name(),
+                fake.summary()
+            ));
+        }
+        Err(_) => return Err(format!("starting {} took longer than {START_LIMIT:?}", cli.name())),
+    };
+    let mut seen = Vec::new();
+    let result = drive_turn(&mut *session, sandbox.workdir(), decision, &mut seen).await;
+    // Bounded: the trial limit catches a shutdown that hangs.
+    session.shutdown().await;
+    let result = result.and_then(|()| check_model_saw_tool_result(cli, fake, decision));
+    result.map_err(|e| {
+        format!(
+            "{} with {decision:?}: {e}\nevents:\n{}\nmodel requests:\n{}",
+            cli.name(),
+            lines(&seen),
+            fake.summary()
+        )
+    })
+}
+
+async fn drive_turn(
+    session: &mut dyn AgentSession,
+    workdir: &Path,
+    decision: ApprovalDecision,
+    seen: &mut Vec<RuntimeEvent>,
+) -> Result<(), String> {
+    let file = if decision.allows() {
+        "approved.txt"
+    } else {
+        "denied.txt"
+    };
+    let marker = workdir.join(file);
+    let deadline = Instant::now() + TURN_LIMIT;
+    session
+        .send_turn(&format!("Please create a marker file.\nRUN_CMD: touch {file}"))
+        .await
+        .map_err(|e| format!("send_turn: {e}"))?;
+
+    let request = loop {
+        match next_event(session, deadline, seen).await? {
+            RuntimeEvent::ApprovalRequested(request) => break request,
+            RuntimeEvent::TurnFinished { outcome, .. } => {
+                return Err(format!("the turn ended ({outcome:?}) without asking for approval"));
+            }
+            _ => {}
+        }
+    };
+    if request.kind != ApprovalKind::Command {
+        return Err(format!("expected a command approval, got {request:?}"));
+    }
+    let described = format!("{} {}", request.action, request.detail.as_deref().unwrap_or(""));
+    if !described.contains(&format!("touch {file}")) {
+        return Err(format!("the approval does not show the command: {request:?}"));
+    }
+    if marker.exists() {
+        return Err(format!("{file} exists before the approval was decided"));
+    }
+    session
+        .decide(&request.request_id, decision)
+        .await
+        .map_err(|e| format!("decide: {e}"))?;
+
+    let outcome = loop {
+        if let RuntimeEvent::TurnFinished { outcome, .. } = next_event(session, deadline, seen).await? {
+            break outcome;
+        }
+    };
+    if outcome != TurnOutcome::Completed {
+        return Err(format!("the turn ended {outcome:?}, expected Completed"));
+    }
+    let resolved = seen.iter().any(|e| {
+        matches!(e, RuntimeEvent::ApprovalResolved { request_id, decision: d }
+            if *request_id == request.request_id && *d == Some(decision))
+    });
+    if !resolved {
+        return Err("no ApprovalResolved event for the decision".into());
+    }
+    if marker.exists() != decision.allows() {
+        let state = if marker.exists() { "exists" } else { "is missing" };
+        return Err(format!("{file} {state} after {decision:?}"));
+    }
+    // The agent went back to the model with the tool's result and streamed its closing reply.
+    let text: String = seen
+        .iter()
+        .filter_map(|e| match e {
+            RuntimeEvent::AgentText { text } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect();
+    if !text.contains("FAKE-REPLY: tool finished") {
+        return Err(format!("the closing reply did not arrive; agent text: {text:?}"));
+    }
+    Ok(())
+}
+
+async fn next_event(
+    session: &mut dyn AgentSession,
+    deadline: Instant,
+    seen: &mut Vec<RuntimeEvent>,
+) -> Result<RuntimeEvent, String> {
+    match tokio::time::timeout_at(deadline, session.next_event()).await {
+        Ok(Some(event)) => {
+            seen.push(event.clone());
+            Ok(event)
+        }
+        Ok(None) => Err("the session ended".into()),
+        Err(_) => Err(format!("no turn end within {TURN_LIMIT:?}")),
+    }
+}
+
+/// The second model request carries the command's result: its output when accepted, a
+/// rejection when denied.
+fn check_model_saw_tool_result(cli: Cli, fake: &FakeModel, decision: ApprovalDecision) -> Result<(), String> {
+    match cli {
+        Cli::Codex => {
+            let requests = fake.requests_to("/v1/responses");
+            let last = requests.last().ok_or("codex sent no /v1/responses request")?;
+            let input = last.body["input"]
+                .as_array()
+                .and_then(|i| i.last())
+                .cloned()
+                .unwrap_or(Value::Null);
+            if input["type"] != "function_call_output" {
+                return Err(format!(
+                    "the last codex request does not end with the command's output: {input}"
+                ));
+            }
+            let rejected = input["output"].to_string().to_lowercase().contains("reject");
+            if rejected == decision.allows() {
+                return Err(format!(
+                    "codex reported the command to the model as {}",
+                    input["output"]
+                ));
+            }
+        }
+        Cli::Claude => {
+            let requests = fake.requests_to("/v1/messages");
+            let last = requests.last().ok_or("claude sent no /v1/messages request")?;
+            let user = last.body["messages"]
+                .as_array()
+                .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
+                .cloned()
+                .unwrap_or(Value::Null);
+            let result = user["content"]
+                .as_array()
+                .and_then(|c| c.iter().find(|b| b["type"] == "tool_result"))
+                .ok_or_else(|| format!("the last claude request carries no tool_result: {user}"))?;
+            let is_error = result["is_error"].as_bool().unwrap_or(false);
+            if is_error == decision.allows() {
+                return Err(format!("claude reported the command to the model as {result}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn lines(events: &[RuntimeEvent]) -> String {
+    events.iter().map(|e| format!("  {e:?}\n")).collect()
+}
+
+/// The fake answers both wire APIs the way fake_llm.py does, without any CLI installed.
+async fn fake_model_serves_both_apis() -> Result<(), String> {
+    let fake = FakeModel::start().await.map_err(|e| e.to_string())?;
+    let base = fake.origin();
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let err = |e: reqwest::Error| e.to_string();
+
+    let head = http.head(format!("{base}/")).send().await.map_err(err)?;
+    expect(head.status() == 200, "HEAD / is 200")?;
+    let models: Value = http
+        .get(format!("{base}/v1/models"))
+        .send()
+        .await
+        .map_err(err)?
+        .json()
+        .await
+        .map_err(err)?;
+    expect(models["data"] == json!([]), "GET /v1/models lists nothing")?;
+    let count: Value = http
+        .post(format!("{base}/v1/messages/count_tokens"))
+        .json(&json!({"messages": []}))
+        .send()
+        .await
+        .map_err(err)?
+        .json()
+        .await
+        .map_err(err)?;
+    expect(count["input_tokens"] == 42, "count_tokens answers 42")?;
+
+    let prompt = json!({"role": "user", "content": "RUN_CMD: touch x"});
+    let message: Value = http
+        .post(format!("{base}/v1/messages?beta=true"))
+        .header("x-api-key", "dummy-secret-key-value")
+        .json(&json!({"model": "m", "messages": [prompt], "tools": [{"name": "Bash"}]}))
+        .send()
+        .await
+        .map_err(err)?
+        .json()
+        .await
+        .map_err(err)?;
+    expect(
+        message["content"][0]["input"]["command"] == "touch x",
+        "a Bash tool_use for RUN_CMD",
+    )?;
+    expect(message["stop_reason"] == "tool_use", "stop_reason tool_use")?;
+
+    let stream = http
+        .post(format!("{base}/v1/messages"))
+        .json(&json!({"stream": true, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .map_err(err)?;
+    expect(
+        stream.headers()["content-type"] == "text/event-stream",
+        "messages stream as SSE",
+    )?;
+    let body = stream.text().await.map_err(err)?;
+    expect(
+        body.starts_with("event: message_start\ndata: {"),
+        "SSE starts with message_start",
+    )?;
+    expect(
+        body.contains("FAKE-REPLY: you said 'hi'")
+            && body.ends_with("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"),
+        "an echoed text reply",
+    )?;
+
+    let failed = http
+        .post(format!("{base}/v1/messages"))
+        .json(&json!({"messages": [{"role": "user", "content": "FAIL_HTTP"}]}))
+        .send()
+        .await
+        .map_err(err)?;
+    expect(failed.status() == 400, "FAIL_HTTP is a 400")?;
+
+    let responses = http
+        .post(format!("{base}/v1/responses"))
+        .json(
+            &json!({"stream": true, "tools": [{"type": "function", "name": "exec_command"}], "input": [
+                {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "RUN_CMD: touch y"}]},
+            ]}),
+        )
+        .send()
+        .await
+        .map_err(err)?
+        .text()
+        .await
+        .map_err(err)?;
+    expect(
+        responses.starts_with("event: response.created\n"),
+        "responses SSE starts with response.created",
+    )?;
+    expect(
+        responses.contains(r#""name":"exec_command""#) && responses.contains(r#"{\"cmd\":\"touch y\"}"#),
+        "an exec_command call",
+    )?;
+    expect(
+        responses.contains("event: response.completed\n"),
+        "responses SSE completes",
+    )?;
+
+    let log = fake.requests();
+    expect(log.len() == 7, "every request was recorded")?;
+    expect(
+        log[3].path == "/v1/messages?beta=true" && log[3].route() == "/v1/messages",
+        "paths keep their query",
+    )?;
+    expect(
+        log[3].header("x-api-key") == Some("dummy-secret..."),
+        "credentials are cut",
+    )?;
+    expect(log.iter().all(|r| r.status != 0), "every reply was recorded")?;
+    Ok(())
+}
+
+fn expect(ok: bool, what: &str) -> Result<(), String> {
+    if ok { Ok(()) } else { Err(format!("expected: {what}")) }
+}
+
+/// Interim: drives claude's stdio control protocol directly until the claude adapter lands.
+mod claude_direct {
+    use std::process::Stdio;
+
+    use serde_json::{Value, json};
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    pub async fn approval_turn(bin: &std::path::Path, sandbox: &super::Sandbox, allow: bool) -> Result<(), String> {
+        let mut child = tokio::process::Command::new(bin)
+            .args([
+                "--output-format",
+                "stream-json",
+                "--verbose",
+                "--input-format",
+                "stream-json",
+            ])
+            .args(["--permission-prompt-tool", "stdio"])
+            .envs(sandbox.env())
+            .current_dir(sandbox.workdir())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let mut stdin = child.stdin.take().unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let file = if allow { "approved.txt" } else { "denied.txt" };
+        for msg in [
+            json!({"type": "control_request", "request_id": "init", "request": {"subtype": "initialize"}}),
+            json!({"type": "user", "message": {"role": "user", "content": format!("RUN_CMD: touch {file}")}, "parent_tool_use_id": null, "session_id": "default"}),
+        ] {
+            stdin
+                .write_all(format!("{msg}\n").as_bytes())
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        let mut asked = false;
+        while let Some(line) = lines.next_line().await.map_err(|e| e.to_string())? {
+            let msg: Value = serde_json::from_str(&line).map_err(|e| format!("{e}: {line}"))?;
+            if msg["type"] == "control_request" && msg["request"]["subtype"] == "can_use_tool" {
+                asked = true;
+                let answer = if allow {
+                    json!({"behavior": "allow", "updatedInput": msg["request"]["input"]})
+                } else {
+                    json!({"behavior": "deny", "message": "denied by test"})
+                };
+                let reply = json!({"type": "control_response", "response": {"subtype": "success", "request_id": msg["request_id"], "response": answer}});
+                stdin
+                    .write_all(format!("{reply}\n").as_bytes())
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            if msg["type"] == "result" {
+                let exists = sandbox.workdir().join(file).exists();
+                return if asked && exists == allow && msg["subtype"] == "success" {
+                    Ok(())
+                } else {
+                    Err(format!("asked={asked} exists={exists} result={msg}"))
+                };
+            }
+        }
+        Err("claude closed its output before a result".into())
+    }
+}

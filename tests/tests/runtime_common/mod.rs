@@ -1,0 +1,100 @@
+//! Shared helpers for the runtime tests: a temp workspace, specs for the fake agent, and
+//! event collection with timeouts so a hung agent fails the test instead of hanging CI.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::Value;
+use taskgate_adapters::runtime::RuntimeOptions;
+use taskgate_core::runtime::{AgentKind, AgentSession, RuntimeEvent, SessionSpec};
+
+pub const STEP: Duration = Duration::from_secs(15);
+
+pub struct Harness {
+    pub dir: tempfile::TempDir,
+    pub state: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Harness {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = dir.path().join(".fake-state");
+        let log = dir.path().join(".fake-log.jsonl");
+        Harness { dir, state, log }
+    }
+
+    pub fn spec(&self, kind: AgentKind) -> SessionSpec {
+        let mode = match kind {
+            AgentKind::Codex => "codex",
+            AgentKind::Claude => "claude",
+            AgentKind::Acp => "acp",
+        };
+        let mut spec = SessionSpec::new(kind, env!("CARGO_BIN_EXE_fake-agent"), self.dir.path());
+        spec.args = vec![
+            mode.to_string(),
+            "--state-dir".into(),
+            self.state.to_string_lossy().into_owned(),
+            "--log".into(),
+            self.log.to_string_lossy().into_owned(),
+        ];
+        spec
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Every JSON message the fake agent received, in order.
+    pub fn received(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
+
+pub fn options() -> RuntimeOptions {
+    RuntimeOptions {
+        handshake_timeout: Duration::from_secs(10),
+        shutdown_grace: Duration::from_secs(2),
+        ..RuntimeOptions::default()
+    }
+}
+
+pub async fn next(session: &mut Box<dyn AgentSession>) -> Option<RuntimeEvent> {
+    tokio::time::timeout(STEP, session.next_event()).await.expect("timed out waiting for a runtime event")
+}
+
+/// Collects events up to and including the first that matches `stop`.
+pub async fn until(session: &mut Box<dyn AgentSession>, stop: impl Fn(&RuntimeEvent) -> bool) -> Vec<RuntimeEvent> {
+    let mut seen = Vec::new();
+    loop {
+        let event = next(session).await.unwrap_or_else(|| panic!("session ended; saw {seen:#?}"));
+        let done = stop(&event);
+        seen.push(event);
+        if done {
+            return seen;
+        }
+    }
+}
+
+pub async fn until_turn_finished(session: &mut Box<dyn AgentSession>) -> Vec<RuntimeEvent> {
+    until(session, |e| matches!(e, RuntimeEvent::TurnFinished { .. })).await
+}
+
+pub fn text_of(events: &[RuntimeEvent]) -> String {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            RuntimeEvent::AgentText { text } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+pub fn last(events: &[RuntimeEvent]) -> &RuntimeEvent {
+    events.last().expect("no events")
+}

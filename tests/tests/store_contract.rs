@@ -1,0 +1,375 @@
+//! The store contract: one suite, run against SQLite always and against PostgreSQL when
+//! `TASKGATE_TEST_DATABASE_URL` names a server. Each case gets a fresh database. Without that
+//! variable the PostgreSQL cases are reported as ignored (never as passed), and under `CI=true`
+//! their absence is a failure.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use chrono::{Duration, Utc};
+use libtest_mimic::{Arguments, Failed, Trial};
+use serde_json::json;
+use taskgate_core::model::*;
+use taskgate_core::store::*;
+use taskgate_tests::db::{Backend, PG_URL_VAR, TestDb, postgres_url};
+
+type CaseFn = fn(&TestDb) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + '_>>;
+
+macro_rules! cases {
+    ($($name:ident),+ $(,)?) => {
+        &[$((stringify!($name), |db| Box::pin($name(db)) as Pin<Box<dyn Future<Output = _> + '_>>)),+]
+    };
+}
+
+const CASES: &[(&str, CaseFn)] = cases![
+    inbox_dedupes_on_channel_and_external_id,
+    outbox_is_ordered_per_chat_with_retries,
+    tasks_use_optimistic_concurrency,
+    executions_use_optimistic_concurrency,
+    approvals_resolve_once_across_workers,
+    timeline_is_append_only_and_ordered,
+    people_identities_and_conversations,
+    sessions_and_turns_follow_the_sticky_rule,
+    restart_note_entries_keep_evidence,
+    migrations_are_idempotent_and_safe_when_concurrent,
+];
+
+fn main() {
+    let args = Arguments::from_args();
+    let pg = postgres_url();
+    let mut trials = Vec::new();
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        for (name, case) in CASES {
+            let case = *case;
+            let trial = Trial::test(format!("{}::{name}", backend.name()), move || run(backend, case))
+                .with_ignored_flag(backend == Backend::Postgres && pg.is_none());
+            trials.push(trial);
+        }
+    }
+    if pg.is_none() && std::env::var("CI").as_deref() == Ok("true") {
+        trials.push(Trial::test("postgres::configured", || {
+            Err(format!("CI=true but {PG_URL_VAR} is not set: the PostgreSQL half did not run").into())
+        }));
+    }
+    libtest_mimic::run(&args, trials).exit();
+}
+
+fn run(backend: Backend, case: CaseFn) -> Result<(), Failed> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async {
+        let db = TestDb::create(backend).await.map_err(|e| format!("creating test database: {e:#}"))?;
+        let result = case(&db).await;
+        db.drop_db().await.map_err(|e| format!("dropping test database: {e:#}"))?;
+        result.map_err(|e| Failed::from(format!("{e:#}")))
+    })
+}
+
+async fn task(store: &dyn Store, title: &str) -> anyhow::Result<Task> {
+    Ok(store
+        .create_task(NewTask { project_id: None, title: title.into(), goal: title.into(), created_by: None })
+        .await?)
+}
+
+async fn inbox_dedupes_on_channel_and_external_id(db: &TestDb) -> anyhow::Result<()> {
+    let store = db.store().await?;
+    let update = |channel, id: &str| NewInbound {
+        channel,
+        external_id: id.into(),
+        payload: json!({"update_id": id, "text": "make the button green"}),
+    };
+    let InboxOutcome::Accepted(first) = store.inbox_accept(update(Channel::Telegram, "100")).await? else {
+        anyhow::bail!("first delivery was not accepted");
+    };
+    // A redelivery is a no-op reported as a duplicate of the stored row.
+    assert_eq!(store.inbox_accept(update(Channel::Telegram, "100")).await?, InboxOutcome::Duplicate(first));
+    // The key is (channel, external id): the same id on another channel is another update.
+    let InboxOutcome::Accepted(other) = store.inbox_accept(update(Channel::Feishu, "100")).await? else {
+        anyhow::bail!("same id on another channel was not accepted");
+    };
+    assert_ne!(first, other);
+
+    let pending = store.inbox_pending(10).await?;
+    assert_eq!(pending.iter().map(|i| i.id).collect::<Vec<_>>(), vec![first, other]);
+    assert_eq!(pending[0].payload["text"], "make the button green");
+    store.inbox_done(first).await?;
+    assert_eq!(store.inbox_pending(10).await?.iter().map(|i| i.id).collect::<Vec<_>>(), vec![other]);
+    // Still a duplicate after processing: a late redelivery must not run twice.
+    assert_eq!(store.inbox_accept(update(Channel::Telegram, "100")).await?, InboxOutcome::Duplicate(first));
+    assert!(matches!(store.inbox_done(9999).await, Err(StoreError::NotFound { .. })));
+    Ok(())
+}
+
+async fn outbox_is_ordered_per_chat_with_retries(db: &TestDb) -> anyhow::Result<()> {
+    let store = db.store().await?;
+    let msg = |chat: &str, text: &str| NewOutbound {
+        channel: Channel::Telegram,
+        chat_id: chat.into(),
+        task_id: None,
+        approval_id: None,
+        payload: json!({"text": text}),
+    };
+    let a1 = store.outbox_enqueue(msg("a", "a1")).await?;
+    let a2 = store.outbox_enqueue(msg("a", "a2")).await?;
+    let b1 = store.outbox_enqueue(msg("b", "b1")).await?;
+    let ids = |v: Vec<Outbound>| v.into_iter().map(|o| o.id).collect::<Vec<_>>();
+    let now = Utc::now() + Duration::seconds(1);
+
+    // Only the head of each chat is due.
+    assert_eq!(ids(store.outbox_due(now, 10).await?), vec![a1.id, b1.id]);
+
+    // a1 hits a rate limit: it and everything behind it in chat a wait; chat b goes on.
+    let later = now + Duration::seconds(60);
+    store.outbox_retry(a1.id, later, "429 retry after 60").await?;
+    assert_eq!(ids(store.outbox_due(now, 10).await?), vec![b1.id]);
+    store.outbox_sent(b1.id, Some("m-77")).await?;
+    assert_eq!(ids(store.outbox_due(now, 10).await?), Vec::<Id>::new());
+
+    let due = store.outbox_due(later, 10).await?;
+    assert_eq!(ids(due.clone()), vec![a1.id]);
+    assert_eq!(due[0].attempts, 1);
+    assert_eq!(due[0].last_error.as_deref(), Some("429 retry after 60"));
+    store.outbox_sent(a1.id, Some("m-78")).await?;
+    assert_eq!(ids(store.outbox_due(later, 10).await?), vec![a2.id]);
+
+    // Replies to a sent message find it again.
+    let found = store.outbound_by_external_id(Channel::Telegram, "b", "m-77").await?;
+    assert_eq!(found.map(|o| o.id), Some(b1.id));
+    assert_eq!(store.outbound_by_external_id(Channel::Telegram, "a", "m-77").await?, None);
+    Ok(())
+}
+
+async fn tasks_use_optimistic_concurrency(db: &TestDb) -> anyhow::Result<()> {
+    let store = db.store().await?;
+    let created = task(&store, "fix routing for /api/v2").await?;
+    assert_eq!((created.status, created.version), (TaskStatus::Idle, 0));
+
+    let mut first = store.task(created.id).await?;
+    let mut second = store.task(created.id).await?;
+    first.status = first.status.transition(TaskStatus::Running)?;
+    let saved = store.update_task(&first).await?;
+    assert_eq!((saved.status, saved.version), (TaskStatus::Running, 1));
+
+    // The second writer read version 0: its write is refused, not silently applied.
+    second.status = TaskStatus::Cancelled;
+    let err = store.update_task(&second).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { entity: "task", expected: 0, .. }), "{err}");
+    assert_eq!(store.task(created.id).await?.status, TaskStatus::Running);
+
+    // Re-read and re-apply works.
+    let mut fresh = store.task(created.id).await?;
+    fresh.next_action = Some("run the e2e suite".into());
+    assert_eq!(store.update_task(&fresh).await?.version, 2);
+
+    let mut ghost = fresh.clone();
+    ghost.id = 9999;
+    assert!(matches!(store.update_task(&ghost).await, Err(StoreError::NotFound { .. })));
+    assert!(matches!(store.task(9999).await, Err(StoreError::NotFound { .. })));
+
+    let newer = task(&store, "write release notes").await?;
+    let listed: Vec<Id> = store.tasks(10).await?.iter().map(|t| t.id).collect();
+    assert_eq!(listed.len(), 2);
+    assert!(listed.contains(&newer.id) && listed.contains(&created.id));
+    Ok(())
+}
+
+async fn executions_use_optimistic_concurrency(db: &TestDb) -> anyhow::Result<()> {
+    let store = db.store().await?;
+    let t = task(&store, "add dark mode").await?;
+    let editor = store.create_execution(NewExecution { task_id: t.id, agent: "codex".into(), role: Role::Editor }).await?;
+    let reviewer = store.create_execution(NewExecution { task_id: t.id, agent: "claude".into(), role: Role::Reviewer }).await?;
+    assert_eq!(editor.status, ExecutionStatus::Pending);
+
+    let mut a = store.execution(editor.id).await?;
+    let mut b = a.clone();
+    a.status = a.status.transition(ExecutionStatus::Running)?;
+    assert_eq!(store.update_execution(&a).await?.version, 1);
+    b.status = ExecutionStatus::Cancelled;
+    assert!(matches!(store.update_execution(&b).await, Err(StoreError::Conflict { entity: "execution", .. })));
+
+    let all = store.executions(t.id).await?;
+    assert_eq!(
+        all.iter().map(|e| (e.id, e.agent.as_str(), e.role, e.status)).collect::<Vec<_>>(),
+        vec![
+            (editor.id, "codex", Role::Editor, ExecutionStatus::Running),
+            (reviewer.id, "claude", Role::Reviewer, ExecutionStatus::Pending),
+        ]
+    );
+    Ok(())
+}
+
+async fn approvals_resolve_once_across_workers(db: &TestDb) -> anyhow::Result<()> {
+    let store = db.store().await?;
+    let alice = store.create_person("Alice").await?;
+    let bob = store.create_person("Bob").await?;
+    let t = task(&store, "fix flaky checkout test").await?;
+    let approval = store
+        .create_approval(NewApproval {
+            task_id: t.id,
+            turn_id: None,
+            request_id: "req-7".into(),
+            action: "run `npm test`".into(),
+        })
+        .await?;
+    assert_eq!(store.pending_approvals(Some(t.id)).await?.len(), 1);
+
+    // Two workers (a Telegram button and a Feishu card) read the same pending approval.
+    let mut via_telegram = store.approval(approval.id).await?;
+    let mut via_feishu = store.approval(approval.id).await?;
+    via_telegram.decide(Answer::Approve(Scope::Once), alice.id, Channel::Telegram, Utc::now())?;
+    via_feishu.decide(Answer::Deny, bob.id, Channel::Feishu, Utc::now())?;
+    store.update_approval(&via_telegram).await?;
+    assert!(matches!(store.update_approval(&via_feishu).await, Err(StoreError::Conflict { entity: "approval", .. })));
+
+    // The loser re-reads and learns who decided first; the stored answer is Alice's.
+    let mut reread = store.approval(approval.id).await?;
+    let already = reread.decide(Answer::Deny, bob.id, Channel::Feishu, Utc::now()).unwrap_err();
+    assert_eq!((already.status, already.by, already.channel), (ApprovalStatus::Approved, Some(alice.id), Some(Channel::Telegram)));
+    assert!(already.at.is_some());
+    assert_eq!(reread.scope, Some(Scope::Once));
+    assert!(store.pending_approvals(Some(t.id)).await?.is_empty());
+    assert!(store.pending_approvals(None).await?.is_empty());
+    Ok(())
+}
+
+async fn timeline_is_append_only_and_ordered(db: &TestDb) -> anyhow::Result<()> {
+    let store = db.store().await?;
+    let t1 = task(&store, "fix routing").await?;
+    let t2 = task(&store, "release notes").await?;
+    let event = |task_id, kind, body| NewEvent {
+        task_id,
+        execution_id: None,
+        kind,
+        channel: Some(Channel::Web),
+        actor: Some("alice".into()),
+        body,
+    };
+    store.append_event(event(t1.id, EventKind::Message, json!({"text": "fix it"}))).await?;
+    store.append_event(event(t2.id, EventKind::Message, json!({"text": "other task"}))).await?;
+    store.append_event(event(t1.id, EventKind::Command, json!({"command": "npm test", "exit_code": 1}))).await?;
+    store.append_event(event(t1.id, EventKind::Result, json!({"summary": "tests still red"}))).await?;
+
+    let timeline = store.timeline(t1.id).await?;
+    assert_eq!(
+        timeline.iter().map(|e| e.kind).collect::<Vec<_>>(),
+        vec![EventKind::Message, EventKind::Command, EventKind::Result]
+    );
+    assert!(timeline.windows(2).all(|w| w[0].id < w[1].id));
+    assert_eq!(timeline[1].body["exit_code"], 1);
+    assert_eq!(timeline[0].channel, Some(Channel::Web));
+    assert_eq!(store.timeline(t2.id).await?.len(), 1);
+    Ok(())
+}
+
+async fn people_identities_and_conversations(db: &TestDb) -> anyhow::Result<()> {
+    let store = db.store().await?;
+    let alice = store.create_person("Alice").await?;
+    let tg = store.link_identity(alice.id, Channel::Telegram, "1001", Some("@alice")).await?;
+    store.link_identity(alice.id, Channel::Feishu, "ou_abc", None).await?;
+    let found = store.find_identity(Channel::Telegram, "1001").await?.expect("linked identity");
+    assert_eq!((found.id, found.person_id), (tg.id, alice.id));
+    assert_eq!(store.find_identity(Channel::Telegram, "ou_abc").await?, None);
+    let bob = store.create_person("Bob").await?;
+    assert!(matches!(
+        store.link_identity(bob.id, Channel::Telegram, "1001", None).await,
+        Err(StoreError::AlreadyExists(_))
+    ));
+
+    let conv = store.conversation(Channel::Telegram, "-100", "").await?;
+    let topic = store.conversation(Channel::Telegram, "-100", "42").await?;
+    assert_ne!(conv.id, topic.id, "a forum topic is its own conversation");
+    assert_eq!(store.conversation(Channel::Telegram, "-100", "").await?.id, conv.id);
+    let t = task(&store, "fix routing").await?;
+    store.set_focus(conv.id, Some(t.id)).await?;
+    assert_eq!(store.conversation(Channel::Telegram, "-100", "").await?.focused_task_id, Some(t.id));
+    assert_eq!(store.conversation(Channel::Telegram, "-100", "42").await?.focused_task_id, None);
+
+    let p = store.upsert_project("web", "/srv/web", Some("codex")).await?;
+    let p2 = store.upsert_project("web", "/srv/web2", Some("claude")).await?;
+    assert_eq!(p.id, p2.id);
+    assert_eq!(store.projects().await?.iter().map(|p| (p.path.as_str(), p.default_agent.as_deref())).collect::<Vec<_>>(), vec![("/srv/web2", Some("claude"))]);
+    Ok(())
+}
+
+async fn sessions_and_turns_follow_the_sticky_rule(db: &TestDb) -> anyhow::Result<()> {
+    let store = db.store().await?;
+    let t = task(&store, "fix routing").await?;
+    let exec = store.create_execution(NewExecution { task_id: t.id, agent: "codex".into(), role: Role::Editor }).await?;
+    assert_eq!(store.latest_session(exec.id).await?, None);
+
+    let mut session = store.create_session(exec.id, Some("gpt-5")).await?;
+    session.status = session.status.transition(SessionStatus::Ready)?;
+    session.provider_session_id = Some("thread-1".into());
+    let mut session = store.update_session(&session).await?;
+
+    for (input, end) in [("fix it", TurnStatus::Failed), ("try again", TurnStatus::Completed)] {
+        let mut turn = store.create_turn(session.id, input).await?;
+        turn.status = turn.status.transition(TurnStatus::Running)?;
+        session.status = session.status.transition(SessionStatus::Busy)?;
+        session = store.update_session(&session).await?;
+        turn.status = turn.status.transition(end)?;
+        turn.summary = Some(format!("{end}"));
+        let turn = store.update_turn(&turn).await?;
+        session.status = session.status.transition(turn.status.session_after())?;
+        session = store.update_session(&session).await?;
+    }
+    // Both turns ran in the same session, which is still the one a follow-up goes to.
+    let latest = store.latest_session(exec.id).await?.expect("session");
+    assert_eq!((latest.id, latest.status), (session.id, SessionStatus::Ready));
+    assert_eq!(latest.provider_session_id.as_deref(), Some("thread-1"));
+
+    // A crash: the session is dead, the replacement becomes the latest.
+    session.status = session.status.transition(SessionStatus::Dead)?;
+    store.update_session(&session).await?;
+    let replacement = store.create_session(exec.id, Some("gpt-5")).await?;
+    assert_eq!(store.latest_session(exec.id).await?.map(|s| s.id), Some(replacement.id));
+    Ok(())
+}
+
+async fn restart_note_entries_keep_evidence(db: &TestDb) -> anyhow::Result<()> {
+    let store = db.store().await?;
+    let t = task(&store, "checkout test flakes").await?;
+    let entry = |kind, text: &str, evidence: &[&str]| NewNoteEntry {
+        task_id: t.id,
+        kind,
+        text: text.into(),
+        evidence: evidence.iter().map(|s| s.to_string()).collect(),
+        author: "execution:1".into(),
+        commit: Some("abc123".into()),
+    };
+    store.add_note_entry(entry(NoteKind::Verified, "fails only with TZ=UTC", &["turn:3", "cmd:7"])).await?;
+    store.add_note_entry(entry(NoteKind::Rejected, "not a race in the cart store", &["turn:4"])).await?;
+    // A contradiction is a new entry, never an overwrite.
+    store.add_note_entry(entry(NoteKind::Stale, "fails only with TZ=UTC", &["commit:def456"])).await?;
+    let entries = store.note_entries(t.id).await?;
+    assert_eq!(entries.iter().map(|e| e.kind).collect::<Vec<_>>(), vec![NoteKind::Verified, NoteKind::Rejected, NoteKind::Stale]);
+    assert_eq!(entries[0].evidence, vec!["turn:3".to_string(), "cmd:7".to_string()]);
+    assert_eq!(entries[0].commit.as_deref(), Some("abc123"));
+    Ok(())
+}
+
+async fn migrations_are_idempotent_and_safe_when_concurrent(db: &TestDb) -> anyhow::Result<()> {
+    // Several replicas (separate connection pools) start at once on a fresh PostgreSQL database.
+    // SQLite has one process by design (`serve` locks the data dir), so there it is one.
+    let count = if db.url.starts_with("postgres") { 4 } else { 1 };
+    let mut replicas = tokio::task::JoinSet::new();
+    for _ in 0..count {
+        let url = db.url.clone();
+        replicas.spawn(async move {
+            let store = taskgate_adapters::store::SeaStore::connect(&url).await?;
+            store.migrate().await?;
+            anyhow::Ok(store)
+        });
+    }
+    let mut stores = Vec::new();
+    while let Some(joined) = replicas.join_next().await {
+        stores.push(joined??);
+    }
+    for store in &stores {
+        assert!(store.pending_migrations().await?.is_empty());
+    }
+    // And once more: nothing to do, no error.
+    stores[0].migrate().await?;
+    let t = task(&stores[0], "works after migrate").await?;
+    assert_eq!(stores[count - 1].task(t.id).await?.title, "works after migrate");
+    Ok(())
+}
