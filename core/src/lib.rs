@@ -4,5 +4,6 @@
 
 pub mod classify;
 pub mod model;
+pub mod route;
 pub mod runtime;
 pub mod store;

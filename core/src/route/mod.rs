@@ -1,0 +1,270 @@
+//! The router: (decision, conversation and task state) → a plan of effects. Pure, so every
+//! rule is a table-driven test; the bot applies the plan in one transaction.
+
+mod plan;
+pub mod prompt;
+mod state;
+mod words;
+
+pub use plan::{Button, Effect, ExecRef, Plan, TaskRef};
+pub use state::{
+    ApprovalState, BusyPolicy, ConversationState, ExecutionState, ProjectInfo, Sender, TaskState,
+};
+
+use serde_json::json;
+
+use crate::classify::{Decision, Intent};
+use crate::model::{Answer, ApprovalStatus, EventKind, Id, Role, Scope};
+use words::{agent_name, approval_verdict, title_from, when};
+
+/// Routes one classified message. `alternatives` are the likeliest readings when the
+/// decision is `clarify`; pressing a button re-routes the chosen one with the same text.
+pub fn route(
+    decision: &Decision,
+    alternatives: &[Decision],
+    text: &str,
+    sender: &Sender,
+    state: &ConversationState,
+) -> Plan {
+    let mut plan = Plan::default();
+    let target = decision
+        .task
+        .as_deref()
+        .and_then(|id| id.parse::<Id>().ok())
+        .and_then(|id| state.task(id));
+    // Every message that lands on a task is on its timeline, with the decision and why.
+    let record = |plan: &mut Plan, task: TaskRef| {
+        plan.push(Effect::Record {
+            task,
+            kind: EventKind::Message,
+            body: json!({"text": text, "from": sender.name, "person_id": sender.person_id, "channel": sender.channel}),
+        });
+        plan.push(Effect::Record {
+            task,
+            kind: EventKind::Decision,
+            body: json!({"intent": decision.intent, "confidence": decision.confidence, "reason": decision.reason}),
+        });
+    };
+
+    match decision.intent {
+        Intent::Ignore => {}
+        Intent::Continue => match target {
+            Some(task) => {
+                record(&mut plan, TaskRef::Existing(task.task.id));
+                focus(&mut plan, state, task.task.id);
+                continue_task(&mut plan, state, task, text);
+            }
+            None => new_task(&mut plan, record, state, decision.agent.as_deref(), text),
+        },
+        Intent::NewTask => new_task(&mut plan, record, state, decision.agent.as_deref(), text),
+        Intent::Spawn => {
+            let task = target.or_else(|| state.focused_task.and_then(|id| state.task(id)));
+            match task {
+                Some(task) => {
+                    record(&mut plan, TaskRef::Existing(task.task.id));
+                    focus(&mut plan, state, task.task.id);
+                    let agent = decision
+                        .agent
+                        .clone()
+                        .unwrap_or_else(|| state.project.default_agent.clone());
+                    let role = decision.role.map_or(Role::Editor, role_of);
+                    spawn(&mut plan, task, &agent, role, text);
+                }
+                None => new_task(&mut plan, record, state, decision.agent.as_deref(), text),
+            }
+        }
+        Intent::NewSession => match target.and_then(|t| t.main_execution().map(|e| (t, e))) {
+            Some((task, exec)) => {
+                record(&mut plan, TaskRef::Existing(task.task.id));
+                plan.push(Effect::CloseSession { execution: exec.execution.id });
+                plan.reply(format!(
+                    "Fresh session for '{}': the next message starts clean, with the restart note.",
+                    task.task.title
+                ));
+            }
+            None => {
+                plan.reply("There is no task here to restart; send a goal to start one.");
+            }
+        },
+        Intent::Approve | Intent::Deny => {
+            let approval = decision.approval.as_deref().and_then(|id| id.parse::<Id>().ok());
+            match approval.and_then(|id| state.approval(id)) {
+                Some((task, approval)) => {
+                    record(&mut plan, TaskRef::Existing(task.task.id));
+                    resolve(&mut plan, decision, approval, text);
+                }
+                None => {
+                    plan.reply("That approval is no longer open.");
+                }
+            }
+        }
+        Intent::Status => match target {
+            Some(task) => {
+                plan.reply(words::task_status(task));
+            }
+            None => {
+                plan.reply(words::overview(state));
+            }
+        },
+        Intent::Cancel => match target {
+            Some(task) => {
+                record(&mut plan, TaskRef::Existing(task.task.id));
+                match task.busy_execution() {
+                    Some(exec) => {
+                        plan.push(Effect::InterruptTurn { execution: exec.execution.id });
+                        plan.reply(format!(
+                            "Stopping {} on '{}'; the session stays for your next message.",
+                            agent_name(&exec.execution.agent),
+                            task.task.title
+                        ));
+                    }
+                    None => {
+                        plan.reply(format!("Nothing is running on '{}'.", task.task.title));
+                    }
+                }
+            }
+            None => {
+                plan.reply("Nothing to stop here.");
+            }
+        },
+        Intent::Clarify => clarify(&mut plan, alternatives, state),
+    }
+    plan
+}
+
+fn role_of(role: crate::classify::Role) -> Role {
+    match role {
+        crate::classify::Role::Editor => Role::Editor,
+        crate::classify::Role::Reviewer => Role::Reviewer,
+        crate::classify::Role::Tester => Role::Tester,
+    }
+}
+
+fn focus(plan: &mut Plan, state: &ConversationState, task: Id) {
+    if state.focused_task != Some(task) {
+        plan.push(Effect::Focus { task: TaskRef::Existing(task) });
+    }
+}
+
+fn continue_task(plan: &mut Plan, state: &ConversationState, task: &TaskState, text: &str) {
+    let Some(exec) = task.main_execution() else {
+        // A task without an execution (all were cancelled): start one with the default agent.
+        let agent = state.project.default_agent.clone();
+        plan.push(Effect::CreateExecution { task: TaskRef::Existing(task.task.id), agent: agent.clone(), role: Role::Editor });
+        plan.push(Effect::StartTurn {
+            execution: ExecRef::Created,
+            input: prompt::first_turn(task, Role::Editor, text),
+            fresh_session: true,
+        });
+        plan.reply(format!("{} is working on '{}'.", agent_name(&agent), task.task.title));
+        return;
+    };
+    let id = exec.execution.id;
+    let agent = agent_name(&exec.execution.agent);
+    if !exec.busy {
+        // Sticky: the same session when it is usable; else a fresh one seeded with the note.
+        let usable = exec.session.as_ref().is_some_and(|s| s.status.is_usable());
+        let input = if usable { text.to_owned() } else { prompt::reseeded(task, text) };
+        plan.push(Effect::StartTurn { execution: ExecRef::Existing(id), input, fresh_session: !usable });
+        return;
+    }
+    let policy = match state.project.busy_policy {
+        BusyPolicy::Steer if !exec.can_steer => BusyPolicy::Queue,
+        policy => policy,
+    };
+    match policy {
+        BusyPolicy::Queue => {
+            plan.push(Effect::QueueTurn { execution: id, input: text.to_owned() });
+            plan.reply(format!("Queued for {agent} on '{}', {} ahead.", task.task.title, exec.queued + 1));
+        }
+        BusyPolicy::Steer => {
+            plan.push(Effect::SteerTurn { execution: id, input: text.to_owned() });
+            plan.reply(format!("Passed to {agent} while it works on '{}'.", task.task.title));
+        }
+        BusyPolicy::Interrupt => {
+            plan.push(Effect::InterruptTurn { execution: id });
+            plan.push(Effect::StartTurn { execution: ExecRef::Existing(id), input: text.to_owned(), fresh_session: false });
+            plan.reply(format!("Stopped {agent}'s current turn on '{}' to take your message.", task.task.title));
+        }
+    }
+}
+
+fn spawn(plan: &mut Plan, task: &TaskState, agent: &str, role: Role, text: &str) {
+    plan.push(Effect::CreateExecution { task: TaskRef::Existing(task.task.id), agent: agent.to_owned(), role });
+    plan.push(Effect::StartTurn {
+        execution: ExecRef::Created,
+        input: prompt::first_turn(task, role, text),
+        fresh_session: true,
+    });
+    let doing = match role {
+        Role::Reviewer => "reviewing",
+        Role::Tester => "testing",
+        Role::Editor => "working on",
+    };
+    plan.reply(format!("{} is {doing} '{}'.", agent_name(agent), task.task.title));
+}
+
+fn new_task(
+    plan: &mut Plan,
+    record: impl Fn(&mut Plan, TaskRef),
+    state: &ConversationState,
+    agent: Option<&str>,
+    text: &str,
+) {
+    let agent = agent.unwrap_or(&state.project.default_agent).to_owned();
+    let title = title_from(text);
+    plan.push(Effect::CreateTask { title: title.clone(), goal: text.to_owned(), project_id: state.project.id });
+    record(plan, TaskRef::Created);
+    plan.push(Effect::CreateExecution { task: TaskRef::Created, agent: agent.clone(), role: Role::Editor });
+    plan.push(Effect::Focus { task: TaskRef::Created });
+    plan.push(Effect::StartTurn { execution: ExecRef::Created, input: text.to_owned(), fresh_session: true });
+    plan.reply(format!("New task '{title}': {} is on it.", agent_name(&agent)));
+}
+
+fn resolve(plan: &mut Plan, decision: &Decision, approval: &ApprovalState, text: &str) {
+    let a = &approval.approval;
+    if a.status != ApprovalStatus::Pending {
+        let who = approval.decided_by_name.as_deref().unwrap_or("someone");
+        let channel = a.decided_channel.map(|c| words::channel_name(c).to_owned());
+        let details = match (channel, a.decided_at) {
+            (Some(c), Some(at)) => format!(" ({c}, {})", when(at)),
+            (Some(c), None) => format!(" ({c})"),
+            (None, Some(at)) => format!(" ({})", when(at)),
+            (None, None) => String::new(),
+        };
+        plan.reply(format!("Already {} by {who}{details}.", approval_verdict(a.status)));
+        return;
+    }
+    let (answer, verb) = if decision.intent == Intent::Approve {
+        let scope = match decision.scope {
+            Some(crate::classify::Scope::Always) => Scope::Always,
+            _ => Scope::Once,
+        };
+        let verb = if scope == Scope::Always { "Approved for this session" } else { "Approved" };
+        (Answer::Approve(scope), verb)
+    } else {
+        (Answer::Deny, "Denied")
+    };
+    // "no, run only the unit tests": the instruction travels with the denial.
+    let note = (answer == Answer::Deny && words::has_instruction(text)).then(|| text.to_owned());
+    plan.push(Effect::Resolve { approval: a.id, answer, note });
+    plan.reply(format!("{verb}: {}", a.action));
+}
+
+fn clarify(plan: &mut Plan, alternatives: &[Decision], state: &ConversationState) {
+    let buttons: Vec<Button> = alternatives
+        .iter()
+        .take(2)
+        .enumerate()
+        .map(|(choice, d)| Button { label: words::reading(d, state), choice })
+        .collect();
+    let text = if buttons.is_empty() {
+        "I'm not sure what you mean. Could you say which task, or what to do?".to_owned()
+    } else {
+        "Did you mean:".to_owned()
+    };
+    plan.push(Effect::Reply { text, buttons });
+}
+
+#[cfg(test)]
+mod tests;

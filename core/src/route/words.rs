@@ -1,0 +1,140 @@
+//! The router's wording: short lines for phones.
+
+use super::state::{ConversationState, TaskState};
+use crate::classify::{Decision, Intent};
+use crate::model::{ApprovalStatus, Channel, TaskStatus, Timestamp};
+
+/// "codex" → "Codex": agents are proper names in replies.
+pub fn agent_name(agent: &str) -> String {
+    let mut chars = agent.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+pub fn channel_name(channel: Channel) -> &'static str {
+    match channel {
+        Channel::Telegram => "Telegram",
+        Channel::Feishu => "Feishu",
+        Channel::Web => "web",
+    }
+}
+
+pub fn approval_verdict(status: ApprovalStatus) -> &'static str {
+    match status {
+        ApprovalStatus::Approved => "approved",
+        ApprovalStatus::Denied | ApprovalStatus::Cancelled => "denied",
+        ApprovalStatus::Expired => "expired",
+        ApprovalStatus::Pending => "pending",
+    }
+}
+
+/// "10:42" (UTC).
+pub fn when(at: Timestamp) -> String {
+    at.format("%H:%M").to_string()
+}
+
+/// A task title from its first message: the first line, without a leading command, at most
+/// 60 characters cut on a word boundary.
+pub fn title_from(text: &str) -> String {
+    let line = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
+    let line = match line.strip_prefix('/') {
+        Some(rest) => rest.split_once(char::is_whitespace).map_or("", |(_, r)| r.trim()),
+        None => line,
+    };
+    const MAX: usize = 60;
+    if line.chars().count() <= MAX {
+        return line.to_owned();
+    }
+    let cut: String = line.chars().take(MAX).collect();
+    let cut = match cut.rfind(' ') {
+        Some(space) if space > MAX / 2 => &cut[..space],
+        _ => &cut,
+    };
+    format!("{}…", cut.trim_end())
+}
+
+/// Whether a denial carries an instruction beyond the "no" itself.
+pub fn has_instruction(text: &str) -> bool {
+    let words = text.split_whitespace().count();
+    let cjk = text.chars().filter(|c| ('\u{4e00}'..='\u{9fff}').contains(c)).count();
+    words > 2 || cjk > 4
+}
+
+fn status_phrase(status: TaskStatus) -> &'static str {
+    match status {
+        TaskStatus::Idle => "idle",
+        TaskStatus::Running => "running",
+        TaskStatus::WaitingApproval => "waiting for approval",
+        TaskStatus::WaitingInput => "waiting for your answer",
+        TaskStatus::Completed => "completed",
+        TaskStatus::Failed => "failed",
+        TaskStatus::Cancelled => "cancelled",
+    }
+}
+
+/// One short message about a task.
+pub fn task_status(task: &TaskState) -> String {
+    let agents: Vec<String> = task.executions.iter().map(|e| agent_name(&e.execution.agent)).collect();
+    let mut out = format!("'{}' (#{}) is {}", task.task.title, task.task.id, status_phrase(task.task.status));
+    if !agents.is_empty() {
+        out.push_str(&format!(" · {}", agents.join(", ")));
+    }
+    for approval in task.approvals.iter().filter(|a| a.approval.status == ApprovalStatus::Pending) {
+        out.push_str(&format!("\n{} is waiting for approval: {}", approval.agent, approval.approval.action));
+    }
+    if let Some(result) = &task.latest_result {
+        out.push_str(&format!("\nLatest: {result}"));
+    }
+    out
+}
+
+/// The active tasks of a conversation, one line each.
+pub fn overview(state: &ConversationState) -> String {
+    let active: Vec<&TaskState> = state
+        .tasks
+        .iter()
+        .filter(|t| !matches!(t.task.status, TaskStatus::Completed | TaskStatus::Cancelled))
+        .collect();
+    if active.is_empty() {
+        return "No active tasks.".to_owned();
+    }
+    let mut out = format!("{} active task(s):", active.len());
+    for task in active.iter().take(10) {
+        out.push_str(&format!("\n• #{} {} — {}", task.task.id, task.task.title, status_phrase(task.task.status)));
+    }
+    out
+}
+
+/// A button label for one reading of an ambiguous message.
+pub fn reading(decision: &Decision, state: &ConversationState) -> String {
+    let title = |id: Option<&str>| {
+        id.and_then(|id| id.parse().ok())
+            .and_then(|id| state.task(id))
+            .map_or_else(|| "the task".to_owned(), |t| format!("'{}'", t.task.title))
+    };
+    let approval = || {
+        decision
+            .approval
+            .as_deref()
+            .and_then(|id| id.parse().ok())
+            .and_then(|id| state.approval(id))
+            .map_or_else(|| "the request".to_owned(), |(_, a)| a.approval.action.clone())
+    };
+    match decision.intent {
+        Intent::Continue => format!("Continue {}", title(decision.task.as_deref())),
+        Intent::NewTask => "Start a new task".to_owned(),
+        Intent::Spawn => format!(
+            "Add {} to {}",
+            agent_name(decision.agent.as_deref().unwrap_or("an agent")),
+            title(decision.task.as_deref())
+        ),
+        Intent::NewSession => format!("Fresh session for {}", title(decision.task.as_deref())),
+        Intent::Approve => format!("Approve {}", approval()),
+        Intent::Deny => format!("Deny {}", approval()),
+        Intent::Status => "Show status".to_owned(),
+        Intent::Cancel => format!("Stop {}", title(decision.task.as_deref())),
+        Intent::Ignore | Intent::Clarify => "Never mind".to_owned(),
+    }
+}
