@@ -32,6 +32,8 @@ const CASES: &[(&str, CaseFn)] = cases![
     sessions_and_turns_follow_the_sticky_rule,
     restart_note_entries_keep_evidence,
     migrations_are_idempotent_and_safe_when_concurrent,
+    transactions_apply_all_or_nothing,
+    references_are_enforced,
 ];
 
 fn main() {
@@ -371,5 +373,40 @@ async fn migrations_are_idempotent_and_safe_when_concurrent(db: &TestDb) -> anyh
     stores[0].migrate().await?;
     let t = task(&stores[0], "works after migrate").await?;
     assert_eq!(stores[count - 1].task(t.id).await?.title, "works after migrate");
+    Ok(())
+}
+
+async fn transactions_apply_all_or_nothing(db: &TestDb) -> anyhow::Result<()> {
+    let store = db.store().await?;
+    // Dropped without commit: nothing of it stays.
+    let tx = store.begin().await?;
+    let lost = task(&tx, "never committed").await?;
+    tx.append_event(NewEvent { task_id: lost.id, execution_id: None, kind: EventKind::Message, channel: None, actor: None, body: json!({}) }).await?;
+    drop(tx);
+    assert!(matches!(store.task(lost.id).await, Err(StoreError::NotFound { .. })));
+
+    let tx = store.begin().await?;
+    let kept = task(&tx, "committed").await?;
+    tx.create_execution(NewExecution { task_id: kept.id, agent: "codex".into(), role: Role::Editor }).await?;
+    tx.commit().await?;
+    assert_eq!(store.task(kept.id).await?.title, "committed");
+    assert_eq!(store.executions(kept.id).await?.len(), 1);
+    Ok(())
+}
+
+async fn references_are_enforced(db: &TestDb) -> anyhow::Result<()> {
+    let store = db.store().await?;
+    // An execution of a task that does not exist is refused, not stored dangling.
+    let orphan = store.create_execution(NewExecution { task_id: 4242, agent: "codex".into(), role: Role::Editor }).await;
+    assert!(matches!(orphan, Err(StoreError::Backend(_))), "{orphan:?}");
+    if db.url.starts_with("sqlite") {
+        use sea_orm::ConnectionTrait;
+        let row = store
+            .connection()
+            .query_one_raw(sea_orm::Statement::from_string(sea_orm::DbBackend::Sqlite, "PRAGMA journal_mode"))
+            .await?
+            .expect("a row");
+        assert_eq!(row.try_get_by_index::<String>(0)?, "wal");
+    }
     Ok(())
 }

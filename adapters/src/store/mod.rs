@@ -11,20 +11,35 @@ use chrono::Utc;
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::NotSet, ColumnTrait, ConnectOptions,
-    Database, DatabaseConnection, DbBackend, DbErr, EntityTrait, IntoActiveModel, QueryFilter,
-    QueryOrder, QuerySelect, Set, SqlErr, TryInsertResult,
+    ActiveModelTrait, ActiveValue::NotSet, ColumnTrait, ConnectOptions, ConnectionTrait,
+    Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, EntityTrait,
+    IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, Set, SqlErr, TransactionTrait,
+    TryInsertResult,
 };
 use taskgate_core::model::*;
 use taskgate_core::store::*;
 
 use entities::*;
 
-pub struct SeaStore {
-    db: DatabaseConnection,
+/// The store over a pooled connection, or (from [`SeaStore::begin`]) over one transaction:
+/// the same `Store` methods either way, so a router plan is applied all or nothing.
+pub struct SeaStore<C = DatabaseConnection> {
+    db: C,
+}
+
+impl SeaStore<DatabaseTransaction> {
+    pub async fn commit(self) -> StoreResult<()> {
+        self.db.commit().await.map_err(db_err)
+    }
 }
 
 impl SeaStore {
+    /// Starts a transaction. On SQLite it holds one pooled connection until committed or
+    /// dropped (rolled back), so use only the transaction's store meanwhile.
+    pub async fn begin(&self) -> StoreResult<SeaStore<DatabaseTransaction>> {
+        Ok(SeaStore { db: self.db.begin().await.map_err(db_err)? })
+    }
+
     /// Opens the database at `url` (`sqlite://PATH?mode=rwc` or `postgres://...`).
     pub async fn connect(url: &str) -> Result<Self, DbErr> {
         let mut options = ConnectOptions::new(url);
@@ -78,7 +93,7 @@ fn not_found(entity: &'static str, id: impl ToString) -> StoreError {
 
 /// Reads one row by id or reports which one is missing.
 async fn by_id<E: EntityTrait>(
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
     entity: &'static str,
     id: Id,
 ) -> StoreResult<E::Model>
@@ -91,7 +106,7 @@ where
 /// Optimistic concurrency: writes `row` only if its version is still `expected`, bumping it.
 /// Zero rows touched means either a concurrent writer (Conflict) or no such row (NotFound).
 async fn update_versioned<E, A>(
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
     entity: &'static str,
     id: Id,
     expected: i32,
@@ -120,7 +135,7 @@ where
 }
 
 #[async_trait]
-impl Store for SeaStore {
+impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
     async fn create_person(&self, name: &str) -> StoreResult<Person> {
         let row = persons::ActiveModel { id: NotSet, name: Set(name.into()), created_at: Set(Utc::now()) };
         Ok(convert::person(row.insert(&self.db).await.map_err(db_err)?))
@@ -695,6 +710,6 @@ impl Store for SeaStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        self.db.ping().await.map_err(db_err)
+        self.db.execute_unprepared("SELECT 1").await.map(|_| ()).map_err(db_err)
     }
 }
