@@ -263,5 +263,5 @@ async fn crash_then_resume_with_the_same_session_id() {
 async fn resume_of_an_unknown_session_fails_cleanly() {
     let h = Harness::new();
     let err = start_with(&h, options(), Some("gone".into())).await.err().expect("resume fails");
-    assert!(matches!(err, RuntimeError::Resume(_)), "{err:?}");
+    assert!(matches!(err, RuntimeError::Resume(ref m) if m.contains("No conversation found")), "{err:?}");
 }

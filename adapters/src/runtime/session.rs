@@ -151,7 +151,7 @@ async fn run<D: Driver>(
     };
     driver.on_exit(&mut io);
     drop(driver);
-    let AgentProcess { mut child, stdin, .. } = process;
+    let AgentProcess { mut child, stdin, last_stderr, .. } = process;
     // Closing stdin is the polite way to ask every one of these agents to exit.
     drop(stdin);
     let grace = if requested { options.shutdown_grace } else { options.exit_wait };
@@ -163,6 +163,12 @@ async fn run<D: Driver>(
         tracing::warn!(agent = %io.agent, "{reason}");
         if io.is_ready() {
             io.emit(RuntimeEvent::Died { reason, restarting: false });
+        } else {
+            let stderr = last_stderr.lock().ok().and_then(|s| s.clone());
+            io.fail(RuntimeError::Handshake(match stderr {
+                Some(line) => format!("{reason} during the handshake: {line}"),
+                None => format!("{reason} during the handshake"),
+            }));
         }
     }
     io.fail(RuntimeError::Dead);

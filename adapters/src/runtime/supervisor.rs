@@ -1,4 +1,429 @@
-//! placeholder
-pub struct Supervisor;
-pub struct SupervisorOptions;
-pub struct SupervisedSession;
+//! Keeps runtime sessions alive and bounded: replaces a crashed agent (resume by provider id,
+//! else a fresh session seeded with the restart note and the last input), ends runaway turns
+//! at a time limit (interrupt, then kill), and caps concurrent agent processes.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use taskgate_core::runtime::{
+    AgentRuntime, AgentSession, ApprovalDecision, RuntimeError, RuntimeEvent, SessionSpec, TurnOutcome,
+};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::session::{Command, Reply};
+
+#[derive(Debug, Clone)]
+pub struct SupervisorOptions {
+    /// Agent processes allowed at once; further sessions wait in `start`.
+    pub max_concurrent: usize,
+    /// Turn time limit for specs without their own.
+    pub default_turn_timeout: Option<Duration>,
+    /// After interrupting a turn at its limit, how long to wait before killing the process.
+    pub interrupt_grace: Duration,
+    /// Restarts allowed in a row without a finished turn; beyond that the session gives up.
+    pub max_restarts: u32,
+}
+
+impl Default for SupervisorOptions {
+    fn default() -> Self {
+        SupervisorOptions {
+            max_concurrent: 4,
+            default_turn_timeout: Some(Duration::from_secs(30 * 60)),
+            interrupt_grace: Duration::from_secs(10),
+            max_restarts: 2,
+        }
+    }
+}
+
+/// Starts supervised sessions on top of a protocol runtime (usually [`super::AgentRuntimes`]).
+#[derive(Clone)]
+pub struct Supervisor {
+    runtime: Arc<dyn AgentRuntime>,
+    permits: Arc<Semaphore>,
+    options: SupervisorOptions,
+}
+
+impl Supervisor {
+    pub fn new(runtime: Arc<dyn AgentRuntime>, options: SupervisorOptions) -> Self {
+        let permits = Arc::new(Semaphore::new(options.max_concurrent.max(1)));
+        Supervisor { runtime, permits, options }
+    }
+
+    /// Free process slots right now.
+    pub fn available_slots(&self) -> usize {
+        self.permits.available_permits()
+    }
+
+    /// Waits for a process slot, then starts the agent. `restart_note` seeds a fresh session
+    /// if the agent later dies and cannot be resumed (it can be updated with
+    /// [`SupervisedSession::set_restart_note`]).
+    pub async fn start_supervised(
+        &self,
+        spec: SessionSpec,
+        restart_note: Option<String>,
+    ) -> Result<SupervisedSession, RuntimeError> {
+        let permit = self.permits.clone().acquire_owned().await.map_err(|_| RuntimeError::Dead)?;
+        let inner = self.runtime.start(spec.clone()).await?;
+        let (control_tx, control_rx) = mpsc::unbounded_channel();
+        let (event_tx, event_rx) = mpsc::unbounded_channel();
+        let provider_id = Arc::new(Mutex::new(inner.provider_session_id()));
+        let note = Arc::new(Mutex::new(restart_note));
+        let turn_timeout = spec.turn_timeout.or(self.options.default_turn_timeout);
+        let actor = Actor {
+            runtime: self.runtime.clone(),
+            spec,
+            options: self.options.clone(),
+            turn_timeout,
+            inner: Some(inner),
+            _permit: permit,
+            events: event_tx,
+            provider_id: provider_id.clone(),
+            note: note.clone(),
+            last_input: None,
+            turn_running: false,
+            deadline: None,
+            interrupted_at_limit: false,
+            preamble: None,
+            restarts: 0,
+        };
+        let task = tokio::spawn(actor.run(control_rx));
+        Ok(SupervisedSession { control: control_tx, events: event_rx, provider_id, note, task: Some(task) })
+    }
+}
+
+#[async_trait]
+impl AgentRuntime for Supervisor {
+    async fn start(&self, spec: SessionSpec) -> Result<Box<dyn AgentSession>, RuntimeError> {
+        Ok(Box::new(self.start_supervised(spec, None).await?))
+    }
+}
+
+enum Control {
+    Command(Command),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// A runtime session that survives its process: same interface, plus the restart note.
+pub struct SupervisedSession {
+    control: mpsc::UnboundedSender<Control>,
+    events: mpsc::UnboundedReceiver<RuntimeEvent>,
+    provider_id: Arc<Mutex<Option<String>>>,
+    note: Arc<Mutex<Option<String>>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl SupervisedSession {
+    /// The text a fresh replacement session starts from (the task's restart note).
+    pub fn set_restart_note(&self, note: impl Into<String>) {
+        if let Ok(mut slot) = self.note.lock() {
+            *slot = Some(note.into());
+        }
+    }
+
+    async fn call(&self, make: impl FnOnce(Reply) -> Command) -> Result<(), RuntimeError> {
+        let (tx, rx) = oneshot::channel();
+        self.control.send(Control::Command(make(tx))).map_err(|_| RuntimeError::Dead)?;
+        rx.await.unwrap_or(Err(RuntimeError::Dead))
+    }
+}
+
+#[async_trait]
+impl AgentSession for SupervisedSession {
+    fn provider_session_id(&self) -> Option<String> {
+        self.provider_id.lock().ok().and_then(|id| id.clone())
+    }
+
+    async fn send_turn(&self, text: &str) -> Result<(), RuntimeError> {
+        let text = text.to_string();
+        self.call(|reply| Command::Turn { text, reply }).await
+    }
+
+    async fn decide(&self, request_id: &str, decision: ApprovalDecision) -> Result<(), RuntimeError> {
+        let request_id = request_id.to_string();
+        self.call(|reply| Command::Decide { request_id, decision, reply }).await
+    }
+
+    async fn answer(&self, request_id: &str, text: &str) -> Result<(), RuntimeError> {
+        let (request_id, text) = (request_id.to_string(), text.to_string());
+        self.call(|reply| Command::Answer { request_id, text, reply }).await
+    }
+
+    async fn interrupt(&self) -> Result<(), RuntimeError> {
+        self.call(|reply| Command::Interrupt { reply }).await
+    }
+
+    async fn next_event(&mut self) -> Option<RuntimeEvent> {
+        self.events.recv().await
+    }
+
+    async fn shutdown(&mut self) {
+        let (tx, rx) = oneshot::channel();
+        if self.control.send(Control::Shutdown(tx)).is_ok() {
+            let _ = rx.await;
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+struct Actor {
+    runtime: Arc<dyn AgentRuntime>,
+    spec: SessionSpec,
+    options: SupervisorOptions,
+    turn_timeout: Option<Duration>,
+    /// `None` after the process was killed at a time limit: restarted on the next turn.
+    inner: Option<Box<dyn AgentSession>>,
+    /// The process slot, held for the session's life so restarts never queue behind others.
+    _permit: OwnedSemaphorePermit,
+    events: mpsc::UnboundedSender<RuntimeEvent>,
+    provider_id: Arc<Mutex<Option<String>>>,
+    note: Arc<Mutex<Option<String>>>,
+    last_input: Option<String>,
+    turn_running: bool,
+    deadline: Option<Instant>,
+    interrupted_at_limit: bool,
+    /// Restart note to put before the next input, after a fresh (not resumed) replacement.
+    preamble: Option<String>,
+    restarts: u32,
+}
+
+enum Step {
+    Continue,
+    Stop,
+}
+
+impl Actor {
+    async fn run(mut self, mut control: mpsc::UnboundedReceiver<Control>) {
+        loop {
+            let deadline = self.deadline;
+            let step = tokio::select! {
+                event = next_of(&mut self.inner) => self.on_event(event).await,
+                message = control.recv() => match message {
+                    Some(Control::Command(command)) => {
+                        self.on_command(command).await;
+                        Step::Continue
+                    }
+                    Some(Control::Shutdown(reply)) => {
+                        self.stop_inner().await;
+                        let _ = reply.send(());
+                        Step::Stop
+                    }
+                    None => {
+                        self.stop_inner().await;
+                        Step::Stop
+                    }
+                },
+                () = sleep_until(deadline) => {
+                    self.on_deadline().await;
+                    Step::Continue
+                }
+            };
+            if let Step::Stop = step {
+                return;
+            }
+        }
+    }
+
+    fn emit(&self, event: RuntimeEvent) {
+        let _ = self.events.send(event);
+    }
+
+    async fn on_event(&mut self, event: Option<RuntimeEvent>) -> Step {
+        match event {
+            Some(RuntimeEvent::SessionReady { provider_session_id, resumed }) => {
+                if let Ok(mut slot) = self.provider_id.lock() {
+                    *slot = Some(provider_session_id.clone());
+                }
+                self.emit(RuntimeEvent::SessionReady { provider_session_id, resumed });
+            }
+            Some(RuntimeEvent::TurnFinished { outcome, usage }) => {
+                self.turn_running = false;
+                self.deadline = None;
+                self.restarts = 0;
+                let outcome = match (std::mem::take(&mut self.interrupted_at_limit), outcome) {
+                    (true, TurnOutcome::Interrupted) => TurnOutcome::TimedOut { limit_secs: self.limit_secs() },
+                    (_, outcome) => outcome,
+                };
+                self.emit(RuntimeEvent::TurnFinished { outcome, usage });
+            }
+            Some(RuntimeEvent::Died { reason, .. }) => return self.on_died(reason).await,
+            Some(event) => self.emit(event),
+            // The inner session closed without a Died: treat it as one.
+            None => return self.on_died("the agent session closed".to_string()).await,
+        }
+        Step::Continue
+    }
+
+    async fn on_died(&mut self, reason: String) -> Step {
+        if let Some(mut inner) = self.inner.take() {
+            inner.shutdown().await;
+        }
+        self.deadline = None;
+        self.interrupted_at_limit = false;
+        let turn_was_running = std::mem::take(&mut self.turn_running);
+        if self.restarts >= self.options.max_restarts {
+            tracing::warn!(agent = %self.spec.agent, "giving up after {} restarts: {reason}", self.restarts);
+            return self.give_up(reason, turn_was_running);
+        }
+        self.restarts += 1;
+        self.emit(RuntimeEvent::Died { reason: reason.clone(), restarting: true });
+        match self.restart().await {
+            Ok(()) => {
+                // The interrupted work is re-sent so the turn the person asked for completes.
+                if turn_was_running && let Some(input) = self.last_input.clone() {
+                    let text = self.with_preamble(&input);
+                    if let Err(e) = self.send(&text).await {
+                        tracing::warn!(agent = %self.spec.agent, error = %e, "could not re-send the last turn");
+                        self.emit(RuntimeEvent::TurnFinished { outcome: TurnOutcome::Failed { message: e.to_string() }, usage: None });
+                    }
+                }
+                Step::Continue
+            }
+            Err(e) => self.give_up(format!("could not restart ({e})"), turn_was_running),
+        }
+    }
+
+    fn give_up(&mut self, reason: String, turn_was_running: bool) -> Step {
+        if turn_was_running {
+            self.emit(RuntimeEvent::TurnFinished {
+                outcome: TurnOutcome::Failed { message: "the agent process died".to_string() },
+                usage: None,
+            });
+        }
+        self.emit(RuntimeEvent::Died { reason, restarting: false });
+        Step::Stop
+    }
+
+    /// Starts a replacement: resumed by provider id when there is one, else fresh with the
+    /// restart note waiting to precede the next input.
+    async fn restart(&mut self) -> Result<(), RuntimeError> {
+        let provider_id = self.provider_id.lock().ok().and_then(|id| id.clone());
+        if let Some(id) = provider_id {
+            let mut spec = self.spec.clone();
+            spec.resume = Some(id);
+            match self.runtime.start(spec).await {
+                Ok(inner) => {
+                    self.inner = Some(inner);
+                    return Ok(());
+                }
+                Err(e) => tracing::warn!(agent = %self.spec.agent, error = %e, "resume failed; starting fresh"),
+            }
+        }
+        let mut spec = self.spec.clone();
+        spec.resume = None;
+        let inner = self.runtime.start(spec).await?;
+        if let Ok(mut slot) = self.provider_id.lock() {
+            *slot = inner.provider_session_id();
+        }
+        self.inner = Some(inner);
+        self.preamble = self.note.lock().ok().and_then(|n| n.clone()).or_else(|| Some(String::new()));
+        Ok(())
+    }
+
+    fn with_preamble(&mut self, input: &str) -> String {
+        match self.preamble.take() {
+            Some(note) if !note.trim().is_empty() => format!(
+                "{note}\n\n(The previous agent session was lost; the notes above say where the work stands.)\n\n{input}"
+            ),
+            _ => input.to_string(),
+        }
+    }
+
+    async fn send(&mut self, text: &str) -> Result<(), RuntimeError> {
+        let inner = self.inner.as_ref().ok_or(RuntimeError::Dead)?;
+        inner.send_turn(text).await?;
+        self.turn_running = true;
+        self.deadline = self.turn_timeout.map(|t| Instant::now() + t);
+        Ok(())
+    }
+
+    async fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Turn { text, reply } => {
+                if self.turn_running {
+                    let _ = reply.send(Err(RuntimeError::Busy));
+                    return;
+                }
+                if self.inner.is_none()
+                    && let Err(e) = self.restart().await
+                {
+                    let _ = reply.send(Err(e));
+                    return;
+                }
+                self.last_input = Some(text.clone());
+                let full = self.with_preamble(&text);
+                let _ = reply.send(self.send(&full).await);
+            }
+            Command::Decide { request_id, decision, reply } => {
+                let result = match &self.inner {
+                    Some(inner) => inner.decide(&request_id, decision).await,
+                    None => Err(RuntimeError::UnknownRequest(request_id)),
+                };
+                let _ = reply.send(result);
+            }
+            Command::Answer { request_id, text, reply } => {
+                let result = match &self.inner {
+                    Some(inner) => inner.answer(&request_id, &text).await,
+                    None => Err(RuntimeError::UnknownRequest(request_id)),
+                };
+                let _ = reply.send(result);
+            }
+            Command::Interrupt { reply } => {
+                let result = match &self.inner {
+                    Some(inner) if self.turn_running => inner.interrupt().await,
+                    _ => Err(RuntimeError::NoTurn),
+                };
+                let _ = reply.send(result);
+            }
+        }
+    }
+
+    /// First the polite interrupt; if the turn still runs after the grace period, kill.
+    async fn on_deadline(&mut self) {
+        if !self.interrupted_at_limit {
+            tracing::warn!(agent = %self.spec.agent, "turn hit its time limit; interrupting");
+            self.interrupted_at_limit = true;
+            self.deadline = Some(Instant::now() + self.options.interrupt_grace);
+            if let Some(inner) = &self.inner
+                && let Err(e) = inner.interrupt().await
+            {
+                tracing::warn!(agent = %self.spec.agent, error = %e, "interrupt at the time limit failed");
+            }
+            return;
+        }
+        tracing::warn!(agent = %self.spec.agent, "turn ignored the interrupt; killing the agent");
+        self.stop_inner().await;
+        self.deadline = None;
+        self.interrupted_at_limit = false;
+        self.turn_running = false;
+        self.emit(RuntimeEvent::TurnFinished { outcome: TurnOutcome::TimedOut { limit_secs: self.limit_secs() }, usage: None });
+    }
+
+    async fn stop_inner(&mut self) {
+        if let Some(mut inner) = self.inner.take() {
+            inner.shutdown().await;
+        }
+    }
+
+    fn limit_secs(&self) -> u64 {
+        self.turn_timeout.map_or(0, |t| t.as_secs().max(1))
+    }
+}
+
+async fn next_of(inner: &mut Option<Box<dyn AgentSession>>) -> Option<RuntimeEvent> {
+    match inner {
+        Some(inner) => inner.next_event().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

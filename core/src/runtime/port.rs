@@ -16,7 +16,7 @@ pub trait AgentRuntime: Send + Sync {
 /// Commands take `&self`; `next_event` takes `&mut self` and is cancel-safe, so a caller can
 /// `select!` on it alongside its own inbox.
 #[async_trait]
-pub trait AgentSession: Send {
+pub trait AgentSession: Send + Sync {
     /// The provider's session or thread id, once known.
     fn provider_session_id(&self) -> Option<String>;
 

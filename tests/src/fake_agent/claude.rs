@@ -137,6 +137,10 @@ impl Fake {
                 Some(Waited::Interrupted) => self.interrupted("[Request interrupted by user]"),
                 _ => self.reply("FAKE-REPLY: slow reply done"),
             },
+            Script::Stubborn => {
+                std::thread::sleep(Duration::from_secs(20));
+                self.reply("FAKE-REPLY: finally");
+            }
             Script::Plan => {
                 let id = self.tool_id();
                 let todos: Vec<Value> = PLAN_STEPS.iter().enumerate().map(|(i, s)| {

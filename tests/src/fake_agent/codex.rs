@@ -142,6 +142,10 @@ impl Fake {
                 Some(Waited::Interrupted) => "interrupted",
                 _ => self.reply(thread, turn, "FAKE-REPLY: slow reply done"),
             },
+            Script::Stubborn => {
+                std::thread::sleep(Duration::from_secs(20));
+                self.reply(thread, turn, "FAKE-REPLY: finally")
+            }
             Script::Plan => {
                 let steps = |done: usize| -> Vec<Value> {
                     PLAN_STEPS

@@ -3,6 +3,7 @@
 //! - `RUN_CMD: <cmd>`  ask to run a shell command (runs it with `sh -c` if allowed)
 //! - `WRITE_FILE: <path>`  ask to create a file (writes it if allowed)
 //! - `SLOW_REPLY`  keep working until interrupted (or 20 s)
+//! - `STUBBORN`  work for 20 s without reading anything (ignores interrupts)
 //! - `PLAN`  publish a three-step plan, then reply
 //! - `ASK: <question>`  ask the person a question and echo the answer
 //! - `FAIL_TURN`  end the turn with a model error
@@ -15,6 +16,7 @@ pub enum Script {
     RunCmd(String),
     WriteFile(String),
     Slow,
+    Stubborn,
     Plan,
     Ask(String),
     Fail,
@@ -30,6 +32,8 @@ pub fn parse(text: &str) -> Script {
         Script::RunCmd(cmd)
     } else if let Some(path) = after("WRITE_FILE:") {
         Script::WriteFile(path)
+    } else if text.contains("STUBBORN") {
+        Script::Stubborn
     } else if text.contains("SLOW_REPLY") {
         Script::Slow
     } else if let Some(q) = after("ASK:") {
