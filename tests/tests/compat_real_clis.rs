@@ -157,9 +157,6 @@ async fn approval_turn(
     fake: &FakeModel,
     decision: ApprovalDecision,
 ) -> Result<(), String> {
-    if cli == Cli::Claude && std::env::var_os("COMPAT_CLAUDE_DIRECT").is_some() {
-        return claude_direct::approval_turn(bin, sandbox, decision.allows()).await;
-    }
     let runtime = AgentRuntimes::default();
     let mut session = match timeout(START_LIMIT, runtime.start(sandbox.spec(bin))).await {
         Ok(Ok(session)) => session,
@@ -447,69 +444,4 @@ async fn fake_model_serves_both_apis() -> Result<(), String> {
 
 fn expect(ok: bool, what: &str) -> Result<(), String> {
     if ok { Ok(()) } else { Err(format!("expected: {what}")) }
-}
-
-/// Interim: drives claude's stdio control protocol directly until the claude adapter lands.
-mod claude_direct {
-    use std::process::Stdio;
-
-    use serde_json::{Value, json};
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-
-    pub async fn approval_turn(bin: &std::path::Path, sandbox: &super::Sandbox, allow: bool) -> Result<(), String> {
-        let mut child = tokio::process::Command::new(bin)
-            .args([
-                "--output-format",
-                "stream-json",
-                "--verbose",
-                "--input-format",
-                "stream-json",
-            ])
-            .args(["--permission-prompt-tool", "stdio"])
-            .envs(sandbox.env())
-            .current_dir(sandbox.workdir())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| e.to_string())?;
-        let mut stdin = child.stdin.take().unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let file = if allow { "approved.txt" } else { "denied.txt" };
-        for msg in [
-            json!({"type": "control_request", "request_id": "init", "request": {"subtype": "initialize"}}),
-            json!({"type": "user", "message": {"role": "user", "content": format!("RUN_CMD: touch {file}")}, "parent_tool_use_id": null, "session_id": "default"}),
-        ] {
-            stdin
-                .write_all(format!("{msg}\n").as_bytes())
-                .await
-                .map_err(|e| e.to_string())?;
-        }
-        let mut asked = false;
-        while let Some(line) = lines.next_line().await.map_err(|e| e.to_string())? {
-            let msg: Value = serde_json::from_str(&line).map_err(|e| format!("{e}: {line}"))?;
-            if msg["type"] == "control_request" && msg["request"]["subtype"] == "can_use_tool" {
-                asked = true;
-                let answer = if allow {
-                    json!({"behavior": "allow", "updatedInput": msg["request"]["input"]})
-                } else {
-                    json!({"behavior": "deny", "message": "denied by test"})
-                };
-                let reply = json!({"type": "control_response", "response": {"subtype": "success", "request_id": msg["request_id"], "response": answer}});
-                stdin
-                    .write_all(format!("{reply}\n").as_bytes())
-                    .await
-                    .map_err(|e| e.to_string())?;
-            }
-            if msg["type"] == "result" {
-                let exists = sandbox.workdir().join(file).exists();
-                return if asked && exists == allow && msg["subtype"] == "success" {
-                    Ok(())
-                } else {
-                    Err(format!("asked={asked} exists={exists} result={msg}"))
-                };
-            }
-        }
-        Err("claude closed its output before a result".into())
-    }
 }
