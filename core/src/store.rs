@@ -47,6 +47,7 @@ pub struct NewApproval {
 pub trait Store: Send + Sync {
     // People and places.
     async fn create_person(&self, name: &str) -> StoreResult<Person>;
+    async fn person(&self, id: Id) -> StoreResult<Person>;
     /// Links `(channel, external_id)` to a person; fails with `AlreadyExists` when linked.
     async fn link_identity(
         &self,
@@ -86,11 +87,15 @@ pub trait Store: Send + Sync {
     async fn executions(&self, task_id: Id) -> StoreResult<Vec<Execution>>;
     async fn create_session(&self, execution_id: Id, model: Option<&str>)
     -> StoreResult<RuntimeSession>;
+    async fn session(&self, id: Id) -> StoreResult<RuntimeSession>;
     async fn update_session(&self, session: &RuntimeSession) -> StoreResult<RuntimeSession>;
     /// The newest session of an execution, usable or not.
     async fn latest_session(&self, execution_id: Id) -> StoreResult<Option<RuntimeSession>>;
     async fn create_turn(&self, session_id: Id, input: &str) -> StoreResult<Turn>;
     async fn update_turn(&self, turn: &Turn) -> StoreResult<Turn>;
+    /// Turns not yet ended (queued, running, waiting for approval), oldest first; of one
+    /// session, or of all (what a restarted gateway must pick up again).
+    async fn open_turns(&self, session_id: Option<Id>) -> StoreResult<Vec<Turn>>;
 
     // Approvals.
     async fn create_approval(&self, new: NewApproval) -> StoreResult<Approval>;
@@ -98,6 +103,8 @@ pub trait Store: Send + Sync {
     async fn update_approval(&self, approval: &Approval) -> StoreResult<Approval>;
     /// Pending approvals, oldest first; of one task, or of all.
     async fn pending_approvals(&self, task_id: Option<Id>) -> StoreResult<Vec<Approval>>;
+    /// A task's approvals in any status, newest first (a late answer may name a decided one).
+    async fn approvals(&self, task_id: Id, limit: u64) -> StoreResult<Vec<Approval>>;
 
     // The timeline and the restart note: append-only.
     async fn append_event(&self, event: NewEvent) -> StoreResult<Event>;
@@ -127,6 +134,12 @@ pub trait Store: Send + Sync {
         chat_id: &str,
         external_message_id: &str,
     ) -> StoreResult<Option<Outbound>>;
+
+    /// Tasks the outbox has written about in a chat, most recently first: the tasks that chat
+    /// has seen, whichever channel started them.
+    async fn chat_tasks(&self, channel: Channel, chat_id: &str, limit: u64) -> StoreResult<Vec<Id>>;
+    /// The newest outbound message about a task: where its news goes when no one is asking.
+    async fn latest_outbound(&self, task_id: Id) -> StoreResult<Option<Outbound>>;
 
     /// Whether the database answers (readiness).
     async fn ping(&self) -> StoreResult<()>;

@@ -34,6 +34,7 @@ const CASES: &[(&str, CaseFn)] = cases![
     migrations_are_idempotent_and_safe_when_concurrent,
     transactions_apply_all_or_nothing,
     references_are_enforced,
+    engine_lookups_find_open_work_and_chat_tasks,
 ];
 
 fn main() {
@@ -408,5 +409,63 @@ async fn references_are_enforced(db: &TestDb) -> anyhow::Result<()> {
             .expect("a row");
         assert_eq!(row.try_get_by_index::<String>(0)?, "wal");
     }
+    Ok(())
+}
+
+/// The reads the engine needs: open turns (for recovery), a task's approvals newest first, the
+/// tasks a chat has seen (from the outbox), where a task's news last went, and rows by id.
+async fn engine_lookups_find_open_work_and_chat_tasks(db: &TestDb) -> anyhow::Result<()> {
+    let store = db.store().await?;
+    let person = store.create_person("Ada").await?;
+    assert_eq!(store.person(person.id).await?.name, "Ada");
+    assert!(matches!(store.person(person.id + 100).await, Err(StoreError::NotFound { .. })));
+
+    let t1 = task(&store, "fix routing").await?;
+    let t2 = task(&store, "release notes").await?;
+    let exec = store.create_execution(NewExecution { task_id: t1.id, agent: "codex".into(), role: Role::Editor }).await?;
+    let session = store.create_session(exec.id, None).await?;
+    assert_eq!(store.session(session.id).await?, session);
+
+    let mut done = store.create_turn(session.id, "first").await?;
+    done.status = done.status.transition(TurnStatus::Running)?.transition(TurnStatus::Completed)?;
+    store.update_turn(&done).await?;
+    let mut waiting = store.create_turn(session.id, "second").await?;
+    waiting.status = waiting.status.transition(TurnStatus::Running)?.transition(TurnStatus::WaitingApproval)?;
+    let waiting = store.update_turn(&waiting).await?;
+    let queued = store.create_turn(session.id, "third").await?;
+    let ids = |v: Vec<Turn>| v.into_iter().map(|t| t.id).collect::<Vec<_>>();
+    assert_eq!(ids(store.open_turns(Some(session.id)).await?), vec![waiting.id, queued.id]);
+    assert_eq!(ids(store.open_turns(None).await?), vec![waiting.id, queued.id]);
+    assert_eq!(ids(store.open_turns(Some(session.id + 100)).await?), Vec::<Id>::new());
+
+    let new = |request: &str| NewApproval { task_id: t1.id, turn_id: Some(waiting.id), request_id: request.into(), action: "run `ls`".into() };
+    let mut first = store.create_approval(new("0")).await?;
+    first.decide(Answer::Approve(Scope::Once), person.id, Channel::Telegram, Utc::now())?;
+    store.update_approval(&first).await?;
+    let second = store.create_approval(new("1")).await?;
+    let found = store.approvals(t1.id, 10).await?;
+    assert_eq!(found.iter().map(|a| a.id).collect::<Vec<_>>(), vec![second.id, first.id]);
+    assert_eq!(found[1].status, ApprovalStatus::Approved);
+    assert_eq!(store.approvals(t1.id, 1).await?.len(), 1);
+    assert!(store.approvals(t2.id, 10).await?.is_empty());
+
+    let msg = |chat: &str, task: Option<Id>| NewOutbound {
+        channel: Channel::Telegram,
+        chat_id: chat.into(),
+        task_id: task,
+        approval_id: None,
+        payload: json!({"text": "x"}),
+    };
+    assert_eq!(store.latest_outbound(t1.id).await?, None);
+    store.outbox_enqueue(msg("a", Some(t1.id))).await?;
+    store.outbox_enqueue(msg("a", Some(t2.id))).await?;
+    store.outbox_enqueue(msg("a", None)).await?;
+    store.outbox_enqueue(msg("b", Some(t2.id))).await?;
+    let last_t1 = store.outbox_enqueue(msg("a", Some(t1.id))).await?;
+    assert_eq!(store.chat_tasks(Channel::Telegram, "a", 10).await?, vec![t1.id, t2.id]);
+    assert_eq!(store.chat_tasks(Channel::Telegram, "a", 1).await?, vec![t1.id]);
+    assert_eq!(store.chat_tasks(Channel::Telegram, "b", 10).await?, vec![t2.id]);
+    assert_eq!(store.chat_tasks(Channel::Feishu, "a", 10).await?, Vec::<Id>::new());
+    assert_eq!(store.latest_outbound(t1.id).await?.map(|o| o.id), Some(last_t1.id));
     Ok(())
 }

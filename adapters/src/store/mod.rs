@@ -141,6 +141,10 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
         Ok(convert::person(row.insert(&self.db).await.map_err(db_err)?))
     }
 
+    async fn person(&self, id: Id) -> StoreResult<Person> {
+        Ok(convert::person(by_id::<persons::Entity>(&self.db, "person", id).await?))
+    }
+
     async fn link_identity(
         &self,
         person_id: Id,
@@ -392,6 +396,10 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
         convert::session(row.insert(&self.db).await.map_err(db_err)?)
     }
 
+    async fn session(&self, id: Id) -> StoreResult<RuntimeSession> {
+        convert::session(by_id::<runtime_sessions::Entity>(&self.db, "runtime session", id).await?)
+    }
+
     async fn update_session(&self, session: &RuntimeSession) -> StoreResult<RuntimeSession> {
         let row = runtime_sessions::ActiveModel {
             id: Set(session.id),
@@ -449,6 +457,23 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
         }
     }
 
+    async fn open_turns(&self, session_id: Option<Id>) -> StoreResult<Vec<Turn>> {
+        let open = [TurnStatus::Queued, TurnStatus::Running, TurnStatus::WaitingApproval];
+        let mut query =
+            turns::Entity::find().filter(turns::Column::Status.is_in(open.map(TurnStatus::name)));
+        if let Some(session_id) = session_id {
+            query = query.filter(turns::Column::SessionId.eq(session_id));
+        }
+        query
+            .order_by_asc(turns::Column::Id)
+            .all(&self.db)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(convert::turn)
+            .collect()
+    }
+
     async fn create_approval(&self, new: NewApproval) -> StoreResult<Approval> {
         let row = approvals::ActiveModel {
             id: NotSet,
@@ -501,6 +526,19 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
         }
         query
             .order_by_asc(approvals::Column::Id)
+            .all(&self.db)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(convert::approval)
+            .collect()
+    }
+
+    async fn approvals(&self, task_id: Id, limit: u64) -> StoreResult<Vec<Approval>> {
+        approvals::Entity::find()
+            .filter(approvals::Column::TaskId.eq(task_id))
+            .order_by_desc(approvals::Column::Id)
+            .limit(limit)
             .all(&self.db)
             .await
             .map_err(db_err)?
@@ -702,6 +740,37 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
             .filter(outbox::Column::Channel.eq(channel.name()))
             .filter(outbox::Column::ChatId.eq(chat_id))
             .filter(outbox::Column::ExternalMessageId.eq(external_message_id))
+            .one(&self.db)
+            .await
+            .map_err(db_err)?
+            .map(convert::outbound)
+            .transpose()
+    }
+
+    async fn chat_tasks(&self, channel: Channel, chat_id: &str, limit: u64) -> StoreResult<Vec<Id>> {
+        use outbox::Column as C;
+        // Newest message per task in this chat, newest first.
+        let rows: Vec<(Option<i64>, Option<i64>)> = outbox::Entity::find()
+            .select_only()
+            .column(C::TaskId)
+            .column_as(Expr::col(C::Id).max(), "newest")
+            .filter(C::Channel.eq(channel.name()))
+            .filter(C::ChatId.eq(chat_id))
+            .filter(C::TaskId.is_not_null())
+            .group_by(C::TaskId)
+            .order_by_desc(Expr::col(C::Id).max())
+            .limit(limit)
+            .into_tuple()
+            .all(&self.db)
+            .await
+            .map_err(db_err)?;
+        Ok(rows.into_iter().filter_map(|(task, _)| task).collect())
+    }
+
+    async fn latest_outbound(&self, task_id: Id) -> StoreResult<Option<Outbound>> {
+        outbox::Entity::find()
+            .filter(outbox::Column::TaskId.eq(task_id))
+            .order_by_desc(outbox::Column::Id)
             .one(&self.db)
             .await
             .map_err(db_err)?

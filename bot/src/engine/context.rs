@@ -1,0 +1,261 @@
+//! What one conversation looks like to the classifier and the router, read from the store.
+//!
+//! The visible tasks are the ones the conversation is focused on or that the bot has written
+//! about in this chat (the outbox remembers that), most recently updated first.
+
+use std::collections::BTreeSet;
+
+use chrono::Utc;
+use taskgate_core::classify::{self, Chat};
+use taskgate_core::model::{
+    Approval, ApprovalStatus, Conversation, EventKind, Id, Task, TaskStatus,
+    TurnStatus,
+};
+use taskgate_core::route::{
+    ApprovalState, ConversationState, ExecutionState, ProjectInfo, TaskState,
+};
+use taskgate_core::store::{Store, StoreResult};
+
+use super::display_agent;
+
+/// How many tasks a conversation shows the classifier.
+const VISIBLE_TASKS: u64 = 10;
+/// Decided approvals a task keeps in view so a late "ok" is told who answered first.
+const RECENT_APPROVALS: u64 = 3;
+/// How long a decided approval stays answerable (with "Already approved by …").
+const LATE_ANSWER_MINUTES: i64 = 10;
+
+/// The inputs of one decision.
+pub struct Loaded {
+    pub context: classify::Context,
+    pub state: ConversationState,
+}
+
+/// How the message reached the bot: the chat kind, whether it was addressed, what it replies to.
+pub struct Addressing {
+    pub chat: Chat,
+    pub mentioned: bool,
+    pub reply_to: Option<Id>,
+}
+
+/// Reads the conversation's tasks, executions, sessions and approvals.
+///
+/// `busy_hint` reports executions the runner knows to be working even when the store does not
+/// show it yet (a turn accepted a moment ago).
+pub async fn load(
+    store: &dyn Store,
+    conversation: &Conversation,
+    project: ProjectInfo,
+    agents: Vec<String>,
+    addressing: Addressing,
+    busy_hint: &dyn Fn(Id) -> bool,
+) -> StoreResult<Loaded> {
+    let Addressing { chat, mentioned, reply_to } = addressing;
+    let mut ids: Vec<Id> =
+        store.chat_tasks(conversation.channel, &conversation.chat_id, VISIBLE_TASKS).await?;
+    for extra in [conversation.focused_task_id, reply_to].into_iter().flatten() {
+        if !ids.contains(&extra) {
+            ids.push(extra);
+        }
+    }
+    let mut tasks = Vec::with_capacity(ids.len());
+    for id in ids {
+        match store.task(id).await {
+            Ok(task) => tasks.push(task),
+            // A reply to a message about a task that no longer exists: not visible, not fatal.
+            Err(taskgate_core::store::StoreError::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    tasks.sort_by(|a, b| b.updated_at.cmp(&a.updated_at).then(b.id.cmp(&a.id)));
+    tasks.truncate(VISIBLE_TASKS as usize);
+
+    let mut states = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        states.push(task_state(store, task, busy_hint).await?);
+    }
+
+    let mut pending: Vec<&ApprovalState> = states
+        .iter()
+        .flat_map(|t| t.approvals.iter())
+        .filter(|a| a.approval.status == ApprovalStatus::Pending)
+        .collect();
+    pending.sort_by_key(|a| a.approval.id);
+    // With nothing pending, the newest recently decided approval stays answerable, so a second
+    // "ok" (a teammate, or the same person twice) hears who answered first instead of a
+    // "what do you mean?". Never while something is pending: that would make "ok" ambiguous.
+    if pending.is_empty() {
+        let cutoff = Utc::now() - chrono::Duration::minutes(LATE_ANSWER_MINUTES);
+        let late = states
+            .iter()
+            .filter(|t| t.task.status != TaskStatus::WaitingInput)
+            .flat_map(|t| t.approvals.iter())
+            .filter(|a| a.approval.decided_at.is_some_and(|at| at >= cutoff))
+            .max_by_key(|a| a.approval.decided_at);
+        pending.extend(late);
+    }
+    let pending_approvals = pending
+        .into_iter()
+        .map(|a| classify::ApprovalRef {
+            id: a.approval.id.to_string(),
+            task: a.approval.task_id.to_string(),
+            agent: Some(a.agent.to_lowercase()),
+            action: a.approval.action.clone(),
+        })
+        .collect();
+
+    let context = classify::Context {
+        chat,
+        mentioned,
+        reply_to: reply_to.map(|id| id.to_string()),
+        active_task: conversation.focused_task_id.map(|id| id.to_string()),
+        tasks: states.iter().map(task_ref).collect(),
+        pending_approvals,
+        agents,
+    };
+    let state = ConversationState {
+        conversation_id: conversation.id,
+        focused_task: conversation.focused_task_id,
+        project,
+        tasks: states,
+    };
+    Ok(Loaded { context, state })
+}
+
+async fn task_state(
+    store: &dyn Store,
+    task: Task,
+    busy_hint: &dyn Fn(Id) -> bool,
+) -> StoreResult<TaskState> {
+    let mut executions = Vec::new();
+    for execution in store.executions(task.id).await? {
+        let session = store.latest_session(execution.id).await?;
+        let open = match &session {
+            Some(s) => store.open_turns(Some(s.id)).await?,
+            None => Vec::new(),
+        };
+        let in_flight = open.iter().any(|t| t.status != TurnStatus::Queued);
+        let busy = !open.is_empty() || busy_hint(execution.id);
+        // Turns behind the one in flight (or behind the first queued one, about to start).
+        let queued = if in_flight { open.len() - 1 } else { open.len().saturating_sub(1) };
+        executions.push(ExecutionState {
+            execution,
+            session,
+            busy,
+            queued,
+            // No runtime adapter accepts input into a running turn yet.
+            can_steer: false,
+        });
+    }
+
+    let mut approvals = Vec::new();
+    for approval in store.pending_approvals(Some(task.id)).await? {
+        approvals.push(approval_state(store, approval, &executions).await?);
+    }
+    for approval in store.approvals(task.id, RECENT_APPROVALS).await? {
+        if approval.status != ApprovalStatus::Pending {
+            approvals.push(approval_state(store, approval, &executions).await?);
+        }
+    }
+
+    // The timeline gives the latest result and the files touched, for seeding new sessions.
+    let timeline = store.timeline(task.id).await?;
+    let latest_result = timeline
+        .iter()
+        .rev()
+        .find(|e| e.kind == EventKind::Result)
+        .and_then(|e| e.body.get("summary").and_then(|s| s.as_str()).map(str::to_owned));
+    let mut files = BTreeSet::new();
+    for event in timeline.iter().filter(|e| e.kind == EventKind::FileChange) {
+        if let Some(changes) = event.body.get("changes").and_then(|c| c.as_array()) {
+            files.extend(changes.iter().filter_map(|c| c.get("path")?.as_str().map(str::to_owned)));
+        }
+    }
+    let restart_note = restart_note(store, &task).await?;
+    Ok(TaskState {
+        task,
+        executions,
+        approvals,
+        restart_note,
+        latest_result,
+        changed_files: files.into_iter().collect(),
+    })
+}
+
+async fn approval_state(
+    store: &dyn Store,
+    approval: Approval,
+    executions: &[ExecutionState],
+) -> StoreResult<ApprovalState> {
+    let agent = agent_of(store, &approval, executions).await?;
+    let decided_by_name = match approval.decided_by {
+        Some(person) => match store.person(person).await {
+            Ok(p) => Some(p.name),
+            Err(taskgate_core::store::StoreError::NotFound { .. }) => None,
+            Err(e) => return Err(e),
+        },
+        None => None,
+    };
+    Ok(ApprovalState { approval, agent, decided_by_name })
+}
+
+/// The display name of the agent that asked: the execution owning the approval's turn, else
+/// the task's main execution.
+async fn agent_of(
+    store: &dyn Store,
+    approval: &Approval,
+    executions: &[ExecutionState],
+) -> StoreResult<String> {
+    if let Some(turn) = approval.turn_id {
+        for e in executions {
+            if let Some(session) = &e.session
+                && store.open_turns(Some(session.id)).await?.iter().any(|t| t.id == turn)
+            {
+                return Ok(display_agent(&e.execution.agent));
+            }
+        }
+    }
+    let main = executions.iter().rev().find(|e| e.execution.role == taskgate_core::model::Role::Editor);
+    Ok(main.or(executions.last()).map_or_else(|| "The agent".to_owned(), |e| display_agent(&e.execution.agent)))
+}
+
+/// The task's restart note in a few lines: objective, entries, next action.
+pub async fn restart_note(store: &dyn Store, task: &Task) -> StoreResult<Option<String>> {
+    let mut lines = Vec::new();
+    if let Some(objective) = &task.objective {
+        lines.push(format!("objective: {objective}"));
+    }
+    if let Some(reproduction) = &task.reproduction {
+        lines.push(format!("reproduction: {reproduction}"));
+    }
+    for entry in store.note_entries(task.id).await? {
+        lines.push(format!("{}: {}", entry.kind, entry.text));
+    }
+    if let Some(next) = &task.next_action {
+        lines.push(format!("next action: {next}"));
+    }
+    Ok((!lines.is_empty()).then(|| lines.join("\n")))
+}
+
+fn task_ref(t: &TaskState) -> classify::TaskRef {
+    let mut agents: Vec<String> = Vec::new();
+    for e in &t.executions {
+        if !agents.contains(&e.execution.agent) {
+            agents.push(e.execution.agent.clone());
+        }
+    }
+    classify::TaskRef {
+        id: t.task.id.to_string(),
+        title: t.task.title.clone(),
+        status: match t.task.status {
+            TaskStatus::Idle => classify::TaskStatus::Idle,
+            TaskStatus::Running => classify::TaskStatus::Running,
+            TaskStatus::WaitingApproval => classify::TaskStatus::WaitingApproval,
+            TaskStatus::WaitingInput => classify::TaskStatus::WaitingInput,
+            TaskStatus::Completed => classify::TaskStatus::Completed,
+            TaskStatus::Failed => classify::TaskStatus::Failed,
+            TaskStatus::Cancelled => classify::TaskStatus::Cancelled,
+        },
+        agents,
+    }
+}

@@ -1,0 +1,275 @@
+//! The engine: one chat message in → who sent it, what it means (classify), what to do about it
+//! (route), done in one transaction (apply), then handed to the agents (runner). Agent events
+//! come back through the runner onto the timeline and into the outbox.
+
+mod apply;
+mod context;
+mod runner;
+mod status;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use chrono::Utc;
+use taskgate_adapters::runtime::{Supervisor, SupervisorOptions};
+use taskgate_adapters::store::SeaStore;
+use taskgate_core::classify::{Chat, Classifier};
+use taskgate_core::model::{Channel, Id, Identity, TurnStatus};
+use taskgate_core::route::{self, BusyPolicy, ProjectInfo, Sender};
+use taskgate_core::runtime::AgentRuntime;
+use taskgate_core::store::{Store, StoreError};
+
+pub use apply::Command;
+
+use crate::config::Config;
+use runner::{Msg, Runner, Shared};
+
+/// One chat message, as a channel hands it over (after verifying and deduplicating it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct IncomingMessage {
+    pub channel: Channel,
+    pub chat_id: String,
+    /// Topic or thread inside the chat; empty when the chat has none.
+    pub thread_id: String,
+    /// The sender's id on the channel.
+    pub sender_id: String,
+    pub sender_name: String,
+    pub text: String,
+    /// The task whose bot message this replies to (or whose button was pressed).
+    pub reply_to_task: Option<Id>,
+    pub chat: Chat,
+    /// Group only: the bot was addressed.
+    pub mentioned: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Decides whether a sender may use the bot. Channels install their allow-lists here; a refused
+/// message is dropped before any row is written for its sender.
+pub type AdmissionHook = Arc<dyn Fn(&IncomingMessage) -> bool + Send + Sync>;
+
+/// What `recover` picked up.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recovered {
+    pub executions: usize,
+    pub turns: usize,
+    pub approvals: usize,
+}
+
+pub struct Engine {
+    shared: Arc<Shared>,
+    runner: Runner,
+    classifier: Classifier,
+    admission: AdmissionHook,
+    /// Resolving a person for a new sender: one at a time, so two first messages from the
+    /// same sender do not create two people.
+    people: tokio::sync::Mutex<()>,
+}
+
+impl Engine {
+    /// An engine over `runtime` (usually `AgentRuntimes`) with the default supervisor limits.
+    pub fn new(store: Arc<SeaStore>, config: Arc<Config>, runtime: Arc<dyn AgentRuntime>) -> Self {
+        Self::with_supervisor(store, config, Supervisor::new(runtime, SupervisorOptions::default()))
+    }
+
+    pub fn with_supervisor(store: Arc<SeaStore>, config: Arc<Config>, supervisor: Supervisor) -> Self {
+        // Configured agent names classify as themselves, beside the contract's built-in aliases.
+        let aliases: Vec<(String, String)> = config.agents.keys().map(|k| (k.clone(), k.clone())).collect();
+        let shared = Arc::new(Shared {
+            store,
+            config,
+            supervisor,
+            write: tokio::sync::Mutex::new(()),
+            approvals: Mutex::new(HashMap::new()),
+            busy: Mutex::new(HashMap::new()),
+        });
+        Engine {
+            runner: Runner::new(shared.clone()),
+            shared,
+            classifier: Classifier::new(aliases),
+            admission: Arc::new(|_| true),
+            people: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Installs the allow-list check (see [`AdmissionHook`]).
+    pub fn set_admission(&mut self, hook: AdmissionHook) {
+        self.admission = hook;
+    }
+
+    pub fn store(&self) -> &Arc<SeaStore> {
+        &self.shared.store
+    }
+
+    /// Handles one message: classify, route, apply in one transaction, then dispatch.
+    pub async fn handle(&self, msg: IncomingMessage) -> Result<(), EngineError> {
+        if !(self.admission)(&msg) {
+            tracing::info!(channel = %msg.channel, sender = %msg.sender_id, "message from a sender not admitted; dropped");
+            return Ok(());
+        }
+        let store: &SeaStore = &self.shared.store;
+        let identity = self.identity(&msg).await?;
+        let person = store.person(identity.person_id).await?;
+        let sender = Sender {
+            person_id: person.id,
+            name: identity.display_name.clone().unwrap_or(person.name),
+            channel: msg.channel,
+            at: Utc::now(),
+        };
+        let conversation = store.conversation(msg.channel, &msg.chat_id, &msg.thread_id).await?;
+        let Some(project) = self.project().await? else {
+            let _w = self.shared.write.lock().await;
+            store
+                .outbox_enqueue(taskgate_core::model::NewOutbound {
+                    channel: msg.channel,
+                    chat_id: msg.chat_id.clone(),
+                    task_id: None,
+                    approval_id: None,
+                    payload: apply::reply_payload(
+                        &conversation,
+                        "No project is configured yet: add a [[projects]] entry to taskgate.toml.",
+                        Vec::new(),
+                        Vec::new(),
+                    ),
+                })
+                .await?;
+            return Ok(());
+        };
+        let agents: Vec<String> = self.shared.config.agents.keys().cloned().collect();
+        let busy = |exec: Id| self.shared.is_busy(exec);
+        let loaded = context::load(
+            store,
+            &conversation,
+            project,
+            agents,
+            context::Addressing { chat: msg.chat, mentioned: msg.mentioned, reply_to: msg.reply_to_task },
+            &busy,
+        )
+        .await?;
+        let decision = self.classifier.classify(&msg.text, &loaded.context);
+        tracing::debug!(intent = %decision.intent, reason = %decision.reason, "classified");
+        // The classifier gives one reading; a clarify offers no alternatives until it ranks them.
+        let alternatives = Vec::new();
+        let plan = route::route(&decision, &alternatives, &msg.text, &sender, &loaded.state);
+        let target = decision.task.as_deref().and_then(|t| t.parse::<Id>().ok());
+        let config = self.shared.config.clone();
+        let model_of = move |agent: &str| config.agents.get(agent).and_then(|a| a.model.clone());
+        let origin = apply::Origin { conversation: &conversation, sender: &sender, model_of: &model_of };
+        let applied = {
+            let _w = self.shared.write.lock().await;
+            let tx = store.begin().await?;
+            let applied = apply::apply(&tx, &plan, &alternatives, target, &origin).await?;
+            tx.commit().await?;
+            applied
+        };
+        tracing::debug!(task = ?applied.task, commands = applied.commands.len(), "plan applied");
+        for command in applied.commands {
+            self.runner.dispatch(command);
+        }
+        Ok(())
+    }
+
+    /// At gateway start: every execution whose turn was in flight (running or waiting for
+    /// approval) or queued is resumed with its stored provider session id, and its pending
+    /// approvals are announced again. Nothing is dropped: a turn that cannot resume fails
+    /// visibly, with a line to the chat.
+    pub async fn recover(&self) -> Result<Recovered, EngineError> {
+        let store: &SeaStore = &self.shared.store;
+        let mut by_session: Vec<(Id, Vec<taskgate_core::model::Turn>)> = Vec::new();
+        for turn in store.open_turns(None).await? {
+            match by_session.iter_mut().find(|(s, _)| *s == turn.session_id) {
+                Some((_, turns)) => turns.push(turn),
+                None => by_session.push((turn.session_id, vec![turn])),
+            }
+        }
+        let mut report = Recovered::default();
+        for (session_id, turns) in by_session {
+            let session = store.session(session_id).await?;
+            let exec = store.execution(session.execution_id).await?;
+            report.executions += 1;
+            report.turns += turns.len();
+            let (in_flight, queued): (Vec<_>, Vec<_>) = turns.into_iter().partition(|t| t.status != TurnStatus::Queued);
+            let mut in_flight = in_flight.into_iter();
+            let current = in_flight.next();
+            // Turns beyond the first in flight cannot both be running; they run again in order.
+            let queued: Vec<_> = in_flight.chain(queued).collect();
+            if let Some(turn) = &current {
+                let pending = store.pending_approvals(Some(exec.task_id)).await?;
+                let _w = self.shared.write.lock().await;
+                let tx = store.begin().await?;
+                for approval in pending.iter().filter(|a| a.turn_id == Some(turn.id)) {
+                    if let Ok(mut map) = self.shared.approvals.lock() {
+                        map.insert(approval.id, (exec.id, approval.request_id.clone()));
+                    }
+                    let agent = display_agent(&exec.agent);
+                    let text = format!("{agent} is waiting for approval: {} (asked before a restart)", approval.action);
+                    let (buttons, options) = runner::approval_buttons(approval.id);
+                    runner::notify(&tx, exec.task_id, Some(approval.id), &text, buttons, options, Vec::new()).await?;
+                    report.approvals += 1;
+                }
+                tx.commit().await?;
+            }
+            self.runner.send(exec.id, Msg::Recover { session, in_flight: current, queued });
+        }
+        Ok(report)
+    }
+
+    /// The sender's identity, created with a new person on first sight.
+    async fn identity(&self, msg: &IncomingMessage) -> Result<Identity, EngineError> {
+        let store: &SeaStore = &self.shared.store;
+        if let Some(identity) = store.find_identity(msg.channel, &msg.sender_id).await? {
+            return Ok(identity);
+        }
+        let _guard = self.people.lock().await;
+        if let Some(identity) = store.find_identity(msg.channel, &msg.sender_id).await? {
+            return Ok(identity);
+        }
+        let _w = self.shared.write.lock().await;
+        let name = if msg.sender_name.trim().is_empty() { msg.sender_id.as_str() } else { msg.sender_name.as_str() };
+        let person = store.create_person(name).await?;
+        match store.link_identity(person.id, msg.channel, &msg.sender_id, Some(name)).await {
+            Ok(identity) => Ok(identity),
+            // Another replica linked it first: use theirs (our person row stays unused).
+            Err(StoreError::AlreadyExists(_)) => store
+                .find_identity(msg.channel, &msg.sender_id)
+                .await?
+                .ok_or_else(|| EngineError::Store(StoreError::NotFound { entity: "identity", id: msg.sender_id.clone() })),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The project new tasks go to: the first configured one (registered if missing).
+    async fn project(&self) -> Result<Option<ProjectInfo>, EngineError> {
+        let Some(config) = self.shared.config.projects.first() else { return Ok(None) };
+        let store: &SeaStore = &self.shared.store;
+        let existing = store.projects().await?.into_iter().find(|p| p.name == config.name);
+        let project = match existing {
+            Some(p) => p,
+            None => {
+                let _w = self.shared.write.lock().await;
+                store
+                    .upsert_project(&config.name, &config.path.to_string_lossy(), config.default_agent.as_deref())
+                    .await?
+            }
+        };
+        let default_agent = project
+            .default_agent
+            .clone()
+            .or_else(|| self.shared.config.agents.keys().next().cloned())
+            .unwrap_or_else(|| "codex".to_owned());
+        Ok(Some(ProjectInfo { id: project.id, name: project.name, default_agent, busy_policy: BusyPolicy::Queue }))
+    }
+}
+
+/// "codex" → "Codex": agents are proper names in chat lines (as the router writes them).
+pub(crate) fn display_agent(agent: &str) -> String {
+    let mut chars = agent.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
