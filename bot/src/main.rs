@@ -5,7 +5,7 @@ use taskgate::cli::{Cli, Command};
 use taskgate::config::Config;
 use taskgate::doctor::{self, Verdict};
 use taskgate::startup::{self, Application};
-use taskgate::telemetry;
+use taskgate::{classify, telemetry};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -18,7 +18,7 @@ fn main() -> ExitCode {
         }
     };
     if let Command::Classify { input, eval } = &cli.command {
-        return report(Err(anyhow::anyhow!("classify: not wired yet {input:?} {eval:?}")));
+        return report(classify::run(&config, input.as_deref(), eval.as_deref()));
     }
     telemetry::init();
     let runtime = match tokio::runtime::Runtime::new() {

@@ -188,3 +188,32 @@ fn migrate_then_doctor_reports_each_check() {
     // One failing check fails the command.
     assert!(!out.status.success());
 }
+
+#[test]
+fn classify_scores_the_dev_corpus_and_answers_each_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../core/tests/data/intents-dev.jsonl");
+    let (out, stdout, stderr) = run(taskgate(dir.path()).arg("classify").arg("--eval").arg(&corpus));
+    assert!(out.status.success(), "{stderr}");
+    let last = stdout.trim_end().lines().last().unwrap();
+    let accuracy: f64 = last.strip_prefix("accuracy: ").expect("last line is the accuracy").parse().unwrap();
+    assert!(accuracy >= 0.97, "{stdout}");
+    assert!(stdout.lines().any(|l| l.starts_with("wrong_action: ")), "{stdout}");
+
+    // JSON Lines in, one line out per line in, errors included; exit 0.
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(
+        &input,
+        concat!(
+            r#"{"id":"a","text":"/status","context":{"chat":"direct","mentioned":false,"reply_to":null,"active_task":null,"tasks":[],"pending_approvals":[],"agents":["codex"]}}"#,
+            "\nnot json\n",
+        ),
+    )
+    .unwrap();
+    let (out, stdout, _) = run(taskgate(dir.path()).arg("classify").arg("--input").arg(&input));
+    assert!(out.status.success());
+    let lines: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!((lines[0]["id"].as_str(), lines[0]["intent"].as_str()), (Some("a"), Some("status")));
+    assert!(lines[1]["id"].is_null() && lines[1]["error"].is_string());
+}

@@ -247,15 +247,7 @@ fn task_ref(t: &TaskState) -> classify::TaskRef {
     classify::TaskRef {
         id: t.task.id.to_string(),
         title: t.task.title.clone(),
-        status: match t.task.status {
-            TaskStatus::Idle => classify::TaskStatus::Idle,
-            TaskStatus::Running => classify::TaskStatus::Running,
-            TaskStatus::WaitingApproval => classify::TaskStatus::WaitingApproval,
-            TaskStatus::WaitingInput => classify::TaskStatus::WaitingInput,
-            TaskStatus::Completed => classify::TaskStatus::Completed,
-            TaskStatus::Failed => classify::TaskStatus::Failed,
-            TaskStatus::Cancelled => classify::TaskStatus::Cancelled,
-        },
+        status: t.task.status,
         agents,
     }
 }

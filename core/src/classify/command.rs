@@ -3,7 +3,8 @@
 use super::approval;
 use super::decision::{Decision, Intent, Role, Scope};
 use super::message::Msg;
-use super::rules::{self, Env};
+use super::rules::Env;
+use super::spawn;
 use super::target::{self, Resolved};
 use super::vocab::Class;
 
@@ -19,7 +20,10 @@ pub(crate) struct Command {
 pub(crate) fn parse(m: &Msg) -> Option<Command> {
     let s = &m.norm[m.lead..];
     let body = s.strip_prefix('/')?;
-    let name_len = body.bytes().take_while(|b| b.is_ascii_alphanumeric() || *b == b'_').count();
+    let name_len = body
+        .bytes()
+        .take_while(|b| b.is_ascii_alphanumeric() || *b == b'_')
+        .count();
     if name_len == 0 {
         return None;
     }
@@ -27,7 +31,10 @@ pub(crate) fn parse(m: &Msg) -> Option<Command> {
     let after = &body[name_len..];
     let (bot, tail) = match after.strip_prefix('@') {
         Some(b) => {
-            let n = b.bytes().take_while(|c| c.is_ascii_alphanumeric() || *c == b'_').count();
+            let n = b
+                .bytes()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == b'_')
+                .count();
             (Some(b[..n].to_owned()), &b[n..])
         }
         None => (None, after),
@@ -36,7 +43,11 @@ pub(crate) fn parse(m: &Msg) -> Option<Command> {
     if !tail.is_empty() && !tail.starts_with(char::is_whitespace) {
         return None;
     }
-    Some(Command { name: name.to_owned(), bot, rest: m.norm.len() - tail.len() })
+    Some(Command {
+        name: name.to_owned(),
+        bot,
+        rest: m.norm.len() - tail.len(),
+    })
 }
 
 pub(crate) fn decide(env: &Env, cmd: &Command) -> Decision {
@@ -60,10 +71,18 @@ pub(crate) fn decide(env: &Env, cmd: &Command) -> Decision {
     };
     match cmd.name.as_str() {
         "status" => {
-            let t = ctx.reply_to.as_deref().or_else(|| match target::named(ctx, &rest_scores) {
-                Resolved::Found(t) => Some(t.id),
-                _ => ctx.active_task.as_deref(),
-            });
+            let global = m
+                .hits
+                .iter()
+                .any(|h| h.start >= cmd.rest && h.is(Class::StatusGlobal));
+            let t = ctx
+                .reply_to
+                .as_deref()
+                .or_else(|| match target::named(ctx, &rest_scores) {
+                    Resolved::Found(t) => Some(t.id),
+                    _ if global => None,
+                    _ => ctx.active_task.as_deref(),
+                });
             Decision::new(Intent::Status, 0.97, "/status").task(t)
         }
         "cancel" | "stop" | "abort" | "kill" => {
@@ -86,9 +105,12 @@ pub(crate) fn decide(env: &Env, cmd: &Command) -> Decision {
                     None => Decision::clarify("/new: nothing to refresh"),
                 };
             }
-            let agent = super::agents::actor_from(m, cmd.rest).map(|i| env.lex.agents[i as usize].as_str());
+            let agent =
+                super::agents::actor_from(m, cmd.rest).map(|i| env.lex.agents[i as usize].as_str());
             match agent {
-                Some(a) if !ctx.has_agent(a) => Decision::clarify(format!("agent {a} is not configured")),
+                Some(a) if !ctx.has_agent(a) => {
+                    Decision::clarify(format!("agent {a} is not configured"))
+                }
                 _ => Decision::new(Intent::NewTask, 0.95, "/new with a goal").agent(agent),
             }
         }
@@ -116,7 +138,7 @@ pub(crate) fn decide(env: &Env, cmd: &Command) -> Decision {
                         _ => Decision::clarify("agent command without a goal or a task"),
                     };
                 }
-                rules::agent_request(env, agent, cmd.rest)
+                spawn::agent_request(env, agent)
             }
             None => Decision::clarify(format!("unknown command /{name}")),
         },
@@ -129,7 +151,9 @@ fn approval_command(env: &Env, yes: bool, rest: usize) -> Decision {
     let pending = &ctx.pending_approvals;
     // An approval id given as an argument, else the replied task's, else the only one.
     let by_id = pending.iter().find(|a| {
-        m.toks.iter().any(|t| t.start >= rest && m.word(t) == a.id.to_lowercase())
+        m.toks
+            .iter()
+            .any(|t| t.start >= rest && m.word(t) == a.id.to_lowercase())
     });
     let chosen = by_id.or_else(|| {
         let of_reply: Vec<_> = match ctx.reply_to.as_deref() {
@@ -150,16 +174,19 @@ fn approval_command(env: &Env, yes: bool, rest: usize) -> Decision {
         });
     };
     if yes {
-        let scope = if m.hits.iter().any(|h| h.start >= rest && h.is(Class::ScopeAlways))
-            || m.toks.iter().any(|t| t.start >= rest && m.word(t) == "all")
-        {
-            approval::scope(m, rest)
+        // `/approve always`, `/approve all`.
+        let scope = if m.toks.iter().any(|t| t.start >= rest && m.word(t) == "all") {
+            Scope::Always
         } else {
-            Scope::Once
+            approval::scope(m, rest)
         };
-        Decision::new(Intent::Approve, 0.97, "/approve").task(Some(&a.task)).approval(&a.id, Some(scope))
+        Decision::new(Intent::Approve, 0.97, "/approve")
+            .task(Some(&a.task))
+            .approval(&a.id, Some(scope))
     } else {
-        Decision::new(Intent::Deny, 0.97, "/deny").task(Some(&a.task)).approval(&a.id, None)
+        Decision::new(Intent::Deny, 0.97, "/deny")
+            .task(Some(&a.task))
+            .approval(&a.id, None)
     }
 }
 
@@ -181,7 +208,10 @@ fn review(env: &Env, rest: usize, target: Option<&str>) -> Decision {
         Some(a) => return Decision::clarify(format!("agent {a} is not configured")),
         None => {
             let busy = ctx.task(t).map(|t| t.agents.as_slice()).unwrap_or_default();
-            ctx.agents.iter().find(|a| !busy.contains(a)).map(String::as_str)
+            ctx.agents
+                .iter()
+                .find(|a| !busy.contains(a))
+                .map(String::as_str)
         }
     };
     match agent {

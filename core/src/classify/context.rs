@@ -11,30 +11,7 @@ pub enum Chat {
     Group,
 }
 
-/// A task's status as the classifier sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TaskStatus {
-    Running,
-    WaitingApproval,
-    /// The agent asked the user a question.
-    WaitingInput,
-    /// Turn ended, session kept.
-    Idle,
-    Completed,
-    Failed,
-    Cancelled,
-    /// A status this build does not know; treated as not stoppable.
-    #[serde(other)]
-    Unknown,
-}
-
-impl TaskStatus {
-    /// A turn is in flight that `cancel` could stop.
-    pub fn is_active(self) -> bool {
-        matches!(self, Self::Running | Self::WaitingApproval | Self::WaitingInput)
-    }
-}
+pub use crate::model::TaskStatus;
 
 /// A task visible in the conversation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -94,7 +71,9 @@ impl Context {
     }
 
     pub(crate) fn approvals_of(&self, task: &str) -> impl Iterator<Item = &ApprovalRef> {
-        self.pending_approvals.iter().filter(move |a| a.task == task)
+        self.pending_approvals
+            .iter()
+            .filter(move |a| a.task == task)
     }
 
     pub(crate) fn has_agent(&self, agent: &str) -> bool {

@@ -59,41 +59,8 @@ impl fmt::Display for Intent {
     }
 }
 
-/// The role of a spawned execution.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    Editor,
-    Reviewer,
-    Tester,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Editor => "editor",
-            Self::Reviewer => "reviewer",
-            Self::Tester => "tester",
-        }
-    }
-}
-
-/// How far an approval reaches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Scope {
-    Once,
-    Always,
-}
-
-impl Scope {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Once => "once",
-            Self::Always => "always",
-        }
-    }
-}
+// Roles and scopes are the model's own: the classifier names what the store will hold.
+pub use crate::model::{Role, Scope};
 
 /// One classification. Serializes exactly like the contract's output line (minus `id`, which the
 /// jsonl layer adds): every target field is present, `null` when it does not apply.

@@ -10,8 +10,6 @@ pub(crate) struct Msg {
     pub lead: usize,
     pub toks: Vec<Tok>,
     pub hits: Vec<Hit>,
-    /// Bytes covered by a vocabulary hit: they are function, not topic.
-    pub covered: Vec<bool>,
     pub topic: Topic,
     /// The message is phrased as a question.
     pub question: bool,
@@ -23,6 +21,7 @@ impl Msg {
         blank_mentions(&mut norm);
         let toks = tokens(&norm);
         let hits = lex.scan(&norm);
+        // Bytes covered by a vocabulary hit are function, not topic.
         let mut covered = vec![false; norm.len()];
         for h in &hits {
             // An open-ended pattern (`review*`) covers the rest of its word.
@@ -38,7 +37,23 @@ impl Msg {
             .find(|(_, c)| c.is_alphanumeric() || !c.is_ascii() && !is_punct(*c) || *c == '/')
             .map_or(norm.len(), |(i, _)| i);
         let question = is_question(&norm, &toks, &hits, lead);
-        Self { norm, lead, toks, hits, covered, topic, question }
+        let mut msg = Self {
+            norm,
+            lead,
+            toks,
+            hits,
+            topic,
+            question,
+        };
+        let negated: Vec<bool> = msg
+            .hits
+            .iter()
+            .map(|h| msg.governed_by_negation(h))
+            .collect();
+        for (h, n) in msg.hits.iter_mut().zip(negated) {
+            h.negated = n;
+        }
+        msg
     }
 
     pub fn has(&self, c: Class) -> bool {
@@ -47,20 +62,22 @@ impl Msg {
 
     /// Hits of a class that no negation word governs.
     pub fn live(&self, c: Class) -> impl Iterator<Item = &Hit> {
-        self.hits.iter().filter(move |h| h.is(c) && !self.negated(h))
+        self.hits
+            .iter()
+            .filter(move |h| h.is(c) && !self.negated(h))
     }
 
     pub fn has_live(&self, c: Class) -> bool {
         self.live(c).next().is_some()
     }
 
-    /// The longest hit of a class starting exactly at `pos`.
-    pub fn hit_at(&self, pos: usize, c: Class) -> Option<&Hit> {
-        self.hits.iter().filter(|h| h.start == pos && h.is(c)).max_by_key(|h| h.end)
+    /// A negation word right before the hit ("don't stop", "不用审查", "not that"); computed
+    /// once per message.
+    pub fn negated(&self, h: &Hit) -> bool {
+        h.negated
     }
 
-    /// A negation word right before the hit ("don't stop", "不用审查", "not that").
-    pub fn negated(&self, h: &Hit) -> bool {
+    fn governed_by_negation(&self, h: &Hit) -> bool {
         self.hits.iter().any(|n| {
             n.is(Class::Negation)
                 && n.end <= h.start
@@ -84,7 +101,8 @@ impl Msg {
         }
         let cjk = gap.chars().filter(|c| super::text::is_cjk(*c)).count();
         let words = gap.split_whitespace().count();
-        (cjk == 0 && words == 1 && gap.len() <= 6) || (cjk <= 2 && words <= 1 && cjk == gap.chars().count())
+        (cjk == 0 && words == 1 && gap.len() <= 6)
+            || (cjk <= 2 && words <= 1 && cjk == gap.chars().count())
     }
 
     /// The first token starting at or after `pos`.
@@ -109,7 +127,9 @@ impl Msg {
     /// Punctuation (a clause break) right after `pos`, or the end of the text.
     pub fn clause_ends_at(&self, pos: usize) -> bool {
         let rest = self.norm[pos..].trim_start();
-        rest.chars().next().is_none_or(|c| is_punct(c) && c != '/' && c != '@')
+        rest.chars()
+            .next()
+            .is_none_or(|c| is_punct(c) && c != '/' && c != '@')
     }
 
     /// Every word and CJK character of the message is covered by hits of `classes`
@@ -117,7 +137,11 @@ impl Msg {
     pub fn only(&self, classes: &[Class]) -> bool {
         let mut cov = vec![false; self.norm.len()];
         let mut any = false;
-        for h in self.hits.iter().filter(|h| classes.iter().any(|c| h.is(*c))) {
+        for h in self
+            .hits
+            .iter()
+            .filter(|h| classes.iter().any(|c| h.is(*c)))
+        {
             cov[h.start..h.end].iter_mut().for_each(|b| *b = true);
             any = true;
         }
@@ -144,7 +168,27 @@ impl Msg {
 
 pub(crate) fn is_punct(c: char) -> bool {
     c.is_ascii_punctuation()
-        || matches!(c, '，' | '。' | '！' | '？' | '：' | '；' | '、' | '…' | '—' | '～' | '·' | '「' | '」' | '（' | '）' | '【' | '】' | '《' | '》')
+        || matches!(
+            c,
+            '，' | '。'
+                | '！'
+                | '？'
+                | '：'
+                | '；'
+                | '、'
+                | '…'
+                | '—'
+                | '～'
+                | '·'
+                | '「'
+                | '」'
+                | '（'
+                | '）'
+                | '【'
+                | '】'
+                | '《'
+                | '》'
+        )
 }
 
 /// `@taskgate` (not `a@b.c`) carries no meaning once `mentioned` says who is addressed.
@@ -176,11 +220,28 @@ fn is_question(norm: &str, toks: &[Tok], hits: &[Hit], lead: usize) -> bool {
         return true;
     }
     let tail = norm.trim_end_matches(|c: char| c.is_whitespace() || is_punct(c));
-    if ["吗", "呢", "没", "没有", "么", "不"].iter().any(|e| tail.ends_with(e)) {
+    if [
+        "吗",
+        "呢",
+        "没",
+        "没有",
+        "么",
+        "不",
+        "如何",
+        "怎样",
+        "怎么样",
+        "咋样",
+        "多少",
+        "几",
+    ]
+    .iter()
+    .any(|e| tail.ends_with(e))
+    {
         return true;
     }
     let first = toks.iter().find(|t| t.start >= lead);
     first.is_some_and(|t| {
-        hits.iter().any(|h| h.start == t.start && (h.is(Class::QuestionLead) || h.is(Class::Why)))
+        hits.iter()
+            .any(|h| h.start == t.start && (h.is(Class::QuestionLead) || h.is(Class::Why)))
     })
 }

@@ -7,6 +7,8 @@
 
 mod agents;
 mod approval;
+mod backref;
+mod cancel;
 mod command;
 mod context;
 mod decision;
@@ -14,6 +16,8 @@ pub mod eval;
 pub mod jsonl;
 mod message;
 mod rules;
+mod spawn;
+mod status;
 mod target;
 mod text;
 mod topic;
@@ -48,7 +52,10 @@ impl Classifier {
     /// the contract's built-ins (`cc`, `claude code`, `claude-code`, `claude` → claude;
     /// `cx`, `codex` → codex; `gemini` → gemini).
     pub fn new(aliases: impl IntoIterator<Item = (String, String)>) -> Self {
-        Self { lex: Lexicon::new(aliases), bot: None }
+        Self {
+            lex: Lexicon::new(aliases),
+            bot: None,
+        }
     }
 
     /// The bot's own username: `/cmd@other_bot` is then addressed elsewhere and ignored.
@@ -63,7 +70,14 @@ impl Classifier {
         let msg = Msg::new(text, &self.lex);
         let titles: Vec<Topic> = ctx.tasks.iter().map(|t| Topic::of_text(&t.title)).collect();
         let scores = target::scores(&msg.topic, &titles);
-        let env = Env { ctx, msg: &msg, lex: &self.lex, titles, scores, bot: self.bot.as_deref() };
+        let env = Env {
+            ctx,
+            msg: &msg,
+            lex: &self.lex,
+            titles,
+            scores,
+            bot: self.bot.as_deref(),
+        };
         rules::decide(&env)
     }
 }

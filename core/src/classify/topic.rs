@@ -21,11 +21,15 @@ const W_IDENT: f32 = 1.2;
 const W_WORD: f32 = 1.0;
 const W_SHORT: f32 = 0.5;
 const W_GENERIC: f32 = 0.3;
-const W_BIGRAM: f32 = 0.5;
+/// A two-character Chinese word is as specific as an English one...
+const W_BIGRAM: f32 = 0.9;
+/// ...but a run of n characters yields n-1 bigrams, so as new content each counts less.
+const W_BIGRAM_NOVEL: f32 = 0.5;
 /// A lone CJK character counts as content but never as a match (too ambiguous).
 const W_CJK_SINGLE: f32 = 0.4;
 
 /// Bilingual concepts. The first entry names the concept; `*` lifts the end boundary.
+#[rustfmt::skip]
 const CONCEPTS: &[&[&str]] = &[
     &["darkmode", "dark mode", "dark-mode", "dark theme", "night mode", "暗色", "深色", "夜间模式", "暗黑模式", "黑暗模式"],
     &["lightmode", "light mode", "light theme", "亮色", "浅色"],
@@ -50,10 +54,11 @@ const CONCEPTS: &[&[&str]] = &[
     &["permission", "permission", "permissions", "权限"],
     &["invite", "invite", "invites", "invitation", "invitations", "邀请"],
     &["log", "log", "logs", "logging", "日志"],
-    &["perf", "performance", "perf", "latency", "性能", "延迟"],
+    &["perf", "performance", "perf", "latency", "speed", "faster", "slow", "slowness", "性能", "延迟", "速度", "加载慢", "卡顿"],
+    &["2fa", "2fa", "two-factor", "two factor", "mfa", "totp", "otp", "二次验证", "双因素", "两步验证", "双重验证"],
     &["cache", "cache", "caches", "caching", "缓存"],
     &["deploy", "deploy", "deploys", "deployment", "deployments", "部署", "上线"],
-    &["docs", "docs", "documentation", "readme", "文档"],
+    &["docs", "docs", "doc", "documentation", "document", "documenting", "readme", "文档"],
     &["endpoint", "endpoint", "endpoints", "接口"],
     &["css", "css", "stylesheet", "styles", "styling", "样式"],
     &["color", "color", "colors", "colour", "colours", "颜色", "配色"],
@@ -114,44 +119,45 @@ const CONCEPTS: &[&[&str]] = &[
 /// Concepts that appear in nearly every title; they support a match but never make one.
 const GENERIC_CONCEPTS: &[&str] = &["test", "error", "page", "bug", "user", "api", "version"];
 
+#[rustfmt::skip]
 const STOPWORDS: &[&str] = &[
-    "a", "an", "the", "to", "for", "of", "in", "on", "at", "by", "with", "from", "and", "or",
-    "but", "so", "is", "are", "was", "were", "be", "been", "being", "am", "it", "it's", "its",
-    "this", "that", "these", "those", "i", "i'm", "you", "you're", "we", "we're", "they", "he",
-    "she", "me", "my", "our", "your", "them", "their", "there", "here", "what", "what's",
-    "which", "who", "how", "when", "where", "why", "do", "does", "did", "done", "can", "could",
-    "would", "should", "will", "just", "only", "also", "too", "very", "really", "now", "then",
-    "please", "pls", "hey", "um", "uh", "ok", "okay", "like", "some", "any", "all", "more",
-    "less", "up", "out", "about", "into", "over", "after", "before", "not", "no", "yes", "if",
-    "as", "than", "get", "gets", "got", "has", "have", "had", "let", "lets", "let's", "one",
-    "thing", "things", "btw", "maybe", "basically", "still", "again", "same", "etc", "via",
-    "per", "vs", "don't", "dont", "doesn't", "isn't", "it'll", "that's", "there's", "something",
-    "anything", "everything", "someone", "anyone", "us", "him", "her", "his", "hers", "mine",
-    "yours", "ours", "theirs", "myself", "yourself", "itself", "also", "either", "both",
-    "each", "few", "many", "much", "own", "other", "another", "such", "sure", "well", "yet",
-    "while", "since", "until", "because", "though", "although", "whether", "new", "old",
-    "right", "left", "way", "bit", "lot", "kind", "sort", "guess", "think", "know", "see",
-    "look", "looks", "want", "need", "needs", "seems", "seem", "go", "going", "gonna",
-    "wanna", "gotta", "let's", "thanks", "thank", "hi", "hello", "lol", "hmm", "oh", "ah",
-    "yeah", "yep", "nope", "thing", "stuff", "say", "says", "said", "tell", "told", "give",
-    "take", "put", "keep", "kept", "use", "using", "used", "try", "tried", "able", "sometimes",
-    "always", "never", "ever", "already", "soon", "later", "today", "tomorrow", "yesterday",
-    "time", "times", "first", "last", "next", "pr",
+    "a", "an", "the", "to", "for", "of", "in", "on", "at", "by", "with", "from", "and", "or", "but",
+    "so", "is", "are", "was", "were", "be", "been", "being", "am", "it", "it's", "its", "this",
+    "that", "these", "those", "i", "i'm", "you", "you're", "we", "we're", "they", "he", "she", "me",
+    "my", "our", "your", "them", "their", "there", "here", "what", "what's", "which", "who", "how",
+    "when", "where", "why", "do", "does", "did", "done", "can", "could", "would", "should", "will",
+    "just", "only", "also", "too", "very", "really", "now", "then", "please", "pls", "hey", "um",
+    "uh", "ok", "okay", "like", "some", "any", "all", "more", "less", "up", "out", "about", "into",
+    "over", "after", "before", "not", "no", "yes", "if", "as", "than", "get", "gets", "got", "has",
+    "have", "had", "let", "lets", "let's", "one", "thing", "things", "btw", "maybe", "basically",
+    "still", "again", "same", "etc", "via", "per", "vs", "don't", "dont", "doesn't", "isn't",
+    "it'll", "that's", "there's", "something", "anything", "everything", "someone", "anyone", "us",
+    "him", "her", "his", "hers", "mine", "yours", "ours", "theirs", "myself", "yourself", "itself",
+    "also", "either", "both", "each", "few", "many", "much", "own", "other", "another", "such",
+    "sure", "well", "yet", "while", "since", "until", "because", "though", "although", "whether",
+    "new", "old", "right", "left", "way", "bit", "lot", "kind", "sort", "guess", "think", "know",
+    "see", "look", "looks", "want", "need", "needs", "seems", "seem", "go", "going", "gonna",
+    "wanna", "gotta", "let's", "thanks", "thank", "hi", "hello", "lol", "hmm", "oh", "ah", "yeah",
+    "yep", "nope", "thing", "stuff", "say", "says", "said", "tell", "told", "give", "take", "put",
+    "keep", "kept", "use", "using", "used", "try", "tried", "able", "sometimes", "always", "never",
+    "ever", "already", "soon", "later", "today", "tomorrow", "yesterday", "time", "times", "first",
+    "last", "next", "pr",
 ];
 
 /// Words every engineering title shares; they may support a match but never make one.
+#[rustfmt::skip]
 const GENERIC: &[&str] = &[
     "fix", "bug", "issu", "problem", "error", "page", "test", "code", "file", "add", "updat",
     "chang", "make", "featur", "support", "work", "run", "new", "data", "function", "method",
     "class", "valu", "list", "item", "app", "main", "step", "job", "task", "write", "remov",
-    "clean", "debug", "investigat", "implement", "creat", "build", "set", "small", "big",
-    "part", "thing", "correct", "proper", "properly", "broken", "fail", "failur", "failing",
-    "check", "handl", "logic", "flow", "case", "mode", "line", "lines", "button", "api",
+    "clean", "debug", "investigat", "implement", "creat", "build", "set", "small", "big", "part",
+    "thing", "correct", "proper", "properly", "broken", "fail", "failur", "failing", "check",
+    "handl", "logic", "flow", "case", "mode", "line", "lines", "button", "api",
 ];
 
 /// CJK function characters: they split runs and are never content.
 fn is_cjk_stop(c: char) -> bool {
-    "的了吗呢吧啊呀哦嘛么把给在是也都就还和与跟这那个一下我你他她它们帮请让叫再又很太没不别要会能得地着先呗哈嗯么啦".contains(c)
+    "的了吗呢吧啊呀哦嘛么把给在是也都就还和与跟这那个一下我你他她它们帮请让叫再又很太没不别要会能得地着先呗哈嗯么啦几些".contains(c)
 }
 
 struct Glossary {
@@ -185,9 +191,11 @@ static GLOSSARY: LazyLock<Glossary> = LazyLock::new(|| {
     Glossary { ac, info, names }
 });
 
-static STOP: LazyLock<HashSet<&'static str>> = LazyLock::new(|| STOPWORDS.iter().copied().collect());
-static GENERIC_SET: LazyLock<HashSet<&'static str>> =
-    LazyLock::new(|| GENERIC.iter().copied().collect());
+static STOP: LazyLock<HashSet<&'static str>> =
+    LazyLock::new(|| STOPWORDS.iter().copied().collect());
+/// Stems of [`GENERIC`] (the list holds plain words or stems; both stem to the same key).
+static GENERIC_SET: LazyLock<HashSet<String>> =
+    LazyLock::new(|| GENERIC.iter().map(|w| stem(w).to_owned()).collect());
 
 /// One topic key.
 #[derive(Debug, Clone, Copy)]
@@ -198,6 +206,8 @@ pub(crate) struct Key {
     pub pos: usize,
     /// Lone CJK characters are content but never match.
     pub matchable: bool,
+    /// Weight as new content (see [`Topic::novel`]).
+    pub novel: f32,
 }
 
 /// The weighted content of a text.
@@ -222,28 +232,43 @@ impl Topic {
         let mut concept_mask = vec![false; norm.len()];
         for m in g.ac.find_iter(norm) {
             let (ci, bs, be) = g.info[m.pattern().as_usize()];
-            if (bs && norm[..m.start()].chars().next_back().is_some_and(is_word_char))
+            if (bs
+                && norm[..m.start()]
+                    .chars()
+                    .next_back()
+                    .is_some_and(is_word_char))
                 || (be && norm[m.end()..].chars().next().is_some_and(is_word_char))
             {
                 continue;
             }
-            concept_mask[m.start()..m.end()].iter_mut().for_each(|b| *b = true);
             let name = g.names[ci as usize];
-            let weight =
-                if GENERIC_CONCEPTS.contains(&name) { W_GENERIC_CONCEPT } else { W_CONCEPT };
-            // A concept inside a vocabulary phrase ("write tests") still names the topic,
-            // but a fully covered generic one adds nothing.
+            let weight = if GENERIC_CONCEPTS.contains(&name) {
+                W_GENERIC_CONCEPT
+            } else {
+                W_CONCEPT
+            };
+            // A concept inside a vocabulary phrase ("flaky" as a problem word) still names
+            // the topic, but a generic one there ("write tests") adds nothing.
             if weight == W_GENERIC_CONCEPT && (m.start()..m.end()).all(is_cov) {
                 continue;
             }
-            keys.push(Key { hash: hash(b"#", name), weight, pos: m.start(), matchable: true });
+            concept_mask[m.start()..m.end()]
+                .iter_mut()
+                .for_each(|b| *b = true);
+            keys.push(Key {
+                hash: hash(b"#", name),
+                weight,
+                pos: m.start(),
+                matchable: true,
+                novel: weight,
+            });
         }
         for t in toks {
             match t.kind {
                 TokKind::Word => {
-                    if (t.start..t.end).all(|i| is_cov(i) || concept_mask[i])
-                        || concept_mask[t.start]
-                    {
+                    // Vocabulary words are function, not topic; a word inside a concept
+                    // is kept too (same position) so that either spelling can match.
+                    if (t.start..t.end).all(is_cov) && !concept_mask[t.start] {
                         continue;
                     }
                     let w = &norm[t.start..t.end];
@@ -255,46 +280,70 @@ impl Topic {
                 TokKind::Cjk => push_cjk(&mut keys, norm, t, |i| is_cov(i) || concept_mask[i]),
             }
         }
+        keys.sort_by_key(|k| k.pos);
         Self { keys }
     }
 
-    /// Sum of the weights of keys in `self` that also appear in `other`.
+    /// Groups of keys that stand for the same words (one concept and its plain word).
+    fn groups(&self) -> impl Iterator<Item = &[Key]> {
+        self.keys.chunk_by(|a, b| a.pos == b.pos)
+    }
+
+    /// How much of `self` also appears in `other`: per position the heaviest matching key,
+    /// each distinct key counted once.
     pub fn overlap(&self, other: &Topic) -> f32 {
+        let mut seen: Vec<u64> = Vec::new();
         let mut s = 0.0;
-        for (i, k) in self.keys.iter().enumerate() {
-            if !k.matchable || self.keys[..i].iter().any(|p| p.hash == k.hash) {
-                continue;
-            }
-            if other.keys.iter().any(|o| o.matchable && o.hash == k.hash) {
+        for g in self.groups() {
+            let best = g
+                .iter()
+                .filter(|k| k.matchable && !seen.contains(&k.hash))
+                .filter(|k| other.keys.iter().any(|o| o.matchable && o.hash == k.hash))
+                .max_by(|a, b| a.weight.total_cmp(&b.weight));
+            if let Some(k) = best {
+                seen.push(k.hash);
                 s += k.weight;
             }
         }
         s
     }
 
-    /// Total weight of keys that appear in none of `others` (new content), optionally only
-    /// those before byte `before`.
+    /// Weight of the positions before byte `before` whose keys appear in none of `others`:
+    /// what the text says that no task title does.
     pub fn novel(&self, others: &[Topic], before: usize) -> f32 {
-        self.keys
-            .iter()
-            .filter(|k| k.pos < before)
-            .filter(|k| !others.iter().any(|o| o.keys.iter().any(|x| x.hash == k.hash)))
-            .map(|k| k.weight)
+        let known = |k: &Key| {
+            others
+                .iter()
+                .any(|o| o.keys.iter().any(|x| x.hash == k.hash))
+        };
+        self.groups()
+            .filter(|g| g[0].pos < before && !g.iter().any(known))
+            .map(|g| g.iter().map(|k| k.novel).fold(0.0, f32::max))
             .sum()
     }
 
     /// Keys restricted to a byte range of the source text.
     pub fn slice(&self, from: usize, to: usize) -> Topic {
-        Topic { keys: self.keys.iter().filter(|k| k.pos >= from && k.pos < to).copied().collect() }
-    }
-
-    pub fn total(&self) -> f32 {
-        self.keys.iter().map(|k| k.weight).sum()
+        Topic {
+            keys: self
+                .keys
+                .iter()
+                .filter(|k| k.pos >= from && k.pos < to)
+                .copied()
+                .collect(),
+        }
     }
 }
 
 fn push_word(keys: &mut Vec<Key>, w: &str, pos: usize) {
     let w = canon_word(w);
+    // "502s", "403ing": a status code with an English ending is still the code.
+    let digits = w.bytes().take_while(u8::is_ascii_digit).count();
+    let w = if digits >= 3 && matches!(&w[digits..], "s" | "ing" | "ed" | "es") {
+        &w[..digits]
+    } else {
+        w
+    };
     let has_digit = w.bytes().any(|b| b.is_ascii_digit());
     let ident = has_digit || w.contains('_') || w.contains('.');
     // A release `2.3.0` is named by `2.3`.
@@ -308,7 +357,12 @@ fn push_word(keys: &mut Vec<Key>, w: &str, pos: usize) {
         stem(w)
     };
     let weight = if ident {
-        if key.len() <= 1 { W_SHORT } else { W_IDENT }
+        // "10 minutes", "50 runs": small counts say little; `403`, `2.3`, `owner_id` say a lot.
+        if key.len() <= 2 && key.bytes().all(|b| b.is_ascii_digit()) || key.len() <= 1 {
+            W_SHORT
+        } else {
+            W_IDENT
+        }
     } else if GENERIC_SET.contains(key) {
         W_GENERIC
     } else if key.len() <= 2 {
@@ -316,8 +370,31 @@ fn push_word(keys: &mut Vec<Key>, w: &str, pos: usize) {
     } else {
         W_WORD
     };
-    keys.push(Key { hash: hash(b"w", key), weight, pos, matchable: true });
+    keys.push(Key {
+        hash: hash(b"w", key),
+        weight,
+        pos,
+        matchable: true,
+        novel: weight,
+    });
+    // A compound also names its head: "autovacuum" is about "vacuum".
+    if !ident
+        && let Some(rest) = COMPOUND_PREFIXES.iter().find_map(|p| key.strip_prefix(p))
+        && rest.len() >= 4
+    {
+        keys.push(Key {
+            hash: hash(b"w", stem(rest)),
+            weight: weight * 0.8,
+            pos,
+            matchable: true,
+            novel: weight,
+        });
+    }
 }
+
+const COMPOUND_PREFIXES: &[&str] = &[
+    "auto", "pre", "post", "sub", "multi", "over", "under", "micro", "web", "cross", "hot",
+];
 
 fn push_cjk(keys: &mut Vec<Key>, norm: &str, t: &Tok, skip: impl Fn(usize) -> bool) {
     let mut run: Vec<(usize, char)> = Vec::new();
@@ -329,6 +406,7 @@ fn push_cjk(keys: &mut Vec<Key>, norm: &str, t: &Tok, skip: impl Fn(usize) -> bo
                 weight: W_CJK_SINGLE,
                 pos: run[0].0,
                 matchable: false,
+                novel: W_CJK_SINGLE,
             }),
             _ => {
                 for w in run.windows(2) {
@@ -336,7 +414,13 @@ fn push_cjk(keys: &mut Vec<Key>, norm: &str, t: &Tok, skip: impl Fn(usize) -> bo
                     let a = w[0].1.encode_utf8(&mut buf[..4]).len();
                     let b = w[1].1.encode_utf8(&mut buf[a..]).len();
                     let s = std::str::from_utf8(&buf[..a + b]).unwrap_or("");
-                    keys.push(Key { hash: hash(b"b", s), weight: W_BIGRAM, pos: w[0].0, matchable: true });
+                    keys.push(Key {
+                        hash: hash(b"b", s),
+                        weight: W_BIGRAM,
+                        pos: w[0].0,
+                        matchable: true,
+                        novel: W_BIGRAM_NOVEL,
+                    });
                 }
             }
         }
@@ -388,7 +472,10 @@ mod tests {
     #[test]
     fn generic_words_do_not_name_a_task() {
         assert!(ov("fix the page", "fix the settings page") < NAMES);
-        assert_eq!(ov("rate limiting", "add dark mode to the settings page"), 0.0);
+        assert_eq!(
+            ov("rate limiting", "add dark mode to the settings page"),
+            0.0
+        );
     }
 
     #[test]

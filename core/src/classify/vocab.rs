@@ -56,8 +56,10 @@ pub(crate) enum Class {
     ScopeOnce,
     NewSession,
     NewTaskMarker,
-    /// Verbs that open a goal: fix, add, write, set up, 帮我, 修复.
+    /// Verbs that open a self-contained goal: fix, add, write, set up, 帮我, 修复.
     GoalVerb,
+    /// Verbs that more often refine the current work: make, use, rename, bump, 改, 换.
+    EditVerb,
     /// Asking someone to do something: can you, please, 帮忙.
     Request,
     /// Something is wrong: broken, fails, 挂了, 报错.
@@ -76,6 +78,8 @@ pub(crate) enum Class {
     WorkNoun,
     /// Weak connectives that do not make a follow-up by themselves: also, and then, 另外.
     Connective,
+    /// Asking for permission: a negated one widens an approval ("don't ask me again").
+    AskVerb,
     /// A configured agent alias.
     Agent,
 }
@@ -101,6 +105,8 @@ pub(crate) struct Hit {
     pub classes: Classes,
     /// Index into [`Lexicon::agents`] for an [`Class::Agent`] hit.
     pub agent: u16,
+    /// A negation word governs this hit (set once per message by `Msg::new`).
+    pub negated: bool,
 }
 
 impl Hit {
@@ -144,34 +150,34 @@ pub(crate) const BUILTIN_ALIASES: &[(&str, &str)] = &[
 
 use Class::*;
 
+#[rustfmt::skip]
 const VOCAB: &[(Class, &[&str])] = &[
     (Yes, &[
         "yes", "y", "yep", "yeah", "yea", "yup", "ya", "ok", "okay", "okey", "k", "kk", "sure",
-        "sure thing", "go", "go ahead", "go for it", "do it", "proceed", "approve", "approved",
-        "allow", "allowed", "accept", "lgtm", "fine", "alright", "all right", "sounds good",
-        "looks good", "ship it", "run it", "yes please", "please do", "confirm", "confirmed",
-        "of course", "absolutely", "👍", "👍🏻", "👍🏼", "👍🏽", "✅", "👌", "🆗", "✔", "✔️", "🙆",
-        "好", "好的", "好吧", "好滴", "行", "行吧", "可以", "可", "同意", "批准", "允许", "嗯",
-        "嗯嗯", "对", "对的", "是的", "没问题", "确认", "跑吧", "执行", "执行吧", "去吧", "搞吧",
-        "冲", "准了", "通过", "ok的", "可以的", "来吧", "放行",
+        "sure thing", "no problem", "go", "go ahead", "go for it", "do it", "proceed", "approve",
+        "approved", "allow", "allowed", "accept", "lgtm", "fine", "alright", "all right",
+        "sounds good", "looks good", "ship it", "run it", "yes please", "please do", "confirm",
+        "confirmed", "of course", "absolutely", "👍", "👍🏻", "👍🏼", "👍🏽", "✅", "👌", "🆗", "✔", "✔️",
+        "🙆", "好", "好的", "好吧", "好滴", "行", "行吧", "可以", "可", "同意", "批准", "允许", "嗯", "嗯嗯", "对", "对的",
+        "是的", "没问题", "确认", "跑吧", "执行", "执行吧", "去吧", "搞吧", "冲", "准了", "通过", "ok的", "可以的", "来吧", "放行",
     ]),
     (No, &[
-        "no", "nope", "nah", "n", "don't", "dont", "do not", "deny", "denied", "reject",
-        "rejected", "refuse", "decline", "not that", "not now", "not yet", "never", "hold off",
-        "👎", "👎🏻", "❌", "🚫", "✋", "🙅", "不", "不行", "不要", "不用", "不可以", "不同意",
-        "别", "拒绝", "否", "算了", "先别", "不允许", "不准", "驳回", "不批", "别跑", "不能",
+        "no", "nope", "nah", "n", "don't", "dont", "do not", "deny", "denied", "reject", "rejected",
+        "refuse", "decline", "not that", "not now", "not yet", "never", "hold off", "👎", "👎🏻", "❌",
+        "🚫", "✋", "🙅", "不", "不行", "不要", "不用", "不可以", "不同意", "别", "拒绝", "否", "算了", "先别", "不允许", "不准",
+        "驳回", "不批", "别跑", "不能",
     ]),
     (Stop, &[
-        "stop", "stop it", "halt", "pause", "hold it", "freeze", "停", "停下", "停止", "停一下",
-        "停掉", "先停", "暂停", "停下来",
+        "stop", "stop it", "halt", "pause", "hold it", "freeze", "停", "停下", "停止", "停一下", "停掉", "先停",
+        "暂停", "停下来",
     ]),
     (Abort, &[
-        "abort", "kill", "kill it", "cancel", "cancel it", "terminate", "取消", "终止", "中止",
-        "杀掉", "打断", "别跑了", "不要跑了", "先别跑了", "别再跑了", "不跑了",
+        "abort", "kill", "kill it", "cancel", "cancel it", "terminate", "取消", "终止", "中止", "杀掉",
+        "打断", "别跑了", "不要跑了", "先别跑了", "别再跑了", "不跑了",
     ]),
     (Negation, &[
-        "don't", "dont", "do not", "doesn't", "not", "no need to", "no need", "never",
-        "不要", "别", "不用", "不必", "无需", "甭", "不需要", "没必要", "不", "不想", "先别",
+        "don't", "dont", "do not", "doesn't", "not", "no need to", "no need", "never", "不要", "别",
+        "不用", "不必", "无需", "甭", "不需要", "没必要", "不", "不想", "先别",
     ]),
     (Continue, &[
         "continue", "keep going", "go on", "carry on", "resume", "keep at it", "keep working",
@@ -179,8 +185,8 @@ const VOCAB: &[(Class, &[&str])] = &[
     ]),
     (Retry, &[
         "retry", "try again", "rerun", "re-run", "run it again", "one more time", "once more",
-        "give it another", "another try", "another go", "重试", "再试", "再跑", "重跑", "重新跑",
-        "再来", "再试一次", "再跑一次",
+        "give it another", "another try", "another go", "重试", "再试", "再跑", "重跑", "重新跑", "再来", "再试一次",
+        "再跑一次",
     ]),
     (Pronoun, &[
         "it", "it's", "its", "this", "that", "these", "those", "them", "here", "this one",
@@ -188,181 +194,190 @@ const VOCAB: &[(Class, &[&str])] = &[
     ]),
     (BackStrong, &[
         "again", "instead", "same", "the same", "still", "as well", "either", "anymore",
-        "the last change", "last change", "previous", "your change", "your changes",
-        "what you did", "what it did", "revert", "undo", "redo", "roll back", "didnt work",
-        "didn't work", "did not work", "doesn't work", "didnt", "再", "又", "还是", "改成", "改为",
-        "换成", "换个", "刚才", "刚刚", "之前", "上次", "同样", "其余", "剩下的", "撤销", "回退",
-        "还原", "依然", "仍然", "也还",
+        "the last change", "last change", "previous", "your change", "your changes", "what you did",
+        "what it did", "revert", "undo", "redo", "roll back", "didnt work", "didn't work",
+        "did not work", "doesn't work", "didnt", "再", "又", "还是", "改成", "改为", "换成", "换个", "刚才", "刚刚",
+        "之前", "上次", "同样", "其余", "剩下的", "撤销", "回退", "还原", "依然", "仍然", "也还",
     ]),
     (StatusPhrase, &[
-        "status", "progress", "any update", "any updates", "any news", "any luck",
-        "any progress", "how's it going", "how is it going", "hows it going",
-        "how's it looking", "how's it coming", "how is it coming", "coming along",
-        "how's everything", "how is everything", "how are things", "how far", "where are we",
-        "where are we at", "where is it at", "where's it at", "what happened",
-        "what's happening", "what is happening", "what's going on", "what is going on",
-        "what's running", "what is running", "whats running", "what's it doing",
-        "what is it doing", "what's it waiting", "what is it waiting", "waiting on",
-        "done yet", "finished yet", "ready yet", "eta", "still running", "is it stuck",
-        "update on", "news on", "how did it go", "how'd it go", "what's the holdup",
-        "进度", "进展", "状态", "怎么样", "怎么样了", "如何了", "咋样", "搞完没", "搞完了吗",
-        "搞定没", "搞定了吗", "完成了吗", "完成没", "做完了吗", "做完没", "好了吗", "好了没",
-        "过了吗", "过了没", "过没过", "跑完了吗", "跑完没", "成功了吗", "成功没", "修好了吗",
-        "修好没", "没动静", "什么情况", "啥情况", "到哪了", "到哪一步", "结果呢", "结果如何",
-        "有结果吗", "有进展吗", "在干嘛", "在做什么", "弄完没", "弄好了吗", "完事了吗",
-        "完了吗", "完了没", "怎样了", "咋样了", "进行到", "卡住了吗", "卡住了",
+        "status", "progress", "any update", "any updates", "any news", "any luck", "any progress",
+        "how's it going", "how is it going", "hows it going", "how's it looking", "how's it coming",
+        "how is it coming", "coming along", "how's everything", "how is everything",
+        "how are things", "how far", "where are we", "where are we at", "where is it at",
+        "where's it at", "what happened", "what's happening", "what is happening",
+        "what's going on", "what is going on", "what's running", "what is running", "whats running",
+        "what's it doing", "what is it doing", "what's it waiting", "what is it waiting",
+        "waiting on", "done yet", "finished yet", "ready yet", "eta", "still running",
+        "is it stuck", "update on", "news on", "how did it go", "what's left", "what is left",
+        "whats left", "how much is left", "how much longer", "how long will", "how close", "还剩",
+        "还差多少", "还要多久", "多久能好", "where did we land", "where do we stand", "where does it stand",
+        "where are things", "how are we doing", "what's blocking", "what is blocking", "进展如何",
+        "进度如何", "情况如何", "any blockers", "blockers", "blocked on", "还在跑", "在跑吗", "还活着", "活着吗", "绿了没",
+        "绿了吗", "green yet", "is it alive", "still alive", "跑了吗", "跑了没", "合了吗", "合并了吗", "上线了吗",
+        "部署了吗", "how'd it go", "what's the holdup", "进度", "进展", "状态", "怎么样", "怎么样了", "如何了", "咋样",
+        "搞完没", "搞完了吗", "搞定没", "搞定了吗", "完成了吗", "完成没", "做完了吗", "做完没", "好了吗", "好了没", "过了吗", "过了没",
+        "过没过", "跑完了吗", "跑完没", "成功了吗", "成功没", "修好了吗", "修好没", "没动静", "什么情况", "啥情况", "到哪了", "到哪一步",
+        "结果呢", "结果如何", "有结果吗", "有进展吗", "在干嘛", "在做什么", "弄完没", "弄好了吗", "完事了吗", "完了吗", "完了没", "怎样了",
+        "咋样了", "进行到", "卡住了吗", "卡住了",
     ]),
     (StatusPredicate, &[
-        "done", "finished", "finish", "complete", "completed", "pass", "passed", "passing",
-        "work", "worked", "working", "succeed", "succeeded", "green", "merged", "deployed",
-        "ready", "fixed", "running", "stuck", "hung", "landed", "go through", "went through",
-        "failing", "failed", "broken", "卡住", "过了", "好了", "完了", "成功", "挂了", "跑完",
+        "done", "finished", "finish", "complete", "completed", "pass", "passed", "passing", "work",
+        "worked", "working", "succeed", "succeeded", "green", "merged", "deployed", "ready",
+        "fixed", "running", "stuck", "find", "found", "live", "blocking", "out yet", "hung",
+        "landed", "go through", "went through", "failing", "failed", "broken", "run", "ran",
+        "going", "doing", "up to", "shipped", "released", "blocked", "alive", "卡住", "过了", "好了",
+        "完了", "成功", "挂了", "跑完", "在跑", "绿了", "活着",
     ]),
     (StatusGlobal, &[
-        "everything", "all tasks", "all the tasks", "all of them", "all my tasks",
-        "what's running", "what is running", "whats running", "anything running", "overall",
-        "each task", "every task", "all jobs", "all the jobs", "all of it", "my tasks", "所有",
-        "全部", "都什么", "各个", "每个任务", "哪些任务", "大家", "整体",
+        "everything", "all tasks", "all the tasks", "all of them", "all my tasks", "what's running",
+        "what is running", "whats running", "anything running", "overall", "each task",
+        "every task", "all jobs", "all the jobs", "all of it", "my tasks", "所有", "全部", "都什么", "各个",
+        "每个任务", "哪些任务", "大家", "整体",
     ]),
     (QuestionLead, &[
-        "is", "are", "did", "does", "has", "have", "was", "were", "any", "anything", "is it",
-        "is the", "did it", "did the", "has it", "have you",
+        "is", "are", "did", "does", "was", "were", "any", "anything", "is it", "is the", "did it",
+        "did the", "has it", "has the", "have you", "have they", "are we", "are they", "how's",
+        "how is", "how are", "hows", "what's", "what is", "whats",
     ]),
     (Why, &[
-        "why", "how come", "explain", "what does", "what do", "what's causing",
-        "what is causing", "what caused", "mean", "meaning", "root cause", "how does",
-        "how do", "what's wrong", "what is wrong", "walk me through", "为什么", "为啥",
-        "怎么回事", "解释", "什么意思", "啥意思", "原因", "咋回事", "怎么会", "为何",
+        "why", "how come", "explain", "what does", "what do", "what's causing", "what is causing",
+        "what caused", "mean", "meaning", "root cause", "how does", "how do", "what's wrong",
+        "what is wrong", "walk me through", "为什么", "为啥", "怎么回事", "解释", "什么意思", "啥意思", "原因", "咋回事",
+        "怎么会", "为何",
     ]),
     (RoleReview, &[
         "review*", "code review", "check", "checks", "check it", "check over", "double check",
-        "double-check", "look over", "looks over", "audit*", "proofread", "read through",
-        "go over", "sanity check", "sanity-check", "verify", "inspect", "second opinion",
-        "second pair of eyes", "审查", "审核", "审阅", "检查", "把关", "过一遍", "复查", "核对",
-        "评审",
+        "double-check", "look over", "looks over", "audit*", "proofread", "read through", "go over",
+        "sanity check", "sanity-check", "verify", "inspect", "second opinion",
+        "second pair of eyes", "审查", "审核", "审阅", "检查", "把关", "过一遍", "复查", "核对", "评审",
     ]),
     (RoleLook, &[
-        "look at", "take a look", "have a look", "look into", "看看", "看一下", "看下", "瞧瞧",
-        "看一眼",
+        "look at", "take a look", "have a look", "look into", "看看", "看一下", "看下", "瞧瞧", "看一眼",
     ]),
     (RoleTest, &[
         "test", "tests", "testing", "tester", "qa", "unit test", "unit tests", "e2e test",
         "e2e tests", "write tests", "write a test", "add tests", "add a test", "run the tests",
-        "run tests", "run the test", "test coverage", "coverage", "测试", "单测", "跑测试",
-        "用例", "测一下", "测测", "回归", "写测试", "补测试", "测一测",
+        "run tests", "run the test", "test coverage", "coverage", "测试", "单测", "跑测试", "用例", "测一下",
+        "测测", "回归", "写测试", "补测试", "测一测",
     ]),
     (RoleEdit, &[
         "fix", "fix it", "implement", "take over", "take a stab", "take a crack", "stab at",
-        "its own version", "own version", "own take", "try", "attempt", "rewrite", "redo",
-        "handle", "patch", "refactor", "finish", "修", "修复", "实现", "接手", "重写", "来做",
-        "处理", "修一下", "改一下", "接过去", "重做",
+        "its own version", "own version", "own take", "try", "attempt", "rewrite", "redo", "handle",
+        "patch", "refactor", "finish", "修", "修复", "实现", "接手", "重写", "来做", "处理", "修一下", "改一下", "接过去",
+        "重做",
     ]),
     (ScopeAlways, &[
         "always", "approve all", "allow all", "accept all", "all of them", "don't ask again",
         "dont ask again", "do not ask again", "don't ask me again", "dont ask me again",
-        "stop asking", "never ask", "no need to ask", "from now on", "every time",
-        "auto-approve", "auto approve", "whitelist", "allowlist", "for this session",
-        "for the rest of", "don't ask for", "yes to all", "以后都", "以后不用", "不用再问",
-        "别再问", "不要再问", "总是", "始终", "都同意", "全部同意", "一律", "永远", "每次都",
-        "全部允许", "以后直接", "以后这类", "都允许", "全都", "不必再问",
+        "stop asking", "never ask", "no need to ask", "from now on", "every time", "auto-approve",
+        "auto approve", "whitelist", "allowlist", "for this session", "for the rest of",
+        "don't ask for", "yes to all", "以后都", "以后不用", "不用再问", "别再问", "不要再问", "总是", "始终", "都同意",
+        "全部同意", "一律", "永远", "每次都", "全部允许", "以后直接", "以后这类", "都允许", "全都", "不必再问", "不用问", "都不用问",
+        "别问了", "不要问了", "无需再问", "不用每次问", "以后都不用",
     ]),
     (ScopeOnce, &[
-        "just this once", "this once", "only once", "this time", "just once", "once",
-        "one time", "just this one", "next time ask", "ask me next time", "ask next time",
-        "这次", "这一次", "仅此一次", "下次还是", "下次先问", "下次还要问", "就这一次", "只这一次",
-        "下次再问", "下不为例",
+        "just this once", "this once", "only once", "this time", "just once", "once", "one time",
+        "just this one", "next time ask", "ask me next time", "ask next time", "这次", "这一次", "仅此一次",
+        "下次还是", "下次先问", "下次还要问", "就这一次", "只这一次", "下次再问", "下不为例",
     ]),
     (NewSession, &[
         "new session", "fresh session", "clean session", "new context", "fresh context",
-        "clean context", "clean slate", "clear context", "clear the context",
-        "clear your context", "wipe the context", "wipe context", "wipe the session",
-        "reset the context", "reset context", "reset the session", "reset session",
-        "start over", "start fresh", "start afresh", "restart the session", "new conversation",
-        "fresh start", "forget everything", "forget the context", "forget the previous",
-        "new thread", "fresh thread", "clean context window", "新会话", "新的会话", "开个新会话",
-        "新开会话", "新开一个会话", "清空上下文", "清除上下文", "清空会话", "重置上下文",
-        "重置会话", "重新开始", "从头开始", "从头来", "上下文太乱", "忘掉之前", "新对话",
-        "新开个对话", "清掉上下文", "清一下上下文", "新开一个对话",
+        "clean context", "clean slate", "clear context", "clear the context", "clear your context",
+        "wipe the context", "wipe context", "wipe the session", "reset the context",
+        "reset context", "reset the session", "reset session", "start over", "start fresh",
+        "start afresh", "restart the session", "new conversation", "fresh start",
+        "forget everything", "forget the context", "forget the previous", "new thread",
+        "fresh thread", "clean context window", "blank slate", "start from scratch",
+        "empty context", "new chat", "fresh chat", "clean chat", "新会话", "新的会话", "开个新会话", "新开会话",
+        "新开一个会话", "清空上下文", "清除上下文", "清空会话", "重置上下文", "重置会话", "重新开始", "从头开始", "从头来", "上下文太乱", "忘掉之前",
+        "新对话", "新开个对话", "清掉上下文", "清一下上下文", "新开一个对话",
     ]),
     (NewTaskMarker, &[
         "new task", "new one", "a new task", "another task", "separate task", "different task",
         "new job", "new ticket", "unrelated", "new thing", "another thing", "different thing",
-        "something else", "separate thing", "new request", "新任务", "新的任务", "另一个任务",
-        "另外一个任务", "新开个任务", "新开一个任务", "单独开", "新需求", "另一件事", "另一个事",
-        "新活", "开个任务", "新建任务",
+        "something else", "separate thing", "new request", "新任务", "新的任务", "另一个任务", "另外一个任务",
+        "新开个任务", "新开一个任务", "单独开", "新需求", "另一件事", "另一个事", "新活", "开个任务", "新建任务", "fresh task",
+        "new issue", "a new one", "新开一个", "再开一个任务", "另开一个",
     ]),
     (GoalVerb, &[
-        "fix", "add", "write", "create", "build", "implement", "set up", "setup", "make",
-        "update", "upgrade", "refactor", "remove", "delete", "drop", "investigate", "debug",
-        "look into", "dig into", "take a look", "have a look", "look at", "check out", "draft",
-        "generate", "port", "rewrite", "support", "configure", "deploy", "clean up", "cleanup",
-        "document", "translate", "optimize", "speed up", "improve", "rename", "move", "split",
-        "integrate", "design", "research", "find out", "figure out", "bump", "prepare",
-        "replace", "convert", "enable", "disable", "introduce", "wire up", "hook up", "profile",
-        "migrate", "trace", "diagnose", "troubleshoot", "automate", "scaffold", "prototype",
-        "spike", "benchmark", "audit", "review", "look", "帮我", "修复", "修一下", "修", "写",
-        "加", "添加", "增加", "新增", "实现", "做", "做个", "做一个", "搞", "搞个", "排查",
-        "查一下", "查查", "查", "看看", "看下", "看一下", "整理", "重构", "删除", "去掉", "删掉",
-        "升级", "支持", "优化", "部署", "配置", "接入", "调研", "研究", "迁移", "补", "弄",
-        "弄个", "出", "定位", "分析", "生成", "清理",
+        "fix", "add", "write", "create", "build", "implement", "set up", "setup", "upgrade",
+        "refactor", "investigate", "debug", "look into", "dig into", "take a look", "have a look",
+        "look at", "check out", "draft", "generate", "port", "rewrite", "support", "configure",
+        "deploy", "clean up", "cleanup", "document", "translate", "optimize", "speed up", "improve",
+        "integrate", "design", "research", "find out", "figure out", "prepare", "introduce",
+        "wire up", "hook up", "profile", "migrate", "trace", "diagnose", "troubleshoot", "automate",
+        "scaffold", "prototype", "spike", "benchmark", "audit", "review", "look", "帮我", "修复", "修一下",
+        "修", "写", "加", "添加", "增加", "新增", "实现", "做个", "做一个", "搞个", "排查", "查一下", "查查", "查", "看看",
+        "看下", "看一下", "整理", "重构", "升级", "支持", "优化", "部署", "接入", "调研", "研究", "迁移", "弄个", "定位", "分析",
+        "生成", "清理", "we need", "i need", "we want", "i want", "we should have", "there should be",
+        "need a", "need an", "需要一个", "想要", "想加",
+    ]),
+    (EditVerb, &[
+        "make", "update", "remove", "delete", "drop", "rename", "move", "split", "bump", "replace",
+        "convert", "enable", "disable", "change", "use", "switch", "set", "keep", "include",
+        "handle", "tweak", "adjust", "pin", "mention", "去掉", "删除", "删掉", "改", "换", "调", "做", "搞",
+        "弄", "补", "出", "配置", "用", "加上", "去除",
     ]),
     (Request, &[
-        "can you", "could you", "would you", "can u", "pls", "please", "plz", "i need",
-        "we need", "i want", "we want", "let's", "lets", "someone", "anyone", "somebody",
-        "help me", "need you to", "can someone", "could someone", "帮我", "帮忙", "麻烦",
-        "请", "能不能", "能否", "可以帮", "给我", "需要", "帮", "搞一下",
+        "can you", "could you", "would you", "can u", "pls", "please", "plz", "i need", "we need",
+        "i want", "we want", "let's", "lets", "someone", "anyone", "somebody", "help me",
+        "need you to", "can someone", "could someone", "帮我", "帮忙", "麻烦", "请", "能不能", "能否", "可以帮",
+        "给我", "需要", "帮", "搞一下",
     ]),
     (Problem, &[
         "broken", "breaks", "broke", "fails", "failing", "failed", "fail", "doesn't work",
         "does not work", "not working", "isn't working", "crash*", "error", "errors", "is red",
-        "red", "timeout", "times out", "timing out", "timed out", "slow", "invisible",
-        "missing", "wrong", "bug", "bugs", "hangs", "hanging", "leak*", "regress*", "flaky",
-        "挂了", "挂", "报错", "没反应", "不生效", "超时", "崩溃", "崩了", "失败", "不对",
-        "有问题", "出错", "错位", "异常", "卡", "慢", "没用", "不工作", "不显示", "打不开",
+        "red", "times out", "timing out", "timed out", "slow", "invisible", "missing", "wrong",
+        "bug", "bugs", "hangs", "hanging", "leak*", "regress*", "flaky", "挂了", "挂", "报错", "没反应",
+        "不生效", "超时", "崩溃", "崩了", "失败", "不对", "有问题", "出错", "错位", "异常", "卡", "慢", "没用", "不工作", "不显示",
+        "打不开",
     ]),
     (Chatter, &[
-        "thanks", "thank you", "thx", "ty", "cheers", "hi", "hello", "hey", "nice", "great",
-        "cool", "awesome", "nice work", "good job", "lol", "haha", "brb", "谢谢", "多谢",
-        "辛苦了", "好棒", "厉害", "哈哈", "你好", "收到",
+        "thanks", "thank you", "thx", "ty", "cheers", "never mind", "nevermind", "nvm", "hi",
+        "hello", "hey", "nice", "great", "no idea", "no clue", "no rush", "no worries", "cool",
+        "awesome", "nice work", "good job", "lol", "haha", "brb", "谢谢", "多谢", "辛苦了", "好棒", "厉害",
+        "哈哈", "你好", "收到",
     ]),
     (Filler, &[
         "please", "pls", "plz", "now", "then", "just", "so", "um", "uh", "hey", "btw", "right",
-        "actually", "and", "yeah", "go", "it", "that", "ahead", "吧", "了", "啊", "呀", "嘛",
-        "哈", "呗", "先", "呢", "哦", "喔", "那就", "那", "就", "吧吧",
+        "actually", "and", "yeah", "go", "it", "that", "ahead", "never mind", "nevermind", "nvm",
+        "这么", "那么", "这样", "那样", "这边", "那边", "hold on", "hang on", "wait", "等等", "等一下", "well",
+        "hmm", "吧", "了", "啊", "呀", "嘛", "哈", "呗", "先", "呢", "哦", "喔", "那就", "那", "就", "吧吧",
     ]),
     (ActorCue, &[
-        "use", "using", "have", "let", "get", "ask", "tell", "make", "switch to",
-        "switch over to", "hand it to", "hand it over to", "hand this to", "hand off to",
-        "give it to", "give this to", "assign it to", "assign to", "pass it to", "bring in",
-        "loop in", "with", "via", "try", "can", "could", "would", "should", "will",
-        "让", "叫", "用", "请", "换", "换成", "换到", "切到", "切换到", "交给", "给", "找", "派",
-        "使用", "调用", "喊",
+        "use", "using", "have", "let", "get", "ask", "tell", "make", "switch to", "switch over to",
+        "hand it to", "hand it over to", "hand this to", "hand off to", "give it to",
+        "give this to", "assign it to", "assign to", "pass it to", "bring in", "loop in", "with",
+        "via", "try", "can", "could", "would", "should", "will", "ping", "opinion from",
+        "review from", "feedback from", "input from", "help from", "a look from", "eyes from",
+        "check from", "让", "叫", "用", "请", "换", "换成", "换到", "切到", "切换到", "交给", "给", "找", "派", "使用",
+        "调用", "喊",
     ]),
     (ActorNext, &[
-        "can", "could", "should", "would", "will", "to", "pls", "please", "plz", "take",
-        "try", "do", "write", "review", "check", "fix", "implement", "look", "test", "run",
-        "qa", "audit", "draft", "help", "add", "handle", "帮忙", "帮我", "帮", "来", "接手",
-        "也", "再", "去", "试试", "写", "跑", "看", "审", "修", "改", "测", "做", "查", "review",
+        "can", "could", "should", "would", "will", "to", "pls", "please", "plz", "take", "try",
+        "do", "write", "review", "check", "fix", "implement", "look", "test", "run", "qa", "audit",
+        "draft", "help", "add", "handle", "帮忙", "帮我", "帮", "来", "接手", "也", "再", "去", "试试", "写", "跑",
+        "看", "审", "修", "改", "测", "做", "查", "review",
     ]),
     (NounCue, &[
-        "is", "was", "are", "'s", "keeps", "kept", "seems", "said", "says", "did", "does",
-        "has", "had", "got", "proposed", "suggested", "wrote", "made", "output", "result",
-        "results", "thinks", "thought", "went", "broke", "failed", "messed", "version",
-        "session", "changes", "diff", "patch", "太", "的", "说", "写的", "做的", "改的",
-        "弄的", "搞的", "给的", "提的", "一直", "老是", "总是", "卡", "又", "输出", "结果",
-        "方案", "那边", "好像",
+        "is", "was", "are", "'s", "keeps", "kept", "seems", "said", "says", "did", "does", "has",
+        "had", "got", "proposed", "suggested", "wrote", "made", "output", "result", "results",
+        "thinks", "thought", "went", "broke", "failed", "messed", "version", "session", "changes",
+        "diff", "patch", "太", "的", "说", "写的", "做的", "改的", "弄的", "搞的", "给的", "提的", "一直", "老是", "总是",
+        "卡", "又", "输出", "结果", "方案", "那边", "好像",
     ]),
     (WorkNoun, &[
         "the fix", "the diff", "the change", "the changes", "the patch", "the pr", "this pr",
         "the code", "the output", "the result", "the results", "the work", "the implementation",
-        "the branch", "the commit", "your fix", "the approach", "the solution",
-        "the proposal", "this fix", "that fix", "this change", "the draft", "the plan",
-        "a stab", "the same", "这个修复", "改动", "这次改动", "方案", "代码", "这版", "这个版本",
-        "这个 pr", "这个pr", "这个改动",
+        "the branch", "the commit", "your fix", "the approach", "the solution", "the proposal",
+        "this fix", "that fix", "this change", "the draft", "the plan", "a stab", "the same",
+        "the rest", "the rest of it", "the remaining", "这个修复", "改动", "这次改动", "方案", "代码", "这版",
+        "这个版本", "这个 pr", "这个pr", "这个改动",
     ]),
+    (AskVerb, &["ask", "asking", "prompt me", "check with me", "问", "问我", "请示", "确认"]),
     (Connective, &[
-        "also", "and then", "then", "now", "plus", "btw", "by the way", "and also", "另外",
-        "还有", "顺便", "然后", "再说",
+        "also", "and then", "then", "now", "plus", "btw", "by the way", "and also", "另外", "还有",
+        "顺便", "然后", "再说",
     ]),
 ];
 
@@ -372,7 +387,7 @@ impl Lexicon {
     pub fn new(extra: impl IntoIterator<Item = (String, String)>) -> Self {
         let mut agents: Vec<String> = Vec::new();
         let mut aliases: Vec<(String, u16)> = Vec::new();
-        let mut agent_index = |name: &str, agents: &mut Vec<String>| -> u16 {
+        let agent_index = |name: &str, agents: &mut Vec<String>| -> u16 {
             let name = name.trim().to_lowercase();
             match agents.iter().position(|a| *a == name) {
                 Some(i) => i as u16,
@@ -382,7 +397,9 @@ impl Lexicon {
                 }
             }
         };
-        let builtin = BUILTIN_ALIASES.iter().map(|(a, n)| (a.to_string(), n.to_string()));
+        let builtin = BUILTIN_ALIASES
+            .iter()
+            .map(|(a, n)| (a.to_string(), n.to_string()));
         for (alias, name) in builtin.chain(extra) {
             let alias = super::text::normalize(alias.trim());
             if alias.is_empty() || name.trim().is_empty() {
@@ -437,19 +454,23 @@ impl Lexicon {
             .match_kind(MatchKind::Standard)
             .build(&pats)
             .expect("vocabulary patterns compile");
-        Self { ac, info, agents, command_aliases }
+        Self {
+            ac,
+            info,
+            agents,
+            command_aliases,
+        }
     }
 
     /// Every vocabulary match in `s` (normalized), in order of start, longest first.
     pub fn scan(&self, s: &str) -> Vec<Hit> {
-        let b = s.as_bytes();
         let mut hits = Vec::with_capacity(16);
         for m in self.ac.find_overlapping_iter(s) {
             let info = &self.info[m.pattern().as_usize()];
             if info.bound_start && m.start() > 0 && word_byte_before(s, m.start()) {
                 continue;
             }
-            if info.bound_end && m.end() < b.len() && word_byte_at(s, m.end()) {
+            if info.bound_end && word_continues_at(s, m.end()) {
                 continue;
             }
             if info.open_end && runs_into_identifier(s, m.end()) {
@@ -460,6 +481,7 @@ impl Lexicon {
                 end: m.end(),
                 classes: info.classes,
                 agent: info.agent,
+                negated: false,
             });
         }
         hits.sort_unstable_by(|x, y| x.start.cmp(&y.start).then(y.end.cmp(&x.end)));
@@ -479,8 +501,19 @@ fn runs_into_identifier(s: &str, i: usize) -> bool {
         .any(|c| c == '_' || c == '.' || c.is_ascii_digit())
 }
 
-fn word_byte_at(s: &str, i: usize) -> bool {
-    s[i..].chars().next().is_some_and(is_word_char)
+/// A word goes on at `i`: a word character, or an apostrophe inside a word (`don't`, `it'll`);
+/// a possessive or `is` (`codex's`, `it's`) ends the word before it.
+fn word_continues_at(s: &str, i: usize) -> bool {
+    let rest = &s[i..];
+    let mut it = rest.chars();
+    match it.next() {
+        Some('\'') => {
+            let word: String = it.take_while(|c| c.is_ascii_alphanumeric()).collect();
+            !word.is_empty() && word != "s"
+        }
+        Some(c) => is_word_char(c),
+        None => false,
+    }
 }
 
 #[cfg(test)]
@@ -489,7 +522,10 @@ mod tests {
 
     fn classes_at(lex: &Lexicon, s: &str, word: &str) -> Vec<Hit> {
         let i = s.find(word).unwrap();
-        lex.scan(s).into_iter().filter(|h| h.start == i && h.end == i + word.len()).collect()
+        lex.scan(s)
+            .into_iter()
+            .filter(|h| h.start == i && h.end == i + word.len())
+            .collect()
     }
 
     #[test]
@@ -517,6 +553,9 @@ mod tests {
         let a = hits.iter().find(|h| h.is(Agent)).unwrap();
         assert_eq!(lex.agents[a.agent as usize], "gemini");
         let hits = lex.scan("ask claude code to check");
-        assert!(hits.iter().any(|h| h.is(Agent) && h.end - h.start == "claude code".len()));
+        assert!(
+            hits.iter()
+                .any(|h| h.is(Agent) && h.end - h.start == "claude code".len())
+        );
     }
 }

@@ -28,6 +28,13 @@ transitions!(TaskStatus: "task" {
     Cancelled => [Running],
 });
 
+impl TaskStatus {
+    /// A turn is in flight (running, or paused on the user), so `cancel` has something to stop.
+    pub fn is_active(self) -> bool {
+        matches!(self, Self::Running | Self::WaitingApproval | Self::WaitingInput)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Task {
     pub id: Id,

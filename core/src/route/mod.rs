@@ -67,7 +67,7 @@ pub fn route(
                         .agent
                         .clone()
                         .unwrap_or_else(|| state.project.default_agent.clone());
-                    let role = decision.role.map_or(Role::Editor, role_of);
+                    let role = decision.role.unwrap_or(Role::Editor);
                     spawn(&mut plan, task, &agent, role, text);
                 }
                 None => new_task(&mut plan, record, state, decision.agent.as_deref(), text),
@@ -130,14 +130,6 @@ pub fn route(
         Intent::Clarify => clarify(&mut plan, alternatives, state),
     }
     plan
-}
-
-fn role_of(role: crate::classify::Role) -> Role {
-    match role {
-        crate::classify::Role::Editor => Role::Editor,
-        crate::classify::Role::Reviewer => Role::Reviewer,
-        crate::classify::Role::Tester => Role::Tester,
-    }
 }
 
 fn focus(plan: &mut Plan, state: &ConversationState, task: Id) {
@@ -236,10 +228,7 @@ fn resolve(plan: &mut Plan, decision: &Decision, approval: &ApprovalState, text:
         return;
     }
     let (answer, verb) = if decision.intent == Intent::Approve {
-        let scope = match decision.scope {
-            Some(crate::classify::Scope::Always) => Scope::Always,
-            _ => Scope::Once,
-        };
+        let scope = decision.scope.unwrap_or(Scope::Once);
         let verb = if scope == Scope::Always { "Approved for this session" } else { "Approved" };
         (Answer::Approve(scope), verb)
     } else {

@@ -147,7 +147,7 @@ fn table() {
     let spawn_review = {
         let mut d = on(decision(Intent::Spawn), 1);
         d.agent = Some("claude".into());
-        d.role = Some(crate::classify::Role::Reviewer);
+        d.role = Some(Role::Reviewer);
         d
     };
     let new_task_claude = {
@@ -268,7 +268,7 @@ fn table() {
         Case {
             name: "approve once",
             policy: BusyPolicy::Queue,
-            decision: approve("101", Some(crate::classify::Scope::Once)),
+            decision: approve("101", Some(Scope::Once)),
             text: "ok",
             actions: vec![Resolve { approval: 101, answer: Answer::Approve(Scope::Once), note: None }],
             reply: "Approved: run `npm test`",
@@ -276,7 +276,7 @@ fn table() {
         Case {
             name: "approve always",
             policy: BusyPolicy::Queue,
-            decision: approve("101", Some(crate::classify::Scope::Always)),
+            decision: approve("101", Some(Scope::Always)),
             text: "approve all, don't ask again",
             actions: vec![Resolve { approval: 101, answer: Answer::Approve(Scope::Always), note: None }],
             reply: "Approved for this session: run `npm test`",

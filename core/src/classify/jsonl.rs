@@ -1,0 +1,114 @@
+//! JSON Lines in, JSON Lines out: the `taskgate classify` command's IO, kept free of any
+//! runtime so the CLI only wires files to these functions.
+
+use std::io::{self, BufRead, Write};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::Classifier;
+use super::context::Context;
+use super::decision::Decision;
+use super::eval::EvalReport;
+
+#[derive(Serialize)]
+struct Out<'a> {
+    id: &'a Value,
+    #[serde(flatten)]
+    decision: &'a Decision,
+}
+
+#[derive(Serialize)]
+struct ErrOut<'a> {
+    id: &'a Value,
+    error: &'a str,
+}
+
+/// A parsed input line: its id as given, its text and context.
+struct Line {
+    id: Value,
+    text: String,
+    context: Context,
+}
+
+/// Parses one line; on failure returns the id (when one could be read) and why.
+fn parse(line: &str) -> Result<Line, (Value, String)> {
+    let v: Value =
+        serde_json::from_str(line).map_err(|e| (Value::Null, format!("invalid JSON: {e}")))?;
+    let id = v.get("id").cloned().unwrap_or(Value::Null);
+    let Some(obj) = v.as_object() else {
+        return Err((Value::Null, "not a JSON object".into()));
+    };
+    if id.is_null() {
+        return Err((id, "missing id".into()));
+    }
+    let text = match obj.get("text") {
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => return Err((id, "text is not a string".into())),
+        None => return Err((id, "missing text".into())),
+    };
+    let context = match obj.get("context") {
+        Some(c) => {
+            Context::deserialize(c).map_err(|e| (id.clone(), format!("invalid context: {e}")))?
+        }
+        None => return Err((id, "missing context".into())),
+    };
+    Ok(Line { id, text, context })
+}
+
+/// Classifies every line of `input`, writing one output line per input line, in order.
+/// A malformed line yields `{"id": <id or null>, "error": "..."}` and the run goes on.
+pub fn run(input: impl BufRead, mut output: impl Write, c: &Classifier) -> io::Result<()> {
+    for line in input.lines() {
+        let line = line?;
+        match parse(&line) {
+            Ok(l) => {
+                let d = c.classify(&l.text, &l.context);
+                serde_json::to_writer(
+                    &mut output,
+                    &Out {
+                        id: &l.id,
+                        decision: &d,
+                    },
+                )?;
+            }
+            Err((id, why)) => serde_json::to_writer(
+                &mut output,
+                &ErrOut {
+                    id: &id,
+                    error: &why,
+                },
+            )?,
+        }
+        output.write_all(b"\n")?;
+    }
+    output.flush()
+}
+
+/// Scores the classifier on labelled lines (each with an `expect` object). Blank lines are
+/// skipped; any other malformed line is an error naming its line number.
+pub fn eval(input: impl BufRead, c: &Classifier) -> Result<EvalReport, String> {
+    let mut report = EvalReport::default();
+    for (n, line) in input.lines().enumerate() {
+        let line = line.map_err(|e| format!("line {}: {e}", n + 1))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let l = parse(&line).map_err(|(_, why)| format!("line {}: {why}", n + 1))?;
+        let v: Value = serde_json::from_str(&line).map_err(|e| format!("line {}: {e}", n + 1))?;
+        let expect = v
+            .get("expect")
+            .ok_or_else(|| format!("line {}: missing expect", n + 1))?;
+        let d = c.classify(&l.text, &l.context);
+        let id =
+            l.id.as_str()
+                .map_or_else(|| l.id.to_string(), str::to_owned);
+        report
+            .add(&id, &l.text, expect, d)
+            .map_err(|e| format!("line {}: {e}", n + 1))?;
+    }
+    if report.lines == 0 {
+        return Err("no labelled lines".into());
+    }
+    Ok(report.finish())
+}
