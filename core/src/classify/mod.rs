@@ -15,6 +15,7 @@ mod decision;
 pub mod eval;
 pub mod jsonl;
 mod message;
+mod readings;
 mod rules;
 mod spawn;
 mod status;
