@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use config::{Environment, File, FileFormat};
 use secrecy::{ExposeSecret, SecretString};
@@ -14,19 +15,20 @@ use serde::Deserialize;
 
 pub use taskgate_core::runtime::AgentKind;
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: ServerConfig,
     pub database: DatabaseConfig,
     pub projects: Vec<ProjectConfig>,
     pub agents: BTreeMap<String, AgentConfig>,
+    pub runtime: RuntimeConfig,
     pub telegram: Option<TelegramConfig>,
     pub feishu: Option<FeishuConfig>,
     pub web: WebConfig,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
@@ -45,14 +47,14 @@ impl Default for ServerConfig {
     }
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseConfig {
     /// A PostgreSQL URL may carry a password, so it is a secret. Unset: SQLite in `data_dir`.
     pub url: Option<SecretString>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProjectConfig {
     pub name: String,
@@ -60,7 +62,7 @@ pub struct ProjectConfig {
     pub default_agent: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentConfig {
     pub kind: AgentKind,
@@ -71,6 +73,83 @@ pub struct AgentConfig {
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     pub model: Option<String>,
+    /// When codex asks before acting. The default asks a person for every non-trivial command,
+    /// which is the point of driving agents from chat. Codex only: Claude and ACP agents ask
+    /// through their own permission requests.
+    #[serde(default)]
+    pub approval_policy: ApprovalPolicy,
+    /// What codex's commands may touch. Codex only, like `approval_policy`.
+    #[serde(default)]
+    pub sandbox: SandboxMode,
+    /// This agent's per-turn time limit; unset: `runtime.turn_timeout_secs`.
+    #[serde(default)]
+    pub turn_timeout_secs: Option<u64>,
+}
+
+/// Codex's `approvalPolicy`, spelled as codex spells it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ApprovalPolicy {
+    #[default]
+    Untrusted,
+    OnRequest,
+    OnFailure,
+    Never,
+}
+
+impl ApprovalPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApprovalPolicy::Untrusted => "untrusted",
+            ApprovalPolicy::OnRequest => "on-request",
+            ApprovalPolicy::OnFailure => "on-failure",
+            ApprovalPolicy::Never => "never",
+        }
+    }
+}
+
+/// Codex's `sandbox` mode, spelled as codex spells it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SandboxMode {
+    ReadOnly,
+    #[default]
+    WorkspaceWrite,
+    DangerFullAccess,
+}
+
+impl SandboxMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SandboxMode::ReadOnly => "read-only",
+            SandboxMode::WorkspaceWrite => "workspace-write",
+            SandboxMode::DangerFullAccess => "danger-full-access",
+        }
+    }
+}
+
+/// Limits on the agent processes the gateway runs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeConfig {
+    /// Per-turn time limit for agents without their own (`agents.<name>.turn_timeout_secs`).
+    pub turn_timeout_secs: u64,
+    /// Agent processes at once; further sessions wait for an idle one to be released.
+    pub max_processes: usize,
+    /// After interrupting a turn at its limit, how long before the process is killed.
+    pub interrupt_grace_secs: u64,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self { turn_timeout_secs: 30 * 60, max_processes: 4, interrupt_grace_secs: 10 }
+    }
+}
+
+impl RuntimeConfig {
+    pub fn interrupt_grace(&self) -> Duration {
+        Duration::from_secs(self.interrupt_grace_secs)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -81,6 +160,24 @@ pub enum Command {
 }
 
 impl AgentConfig {
+    /// An agent of `kind` with its usual command and every other key at its default.
+    pub fn new(kind: AgentKind) -> Self {
+        AgentConfig {
+            kind,
+            command: None,
+            env: BTreeMap::new(),
+            model: None,
+            approval_policy: ApprovalPolicy::default(),
+            sandbox: SandboxMode::default(),
+            turn_timeout_secs: None,
+        }
+    }
+
+    /// The turn time limit for this agent: its own, else the runtime default.
+    pub fn turn_timeout(&self, runtime: &RuntimeConfig) -> Duration {
+        Duration::from_secs(self.turn_timeout_secs.unwrap_or(runtime.turn_timeout_secs))
+    }
+
     /// The program and its arguments; `None` when neither config nor the kind give one (ACP
     /// agents have no usual command).
     pub fn argv(&self) -> Option<Vec<String>> {
@@ -97,7 +194,7 @@ impl AgentConfig {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TelegramConfig {
     pub token: SecretString,
@@ -126,7 +223,7 @@ pub enum TelegramMode {
     Webhook,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FeishuConfig {
     pub app_id: String,
@@ -157,7 +254,7 @@ pub enum FeishuMode {
     Websocket,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WebConfig {
     /// Serve the web console and its API (the console itself arrives with its issue).
@@ -257,6 +354,16 @@ impl Config {
             if agent.argv().is_none() {
                 return Err(key_err(format!("agents.{name}.command"), "an acp agent needs a command"));
             }
+            // Zero would end every turn the moment it starts.
+            if agent.turn_timeout_secs == Some(0) {
+                return Err(key_err(format!("agents.{name}.turn_timeout_secs"), "must be at least 1"));
+            }
+        }
+        if self.runtime.turn_timeout_secs == 0 {
+            return Err(key_err("runtime.turn_timeout_secs".into(), "must be at least 1"));
+        }
+        if self.runtime.max_processes == 0 {
+            return Err(key_err("runtime.max_processes".into(), "must be at least 1"));
         }
         Ok(())
     }
@@ -381,5 +488,68 @@ mod tests {
         let f = file("[agents.x]\nkind = \"acp\"\n");
         let err = Config::load_from(Some(f.path()), env(&[])).unwrap_err();
         assert_eq!(err.to_string(), "config key `agents.x.command`: an acp agent needs a command");
+    }
+
+    #[test]
+    fn runtime_limits_and_codex_policies_have_safe_defaults() {
+        let config = Config::load_from(None, env(&[])).unwrap();
+        assert_eq!(config.runtime.turn_timeout_secs, 1800);
+        assert_eq!(config.runtime.max_processes, 4);
+        assert_eq!(config.runtime.interrupt_grace_secs, 10);
+        let agent = AgentConfig::new(AgentKind::Codex);
+        assert_eq!(agent.approval_policy, ApprovalPolicy::Untrusted, "a person approves commands by default");
+        assert_eq!(agent.sandbox, SandboxMode::WorkspaceWrite);
+        assert_eq!(agent.turn_timeout(&config.runtime), Duration::from_secs(1800));
+    }
+
+    #[test]
+    fn agent_policies_and_runtime_limits_come_from_file_and_environment() {
+        let f = file(
+            "[runtime]\nturn_timeout_secs = 600\nmax_processes = 2\n\
+             [agents.codex]\nkind = \"codex\"\napproval_policy = \"on-request\"\nsandbox = \"read-only\"\nturn_timeout_secs = 90\n\
+             [agents.cc]\nkind = \"claude\"\n",
+        );
+        let config = Config::load_from(
+            Some(f.path()),
+            env(&[("TASKGATE_RUNTIME__INTERRUPT_GRACE_SECS", "3"), ("TASKGATE_AGENTS__CC__SANDBOX", "danger-full-access")]),
+        )
+        .unwrap();
+        assert_eq!((config.runtime.turn_timeout_secs, config.runtime.max_processes), (600, 2));
+        assert_eq!(config.runtime.interrupt_grace(), Duration::from_secs(3));
+        let codex = &config.agents["codex"];
+        assert_eq!((codex.approval_policy.as_str(), codex.sandbox.as_str()), ("on-request", "read-only"));
+        assert_eq!(codex.turn_timeout(&config.runtime), Duration::from_secs(90));
+        let cc = &config.agents["cc"];
+        assert_eq!(cc.sandbox, SandboxMode::DangerFullAccess);
+        assert_eq!(cc.approval_policy, ApprovalPolicy::Untrusted);
+        assert_eq!(cc.turn_timeout(&config.runtime), Duration::from_secs(600));
+    }
+
+    #[test]
+    fn bad_policies_and_limits_name_their_key() {
+        let cases = [
+            ("[agents.codex]\nkind = \"codex\"\napproval_policy = \"always\"\n", "agents.codex.approval_policy"),
+            ("[agents.codex]\nkind = \"codex\"\nsandbox = \"none\"\n", "agents.codex.sandbox"),
+            ("[agents.codex]\nkind = \"codex\"\nturn_timeout_secs = 0\n", "agents.codex.turn_timeout_secs"),
+            ("[runtime]\nmax_processes = 0\n", "runtime.max_processes"),
+            ("[runtime]\nturn_timeout_secs = 0\n", "runtime.turn_timeout_secs"),
+            ("[runtime]\nmax_process = 2\n", "runtime.max_process"),
+        ];
+        for (toml, key) in cases {
+            let f = file(toml);
+            let err = Config::load_from(Some(f.path()), env(&[])).unwrap_err();
+            assert!(err.to_string().starts_with(&format!("config key `{key}`")), "{toml}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_example_config_parses_and_states_the_defaults() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/taskgate.toml");
+        let config = Config::load_from(Some(&example), env(&[])).unwrap();
+        let defaults = RuntimeConfig::default();
+        assert_eq!(
+            (config.runtime.turn_timeout_secs, config.runtime.max_processes, config.runtime.interrupt_grace_secs),
+            (defaults.turn_timeout_secs, defaults.max_processes, defaults.interrupt_grace_secs)
+        );
     }
 }

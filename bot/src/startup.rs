@@ -1,5 +1,6 @@
 //! Building and running the gateway: everything `serve` needs, in an order that fails early
-//! with a clear message (data dir, single-process lock, database, migrations, listener).
+//! with a clear message (data dir, single-process lock, database, migrations, listener), then
+//! the engine, which resumes the work a previous run left open before anything new arrives.
 
 use std::fs::File;
 use std::future::Future;
@@ -7,17 +8,20 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
+use taskgate_adapters::runtime::{AgentRuntimes, RuntimeOptions};
 use taskgate_adapters::store::SeaStore;
 use taskgate_core::store::Store;
 use tokio::net::TcpListener;
 
 use crate::config::{Config, redact_url};
+use crate::engine::Engine;
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
 
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    engine: Arc<Engine>,
     /// Held for the life of the process: a second `serve` on the same SQLite file is refused.
     _lock: Option<File>,
 }
@@ -40,8 +44,33 @@ impl Application {
         let listener = TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("listening on {}", config.server.listen))?;
-        let state = AppState { store: Arc::new(store), metrics: Metrics::new() };
-        Ok(Self { listener, state, _lock: lock })
+        let store = Arc::new(store);
+        let engine = Arc::new(Engine::new(
+            store.clone(),
+            Arc::new(config.clone()),
+            Arc::new(AgentRuntimes::new(RuntimeOptions::default())),
+        ));
+        // Before serving: resumed turns go first, and stale approvals are expired before a
+        // person can press their buttons.
+        let recovered = engine.recover().await.context("resuming open work")?;
+        if recovered == Default::default() {
+            tracing::info!("no open work to resume");
+        } else {
+            tracing::info!(
+                executions = recovered.executions,
+                turns = recovered.turns,
+                approvals = recovered.approvals,
+                expired = recovered.expired,
+                "resumed open work from the last run"
+            );
+        }
+        let state = AppState { store, metrics: Metrics::new() };
+        Ok(Self { listener, state, engine, _lock: lock })
+    }
+
+    /// The engine channels feed messages to.
+    pub fn engine(&self) -> Arc<Engine> {
+        self.engine.clone()
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -53,14 +82,20 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves, then stops taking connections, lets requests in
-    /// flight finish and closes the database. Work accepted before that is in the database
-    /// (inbox, outbox, tasks), so nothing accepted is lost to a stop.
+    /// flight finish, shuts the agent sessions down and closes the database. Work accepted
+    /// before that is in the database (inbox, outbox, tasks, open turns), so nothing accepted
+    /// is lost to a stop: the next start resumes it.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let store = self.state.store.clone();
-        axum::serve(self.listener, http::router(self.state))
+        let Application { listener, state, engine, _lock } = self;
+        let store = state.store.clone();
+        let served = axum::serve(listener, http::router(state))
             .with_graceful_shutdown(shutdown)
             .await
-            .context("HTTP server")?;
+            .context("HTTP server");
+        // Even when serving failed: agent processes must not outlive the gateway.
+        engine.shutdown().await;
+        drop(engine);
+        served?;
         if let Ok(store) = Arc::try_unwrap(store) {
             store.close().await.context("closing the database")?;
         }

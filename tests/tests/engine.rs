@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use taskgate::config::{AgentConfig, AgentKind, Command, Config, ProjectConfig};
 use taskgate::engine::{Engine, IncomingMessage};
-use taskgate_adapters::runtime::{AgentRuntimes, RuntimeOptions, Supervisor, SupervisorOptions};
+use taskgate_adapters::runtime::{AgentRuntimes, RuntimeOptions};
 use taskgate_adapters::store::SeaStore;
 use taskgate_core::classify::Chat;
 use taskgate_core::model::*;
@@ -24,30 +24,37 @@ struct World {
 
 impl World {
     fn new() -> Self {
+        Self::with(|_| {})
+    }
+
+    /// A world whose config `tune` adjusts (limits, policies) before the engine reads it.
+    fn with(tune: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("taskgate.db").display());
         let state = dir.path().join("fake-state").to_string_lossy().into_owned();
         let agent = |kind: AgentKind, mode: &str| AgentConfig {
-            kind,
             command: Some(Command::Argv(vec![
                 env!("CARGO_BIN_EXE_fake-agent").into(),
                 mode.into(),
                 "--state-dir".into(),
                 state.clone(),
             ])),
-            env: BTreeMap::new(),
-            model: None,
+            ..AgentConfig::new(kind)
         };
         let mut agents = BTreeMap::new();
         agents.insert("codex".to_owned(), agent(AgentKind::Codex, "codex"));
         agents.insert("claude".to_owned(), agent(AgentKind::Claude, "claude"));
         let work = dir.path().join("work");
         std::fs::create_dir_all(&work).expect("work dir");
-        let config = Config {
+        let mut config = Config {
             projects: vec![ProjectConfig { name: "demo".into(), path: work, default_agent: Some("codex".into()) }],
             agents,
             ..Config::default()
         };
+        // Bounded: no test turn may outlive the test's own wait.
+        config.runtime.turn_timeout_secs = WAIT.as_secs();
+        config.runtime.interrupt_grace_secs = 1;
+        tune(&mut config);
         World { dir, url, config: Arc::new(config) }
     }
 
@@ -59,19 +66,20 @@ impl World {
             shutdown_grace: Duration::from_millis(300),
             ..RuntimeOptions::default()
         });
-        let supervisor = Supervisor::new(
-            Arc::new(runtime),
-            SupervisorOptions { max_concurrent: 4, default_turn_timeout: Some(WAIT), interrupt_grace: Duration::from_millis(300), max_restarts: 2 },
-        );
         let _ = &self.dir;
-        Engine::with_supervisor(Arc::new(store), self.config.clone(), supervisor)
+        // The supervisor's limits come from `[runtime]`, as in `taskgate serve`.
+        Engine::new(Arc::new(store), self.config.clone(), Arc::new(runtime))
     }
 }
 
 fn msg(from: &str, name: &str, text: &str) -> IncomingMessage {
+    msg_in("chat-1", from, name, text)
+}
+
+fn msg_in(chat: &str, from: &str, name: &str, text: &str) -> IncomingMessage {
     IncomingMessage {
         channel: Channel::Telegram,
-        chat_id: "chat-1".into(),
+        chat_id: chat.into(),
         thread_id: String::new(),
         sender_id: from.into(),
         sender_name: name.into(),
@@ -259,4 +267,289 @@ async fn restart_with_a_pending_approval_recovers_it() {
         timeline.iter().any(|e| e.kind == EventKind::Approval && e.body["answered_by_approval"] == serde_json::json!(approval.id)),
         "the re-run's request was answered with the person's decision: {timeline:#?}"
     );
+}
+
+/// The first task to appear, with its first execution.
+async fn first_task(store: &SeaStore) -> (Task, Execution) {
+    let task = eventually("a task", || async { store.tasks(10).await.ok()?.into_iter().last() }).await;
+    let exec = eventually("its execution", || async { store.executions(task.id).await.ok()?.into_iter().next() }).await;
+    (task, exec)
+}
+
+/// The execution's latest session once a turn of it runs in the agent (not just queued).
+async fn running(store: &SeaStore, exec: Id) -> RuntimeSession {
+    eventually("a turn running", || async {
+        let session = store.latest_session(exec).await.ok()??;
+        let open = store.open_turns(Some(session.id)).await.ok()?;
+        open.iter().any(|t| t.status == TurnStatus::Running).then_some(session)
+    })
+    .await
+}
+
+async fn turns_done(store: &SeaStore, exec: Id, n: usize) {
+    eventually(&format!("{n} turn(s) done"), || async { (completed_turns(store, exec).await >= n).then_some(()) }).await;
+}
+
+/// The end-of-turn events of the task, oldest first.
+async fn results(store: &SeaStore, task: Id) -> Vec<serde_json::Value> {
+    let timeline = store.timeline(task).await.expect("timeline");
+    timeline.into_iter().filter(|e| e.kind == EventKind::Result).map(|e| e.body).collect()
+}
+
+/// Everything the agent said on the task, in one string.
+async fn agent_text(store: &SeaStore, task: Id) -> String {
+    let timeline = store.timeline(task).await.expect("timeline");
+    timeline
+        .iter()
+        .filter(|e| e.body["type"] == "agent_text")
+        .filter_map(|e| e.body["text"].as_str())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// "stop" while a turn runs: the turn ends interrupted, the session stays, and the next
+/// message runs in that same session.
+#[tokio::test]
+async fn stop_interrupts_the_turn_and_keeps_the_session() {
+    let world = World::new();
+    let engine = world.engine().await;
+    let store = engine.store().clone();
+
+    engine.handle(msg("u1", "Ada", "SLOW_REPLY: rewrite the parser")).await.expect("handle");
+    let (task, exec) = first_task(&store).await;
+    let session = running(&store, exec.id).await;
+
+    engine.handle(msg("u1", "Ada", "stop")).await.expect("stop");
+    turns_done(&store, exec.id, 1).await;
+    let ended = results(&store, task.id).await;
+    assert_eq!(ended[0]["outcome"]["status"], "interrupted", "{ended:#?}");
+    let after = store.latest_session(exec.id).await.unwrap().expect("session");
+    assert_eq!(after.id, session.id);
+    assert!(after.status.is_usable(), "{after:?}");
+    let sent = outbox_texts(&store).await;
+    assert!(sent.iter().any(|(_, _, t)| t.starts_with("Stopping Codex on")), "{sent:#?}");
+    assert!(sent.iter().any(|(_, _, t)| t == "Codex stopped (interrupted)"), "{sent:#?}");
+
+    engine.handle(msg("u1", "Ada", "make it say hello again")).await.expect("follow-up");
+    turns_done(&store, exec.id, 2).await;
+    let ended = results(&store, task.id).await;
+    assert_eq!(ended[1]["outcome"]["status"], "completed", "{ended:#?}");
+    let last = store.latest_session(exec.id).await.unwrap().expect("session");
+    assert_eq!((last.id, last.provider_session_id.clone()), (session.id, session.provider_session_id.clone()));
+    assert!(agent_text(&store, task.id).await.contains("you said 'make it say hello again'"));
+    assert_eq!(store.tasks(10).await.unwrap().len(), 1);
+}
+
+/// `/new` closes the sticky session; the next message opens a new session row, and the agent
+/// gets the task's context and restart note before the message.
+#[tokio::test]
+async fn new_session_starts_clean_with_the_restart_note() {
+    let world = World::new();
+    let engine = world.engine().await;
+    let store = engine.store().clone();
+
+    engine.handle(msg("u1", "Ada", "fix the greeting in hello.txt")).await.expect("handle");
+    let (task, exec) = first_task(&store).await;
+    turns_done(&store, exec.id, 1).await;
+    let old = store.latest_session(exec.id).await.unwrap().expect("session");
+    store
+        .add_note_entry(NewNoteEntry {
+            task_id: task.id,
+            kind: NoteKind::Verified,
+            text: "the typo is on line 1 of hello.txt".into(),
+            evidence: Vec::new(),
+            author: "Ada".into(),
+            commit: None,
+        })
+        .await
+        .expect("note");
+
+    engine.handle(msg("u1", "Ada", "/new")).await.expect("/new");
+    assert_eq!(store.session(old.id).await.unwrap().status, SessionStatus::Closed);
+
+    engine.handle(msg("u1", "Ada", "make it say hello again")).await.expect("next");
+    turns_done(&store, exec.id, 2).await;
+    let fresh = store.latest_session(exec.id).await.unwrap().expect("session");
+    assert_ne!(fresh.id, old.id, "a new session row");
+    assert_ne!(fresh.provider_session_id, old.provider_session_id, "a new provider session, not a resume");
+    // The fake echoes its whole input: what the new session's first turn received.
+    let timeline = store.timeline(task.id).await.unwrap();
+    let said = timeline.iter().rev().find(|e| e.body["type"] == "agent_text").and_then(|e| e.body["text"].as_str()).unwrap_or_default();
+    let first_input = said.strip_prefix("FAKE-REPLY: you said '").unwrap_or_default();
+    assert!(first_input.contains("Task: fix the greeting in hello.txt"), "{said}");
+    assert!(first_input.contains("the typo is on line 1 of hello.txt"), "restart note: {said}");
+    assert!(first_input.contains("make it say hello again"), "{said}");
+}
+
+/// "no, run only the unit tests": the approval is denied, and the agent receives the
+/// instruction as its next turn.
+#[tokio::test]
+async fn deny_with_an_instruction_passes_it_to_the_agent() {
+    let world = World::new();
+    let engine = world.engine().await;
+    let store = engine.store().clone();
+
+    engine.handle(msg("u1", "Ada", "RUN_CMD: echo all-the-tests")).await.expect("handle");
+    let approval = eventually("a pending approval", || pending(&store)).await;
+    engine.handle(msg("u1", "Ada", "no, run only the unit tests")).await.expect("deny");
+    let denied = store.approval(approval.id).await.unwrap();
+    assert_eq!(denied.status, ApprovalStatus::Denied);
+    assert_eq!(denied.decided_channel, Some(Channel::Telegram));
+
+    let exec = store.executions(approval.task_id).await.unwrap()[0].clone();
+    turns_done(&store, exec.id, 2).await;
+    let said = agent_text(&store, approval.task_id).await;
+    assert!(said.contains("rejected by user"), "the command was declined: {said}");
+    assert!(said.contains("you said 'The person declined run `echo all-the-tests` and said: no, run only the unit tests'"), "{said}");
+    eventually("the task idle", || idle_task(&store, approval.task_id)).await;
+    assert!(store.pending_approvals(None).await.unwrap().is_empty());
+}
+
+/// The agent crashes mid-turn: a Died event on the timeline, one short line in the chat, and
+/// the turn still completes in the resumed session.
+#[tokio::test]
+async fn a_crash_mid_turn_resumes_and_completes() {
+    let world = World::new();
+    let engine = world.engine().await;
+    let store = engine.store().clone();
+
+    engine.handle(msg("u1", "Ada", "CRASH_ONCE: tidy the imports")).await.expect("handle");
+    let (task, exec) = first_task(&store).await;
+    turns_done(&store, exec.id, 1).await;
+    let ended = results(&store, task.id).await;
+    assert_eq!(ended.len(), 1, "one turn, one result: {ended:#?}");
+    assert_eq!(ended[0]["outcome"]["status"], "completed", "{ended:#?}");
+    assert!(agent_text(&store, task.id).await.contains("FAKE-REPLY: survived"));
+
+    let timeline = store.timeline(task.id).await.unwrap();
+    assert!(timeline.iter().any(|e| e.kind == EventKind::Runtime && e.body["type"] == "died" && e.body["restarting"] == true), "{timeline:#?}");
+    let session = store.latest_session(exec.id).await.unwrap().expect("session");
+    assert_eq!(session.status, SessionStatus::Ready, "the same row, resumed, not dead");
+    let ready: Vec<_> = timeline.iter().filter(|e| e.body["type"] == "session_ready").collect();
+    assert!(ready.iter().all(|e| e.body["provider_session_id"] == serde_json::json!(session.provider_session_id)), "resumed by id: {ready:#?}");
+
+    let sent = outbox_texts(&store).await;
+    let crash: Vec<_> = sent.iter().filter(|(_, _, t)| t.contains("unexpectedly") || t.contains("resumed")).collect();
+    assert_eq!(crash.len(), 1, "{sent:#?}");
+    assert_eq!(crash[0].2, "Codex stopped unexpectedly; restarting it");
+    for (_, _, text) in &sent {
+        assert!(text.len() <= 300 && !text.contains('\n'), "a phone line, not a report: {text:?}");
+        assert!(!text.contains("panicked") && !text.contains("backtrace"), "{text:?}");
+    }
+}
+
+/// A turn that ignores the interrupt at its configured limit ends timed out, the chat is told,
+/// and the session takes the next message.
+#[tokio::test]
+async fn turn_time_limit_from_config_ends_the_turn() {
+    let world = World::with(|config| {
+        if let Some(codex) = config.agents.get_mut("codex") {
+            codex.turn_timeout_secs = Some(1);
+        }
+        config.runtime.interrupt_grace_secs = 1;
+    });
+    let engine = world.engine().await;
+    let store = engine.store().clone();
+
+    let started = tokio::time::Instant::now();
+    engine.handle(msg("u1", "Ada", "STUBBORN: refactor everything")).await.expect("handle");
+    let (task, exec) = first_task(&store).await;
+    turns_done(&store, exec.id, 1).await;
+    assert!(started.elapsed() < Duration::from_secs(15), "the limit ended it, not the fake's 20 s");
+    let ended = results(&store, task.id).await;
+    assert_eq!(ended[0]["outcome"], serde_json::json!({"status": "timed_out", "limit_secs": 1}), "{ended:#?}");
+    let sent = outbox_texts(&store).await;
+    assert!(sent.iter().any(|(_, _, t)| t == "Codex stopped: the turn hit its 1s time limit"), "{sent:#?}");
+    eventually("the task idle", || idle_task(&store, task.id)).await;
+
+    engine.handle(msg("u1", "Ada", "make it say hello again")).await.expect("follow-up");
+    turns_done(&store, exec.id, 2).await;
+    assert_eq!(results(&store, task.id).await[1]["outcome"]["status"], "completed");
+}
+
+/// With one process allowed, a second task waits while the first holds it, runs once the
+/// first goes idle, and the first resumes in its own session afterwards.
+#[tokio::test]
+async fn process_cap_makes_the_second_task_wait_then_run() {
+    let world = World::with(|config| config.runtime.max_processes = 1);
+    let engine = world.engine().await;
+    let store = engine.store().clone();
+
+    engine.handle(msg_in("chat-1", "u1", "Ada", "RUN_CMD: echo first")).await.expect("first");
+    let approval = eventually("the first task waiting", || pending(&store)).await;
+    let first_exec = store.executions(approval.task_id).await.unwrap()[0].clone();
+    let first_session = store.latest_session(first_exec.id).await.unwrap().expect("session");
+
+    engine.handle(msg_in("chat-2", "u2", "Bob", "fix the greeting in hello.txt")).await.expect("second");
+    let second = eventually("the second task", || async {
+        store.tasks(10).await.ok()?.into_iter().find(|t| t.id != approval.task_id)
+    })
+    .await;
+    let second_exec = store.executions(second.id).await.unwrap()[0].clone();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(completed_turns(&store, second_exec.id).await, 0, "the second waits for the slot");
+    let queued = store.latest_session(second_exec.id).await.unwrap().expect("session row");
+    assert!(queued.provider_session_id.is_none(), "no process started: {queued:?}");
+
+    engine.handle(msg_in("chat-1", "u1", "Ada", "ok")).await.expect("approve");
+    turns_done(&store, first_exec.id, 1).await;
+    turns_done(&store, second_exec.id, 1).await;
+    assert!(agent_text(&store, second.id).await.contains("you said 'fix the greeting in hello.txt'"));
+
+    // The first task's session gave its process up while idle; it resumes, same row.
+    engine.handle(msg_in("chat-1", "u1", "Ada", "make it say hello again")).await.expect("follow-up");
+    turns_done(&store, first_exec.id, 2).await;
+    let resumed = store.latest_session(first_exec.id).await.unwrap().expect("session");
+    assert_eq!((resumed.id, resumed.provider_session_id), (first_session.id, first_session.provider_session_id));
+}
+
+/// An approval still pending after its turn ended cannot be answered by anyone: recovery
+/// expires it through the state machine and says so on the timeline.
+#[tokio::test]
+async fn recovery_expires_approvals_whose_turn_ended() {
+    let world = World::new();
+    let engine = world.engine().await;
+    let store = engine.store().clone();
+    engine.handle(msg("u1", "Ada", "RUN_CMD: echo stale")).await.expect("handle");
+    let approval = eventually("a pending approval", || pending(&store)).await;
+    drop(engine);
+    drop(store);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // As if the turn ended (another replica, or a crash after it) with the approval left open.
+    let store = SeaStore::connect(&world.url).await.expect("connect");
+    for mut turn in store.open_turns(None).await.unwrap() {
+        turn.status = TurnStatus::Failed;
+        store.update_turn(&turn).await.expect("end the turn");
+    }
+    drop(store);
+
+    let engine = world.engine().await;
+    let store = engine.store().clone();
+    let recovered = engine.recover().await.expect("recover");
+    assert_eq!((recovered.executions, recovered.approvals, recovered.expired), (0, 0, 1), "{recovered:?}");
+    assert_eq!(store.approval(approval.id).await.unwrap().status, ApprovalStatus::Expired);
+    let timeline = store.timeline(approval.task_id).await.unwrap();
+    assert!(
+        timeline.iter().any(|e| e.kind == EventKind::Approval && e.body["type"] == "approval_expired" && e.body["approval"] == serde_json::json!(approval.id)),
+        "{timeline:#?}"
+    );
+    assert!(store.pending_approvals(None).await.unwrap().is_empty());
+    // A second recovery finds nothing more to do.
+    assert_eq!(engine.recover().await.unwrap().expired, 0);
+}
+
+/// Stopping the engine ends its agent processes but leaves the turn open for the next start.
+#[tokio::test]
+async fn shutdown_leaves_open_work_for_recovery() {
+    let world = World::new();
+    let engine = world.engine().await;
+    let store = engine.store().clone();
+    engine.handle(msg("u1", "Ada", "SLOW_REPLY: migrate the database")).await.expect("handle");
+    let (_, exec) = first_task(&store).await;
+    running(&store, exec.id).await;
+    tokio::time::timeout(WAIT, engine.shutdown()).await.expect("shutdown is bounded");
+    let open = store.open_turns(None).await.unwrap();
+    assert_eq!(open.len(), 1, "the turn stays open: {open:?}");
+    assert_eq!(completed_turns(&store, exec.id).await, 0);
 }

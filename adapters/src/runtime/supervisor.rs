@@ -2,6 +2,7 @@
 //! else a fresh session seeded with the restart note and the last input), ends runaway turns
 //! at a time limit (interrupt, then kill), and caps concurrent agent processes.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use async_trait::async_trait;
 use taskgate_core::runtime::{
     AgentRuntime, AgentSession, ApprovalDecision, RuntimeError, RuntimeEvent, SessionSpec, TurnOutcome,
 };
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -44,17 +45,45 @@ pub struct Supervisor {
     runtime: Arc<dyn AgentRuntime>,
     permits: Arc<Semaphore>,
     options: SupervisorOptions,
+    /// Starts blocked on a slot right now.
+    waiting: Arc<AtomicUsize>,
+    /// Bumped each time a start begins to wait, so owners of idle sessions can give theirs back
+    /// (a session holds its slot for life; only its owner knows when it is idle).
+    wanted: Arc<watch::Sender<u64>>,
 }
 
 impl Supervisor {
     pub fn new(runtime: Arc<dyn AgentRuntime>, options: SupervisorOptions) -> Self {
         let permits = Arc::new(Semaphore::new(options.max_concurrent.max(1)));
-        Supervisor { runtime, permits, options }
+        let (wanted, _) = watch::channel(0);
+        Supervisor { runtime, permits, options, waiting: Arc::new(AtomicUsize::new(0)), wanted: Arc::new(wanted) }
     }
 
     /// Free process slots right now.
     pub fn available_slots(&self) -> usize {
         self.permits.available_permits()
+    }
+
+    /// Starts waiting for a slot right now.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::SeqCst)
+    }
+
+    /// Changes whenever a start begins to wait for a slot. A watch, not a notification: an
+    /// owner that was busy when it changed still sees it once it looks.
+    pub fn slot_wanted(&self) -> watch::Receiver<u64> {
+        self.wanted.subscribe()
+    }
+
+    async fn acquire(&self) -> Result<OwnedSemaphorePermit, RuntimeError> {
+        match self.permits.clone().try_acquire_owned() {
+            Ok(permit) => return Ok(permit),
+            Err(TryAcquireError::Closed) => return Err(RuntimeError::Dead),
+            Err(TryAcquireError::NoPermits) => {}
+        }
+        let _waiting = Waiting::new(&self.waiting);
+        self.wanted.send_modify(|generation| *generation = generation.wrapping_add(1));
+        self.permits.clone().acquire_owned().await.map_err(|_| RuntimeError::Dead)
     }
 
     /// Waits for a process slot, then starts the agent. `restart_note` seeds a fresh session
@@ -65,7 +94,7 @@ impl Supervisor {
         spec: SessionSpec,
         restart_note: Option<String>,
     ) -> Result<SupervisedSession, RuntimeError> {
-        let permit = self.permits.clone().acquire_owned().await.map_err(|_| RuntimeError::Dead)?;
+        let permit = self.acquire().await?;
         let inner = self.runtime.start(spec.clone()).await?;
         let (control_tx, control_rx) = mpsc::unbounded_channel();
         let (event_tx, event_rx) = mpsc::unbounded_channel();
@@ -91,6 +120,22 @@ impl Supervisor {
         };
         let task = tokio::spawn(actor.run(control_rx));
         Ok(SupervisedSession { control: control_tx, events: event_rx, provider_id, note, task: Some(task) })
+    }
+}
+
+/// Counts one start as waiting until dropped (also when the start is abandoned).
+struct Waiting(Arc<AtomicUsize>);
+
+impl Waiting {
+    fn new(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Waiting(count.clone())
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

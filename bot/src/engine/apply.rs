@@ -29,7 +29,7 @@ pub struct Origin<'a> {
     pub conversation: &'a Conversation,
     pub sender: &'a Sender,
     /// Model for new runtime sessions, per agent name.
-    pub model_of: &'a dyn Fn(&str) -> Option<String>,
+    pub model_of: &'a (dyn Fn(&str) -> Option<String> + Sync),
 }
 
 pub struct Applied {

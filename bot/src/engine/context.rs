@@ -48,7 +48,7 @@ pub async fn load(
     project: ProjectInfo,
     agents: Vec<String>,
     addressing: Addressing,
-    busy_hint: &dyn Fn(Id) -> bool,
+    busy_hint: &(dyn Fn(Id) -> bool + Sync),
 ) -> StoreResult<Loaded> {
     let Addressing { chat, mentioned, reply_to } = addressing;
     let mut ids: Vec<Id> =
@@ -125,7 +125,7 @@ pub async fn load(
 async fn task_state(
     store: &dyn Store,
     task: Task,
-    busy_hint: &dyn Fn(Id) -> bool,
+    busy_hint: &(dyn Fn(Id) -> bool + Sync),
 ) -> StoreResult<TaskState> {
     let mut executions = Vec::new();
     for execution in store.executions(task.id).await? {

@@ -5,21 +5,24 @@
 mod apply;
 mod context;
 mod runner;
+mod spec;
 mod status;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
 
 use chrono::Utc;
 use taskgate_adapters::runtime::{Supervisor, SupervisorOptions};
 use taskgate_adapters::store::SeaStore;
-use taskgate_core::classify::{Chat, Classifier};
-use taskgate_core::model::{Channel, Id, Identity, TurnStatus};
+use taskgate_core::classify::{Chat, Classifier, Intent};
+use serde_json::json;
+use taskgate_core::model::{ApprovalStatus, Channel, EventKind, Id, Identity, NewEvent, StateMachine, TurnStatus};
 use taskgate_core::route::{self, BusyPolicy, ProjectInfo, Sender};
 use taskgate_core::runtime::AgentRuntime;
 use taskgate_core::store::{Store, StoreError};
 
 pub use apply::Command;
+pub use spec::{session_spec, supervisor_options};
 
 use crate::config::Config;
 use runner::{Msg, Runner, Shared};
@@ -57,23 +60,29 @@ pub type AdmissionHook = Arc<dyn Fn(&IncomingMessage) -> bool + Send + Sync>;
 pub struct Recovered {
     pub executions: usize,
     pub turns: usize,
+    /// Pending approvals announced again (their turn resumes).
     pub approvals: usize,
+    /// Pending approvals whose turn had already ended: nothing can answer them any more.
+    pub expired: usize,
 }
 
 pub struct Engine {
     shared: Arc<Shared>,
     runner: Runner,
     classifier: Classifier,
-    admission: AdmissionHook,
+    /// Behind a lock so channels can install their allow-lists on a shared engine.
+    admission: RwLock<AdmissionHook>,
     /// Resolving a person for a new sender: one at a time, so two first messages from the
     /// same sender do not create two people.
     people: tokio::sync::Mutex<()>,
 }
 
 impl Engine {
-    /// An engine over `runtime` (usually `AgentRuntimes`) with the default supervisor limits.
+    /// An engine over `runtime` (usually `AgentRuntimes`) with the supervisor limits of
+    /// `[runtime]` in `config`.
     pub fn new(store: Arc<SeaStore>, config: Arc<Config>, runtime: Arc<dyn AgentRuntime>) -> Self {
-        Self::with_supervisor(store, config, Supervisor::new(runtime, SupervisorOptions::default()))
+        let options: SupervisorOptions = supervisor_options(&config);
+        Self::with_supervisor(store, config, Supervisor::new(runtime, options))
     }
 
     pub fn with_supervisor(store: Arc<SeaStore>, config: Arc<Config>, supervisor: Supervisor) -> Self {
@@ -86,19 +95,29 @@ impl Engine {
             write: tokio::sync::Mutex::new(()),
             approvals: Mutex::new(HashMap::new()),
             busy: Mutex::new(HashMap::new()),
+            releasing: Mutex::new(0),
         });
         Engine {
             runner: Runner::new(shared.clone()),
             shared,
             classifier: Classifier::new(aliases),
-            admission: Arc::new(|_| true),
+            admission: RwLock::new(Arc::new(|_| true)),
             people: tokio::sync::Mutex::new(()),
         }
     }
 
     /// Installs the allow-list check (see [`AdmissionHook`]).
-    pub fn set_admission(&mut self, hook: AdmissionHook) {
-        self.admission = hook;
+    pub fn set_admission(&self, hook: AdmissionHook) {
+        if let Ok(mut admission) = self.admission.write() {
+            *admission = hook;
+        }
+    }
+
+    /// Stops the agent sessions cleanly (bounded): their processes shut down, and every turn
+    /// in flight or queued stays open in the database for `recover` on the next start.
+    /// Messages handled after this are stored but run only after that restart.
+    pub async fn shutdown(&self) {
+        self.runner.shutdown().await;
     }
 
     pub fn store(&self) -> &Arc<SeaStore> {
@@ -107,7 +126,9 @@ impl Engine {
 
     /// Handles one message: classify, route, apply in one transaction, then dispatch.
     pub async fn handle(&self, msg: IncomingMessage) -> Result<(), EngineError> {
-        if !(self.admission)(&msg) {
+        // A poisoned lock means a hook panicked mid-swap: refuse rather than admit everyone.
+        let admitted = self.admission.read().map(|hook| hook(&msg)).unwrap_or(false);
+        if !admitted {
             tracing::info!(channel = %msg.channel, sender = %msg.sender_id, "message from a sender not admitted; dropped");
             return Ok(());
         }
@@ -152,8 +173,11 @@ impl Engine {
         .await?;
         let decision = self.classifier.classify(&msg.text, &loaded.context);
         tracing::debug!(intent = %decision.intent, reason = %decision.reason, "classified");
-        // The classifier gives one reading; a clarify offers no alternatives until it ranks them.
-        let alternatives = Vec::new();
+        // A clarify shows the likeliest readings as buttons; pressing one acts on this message.
+        let alternatives = match decision.intent {
+            Intent::Clarify => self.classifier.readings(&msg.text, &loaded.context),
+            _ => Vec::new(),
+        };
         let plan = route::route(&decision, &alternatives, &msg.text, &sender, &loaded.state);
         let target = decision.task.as_deref().and_then(|t| t.parse::<Id>().ok());
         let config = self.shared.config.clone();
@@ -179,14 +203,15 @@ impl Engine {
     /// visibly, with a line to the chat.
     pub async fn recover(&self) -> Result<Recovered, EngineError> {
         let store: &SeaStore = &self.shared.store;
+        let open = store.open_turns(None).await?;
+        let mut report = Recovered { expired: self.expire_stale_approvals(&open).await?, ..Recovered::default() };
         let mut by_session: Vec<(Id, Vec<taskgate_core::model::Turn>)> = Vec::new();
-        for turn in store.open_turns(None).await? {
+        for turn in open {
             match by_session.iter_mut().find(|(s, _)| *s == turn.session_id) {
                 Some((_, turns)) => turns.push(turn),
                 None => by_session.push((turn.session_id, vec![turn])),
             }
         }
-        let mut report = Recovered::default();
         for (session_id, turns) in by_session {
             let session = store.session(session_id).await?;
             let exec = store.execution(session.execution_id).await?;
@@ -216,6 +241,51 @@ impl Engine {
             self.runner.send(exec.id, Msg::Recover { session, in_flight: current, queued });
         }
         Ok(report)
+    }
+
+    /// Pending approvals whose turn is no longer open (it ended, or the approval never had one)
+    /// wait for an answer nothing can deliver: expire them, each with a timeline event, so
+    /// their buttons stop working and a late "ok" hears that it expired.
+    async fn expire_stale_approvals(&self, open: &[taskgate_core::model::Turn]) -> Result<usize, EngineError> {
+        let store: &SeaStore = &self.shared.store;
+        let open: HashSet<Id> = open.iter().map(|t| t.id).collect();
+        let stale: Vec<_> = store
+            .pending_approvals(None)
+            .await?
+            .into_iter()
+            .filter(|a| !a.turn_id.is_some_and(|turn| open.contains(&turn)))
+            .collect();
+        if stale.is_empty() {
+            return Ok(0);
+        }
+        let _w = self.shared.write.lock().await;
+        let tx = store.begin().await?;
+        let mut expired = 0;
+        for mut approval in stale {
+            let Ok(next) = approval.status.transition(ApprovalStatus::Expired) else { continue };
+            approval.status = next;
+            match tx.update_approval(&approval).await {
+                Ok(_) => {}
+                // Another replica decided it meanwhile: theirs stands.
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+            tx.append_event(NewEvent {
+                task_id: approval.task_id,
+                execution_id: None,
+                kind: EventKind::Approval,
+                channel: None,
+                actor: None,
+                body: json!({
+                    "type": "approval_expired", "approval": approval.id, "action": approval.action,
+                    "turn": approval.turn_id, "reason": "its turn ended before the gateway restarted",
+                }),
+            })
+            .await?;
+            expired += 1;
+        }
+        tx.commit().await?;
+        Ok(expired)
     }
 
     /// The sender's identity, created with a new person on first sight.
@@ -272,4 +342,14 @@ pub(crate) fn display_agent(agent: &str) -> String {
         Some(first) => first.to_uppercase().chain(chars).collect(),
         None => String::new(),
     }
+}
+
+/// Channels spawn `handle` (and the binary `recover`) on the multi-threaded runtime: a future
+/// that stops being `Send` must fail here, in the engine, not in some channel's build.
+#[allow(dead_code)]
+fn futures_are_send(engine: &Engine, msg: IncomingMessage) {
+    fn send<T: Send>(_: T) {}
+    send(engine.handle(msg));
+    send(engine.recover());
+    send(engine.shutdown());
 }

@@ -4,6 +4,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use taskgate_adapters::runtime::{SupervisedSession, Supervisor};
@@ -17,12 +18,17 @@ use taskgate_core::runtime::{
     TurnOutcome, one_line, summarize,
 };
 use taskgate_core::store::{NewApproval, Store, StoreResult};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::apply::Command;
-use super::{context, display_agent, status};
+use super::{context, display_agent, spec, status};
 use crate::config::Config;
+
+/// How long a stop waits for the actors to shut their agent processes down before it aborts
+/// them (an actor can be blocked waiting for a process slot that never frees).
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(15);
 
 /// What the engine and its runner share.
 pub(super) struct Shared {
@@ -36,6 +42,8 @@ pub(super) struct Shared {
     pub approvals: Mutex<HashMap<Id, (Id, String)>>,
     /// Executions with a turn in flight or queued, as the runner knows it this moment.
     pub busy: Mutex<HashMap<Id, bool>>,
+    /// Idle sessions shutting down right now to free a slot for a waiting start.
+    pub releasing: Mutex<usize>,
 }
 
 impl Shared {
@@ -46,6 +54,24 @@ impl Shared {
     fn set_busy(&self, exec: Id, busy: bool) {
         if let Ok(mut b) = self.busy.lock() {
             b.insert(exec, busy);
+        }
+    }
+
+    /// Whether an idle session should give its process back: more starts wait than sessions
+    /// already on their way out, so two idle sessions do not both go for one waiter.
+    fn claim_release(&self) -> bool {
+        let Ok(mut releasing) = self.releasing.lock() else { return false };
+        if self.supervisor.waiting() > *releasing {
+            *releasing += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn release_done(&self) {
+        if let Ok(mut releasing) = self.releasing.lock() {
+            *releasing = releasing.saturating_sub(1);
         }
     }
 }
@@ -62,6 +88,8 @@ pub(super) enum Msg {
 pub(super) struct Runner {
     shared: Arc<Shared>,
     actors: Mutex<HashMap<Id, mpsc::UnboundedSender<Msg>>>,
+    /// The actors' tasks, awaited on shutdown so their processes end before the gateway does.
+    tasks: Mutex<Vec<JoinHandle<()>>>,
     cancel: CancellationToken,
 }
 
@@ -74,7 +102,35 @@ impl Drop for Runner {
 
 impl Runner {
     pub fn new(shared: Arc<Shared>) -> Self {
-        Runner { shared, actors: Mutex::new(HashMap::new()), cancel: CancellationToken::new() }
+        Runner { shared, actors: Mutex::new(HashMap::new()), tasks: Mutex::new(Vec::new()), cancel: CancellationToken::new() }
+    }
+
+    /// Stops every actor and waits (bounded) for their agent processes to shut down. Turns in
+    /// flight stay open in the database; `Engine::recover` resumes them on the next start.
+    pub async fn shutdown(&self) {
+        self.cancel.cancel();
+        let tasks: Vec<JoinHandle<()>> = match self.tasks.lock() {
+            Ok(mut tasks) => tasks.drain(..).collect(),
+            Err(_) => Vec::new(),
+        };
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_WAIT;
+        for mut task in tasks {
+            if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+                tracing::warn!("an agent session did not stop in time; abandoning it");
+                task.abort();
+            }
+        }
+    }
+
+    fn spawn(&self, exec: Id) -> mpsc::UnboundedSender<Msg> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let actor = Actor::new(self.shared.clone(), exec);
+        let task = tokio::spawn(actor.run(rx, self.cancel.clone()));
+        if let Ok(mut tasks) = self.tasks.lock() {
+            tasks.retain(|t| !t.is_finished());
+            tasks.push(task);
+        }
+        tx
     }
 
     pub fn dispatch(&self, command: Command) {
@@ -93,21 +149,19 @@ impl Runner {
     }
 
     pub fn send(&self, exec: Id, msg: Msg) {
+        if self.cancel.is_cancelled() {
+            // Stopping: the work is durable and runs again after the restart.
+            tracing::info!(execution = exec, "the gateway is stopping; the work waits for the next start");
+            return;
+        }
         if matches!(msg, Msg::Run(Command::Turn { .. }) | Msg::Recover { .. }) {
             self.shared.set_busy(exec, true);
         }
         let Ok(mut actors) = self.actors.lock() else { return };
-        let tx = actors.entry(exec).or_insert_with(|| {
-            let (tx, rx) = mpsc::unbounded_channel();
-            let actor = Actor::new(self.shared.clone(), exec);
-            tokio::spawn(actor.run(rx, self.cancel.clone()));
-            tx
-        });
+        let tx = actors.entry(exec).or_insert_with(|| self.spawn(exec));
         if let Err(mpsc::error::SendError(msg)) = tx.send(msg) {
             // The actor ended (its task failed to load); start a new one for this message.
-            let (tx, rx) = mpsc::unbounded_channel();
-            let actor = Actor::new(self.shared.clone(), exec);
-            tokio::spawn(actor.run(rx, self.cancel.clone()));
+            let tx = self.spawn(exec);
             let _ = tx.send(msg);
             actors.insert(exec, tx);
         }
@@ -143,12 +197,15 @@ struct Actor {
     /// A re-run turn will ask again for what was already decided: answer it the same way,
     /// once. (action, decision, approval id)
     auto_answer: Option<(String, ApprovalDecision, Id)>,
+    /// Changes when a new session waits for a process slot (see `release_if_wanted`).
+    slot_wanted: Option<watch::Receiver<u64>>,
+    /// This actor gave its idle process back: resuming it is routine, not news for the chat.
+    quiet_resume: bool,
 }
 
 impl Actor {
     fn new(shared: Arc<Shared>, exec: Id) -> Self {
         Actor {
-            shared,
             exec,
             task: 0,
             agent: String::new(),
@@ -158,6 +215,9 @@ impl Actor {
             current: None,
             queue: VecDeque::new(),
             auto_answer: None,
+            slot_wanted: Some(shared.supervisor.slot_wanted()),
+            quiet_resume: false,
+            shared,
         }
     }
 
@@ -193,11 +253,34 @@ impl Actor {
                     None => break,
                 },
                 event = next_event(&mut self.live) => self.on_event(event).await,
+                changed = slot_wanted(&mut self.slot_wanted) => match changed {
+                    Ok(()) => self.release_if_wanted().await,
+                    // The supervisor is gone; nobody will want a slot again.
+                    Err(_) => self.slot_wanted = None,
+                },
             }
         }
         if let Some(mut live) = self.live.take() {
             live.session.shutdown().await;
         }
+    }
+
+    /// A sticky session holds its process slot for life, so with every slot taken by idle
+    /// sessions a new task would wait forever. When a start waits, an idle session gives its
+    /// process back; its row stays usable and its next turn resumes it by provider id.
+    async fn release_if_wanted(&mut self) {
+        if self.current.is_some() || !self.queue.is_empty() || self.live.is_none() {
+            return;
+        }
+        if !self.shared.claim_release() {
+            return;
+        }
+        if let Some(mut live) = self.live.take() {
+            tracing::info!(execution = self.exec, "releasing an idle agent process for a waiting session");
+            live.session.shutdown().await;
+            self.quiet_resume = true;
+        }
+        self.shared.release_done();
     }
 
     fn log<T>(&self, what: &str, result: StoreResult<T>) -> Option<T> {
@@ -327,21 +410,7 @@ impl Actor {
     }
 
     fn spec(&self, resume: Option<String>) -> Result<SessionSpec, String> {
-        let agent = self
-            .shared
-            .config
-            .agents
-            .get(&self.agent)
-            .ok_or_else(|| format!("no agent named `{}` is configured", self.agent))?;
-        let argv = agent.argv().ok_or_else(|| format!("agent `{}` has no command", self.agent))?;
-        let (program, args) = argv.split_first().ok_or("empty command")?;
-        let mut spec = SessionSpec::new(agent.kind, program.clone(), self.cwd.clone());
-        spec.agent = self.display.clone();
-        spec.args = args.to_vec();
-        spec.env = agent.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        spec.model = agent.model.clone();
-        spec.resume = resume;
-        Ok(spec)
+        spec::session_spec(&self.shared.config, &self.agent, &self.display, &self.cwd, resume)
     }
 
     /// A turn that never ran: failed, and the person told why.
@@ -500,6 +569,7 @@ impl Actor {
             }
             RuntimeEvent::SessionReady { ref provider_session_id, .. } => {
                 let id = provider_session_id.clone();
+                let quiet = std::mem::take(&mut self.quiet_resume);
                 let shared = self.shared.clone();
         let _w = shared.write.lock().await;
                 let store = self.shared.store.clone();
@@ -513,7 +583,7 @@ impl Actor {
                         live.row = tx.update_session(&live.row).await?;
                     }
                     self.event(&tx, EventKind::Runtime, to_body(&event)).await?;
-                    if let Some(line) = summarize(&self.display, &event) {
+                    if let Some(line) = summarize(&self.display, &event).filter(|_| !quiet) {
                         self.notify(&tx, None, &line, Vec::new(), Vec::new()).await?;
                     }
                     tx.commit().await
@@ -556,6 +626,8 @@ impl Actor {
             }
             RuntimeEvent::TurnFinished { outcome, .. } => self.finish(outcome).await,
             RuntimeEvent::Died { restarting, .. } => {
+                // One line per crash: "restarting it" already says what comes next.
+                self.quiet_resume = restarting;
                 let line = summarize(&self.display, &event);
                 self.persist(&event, EventKind::Runtime, line, None).await;
                 if !restarting && let Some(mut live) = self.live.take() {
@@ -723,6 +795,8 @@ impl Actor {
         drop(_w);
         self.shared.set_busy(self.exec, !self.queue.is_empty());
         self.start_next().await;
+        // Idle now: a session waiting for a slot may have missed our earlier look.
+        self.release_if_wanted().await;
     }
 
     /// Whether another execution of this task still works (the task stays running then).
@@ -835,6 +909,13 @@ fn to_body(event: &RuntimeEvent) -> Value {
 /// The agent's last non-empty line: what a phone shows as the result.
 fn last_line(text: &str) -> Option<String> {
     text.lines().map(str::trim).rfind(|l| !l.is_empty()).map(|l| one_line(l, 200))
+}
+
+async fn slot_wanted(wanted: &mut Option<watch::Receiver<u64>>) -> Result<(), watch::error::RecvError> {
+    match wanted {
+        Some(wanted) => wanted.changed().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn next_event(live: &mut Option<Live>) -> Option<RuntimeEvent> {
