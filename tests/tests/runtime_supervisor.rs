@@ -30,7 +30,7 @@ fn spec(h: &Harness, kind: AgentKind) -> SessionSpec {
 
 async fn start(sup: &Supervisor, spec: SessionSpec, note: Option<&str>) -> Box<dyn AgentSession> {
     let session: SupervisedSession = sup.start_supervised(spec, note.map(str::to_owned)).await.expect("starts");
-    Box::new(session)
+    Box::new(session.into_handle())
 }
 
 fn outcome(events: &[RuntimeEvent]) -> TurnOutcome {
@@ -102,7 +102,7 @@ async fn failed_resume_starts_fresh_seeded_with_the_restart_note() {
     let sup = supervisor(quick());
     let session = sup.start_supervised(spec(&h, AgentKind::Codex), Some("old note".into())).await.unwrap();
     session.set_restart_note("NOTE: objective is the green button");
-    let mut s: Box<dyn AgentSession> = Box::new(session);
+    let mut s: Box<dyn AgentSession> = Box::new(session.into_handle());
     let Some(RuntimeEvent::SessionReady { provider_session_id: first, .. }) = next(&mut s).await else { panic!() };
 
     // The crash also loses the stored session, so resume fails.
@@ -184,7 +184,7 @@ async fn process_cap_queues_extra_sessions() {
     assert!(!second.is_finished(), "the second session waits for a slot");
     first.shutdown().await;
     let second = tokio::time::timeout(STEP, second).await.expect("second starts").unwrap().expect("ok");
-    let mut second: Box<dyn AgentSession> = Box::new(second);
+    let mut second: Box<dyn AgentSession> = Box::new(second.into_handle());
     second.send_turn("hello").await.unwrap();
     assert_eq!(outcome(&until_turn_finished(&mut second).await), TurnOutcome::Completed);
     second.shutdown().await;

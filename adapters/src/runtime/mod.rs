@@ -17,7 +17,7 @@ use taskgate_core::runtime::{AgentKind, AgentRuntime, AgentSession, RuntimeError
 pub use acp::AcpRuntime;
 pub use claude::ClaudeRuntime;
 pub use codex::CodexRuntime;
-pub use session::ProcessSession;
+pub use session::{ProcessSession, SessionHandle};
 pub use supervisor::{Supervisor, SupervisorOptions, SupervisedSession};
 
 /// Limits shared by every protocol adapter.

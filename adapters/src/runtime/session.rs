@@ -21,7 +21,7 @@ pub(crate) enum Command {
     Interrupt { reply: Reply },
 }
 
-enum Control {
+pub(crate) enum Control {
     Command(Command),
     Shutdown(oneshot::Sender<()>),
 }
@@ -100,7 +100,7 @@ pub(crate) async fn start<D: Driver>(
     let provider_id = Arc::new(Mutex::new(None));
     let io = Io { agent: spec.agent.clone(), events: event_tx, provider_id: provider_id.clone(), ready: Some(ready_tx) };
     let task = tokio::spawn(run(driver, process, control_rx, io, options.clone()));
-    let mut session = ProcessSession { control: control_tx, events: event_rx, provider_id, task: Some(task) };
+    let mut session = SessionHandle::new(control_tx, event_rx, provider_id, task);
 
     let outcome = tokio::time::timeout(options.handshake_timeout, ready_rx).await;
     let error = match outcome {
@@ -177,15 +177,28 @@ async fn run<D: Driver>(
     }
 }
 
-/// A live agent session backed by one child process.
-pub struct ProcessSession {
+/// The caller's end of a session actor (a driver task or a supervisor): commands go in over
+/// `control`, events come out of `events`. Both kinds of session share it.
+pub struct SessionHandle {
     control: mpsc::UnboundedSender<Control>,
     events: mpsc::UnboundedReceiver<RuntimeEvent>,
     provider_id: Arc<Mutex<Option<String>>>,
     task: Option<JoinHandle<()>>,
 }
 
-impl ProcessSession {
+/// A live agent session backed by one child process.
+pub type ProcessSession = SessionHandle;
+
+impl SessionHandle {
+    pub(crate) fn new(
+        control: mpsc::UnboundedSender<Control>,
+        events: mpsc::UnboundedReceiver<RuntimeEvent>,
+        provider_id: Arc<Mutex<Option<String>>>,
+        task: JoinHandle<()>,
+    ) -> Self {
+        Self { control, events, provider_id, task: Some(task) }
+    }
+
     async fn call(&self, make: impl FnOnce(Reply) -> Command) -> Result<(), RuntimeError> {
         let (tx, rx) = oneshot::channel();
         self.control.send(Control::Command(make(tx))).map_err(|_| RuntimeError::Dead)?;
@@ -194,7 +207,7 @@ impl ProcessSession {
 }
 
 #[async_trait]
-impl AgentSession for ProcessSession {
+impl AgentSession for SessionHandle {
     fn provider_session_id(&self) -> Option<String> {
         self.provider_id.lock().ok().and_then(|id| id.clone())
     }

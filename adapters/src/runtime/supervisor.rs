@@ -8,13 +8,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use taskgate_core::runtime::{
-    AgentRuntime, AgentSession, ApprovalDecision, RuntimeError, RuntimeEvent, SessionSpec, TurnOutcome,
+    AgentRuntime, AgentSession, RuntimeError, RuntimeEvent, SessionSpec, TurnOutcome,
 };
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, mpsc, oneshot, watch};
-use tokio::task::JoinHandle;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, mpsc, watch};
 use tokio::time::Instant;
 
-use super::session::{Command, Reply};
+use super::session::{Command, Control, SessionHandle};
 
 #[derive(Debug, Clone)]
 pub struct SupervisorOptions {
@@ -119,7 +118,7 @@ impl Supervisor {
             restarts: 0,
         };
         let task = tokio::spawn(actor.run(control_rx));
-        Ok(SupervisedSession { control: control_tx, events: event_rx, provider_id, note, task: Some(task) })
+        Ok(SupervisedSession { handle: SessionHandle::new(control_tx, event_rx, provider_id, task), note })
     }
 }
 
@@ -142,22 +141,15 @@ impl Drop for Waiting {
 #[async_trait]
 impl AgentRuntime for Supervisor {
     async fn start(&self, spec: SessionSpec) -> Result<Box<dyn AgentSession>, RuntimeError> {
-        Ok(Box::new(self.start_supervised(spec, None).await?))
+        Ok(Box::new(self.start_supervised(spec, None).await?.into_handle()))
     }
 }
 
-enum Control {
-    Command(Command),
-    Shutdown(oneshot::Sender<()>),
-}
-
-/// A runtime session that survives its process: same interface, plus the restart note.
+/// A runtime session that survives its process: the same handle as a process session (it
+/// derefs to one, so every `AgentSession` method works on it), plus the restart note.
 pub struct SupervisedSession {
-    control: mpsc::UnboundedSender<Control>,
-    events: mpsc::UnboundedReceiver<RuntimeEvent>,
-    provider_id: Arc<Mutex<Option<String>>>,
+    handle: SessionHandle,
     note: Arc<Mutex<Option<String>>>,
-    task: Option<JoinHandle<()>>,
 }
 
 impl SupervisedSession {
@@ -168,50 +160,23 @@ impl SupervisedSession {
         }
     }
 
-    async fn call(&self, make: impl FnOnce(Reply) -> Command) -> Result<(), RuntimeError> {
-        let (tx, rx) = oneshot::channel();
-        self.control.send(Control::Command(make(tx))).map_err(|_| RuntimeError::Dead)?;
-        rx.await.unwrap_or(Err(RuntimeError::Dead))
+    /// The plain session handle, for callers that hold sessions as `dyn AgentSession`.
+    pub fn into_handle(self) -> SessionHandle {
+        self.handle
     }
 }
 
-#[async_trait]
-impl AgentSession for SupervisedSession {
-    fn provider_session_id(&self) -> Option<String> {
-        self.provider_id.lock().ok().and_then(|id| id.clone())
-    }
+impl std::ops::Deref for SupervisedSession {
+    type Target = SessionHandle;
 
-    async fn send_turn(&self, text: &str) -> Result<(), RuntimeError> {
-        let text = text.to_string();
-        self.call(|reply| Command::Turn { text, reply }).await
+    fn deref(&self) -> &SessionHandle {
+        &self.handle
     }
+}
 
-    async fn decide(&self, request_id: &str, decision: ApprovalDecision) -> Result<(), RuntimeError> {
-        let request_id = request_id.to_string();
-        self.call(|reply| Command::Decide { request_id, decision, reply }).await
-    }
-
-    async fn answer(&self, request_id: &str, text: &str) -> Result<(), RuntimeError> {
-        let (request_id, text) = (request_id.to_string(), text.to_string());
-        self.call(|reply| Command::Answer { request_id, text, reply }).await
-    }
-
-    async fn interrupt(&self) -> Result<(), RuntimeError> {
-        self.call(|reply| Command::Interrupt { reply }).await
-    }
-
-    async fn next_event(&mut self) -> Option<RuntimeEvent> {
-        self.events.recv().await
-    }
-
-    async fn shutdown(&mut self) {
-        let (tx, rx) = oneshot::channel();
-        if self.control.send(Control::Shutdown(tx)).is_ok() {
-            let _ = rx.await;
-        }
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
+impl std::ops::DerefMut for SupervisedSession {
+    fn deref_mut(&mut self) -> &mut SessionHandle {
+        &mut self.handle
     }
 }
 
