@@ -28,6 +28,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
+        .route(crate::telegram::WEBHOOK_PATH, axum::routing::post(crate::telegram::webhook))
         .route_layer(middleware::from_fn_with_state(state.metrics.clone(), metrics::track))
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
         .with_state(state)

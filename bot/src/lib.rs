@@ -9,4 +9,5 @@ pub mod engine;
 pub mod http;
 pub mod metrics;
 pub mod startup;
+pub mod telegram;
 pub mod telemetry;

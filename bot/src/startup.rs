@@ -17,11 +17,14 @@ use crate::config::{Config, redact_url};
 use crate::engine::Engine;
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
+use crate::telegram::{self, Telegram, TelegramOptions};
 
 pub struct Application {
     listener: TcpListener,
     state: AppState,
     engine: Arc<Engine>,
+    /// The Telegram channel's workers, when `[telegram]` is configured.
+    telegram: Option<Telegram>,
     /// Held for the life of the process: a second `serve` on the same SQLite file is refused.
     _lock: Option<File>,
 }
@@ -64,8 +67,17 @@ impl Application {
                 "resumed open work from the last run"
             );
         }
+        let telegram = match &config.telegram {
+            Some(tg) => {
+                engine.set_admission(telegram::admission(tg));
+                let options = TelegramOptions::default();
+                let public_url = config.server.public_url.as_deref();
+                Some(Telegram::start(engine.clone(), tg, public_url, options).await.context("starting Telegram")?)
+            }
+            None => None,
+        };
         let state = AppState { store, metrics: Metrics::new() };
-        Ok(Self { listener, state, engine, _lock: lock })
+        Ok(Self { listener, state, engine, telegram, _lock: lock })
     }
 
     /// The engine channels feed messages to.
@@ -86,13 +98,19 @@ impl Application {
     /// before that is in the database (inbox, outbox, tasks, open turns), so nothing accepted
     /// is lost to a stop: the next start resumes it.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Application { listener, state, engine, _lock } = self;
+        let Application { listener, state, engine, telegram, _lock } = self;
         let store = state.store.clone();
-        let served = axum::serve(listener, http::router(state))
+        let mut router = http::router(state);
+        if let Some(telegram) = &telegram {
+            router = router.layer(axum::Extension(telegram.webhook()));
+        }
+        let served = axum::serve(listener, router)
             .with_graceful_shutdown(shutdown)
             .await
             .context("HTTP server");
-        // Even when serving failed: agent processes must not outlive the gateway.
+        // Channels first, so nothing new reaches the engine; then the agents, which must not
+        // outlive the gateway even when serving failed.
+        drop(telegram);
         engine.shutdown().await;
         drop(engine);
         served?;

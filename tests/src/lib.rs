@@ -3,4 +3,5 @@
 
 pub mod db;
 pub mod fake_model;
+pub mod fake_telegram;
 pub mod real_cli;

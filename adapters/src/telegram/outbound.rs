@@ -1,0 +1,397 @@
+//! The outbox, sent to Telegram: each chat's messages in order (the store hands out only a
+//! chat's oldest unsent one), as HTML split at the length limit, approval requests with their
+//! buttons; `retry_after` honoured through the row's next attempt time.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use serde_json::Value;
+use taskgate_core::model::{Channel, Id, Outbound};
+use taskgate_core::store::{Store, StoreResult};
+use teloxide::ApiError;
+use teloxide::RequestError;
+use teloxide::prelude::*;
+use teloxide::types::{InlineKeyboardButton, InlineKeyboardMarkup, MessageId, ParseMode, ThreadId};
+use tokio::sync::Notify;
+
+use super::callback::{ApprovalAnswer, ButtonData};
+use super::html;
+
+#[derive(Debug, Clone)]
+pub struct OutboxOptions {
+    /// How often the outbox is read when nothing wakes the sender.
+    pub poll_interval: Duration,
+    /// At least this long between two messages to one chat (Telegram: about one per second).
+    pub chat_interval: Duration,
+    /// Due rows read per pass.
+    pub batch: u64,
+    /// A row that failed this often for a reason other than rate limiting is dropped.
+    pub max_attempts: i32,
+}
+
+impl Default for OutboxOptions {
+    fn default() -> Self {
+        Self {
+            poll_interval: Duration::from_millis(250),
+            chat_interval: Duration::from_secs(1),
+            // Wide: the store hands out every channel's heads, and rows for other channels wait here.
+            batch: 500,
+            max_attempts: 8,
+        }
+    }
+}
+
+/// What became of one outbox row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    Sent {
+        message_id: i32,
+    },
+    /// Rate limited or failed for now; tried again at the row's next attempt time.
+    Retry {
+        after: Duration,
+        error: String,
+    },
+    /// Cannot ever be sent (bad chat id, bot blocked, chat gone): marked done without a message.
+    Dropped {
+        error: String,
+    },
+    /// Not this chat's turn yet (pacing).
+    Later,
+}
+
+pub struct OutboxSender {
+    bot: Bot,
+    store: Arc<dyn Store>,
+    options: OutboxOptions,
+    last_sent: HashMap<String, Instant>,
+    /// Parts of a split message already sent: a retry continues after them. In memory only:
+    /// after a restart a split message may repeat its first parts, never lose its last.
+    progress: HashMap<Id, (usize, i32)>,
+}
+
+impl OutboxSender {
+    pub fn new(bot: Bot, store: Arc<dyn Store>, options: OutboxOptions) -> Self {
+        Self { bot, store, options, last_sent: HashMap::new(), progress: HashMap::new() }
+    }
+
+    /// Sends what is due, forever; `wake` shortens the wait after an enqueue.
+    pub async fn run(mut self, wake: Arc<Notify>) {
+        loop {
+            if let Err(e) = self.pass().await {
+                tracing::warn!(error = %e, "telegram outbox: reading the outbox failed");
+            }
+            let _ = tokio::time::timeout(self.options.poll_interval, wake.notified()).await;
+        }
+    }
+
+    /// One pass over the due rows. Returns what happened to each Telegram row it looked at.
+    pub async fn pass(&mut self) -> StoreResult<Vec<(Id, Delivery)>> {
+        let due = self.store.outbox_due(Utc::now(), self.options.batch).await?;
+        let mut done = Vec::new();
+        for row in due.into_iter().filter(|r| r.channel == Channel::Telegram) {
+            let delivery = self.deliver(&row).await;
+            match &delivery {
+                Delivery::Sent { message_id } => {
+                    self.progress.remove(&row.id);
+                    self.store.outbox_sent(row.id, Some(&message_id.to_string())).await?;
+                }
+                Delivery::Retry { after, error } => {
+                    let next = Utc::now() + chrono::Duration::from_std(*after).unwrap_or(chrono::Duration::seconds(60));
+                    if row.attempts + 1 >= self.options.max_attempts && !error.starts_with("rate limited") {
+                        tracing::warn!(outbox = row.id, chat = %row.chat_id, %error, "telegram outbox: giving up on a message");
+                        self.progress.remove(&row.id);
+                        self.store.outbox_sent(row.id, None).await?;
+                    } else {
+                        tracing::info!(outbox = row.id, chat = %row.chat_id, %error, retry_in = ?after, "telegram outbox: will retry");
+                        self.store.outbox_retry(row.id, next, error).await?;
+                    }
+                }
+                Delivery::Dropped { error } => {
+                    tracing::warn!(outbox = row.id, chat = %row.chat_id, %error, "telegram outbox: message dropped");
+                    self.progress.remove(&row.id);
+                    self.store.outbox_sent(row.id, None).await?;
+                }
+                Delivery::Later => {}
+            }
+            done.push((row.id, delivery));
+        }
+        Ok(done)
+    }
+
+    async fn deliver(&mut self, row: &Outbound) -> Delivery {
+        let Ok(chat) = row.chat_id.parse::<i64>() else {
+            return Delivery::Dropped { error: format!("not a Telegram chat id: {}", row.chat_id) };
+        };
+        if let Some(last) = self.last_sent.get(&row.chat_id)
+            && last.elapsed() < self.options.chat_interval
+        {
+            return Delivery::Later;
+        }
+        let message = render(&row.payload);
+        if message.parts.is_empty() {
+            return Delivery::Dropped { error: "empty message".into() };
+        }
+        let (mut next, mut last_id) = self.progress.get(&row.id).copied().unwrap_or((0, 0));
+        while next < message.parts.len() {
+            let is_last = next + 1 == message.parts.len();
+            let mut request =
+                self.bot.send_message(ChatId(chat), message.parts[next].clone()).parse_mode(ParseMode::Html);
+            if let Some(thread) = message.thread_id {
+                request = request.message_thread_id(ThreadId(MessageId(thread)));
+            }
+            if is_last && let Some(keyboard) = message.keyboard.clone() {
+                request = request.reply_markup(keyboard);
+            }
+            let result = request.await;
+            self.last_sent.insert(row.chat_id.clone(), Instant::now());
+            match result {
+                Ok(sent) => {
+                    last_id = sent.id.0;
+                    next += 1;
+                    self.progress.insert(row.id, (next, last_id));
+                }
+                Err(e) => return failure(&e, row.attempts, self.bot.token()),
+            }
+        }
+        Delivery::Sent { message_id: last_id }
+    }
+}
+
+fn failure(e: &RequestError, attempts: i32, token: &str) -> Delivery {
+    match e {
+        RequestError::RetryAfter(secs) => {
+            Delivery::Retry { after: secs.duration(), error: format!("rate limited: retry after {}s", secs.seconds()) }
+        }
+        RequestError::Api(
+            ApiError::BotBlocked
+            | ApiError::ChatNotFound
+            | ApiError::UserDeactivated
+            | ApiError::BotKicked
+            | ApiError::BotKickedFromSupergroup
+            | ApiError::BotKickedFromChannel
+            | ApiError::CantInitiateConversation
+            | ApiError::CantTalkWithBots
+            | ApiError::GroupDeactivated,
+        )
+        | RequestError::MigrateToChatId(_) => Delivery::Dropped { error: describe(e, token) },
+        // Bad requests and network trouble: back off, then give up after `max_attempts`.
+        _ => Delivery::Retry { after: backoff(attempts), error: describe(e, token) },
+    }
+}
+
+/// 2, 4, 8 … seconds, at most five minutes.
+fn backoff(attempts: i32) -> Duration {
+    Duration::from_secs(2u64.saturating_pow(attempts.clamp(0, 16) as u32 + 1).min(300))
+}
+
+/// An error for logs and the outbox row. reqwest errors carry the request URL, and teloxide's
+/// URLs carry the token: the token is cut out of anything said about a request.
+pub fn describe(e: &RequestError, token: &str) -> String {
+    let text = match e {
+        RequestError::Network(n) => {
+            let kind = if n.is_timeout() {
+                "timeout"
+            } else if n.is_connect() {
+                "connection failed"
+            } else {
+                "request failed"
+            };
+            format!("network error: {kind}")
+        }
+        other => other.to_string(),
+    };
+    redact(&text, token)
+}
+
+/// `text` without the bot token.
+pub fn redact(text: &str, token: &str) -> String {
+    if token.is_empty() { text.to_owned() } else { text.replace(token, "<token>") }
+}
+
+/// An outbox payload as Telegram will show it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rendered {
+    /// HTML, each within the length limit.
+    pub parts: Vec<String>,
+    /// On the last part.
+    pub keyboard: Option<InlineKeyboardMarkup>,
+    pub thread_id: Option<i32>,
+}
+
+/// `{text, buttons: [{label, choice}], options: [...], thread_id}` (what the engine enqueues).
+pub fn render(payload: &Value) -> Rendered {
+    let text = payload.get("text").and_then(Value::as_str).unwrap_or_default();
+    let thread_id = match payload.get("thread_id") {
+        Some(Value::String(s)) => s.parse().ok(),
+        Some(Value::Number(n)) => n.as_i64().and_then(|n| i32::try_from(n).ok()),
+        _ => None,
+    };
+    let keyboard = keyboard(payload);
+    let mut parts = html::chunks(text, html::MAX_MESSAGE);
+    if parts.is_empty() && keyboard.is_some() {
+        // Buttons need a message to hang on.
+        parts.push("…".into());
+    }
+    Rendered { parts, keyboard, thread_id }
+}
+
+/// Approval buttons side by side, naming their approval; other choices one per row.
+fn keyboard(payload: &Value) -> Option<InlineKeyboardMarkup> {
+    let buttons = payload.get("buttons")?.as_array()?;
+    let options = payload.get("options").and_then(Value::as_array);
+    let mut approval_row = Vec::new();
+    let mut rows = Vec::new();
+    for b in buttons {
+        let Some(label) = b.get("label").and_then(Value::as_str) else { continue };
+        let Some(choice) = b.get("choice").and_then(Value::as_u64).and_then(|c| usize::try_from(c).ok()) else {
+            continue;
+        };
+        let option = options.and_then(|o| o.get(choice));
+        match option.and_then(approval_of) {
+            Some(data) => approval_row.push(InlineKeyboardButton::callback(label, data.encode())),
+            None => rows.push(vec![InlineKeyboardButton::callback(label, ButtonData::Choice(choice).encode())]),
+        }
+    }
+    if !approval_row.is_empty() {
+        rows.insert(0, approval_row);
+    }
+    (!rows.is_empty()).then(|| InlineKeyboardMarkup::new(rows))
+}
+
+/// `{intent: approve|deny, approval: "42", scope}` → the button's callback data.
+fn approval_of(option: &Value) -> Option<ButtonData> {
+    let approval = match option.get("approval")? {
+        Value::String(s) => s.parse().ok()?,
+        Value::Number(n) => n.as_i64()?,
+        _ => return None,
+    };
+    let answer = match (option.get("intent")?.as_str()?, option.get("scope").and_then(Value::as_str)) {
+        ("approve", Some("always")) => ApprovalAnswer::Always,
+        ("approve", _) => ApprovalAnswer::Once,
+        ("deny", _) => ApprovalAnswer::Deny,
+        _ => return None,
+    };
+    Some(ButtonData::Approval { approval, answer })
+}
+
+/// Answers a button press (Telegram shows a spinner until then). Failures are logged only: the
+/// press itself was handled.
+pub async fn answer_press(bot: &Bot, query_id: &str, text: Option<&str>) {
+    let mut request = bot.answer_callback_query(teloxide::types::CallbackQueryId(query_id.to_owned()));
+    if let Some(text) = text {
+        request = request.text(text);
+    }
+    if let Err(e) = request.await {
+        tracing::warn!(error = %describe(&e, bot.token()), "telegram: answering a button press failed");
+    }
+}
+
+/// Replaces a message's buttons by a line saying how it was decided ("Approved by @alice"),
+/// below the message's own text. Editing to the same content is a success.
+pub async fn show_decision(bot: &Bot, chat_id: i64, message_id: i32, shown: Option<&str>, line: &str) {
+    let mut text: String = shown.unwrap_or_default().lines().map(html::escape).collect::<Vec<_>>().join("\n");
+    if !text.is_empty() {
+        text.push_str("\n\n");
+    }
+    text.push_str(&format!("<b>{}</b>", html::escape(line)));
+    let edit = bot.edit_message_text(ChatId(chat_id), MessageId(message_id), text).parse_mode(ParseMode::Html).await;
+    match edit {
+        Ok(_) | Err(RequestError::Api(ApiError::MessageNotModified)) => {}
+        Err(e) => {
+            tracing::warn!(error = %describe(&e, bot.token()), "telegram: editing the decided message failed; removing its buttons");
+            let markup = bot
+                .edit_message_reply_markup(ChatId(chat_id), MessageId(message_id))
+                .reply_markup(InlineKeyboardMarkup::default())
+                .await;
+            if let Err(e) = markup
+                && !matches!(e, RequestError::Api(ApiError::MessageNotModified))
+            {
+                tracing::warn!(error = %describe(&e, bot.token()), "telegram: removing the buttons failed");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn callback_data(k: &InlineKeyboardMarkup) -> Vec<Vec<String>> {
+        k.inline_keyboard
+            .iter()
+            .map(|row| {
+                row.iter()
+                    .map(|b| match &b.kind {
+                        teloxide::types::InlineKeyboardButtonKind::CallbackData(d) => d.clone(),
+                        other => format!("{other:?}"),
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_approval_renders_three_buttons_naming_it() {
+        let payload = json!({
+            "text": "Codex is waiting for approval: run `rm -rf <dir>`",
+            "buttons": [{"label": "Approve", "choice": 0}, {"label": "Always", "choice": 1}, {"label": "Deny", "choice": 2}],
+            "options": [
+                {"intent": "approve", "approval": "42", "scope": "once"},
+                {"intent": "approve", "approval": "42", "scope": "always"},
+                {"intent": "deny", "approval": "42", "scope": null}
+            ],
+            "thread_id": ""
+        });
+        let r = render(&payload);
+        assert_eq!(r.parts, vec!["Codex is waiting for approval: run <code>rm -rf &lt;dir&gt;</code>".to_owned()]);
+        assert_eq!(r.thread_id, None);
+        let k = r.keyboard.expect("keyboard");
+        assert_eq!(callback_data(&k), vec![vec!["a:42:o", "a:42:a", "a:42:d"]]);
+        assert_eq!(k.inline_keyboard[0][0].text, "Approve");
+    }
+
+    #[test]
+    fn other_buttons_carry_their_choice_one_per_row() {
+        let payload = json!({
+            "text": "Which one?",
+            "buttons": [{"label": "Continue 'notes'", "choice": 0}, {"label": "New task", "choice": 1}],
+            "options": [{"intent": "continue", "task": "3"}, {"intent": "new_task"}],
+            "thread_id": "17"
+        });
+        let r = render(&payload);
+        assert_eq!(r.thread_id, Some(17));
+        assert_eq!(callback_data(&r.keyboard.unwrap()), vec![vec!["c:0"], vec!["c:1"]]);
+    }
+
+    #[test]
+    fn plain_text_has_no_keyboard_and_long_text_is_split() {
+        let long = vec!["line of text"; 1000].join("\n");
+        let r = render(&json!({"text": long, "buttons": [], "options": []}));
+        assert!(r.keyboard.is_none());
+        assert!(r.parts.len() > 1);
+        assert!(r.parts.iter().all(|p| p.encode_utf16().count() <= html::MAX_MESSAGE));
+        assert!(render(&json!({"text": ""})).parts.is_empty());
+        assert!(render(&json!({})).parts.is_empty(), "a malformed payload renders nothing rather than failing");
+    }
+
+    #[test]
+    fn the_token_never_appears_in_a_description() {
+        let token = "123456:SECRET-token";
+        assert_eq!(
+            redact(&format!("error sending request for url (http://x/bot{token}/SendMessage)"), token),
+            "error sending request for url (http://x/bot<token>/SendMessage)"
+        );
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert_eq!(backoff(0), Duration::from_secs(2));
+        assert_eq!(backoff(2), Duration::from_secs(8));
+        assert_eq!(backoff(100), Duration::from_secs(300));
+    }
+}

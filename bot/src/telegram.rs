@@ -1,0 +1,497 @@
+//! The Telegram channel wired to the engine: updates reach the inbox (poller, or the webhook
+//! route below), an inbox worker turns each into an engine message, a button press or a
+//! refusal, and the outbox sender delivers what the engine enqueued.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Extension;
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
+use taskgate_adapters::store::SeaStore;
+use taskgate_adapters::telegram::callback::{ApprovalAnswer, ButtonData};
+use taskgate_adapters::telegram::inbound::{self, AccessPolicy, Inbound, Place, Press, Refusal, Text};
+use taskgate_adapters::telegram::outbound::{self, OutboxOptions, OutboxSender};
+use taskgate_adapters::telegram::polling::{self, PollOptions};
+use taskgate_adapters::telegram::{self as tg, Bot, BotIdentity};
+use taskgate_core::model::{Approval, ApprovalStatus, Channel, Id, NewOutbound, Scope};
+use taskgate_core::store::{Store, StoreError};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use crate::config::{TelegramConfig, TelegramMode};
+use crate::engine::{AdmissionHook, Engine, IncomingMessage};
+
+/// Where Telegram posts updates in webhook mode.
+pub const WEBHOOK_PATH: &str = "/webhook/telegram";
+const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
+
+#[derive(Debug, Clone)]
+pub struct TelegramOptions {
+    pub outbox: OutboxOptions,
+    pub poll: PollOptions,
+    /// How often the inbox is read when nothing wakes the worker.
+    pub inbox_interval: Duration,
+}
+
+impl Default for TelegramOptions {
+    fn default() -> Self {
+        Self { outbox: OutboxOptions::default(), poll: PollOptions::default(), inbox_interval: Duration::from_secs(1) }
+    }
+}
+
+/// The allow-lists as an engine admission hook: a second line of defence behind the inbound
+/// check, so no Telegram path can reach the agents around it. Other channels pass.
+pub fn admission(config: &TelegramConfig) -> AdmissionHook {
+    let policy = policy(config);
+    Arc::new(move |msg: &IncomingMessage| {
+        if msg.channel != Channel::Telegram {
+            return true;
+        }
+        let (Ok(user), Ok(chat)) = (msg.sender_id.parse::<u64>(), msg.chat_id.parse::<i64>()) else { return false };
+        policy.admits(user, chat, msg.chat == taskgate_core::classify::Chat::Group)
+    })
+}
+
+fn policy(config: &TelegramConfig) -> AccessPolicy {
+    AccessPolicy { allowed_users: config.allowed_users.clone(), allowed_chats: config.allowed_chats.clone() }
+}
+
+/// A running Telegram channel; its workers stop when it is dropped.
+pub struct Telegram {
+    me: BotIdentity,
+    webhook: Arc<Webhook>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl Telegram {
+    /// Checks the token (`getMe`), then starts the inbox worker, the outbox sender and, in
+    /// polling mode, the poller. In webhook mode, updates arrive through [`webhook`] (mount
+    /// [`Telegram::webhook`] as an axum `Extension`); with a `public_url` the webhook is
+    /// registered with Telegram.
+    pub async fn start(
+        engine: Arc<Engine>,
+        config: &TelegramConfig,
+        public_url: Option<&str>,
+        options: TelegramOptions,
+    ) -> anyhow::Result<Self> {
+        let bot = tg::bot(config.token.expose_secret(), &config.api_url).map_err(anyhow::Error::msg)?;
+        let me = tg::identity(&bot).await.map_err(anyhow::Error::msg)?;
+        if config.allowed_users.is_empty() && config.allowed_chats.is_empty() {
+            tracing::warn!("telegram: allowed_users and allowed_chats are empty; every sender will be refused");
+        }
+        let store: Arc<SeaStore> = engine.store().clone();
+        let inbox = Arc::new(Notify::new());
+        let outbox = Arc::new(Notify::new());
+        let secret = match config.mode {
+            TelegramMode::Webhook => Some(
+                config
+                    .webhook_secret
+                    .clone()
+                    .ok_or_else(|| anyhow::anyhow!("telegram webhook mode needs telegram.webhook_secret"))?,
+            ),
+            TelegramMode::Polling => None,
+        };
+        let mut workers = Vec::new();
+        match config.mode {
+            TelegramMode::Polling => {
+                // getUpdates answers 409 while a webhook is set.
+                tg::delete_webhook(&bot).await.map_err(anyhow::Error::msg)?;
+                let (bot, store, inbox) = (bot.clone(), store.clone() as Arc<dyn Store>, inbox.clone());
+                workers.push(tokio::spawn(polling::run(bot, store, inbox, options.poll.clone())));
+            }
+            TelegramMode::Webhook => match (public_url, &secret) {
+                (Some(base), Some(secret)) => {
+                    let url = format!("{}{WEBHOOK_PATH}", base.trim_end_matches('/'));
+                    tg::set_webhook(&bot, &url, secret.expose_secret()).await.map_err(anyhow::Error::msg)?;
+                }
+                _ => tracing::warn!("telegram webhook mode without server.public_url: register the webhook yourself"),
+            },
+        }
+        let sender = OutboxSender::new(bot.clone(), store.clone() as Arc<dyn Store>, options.outbox.clone());
+        workers.push(tokio::spawn(sender.run(outbox.clone())));
+        let worker = InboxWorker {
+            engine,
+            store: store.clone(),
+            bot,
+            me: me.clone(),
+            policy: policy(config),
+            refused: HashSet::new(),
+            attempts: HashMap::new(),
+            outbox,
+        };
+        workers.push(tokio::spawn(worker.run(inbox.clone(), options.inbox_interval)));
+        tracing::info!(bot = %me.username, mode = ?config.mode, "telegram channel started");
+        let webhook = Arc::new(Webhook { store, secret, stored: inbox });
+        Ok(Self { me, webhook, workers })
+    }
+
+    pub fn identity(&self) -> &BotIdentity {
+        &self.me
+    }
+
+    /// The webhook route's state, for `router.layer(Extension(telegram.webhook()))`.
+    pub fn webhook(&self) -> Arc<Webhook> {
+        self.webhook.clone()
+    }
+}
+
+impl Drop for Telegram {
+    fn drop(&mut self) {
+        for worker in &self.workers {
+            worker.abort();
+        }
+    }
+}
+
+/// What the webhook route needs: where to store, the secret to check, whom to wake.
+pub struct Webhook {
+    store: Arc<SeaStore>,
+    /// `None` outside webhook mode: the route then refuses everything.
+    secret: Option<SecretString>,
+    stored: Arc<Notify>,
+}
+
+/// `POST /webhook/telegram`: the secret header is checked in constant time, the update stored
+/// in the inbox, and only then acknowledged. Wrong secret → 401 and nothing stored; a store
+/// failure → 500, so Telegram delivers it again.
+pub async fn webhook(hook: Option<Extension<Arc<Webhook>>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let Some(Extension(hook)) = hook else { return StatusCode::NOT_FOUND };
+    let Some(secret) = &hook.secret else { return StatusCode::NOT_FOUND };
+    let given = headers.get(SECRET_HEADER).map(|v| v.as_bytes()).unwrap_or_default();
+    if !constant_time_eq(given, secret.expose_secret().as_bytes()) {
+        tracing::warn!("telegram webhook: wrong or missing secret token; refused");
+        return StatusCode::UNAUTHORIZED;
+    }
+    let Ok(payload) = serde_json::from_slice::<serde_json::Value>(&body) else {
+        return StatusCode::BAD_REQUEST;
+    };
+    let Some(update_id) =
+        payload.get("update_id").and_then(serde_json::Value::as_u64).and_then(|id| u32::try_from(id).ok())
+    else {
+        return StatusCode::BAD_REQUEST;
+    };
+    match polling::store_update(hook.store.as_ref(), update_id, payload).await {
+        Ok(_) => {
+            hook.stored.notify_one();
+            StatusCode::OK
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "telegram webhook: storing the update failed");
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+    }
+}
+
+/// Equal in time independent of where the first difference is (the length is not secret).
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+const HELP: &str = "I hand your requests to coding agents and keep track of them as tasks.\n\
+Just write what you want done. Reply to one of my messages to continue that task.\n\
+/new <goal> — start a new task (bare /new: fresh session)\n\
+/status — where things stand\n\
+/cancel — stop the current turn\n\
+/approve, /deny — answer a waiting approval\n\
+/review — have another agent review the work\n\
+/cc, /codex <text> — ask a specific agent";
+
+/// An inbox row failed this often (store trouble, engine error): it is dropped, logged.
+const MAX_INBOX_ATTEMPTS: u32 = 3;
+/// Strangers remembered so that each gets one refusal, not one per message.
+const MAX_REFUSED: usize = 10_000;
+
+struct InboxWorker {
+    engine: Arc<Engine>,
+    store: Arc<SeaStore>,
+    bot: Bot,
+    me: BotIdentity,
+    policy: AccessPolicy,
+    refused: HashSet<(i64, u64)>,
+    attempts: HashMap<Id, u32>,
+    outbox: Arc<Notify>,
+}
+
+impl InboxWorker {
+    async fn run(mut self, wake: Arc<Notify>, interval: Duration) {
+        loop {
+            if let Err(e) = self.pass().await {
+                tracing::warn!(error = %e, "telegram inbox: reading the inbox failed");
+            }
+            let _ = tokio::time::timeout(interval, wake.notified()).await;
+        }
+    }
+
+    /// Handles every pending Telegram update, oldest first.
+    async fn pass(&mut self) -> Result<(), StoreError> {
+        loop {
+            let pending: Vec<_> =
+                self.store.inbox_pending(100).await?.into_iter().filter(|r| r.channel == Channel::Telegram).collect();
+            if pending.is_empty() {
+                return Ok(());
+            }
+            let mut progressed = false;
+            for row in pending {
+                let result = match inbound::parse_update(&row.payload) {
+                    Ok(update) => self.handle(inbound::normalise(&update, &self.me, &self.policy)).await,
+                    Err(e) => {
+                        tracing::warn!(inbox = row.id, error = %e, "telegram inbox: not an update; skipped");
+                        Ok(())
+                    }
+                };
+                let done = match result {
+                    Ok(()) => true,
+                    Err(e) => {
+                        let n = self.attempts.entry(row.id).or_insert(0);
+                        *n += 1;
+                        tracing::warn!(inbox = row.id, attempt = *n, error = %e, "telegram inbox: handling an update failed");
+                        *n >= MAX_INBOX_ATTEMPTS
+                    }
+                };
+                if done {
+                    self.attempts.remove(&row.id);
+                    self.store.inbox_done(row.id).await?;
+                    progressed = true;
+                } else {
+                    // Try again on a later pass, keeping this chat's order behind it.
+                    break;
+                }
+            }
+            self.outbox.notify_one();
+            if !progressed {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn handle(&mut self, inbound: Inbound) -> anyhow::Result<()> {
+        match inbound {
+            Inbound::Text(text) => self.text(text).await,
+            Inbound::Press(press) => self.press(press).await,
+            Inbound::Help(place) => self.reply(place, HELP).await,
+            Inbound::Refuse(refusal) => self.refuse(refusal).await,
+            Inbound::Membership { chat_id, member } => {
+                tracing::info!(chat = chat_id, member, "telegram: the bot's membership in a chat changed");
+                Ok(())
+            }
+            Inbound::Ignore(reason) => {
+                tracing::debug!(reason, "telegram: update ignored");
+                Ok(())
+            }
+        }
+    }
+
+    async fn text(&self, text: Text) -> anyhow::Result<()> {
+        let reply_to_task = match text.reply_to_message_id {
+            Some(id) => self
+                .store
+                .outbound_by_external_id(Channel::Telegram, &text.place.chat_id.to_string(), &id.to_string())
+                .await?
+                .and_then(|o| o.task_id),
+            None => None,
+        };
+        self.engine
+            .handle(IncomingMessage {
+                channel: Channel::Telegram,
+                chat_id: text.place.chat_id.to_string(),
+                thread_id: text.place.thread_key(),
+                sender_id: text.from.id.to_string(),
+                sender_name: text.from.name,
+                text: text.text,
+                reply_to_task,
+                chat: text.chat,
+                mentioned: text.mentioned,
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn press(&self, press: Press) -> anyhow::Result<()> {
+        let (Some(place), Some(message_id)) = (press.place, press.message_id) else {
+            outbound::answer_press(&self.bot, &press.query_id, Some("This button is no longer active.")).await;
+            return Ok(());
+        };
+        match press.data {
+            Some(ButtonData::Approval { approval, answer }) => {
+                self.approval_press(&press, place, message_id, approval, answer).await
+            }
+            Some(ButtonData::Choice(choice)) => self.choice_press(&press, place, message_id, choice).await,
+            None => {
+                outbound::answer_press(&self.bot, &press.query_id, Some("This button is no longer active.")).await;
+                Ok(())
+            }
+        }
+    }
+
+    /// Resolves exactly the approval the button names; a second press hears who decided.
+    async fn approval_press(
+        &self,
+        press: &Press,
+        place: Place,
+        message_id: i32,
+        id: Id,
+        answer: ApprovalAnswer,
+    ) -> anyhow::Result<()> {
+        let approval = match self.store.approval(id).await {
+            Ok(a) => a,
+            Err(StoreError::NotFound { .. }) => {
+                outbound::answer_press(&self.bot, &press.query_id, Some("This request is no longer known.")).await;
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if approval.status != ApprovalStatus::Pending {
+            let line = self.decided_line(&approval, None).await;
+            outbound::answer_press(&self.bot, &press.query_id, Some(&format!("Already {}", lowercase_first(&line))))
+                .await;
+            outbound::show_decision(&self.bot, place.chat_id, message_id, press.message_text.as_deref(), &line).await;
+            return Ok(());
+        }
+        let text = match answer {
+            ApprovalAnswer::Once => format!("/approve {id}"),
+            ApprovalAnswer::Always => format!("/approve {id} all"),
+            ApprovalAnswer::Deny => format!("/deny {id}"),
+        };
+        self.engine
+            .handle(IncomingMessage {
+                channel: Channel::Telegram,
+                chat_id: place.chat_id.to_string(),
+                thread_id: place.thread_key(),
+                sender_id: press.from.id.to_string(),
+                sender_name: press.from.name.clone(),
+                text,
+                reply_to_task: Some(approval.task_id),
+                chat: press.chat,
+                mentioned: true,
+            })
+            .await?;
+        let after = self.store.approval(id).await?;
+        if after.status == ApprovalStatus::Pending {
+            outbound::answer_press(&self.bot, &press.query_id, Some("Not recorded; try /approve or /deny.")).await;
+            return Ok(());
+        }
+        let line = self.decided_line(&after, Some(press)).await;
+        outbound::answer_press(&self.bot, &press.query_id, Some(&line)).await;
+        outbound::show_decision(&self.bot, place.chat_id, message_id, press.message_text.as_deref(), &line).await;
+        Ok(())
+    }
+
+    /// Any other button: its label, as if typed in reply to the message it hangs on.
+    async fn choice_press(&self, press: &Press, place: Place, message_id: i32, choice: usize) -> anyhow::Result<()> {
+        let chat = place.chat_id.to_string();
+        let message = self.store.outbound_by_external_id(Channel::Telegram, &chat, &message_id.to_string()).await?;
+        let label = message.as_ref().and_then(|m| {
+            m.payload
+                .get("buttons")?
+                .as_array()?
+                .iter()
+                .find(|b| b.get("choice").and_then(|c| c.as_u64()) == Some(choice as u64))?
+                .get("label")?
+                .as_str()
+                .map(str::to_owned)
+        });
+        let Some(label) = label else {
+            outbound::answer_press(&self.bot, &press.query_id, Some("This button is no longer active.")).await;
+            return Ok(());
+        };
+        outbound::answer_press(&self.bot, &press.query_id, None).await;
+        outbound::show_decision(
+            &self.bot,
+            place.chat_id,
+            message_id,
+            press.message_text.as_deref(),
+            &format!("{} chose: {label}", press.from.handle()),
+        )
+        .await;
+        self.engine
+            .handle(IncomingMessage {
+                channel: Channel::Telegram,
+                chat_id: chat,
+                thread_id: place.thread_key(),
+                sender_id: press.from.id.to_string(),
+                sender_name: press.from.name.clone(),
+                text: label,
+                reply_to_task: message.and_then(|m| m.task_id),
+                chat: press.chat,
+                mentioned: true,
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// "Approved by @alice": the presser's handle when they decided, else the person's name.
+    async fn decided_line(&self, approval: &Approval, presser: Option<&Press>) -> String {
+        let verb = match (approval.status, approval.scope) {
+            (ApprovalStatus::Approved, Some(Scope::Always)) => "Always approved",
+            (ApprovalStatus::Approved, _) => "Approved",
+            (ApprovalStatus::Denied | ApprovalStatus::Cancelled, _) => "Denied",
+            (ApprovalStatus::Expired, _) => return "Expired: the turn ended before an answer".into(),
+            (ApprovalStatus::Pending, _) => return "Waiting".into(),
+        };
+        let who = match (presser, approval.decided_by) {
+            (Some(p), _) => p.from.handle(),
+            (None, Some(person)) => {
+                self.store.person(person).await.map(|p| p.name).unwrap_or_else(|_| "someone".into())
+            }
+            (None, None) => "someone".into(),
+        };
+        format!("{verb} by {who}")
+    }
+
+    async fn refuse(&mut self, refusal: Refusal) -> anyhow::Result<()> {
+        tracing::info!(user = refusal.user_id, chat = ?refusal.place.map(|p| p.chat_id), "telegram: sender not allowed; refused");
+        if let Some(query) = &refusal.callback_query_id {
+            outbound::answer_press(&self.bot, query, Some(&refusal.text)).await;
+            return Ok(());
+        }
+        let Some(place) = refusal.place else { return Ok(()) };
+        if self.refused.len() >= MAX_REFUSED {
+            self.refused.clear();
+        }
+        if self.refused.insert((place.chat_id, refusal.user_id)) {
+            self.reply(place, &refusal.text).await?;
+        }
+        Ok(())
+    }
+
+    /// A message from the channel itself (help, refusals), through the outbox like any other.
+    async fn reply(&self, place: Place, text: &str) -> anyhow::Result<()> {
+        self.store
+            .outbox_enqueue(NewOutbound {
+                channel: Channel::Telegram,
+                chat_id: place.chat_id.to_string(),
+                task_id: None,
+                approval_id: None,
+                payload: serde_json::json!({"text": text, "buttons": [], "options": [], "thread_id": place.thread_key()}),
+            })
+            .await?;
+        Ok(())
+    }
+}
+
+fn lowercase_first(s: &str) -> String {
+    let mut chars = s.chars();
+    match chars.next() {
+        Some(c) => c.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_compare_equal_only_when_identical() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+        assert!(!constant_time_eq(b"", b"x"));
+    }
+}

@@ -1,0 +1,454 @@
+//! The Telegram channel end to end: the real teloxide client against a fake Bot API, the real
+//! engine, store (SQLite in a temp dir) and runtime adapters, with the fake agent binary.
+//! Assertions read the fake's recorded calls and the store, never log text.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Extension;
+use serde_json::{Value, json};
+use taskgate::config::{AgentConfig, AgentKind, Command, Config, ProjectConfig, TelegramConfig};
+use taskgate::engine::Engine;
+use taskgate::telegram::{self, Telegram, TelegramOptions};
+use taskgate_adapters::runtime::{AgentRuntimes, RuntimeOptions};
+use taskgate_adapters::store::SeaStore;
+use taskgate_adapters::telegram::outbound::OutboxOptions;
+use taskgate_adapters::telegram::polling::PollOptions;
+use taskgate_core::model::*;
+use taskgate_core::store::Store;
+use taskgate_tests::fake_telegram::{BOT_ID, BOT_USERNAME, Call, FakeTelegram};
+
+const WAIT: Duration = Duration::from_secs(30);
+const TOKEN: &str = "123456:TEST-token";
+const ADA: u64 = 111;
+const STRANGER: u64 = 222;
+const SECRET: &str = "hook-secret_1";
+
+struct World {
+    dir: tempfile::TempDir,
+    config: Arc<Config>,
+    fake: FakeTelegram,
+}
+
+impl World {
+    async fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = dir.path().join("fake-state").to_string_lossy().into_owned();
+        let agent = |kind: AgentKind, mode: &str| AgentConfig {
+            command: Some(Command::Argv(vec![
+                env!("CARGO_BIN_EXE_fake-agent").into(),
+                mode.into(),
+                "--state-dir".into(),
+                state.clone(),
+            ])),
+            ..AgentConfig::new(kind)
+        };
+        let mut agents = BTreeMap::new();
+        agents.insert("codex".to_owned(), agent(AgentKind::Codex, "codex"));
+        agents.insert("claude".to_owned(), agent(AgentKind::Claude, "claude"));
+        let work = dir.path().join("work");
+        std::fs::create_dir_all(&work).expect("work dir");
+        let mut config = Config {
+            projects: vec![ProjectConfig { name: "demo".into(), path: work, default_agent: Some("codex".into()) }],
+            agents,
+            ..Config::default()
+        };
+        config.runtime.turn_timeout_secs = WAIT.as_secs();
+        config.runtime.interrupt_grace_secs = 1;
+        let fake = FakeTelegram::start(TOKEN).await.expect("fake telegram");
+        World { dir, config: Arc::new(config), fake }
+    }
+
+    fn telegram_config(&self, mode: &str) -> TelegramConfig {
+        let text = format!(
+            "token = \"{TOKEN}\"\napi_url = \"{}\"\nmode = \"{mode}\"\nwebhook_secret = \"{SECRET}\"\nallowed_users = [{ADA}]\n",
+            self.fake.url()
+        );
+        toml::from_str(&text).expect("telegram config")
+    }
+
+    /// The engine (with the Telegram allow-lists as its admission hook) and the channel.
+    async fn gateway(&self, mode: &str) -> (Arc<SeaStore>, Arc<Engine>, Telegram) {
+        let url = format!("sqlite://{}?mode=rwc", self.dir.path().join("taskgate.db").display());
+        let store = SeaStore::connect(&url).await.expect("connect");
+        store.migrate().await.expect("migrate");
+        let runtime = AgentRuntimes::new(RuntimeOptions {
+            handshake_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_millis(300),
+            ..RuntimeOptions::default()
+        });
+        let config = self.telegram_config(mode);
+        let engine = Engine::new(Arc::new(store), self.config.clone(), Arc::new(runtime));
+        engine.set_admission(telegram::admission(&config));
+        let engine = Arc::new(engine);
+        let options = TelegramOptions {
+            outbox: OutboxOptions {
+                poll_interval: Duration::from_millis(50),
+                chat_interval: Duration::ZERO,
+                ..OutboxOptions::default()
+            },
+            poll: PollOptions { timeout_secs: 1, ..PollOptions::default() },
+            inbox_interval: Duration::from_millis(100),
+        };
+        let channel = Telegram::start(engine.clone(), &config, None, options).await.expect("telegram starts");
+        (engine.store().clone(), engine, channel)
+    }
+}
+
+fn user(id: u64) -> Value {
+    let name = if id == ADA { "Ada" } else { "Mallory" };
+    json!({"id": id, "is_bot": false, "first_name": name, "username": name.to_lowercase()})
+}
+
+fn chat(id: i64) -> Value {
+    if id < 0 {
+        json!({"id": id, "type": "supergroup", "title": "team"})
+    } else {
+        json!({"id": id, "type": "private", "first_name": "Ada"})
+    }
+}
+
+fn text_update(update_id: i64, chat_id: i64, from: u64, text: &str) -> Value {
+    json!({"update_id": update_id, "message": {
+        "message_id": update_id * 10, "date": 1_700_000_000, "chat": chat(chat_id), "from": user(from), "text": text
+    }})
+}
+
+fn reply_update(update_id: i64, chat_id: i64, from: u64, text: &str, to: i64) -> Value {
+    let mut u = text_update(update_id, chat_id, from, text);
+    u["message"]["reply_to_message"] = json!({
+        "message_id": to, "date": 1_700_000_000, "chat": chat(chat_id),
+        "from": {"id": BOT_ID, "is_bot": true, "first_name": "Taskgate", "username": BOT_USERNAME}, "text": "…"
+    });
+    u
+}
+
+fn press_update(update_id: i64, chat_id: i64, from: u64, message: &Call, data: &str) -> Value {
+    json!({"update_id": update_id, "callback_query": {
+        "id": format!("cb-{update_id}"), "from": user(from), "chat_instance": "ci", "data": data,
+        "message": {
+            "message_id": message.message_id().expect("a sent message"), "date": 1_700_000_000, "chat": chat(chat_id),
+            "from": {"id": BOT_ID, "is_bot": true, "first_name": "Taskgate", "username": BOT_USERNAME},
+            "text": message.body["text"].as_str().unwrap_or_default()
+        }
+    }})
+}
+
+/// Polls `probe` until it yields a value, or fails the test after `WAIT`.
+async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The first successful `sendMessage` to `chat` after the `skip` first, whose text passes `pred`.
+async fn sent(fake: &FakeTelegram, chat: i64, what: &str, pred: impl Fn(&str) -> bool) -> Call {
+    eventually(what, || async {
+        fake.calls_to("sendMessage").into_iter().find(|c| {
+            c.status == 200
+                && c.body["chat_id"].as_i64() == Some(chat)
+                && pred(c.body["text"].as_str().unwrap_or_default())
+        })
+    })
+    .await
+    .clone()
+}
+
+async fn completed_turns(store: &SeaStore, exec: Id) -> usize {
+    let task = store.execution(exec).await.expect("exec").task_id;
+    store
+        .timeline(task)
+        .await
+        .expect("timeline")
+        .into_iter()
+        .filter(|e| e.kind == EventKind::Result && e.execution_id == Some(exec))
+        .count()
+}
+
+/// A task asks for approval; the Approve button (a callback query) resolves exactly that
+/// approval, the buttons become "Approved by @ada", the summary arrives; a reply continues the
+/// same runtime session; "use cc to review it too" adds a reviewer; a second press hears who
+/// decided. The reviewer's own approval is answered with "Always".
+#[tokio::test]
+async fn approval_button_follow_up_and_review() {
+    let world = World::new().await;
+    let (store, _engine, _channel) = world.gateway("polling").await;
+    let fake = &world.fake;
+    let chat = ADA as i64;
+
+    fake.push_update(text_update(1, chat, ADA, "RUN_CMD: echo telegram-ok"));
+    let ask = sent(fake, chat, "the approval request", |t| t.contains("waiting for approval")).await;
+    let approval = store.pending_approvals(None).await.unwrap().into_iter().next().expect("a pending approval");
+    let id = approval.id;
+    assert_eq!(
+        ask.callback_data(),
+        vec![format!("a:{id}:o"), format!("a:{id}:a"), format!("a:{id}:d")],
+        "{}",
+        fake.summary()
+    );
+    assert_eq!(ask.body["parse_mode"], "HTML");
+    assert!(ask.body["text"].as_str().unwrap().contains("<code>echo telegram-ok</code>"), "{}", ask.body);
+    let task = approval.task_id;
+    let outbound = store
+        .outbound_by_external_id(Channel::Telegram, &chat.to_string(), &ask.message_id().unwrap().to_string())
+        .await
+        .unwrap();
+    assert_eq!(
+        outbound.map(|o| (o.task_id, o.approval_id)),
+        Some((Some(task), Some(id))),
+        "the sent message is stored with its task and approval"
+    );
+
+    fake.push_update(press_update(2, chat, ADA, &ask, &format!("a:{id}:o")));
+    let edit = eventually("the buttons replaced by the decision", || async {
+        fake.calls_to("editMessageText").into_iter().find(|c| c.status == 200)
+    })
+    .await;
+    assert_eq!(edit.body["message_id"].as_i64(), ask.message_id());
+    assert!(edit.body["text"].as_str().unwrap().ends_with("<b>Approved by @ada</b>"), "{}", edit.body);
+    assert!(edit.body.get("reply_markup").is_none(), "the keyboard is gone: {}", edit.body);
+    let answers = fake.calls_to("answerCallbackQuery");
+    assert_eq!(answers.len(), 1);
+    assert_eq!(answers[0].body["callback_query_id"], "cb-2");
+    let decided = store.approval(id).await.unwrap();
+    assert_eq!(
+        (decided.status, decided.scope, decided.decided_channel),
+        (ApprovalStatus::Approved, Some(Scope::Once), Some(Channel::Telegram))
+    );
+
+    let summary = sent(fake, chat, "the result summary", |t| t.starts_with("Codex finished")).await;
+    assert!(summary.body["text"].as_str().unwrap().contains("exit=0"), "{}", summary.body);
+    let exec = store.executions(task).await.unwrap()[0].clone();
+    eventually("the first turn done", || async { (completed_turns(&store, exec.id).await == 1).then_some(()) }).await;
+    let first = store.latest_session(exec.id).await.unwrap().expect("session");
+
+    // A reply to the summary continues the same task in the same runtime session.
+    fake.push_update(reply_update(3, chat, ADA, "make it say hello again", summary.message_id().unwrap()));
+    eventually("the follow-up done", || async { (completed_turns(&store, exec.id).await == 2).then_some(()) }).await;
+    let second = store.latest_session(exec.id).await.unwrap().expect("session");
+    assert_eq!(second.id, first.id, "no new session row");
+    assert_eq!(second.provider_session_id, first.provider_session_id);
+    assert_eq!(store.tasks(10).await.unwrap().len(), 1);
+
+    fake.push_update(text_update(4, chat, ADA, "use cc to review it too"));
+    let execs = eventually("a reviewer execution", || async {
+        let execs = store.executions(task).await.ok()?;
+        (execs.len() == 2).then_some(execs)
+    })
+    .await;
+    assert_eq!((execs[1].agent.as_str(), execs[1].role), ("claude", Role::Reviewer));
+    // The reviewer, seeded with the task's goal, asks to run the command too: "Always".
+    let ask2 =
+        sent(fake, chat, "the reviewer's approval request", |t| t.starts_with("Claude is waiting for approval")).await;
+    let data = ask2.callback_data();
+    assert_eq!(data.len(), 3, "{}", ask2.body);
+    assert_ne!(data[0], format!("a:{id}:o"), "the reviewer's request is a new approval");
+    fake.push_update(press_update(5, chat, ADA, &ask2, &data[1]));
+    let edit2 = eventually("the reviewer's buttons replaced", || async {
+        fake.calls_to("editMessageText")
+            .into_iter()
+            .find(|c| c.status == 200 && c.body["message_id"].as_i64() == ask2.message_id())
+    })
+    .await;
+    assert!(edit2.body["text"].as_str().unwrap().ends_with("<b>Always approved by @ada</b>"), "{}", edit2.body);
+    eventually("the review done", || async { (completed_turns(&store, execs[1].id).await == 1).then_some(()) }).await;
+    sent(fake, chat, "the review's summary", |t| t.starts_with("Claude finished")).await;
+    let reviewer_approval =
+        store.approvals(task, 10).await.unwrap().into_iter().find(|a| a.id != id).expect("the reviewer's approval");
+    assert_eq!((reviewer_approval.status, reviewer_approval.scope), (ApprovalStatus::Approved, Some(Scope::Always)));
+    assert_eq!(store.tasks(10).await.unwrap().len(), 1);
+
+    // A second press on the old keyboard: told who decided, nothing changes.
+    fake.push_update(press_update(6, chat, ADA, &ask, &format!("a:{id}:d")));
+    let late = eventually("the late press answered", || async {
+        fake.calls_to("answerCallbackQuery").into_iter().find(|c| c.body["callback_query_id"] == "cb-6")
+    })
+    .await;
+    assert_eq!(late.body["text"], "Already approved by Ada", "{}", late.body);
+    assert_eq!(store.approval(id).await.unwrap(), decided, "the approval resolves once");
+}
+
+/// A stranger is refused once, with their id, and nothing of theirs reaches the engine; group
+/// chatter without a mention is ignored without a reply; a mention in the group is handled;
+/// an update delivered twice is handled once.
+#[tokio::test]
+async fn strangers_group_chatter_and_duplicates() {
+    let world = World::new().await;
+    let (store, _engine, _channel) = world.gateway("polling").await;
+    let fake = &world.fake;
+
+    fake.push_update(text_update(1, STRANGER as i64, STRANGER, "RUN_CMD: echo pwned"));
+    fake.push_update(text_update(2, STRANGER as i64, STRANGER, "please?"));
+    fake.push_update(text_update(3, -100, ADA, "make the button green"));
+    // Delivered twice in one batch (a redelivery after a crash looks the same to the inbox).
+    fake.push_update(text_update(4, ADA as i64, ADA, "/help"));
+    fake.push_update(text_update(4, ADA as i64, ADA, "/help"));
+    fake.push_update(text_update(5, -100, ADA, &format!("@{BOT_USERNAME} write hello.txt")));
+
+    let refusal = sent(fake, STRANGER as i64, "the refusal", |_| true).await;
+    assert!(refusal.body["text"].as_str().unwrap().contains(&STRANGER.to_string()), "{}", refusal.body);
+    sent(fake, -100, "an answer to the group mention", |_| true).await;
+    let help = sent(fake, ADA as i64, "the help", |t| t.contains("/status")).await;
+    assert!(help.body["text"].as_str().unwrap().contains("/new"));
+    // Updates are handled in order, so everything before the mention is done.
+    assert_eq!(fake.sent_texts(STRANGER as i64).len(), 1, "one refusal, not one per message: {}", fake.summary());
+    assert_eq!(fake.sent_texts(ADA as i64).len(), 1, "the duplicate was handled once: {}", fake.summary());
+    assert!(
+        store.find_identity(Channel::Telegram, &STRANGER.to_string()).await.unwrap().is_none(),
+        "nothing of the stranger's was stored"
+    );
+    let tasks = store.tasks(10).await.unwrap();
+    assert_eq!(tasks.len(), 1, "only the group mention made a task: {tasks:?}");
+    assert!(tasks[0].goal.contains("write hello.txt") && !tasks[0].goal.contains("button"), "{:?}", tasks[0]);
+    let conversation = store.conversation(Channel::Telegram, "-100", "").await.unwrap();
+    assert_eq!(conversation.focused_task_id, Some(tasks[0].id));
+}
+
+/// Webhook mode: a wrong or missing secret is 401 and stores nothing; the right one stores
+/// the update before the 200; a redelivery is acknowledged and not handled again.
+#[tokio::test]
+async fn webhook_checks_the_secret_and_deduplicates() {
+    let world = World::new().await;
+    let (store, _engine, channel) = world.gateway("webhook").await;
+    let fake = &world.fake;
+    assert!(fake.calls_to("getUpdates").is_empty(), "webhook mode does not poll");
+
+    let state = taskgate::http::AppState { store: store.clone(), metrics: taskgate::metrics::Metrics::new() };
+    let app = taskgate::http::router(state).layer(Extension(channel.webhook()));
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let url = format!("http://{addr}/webhook/telegram");
+    let client = reqwest::Client::new();
+    let forged = text_update(40, ADA as i64, ADA, "RUN_CMD: echo forged");
+    let update = text_update(42, ADA as i64, ADA, "/start");
+    let post = |body: &Value, secret: Option<&str>| {
+        let mut request = client.post(&url).json(body).timeout(Duration::from_secs(10));
+        if let Some(secret) = secret {
+            request = request.header("X-Telegram-Bot-Api-Secret-Token", secret);
+        }
+        request.send()
+    };
+
+    assert_eq!(post(&forged, Some("wrong")).await.unwrap().status(), 401);
+    assert_eq!(post(&forged, None).await.unwrap().status(), 401);
+    assert_eq!(post(&forged, Some(&SECRET[..SECRET.len() - 1])).await.unwrap().status(), 401);
+
+    assert_eq!(post(&update, Some(SECRET)).await.unwrap().status(), 200);
+    assert_eq!(post(&update, Some(SECRET)).await.unwrap().status(), 200, "a redelivery is acknowledged");
+    sent(fake, ADA as i64, "the answer to the webhook update", |t| t.contains("/status")).await;
+    eventually("the inbox drained", || async { store.inbox_pending(10).await.ok()?.is_empty().then_some(()) }).await;
+    assert_eq!(fake.sent_texts(ADA as i64).len(), 1, "handled once: {}", fake.summary());
+    let again = store
+        .inbox_accept(NewInbound { channel: Channel::Telegram, external_id: "42".into(), payload: update.clone() })
+        .await
+        .unwrap();
+    assert!(matches!(again, InboxOutcome::Duplicate(_)), "the update is in the inbox under its update_id");
+    let forged_row = store
+        .inbox_accept(NewInbound {
+            channel: Channel::Telegram,
+            external_id: "40".into(),
+            payload: json!({"update_id": 40}),
+        })
+        .await
+        .unwrap();
+    assert!(matches!(forged_row, InboxOutcome::Accepted(_)), "the update with a wrong secret was never stored");
+    assert!(store.tasks(10).await.unwrap().is_empty(), "and never reached the engine");
+    server.abort();
+}
+
+/// A 429 on sendMessage: the message waits `retry_after` and is then sent, once.
+#[tokio::test]
+async fn rate_limited_send_is_retried_after_retry_after() {
+    let world = World::new().await;
+    let fake = &world.fake;
+    fake.rate_limit("sendMessage", 1, 1);
+    let (store, _engine, _channel) = world.gateway("polling").await;
+
+    fake.push_update(text_update(1, ADA as i64, ADA, "/help"));
+    let ok = sent(fake, ADA as i64, "the help, after the rate limit", |_| true).await;
+    let calls = fake.calls_to("sendMessage");
+    assert_eq!(calls.len(), 2, "{}", fake.summary());
+    assert_eq!(calls[0].status, 429);
+    let waited = ok.at.duration_since(calls[0].at);
+    assert!(waited >= Duration::from_millis(900), "sent again after {waited:?}, before retry_after");
+    assert_eq!(fake.sent_texts(ADA as i64).len(), 1);
+    let _ = store;
+}
+
+/// A forum topic is its own conversation: a mention in topic 42 is answered in topic 42, and
+/// the conversation is keyed by the topic.
+#[tokio::test]
+async fn a_forum_topic_is_answered_in_its_topic() {
+    let world = World::new().await;
+    let (store, _engine, _channel) = world.gateway("polling").await;
+    let fake = &world.fake;
+    let mut update = text_update(1, -100, ADA, &format!("@{BOT_USERNAME} write hello.txt"));
+    update["message"]["chat"]["is_forum"] = json!(true);
+    update["message"]["message_thread_id"] = json!(42);
+    update["message"]["is_topic_message"] = json!(true);
+    fake.push_update(update);
+    let answer = sent(fake, -100, "an answer in the topic", |_| true).await;
+    assert_eq!(answer.body["message_thread_id"], 42, "{}", answer.body);
+    let task = store.tasks(1).await.unwrap().into_iter().next().expect("a task");
+    let topic = store.conversation(Channel::Telegram, "-100", "42").await.unwrap();
+    assert_eq!(topic.focused_task_id, Some(task.id));
+    let general = store.conversation(Channel::Telegram, "-100", "").await.unwrap();
+    assert_eq!(general.focused_task_id, None, "the rest of the group is another conversation");
+}
+
+/// `taskgate serve`'s own wiring: with `[telegram]` configured, the application starts the
+/// channel (getMe, then polling or the webhook route) from config alone, and stops it cleanly.
+#[tokio::test]
+async fn serve_starts_the_channel_from_config() {
+    for mode in ["polling", "webhook"] {
+        let fake = FakeTelegram::start(TOKEN).await.expect("fake telegram");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("taskgate.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n\n[telegram]\ntoken = \"{TOKEN}\"\napi_url = \"{}\"\nmode = \"{mode}\"\nwebhook_secret = \"{SECRET}\"\nallowed_users = [{ADA}]\n",
+                dir.path().join("data").display(),
+                fake.url()
+            ),
+        )
+        .unwrap();
+        let config = Config::load_from(Some(&file), std::iter::empty()).expect("config");
+        let app = taskgate::startup::Application::build(&config).await.expect("application builds");
+        let addr = app.local_addr();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(app.run_until(async move {
+            let _ = stopped.await;
+        }));
+        assert_eq!(fake.calls_to("getMe").len(), 1, "{mode}: the token is checked at start");
+        let hook = reqwest::Client::new()
+            .post(format!("http://{addr}/webhook/telegram"))
+            .header("X-Telegram-Bot-Api-Secret-Token", "wrong")
+            .json(&text_update(7, ADA as i64, ADA, "hi"))
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .unwrap();
+        if mode == "polling" {
+            eventually("the poller asks for updates", || async { (!fake.calls_to("getUpdates").is_empty()).then_some(()) }).await;
+            assert_eq!(hook.status(), 404, "no webhook route state in polling mode");
+        } else {
+            assert_eq!(hook.status(), 401, "the webhook route is mounted and checks the secret");
+            assert!(fake.calls_to("getUpdates").is_empty());
+        }
+        stop.send(()).unwrap();
+        tokio::time::timeout(WAIT, server).await.expect("stops").unwrap().expect("clean stop");
+    }
+}
