@@ -232,7 +232,7 @@ impl InboxWorker {
     async fn pass(&mut self) -> Result<(), StoreError> {
         loop {
             let pending: Vec<_> =
-                self.store.inbox_pending(100).await?.into_iter().filter(|r| r.channel == Channel::Telegram).collect();
+                self.store.inbox_pending(Channel::Telegram, 100).await?;
             if pending.is_empty() {
                 return Ok(());
             }

@@ -115,15 +115,18 @@ pub trait Store: Send + Sync {
 
     // Inbox: persisted before the platform is acknowledged.
     async fn inbox_accept(&self, inbound: NewInbound) -> StoreResult<InboxOutcome>;
-    /// Accepted and not yet processed, oldest first.
-    async fn inbox_pending(&self, limit: u64) -> StoreResult<Vec<Inbound>>;
+    /// A channel's accepted and not yet processed updates, oldest first. Per channel: each
+    /// channel's worker drains its own, so one slow channel never starves another.
+    async fn inbox_pending(&self, channel: Channel, limit: u64) -> StoreResult<Vec<Inbound>>;
     async fn inbox_done(&self, id: Id) -> StoreResult<()>;
 
     // Outbox: ordered per chat, retried with a next-attempt time.
     async fn outbox_enqueue(&self, message: NewOutbound) -> StoreResult<Outbound>;
     /// The oldest unsent message of each chat whose next attempt is due: a chat's later
     /// messages wait until the earlier one is sent, so a chat never sees them out of order.
-    async fn outbox_due(&self, now: Timestamp, limit: u64) -> StoreResult<Vec<Outbound>>;
+    /// Per channel, like the inbox: each channel's sender takes only its own.
+    async fn outbox_due(&self, channel: Channel, now: Timestamp, limit: u64)
+    -> StoreResult<Vec<Outbound>>;
     async fn outbox_sent(&self, id: Id, external_message_id: Option<&str>) -> StoreResult<()>;
     async fn outbox_retry(&self, id: Id, next_attempt_at: Timestamp, error: &str)
     -> StoreResult<()>;

@@ -111,7 +111,7 @@ async fn outbox_texts(store: &SeaStore) -> Vec<(Option<Id>, Option<Id>, String)>
     let mut out = Vec::new();
     let far = chrono::Utc::now() + chrono::Duration::days(1);
     loop {
-        let due = store.outbox_due(far, 100).await.expect("outbox");
+        let due = store.outbox_due(Channel::Telegram, far, 100).await.expect("outbox");
         if due.is_empty() {
             break;
         }

@@ -91,11 +91,15 @@ async fn inbox_dedupes_on_channel_and_external_id(db: &TestDb) -> anyhow::Result
     };
     assert_ne!(first, other);
 
-    let pending = store.inbox_pending(10).await?;
-    assert_eq!(pending.iter().map(|i| i.id).collect::<Vec<_>>(), vec![first, other]);
+    // Each channel drains its own updates.
+    let pending = store.inbox_pending(Channel::Telegram, 10).await?;
+    assert_eq!(pending.iter().map(|i| i.id).collect::<Vec<_>>(), vec![first]);
     assert_eq!(pending[0].payload["text"], "make the button green");
+    let feishu = store.inbox_pending(Channel::Feishu, 10).await?;
+    assert_eq!(feishu.iter().map(|i| i.id).collect::<Vec<_>>(), vec![other]);
     store.inbox_done(first).await?;
-    assert_eq!(store.inbox_pending(10).await?.iter().map(|i| i.id).collect::<Vec<_>>(), vec![other]);
+    assert!(store.inbox_pending(Channel::Telegram, 10).await?.is_empty());
+    assert_eq!(store.inbox_pending(Channel::Feishu, 10).await?.len(), 1);
     // Still a duplicate after processing: a late redelivery must not run twice.
     assert_eq!(store.inbox_accept(update(Channel::Telegram, "100")).await?, InboxOutcome::Duplicate(first));
     assert!(matches!(store.inbox_done(9999).await, Err(StoreError::NotFound { .. })));
@@ -114,25 +118,29 @@ async fn outbox_is_ordered_per_chat_with_retries(db: &TestDb) -> anyhow::Result<
     let a1 = store.outbox_enqueue(msg("a", "a1")).await?;
     let a2 = store.outbox_enqueue(msg("a", "a2")).await?;
     let b1 = store.outbox_enqueue(msg("b", "b1")).await?;
+    // Another channel's chat with the same id is another queue, for another sender.
+    let f1 = store.outbox_enqueue(NewOutbound { channel: Channel::Feishu, ..msg("a", "f1") }).await?;
     let ids = |v: Vec<Outbound>| v.into_iter().map(|o| o.id).collect::<Vec<_>>();
     let now = Utc::now() + Duration::seconds(1);
 
     // Only the head of each chat is due.
-    assert_eq!(ids(store.outbox_due(now, 10).await?), vec![a1.id, b1.id]);
+    assert_eq!(ids(store.outbox_due(Channel::Telegram, now, 10).await?), vec![a1.id, b1.id]);
 
     // a1 hits a rate limit: it and everything behind it in chat a wait; chat b goes on.
     let later = now + Duration::seconds(60);
     store.outbox_retry(a1.id, later, "429 retry after 60").await?;
-    assert_eq!(ids(store.outbox_due(now, 10).await?), vec![b1.id]);
+    assert_eq!(ids(store.outbox_due(Channel::Telegram, now, 10).await?), vec![b1.id]);
     store.outbox_sent(b1.id, Some("m-77")).await?;
-    assert_eq!(ids(store.outbox_due(now, 10).await?), Vec::<Id>::new());
+    assert_eq!(ids(store.outbox_due(Channel::Telegram, now, 10).await?), Vec::<Id>::new());
 
-    let due = store.outbox_due(later, 10).await?;
+    let due = store.outbox_due(Channel::Telegram, later, 10).await?;
     assert_eq!(ids(due.clone()), vec![a1.id]);
     assert_eq!(due[0].attempts, 1);
     assert_eq!(due[0].last_error.as_deref(), Some("429 retry after 60"));
     store.outbox_sent(a1.id, Some("m-78")).await?;
-    assert_eq!(ids(store.outbox_due(later, 10).await?), vec![a2.id]);
+    assert_eq!(ids(store.outbox_due(Channel::Telegram, later, 10).await?), vec![a2.id]);
+
+    assert_eq!(ids(store.outbox_due(Channel::Feishu, later, 10).await?), vec![f1.id]);
 
     // Replies to a sent message find it again.
     let found = store.outbound_by_external_id(Channel::Telegram, "b", "m-77").await?;

@@ -348,7 +348,7 @@ async fn webhook_checks_the_secret_and_deduplicates() {
     assert_eq!(post(&update, Some(SECRET)).await.unwrap().status(), 200);
     assert_eq!(post(&update, Some(SECRET)).await.unwrap().status(), 200, "a redelivery is acknowledged");
     sent(fake, ADA as i64, "the answer to the webhook update", |t| t.contains("/status")).await;
-    eventually("the inbox drained", || async { store.inbox_pending(10).await.ok()?.is_empty().then_some(()) }).await;
+    eventually("the inbox drained", || async { store.inbox_pending(Channel::Telegram, 10).await.ok()?.is_empty().then_some(()) }).await;
     assert_eq!(fake.sent_texts(ADA as i64).len(), 1, "handled once: {}", fake.summary());
     let again = store
         .inbox_accept(NewInbound { channel: Channel::Telegram, external_id: "42".into(), payload: update.clone() })

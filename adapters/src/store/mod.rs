@@ -626,8 +626,9 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
         Ok(InboxOutcome::Duplicate(existing.id))
     }
 
-    async fn inbox_pending(&self, limit: u64) -> StoreResult<Vec<Inbound>> {
+    async fn inbox_pending(&self, channel: Channel, limit: u64) -> StoreResult<Vec<Inbound>> {
         inbox::Entity::find()
+            .filter(inbox::Column::Channel.eq(channel.name()))
             .filter(inbox::Column::ProcessedAt.is_null())
             .order_by_asc(inbox::Column::Id)
             .limit(limit)
@@ -671,7 +672,12 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
         convert::outbound(row.insert(&self.db).await.map_err(db_err)?)
     }
 
-    async fn outbox_due(&self, now: Timestamp, limit: u64) -> StoreResult<Vec<Outbound>> {
+    async fn outbox_due(
+        &self,
+        channel: Channel,
+        now: Timestamp,
+        limit: u64,
+    ) -> StoreResult<Vec<Outbound>> {
         use outbox::Column as C;
         // The head of each chat's queue: its oldest unsent message. Only heads are eligible,
         // and only when due, so a message waiting out a rate limit holds back the ones behind.
@@ -679,6 +685,7 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
             .expr(Expr::col(C::Id).min())
             .from(outbox::Entity)
             .and_where(Expr::col(C::SentAt).is_null())
+            .and_where(Expr::col(C::Channel).eq(channel.name()))
             .group_by_col(C::Channel)
             .group_by_col(C::ChatId)
             .take();

@@ -89,7 +89,7 @@ impl OutboxSender {
 
     /// One pass over the due rows. Returns what happened to each Telegram row it looked at.
     pub async fn pass(&mut self) -> StoreResult<Vec<(Id, Delivery)>> {
-        let due = self.store.outbox_due(Utc::now(), self.options.batch).await?;
+        let due = self.store.outbox_due(Channel::Telegram, Utc::now(), self.options.batch).await?;
         let mut done = Vec::new();
         for row in due.into_iter().filter(|r| r.channel == Channel::Telegram) {
             let delivery = self.deliver(&row).await;
