@@ -10,6 +10,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use taskgate_adapters::runtime::{AgentRuntimes, RuntimeOptions};
 use taskgate_adapters::store::SeaStore;
+use taskgate_core::model::Channel;
 use taskgate_core::store::Store;
 use tokio::net::TcpListener;
 
@@ -69,7 +70,7 @@ impl Application {
         }
         let telegram = match &config.telegram {
             Some(tg) => {
-                engine.set_admission(telegram::admission(tg));
+                engine.set_admission(Channel::Telegram, telegram::admission(tg));
                 let options = TelegramOptions::default();
                 let public_url = config.server.public_url.as_deref();
                 Some(Telegram::start(engine.clone(), tg, public_url, options).await.context("starting Telegram")?)

@@ -47,9 +47,6 @@ impl Default for TelegramOptions {
 pub fn admission(config: &TelegramConfig) -> AdmissionHook {
     let policy = policy(config);
     Arc::new(move |msg: &IncomingMessage| {
-        if msg.channel != Channel::Telegram {
-            return true;
-        }
         let (Ok(user), Ok(chat)) = (msg.sender_id.parse::<u64>(), msg.chat_id.parse::<i64>()) else { return false };
         policy.admits(user, chat, msg.chat == taskgate_core::classify::Chat::Group)
     })

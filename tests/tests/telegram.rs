@@ -81,7 +81,7 @@ impl World {
         });
         let config = self.telegram_config(mode);
         let engine = Engine::new(Arc::new(store), self.config.clone(), Arc::new(runtime));
-        engine.set_admission(telegram::admission(&config));
+        engine.set_admission(Channel::Telegram, telegram::admission(&config));
         let engine = Arc::new(engine);
         let options = TelegramOptions {
             outbox: OutboxOptions {

@@ -70,8 +70,10 @@ pub struct Engine {
     shared: Arc<Shared>,
     runner: Runner,
     classifier: Classifier,
-    /// Behind a lock so channels can install their allow-lists on a shared engine.
-    admission: RwLock<AdmissionHook>,
+    /// One allow-list per channel, behind a lock so channels can install theirs on a shared
+    /// engine. A channel without one admits everyone it delivers (the web console has its own
+    /// login).
+    admission: RwLock<HashMap<Channel, AdmissionHook>>,
     /// Resolving a person for a new sender: one at a time, so two first messages from the
     /// same sender do not create two people.
     people: tokio::sync::Mutex<()>,
@@ -101,15 +103,15 @@ impl Engine {
             runner: Runner::new(shared.clone()),
             shared,
             classifier: Classifier::new(aliases),
-            admission: RwLock::new(Arc::new(|_| true)),
+            admission: RwLock::new(HashMap::new()),
             people: tokio::sync::Mutex::new(()),
         }
     }
 
-    /// Installs the allow-list check (see [`AdmissionHook`]).
-    pub fn set_admission(&self, hook: AdmissionHook) {
+    /// Installs `channel`'s allow-list check (see [`AdmissionHook`]).
+    pub fn set_admission(&self, channel: Channel, hook: AdmissionHook) {
         if let Ok(mut admission) = self.admission.write() {
-            *admission = hook;
+            admission.insert(channel, hook);
         }
     }
 
@@ -127,7 +129,11 @@ impl Engine {
     /// Handles one message: classify, route, apply in one transaction, then dispatch.
     pub async fn handle(&self, msg: IncomingMessage) -> Result<(), EngineError> {
         // A poisoned lock means a hook panicked mid-swap: refuse rather than admit everyone.
-        let admitted = self.admission.read().map(|hook| hook(&msg)).unwrap_or(false);
+        let admitted = self
+            .admission
+            .read()
+            .map(|hooks| hooks.get(&msg.channel).is_none_or(|hook| hook(&msg)))
+            .unwrap_or(false);
         if !admitted {
             tracing::info!(channel = %msg.channel, sender = %msg.sender_id, "message from a sender not admitted; dropped");
             return Ok(());
