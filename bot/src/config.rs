@@ -13,6 +13,7 @@ use config::{Environment, File, FileFormat};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+pub use taskgate_core::route::BusyPolicy;
 pub use taskgate_core::runtime::AgentKind;
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -60,6 +61,10 @@ pub struct ProjectConfig {
     pub name: String,
     pub path: PathBuf,
     pub default_agent: Option<String>,
+    /// What a follow-up does while the agent is busy: `queue` (default), `steer` (into the
+    /// running turn, where the agent supports it) or `interrupt`.
+    #[serde(default)]
+    pub busy_policy: BusyPolicy,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -469,6 +474,17 @@ mod tests {
         }
         assert!(debug.contains("cli_1"), "non-secrets stay visible");
         assert_eq!(redact_url(&config.database_url()), "postgres://u:***@db/x");
+    }
+
+    #[test]
+    fn projects_choose_what_a_follow_up_does_while_the_agent_is_busy() {
+        let f = file("[[projects]]\nname = \"a\"\npath = \"/a\"\n[[projects]]\nname = \"b\"\npath = \"/b\"\nbusy_policy = \"interrupt\"\n");
+        let config = Config::load_from(Some(f.path()), env(&[])).unwrap();
+        assert_eq!(config.projects[0].busy_policy, BusyPolicy::Queue);
+        assert_eq!(config.projects[1].busy_policy, BusyPolicy::Interrupt);
+        let f = file("[[projects]]\nname = \"a\"\npath = \"/a\"\nbusy_policy = \"wait\"\n");
+        let err = Config::load_from(Some(f.path()), env(&[])).unwrap_err().to_string();
+        assert!(err.starts_with("config key `projects[0].busy_policy`"), "{err}");
     }
 
     #[test]

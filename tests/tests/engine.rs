@@ -47,7 +47,7 @@ impl World {
         let work = dir.path().join("work");
         std::fs::create_dir_all(&work).expect("work dir");
         let mut config = Config {
-            projects: vec![ProjectConfig { name: "demo".into(), path: work, default_agent: Some("codex".into()) }],
+            projects: vec![ProjectConfig { name: "demo".into(), path: work, default_agent: Some("codex".into()), busy_policy: Default::default() }],
             agents,
             ..Config::default()
         };

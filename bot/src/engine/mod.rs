@@ -17,7 +17,7 @@ use taskgate_adapters::store::SeaStore;
 use taskgate_core::classify::{Chat, Classifier, Intent};
 use serde_json::json;
 use taskgate_core::model::{ApprovalStatus, Channel, EventKind, Id, Identity, NewEvent, StateMachine, TurnStatus};
-use taskgate_core::route::{self, BusyPolicy, ProjectInfo, Sender};
+use taskgate_core::route::{self, ProjectInfo, Sender};
 use taskgate_core::runtime::AgentRuntime;
 use taskgate_core::store::{Store, StoreError};
 
@@ -337,7 +337,7 @@ impl Engine {
             .clone()
             .or_else(|| self.shared.config.agents.keys().next().cloned())
             .unwrap_or_else(|| "codex".to_owned());
-        Ok(Some(ProjectInfo { id: project.id, name: project.name, default_agent, busy_policy: BusyPolicy::Queue }))
+        Ok(Some(ProjectInfo { id: project.id, name: project.name, default_agent, busy_policy: config.busy_policy }))
     }
 }
 
