@@ -1,6 +1,7 @@
 //! Implementations of taskgate-core's ports: the sea-orm store, the channels and the agent
 //! runtimes. Thin by design: decisions live in core.
 
+pub mod feishu;
 pub mod runtime;
 pub mod store;
 pub mod telegram;

@@ -22,6 +22,12 @@ pub enum Command {
     Migrate,
     /// Check config, database, agents and channel credentials; one line per check.
     Doctor,
+    /// Print the web console's login token, creating it if there is none; `--rotate` replaces it.
+    Token {
+        /// Replace the token: the old one stops working and browsers must log in again.
+        #[arg(long)]
+        rotate: bool,
+    },
     /// Classify chat messages (JSON Lines in, JSON Lines out); see shared/contracts/classify.md.
     Classify {
         /// Input file (default: standard input).

@@ -262,13 +262,16 @@ pub enum FeishuMode {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WebConfig {
-    /// Serve the web console and its API (the console itself arrives with its issue).
+    /// Serve the web console and its API.
     pub enabled: bool,
+    /// The name the console's user goes by on task timelines until `/link` joins them to
+    /// their chat identities.
+    pub display_name: String,
 }
 
 impl Default for WebConfig {
     fn default() -> Self {
-        Self { enabled: true }
+        Self { enabled: true, display_name: "Web console".to_owned() }
     }
 }
 

@@ -1,5 +1,5 @@
-//! The HTTP surface owned by `taskgate serve`: health, readiness and metrics now; webhooks,
-//! the console and its API join this router in their issues.
+//! The HTTP surface owned by `taskgate serve`: health, readiness, metrics, channel webhooks,
+//! and the web console with its JSON API (`crate::web`, merged below).
 
 use std::sync::Arc;
 
@@ -29,6 +29,8 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .route(crate::telegram::WEBHOOK_PATH, axum::routing::post(crate::telegram::webhook))
+        .route(crate::feishu::WEBHOOK_PATH, axum::routing::post(crate::feishu::webhook))
+        .merge(crate::web::router())
         .route_layer(middleware::from_fn_with_state(state.metrics.clone(), metrics::track))
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
         .with_state(state)

@@ -44,14 +44,22 @@ fn main() -> ExitCode {
                     ExitCode::SUCCESS
                 }
             }
+            Command::Token { rotate } => report(token(&config, rotate).await),
             Command::Classify { .. } => unreachable!("handled above"),
         }
     })
 }
 
 async fn serve(config: &Config) -> anyhow::Result<()> {
-    let app = Application::build(config).await?;
+    let mut app = Application::build(config).await?;
     tracing::info!("taskgate listening on http://{}", app.local_addr());
+    // Printed, never logged: the only time this token can be shown (it is stored hashed).
+    if let Some(token) = app.take_new_token() {
+        println!(
+            "Web console: http://{}/  login token (shown once; `taskgate token --rotate` makes a new one):\n{token}",
+            app.local_addr()
+        );
+    }
     app.run_until(startup::shutdown_signal()).await
 }
 
@@ -61,6 +69,35 @@ async fn migrate(config: &Config) -> anyhow::Result<()> {
     store.migrate().await?;
     println!("applied {} migration(s)", pending.len());
     store.close().await?;
+    Ok(())
+}
+
+/// `taskgate token`: creates the console login token when there is none; `--rotate` replaces
+/// it. An existing token cannot be shown again: only its hash is stored.
+async fn token(config: &Config, rotate: bool) -> anyhow::Result<()> {
+    let store = startup::open_store(config).await?;
+    store.migrate().await?;
+    let outcome = if rotate {
+        Some(taskgate::web::auth::rotate_token(&store).await?)
+    } else {
+        match taskgate::web::auth::ensure_token(&store).await? {
+            taskgate::web::auth::TokenState::Created(token) => Some(token),
+            taskgate::web::auth::TokenState::Existing => None,
+        }
+    };
+    store.close().await?;
+    match outcome {
+        Some(token) => {
+            if rotate {
+                eprintln!("New console login token (the old one no longer works; browsers must log in again):");
+            }
+            println!("{token}");
+        }
+        None => eprintln!(
+            "A console login token is already set; it is stored hashed and cannot be shown again.\n\
+             Run `taskgate token --rotate` to replace it."
+        ),
+    }
     Ok(())
 }
 

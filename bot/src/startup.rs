@@ -19,6 +19,8 @@ use crate::engine::Engine;
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
 use crate::telegram::{self, Telegram, TelegramOptions};
+use crate::feishu::{self, Feishu, FeishuOptions};
+use crate::web::{WebConsole, auth};
 
 pub struct Application {
     listener: TcpListener,
@@ -26,6 +28,12 @@ pub struct Application {
     engine: Arc<Engine>,
     /// The Telegram channel's workers, when `[telegram]` is configured.
     telegram: Option<Telegram>,
+    /// The Feishu/Lark channel's workers, when `[feishu]` is configured.
+    feishu: Option<Feishu>,
+    /// The web console's workers, when `[web] enabled`.
+    web: Option<WebConsole>,
+    /// The console login token when this start created it (first start): shown once.
+    new_token: Option<String>,
     /// Held for the life of the process: a second `serve` on the same SQLite file is refused.
     _lock: Option<File>,
 }
@@ -77,8 +85,24 @@ impl Application {
             }
             None => None,
         };
+        let feishu = match &config.feishu {
+            Some(fs) => {
+                engine.set_admission(Channel::Feishu, feishu::admission(fs));
+                Some(Feishu::start(engine.clone(), fs, FeishuOptions::default()).await.context("starting Feishu")?)
+            }
+            None => None,
+        };
+        let (web, new_token) = if config.web.enabled {
+            let token = match auth::ensure_token(store.as_ref()).await.context("creating the console login token")? {
+                auth::TokenState::Created(token) => Some(token),
+                auth::TokenState::Existing => None,
+            };
+            (Some(WebConsole::start(engine.clone(), config)), token)
+        } else {
+            (None, None)
+        };
         let state = AppState { store, metrics: Metrics::new() };
-        Ok(Self { listener, state, engine, telegram, _lock: lock })
+        Ok(Self { listener, state, engine, telegram, feishu, web, new_token, _lock: lock })
     }
 
     /// The engine channels feed messages to.
@@ -94,16 +118,27 @@ impl Application {
         self.state.store.clone()
     }
 
+    /// The console login token, only on the start that created it (it is stored hashed).
+    pub fn take_new_token(&mut self) -> Option<String> {
+        self.new_token.take()
+    }
+
     /// Serves until `shutdown` resolves, then stops taking connections, lets requests in
     /// flight finish, shuts the agent sessions down and closes the database. Work accepted
     /// before that is in the database (inbox, outbox, tasks, open turns), so nothing accepted
     /// is lost to a stop: the next start resumes it.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Application { listener, state, engine, telegram, _lock } = self;
+        let Application { listener, state, engine, telegram, feishu, web, new_token: _, _lock } = self;
         let store = state.store.clone();
         let mut router = http::router(state);
         if let Some(telegram) = &telegram {
             router = router.layer(axum::Extension(telegram.webhook()));
+        }
+        if let Some(feishu) = &feishu {
+            router = router.layer(axum::Extension(feishu.webhook()));
+        }
+        if let Some(web) = &web {
+            router = router.layer(axum::Extension(web.extension()));
         }
         let served = axum::serve(listener, router)
             .with_graceful_shutdown(shutdown)
@@ -112,6 +147,8 @@ impl Application {
         // Channels first, so nothing new reaches the engine; then the agents, which must not
         // outlive the gateway even when serving failed.
         drop(telegram);
+        drop(feishu);
+        drop(web);
         engine.shutdown().await;
         drop(engine);
         served?;

@@ -22,7 +22,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::config::{TelegramConfig, TelegramMode};
-use crate::engine::{AdmissionHook, Engine, IncomingMessage};
+use crate::engine::{AdmissionHook, Chosen, Engine, IncomingMessage};
 
 /// Where Telegram posts updates in webhook mode.
 pub const WEBHOOK_PATH: &str = "/webhook/telegram";
@@ -116,6 +116,7 @@ impl Telegram {
             me: me.clone(),
             policy: policy(config),
             refused: HashSet::new(),
+            chosen: HashSet::new(),
             attempts: HashMap::new(),
             outbox,
         };
@@ -203,6 +204,8 @@ Just write what you want done. Reply to one of my messages to continue that task
 const MAX_INBOX_ATTEMPTS: u32 = 3;
 /// Strangers remembered so that each gets one refusal, not one per message.
 const MAX_REFUSED: usize = 10_000;
+/// Answered clarify messages remembered (a forgotten one is still safe: its buttons are gone).
+const MAX_CHOSEN: usize = 10_000;
 
 struct InboxWorker {
     engine: Arc<Engine>,
@@ -211,6 +214,9 @@ struct InboxWorker {
     me: BotIdentity,
     policy: AccessPolicy,
     refused: HashSet<(i64, u64)>,
+    /// Clarify messages (chat, message id) already answered by a press: a quick second press,
+    /// read before the buttons were removed, must not act twice (e.g. start two tasks).
+    chosen: HashSet<(i64, i32)>,
     attempts: HashMap<Id, u32>,
     outbox: Arc<Notify>,
 }
@@ -309,7 +315,7 @@ impl InboxWorker {
         Ok(())
     }
 
-    async fn press(&self, press: Press) -> anyhow::Result<()> {
+    async fn press(&mut self, press: Press) -> anyhow::Result<()> {
         let (Some(place), Some(message_id)) = (press.place, press.message_id) else {
             outbound::answer_press(&self.bot, &press.query_id, Some("This button is no longer active.")).await;
             return Ok(());
@@ -379,46 +385,45 @@ impl InboxWorker {
         Ok(())
     }
 
-    /// Any other button: its label, as if typed in reply to the message it hangs on.
-    async fn choice_press(&self, press: &Press, place: Place, message_id: i32, choice: usize) -> anyhow::Result<()> {
+    /// Any other button (a clarify's reading): the engine completes the message the clarify
+    /// asked about with the chosen reading; the buttons give way to who chose what.
+    async fn choice_press(&mut self, press: &Press, place: Place, message_id: i32, choice: usize) -> anyhow::Result<()> {
+        if self.chosen.contains(&(place.chat_id, message_id)) {
+            outbound::answer_press(&self.bot, &press.query_id, Some("Already chosen.")).await;
+            return Ok(());
+        }
         let chat = place.chat_id.to_string();
         let message = self.store.outbound_by_external_id(Channel::Telegram, &chat, &message_id.to_string()).await?;
-        let label = message.as_ref().and_then(|m| {
-            m.payload
-                .get("buttons")?
-                .as_array()?
-                .iter()
-                .find(|b| b.get("choice").and_then(|c| c.as_u64()) == Some(choice as u64))?
-                .get("label")?
-                .as_str()
-                .map(str::to_owned)
-        });
-        let Some(label) = label else {
+        let Some(message) = message else {
             outbound::answer_press(&self.bot, &press.query_id, Some("This button is no longer active.")).await;
             return Ok(());
         };
-        outbound::answer_press(&self.bot, &press.query_id, None).await;
-        outbound::show_decision(
-            &self.bot,
-            place.chat_id,
-            message_id,
-            press.message_text.as_deref(),
-            &format!("{} chose: {label}", press.from.handle()),
-        )
-        .await;
-        self.engine
-            .handle(IncomingMessage {
-                channel: Channel::Telegram,
-                chat_id: chat,
-                thread_id: place.thread_key(),
-                sender_id: press.from.id.to_string(),
-                sender_name: press.from.name.clone(),
-                text: label,
-                reply_to_task: message.and_then(|m| m.task_id),
-                chat: press.chat,
-                mentioned: true,
-            })
-            .await?;
+        let sender = IncomingMessage {
+            channel: Channel::Telegram,
+            chat_id: chat,
+            thread_id: place.thread_key(),
+            sender_id: press.from.id.to_string(),
+            sender_name: press.from.name.clone(),
+            text: String::new(),
+            reply_to_task: message.task_id,
+            chat: press.chat,
+            mentioned: true,
+        };
+        match self.engine.choose(sender, message.id, choice).await? {
+            Chosen::Applied { label } => {
+                if self.chosen.len() >= MAX_CHOSEN {
+                    self.chosen.clear();
+                }
+                self.chosen.insert((place.chat_id, message_id));
+                outbound::answer_press(&self.bot, &press.query_id, None).await;
+                let line = format!("{} chose: {label}", press.from.handle());
+                outbound::show_decision(&self.bot, place.chat_id, message_id, press.message_text.as_deref(), &line)
+                    .await;
+            }
+            Chosen::Unknown => {
+                outbound::answer_press(&self.bot, &press.query_id, Some("This button is no longer active.")).await;
+            }
+        }
         Ok(())
     }
 

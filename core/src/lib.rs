@@ -4,6 +4,7 @@
 
 pub mod classify;
 pub mod model;
+pub mod notes;
 pub mod route;
 pub mod runtime;
 pub mod store;

@@ -130,6 +130,8 @@ pub trait Store: Send + Sync {
     async fn outbox_sent(&self, id: Id, external_message_id: Option<&str>) -> StoreResult<()>;
     async fn outbox_retry(&self, id: Id, next_attempt_at: Timestamp, error: &str)
     -> StoreResult<()>;
+    /// One outbound message (a button press names the message its keyboard belongs to).
+    async fn outbound(&self, id: Id) -> StoreResult<Outbound>;
     /// The outbound message the platform knows as `external_message_id`, to route replies.
     async fn outbound_by_external_id(
         &self,
@@ -146,4 +148,28 @@ pub trait Store: Send + Sync {
 
     /// Whether the database answers (readiness).
     async fn ping(&self) -> StoreResult<()>;
+
+    // The web console: change feeds, chat history, settings.
+    /// Events of every task appended after event `after`, oldest first, at most `limit`: what
+    /// changed since the last look (the console's live-update hints).
+    async fn events_after(&self, after: Id, limit: u64) -> StoreResult<Vec<Event>>;
+    /// A channel's newest `limit` inbound updates, processed or not, oldest first.
+    async fn inbox_recent(&self, channel: Channel, limit: u64) -> StoreResult<Vec<Inbound>>;
+    /// A chat's newest `limit` outbound messages, sent or not, oldest first.
+    async fn outbox_recent(&self, channel: Channel, chat_id: &str, limit: u64)
+    -> StoreResult<Vec<Outbound>>;
+    /// A small named value (e.g. the console login token's hash); `None` when never set.
+    async fn setting(&self, key: &str) -> StoreResult<Option<String>>;
+    /// Sets or replaces a named value.
+    async fn put_setting(&self, key: &str, value: &str) -> StoreResult<()>;
+
+    // Linking identities across channels.
+    /// Stores a one-time link code issued to `code.person_id`; `AlreadyExists` if the code is taken.
+    async fn create_link_code(&self, code: &LinkCode) -> StoreResult<()>;
+    /// Uses a link code up: returns it the first time it is redeemed before `expires_at`, and
+    /// `None` when unknown, expired or already used (also when two redeem it at once).
+    async fn redeem_link_code(&self, code: &str, now: Timestamp) -> StoreResult<Option<LinkCode>>;
+    /// Makes `from` and `into` one person: `from`'s identities, the tasks it created and the
+    /// approvals it decided move to `into`. The `from` row stays, unused, for the audit trail.
+    async fn merge_person(&self, from: Id, into: Id) -> StoreResult<()>;
 }

@@ -8,12 +8,16 @@ use sea_orm_migration::sea_orm::{
 use sea_orm_migration::MigrationStatus;
 
 mod m20261122_000001_init;
+mod m20261201_000001_web_console;
 
 pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261122_000001_init::Migration)]
+        vec![
+            Box::new(m20261122_000001_init::Migration),
+            Box::new(m20261201_000001_web_console::Migration),
+        ]
     }
 }
 

@@ -35,6 +35,8 @@ const CASES: &[(&str, CaseFn)] = cases![
     transactions_apply_all_or_nothing,
     references_are_enforced,
     engine_lookups_find_open_work_and_chat_tasks,
+    console_feeds_and_settings,
+    link_codes_redeem_once_and_merge_people,
 ];
 
 fn main() {
@@ -146,6 +148,10 @@ async fn outbox_is_ordered_per_chat_with_retries(db: &TestDb) -> anyhow::Result<
     let found = store.outbound_by_external_id(Channel::Telegram, "b", "m-77").await?;
     assert_eq!(found.map(|o| o.id), Some(b1.id));
     assert_eq!(store.outbound_by_external_id(Channel::Telegram, "a", "m-77").await?, None);
+    // And by id (a button press names the row its keyboard belongs to).
+    let by_id = store.outbound(b1.id).await?;
+    assert_eq!((by_id.chat_id.as_str(), by_id.external_message_id.as_deref()), ("b", Some("m-77")));
+    assert!(matches!(store.outbound(9999).await, Err(StoreError::NotFound { .. })));
     Ok(())
 }
 
@@ -475,5 +481,105 @@ async fn engine_lookups_find_open_work_and_chat_tasks(db: &TestDb) -> anyhow::Re
     assert_eq!(store.chat_tasks(Channel::Telegram, "b", 10).await?, vec![t2.id]);
     assert_eq!(store.chat_tasks(Channel::Feishu, "a", 10).await?, Vec::<Id>::new());
     assert_eq!(store.latest_outbound(t1.id).await?.map(|o| o.id), Some(last_t1.id));
+    Ok(())
+}
+
+async fn console_feeds_and_settings(db: &TestDb) -> anyhow::Result<()> {
+    let store = db.store().await?;
+    let t1 = task(&store, "one").await?;
+    let t2 = task(&store, "two").await?;
+    let event = |task_id: Id, n: i64| NewEvent {
+        task_id,
+        execution_id: None,
+        kind: EventKind::Runtime,
+        channel: None,
+        actor: None,
+        body: json!({"n": n}),
+    };
+    let e1 = store.append_event(event(t1.id, 1)).await?;
+    let e2 = store.append_event(event(t2.id, 2)).await?;
+    let e3 = store.append_event(event(t1.id, 3)).await?;
+    let ids = |v: Vec<Event>| v.into_iter().map(|e| e.id).collect::<Vec<_>>();
+    assert_eq!(ids(store.events_after(0, 10).await?), vec![e1.id, e2.id, e3.id]);
+    assert_eq!(ids(store.events_after(e1.id, 10).await?), vec![e2.id, e3.id]);
+    assert_eq!(ids(store.events_after(e1.id, 1).await?), vec![e2.id]);
+    assert!(store.events_after(e3.id, 10).await?.is_empty());
+
+    // Chat history: the newest rows, oldest first, sent or not, of one chat only.
+    let out = |chat: &str, n: i64| NewOutbound {
+        channel: Channel::Web,
+        chat_id: chat.into(),
+        task_id: None,
+        approval_id: None,
+        payload: json!({"text": n.to_string()}),
+    };
+    let o1 = store.outbox_enqueue(out("console", 1)).await?;
+    store.outbox_enqueue(out("elsewhere", 2)).await?;
+    let o3 = store.outbox_enqueue(out("console", 3)).await?;
+    let o4 = store.outbox_enqueue(out("console", 4)).await?;
+    store.outbox_sent(o1.id, None).await?;
+    let recent = |v: Vec<Outbound>| v.into_iter().map(|o| o.id).collect::<Vec<_>>();
+    assert_eq!(recent(store.outbox_recent(Channel::Web, "console", 10).await?), vec![o1.id, o3.id, o4.id]);
+    assert_eq!(recent(store.outbox_recent(Channel::Web, "console", 2).await?), vec![o3.id, o4.id]);
+    assert!(store.outbox_recent(Channel::Telegram, "console", 10).await?.is_empty());
+
+    let inbound = |channel, id: &str| NewInbound { channel, external_id: id.into(), payload: json!({"text": id}) };
+    store.inbox_accept(inbound(Channel::Web, "a")).await?;
+    store.inbox_accept(inbound(Channel::Telegram, "b")).await?;
+    store.inbox_accept(inbound(Channel::Web, "c")).await?;
+    let web: Vec<String> = store.inbox_recent(Channel::Web, 10).await?.into_iter().map(|i| i.external_id).collect();
+    assert_eq!(web, vec!["a", "c"]);
+    assert_eq!(store.inbox_recent(Channel::Web, 1).await?.len(), 1);
+
+    assert_eq!(store.setting("web.token_sha256").await?, None);
+    store.put_setting("web.token_sha256", "first").await?;
+    store.put_setting("web.token_sha256", "second").await?;
+    store.put_setting("other", "x").await?;
+    assert_eq!(store.setting("web.token_sha256").await?.as_deref(), Some("second"));
+    assert_eq!(store.setting("other").await?.as_deref(), Some("x"));
+    Ok(())
+}
+
+async fn link_codes_redeem_once_and_merge_people(db: &TestDb) -> anyhow::Result<()> {
+    let store = db.store().await?;
+    let web = store.create_person("Ada (web)").await?;
+    store.link_identity(web.id, Channel::Web, "console", None).await?;
+    let tg = store.create_person("Ada").await?;
+    store.link_identity(tg.id, Channel::Telegram, "111", Some("Ada")).await?;
+    let now = Utc::now();
+    let code = LinkCode {
+        code: "K7Q2-M9XD".into(),
+        person_id: web.id,
+        channel: Channel::Web,
+        expires_at: now + Duration::minutes(10),
+        used_at: None,
+    };
+    store.create_link_code(&code).await?;
+    assert!(matches!(store.create_link_code(&code).await, Err(StoreError::AlreadyExists(_))));
+    assert_eq!(store.redeem_link_code("NOPE-NOPE", now).await?, None);
+
+    // Two redeemers race: exactly one gets the code.
+    let store2 = db.store().await?;
+    let (a, b) = tokio::join!(store.redeem_link_code(&code.code, now), store2.redeem_link_code(&code.code, now));
+    let winners: Vec<LinkCode> = [a?, b?].into_iter().flatten().collect();
+    assert_eq!(winners.len(), 1, "a link code redeems once");
+    assert_eq!((winners[0].person_id, winners[0].channel), (web.id, Channel::Web));
+    assert!(winners[0].used_at.is_some());
+    assert_eq!(store.redeem_link_code(&code.code, now).await?, None);
+
+    let expired = LinkCode { code: "OLD0-0000".into(), expires_at: now - Duration::seconds(1), ..code.clone() };
+    store.create_link_code(&expired).await?;
+    assert_eq!(store.redeem_link_code(&expired.code, now).await?, None, "an expired code is refused");
+
+    // The Telegram person joins the web person, with its tasks and decisions.
+    let started = store
+        .create_task(NewTask { project_id: None, title: "t".into(), goal: "g".into(), created_by: Some(tg.id) })
+        .await?;
+    store.merge_person(tg.id, web.id).await?;
+    assert_eq!(store.find_identity(Channel::Telegram, "111").await?.map(|i| i.person_id), Some(web.id));
+    assert_eq!(store.find_identity(Channel::Web, "console").await?.map(|i| i.person_id), Some(web.id));
+    assert_eq!(store.task(started.id).await?.created_by, Some(web.id));
+    store.merge_person(web.id, web.id).await?;
+    assert!(matches!(store.merge_person(tg.id, web.id + 100).await, Err(StoreError::NotFound { .. })));
     Ok(())
 }

@@ -212,7 +212,9 @@ async fn approval_button_follow_up_and_review() {
 
     fake.push_update(press_update(2, chat, ADA, &ask, &format!("a:{id}:o")));
     let edit = eventually("the buttons replaced by the decision", || async {
-        fake.calls_to("editMessageText").into_iter().find(|c| c.status == 200)
+        fake.calls_to("editMessageText")
+            .into_iter()
+            .find(|c| c.status == 200 && c.body["message_id"].as_i64() == ask.message_id())
     })
     .await;
     assert_eq!(edit.body["message_id"].as_i64(), ask.message_id());
@@ -277,6 +279,178 @@ async fn approval_button_follow_up_and_review() {
     .await;
     assert_eq!(late.body["text"], "Already approved by Ada", "{}", late.body);
     assert_eq!(store.approval(id).await.unwrap(), decided, "the approval resolves once");
+}
+
+/// One live status message per turn: sent silently once, then edited in place as the turn
+/// goes on (coalesced, at most about one edit a second, `retry_after` honoured), ending on how
+/// the turn ended; the approval and the final summary are messages of their own.
+#[tokio::test]
+async fn a_turn_edits_one_status_message_in_place() {
+    let world = World::new().await;
+    let fake = &world.fake;
+    // The first edit is rate limited: it waits out `retry_after` like a send does.
+    fake.rate_limit("editMessageText", 1, 1);
+    let (store, _engine, _channel) = world.gateway("polling").await;
+    let chat = ADA as i64;
+
+    fake.push_update(text_update(1, chat, ADA, "RUN_CMD: echo live-ok"));
+    let ask = sent(fake, chat, "the approval request", |t| t.contains("waiting for approval")).await;
+    let id = store.pending_approvals(None).await.unwrap().into_iter().next().expect("a pending approval").id;
+    // The status message says it too, once the chat's edit pacing lets it.
+    let status_messages = || {
+        fake.calls_to("sendMessage")
+            .into_iter()
+            .filter(|c| c.status == 200 && c.body["disable_notification"] == true)
+            .collect::<Vec<_>>()
+    };
+    let status = eventually("the status message", || async { status_messages().into_iter().next() }).await;
+    let status_id = status.message_id();
+    let edits_of_status = || {
+        fake.calls_to("editMessageText")
+            .into_iter()
+            .filter(|c| c.status == 200 && c.body["message_id"].as_i64() == status_id)
+            .collect::<Vec<_>>()
+    };
+    eventually("the status saying it waits", || async {
+        edits_of_status().iter().any(|c| c.body["text"].as_str().unwrap_or("").contains("is waiting for approval")).then_some(())
+    })
+    .await;
+
+    let limited = fake.calls_to("editMessageText").into_iter().find(|c| c.status == 429).expect("the 429");
+    assert_eq!(limited.body["message_id"].as_i64(), status_id, "the status edit met the rate limit");
+    let retried = edits_of_status().into_iter().next().expect("the edit, retried");
+    let waited = retried.at.duration_since(limited.at);
+    assert!(waited >= Duration::from_millis(900), "edited again after {waited:?}, before retry_after");
+
+    fake.push_update(press_update(2, chat, ADA, &ask, &format!("a:{id}:o")));
+    let summary = sent(fake, chat, "the result summary", |t| t.starts_with("Codex finished")).await;
+    assert_ne!(summary.message_id(), status_id, "the summary is a message of its own");
+    assert!(summary.body.get("disable_notification").is_none(), "the summary notifies: {}", summary.body);
+    assert!(ask.body.get("disable_notification").is_none(), "the approval notifies: {}", ask.body);
+
+    let edits = edits_of_status();
+    assert_eq!(edits.last().and_then(|c| c.body["text"].as_str()), Some("Codex finished"), "{}", fake.summary());
+    assert!(edits.len() >= 2, "edited as the turn went on: {}", fake.summary());
+    for pair in edits.windows(2) {
+        let gap = pair[1].at.duration_since(pair[0].at);
+        assert!(gap >= Duration::from_millis(900), "two edits {gap:?} apart: {}", fake.summary());
+    }
+    assert!(edits.iter().all(|c| c.body.get("reply_markup").is_none()), "a status has no buttons");
+    assert_eq!(status_messages().len(), 1, "one status message for the turn: {}", fake.summary());
+    // Coalesced: fewer edits than status updates, every update marked sent as that message.
+    let task = store.pending_approvals(None).await.unwrap();
+    assert!(task.is_empty());
+    let rows = store.outbox_recent(Channel::Telegram, &chat.to_string(), 100).await.unwrap();
+    let live: Vec<_> = rows.iter().filter(|r| r.payload.get("live").is_some()).collect();
+    assert!(live.len() > edits.len() + 1, "{} updates, {} edits: {live:#?}", live.len(), edits.len());
+    let status_ext = status_id.map(|m| m.to_string());
+    assert!(
+        live.iter().all(|r| r.sent_at.is_some() && r.external_message_id == status_ext),
+        "every update is shown by the one message: {live:#?}"
+    );
+}
+
+/// A status message someone deleted cannot be edited: the status goes on in a new message,
+/// and later updates edit that one.
+#[tokio::test]
+async fn a_deleted_status_message_is_replaced_by_a_new_one() {
+    let world = World::new().await;
+    let fake = &world.fake;
+    fake.fail("editMessageText", 1, 400, "Bad Request: message to edit not found", None);
+    let (_store, _engine, _channel) = world.gateway("polling").await;
+    let chat = ADA as i64;
+
+    fake.push_update(text_update(1, chat, ADA, "RUN_CMD: echo replaced"));
+    let ask = sent(fake, chat, "the approval request", |t| t.contains("waiting for approval")).await;
+    let status_messages = || {
+        fake.calls_to("sendMessage")
+            .into_iter()
+            .filter(|c| c.status == 200 && c.body["disable_notification"] == true)
+            .filter_map(|c| c.message_id())
+            .collect::<Vec<_>>()
+    };
+    let ids = eventually("a second status message", || async {
+        let ids = status_messages();
+        (ids.len() == 2).then_some(ids)
+    })
+    .await;
+    let failed = fake.calls_to("editMessageText").into_iter().find(|c| c.status == 400).expect("the failed edit");
+    assert_eq!(failed.body["message_id"].as_i64(), Some(ids[0]), "{}", fake.summary());
+
+    let id = ask.callback_data()[0].clone();
+    fake.push_update(press_update(2, chat, ADA, &ask, &id));
+    sent(fake, chat, "the result summary", |t| t.starts_with("Codex finished")).await;
+    let last_edit = fake
+        .calls_to("editMessageText")
+        .into_iter()
+        .filter(|c| c.status == 200 && c.body["text"] == "Codex finished")
+        .last()
+        .expect("the status's last edit");
+    assert_eq!(last_edit.body["message_id"].as_i64(), Some(ids[1]), "{}", fake.summary());
+    assert_eq!(status_messages().len(), 2, "not a new message per update: {}", fake.summary());
+}
+
+/// Two approvals wait and a bare "ok" could mean either: the bot asks with two buttons, and
+/// pressing one completes the "ok" with that reading, approving exactly that approval. A
+/// second press changes nothing.
+#[tokio::test]
+async fn a_clarify_button_approves_exactly_its_approval() {
+    let world = World::new().await;
+    let (store, _engine, _channel) = world.gateway("polling").await;
+    let fake = &world.fake;
+    let chat = ADA as i64;
+
+    fake.push_update(text_update(1, chat, ADA, "RUN_CMD: echo one"));
+    eventually("the first approval", || async { (store.pending_approvals(None).await.ok()?.len() == 1).then_some(()) }).await;
+    fake.push_update(text_update(2, chat, ADA, "/new RUN_CMD: echo two"));
+    let pending = eventually("two approvals", || async {
+        let p = store.pending_approvals(None).await.ok()?;
+        (p.len() == 2).then_some(p)
+    })
+    .await;
+    let two = pending.iter().find(|a| a.action.contains("echo two")).expect("the second approval").clone();
+    let one = pending.iter().find(|a| a.action.contains("echo one")).expect("the first approval").clone();
+
+    fake.push_update(text_update(3, chat, ADA, "ok"));
+    let ask = sent(fake, chat, "the clarify", |t| t.starts_with("Did you mean")).await;
+    assert_eq!(ask.callback_data(), vec!["c:0", "c:1"], "{}", ask.body);
+    let buttons: Vec<Value> =
+        ask.body["reply_markup"]["inline_keyboard"].as_array().unwrap().iter().map(|row| row[0].clone()).collect();
+    let pick = buttons.iter().find(|b| b["text"].as_str().unwrap_or("").contains("echo two")).expect("a button for it");
+    let data = pick["callback_data"].as_str().unwrap().to_owned();
+
+    fake.push_update(press_update(4, chat, ADA, &ask, &data));
+    eventually("the chosen approval decided", || async {
+        (store.approval(two.id).await.ok()?.status == ApprovalStatus::Approved).then_some(())
+    })
+    .await;
+    let decided = store.approval(two.id).await.unwrap();
+    assert_eq!((decided.scope, decided.decided_channel), (Some(Scope::Once), Some(Channel::Telegram)));
+    assert_eq!(store.approval(one.id).await.unwrap().status, ApprovalStatus::Pending, "the other one still waits");
+    let edit = eventually("the clarify's buttons replaced", || async {
+        fake.calls_to("editMessageText")
+            .into_iter()
+            .find(|c| c.status == 200 && c.body["message_id"].as_i64() == ask.message_id())
+    })
+    .await;
+    assert!(edit.body["text"].as_str().unwrap().contains("@ada chose: Approve"), "{}", edit.body);
+    // The timeline shows what was said, with the reading picked.
+    let timeline = store.timeline(two.task_id).await.unwrap();
+    assert!(
+        timeline.iter().any(|e| e.kind == EventKind::Message && e.body["text"] == "ok"),
+        "the original message is on the task: {timeline:#?}"
+    );
+    sent(fake, chat, "the chosen task's summary", |t| t.starts_with("Codex finished") && t.contains("exit=0")).await;
+
+    // The other button, pressed late: nothing happens to the first approval.
+    let other = if data == "c:0" { "c:1" } else { "c:0" };
+    fake.push_update(press_update(5, chat, ADA, &ask, other));
+    let late = eventually("the late press answered", || async {
+        fake.calls_to("answerCallbackQuery").into_iter().find(|c| c.body["callback_query_id"] == "cb-5")
+    })
+    .await;
+    assert_eq!(late.body["text"], "Already chosen.", "{}", late.body);
+    assert_eq!(store.approval(one.id).await.unwrap().status, ApprovalStatus::Pending);
 }
 
 /// A stranger is refused once, with their id, and nothing of theirs reaches the engine; group

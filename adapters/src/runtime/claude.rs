@@ -46,6 +46,7 @@ impl AgentRuntime for ClaudeRuntime {
         if let Some(model) = &spec.model {
             args.extend(["--model".to_string(), model.clone()]);
         }
+        args.extend(super::mcp::claude_args(spec.mcp.as_ref()));
         let resuming = spec.resume.is_some();
         session::start(&spec, &args, &self.options, |out| Claude::new(&spec, out)).await.map_err(|e| match e {
             // Claude exits at once when it cannot find the session to resume.

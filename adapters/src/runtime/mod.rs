@@ -5,6 +5,7 @@ mod acp;
 mod claude;
 mod codex;
 mod jsonrpc;
+mod mcp;
 mod process;
 mod session;
 mod supervisor;

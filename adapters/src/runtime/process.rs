@@ -33,6 +33,8 @@ pub(crate) fn spawn(spec: &SessionSpec, args: &[String], max_line_bytes: usize) 
     command
         .args(args)
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        // The MCP token travels in the environment, not on the command line (see `mcp`).
+        .envs(spec.mcp.iter().flat_map(super::mcp::child_env))
         .current_dir(&spec.cwd)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -178,3 +178,13 @@ pub fn outbound(m: outbox::Model) -> Result<Outbound, StoreError> {
         created_at: m.created_at,
     })
 }
+
+pub fn link_code(m: link_codes::Model) -> Result<LinkCode, StoreError> {
+    Ok(LinkCode {
+        code: m.code,
+        person_id: m.person_id,
+        channel: parse(&m.channel)?,
+        expires_at: m.expires_at,
+        used_at: m.used_at,
+    })
+}

@@ -85,3 +85,10 @@ entity!(outbox, "outbox" {
     payload: Json, attempts: i32, next_attempt_at: DateTimeUtc, last_error: Option<String>,
     external_message_id: Option<String>, sent_at: Option<DateTimeUtc>, created_at: DateTimeUtc,
 });
+
+entity!(settings, "settings" { key: String, value: String, updated_at: DateTimeUtc });
+
+entity!(link_codes, "link_codes" {
+    code: String, person_id: i64, channel: String, expires_at: DateTimeUtc,
+    used_at: Option<DateTimeUtc>, created_at: DateTimeUtc,
+});

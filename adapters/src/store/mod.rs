@@ -737,6 +737,15 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
         Ok(())
     }
 
+    async fn outbound(&self, id: Id) -> StoreResult<Outbound> {
+        outbox::Entity::find_by_id(id)
+            .one(&self.db)
+            .await
+            .map_err(db_err)?
+            .ok_or_else(|| not_found("outbound", id))
+            .and_then(convert::outbound)
+    }
+
     async fn outbound_by_external_id(
         &self,
         channel: Channel,
@@ -787,5 +796,146 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
 
     async fn ping(&self) -> StoreResult<()> {
         self.db.execute_unprepared("SELECT 1").await.map(|_| ()).map_err(db_err)
+    }
+
+    async fn events_after(&self, after: Id, limit: u64) -> StoreResult<Vec<Event>> {
+        events::Entity::find()
+            .filter(events::Column::Id.gt(after))
+            .order_by_asc(events::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(convert::event)
+            .collect()
+    }
+
+    async fn inbox_recent(&self, channel: Channel, limit: u64) -> StoreResult<Vec<Inbound>> {
+        let mut rows = inbox::Entity::find()
+            .filter(inbox::Column::Channel.eq(channel.name()))
+            .order_by_desc(inbox::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await
+            .map_err(db_err)?;
+        rows.reverse();
+        rows.into_iter().map(convert::inbound).collect()
+    }
+
+    async fn outbox_recent(
+        &self,
+        channel: Channel,
+        chat_id: &str,
+        limit: u64,
+    ) -> StoreResult<Vec<Outbound>> {
+        let mut rows = outbox::Entity::find()
+            .filter(outbox::Column::Channel.eq(channel.name()))
+            .filter(outbox::Column::ChatId.eq(chat_id))
+            .order_by_desc(outbox::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await
+            .map_err(db_err)?;
+        rows.reverse();
+        rows.into_iter().map(convert::outbound).collect()
+    }
+
+    async fn setting(&self, key: &str) -> StoreResult<Option<String>> {
+        Ok(settings::Entity::find()
+            .filter(settings::Column::Key.eq(key))
+            .one(&self.db)
+            .await
+            .map_err(db_err)?
+            .map(|m| m.value))
+    }
+
+    async fn put_setting(&self, key: &str, value: &str) -> StoreResult<()> {
+        use sea_orm::sea_query::OnConflict;
+        settings::Entity::insert(settings::ActiveModel {
+            id: NotSet,
+            key: Set(key.into()),
+            value: Set(value.into()),
+            updated_at: Set(Utc::now()),
+        })
+        .on_conflict(
+            OnConflict::column(settings::Column::Key)
+                .update_columns([settings::Column::Value, settings::Column::UpdatedAt])
+                .to_owned(),
+        )
+        .exec(&self.db)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn create_link_code(&self, code: &LinkCode) -> StoreResult<()> {
+        let row = link_codes::ActiveModel {
+            id: NotSet,
+            code: Set(code.code.clone()),
+            person_id: Set(code.person_id),
+            channel: Set(code.channel.name().into()),
+            expires_at: Set(code.expires_at),
+            used_at: Set(code.used_at),
+            created_at: Set(Utc::now()),
+        };
+        match row.insert(&self.db).await {
+            Ok(_) => Ok(()),
+            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+                Err(StoreError::AlreadyExists("link code".into()))
+            }
+            Err(e) => Err(db_err(e)),
+        }
+    }
+
+    async fn redeem_link_code(&self, code: &str, now: Timestamp) -> StoreResult<Option<LinkCode>> {
+        use link_codes::Column as C;
+        // One conditional UPDATE: of two concurrent redeemers exactly one touches the row.
+        let result = link_codes::Entity::update_many()
+            .col_expr(C::UsedAt, Expr::value(now))
+            .filter(C::Code.eq(code))
+            .filter(C::UsedAt.is_null())
+            .filter(C::ExpiresAt.gt(now))
+            .exec(&self.db)
+            .await
+            .map_err(db_err)?;
+        if result.rows_affected == 0 {
+            return Ok(None);
+        }
+        link_codes::Entity::find()
+            .filter(C::Code.eq(code))
+            .one(&self.db)
+            .await
+            .map_err(db_err)?
+            .map(convert::link_code)
+            .transpose()
+    }
+
+    async fn merge_person(&self, from: Id, into: Id) -> StoreResult<()> {
+        if from == into {
+            return Ok(());
+        }
+        // Both must exist: a merge into nothing would orphan the identities.
+        by_id::<persons::Entity>(&self.db, "person", from).await?;
+        by_id::<persons::Entity>(&self.db, "person", into).await?;
+        identities::Entity::update_many()
+            .col_expr(identities::Column::PersonId, Expr::value(into))
+            .filter(identities::Column::PersonId.eq(from))
+            .exec(&self.db)
+            .await
+            .map_err(db_err)?;
+        tasks::Entity::update_many()
+            .col_expr(tasks::Column::CreatedBy, Expr::value(into))
+            .filter(tasks::Column::CreatedBy.eq(from))
+            .exec(&self.db)
+            .await
+            .map_err(db_err)?;
+        approvals::Entity::update_many()
+            .col_expr(approvals::Column::DecidedBy, Expr::value(into))
+            .filter(approvals::Column::DecidedBy.eq(from))
+            .exec(&self.db)
+            .await
+            .map_err(db_err)?;
+        Ok(())
     }
 }

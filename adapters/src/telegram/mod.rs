@@ -5,6 +5,7 @@
 pub mod callback;
 pub mod html;
 pub mod inbound;
+pub mod live;
 pub mod outbound;
 pub mod polling;
 

@@ -1,6 +1,7 @@
 //! The outbox, sent to Telegram: each chat's messages in order (the store hands out only a
 //! chat's oldest unsent one), as HTML split at the length limit, approval requests with their
-//! buttons; `retry_after` honoured through the row's next attempt time.
+//! buttons; `retry_after` honoured through the row's next attempt time. Live status updates
+//! (payload `live`) edit the message their key sent first (see [`super::live`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use tokio::sync::Notify;
 
 use super::callback::{ApprovalAnswer, ButtonData};
 use super::html;
+use super::live::{self, LiveMessages, Pacer};
 
 #[derive(Debug, Clone)]
 pub struct OutboxOptions {
@@ -25,6 +27,10 @@ pub struct OutboxOptions {
     pub poll_interval: Duration,
     /// At least this long between two messages to one chat (Telegram: about one per second).
     pub chat_interval: Duration,
+    /// At least this long between two edits of live status messages in one chat.
+    pub edit_interval: Duration,
+    /// A chat's newest rows read to coalesce live updates and find the message they edit.
+    pub live_window: u64,
     /// Due rows read per pass.
     pub batch: u64,
     /// A row that failed this often for a reason other than rate limiting is dropped.
@@ -36,6 +42,8 @@ impl Default for OutboxOptions {
         Self {
             poll_interval: Duration::from_millis(250),
             chat_interval: Duration::from_secs(1),
+            edit_interval: Duration::from_secs(1),
+            live_window: 200,
             // Wide: the store hands out every channel's heads, and rows for other channels wait here.
             batch: 500,
             max_attempts: 8,
@@ -66,7 +74,8 @@ pub struct OutboxSender {
     bot: Bot,
     store: Arc<dyn Store>,
     options: OutboxOptions,
-    last_sent: HashMap<String, Instant>,
+    pacer: Pacer,
+    live: LiveMessages,
     /// Parts of a split message already sent: a retry continues after them. In memory only:
     /// after a restart a split message may repeat its first parts, never lose its last.
     progress: HashMap<Id, (usize, i32)>,
@@ -74,7 +83,8 @@ pub struct OutboxSender {
 
 impl OutboxSender {
     pub fn new(bot: Bot, store: Arc<dyn Store>, options: OutboxOptions) -> Self {
-        Self { bot, store, options, last_sent: HashMap::new(), progress: HashMap::new() }
+        let pacer = Pacer::new(options.chat_interval, options.edit_interval);
+        Self { bot, store, options, pacer, live: LiveMessages::default(), progress: HashMap::new() }
     }
 
     /// Sends what is due, forever; `wake` shortens the wait after an enqueue.
@@ -92,11 +102,22 @@ impl OutboxSender {
         let due = self.store.outbox_due(Channel::Telegram, Utc::now(), self.options.batch).await?;
         let mut done = Vec::new();
         for row in due.into_iter().filter(|r| r.channel == Channel::Telegram) {
-            let delivery = self.deliver(&row).await;
+            let (delivery, covered) = match live::key(&row.payload) {
+                Some(key) => {
+                    let key = key.to_owned();
+                    self.deliver_live(&row, &key).await
+                }
+                None => (self.deliver(&row).await, Vec::new()),
+            };
             match &delivery {
                 Delivery::Sent { message_id } => {
                     self.progress.remove(&row.id);
-                    self.store.outbox_sent(row.id, Some(&message_id.to_string())).await?;
+                    let message_id = message_id.to_string();
+                    self.store.outbox_sent(row.id, Some(&message_id)).await?;
+                    // Coalesced updates are shown by the same message: they are done too.
+                    for id in covered {
+                        self.store.outbox_sent(id, Some(&message_id)).await?;
+                    }
                 }
                 Delivery::Retry { after, error } => {
                     let next = Utc::now() + chrono::Duration::from_std(*after).unwrap_or(chrono::Duration::seconds(60));
@@ -125,9 +146,7 @@ impl OutboxSender {
         let Ok(chat) = row.chat_id.parse::<i64>() else {
             return Delivery::Dropped { error: format!("not a Telegram chat id: {}", row.chat_id) };
         };
-        if let Some(last) = self.last_sent.get(&row.chat_id)
-            && last.elapsed() < self.options.chat_interval
-        {
+        if !self.pacer.may_send(&row.chat_id, Instant::now()) {
             return Delivery::Later;
         }
         let message = render(&row.payload);
@@ -146,7 +165,7 @@ impl OutboxSender {
                 request = request.reply_markup(keyboard);
             }
             let result = request.await;
-            self.last_sent.insert(row.chat_id.clone(), Instant::now());
+            self.pacer.sent(&row.chat_id, Instant::now());
             match result {
                 Ok(sent) => {
                     last_id = sent.id.0;
@@ -157,6 +176,84 @@ impl OutboxSender {
             }
         }
         Delivery::Sent { message_id: last_id }
+    }
+
+    /// A live status update: the newest of the updates queued behind it (same key) is shown,
+    /// by editing the key's message, or by sending it when the key has none yet in this chat.
+    /// Returns the rows besides `row` that the delivery covers.
+    async fn deliver_live(&mut self, row: &Outbound, key: &str) -> (Delivery, Vec<Id>) {
+        let Ok(chat) = row.chat_id.parse::<i64>() else {
+            return (Delivery::Dropped { error: format!("not a Telegram chat id: {}", row.chat_id) }, Vec::new());
+        };
+        let known = self.live.get(&row.chat_id, key);
+        // Paced before reading the store: a throttled chat costs no query per pass.
+        let now = Instant::now();
+        let paced = match known {
+            Some(_) => self.pacer.may_edit(&row.chat_id, now),
+            None => self.pacer.may_send(&row.chat_id, now),
+        };
+        if !paced {
+            return (Delivery::Later, Vec::new());
+        }
+        let recent = match self.store.outbox_recent(Channel::Telegram, &row.chat_id, self.options.live_window).await {
+            Ok(recent) => recent,
+            Err(e) => {
+                // Without the queue, this row alone; without the history, the memory alone.
+                tracing::warn!(outbox = row.id, error = %e, "telegram outbox: reading a chat's recent messages failed");
+                Vec::new()
+            }
+        };
+        let run = live::coalesced(row, &recent);
+        let newest = run.last().copied().unwrap_or(row);
+        let covered: Vec<Id> = run.iter().map(|r| r.id).collect();
+        let existing = self.live.message(&row.chat_id, key, live::message_of(key, &recent));
+        let rendered = render(&newest.payload);
+        // Status lines are one line; a longer one shows its first part.
+        let Some(text) = rendered.parts.into_iter().next() else {
+            return (Delivery::Dropped { error: "empty message".into() }, Vec::new());
+        };
+        if let Some(message_id) = existing {
+            if known.is_none() && !self.pacer.may_edit(&row.chat_id, now) {
+                return (Delivery::Later, Vec::new());
+            }
+            let result = self
+                .bot
+                .edit_message_text(ChatId(chat), MessageId(message_id), text.clone())
+                .parse_mode(ParseMode::Html)
+                .await;
+            self.pacer.edited(&row.chat_id, Instant::now());
+            match result {
+                // Identical text (a repeated status) is what the message already shows.
+                Ok(_) | Err(RequestError::Api(ApiError::MessageNotModified)) => {
+                    self.live.set(&row.chat_id, key, message_id);
+                    return (Delivery::Sent { message_id }, covered);
+                }
+                // Deleted, or too old to edit: the status goes on in a new message.
+                Err(RequestError::Api(ApiError::MessageToEditNotFound | ApiError::MessageCantBeEdited)) => {
+                    self.live.forget(&row.chat_id, key, message_id);
+                }
+                Err(e) => return (failure(&e, row.attempts, self.bot.token()), Vec::new()),
+            }
+            if !self.pacer.may_send(&row.chat_id, Instant::now()) {
+                return (Delivery::Later, Vec::new());
+            }
+        }
+        let thread_id = rendered.thread_id;
+        // A status line is not news: it arrives silently; approvals and the summary notify.
+        let mut request =
+            self.bot.send_message(ChatId(chat), text).parse_mode(ParseMode::Html).disable_notification(true);
+        if let Some(thread) = thread_id {
+            request = request.message_thread_id(ThreadId(MessageId(thread)));
+        }
+        let result = request.await;
+        self.pacer.sent(&row.chat_id, Instant::now());
+        match result {
+            Ok(sent) => {
+                self.live.set(&row.chat_id, key, sent.id.0);
+                (Delivery::Sent { message_id: sent.id.0 }, covered)
+            }
+            Err(e) => (failure(&e, row.attempts, self.bot.token()), Vec::new()),
+        }
     }
 }
 
@@ -239,9 +336,14 @@ pub fn render(payload: &Value) -> Rendered {
 }
 
 /// Approval buttons side by side, naming their approval; other choices one per row.
+///
+/// A clarify (the payload keeps the message it asks about, `source_text`) has only choices,
+/// even for readings that approve: its press completes that message through the engine, so
+/// the timeline shows what was said and which reading was picked.
 fn keyboard(payload: &Value) -> Option<InlineKeyboardMarkup> {
     let buttons = payload.get("buttons")?.as_array()?;
-    let options = payload.get("options").and_then(Value::as_array);
+    let clarify = payload.get("source_text").is_some();
+    let options = payload.get("options").and_then(Value::as_array).filter(|_| !clarify);
     let mut approval_row = Vec::new();
     let mut rows = Vec::new();
     for b in buttons {
@@ -366,6 +468,20 @@ mod tests {
         let r = render(&payload);
         assert_eq!(r.thread_id, Some(17));
         assert_eq!(callback_data(&r.keyboard.unwrap()), vec![vec!["c:0"], vec!["c:1"]]);
+    }
+
+    #[test]
+    fn a_clarify_offers_choices_even_for_approving_readings() {
+        let payload = json!({
+            "text": "Did you mean:",
+            "buttons": [{"label": "Approve run `a`", "choice": 0}, {"label": "Approve run `b`", "choice": 1}],
+            "options": [
+                {"intent": "approve", "task": "1", "approval": "3", "scope": "once", "confidence": 0.5, "reason": "r"},
+                {"intent": "approve", "task": "2", "approval": "4", "scope": "once", "confidence": 0.5, "reason": "r"}
+            ],
+            "source_text": "ok"
+        });
+        assert_eq!(callback_data(&render(&payload).keyboard.unwrap()), vec![vec!["c:0"], vec!["c:1"]]);
     }
 
     #[test]

@@ -28,6 +28,9 @@ pub enum Command {
 pub struct Origin<'a> {
     pub conversation: &'a Conversation,
     pub sender: &'a Sender,
+    /// The message the plan answers: a reply with buttons (a clarify) keeps it, so that a
+    /// press completes this message with the chosen reading (`Engine::choose`).
+    pub text: &'a str,
     /// Model for new runtime sessions, per agent name.
     pub model_of: &'a (dyn Fn(&str) -> Option<String> + Sync),
 }
@@ -160,7 +163,10 @@ pub async fn apply(
                     .collect();
                 let buttons: Vec<Value> =
                     buttons.iter().map(|b| json!({"label": b.label, "choice": b.choice})).collect();
-                let payload = reply_payload(origin.conversation, &text, buttons, options);
+                let mut payload = reply_payload(origin.conversation, &text, buttons, options);
+                if payload["buttons"].as_array().is_some_and(|b| !b.is_empty()) {
+                    payload[SOURCE_TEXT] = json!(origin.text);
+                }
                 tx.outbox_enqueue(NewOutbound {
                     channel: origin.conversation.channel,
                     chat_id: origin.conversation.chat_id.clone(),
@@ -185,6 +191,10 @@ pub async fn apply(
     }
     Ok(Applied { commands, task: current_task })
 }
+
+/// Payload field of a clarify: the message its buttons complete. Channels render such buttons
+/// as choices (`options[choice]` is a classifier `Decision`), never as approval buttons.
+pub const SOURCE_TEXT: &str = "source_text";
 
 /// The outbox payload channels render: text, buttons, and what each button means.
 pub fn reply_payload(conversation: &Conversation, text: &str, buttons: Vec<Value>, options: Vec<Value>) -> Value {

@@ -3,7 +3,10 @@
 //! come back through the runner onto the timeline and into the outbox.
 
 mod apply;
+mod choice;
 mod context;
+mod link;
+mod live;
 mod runner;
 mod spec;
 mod status;
@@ -14,7 +17,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use chrono::Utc;
 use taskgate_adapters::runtime::{Supervisor, SupervisorOptions};
 use taskgate_adapters::store::SeaStore;
-use taskgate_core::classify::{Chat, Classifier, Intent};
+use taskgate_core::classify::{Chat, Classifier, Decision, Intent};
 use serde_json::json;
 use taskgate_core::model::{ApprovalStatus, Channel, EventKind, Id, Identity, NewEvent, StateMachine, TurnStatus};
 use taskgate_core::route::{self, ProjectInfo, Sender};
@@ -22,6 +25,7 @@ use taskgate_core::runtime::AgentRuntime;
 use taskgate_core::store::{Store, StoreError};
 
 pub use apply::Command;
+pub use choice::Chosen;
 pub use spec::{session_spec, supervisor_options};
 
 use crate::config::Config;
@@ -128,6 +132,38 @@ impl Engine {
 
     /// Handles one message: classify, route, apply in one transaction, then dispatch.
     pub async fn handle(&self, msg: IncomingMessage) -> Result<(), EngineError> {
+        self.process(msg, None).await
+    }
+
+    /// A press on a button of a clarify ("Did you mean: …"): completes the message the clarify
+    /// answered with the reading the button stands for, as if it had been classified so.
+    /// `msg` says who pressed where (its text is replaced by the original message); `outbound`
+    /// is the outbox row the buttons belong to. A row of another chat, or a choice it does not
+    /// have, is [`Chosen::Unknown`] and changes nothing.
+    pub async fn choose(&self, msg: IncomingMessage, outbound: Id, choice: usize) -> Result<Chosen, EngineError> {
+        let row = match self.shared.store.outbound(outbound).await {
+            Ok(row) => row,
+            Err(StoreError::NotFound { .. }) => return Ok(Chosen::Unknown),
+            Err(e) => return Err(e.into()),
+        };
+        if row.channel != msg.channel || row.chat_id != msg.chat_id {
+            tracing::warn!(outbound, chat = %msg.chat_id, "a button press named another chat's message; ignored");
+            return Ok(Chosen::Unknown);
+        }
+        let Some(picked) = choice::picked(&row.payload, choice) else { return Ok(Chosen::Unknown) };
+        let msg = IncomingMessage {
+            text: picked.text,
+            reply_to_task: row.task_id.or(msg.reply_to_task),
+            // Pressing the bot's own button addresses the bot, in a group too.
+            mentioned: true,
+            ..msg
+        };
+        self.process(msg, Some(picked.decision)).await?;
+        Ok(Chosen::Applied { label: picked.label })
+    }
+
+    /// `handle`, with the decision given (a clarify's chosen reading) or classified.
+    async fn process(&self, msg: IncomingMessage, given: Option<Decision>) -> Result<(), EngineError> {
         // A poisoned lock means a hook panicked mid-swap: refuse rather than admit everyone.
         let admitted = self
             .admission
@@ -148,6 +184,10 @@ impl Engine {
             at: Utc::now(),
         };
         let conversation = store.conversation(msg.channel, &msg.chat_id, &msg.thread_id).await?;
+        // `/link` is about who is speaking, not about a task: it never reaches the classifier.
+        if let Some(command) = link::parse(&msg.text) {
+            return self.link(command, &identity, &conversation).await;
+        }
         let Some(project) = self.project().await? else {
             let _w = self.shared.write.lock().await;
             store
@@ -177,18 +217,20 @@ impl Engine {
             &busy,
         )
         .await?;
-        let decision = self.classifier.classify(&msg.text, &loaded.context);
-        tracing::debug!(intent = %decision.intent, reason = %decision.reason, "classified");
+        let chosen = given.is_some();
+        let decision = given.unwrap_or_else(|| self.classifier.classify(&msg.text, &loaded.context));
+        tracing::debug!(intent = %decision.intent, reason = %decision.reason, chosen, "decided");
         // A clarify shows the likeliest readings as buttons; pressing one acts on this message.
+        // A chosen reading is never asked about again.
         let alternatives = match decision.intent {
-            Intent::Clarify => self.classifier.readings(&msg.text, &loaded.context),
+            Intent::Clarify if !chosen => self.classifier.readings(&msg.text, &loaded.context),
             _ => Vec::new(),
         };
         let plan = route::route(&decision, &alternatives, &msg.text, &sender, &loaded.state);
         let target = decision.task.as_deref().and_then(|t| t.parse::<Id>().ok());
         let config = self.shared.config.clone();
         let model_of = move |agent: &str| config.agents.get(agent).and_then(|a| a.model.clone());
-        let origin = apply::Origin { conversation: &conversation, sender: &sender, model_of: &model_of };
+        let origin = apply::Origin { conversation: &conversation, sender: &sender, text: &msg.text, model_of: &model_of };
         let applied = {
             let _w = self.shared.write.lock().await;
             let tx = store.begin().await?;
@@ -294,6 +336,22 @@ impl Engine {
         Ok(expired)
     }
 
+    /// Runs a `/link` command in one transaction (code issued or redeemed, reply enqueued).
+    async fn link(
+        &self,
+        command: link::LinkCommand,
+        identity: &Identity,
+        conversation: &taskgate_core::model::Conversation,
+    ) -> Result<(), EngineError> {
+        let store: &SeaStore = &self.shared.store;
+        let _w = self.shared.write.lock().await;
+        let tx = store.begin().await?;
+        let focused = link::run(&tx, command, identity, conversation).await?;
+        tx.commit().await?;
+        tracing::info!(channel = %identity.channel, person = identity.person_id, focused = ?focused, "link command handled");
+        Ok(())
+    }
+
     /// The sender's identity, created with a new person on first sight.
     async fn identity(&self, msg: &IncomingMessage) -> Result<Identity, EngineError> {
         let store: &SeaStore = &self.shared.store;
@@ -355,7 +413,8 @@ pub(crate) fn display_agent(agent: &str) -> String {
 #[allow(dead_code)]
 fn futures_are_send(engine: &Engine, msg: IncomingMessage) {
     fn send<T: Send>(_: T) {}
-    send(engine.handle(msg));
+    send(engine.handle(msg.clone()));
+    send(engine.choose(msg, 0, 0));
     send(engine.recover());
     send(engine.shutdown());
 }

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use taskgate_adapters::runtime::{SupervisedSession, Supervisor};
 use taskgate_adapters::store::SeaStore;
 use taskgate_core::model::{
-    ApprovalStatus, Channel, EventKind, ExecutionStatus, Id, NewEvent, NewOutbound, RuntimeSession,
+    ApprovalStatus, Channel, EventKind, ExecutionStatus, Id, NewEvent, NewOutbound, Role, RuntimeSession,
     SessionStatus, StateMachine, TaskStatus, Turn, TurnStatus,
 };
 use taskgate_core::runtime::{
@@ -23,7 +23,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::apply::Command;
-use super::{context, display_agent, spec, status};
+use super::{context, display_agent, live, spec, status};
 use crate::config::Config;
 
 /// How long a stop waits for the actors to shut their agent processes down before it aborts
@@ -190,6 +190,9 @@ struct Actor {
     task: Id,
     agent: String,
     display: String,
+    role: Role,
+    /// The task's title, for the end-of-turn line ("finished reviewing '…'").
+    title: String,
     cwd: String,
     live: Option<Live>,
     current: Option<Current>,
@@ -210,6 +213,8 @@ impl Actor {
             task: 0,
             agent: String::new(),
             display: String::new(),
+            role: Role::Editor,
+            title: String::new(),
             cwd: String::new(),
             live: None,
             current: None,
@@ -231,6 +236,8 @@ impl Actor {
         self.task = task.id;
         self.display = display_agent(&exec.agent);
         self.agent = exec.agent;
+        self.role = exec.role;
+        self.title = task.title.clone();
         let projects = self.store().projects().await?;
         let from_store = task.project_id.and_then(|id| projects.into_iter().find(|p| p.id == id)).map(|p| p.path);
         let from_config = self.shared.config.projects.first().map(|p| p.path.to_string_lossy().into_owned());
@@ -612,6 +619,9 @@ impl Actor {
                         }
                     }
                     self.event(&tx, EventKind::Approval, to_body(&event)).await?;
+                    if let Some(line) = live::line(&self.display, &event) {
+                        self.status(&tx, &line).await?;
+                    }
                     tx.commit().await
                 }
                 .await;
@@ -622,13 +632,13 @@ impl Actor {
             }
             RuntimeEvent::Question { ref text, .. } => {
                 let line = one_line(&format!("{} asks: {text}", self.display), 300);
-                self.persist(&event, EventKind::Runtime, Some(line), Some(TaskStatus::WaitingInput)).await;
+                self.persist(&event, EventKind::Runtime, Some(Line::Chat(line)), Some(TaskStatus::WaitingInput)).await;
             }
             RuntimeEvent::TurnFinished { outcome, .. } => self.finish(outcome).await,
             RuntimeEvent::Died { restarting, .. } => {
                 // One line per crash: "restarting it" already says what comes next.
                 self.quiet_resume = restarting;
-                let line = summarize(&self.display, &event);
+                let line = summarize(&self.display, &event).map(Line::Chat);
                 self.persist(&event, EventKind::Runtime, line, None).await;
                 if !restarting && let Some(mut live) = self.live.take() {
                     let shared = self.shared.clone();
@@ -642,18 +652,23 @@ impl Actor {
                 }
             }
             RuntimeEvent::CommandStarted { .. } | RuntimeEvent::CommandFinished { .. } => {
-                self.persist(&event, EventKind::Command, None, None).await;
+                let line = live::line(&self.display, &event).map(Line::Live);
+                self.persist(&event, EventKind::Command, line, None).await;
             }
-            RuntimeEvent::FileChanged { .. } => self.persist(&event, EventKind::FileChange, None, None).await,
+            RuntimeEvent::FileChanged { .. } => {
+                let line = live::line(&self.display, &event).map(Line::Live);
+                self.persist(&event, EventKind::FileChange, line, None).await;
+            }
             RuntimeEvent::TurnStarted { .. } | RuntimeEvent::Plan { .. } => {
-                self.persist(&event, EventKind::Runtime, None, None).await;
+                let line = live::line(&self.display, &event).map(Line::Live);
+                self.persist(&event, EventKind::Runtime, line, None).await;
             }
         }
     }
 
     /// One event on the timeline (after any streamed text before it), with an optional line
     /// for the chat and task status.
-    async fn persist(&mut self, event: &RuntimeEvent, kind: EventKind, line: Option<String>, task_to: Option<TaskStatus>) {
+    async fn persist(&mut self, event: &RuntimeEvent, kind: EventKind, line: Option<Line>, task_to: Option<TaskStatus>) {
         let shared = self.shared.clone();
         let _w = shared.write.lock().await;
         let store = self.shared.store.clone();
@@ -664,8 +679,10 @@ impl Actor {
             if let Some(to) = task_to {
                 status::task(&tx, self.task, to).await?;
             }
-            if let Some(line) = &line {
-                self.notify(&tx, None, line, Vec::new(), Vec::new()).await?;
+            match &line {
+                Some(Line::Chat(line)) => self.notify(&tx, None, line, Vec::new(), Vec::new()).await?,
+                Some(Line::Live(line)) => self.status(&tx, line).await?,
+                None => {}
             }
             tx.commit().await
         }
@@ -724,6 +741,8 @@ impl Actor {
                 payload_extra.push(("detail", json!(detail)));
             }
             self.notify_with(&tx, Some(approval.id), &line, buttons, options, payload_extra).await?;
+            // The status message says it too: it is where the phone looks for "what now".
+            self.status(&tx, &line).await?;
             tx.commit().await?;
             Ok(approval.id)
         }
@@ -748,8 +767,8 @@ impl Actor {
             TurnOutcome::TimedOut { .. } => (TurnStatus::Interrupted, ExecutionStatus::Idle, TaskStatus::Idle),
             TurnOutcome::Failed { .. } => (TurnStatus::Failed, ExecutionStatus::Failed, TaskStatus::Failed),
         };
+        let status_line = live::finished(&self.display, self.role, &self.title, &outcome);
         let event = RuntimeEvent::TurnFinished { outcome, usage: None };
-        let status_line = summarize(&self.display, &event).unwrap_or_else(|| format!("{} finished", self.display));
         let reply = last_line(&current.text);
         let summary = match &reply {
             Some(reply) => one_line(&format!("{status_line}: {reply}"), 300),
@@ -787,6 +806,8 @@ impl Actor {
             body["turn"] = json!(current.turn.id);
             body["summary"] = json!(summary);
             self.event(&tx, EventKind::Result, body).await?;
+            // The status message shows the end; the summary is news of its own (it notifies).
+            live_status(&tx, self.task, current.turn.id, &status_line).await?;
             self.notify(&tx, None, &summary, Vec::new(), Vec::new()).await?;
             tx.commit().await
         }
@@ -843,6 +864,14 @@ impl Actor {
         self.log("announcing", result);
     }
 
+    /// A status update of the current turn, for its live message (nothing without a turn).
+    async fn status(&self, tx: &dyn Store, line: &str) -> StoreResult<()> {
+        match &self.current {
+            Some(c) => live_status(tx, self.task, c.turn.id, line).await,
+            None => Ok(()),
+        }
+    }
+
     async fn notify(&self, tx: &dyn Store, approval: Option<Id>, text: &str, buttons: Vec<Value>, options: Vec<Value>) -> StoreResult<()> {
         self.notify_with(tx, approval, text, buttons, options, Vec::new()).await
     }
@@ -884,6 +913,17 @@ pub(super) async fn notify(
     }
     tx.outbox_enqueue(NewOutbound { channel, chat_id, task_id: Some(task), approval_id: approval, payload }).await?;
     Ok(())
+}
+
+/// A line for the chat: its own message, or an update of the turn's live status message.
+enum Line {
+    Chat(String),
+    Live(String),
+}
+
+/// Enqueues `line` as a status update of `turn` (see [`live`]).
+async fn live_status(tx: &dyn Store, task: Id, turn: Id, line: &str) -> StoreResult<()> {
+    notify(tx, task, None, line, Vec::new(), Vec::new(), vec![(live::FIELD, json!(live::key(turn)))]).await
 }
 
 /// Approve / always / deny, each button's `choice` indexing what it means.

@@ -41,3 +41,16 @@ pub struct Conversation {
     pub focused_task_id: Option<Id>,
     pub created_at: Timestamp,
 }
+
+/// A one-time code that links a second channel's identity to the person who asked for it
+/// (`/link` on one channel, `/link CODE` on another).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LinkCode {
+    pub code: String,
+    /// Who asked for the code: the person the other identity joins.
+    pub person_id: Id,
+    /// Where the code was shown.
+    pub channel: Channel,
+    pub expires_at: Timestamp,
+    pub used_at: Option<Timestamp>,
+}

@@ -13,5 +13,5 @@ pub use event::{
     PlanStepStatus, RuntimeEvent, TurnOutcome, Usage,
 };
 pub use port::{AgentRuntime, AgentSession, RuntimeError};
-pub use spec::{AgentKind, SessionSpec};
+pub use spec::{AgentKind, McpServer, SessionSpec};
 pub use summary::{one_line, output_tail, summarize};

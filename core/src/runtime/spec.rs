@@ -52,6 +52,37 @@ pub struct SessionSpec {
     pub sandbox: Option<String>,
     /// Per-turn time limit, enforced by the supervisor.
     pub turn_timeout: Option<Duration>,
+    /// The gateway's MCP server for this session (restart-note tools), if it offers one.
+    pub mcp: Option<McpServer>,
+}
+
+/// An MCP server the agent should connect to: streamable HTTP at `url` with a bearer token
+/// bound to this one session. Adapters pass the token through the child's environment
+/// (`token_env`) wherever the agent can read it from there, so it stays off command lines.
+#[derive(Clone, PartialEq)]
+pub struct McpServer {
+    /// The server's name in the agent's tool list (`taskgate`).
+    pub name: String,
+    pub url: String,
+    pub token: String,
+    /// The environment variable that carries `token` to the child.
+    pub token_env: String,
+    /// For agents that only speak stdio MCP: a command that bridges stdio to `url`
+    /// (`taskgate mcp`), reading the URL and token from `TASKGATE_MCP_URL` and `token_env`.
+    pub stdio_bridge: Option<Vec<String>>,
+}
+
+impl std::fmt::Debug for McpServer {
+    /// The token is a credential: never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("McpServer")
+            .field("name", &self.name)
+            .field("url", &self.url)
+            .field("token", &"[REDACTED]")
+            .field("token_env", &self.token_env)
+            .field("stdio_bridge", &self.stdio_bridge)
+            .finish()
+    }
 }
 
 impl SessionSpec {
@@ -69,6 +100,7 @@ impl SessionSpec {
             approval_policy: None,
             sandbox: None,
             turn_timeout: None,
+            mcp: None,
         }
     }
 }

@@ -1,0 +1,238 @@
+//! Live status messages: one message per key (the engine writes `"live": "turn:<id>"` into the
+//! payload of every status update of a turn), sent once and then edited in place.
+//!
+//! Updates that queued up while the chat was paced are coalesced: the head row and the rows
+//! right behind it with the same key become one edit showing only the newest text. Edits are
+//! paced per chat like sends, and more slowly (Telegram counts edits against the chat's limit,
+//! and its Throttle adaptor does not shape them).
+//!
+//! Everything here is pure (no IO, the clock passed in) so the rules are unit tested.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use taskgate_core::model::Outbound;
+
+/// Chats or keys remembered in memory before the maps are cleared (the store is the fallback).
+const MAX_REMEMBERED: usize = 10_000;
+
+/// The live-status key of a payload, if it is a status update.
+pub fn key(payload: &Value) -> Option<&str> {
+    payload.get("live").and_then(Value::as_str).filter(|k| !k.is_empty())
+}
+
+/// The rows that `head` stands for: the unsent rows right behind it in `recent` (a chat's
+/// newest rows, oldest first) that carry the same key, up to the first row that does not.
+/// Rows of another kind keep their place, so the chat's order is never changed. Empty when
+/// `head` is not a live row or is not in `recent`.
+pub fn coalesced<'a>(head: &Outbound, recent: &'a [Outbound]) -> Vec<&'a Outbound> {
+    let Some(head_key) = key(&head.payload) else { return Vec::new() };
+    let Some(at) = recent.iter().position(|r| r.id == head.id) else { return Vec::new() };
+    recent[at + 1..]
+        .iter()
+        .take_while(|r| r.sent_at.is_none() && key(&r.payload) == Some(head_key))
+        .collect()
+}
+
+/// The message the key's earlier updates produced: the newest sent row with that key and a
+/// platform message id, in `recent` (oldest first).
+pub fn message_of(key_wanted: &str, recent: &[Outbound]) -> Option<i32> {
+    recent
+        .iter()
+        .rev()
+        .filter(|r| r.sent_at.is_some() && key(&r.payload) == Some(key_wanted))
+        .find_map(|r| r.external_message_id.as_deref()?.parse().ok())
+}
+
+/// Which message each key shows in each chat, as sent this process (the store answers after
+/// a restart).
+#[derive(Debug, Default)]
+pub struct LiveMessages {
+    by_key: HashMap<(String, String), i32>,
+    /// Messages that can no longer be edited: the store still names them, so without this a
+    /// key would try the same dead message forever.
+    gone: HashSet<(String, i32)>,
+}
+
+impl LiveMessages {
+    pub fn get(&self, chat: &str, key: &str) -> Option<i32> {
+        self.by_key.get(&(chat.to_owned(), key.to_owned())).copied()
+    }
+
+    pub fn set(&mut self, chat: &str, key: &str, message_id: i32) {
+        if self.by_key.len() >= MAX_REMEMBERED {
+            self.by_key.clear();
+        }
+        self.by_key.insert((chat.to_owned(), key.to_owned()), message_id);
+    }
+
+    /// The message is gone (deleted by someone, too old to edit): the next update sends anew.
+    pub fn forget(&mut self, chat: &str, key: &str, message_id: i32) {
+        self.by_key.remove(&(chat.to_owned(), key.to_owned()));
+        if self.gone.len() >= MAX_REMEMBERED {
+            self.gone.clear();
+        }
+        self.gone.insert((chat.to_owned(), message_id));
+    }
+
+    /// The message to edit for `key`: the remembered one, else the one the store names
+    /// (`stored`, see [`message_of`]) unless it is known to be gone.
+    pub fn message(&self, chat: &str, key: &str, stored: Option<i32>) -> Option<i32> {
+        self.get(chat, key).or_else(|| stored.filter(|id| !self.gone.contains(&(chat.to_owned(), *id))))
+    }
+}
+
+/// Per-chat pacing: any message (send or edit) at least `send_interval` after the chat's last,
+/// and an edit also at least `edit_interval` after the chat's last edit.
+#[derive(Debug)]
+pub struct Pacer {
+    send_interval: Duration,
+    edit_interval: Duration,
+    last_any: HashMap<String, Instant>,
+    last_edit: HashMap<String, Instant>,
+}
+
+impl Pacer {
+    pub fn new(send_interval: Duration, edit_interval: Duration) -> Self {
+        Self { send_interval, edit_interval, last_any: HashMap::new(), last_edit: HashMap::new() }
+    }
+
+    pub fn may_send(&self, chat: &str, now: Instant) -> bool {
+        since(&self.last_any, chat, now).is_none_or(|d| d >= self.send_interval)
+    }
+
+    pub fn may_edit(&self, chat: &str, now: Instant) -> bool {
+        self.may_send(chat, now) && since(&self.last_edit, chat, now).is_none_or(|d| d >= self.edit_interval)
+    }
+
+    /// A request went to the chat (successful or not: a failure also counts against the limit).
+    pub fn sent(&mut self, chat: &str, now: Instant) {
+        remember(&mut self.last_any, chat, now);
+    }
+
+    pub fn edited(&mut self, chat: &str, now: Instant) {
+        remember(&mut self.last_any, chat, now);
+        remember(&mut self.last_edit, chat, now);
+    }
+}
+
+fn since(map: &HashMap<String, Instant>, chat: &str, now: Instant) -> Option<Duration> {
+    map.get(chat).map(|t| now.saturating_duration_since(*t))
+}
+
+fn remember(map: &mut HashMap<String, Instant>, chat: &str, now: Instant) {
+    if map.len() >= MAX_REMEMBERED && !map.contains_key(chat) {
+        map.clear();
+    }
+    map.insert(chat.to_owned(), now);
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use serde_json::json;
+    use taskgate_core::model::Channel;
+
+    use super::*;
+
+    fn row(id: i64, payload: Value, sent: Option<&str>) -> Outbound {
+        Outbound {
+            id,
+            channel: Channel::Telegram,
+            chat_id: "1".into(),
+            task_id: Some(1),
+            approval_id: None,
+            payload,
+            attempts: 0,
+            next_attempt_at: Utc::now(),
+            last_error: None,
+            external_message_id: sent.map(str::to_owned),
+            sent_at: sent.map(|_| Utc::now()),
+            created_at: Utc::now(),
+        }
+    }
+
+    fn live(id: i64, key: &str, text: &str) -> Outbound {
+        row(id, json!({"text": text, "live": key}), None)
+    }
+
+    #[test]
+    fn a_run_of_the_same_key_is_coalesced_up_to_another_kind_of_row() {
+        let recent = vec![
+            row(1, json!({"text": "hello"}), Some("500")),
+            live(2, "turn:7", "Codex is working"),
+            live(3, "turn:7", "Codex is running `npm test`"),
+            live(4, "turn:7", "Codex ran `npm test`"),
+            row(5, json!({"text": "Codex is waiting for approval", "buttons": []}), None),
+            live(6, "turn:7", "Codex is waiting for approval"),
+        ];
+        let run: Vec<i64> = coalesced(&recent[1], &recent).iter().map(|r| r.id).collect();
+        assert_eq!(run, vec![3, 4], "stops at the approval, which keeps its place");
+        assert!(coalesced(&recent[5], &recent).is_empty(), "the last row stands alone");
+        assert!(coalesced(&recent[0], &recent).is_empty(), "not a live row");
+    }
+
+    #[test]
+    fn another_key_ends_the_run_and_a_head_outside_the_window_stands_alone() {
+        let recent = vec![live(2, "turn:7", "a"), live(3, "turn:8", "b"), live(4, "turn:7", "c")];
+        assert!(coalesced(&recent[0], &recent).is_empty());
+        let outside = live(1, "turn:7", "old");
+        assert!(coalesced(&outside, &recent).is_empty());
+        assert_eq!(key(&json!({"live": ""})), None);
+        assert_eq!(key(&json!({"live": 5})), None, "a malformed key is no key");
+    }
+
+    #[test]
+    fn the_live_message_is_the_newest_sent_row_of_the_key() {
+        let recent = vec![
+            row(1, json!({"text": "a", "live": "turn:7"}), Some("500")),
+            row(2, json!({"text": "b", "live": "turn:8"}), Some("501")),
+            row(3, json!({"text": "c", "live": "turn:7"}), Some("500")),
+            // Given up on (no message id): does not hide the message.
+            row(4, json!({"text": "d", "live": "turn:7"}), None),
+            live(5, "turn:7", "e"),
+        ];
+        assert_eq!(message_of("turn:7", &recent), Some(500));
+        assert_eq!(message_of("turn:8", &recent), Some(501));
+        assert_eq!(message_of("turn:9", &recent), None);
+    }
+
+    #[test]
+    fn edits_wait_for_the_edit_interval_and_sends_for_the_send_interval() {
+        let mut pacer = Pacer::new(Duration::ZERO, Duration::from_secs(1));
+        let t0 = Instant::now();
+        assert!(pacer.may_edit("1", t0) && pacer.may_send("1", t0));
+        pacer.edited("1", t0);
+        assert!(!pacer.may_edit("1", t0 + Duration::from_millis(999)));
+        assert!(pacer.may_send("1", t0 + Duration::from_millis(10)), "sends are not held by edits here");
+        assert!(pacer.may_edit("2", t0), "per chat");
+        assert!(pacer.may_edit("1", t0 + Duration::from_secs(1)));
+
+        let mut strict = Pacer::new(Duration::from_secs(1), Duration::from_secs(1));
+        strict.sent("1", t0);
+        assert!(!strict.may_edit("1", t0 + Duration::from_millis(500)), "an edit also waits behind a send");
+        assert!(strict.may_edit("1", t0 + Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn a_clock_going_backwards_does_not_panic() {
+        let mut pacer = Pacer::new(Duration::from_secs(1), Duration::from_secs(1));
+        let t0 = Instant::now() + Duration::from_secs(5);
+        pacer.edited("1", t0);
+        assert!(!pacer.may_edit("1", t0 - Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn live_messages_are_remembered_per_chat_and_key() {
+        let mut live = LiveMessages::default();
+        live.set("1", "turn:7", 500);
+        assert_eq!(live.get("1", "turn:7"), Some(500));
+        assert_eq!(live.get("2", "turn:7"), None);
+        assert_eq!(live.message("1", "turn:7", Some(400)), Some(500), "memory first");
+        live.forget("1", "turn:7", 500);
+        assert_eq!(live.get("1", "turn:7"), None);
+        assert_eq!(live.message("1", "turn:7", Some(500)), None, "a gone message is not edited again");
+        assert_eq!(live.message("2", "turn:7", Some(500)), Some(500), "per chat");
+    }
+}

@@ -1,0 +1,582 @@
+//! The Feishu/Lark channel wired to the engine: callbacks reach the inbox (the webhook route
+//! below, or the long connection, through one [`Intake`]), an inbox worker turns each into an
+//! engine message, a card press or a refusal, and the outbox sender delivers what the engine
+//! enqueued. A card press is answered in its callback (toast and replaced card) when the
+//! worker decides it in time, else the card is replaced through the API.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Extension;
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+use taskgate_adapters::feishu::FeishuApi;
+use taskgate_adapters::feishu::card::{self, ApprovalAnswer, ButtonValue};
+use taskgate_adapters::feishu::event::{self, CARD_ACTION, CallbackKeys, Envelope, Opened, Refused, SignatureHeaders};
+use taskgate_adapters::feishu::inbound::{self, AccessPolicy, BotIdentity, Facts, Inbound, Press, Refusal, Text};
+use taskgate_adapters::feishu::outbound::{self, OutboxOptions, OutboxSender};
+use taskgate_adapters::feishu::ws::{self, EventSink, WsOptions};
+use taskgate_adapters::store::SeaStore;
+use taskgate_core::classify::Chat;
+use taskgate_core::model::{Approval, ApprovalStatus, Channel, Id, InboxOutcome, NewInbound, NewOutbound, Scope};
+use taskgate_core::store::{Store, StoreError};
+use tokio::sync::{Notify, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::config::{FeishuConfig, FeishuMode};
+use crate::engine::{AdmissionHook, Engine, IncomingMessage};
+
+/// Where Feishu posts callbacks in webhook mode.
+pub const WEBHOOK_PATH: &str = "/webhook/feishu";
+
+#[derive(Debug, Clone)]
+pub struct FeishuOptions {
+    pub outbox: OutboxOptions,
+    pub ws: WsOptions,
+    /// How often the inbox is read when nothing wakes the worker.
+    pub inbox_interval: Duration,
+    /// How long a card callback waits for the worker's decision before answering without it
+    /// (Feishu wants an answer within 3 s).
+    pub answer_wait: Duration,
+}
+
+impl Default for FeishuOptions {
+    fn default() -> Self {
+        Self {
+            outbox: OutboxOptions::default(),
+            ws: WsOptions::default(),
+            inbox_interval: Duration::from_secs(1),
+            answer_wait: Duration::from_millis(2000),
+        }
+    }
+}
+
+/// The allow-lists as an engine admission hook: a second line of defence behind the inbound
+/// check. Other channels pass.
+pub fn admission(config: &FeishuConfig) -> AdmissionHook {
+    let policy = policy(config);
+    Arc::new(move |msg: &IncomingMessage| policy.admits(&msg.sender_id, &msg.chat_id, msg.chat == Chat::Group))
+}
+
+fn policy(config: &FeishuConfig) -> AccessPolicy {
+    AccessPolicy { allowed_users: config.allowed_users.clone(), allowed_chats: config.allowed_chats.clone() }
+}
+
+/// A running Feishu channel; its workers stop when it is dropped.
+pub struct Feishu {
+    me: BotIdentity,
+    webhook: Arc<Webhook>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl Feishu {
+    /// Checks the app credentials (tenant token, then `bot/v3/info`), then starts the inbox
+    /// worker, the outbox sender and, in websocket mode, the long connection. In webhook mode
+    /// callbacks arrive through [`webhook`] (mount [`Feishu::webhook`] as an axum `Extension`).
+    pub async fn start(engine: Arc<Engine>, config: &FeishuConfig, options: FeishuOptions) -> anyhow::Result<Self> {
+        let api = Arc::new(
+            FeishuApi::new(&config.api_url, &config.app_id, config.app_secret.clone()).map_err(anyhow::Error::msg)?,
+        );
+        let me = api.bot_info().await.map_err(|e| anyhow::anyhow!("feishu: checking the app: {e}"))?;
+        if config.allowed_users.is_empty() && config.allowed_chats.is_empty() {
+            tracing::warn!("feishu: allowed_users and allowed_chats are empty; every sender will be refused");
+        }
+        let secret =
+            |s: &Option<SecretString>| s.as_ref().map(|s| s.expose_secret().to_owned()).filter(|s| !s.is_empty());
+        let keys =
+            Keys { encrypt_key: secret(&config.encrypt_key), verification_token: secret(&config.verification_token) };
+        if config.mode == FeishuMode::Webhook && keys.verification_token.is_none() {
+            anyhow::bail!("feishu webhook mode needs feishu.verification_token (and encrypt_key, to sign callbacks)");
+        }
+        if config.mode == FeishuMode::Webhook && keys.encrypt_key.is_none() {
+            tracing::warn!(
+                "feishu: no encrypt_key; callbacks are neither encrypted nor signed, only the token guards them"
+            );
+        }
+        let store: Arc<SeaStore> = engine.store().clone();
+        let inbox = Arc::new(Notify::new());
+        let outbox = Arc::new(Notify::new());
+        let intake = Arc::new(Intake {
+            store: store.clone(),
+            stored: inbox.clone(),
+            waiting: Mutex::new(HashMap::new()),
+            answer_wait: options.answer_wait,
+        });
+        let mut workers = Vec::new();
+        let sender = OutboxSender::new(api.clone(), store.clone() as Arc<dyn Store>, options.outbox.clone());
+        workers.push(tokio::spawn(sender.run(outbox.clone())));
+        let worker = InboxWorker {
+            engine,
+            store,
+            api: api.clone(),
+            me: me.clone(),
+            policy: policy(config),
+            intake: intake.clone(),
+            refused: HashSet::new(),
+            attempts: HashMap::new(),
+            outbox,
+        };
+        workers.push(tokio::spawn(worker.run(inbox, options.inbox_interval)));
+        if config.mode == FeishuMode::Websocket {
+            workers.push(tokio::spawn(ws::run(api, intake.clone() as Arc<dyn EventSink>, options.ws.clone())));
+        }
+        tracing::info!(bot = %me.name, mode = ?config.mode, "feishu channel started");
+        let webhook = Arc::new(Webhook { intake, keys, enabled: config.mode == FeishuMode::Webhook });
+        Ok(Self { me, webhook, workers })
+    }
+
+    pub fn identity(&self) -> &BotIdentity {
+        &self.me
+    }
+
+    /// The webhook route's state, for `router.layer(Extension(feishu.webhook()))`.
+    pub fn webhook(&self) -> Arc<Webhook> {
+        self.webhook.clone()
+    }
+}
+
+impl Drop for Feishu {
+    fn drop(&mut self) {
+        for worker in &self.workers {
+            worker.abort();
+        }
+    }
+}
+
+/// The callback secrets. Deliberately without `Debug`, so they cannot end up in a log line.
+struct Keys {
+    encrypt_key: Option<String>,
+    verification_token: Option<String>,
+}
+
+/// Where callbacks go, from the webhook or the long connection: persisted to the inbox, the
+/// worker woken; a card press waits (bounded) for the worker's answer.
+pub struct Intake {
+    store: Arc<SeaStore>,
+    stored: Arc<Notify>,
+    /// Card presses whose callback is waiting for its answer, by inbox key.
+    waiting: Mutex<HashMap<String, oneshot::Sender<Value>>>,
+    answer_wait: Duration,
+}
+
+impl Intake {
+    /// Stores `envelope`, then returns what to answer with (`None`: a plain success).
+    async fn accept(&self, envelope: Envelope) -> Result<Option<Value>, StoreError> {
+        let key = envelope.dedupe_key();
+        let card = envelope.event_type == CARD_ACTION;
+        // Registered before the row exists, so a fast worker cannot answer into the void.
+        let answer = if card { self.wait_for(&key) } else { None };
+        let outcome = self
+            .store
+            .inbox_accept(NewInbound { channel: Channel::Feishu, external_id: key.clone(), payload: envelope.value })
+            .await;
+        match outcome {
+            Ok(InboxOutcome::Accepted(_)) => {
+                self.stored.notify_one();
+                let Some(answer) = answer else { return Ok(None) };
+                match tokio::time::timeout(self.answer_wait, answer).await {
+                    Ok(Ok(value)) => Ok(Some(value)),
+                    // Too slow: the worker replaces the card through the API instead.
+                    _ => {
+                        self.forget(&key);
+                        Ok(Some(card::callback_answer(false, "Received; working on it.", None)))
+                    }
+                }
+            }
+            Ok(InboxOutcome::Duplicate(_)) => {
+                tracing::debug!(key, "feishu: callback already in the inbox");
+                if answer.is_some() {
+                    self.forget(&key);
+                }
+                Ok(card.then(|| card::callback_answer(false, "Already received.", None)))
+            }
+            Err(e) => {
+                if answer.is_some() {
+                    self.forget(&key);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// A receiver for the answer to `key`; `None` when a callback for it already waits.
+    fn wait_for(&self, key: &str) -> Option<oneshot::Receiver<Value>> {
+        let mut waiting = self.waiting.lock().ok()?;
+        if waiting.contains_key(key) {
+            return None;
+        }
+        let (tx, rx) = oneshot::channel();
+        waiting.insert(key.to_owned(), tx);
+        Some(rx)
+    }
+
+    fn forget(&self, key: &str) {
+        if let Ok(mut waiting) = self.waiting.lock() {
+            waiting.remove(key);
+        }
+    }
+
+    /// Hands the answer to the callback waiting for `key`; false when none waits any more.
+    fn answer(&self, key: &str, answer: Value) -> bool {
+        let tx = self.waiting.lock().ok().and_then(|mut w| w.remove(key));
+        tx.is_some_and(|tx| tx.send(answer).is_ok())
+    }
+}
+
+#[async_trait::async_trait]
+impl EventSink for Intake {
+    async fn deliver(&self, event: Value) -> Result<Option<Value>, String> {
+        let Some(envelope) = Envelope::from_value(event) else {
+            tracing::warn!("feishu long connection: not an event envelope; dropped");
+            return Ok(None);
+        };
+        self.accept(envelope).await.map_err(|e| e.to_string())
+    }
+}
+
+/// What the webhook route needs.
+pub struct Webhook {
+    intake: Arc<Intake>,
+    keys: Keys,
+    /// False in websocket mode: the route then answers 404.
+    enabled: bool,
+}
+
+/// `POST /webhook/feishu`: opened (decrypted, signature and token checked over the raw
+/// body), answered at once for `url_verification`, else stored in the inbox and only then
+/// acknowledged. A refused callback gets 401/400 and nothing is stored; a store failure is
+/// 500, so Feishu delivers it again.
+pub async fn webhook(hook: Option<Extension<Arc<Webhook>>>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(Extension(hook)) = hook else { return StatusCode::NOT_FOUND.into_response() };
+    if !hook.enabled {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let signature = SignatureHeaders {
+        timestamp: header("x-lark-request-timestamp"),
+        nonce: header("x-lark-request-nonce"),
+        signature: header("x-lark-signature"),
+    };
+    let keys = CallbackKeys {
+        encrypt_key: hook.keys.encrypt_key.as_deref(),
+        verification_token: hook.keys.verification_token.as_deref(),
+    };
+    match event::open(&body, signature, keys) {
+        Err(refused) => {
+            tracing::warn!(reason = %refused, "feishu webhook: callback refused");
+            let status = match refused {
+                Refused::Signature | Refused::Token => StatusCode::UNAUTHORIZED,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            (status, axum::Json(json!({"msg": refused.to_string()}))).into_response()
+        }
+        Ok(Opened::Challenge(challenge)) => axum::Json(json!({"challenge": challenge})).into_response(),
+        Ok(Opened::Event(envelope)) => match hook.intake.accept(envelope).await {
+            Ok(Some(answer)) => axum::Json(answer).into_response(),
+            Ok(None) => axum::Json(json!({"msg": "success"})).into_response(),
+            Err(e) => {
+                tracing::error!(error = %e, "feishu webhook: storing the callback failed");
+                StatusCode::INTERNAL_SERVER_ERROR.into_response()
+            }
+        },
+    }
+}
+
+const HELP: &str = "I hand your requests to coding agents and keep track of them as tasks.\n\
+Just write what you want done. Reply to one of my messages to continue that task.\n\
+/new <goal> — start a new task (bare /new: fresh session)\n\
+/status — where things stand\n\
+/cancel — stop the current turn\n\
+/approve, /deny — answer a waiting approval\n\
+/review — have another agent review the work\n\
+/cc, /codex <text> — ask a specific agent";
+
+const MAX_INBOX_ATTEMPTS: u32 = 3;
+const MAX_REFUSED: usize = 10_000;
+
+struct InboxWorker {
+    engine: Arc<Engine>,
+    store: Arc<SeaStore>,
+    api: Arc<FeishuApi>,
+    me: BotIdentity,
+    policy: AccessPolicy,
+    intake: Arc<Intake>,
+    refused: HashSet<(String, String)>,
+    attempts: HashMap<Id, u32>,
+    outbox: Arc<Notify>,
+}
+
+/// A card press decided: the toast, and the card that replaces the pressed one.
+struct Answer {
+    success: bool,
+    toast: String,
+    card: Option<Value>,
+}
+
+impl InboxWorker {
+    async fn run(mut self, wake: Arc<Notify>, interval: Duration) {
+        loop {
+            if let Err(e) = self.pass().await {
+                tracing::warn!(error = %e, "feishu inbox: reading the inbox failed");
+            }
+            let _ = tokio::time::timeout(interval, wake.notified()).await;
+        }
+    }
+
+    async fn pass(&mut self) -> Result<(), StoreError> {
+        loop {
+            let pending = self.store.inbox_pending(Channel::Feishu, 100).await?;
+            if pending.is_empty() {
+                return Ok(());
+            }
+            let mut progressed = false;
+            for row in pending {
+                let done = match self.handle(&row.external_id, &row.payload).await {
+                    Ok(()) => true,
+                    Err(e) => {
+                        let n = self.attempts.entry(row.id).or_insert(0);
+                        *n += 1;
+                        tracing::warn!(inbox = row.id, attempt = *n, error = %e, "feishu inbox: handling a callback failed");
+                        *n >= MAX_INBOX_ATTEMPTS
+                    }
+                };
+                if !done {
+                    break;
+                }
+                self.attempts.remove(&row.id);
+                self.store.inbox_done(row.id).await?;
+                progressed = true;
+            }
+            self.outbox.notify_one();
+            if !progressed {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn handle(&mut self, key: &str, event: &Value) -> anyhow::Result<()> {
+        let mut facts = Facts::default();
+        let mut replied_task = None;
+        if let Some(message) = event.pointer("/event/message") {
+            let chat = message.get("chat_id").and_then(Value::as_str).unwrap_or_default();
+            if !chat.is_empty() {
+                self.api.remember_chat(chat, message.get("chat_type").and_then(Value::as_str) != Some("p2p"));
+            }
+            for target in inbound::reply_targets(event) {
+                if let Some(o) = self.store.outbound_by_external_id(Channel::Feishu, chat, &target).await? {
+                    facts.replies_to_bot = true;
+                    replied_task = o.task_id;
+                    break;
+                }
+            }
+        }
+        if let Some(chat) = inbound::press_chat(event) {
+            facts.press_in_group = self.api.is_group(&chat).await;
+        }
+        match inbound::normalise(event, &self.me, &self.policy, facts) {
+            Inbound::Text(text) => self.text(text, replied_task).await,
+            Inbound::Help { chat_id, message_id } => self.reply(&chat_id, Some(&message_id), HELP).await,
+            Inbound::Press(press) => {
+                let answer = self.press(&press).await?;
+                self.answer(key, &press.message_id, answer).await;
+                Ok(())
+            }
+            Inbound::Refuse(refusal) => self.refuse(key, refusal).await,
+            Inbound::Ignore(reason) => {
+                tracing::debug!(reason, "feishu: callback ignored");
+                Ok(())
+            }
+        }
+    }
+
+    /// A display name for `open_id`: the contact API's, else what the gateway knows, else the id.
+    async fn name_of(&self, open_id: &str) -> String {
+        if let Some(name) = self.api.user_name(open_id).await {
+            return name;
+        }
+        match self.store.find_identity(Channel::Feishu, open_id).await {
+            Ok(Some(identity)) => identity.display_name.unwrap_or_else(|| open_id.to_owned()),
+            _ => open_id.to_owned(),
+        }
+    }
+
+    async fn text(&self, text: Text, reply_to_task: Option<Id>) -> anyhow::Result<()> {
+        let sender_name = self.name_of(&text.sender_open_id).await;
+        self.engine
+            .handle(IncomingMessage {
+                channel: Channel::Feishu,
+                chat_id: text.chat_id,
+                thread_id: String::new(),
+                sender_id: text.sender_open_id,
+                sender_name,
+                text: text.text,
+                reply_to_task,
+                chat: text.chat,
+                mentioned: text.mentioned,
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// The text the pressed card shows, from the stored outbound message it is.
+    async fn card_text(&self, press: &Press) -> anyhow::Result<(String, Option<taskgate_core::model::Outbound>)> {
+        let message = self.store.outbound_by_external_id(Channel::Feishu, &press.chat_id, &press.message_id).await?;
+        let text = message
+            .as_ref()
+            .and_then(|m| outbound::render(&m.payload).parts.last().and_then(|p| card::shown_text(&p.content)))
+            .unwrap_or_default();
+        Ok((text, message))
+    }
+
+    async fn press(&self, press: &Press) -> anyhow::Result<Answer> {
+        let inactive = || Answer { success: false, toast: "This button is no longer active.".into(), card: None };
+        match press.value {
+            Some(ButtonValue::Approval { approval, answer }) => self.approval_press(press, approval, answer).await,
+            Some(ButtonValue::Choice(choice)) => {
+                let (shown, message) = self.card_text(press).await?;
+                let label = message.as_ref().and_then(|m| {
+                    card::buttons(&m.payload)
+                        .into_iter()
+                        .find(|b| b.value == ButtonValue::Choice(choice))
+                        .map(|b| b.label)
+                });
+                let Some(label) = label else { return Ok(inactive()) };
+                let name = self.name_of(&press.operator_open_id).await;
+                self.engine
+                    .handle(IncomingMessage {
+                        channel: Channel::Feishu,
+                        chat_id: press.chat_id.clone(),
+                        thread_id: String::new(),
+                        sender_id: press.operator_open_id.clone(),
+                        sender_name: name.clone(),
+                        text: label.clone(),
+                        reply_to_task: message.and_then(|m| m.task_id),
+                        chat: press.chat,
+                        mentioned: true,
+                    })
+                    .await?;
+                let line = format!("{name} chose: {label}");
+                Ok(Answer { success: true, toast: line.clone(), card: Some(card::decided(&shown, &line)) })
+            }
+            None => Ok(inactive()),
+        }
+    }
+
+    /// Resolves exactly the approval the button names; a second press hears who decided.
+    async fn approval_press(&self, press: &Press, id: Id, answer: ApprovalAnswer) -> anyhow::Result<Answer> {
+        let approval = match self.store.approval(id).await {
+            Ok(a) => a,
+            Err(StoreError::NotFound { .. }) => {
+                return Ok(Answer { success: false, toast: "This request is no longer known.".into(), card: None });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let (shown, _) = self.card_text(press).await?;
+        if approval.status != ApprovalStatus::Pending {
+            let line = self.decided_line(&approval, None).await;
+            let toast = format!("Already {}", lowercase_first(&line));
+            return Ok(Answer { success: false, toast, card: Some(card::decided(&shown, &line)) });
+        }
+        let name = self.name_of(&press.operator_open_id).await;
+        let text = match answer {
+            ApprovalAnswer::Once => format!("/approve {id}"),
+            ApprovalAnswer::Always => format!("/approve {id} all"),
+            ApprovalAnswer::Deny => format!("/deny {id}"),
+        };
+        self.engine
+            .handle(IncomingMessage {
+                channel: Channel::Feishu,
+                chat_id: press.chat_id.clone(),
+                thread_id: String::new(),
+                sender_id: press.operator_open_id.clone(),
+                sender_name: name.clone(),
+                text,
+                reply_to_task: Some(approval.task_id),
+                chat: press.chat,
+                mentioned: true,
+            })
+            .await?;
+        let after = self.store.approval(id).await?;
+        if after.status == ApprovalStatus::Pending {
+            return Ok(Answer { success: false, toast: "Not recorded; try /approve or /deny.".into(), card: None });
+        }
+        let line = self.decided_line(&after, Some(&name)).await;
+        Ok(Answer { success: true, toast: line.clone(), card: Some(card::decided(&shown, &line)) })
+    }
+
+    /// "Approved by Alice": the presser when they decided, else the person on record.
+    async fn decided_line(&self, approval: &Approval, presser: Option<&str>) -> String {
+        let verb = match (approval.status, approval.scope) {
+            (ApprovalStatus::Approved, Some(Scope::Always)) => "Always approved",
+            (ApprovalStatus::Approved, _) => "Approved",
+            (ApprovalStatus::Denied | ApprovalStatus::Cancelled, _) => "Denied",
+            (ApprovalStatus::Expired, _) => return "Expired: the turn ended before an answer".into(),
+            (ApprovalStatus::Pending, _) => return "Waiting".into(),
+        };
+        let who = match (presser, approval.decided_by) {
+            (Some(name), _) => name.to_owned(),
+            (None, Some(person)) => {
+                self.store.person(person).await.map(|p| p.name).unwrap_or_else(|_| "someone".into())
+            }
+            (None, None) => "someone".into(),
+        };
+        format!("{verb} by {who}")
+    }
+
+    /// Into the waiting callback when it still waits; else the card is replaced through the
+    /// API (the toast is lost: the callback was already answered).
+    async fn answer(&self, key: &str, message_id: &str, answer: Answer) {
+        let value = card::callback_answer(answer.success, &answer.toast, answer.card.clone());
+        if self.intake.answer(key, value) {
+            return;
+        }
+        if let Some(card) = answer.card
+            && let Err(e) = self.api.update_card(message_id, &card).await
+        {
+            tracing::warn!(error = %e, "feishu: replacing the answered card failed");
+        }
+    }
+
+    async fn refuse(&mut self, key: &str, refusal: Refusal) -> anyhow::Result<()> {
+        tracing::info!(user = %refusal.open_id, chat = %refusal.chat_id, "feishu: sender not allowed; refused");
+        let Some(message_id) = refusal.message_id.as_deref() else {
+            // A button press: told in its toast.
+            let _ = self.intake.answer(key, card::callback_answer(false, &refusal.text, None));
+            return Ok(());
+        };
+        if self.refused.len() >= MAX_REFUSED {
+            self.refused.clear();
+        }
+        if self.refused.insert((refusal.chat_id.clone(), refusal.open_id.clone())) {
+            self.reply(&refusal.chat_id, Some(message_id), &refusal.text).await?;
+        }
+        Ok(())
+    }
+
+    /// A message from the channel itself (help, refusals), through the outbox like any other,
+    /// in reply to the message it answers.
+    async fn reply(&self, chat_id: &str, reply_to: Option<&str>, text: &str) -> anyhow::Result<()> {
+        self.store
+            .outbox_enqueue(NewOutbound {
+                channel: Channel::Feishu,
+                chat_id: chat_id.to_owned(),
+                task_id: None,
+                approval_id: None,
+                payload: json!({"text": text, "buttons": [], "options": [], "thread_id": "", "reply_to": reply_to}),
+            })
+            .await?;
+        Ok(())
+    }
+}
+
+fn lowercase_first(s: &str) -> String {
+    let mut chars = s.chars();
+    match chars.next() {
+        Some(c) => c.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}

@@ -1,0 +1,313 @@
+//! The JSON API the console page uses, and anyone else with the token: tasks with their
+//! executions, timelines and approvals, and answering approvals. Described in `bot/openapi.json`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Extension;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use taskgate_core::classify::Chat;
+use taskgate_core::model::{
+    Approval, ApprovalStatus, Channel, Event, Execution, Id, NoteEntry, Project, RuntimeSession, Task, TaskStatus,
+};
+use taskgate_core::store::{Store, StoreError};
+
+use super::{ApiError, Console};
+use crate::engine::IncomingMessage;
+
+type ApiResult<T> = Result<Json<T>, ApiError>;
+
+/// Tasks listed at most (newest first).
+const MAX_TASKS: u64 = 500;
+
+/// `GET /api/session`: reached only with a valid token, so it says who the console user is.
+pub async fn session(Extension(console): Extension<Arc<Console>>) -> Json<Value> {
+    Json(json!({"authenticated": true, "display_name": console.display_name}))
+}
+
+pub async fn projects(Extension(console): Extension<Arc<Console>>) -> ApiResult<Vec<Project>> {
+    Ok(Json(console.store.projects().await?))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct TaskFilter {
+    /// Project name.
+    project: Option<String>,
+    status: Option<String>,
+    /// Agent name: tasks with an execution of that agent.
+    agent: Option<String>,
+    limit: Option<u64>,
+}
+
+/// A task as the list shows it.
+#[derive(Debug, Serialize)]
+pub struct TaskSummary {
+    #[serde(flatten)]
+    task: Task,
+    project: Option<String>,
+    agents: Vec<String>,
+    pending_approvals: usize,
+}
+
+pub async fn tasks(
+    Extension(console): Extension<Arc<Console>>,
+    Query(filter): Query<TaskFilter>,
+) -> ApiResult<Vec<TaskSummary>> {
+    let status = match filter.status.as_deref().filter(|s| !s.is_empty()) {
+        Some(s) => Some(
+            s.parse::<TaskStatus>().map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?,
+        ),
+        None => None,
+    };
+    let store = console.store.as_ref();
+    let projects: HashMap<Id, String> = store.projects().await?.into_iter().map(|p| (p.id, p.name)).collect();
+    let mut pending: HashMap<Id, usize> = HashMap::new();
+    for approval in store.pending_approvals(None).await? {
+        *pending.entry(approval.task_id).or_default() += 1;
+    }
+    let limit = filter.limit.unwrap_or(200).min(MAX_TASKS);
+    let mut out = Vec::new();
+    for task in store.tasks(limit).await? {
+        if status.is_some_and(|s| s != task.status) {
+            continue;
+        }
+        let project = task.project_id.and_then(|id| projects.get(&id).cloned());
+        if filter.project.as_deref().is_some_and(|p| !p.is_empty() && project.as_deref() != Some(p)) {
+            continue;
+        }
+        let mut agents: Vec<String> = store.executions(task.id).await?.into_iter().map(|e| e.agent).collect();
+        agents.dedup();
+        if filter.agent.as_deref().is_some_and(|a| !a.is_empty() && !agents.iter().any(|x| x == a)) {
+            continue;
+        }
+        let pending_approvals = pending.get(&task.id).copied().unwrap_or(0);
+        out.push(TaskSummary { task, project, agents, pending_approvals });
+    }
+    Ok(Json(out))
+}
+
+/// An execution with its newest runtime session.
+#[derive(Debug, Serialize)]
+pub struct ExecutionView {
+    #[serde(flatten)]
+    execution: Execution,
+    session: Option<RuntimeSession>,
+}
+
+/// An approval with the names people read: the task's title and who decided.
+#[derive(Debug, Serialize)]
+pub struct ApprovalView {
+    #[serde(flatten)]
+    approval: Approval,
+    task_title: Option<String>,
+    decided_by_name: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TaskDetail {
+    task: Task,
+    project: Option<Project>,
+    created_by_name: Option<String>,
+    executions: Vec<ExecutionView>,
+    approvals: Vec<ApprovalView>,
+    /// The restart note's entries (its headline fields are on the task).
+    note_entries: Vec<NoteEntry>,
+}
+
+pub async fn task(Extension(console): Extension<Arc<Console>>, Path(id): Path<Id>) -> ApiResult<TaskDetail> {
+    let store = console.store.as_ref();
+    let task = store.task(id).await?;
+    let project = match task.project_id {
+        Some(p) => store.projects().await?.into_iter().find(|x| x.id == p),
+        None => None,
+    };
+    let created_by_name = name_of(store, task.created_by).await?;
+    let executions = execution_views(store, id).await?;
+    let mut approvals = Vec::new();
+    for approval in store.approvals(id, 200).await? {
+        approvals.push(approval_view(store, approval, Some(task.title.clone())).await?);
+    }
+    let note_entries = store.note_entries(id).await?;
+    Ok(Json(TaskDetail { task, project, created_by_name, executions, approvals, note_entries }))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct After {
+    /// Only events after this event id.
+    after: Option<Id>,
+}
+
+pub async fn events(
+    Extension(console): Extension<Arc<Console>>,
+    Path(id): Path<Id>,
+    Query(after): Query<After>,
+) -> ApiResult<Vec<Event>> {
+    let store = console.store.as_ref();
+    store.task(id).await?;
+    let after = after.after.unwrap_or(0);
+    Ok(Json(store.timeline(id).await?.into_iter().filter(|e| e.id > after).collect()))
+}
+
+pub async fn executions(
+    Extension(console): Extension<Arc<Console>>,
+    Path(id): Path<Id>,
+) -> ApiResult<Vec<ExecutionView>> {
+    let store = console.store.as_ref();
+    store.task(id).await?;
+    Ok(Json(execution_views(store, id).await?))
+}
+
+async fn execution_views(store: &dyn Store, task: Id) -> Result<Vec<ExecutionView>, StoreError> {
+    let mut out = Vec::new();
+    for execution in store.executions(task).await? {
+        let session = store.latest_session(execution.id).await?;
+        out.push(ExecutionView { execution, session });
+    }
+    Ok(out)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ApprovalFilter {
+    /// One task's approvals in any status; without it, every pending approval.
+    task: Option<Id>,
+}
+
+/// `GET /api/approvals`: the inbox (pending, oldest first), or one task's approvals.
+pub async fn approvals(
+    Extension(console): Extension<Arc<Console>>,
+    Query(filter): Query<ApprovalFilter>,
+) -> ApiResult<Vec<ApprovalView>> {
+    let store = console.store.as_ref();
+    let list = match filter.task {
+        Some(task) => store.approvals(task, 200).await?,
+        None => store.pending_approvals(None).await?,
+    };
+    let mut titles: HashMap<Id, String> = HashMap::new();
+    let mut out = Vec::with_capacity(list.len());
+    for approval in list {
+        let title = match titles.get(&approval.task_id) {
+            Some(t) => t.clone(),
+            None => {
+                let t = store.task(approval.task_id).await?.title;
+                titles.insert(approval.task_id, t.clone());
+                t
+            }
+        };
+        out.push(approval_view(store, approval, Some(title)).await?);
+    }
+    Ok(Json(out))
+}
+
+pub async fn approval(Extension(console): Extension<Arc<Console>>, Path(id): Path<Id>) -> ApiResult<ApprovalView> {
+    let store = console.store.as_ref();
+    let approval = store.approval(id).await?;
+    let title = store.task(approval.task_id).await.ok().map(|t| t.title);
+    Ok(Json(approval_view(store, approval, title).await?))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ApproveBody {
+    /// `once` (default) or `always` (for the rest of the agent session).
+    scope: Option<String>,
+}
+
+/// `POST /api/approvals/{id}/approve`, body `{"scope": "once"|"always"}` or empty.
+pub async fn approve(
+    Extension(console): Extension<Arc<Console>>,
+    Path(id): Path<Id>,
+    body: Bytes,
+) -> ApiResult<ApprovalView> {
+    let body: ApproveBody = if body.iter().all(u8::is_ascii_whitespace) {
+        ApproveBody::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("body: {e}")))?
+    };
+    let text = match body.scope.as_deref() {
+        None | Some("once") => format!("/approve {id}"),
+        Some("always") => format!("/approve {id} all"),
+        Some(other) => {
+            return Err(ApiError::new(StatusCode::BAD_REQUEST, format!("scope must be once or always, not `{other}`")));
+        }
+    };
+    answer(&console, id, text).await
+}
+
+/// `POST /api/approvals/{id}/deny`.
+pub async fn deny(Extension(console): Extension<Arc<Console>>, Path(id): Path<Id>) -> ApiResult<ApprovalView> {
+    answer(&console, id, format!("/deny {id}")).await
+}
+
+/// Answers through the engine, as a button press on a chat would, so the decision takes the
+/// one path every channel takes (recorded, delivered to the agent, announced). 200 with the
+/// decided approval when this request decided it; 409 naming who did when someone else had.
+async fn answer(console: &Console, id: Id, text: String) -> ApiResult<ApprovalView> {
+    let store = console.store.as_ref();
+    let _one_at_a_time = console.answering.lock().await;
+    let before = store.approval(id).await?;
+    if before.status != ApprovalStatus::Pending {
+        return Err(already_decided(store, before).await);
+    }
+    console
+        .engine
+        .handle(IncomingMessage {
+            channel: Channel::Web,
+            chat_id: super::chat::CHAT_ID.to_owned(),
+            thread_id: String::new(),
+            sender_id: super::chat::SENDER_ID.to_owned(),
+            sender_name: console.display_name.clone(),
+            text,
+            reply_to_task: Some(before.task_id),
+            chat: Chat::Direct,
+            mentioned: true,
+        })
+        .await?;
+    console.outbox.notify_one();
+    let after = store.approval(id).await?;
+    if after.status == ApprovalStatus::Pending {
+        return Err(ApiError::new(StatusCode::CONFLICT, "the answer was not recorded; the request may have ended"));
+    }
+    // Another replica may have answered between our read and the engine's write.
+    if after.decided_channel != Some(Channel::Web) {
+        return Err(already_decided(store, after).await);
+    }
+    let title = store.task(after.task_id).await.ok().map(|t| t.title);
+    Ok(Json(approval_view(store, after, title).await?))
+}
+
+/// 409 with the approval as decided: "already approved by Ada via telegram".
+async fn already_decided(store: &dyn Store, approval: Approval) -> ApiError {
+    let title = store.task(approval.task_id).await.ok().map(|t| t.title);
+    let view = match approval_view(store, approval, title).await {
+        Ok(view) => view,
+        Err(e) => return e,
+    };
+    let who = view.decided_by_name.clone().unwrap_or_else(|| "someone".into());
+    let via = view.approval.decided_channel.map(|c| format!(" via {c}")).unwrap_or_default();
+    let message = match view.approval.status {
+        ApprovalStatus::Expired => "already expired: the turn ended before an answer".to_owned(),
+        status => format!("already {status} by {who}{via}"),
+    };
+    let detail = serde_json::to_value(&view).unwrap_or(Value::Null);
+    ApiError::new(StatusCode::CONFLICT, message).with(detail)
+}
+
+async fn approval_view(store: &dyn Store, approval: Approval, task_title: Option<String>) -> Result<ApprovalView, ApiError> {
+    let decided_by_name = name_of(store, approval.decided_by).await?;
+    Ok(ApprovalView { approval, task_title, decided_by_name })
+}
+
+async fn name_of(store: &dyn Store, person: Option<Id>) -> Result<Option<String>, StoreError> {
+    match person {
+        Some(id) => match store.person(id).await {
+            Ok(p) => Ok(Some(p.name)),
+            Err(StoreError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        },
+        None => Ok(None),
+    }
+}

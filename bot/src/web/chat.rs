@@ -1,0 +1,218 @@
+//! Web chat: the console as a channel like Telegram and Feishu. A message is stored in the
+//! inbox before the request is answered, and an inbox worker hands it to the engine; replies
+//! are outbox rows for channel `web`, marked delivered when the drain pushes them to a
+//! connected browser (rows wait while no browser is open, and show in the history either way).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Extension;
+use axum::Json;
+use axum::extract::Query;
+use axum::http::StatusCode;
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use taskgate_core::classify::Chat;
+use taskgate_core::model::{Channel, Id, InboxOutcome, NewInbound, Timestamp};
+use taskgate_core::store::{Store, StoreError};
+
+use super::sse::Hint;
+use super::{ApiError, Console};
+use crate::engine::IncomingMessage;
+
+/// The console's one chat (one login, one person) and its sender id on channel `web`.
+pub const CHAT_ID: &str = "console";
+pub const SENDER_ID: &str = "console";
+
+/// Longest message accepted (characters).
+const MAX_TEXT: usize = 16_000;
+/// Messages the history shows at most.
+const HISTORY: u64 = 200;
+/// A message whose handling failed this often is dropped (logged), as on Telegram.
+const MAX_ATTEMPTS: u32 = 3;
+/// How often the inbox and the outbox are looked at when nothing wakes them.
+const INBOX_INTERVAL: Duration = Duration::from_secs(1);
+const OUTBOX_INTERVAL: Duration = Duration::from_millis(300);
+
+#[derive(Debug, Deserialize)]
+pub struct NewMessage {
+    text: String,
+    /// The task the message is about (the page it was typed on, or the message it answers).
+    task: Option<Id>,
+    /// The browser's id for this message: sending it twice stores it once.
+    client_id: Option<String>,
+}
+
+/// `POST /api/messages`: stored, then 202; the engine handles it right after.
+pub async fn send(
+    Extension(console): Extension<Arc<Console>>,
+    Json(message): Json<NewMessage>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let text = message.text.trim();
+    if text.is_empty() {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "text is empty"));
+    }
+    if text.chars().count() > MAX_TEXT {
+        return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("text is longer than {MAX_TEXT} characters")));
+    }
+    let external_id = match message.client_id.filter(|c| !c.is_empty() && c.len() <= 100) {
+        Some(id) => id,
+        None => super::auth::new_token().map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?,
+    };
+    let outcome = console
+        .store
+        .inbox_accept(NewInbound {
+            channel: Channel::Web,
+            external_id,
+            payload: json!({"text": text, "task": message.task}),
+        })
+        .await?;
+    console.inbox.notify_one();
+    let (id, duplicate) = match outcome {
+        InboxOutcome::Accepted(id) => (id, false),
+        InboxOutcome::Duplicate(id) => (id, true),
+    };
+    console.hub.send(Hint::Chat { task: message.task });
+    Ok((StatusCode::ACCEPTED, Json(json!({"id": id, "duplicate": duplicate}))))
+}
+
+/// One line of the web chat, from the person or from taskgate.
+#[derive(Debug, Serialize)]
+pub struct ChatMessage {
+    /// `in-<inbox id>` or `out-<outbox id>`.
+    id: String,
+    /// `you` or `taskgate`.
+    from: &'static str,
+    text: String,
+    task: Option<Id>,
+    approval: Option<Id>,
+    buttons: Value,
+    options: Value,
+    at: Timestamp,
+    /// In: handled by the engine. Out: pushed to a browser.
+    done: bool,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct HistoryQuery {
+    limit: Option<u64>,
+}
+
+/// `GET /api/messages`: the web chat, oldest first.
+pub async fn history(
+    Extension(console): Extension<Arc<Console>>,
+    Query(query): Query<HistoryQuery>,
+) -> Result<Json<Vec<ChatMessage>>, ApiError> {
+    let limit = query.limit.unwrap_or(HISTORY).min(HISTORY);
+    let store = console.store.as_ref();
+    let mut lines: Vec<ChatMessage> = Vec::new();
+    for row in store.inbox_recent(Channel::Web, limit).await? {
+        lines.push(ChatMessage {
+            id: format!("in-{}", row.id),
+            from: "you",
+            text: row.payload.get("text").and_then(Value::as_str).unwrap_or_default().to_owned(),
+            task: row.payload.get("task").and_then(Value::as_i64),
+            approval: None,
+            buttons: json!([]),
+            options: json!([]),
+            at: row.received_at,
+            done: row.processed_at.is_some(),
+        });
+    }
+    for row in store.outbox_recent(Channel::Web, CHAT_ID, limit).await? {
+        lines.push(ChatMessage {
+            id: format!("out-{}", row.id),
+            from: "taskgate",
+            text: row.payload.get("text").and_then(Value::as_str).unwrap_or_default().to_owned(),
+            task: row.task_id,
+            approval: row.approval_id,
+            buttons: row.payload.get("buttons").cloned().unwrap_or(json!([])),
+            options: row.payload.get("options").cloned().unwrap_or(json!([])),
+            at: row.created_at,
+            done: row.sent_at.is_some(),
+        });
+    }
+    lines.sort_by_key(|l| l.at);
+    let skip = lines.len().saturating_sub(limit as usize);
+    Ok(Json(lines.into_iter().skip(skip).collect()))
+}
+
+/// Hands stored web messages to the engine, oldest first.
+pub async fn inbox_worker(console: Arc<Console>) {
+    let mut attempts: HashMap<Id, u32> = HashMap::new();
+    loop {
+        if let Err(e) = inbox_pass(&console, &mut attempts).await {
+            tracing::warn!(error = %e, "web chat: reading the inbox failed");
+        }
+        let _ = tokio::time::timeout(INBOX_INTERVAL, console.inbox.notified()).await;
+    }
+}
+
+async fn inbox_pass(console: &Console, attempts: &mut HashMap<Id, u32>) -> Result<(), StoreError> {
+    let store = console.store.as_ref();
+    for row in store.inbox_pending(Channel::Web, 50).await? {
+        let text = row.payload.get("text").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let task = row.payload.get("task").and_then(Value::as_i64);
+        let result = console
+            .engine
+            .handle(IncomingMessage {
+                channel: Channel::Web,
+                chat_id: CHAT_ID.to_owned(),
+                thread_id: String::new(),
+                sender_id: SENDER_ID.to_owned(),
+                sender_name: console.display_name.clone(),
+                text,
+                reply_to_task: task,
+                chat: Chat::Direct,
+                mentioned: true,
+            })
+            .await;
+        if let Err(e) = result {
+            let n = attempts.entry(row.id).or_insert(0);
+            *n += 1;
+            tracing::warn!(inbox = row.id, attempt = *n, error = %e, "web chat: handling a message failed");
+            if *n < MAX_ATTEMPTS {
+                // Keep the order: later messages wait behind this one.
+                break;
+            }
+        }
+        attempts.remove(&row.id);
+        store.inbox_done(row.id).await?;
+        console.hub.send(Hint::Chat { task });
+        console.outbox.notify_one();
+    }
+    Ok(())
+}
+
+/// Pushes due web outbox rows to connected browsers (as hints; the page fetches the text) and
+/// marks them delivered. With no browser open they wait.
+pub async fn outbox_drain(console: Arc<Console>) {
+    loop {
+        if console.hub.watchers() > 0
+            && let Err(e) = drain(&console).await
+        {
+            tracing::warn!(error = %e, "web chat: reading the outbox failed");
+        }
+        let _ = tokio::time::timeout(OUTBOX_INTERVAL, console.outbox.notified()).await;
+    }
+}
+
+async fn drain(console: &Console) -> Result<(), StoreError> {
+    let store = console.store.as_ref();
+    loop {
+        // Heads of each web chat's queue; marking one sent makes the next one the head.
+        let due = store.outbox_due(Channel::Web, Utc::now(), 100).await?;
+        if due.is_empty() {
+            return Ok(());
+        }
+        for row in due {
+            store.outbox_sent(row.id, Some(&format!("web-{}", row.id))).await?;
+            console.hub.send(Hint::Chat { task: row.task_id });
+            if let Some(task) = row.task_id {
+                console.hub.send(Hint::Task { task });
+            }
+        }
+    }
+}

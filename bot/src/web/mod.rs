@@ -1,0 +1,218 @@
+//! The web console and its JSON API, served by `taskgate serve` itself: a page (HTML, CSS and
+//! JS embedded in the binary), the API it uses (described in `bot/openapi.json`), live hints
+//! over SSE, and the web chat, a channel like Telegram and Feishu.
+//!
+//! The routes need a [`Console`] installed as an `Extension` (see [`WebConsole::start`]); without
+//! one (console disabled, or a test that starts only a channel) they answer 404.
+
+pub mod api;
+pub mod auth;
+pub mod chat;
+pub mod sse;
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, get, post};
+use axum::{Router, middleware};
+use serde_json::json;
+use taskgate_adapters::store::SeaStore;
+use taskgate_core::store::StoreError;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::engine::Engine;
+
+/// What the console's handlers share.
+pub struct Console {
+    pub(crate) store: Arc<SeaStore>,
+    engine: Arc<Engine>,
+    hub: sse::Hub,
+    /// Browsers get the cookie with `Secure` when the public URL is https.
+    secure_cookie: bool,
+    /// The console user's name on timelines.
+    display_name: String,
+    /// Wakes the web chat's inbox worker after a message was stored.
+    inbox: Arc<Notify>,
+    /// Wakes the web outbox drain (after an approval answered here, say).
+    outbox: Arc<Notify>,
+    /// Approvals answered through the API, one at a time per process: the "was it this request
+    /// that decided it?" check reads before and after.
+    answering: tokio::sync::Mutex<()>,
+}
+
+/// The running console: its state for the router, and its workers (web chat inbox, web outbox
+/// drain, change feed), which stop when this is dropped.
+pub struct WebConsole {
+    console: Arc<Console>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl WebConsole {
+    pub fn start(engine: Arc<Engine>, config: &Config) -> Self {
+        let store = engine.store().clone();
+        let console = Arc::new(Console {
+            store: store.clone(),
+            engine,
+            hub: sse::Hub::new(),
+            secure_cookie: config.server.public_url.as_deref().is_some_and(|u| u.starts_with("https://")),
+            display_name: config.web.display_name.clone(),
+            inbox: Arc::new(Notify::new()),
+            outbox: Arc::new(Notify::new()),
+            answering: tokio::sync::Mutex::new(()),
+        });
+        let workers = vec![
+            tokio::spawn(chat::inbox_worker(console.clone())),
+            tokio::spawn(chat::outbox_drain(console.clone())),
+            tokio::spawn(sse::change_feed(console.clone())),
+        ];
+        tracing::info!("web console started");
+        Self { console, workers }
+    }
+
+    /// The routes' state, for `router.layer(Extension(console.extension()))`.
+    pub fn extension(&self) -> Arc<Console> {
+        self.console.clone()
+    }
+}
+
+impl Drop for WebConsole {
+    fn drop(&mut self) {
+        for worker in &self.workers {
+            worker.abort();
+        }
+    }
+}
+
+/// The console's routes, merged into the gateway's router (`http::router`).
+pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    routes().router.route_layer(middleware::from_fn(auth::require))
+}
+
+/// Every console route as `(METHOD, path)`: what `bot/openapi.json` must describe, exactly.
+pub fn route_table() -> Vec<(&'static str, &'static str)> {
+    routes::<()>().table
+}
+
+fn routes<S: Clone + Send + Sync + 'static>() -> Routes<S> {
+    Routes { router: Router::new(), table: Vec::new() }
+        .add("GET", "/", get(page))
+        .add("GET", "/app.js", get(script))
+        .add("GET", "/style.css", get(style))
+        .add("POST", "/api/login", post(auth::login))
+        .add("POST", "/api/logout", post(auth::logout))
+        .add("GET", "/api/session", get(api::session))
+        .add("GET", "/api/projects", get(api::projects))
+        .add("GET", "/api/tasks", get(api::tasks))
+        .add("GET", "/api/tasks/{id}", get(api::task))
+        .add("GET", "/api/tasks/{id}/events", get(api::events))
+        .add("GET", "/api/tasks/{id}/executions", get(api::executions))
+        .add("GET", "/api/approvals", get(api::approvals))
+        .add("GET", "/api/approvals/{id}", get(api::approval))
+        .add("POST", "/api/approvals/{id}/approve", post(api::approve))
+        .add("POST", "/api/approvals/{id}/deny", post(api::deny))
+        .add("GET", "/api/messages", get(chat::history))
+        .add("POST", "/api/messages", post(chat::send))
+        .add("GET", "/api/stream", get(sse::stream))
+}
+
+/// Builds the router and the route table from one list, so the two cannot drift apart.
+struct Routes<S> {
+    router: Router<S>,
+    table: Vec<(&'static str, &'static str)>,
+}
+
+impl<S: Clone + Send + Sync + 'static> Routes<S> {
+    fn add(mut self, method: &'static str, path: &'static str, route: MethodRouter<S>) -> Self {
+        self.table.push((method, path));
+        self.router = self.router.route(path, route);
+        self
+    }
+}
+
+// Assets are compiled in: `serve` needs no files beside the binary and no CDN.
+const INDEX_HTML: &str = include_str!("assets/index.html");
+const APP_JS: &str = include_str!("assets/app.js");
+const STYLE_CSS: &str = include_str!("assets/style.css");
+
+/// Same-origin only, no inline script: the page loads nothing from anywhere else.
+const CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \
+connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CONTENT_SECURITY_POLICY, CSP),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn page() -> Response {
+    asset("text/html; charset=utf-8", INDEX_HTML)
+}
+
+async fn script() -> Response {
+    asset("text/javascript; charset=utf-8", APP_JS)
+}
+
+async fn style() -> Response {
+    asset("text/css; charset=utf-8", STYLE_CSS)
+}
+
+/// An API error: a status and `{"error": "..."}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+    detail: Option<serde_json::Value>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self { status, message: message.into(), detail: None }
+    }
+
+    fn with(mut self, detail: serde_json::Value) -> Self {
+        self.detail = Some(detail);
+        self
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound { .. } => Self::new(StatusCode::NOT_FOUND, e.to_string()),
+            StoreError::Conflict { .. } | StoreError::AlreadyExists(_) => Self::new(StatusCode::CONFLICT, e.to_string()),
+            StoreError::Backend(_) => {
+                tracing::error!(error = %e, "web console: store error");
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "database error")
+            }
+        }
+    }
+}
+
+impl From<crate::engine::EngineError> for ApiError {
+    fn from(e: crate::engine::EngineError) -> Self {
+        match e {
+            crate::engine::EngineError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({"error": self.message});
+        if let Some(detail) = self.detail {
+            body["detail"] = detail;
+        }
+        (self.status, Json(body)).into_response()
+    }
+}

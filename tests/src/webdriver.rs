@@ -1,0 +1,176 @@
+//! A small W3C WebDriver client over reqwest, enough to drive headless Chromium through
+//! `chromedriver`: open a page, find elements, type, click, run a script, take a screenshot.
+//! chromedriver is started on a free port and killed with the value.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use base64::Engine as _;
+use serde_json::{Value, json};
+use tokio::process::{Child, Command};
+
+/// W3C's key for element references in JSON.
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+/// Finds a program on `PATH`.
+pub fn which(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|dir| Path::new(dir).join(program))
+        .find(|p| p.is_file())
+}
+
+/// Chromium and chromedriver, when both are installed.
+pub fn browser() -> Option<(PathBuf, PathBuf)> {
+    Some((which("chromium").or_else(|| which("chromium-browser"))?, which("chromedriver")?))
+}
+
+pub struct Browser {
+    http: reqwest::Client,
+    base: String,
+    _driver: Child,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    /// Starts chromedriver and a headless Chromium session with a fresh profile. The flags keep
+    /// Chromium off the network except for the pages it is sent to.
+    pub async fn start(chromium: &Path, chromedriver: &Path) -> anyhow::Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let driver = Command::new(chromedriver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {}", chromedriver.display()))?;
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
+        let root = format!("http://127.0.0.1:{port}");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let ready = match http.get(format!("{root}/status")).send().await {
+                Ok(r) => r.json::<Value>().await.ok().and_then(|v| v["value"]["ready"].as_bool()).unwrap_or(false),
+                Err(_) => false,
+            };
+            if ready {
+                break;
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("chromedriver did not become ready on port {port}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let profile = tempfile::tempdir()?;
+        let args = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+            "--window-size=1280,1400",
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .chain([format!("--user-data-dir={}", profile.path().display())])
+        .collect::<Vec<_>>();
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {"binary": chromium.to_string_lossy(), "args": args},
+        }}});
+        let created: Value = http.post(format!("{root}/session")).json(&caps).send().await?.json().await?;
+        let Some(session) = created["value"]["sessionId"].as_str() else {
+            bail!("no WebDriver session: {created}");
+        };
+        Ok(Self { base: format!("{root}/session/{session}"), http, _driver: driver, _profile: profile })
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response: Value = request.send().await?.json().await?;
+        if let Some(error) = response["value"]["error"].as_str() {
+            bail!("webdriver {path}: {error}: {}", response["value"]["message"]);
+        }
+        Ok(response["value"].clone())
+    }
+
+    pub async fn goto(&self, url: &str) -> anyhow::Result<()> {
+        self.call(reqwest::Method::POST, "/url", Some(json!({"url": url}))).await.map(|_| ())
+    }
+
+    /// The first element matching `css`, if any.
+    pub async fn find(&self, css: &str) -> anyhow::Result<Option<String>> {
+        let found = self
+            .call(reqwest::Method::POST, "/elements", Some(json!({"using": "css selector", "value": css})))
+            .await?;
+        Ok(found.as_array().and_then(|a| a.first()).and_then(|e| e[ELEMENT].as_str()).map(str::to_owned))
+    }
+
+    /// Waits (bounded) for an element matching `css`.
+    pub async fn wait(&self, css: &str, timeout: Duration) -> anyhow::Result<String> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(el) = self.find(css).await? {
+                return Ok(el);
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("timed out waiting for `{css}`");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn click(&self, element: &str) -> anyhow::Result<()> {
+        self.call(reqwest::Method::POST, &format!("/element/{element}/click"), Some(json!({}))).await.map(|_| ())
+    }
+
+    pub async fn type_text(&self, element: &str, text: &str) -> anyhow::Result<()> {
+        self.call(reqwest::Method::POST, &format!("/element/{element}/value"), Some(json!({"text": text})))
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn text(&self, element: &str) -> anyhow::Result<String> {
+        Ok(self.call(reqwest::Method::GET, &format!("/element/{element}/text"), None).await?.as_str().unwrap_or_default().to_owned())
+    }
+
+    /// Runs `script` (a function body; `arguments` holds `args`) in the page.
+    pub async fn script(&self, script: &str, args: Vec<Value>) -> anyhow::Result<Value> {
+        self.call(reqwest::Method::POST, "/execute/sync", Some(json!({"script": script, "args": args}))).await
+    }
+
+    /// Waits (bounded) until `script` returns something truthy; returns it.
+    pub async fn wait_until(&self, what: &str, script: &str, timeout: Duration) -> anyhow::Result<Value> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let value = self.script(script, Vec::new()).await?;
+            if !matches!(value, Value::Null | Value::Bool(false)) {
+                return Ok(value);
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("timed out waiting for {what}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// A PNG of the viewport.
+    pub async fn screenshot(&self) -> anyhow::Result<Vec<u8>> {
+        let data = self.call(reqwest::Method::GET, "/screenshot", None).await?;
+        Ok(base64::engine::general_purpose::STANDARD.decode(data.as_str().unwrap_or_default())?)
+    }
+
+    /// Ends the session (Chromium exits); chromedriver goes with the value.
+    pub async fn quit(self) {
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.http.delete(&self.base).send()).await;
+    }
+}

@@ -1,0 +1,539 @@
+//! The Feishu/Lark channel end to end: the real client against a fake open platform, the real
+//! engine, store (SQLite in a temp dir) and runtime adapters, with the fake agent binary.
+//! Callbacks are encrypted and signed as Feishu does; assertions read the fake's recorded
+//! calls and the store, never log text.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Extension;
+use base64::Engine as _;
+use serde_json::{Value, json};
+use taskgate::config::{AgentConfig, AgentKind, Command, Config, FeishuConfig, ProjectConfig};
+use taskgate::engine::Engine;
+use taskgate::feishu::{self, Feishu, FeishuOptions};
+use taskgate_adapters::feishu::crypto;
+use taskgate_adapters::feishu::outbound::OutboxOptions;
+use taskgate_adapters::feishu::ws::WsOptions;
+use taskgate_adapters::runtime::{AgentRuntimes, RuntimeOptions};
+use taskgate_adapters::store::SeaStore;
+use taskgate_core::model::*;
+use taskgate_core::store::Store;
+use taskgate_tests::fake_feishu::{APP_ID, APP_SECRET, BOT_OPEN_ID, Call, FakeFeishu, SERVICE_ID};
+
+const WAIT: Duration = Duration::from_secs(30);
+const ALICE: &str = "ou_alice00000000000000000000000001";
+const MALLORY: &str = "ou_mallory000000000000000000000009";
+const KEY: &str = "test key";
+const TOKEN: &str = "v-token";
+const P2P: &str = "oc_p2p_alice";
+const GROUP: &str = "oc_team";
+
+struct World {
+    dir: tempfile::TempDir,
+    config: Arc<Config>,
+    fake: FakeFeishu,
+}
+
+/// A running gateway: the channel, and its webhook served on a local port.
+struct Gateway {
+    store: Arc<SeaStore>,
+    _engine: Arc<Engine>,
+    _channel: Feishu,
+    url: String,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl World {
+    async fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = dir.path().join("fake-state").to_string_lossy().into_owned();
+        let agent = |kind: AgentKind, mode: &str| AgentConfig {
+            command: Some(Command::Argv(vec![
+                env!("CARGO_BIN_EXE_fake-agent").into(),
+                mode.into(),
+                "--state-dir".into(),
+                state.clone(),
+            ])),
+            ..AgentConfig::new(kind)
+        };
+        let mut agents = BTreeMap::new();
+        agents.insert("codex".to_owned(), agent(AgentKind::Codex, "codex"));
+        agents.insert("claude".to_owned(), agent(AgentKind::Claude, "claude"));
+        let work = dir.path().join("work");
+        std::fs::create_dir_all(&work).expect("work dir");
+        let mut config = Config {
+            projects: vec![ProjectConfig {
+                name: "demo".into(),
+                path: work,
+                default_agent: Some("codex".into()),
+                busy_policy: Default::default(),
+            }],
+            agents,
+            ..Config::default()
+        };
+        config.runtime.turn_timeout_secs = WAIT.as_secs();
+        config.runtime.interrupt_grace_secs = 1;
+        let fake = FakeFeishu::start().await.expect("fake feishu");
+        fake.set_name(ALICE, "Alice");
+        World { dir, config: Arc::new(config), fake }
+    }
+
+    fn feishu_config(&self, mode: &str, encrypt_key: &str) -> FeishuConfig {
+        let key = if encrypt_key.is_empty() { String::new() } else { format!("encrypt_key = \"{encrypt_key}\"\n") };
+        let text = format!(
+            "app_id = \"{APP_ID}\"\napp_secret = \"{APP_SECRET}\"\nverification_token = \"{TOKEN}\"\n{key}api_url = \"{}\"\nmode = \"{mode}\"\nallowed_users = [\"{ALICE}\"]\n",
+            self.fake.url()
+        );
+        toml::from_str(&text).expect("feishu config")
+    }
+
+    async fn gateway(&self, mode: &str, encrypt_key: &str, db: &str) -> Gateway {
+        let url = format!("sqlite://{}?mode=rwc", self.dir.path().join(db).display());
+        let store = SeaStore::connect(&url).await.expect("connect");
+        store.migrate().await.expect("migrate");
+        let runtime = AgentRuntimes::new(RuntimeOptions {
+            handshake_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_millis(300),
+            ..RuntimeOptions::default()
+        });
+        let config = self.feishu_config(mode, encrypt_key);
+        let engine = Engine::new(Arc::new(store), self.config.clone(), Arc::new(runtime));
+        engine.set_admission(Channel::Feishu, feishu::admission(&config));
+        let engine = Arc::new(engine);
+        let options = FeishuOptions {
+            outbox: OutboxOptions {
+                poll_interval: Duration::from_millis(50),
+                chat_interval: Duration::ZERO,
+                ..OutboxOptions::default()
+            },
+            ws: WsOptions {
+                min_backoff: Duration::from_millis(100),
+                max_backoff: Duration::from_millis(500),
+                max_jitter: Duration::from_millis(50),
+                ..WsOptions::default()
+            },
+            inbox_interval: Duration::from_millis(100),
+            ..FeishuOptions::default()
+        };
+        let channel = Feishu::start(engine.clone(), &config, options).await.expect("feishu starts");
+        let store = engine.store().clone();
+        let state = taskgate::http::AppState { store: store.clone(), metrics: taskgate::metrics::Metrics::new() };
+        let app = taskgate::http::router(state).layer(Extension(channel.webhook()));
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Gateway { store, _engine: engine, _channel: channel, url: format!("http://{addr}/webhook/feishu"), server }
+    }
+}
+
+/// Posts a raw callback; the status, the JSON answer, and how long it took.
+async fn post_raw(url: &str, body: &str, headers: &[(String, String)]) -> (u16, Value, Duration) {
+    let mut request = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+        .timeout(Duration::from_secs(10));
+    for (k, v) in headers {
+        request = request.header(k.as_str(), v.as_str());
+    }
+    let started = Instant::now();
+    let response = request.send().await.expect("the webhook answers");
+    let status = response.status().as_u16();
+    let value = response.json::<Value>().await.unwrap_or(Value::Null);
+    (status, value, started.elapsed())
+}
+
+/// Posts `event` encrypted with `KEY` and signed, as Feishu does.
+async fn post_event(gw: &Gateway, event: &Value) -> (u16, Value, Duration) {
+    let plain = serde_json::to_vec(event).unwrap();
+    let iv: [u8; 16] = core::array::from_fn(|i| (i as u8).wrapping_mul(7));
+    let body = json!({"encrypt": crypto::encrypt(KEY, &plain, iv)}).to_string();
+    let (ts, nonce) = ("1763800000", "nonce-1");
+    let sig = crypto::signature(ts, nonce, KEY, body.as_bytes());
+    let headers = [
+        ("X-Lark-Request-Timestamp".to_owned(), ts.to_owned()),
+        ("X-Lark-Request-Nonce".to_owned(), nonce.to_owned()),
+        ("X-Lark-Signature".to_owned(), sig),
+    ];
+    post_raw(&gw.url, &body, &headers).await
+}
+
+fn message_event(event_id: &str, message_id: &str, chat: &str, from: &str, text: &str) -> Value {
+    let group = chat == GROUP;
+    let mut mentions = json!([]);
+    let mut text = text.to_owned();
+    if let Some(rest) = text.strip_prefix("@bot ") {
+        text = format!("@_user_1 {rest}");
+        mentions = json!([{"key": "@_user_1", "id": {"open_id": BOT_OPEN_ID}, "name": "taskgate"}]);
+    }
+    json!({"schema": "2.0",
+        "header": {"event_id": event_id, "token": TOKEN, "create_time": "1763800000000", "event_type": "im.message.receive_v1", "tenant_key": "t", "app_id": APP_ID},
+        "event": {"sender": {"sender_id": {"open_id": from}, "sender_type": "user", "tenant_key": "t"},
+            "message": {"message_id": message_id, "root_id": "", "parent_id": "", "chat_id": chat,
+                "chat_type": if group { "group" } else { "p2p" }, "message_type": "text",
+                "content": json!({"text": text}).to_string(), "mentions": mentions}}})
+}
+
+fn reply_event(event_id: &str, message_id: &str, from: &str, text: &str, parent: &str) -> Value {
+    let mut e = message_event(event_id, message_id, P2P, from, text);
+    e["event"]["message"]["parent_id"] = json!(parent);
+    e["event"]["message"]["root_id"] = json!(parent);
+    e
+}
+
+fn card_event(event_id: &str, from: &str, card_message: &str, value: &Value) -> Value {
+    json!({"schema": "2.0",
+        "header": {"event_id": event_id, "token": TOKEN, "create_time": "1763800000000", "event_type": "card.action.trigger", "tenant_key": "t", "app_id": APP_ID},
+        "event": {"operator": {"open_id": from}, "token": "c-1", "action": {"tag": "button", "value": value},
+            "host": "im_message", "context": {"open_message_id": card_message, "open_chat_id": P2P}}})
+}
+
+async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The first successful send (or reply) whose text or card passes `pred`.
+async fn sent(fake: &FakeFeishu, what: &str, pred: impl Fn(&Call) -> bool) -> Call {
+    eventually(what, || async { fake.sent().into_iter().find(|c| pred(c)) }).await
+}
+
+async fn completed_turns(store: &SeaStore, exec: Id) -> usize {
+    let task = store.execution(exec).await.expect("exec").task_id;
+    store
+        .timeline(task)
+        .await
+        .expect("timeline")
+        .into_iter()
+        .filter(|e| e.kind == EventKind::Result && e.execution_id == Some(exec))
+        .count()
+}
+
+async fn drained(store: &SeaStore) {
+    eventually("the inbox drained", || async {
+        store.inbox_pending(Channel::Feishu, 10).await.ok()?.is_empty().then_some(())
+    })
+    .await;
+}
+
+/// Every callback in the official SDK's vectors gets the SDK's verdict from the running
+/// webhook: accepted ones are answered 200 (challenges echoed, card presses with a toast)
+/// within 3 s and are in the inbox; refused ones get non-2xx and store nothing.
+#[tokio::test]
+async fn every_sdk_vector_gets_the_sdk_verdict_over_http() {
+    let world = World::new().await;
+    let signed = world.gateway("webhook", KEY, "signed.db").await;
+    let plain = world.gateway("webhook", "", "plain.db").await;
+    let vectors: Vec<Value> =
+        serde_json::from_str(include_str!("../data/feishu/vectors.json")).expect("the vectors parse");
+    assert_eq!(vectors.len(), 10);
+    for v in &vectors {
+        let name = v["name"].as_str().unwrap();
+        let gw = if v["encrypt_key"] == "" { &plain } else { &signed };
+        let headers: Vec<(String, String)> = v["headers"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+            .collect();
+        let (status, answer, took) = post_raw(&gw.url, v["body"].as_str().unwrap(), &headers).await;
+        assert!(took < Duration::from_secs(3), "{name}: answered in {took:?}");
+        let event = &v["event"];
+        let key = match event.pointer("/event/message/message_id").and_then(Value::as_str) {
+            Some(m) => format!("message:{m}"),
+            None => format!("event:{}", event.pointer("/header/event_id").and_then(Value::as_str).unwrap_or_default()),
+        };
+        if v["sdk_status"] == 200 {
+            assert_eq!(status, 200, "{name}: the SDK accepted it: {answer}");
+            if event["type"] == "url_verification" {
+                let sdk: Value = serde_json::from_str(v["sdk_body"].as_str().unwrap()).unwrap();
+                assert_eq!(answer, sdk, "{name}");
+                continue;
+            }
+            if event.pointer("/header/event_type").and_then(Value::as_str) == Some("card.action.trigger") {
+                assert!(answer["toast"]["content"].is_string(), "{name}: a card press gets a toast: {answer}");
+            }
+            let again = gw
+                .store
+                .inbox_accept(NewInbound { channel: Channel::Feishu, external_id: key, payload: json!({}) })
+                .await
+                .unwrap();
+            assert!(matches!(again, InboxOutcome::Duplicate(_)), "{name}: stored before the 200");
+        } else {
+            assert!(!(200..300).contains(&status), "{name}: the SDK refused it, we answered {status}");
+            let row = gw
+                .store
+                .inbox_accept(NewInbound { channel: Channel::Feishu, external_id: key, payload: json!({}) })
+                .await
+                .unwrap();
+            assert!(matches!(row, InboxOutcome::Accepted(_)), "{name}: nothing was stored");
+        }
+    }
+    // The accepted group chatter ("lunch anyone?") and the refused ones made no task; the
+    // direct message, the mention and the reply did (in one conversation or another).
+    drained(&signed.store).await;
+    let tasks = signed.store.tasks(10).await.unwrap();
+    assert!(tasks.iter().all(|t| !t.goal.contains("lunch")), "{tasks:?}");
+}
+
+/// A task asks for approval as an interactive card naming it; pressing Approve answers the
+/// callback within 3 s with a toast and the card replaced by "Approved by Alice", resolves
+/// exactly that approval, and the summary arrives; a reply to the summary continues the same
+/// task; a late press on the old card hears who decided.
+#[tokio::test]
+async fn approval_by_card_click_and_follow_up() {
+    let world = World::new().await;
+    let gw = world.gateway("webhook", KEY, "taskgate.db").await;
+    let (fake, store) = (&world.fake, &gw.store);
+
+    let (status, answer, _) =
+        post_event(&gw, &message_event("ev-1", "om_in_1", P2P, ALICE, "RUN_CMD: echo feishu-ok")).await;
+    assert_eq!((status, &answer), (200, &json!({"msg": "success"})));
+    let ask = sent(fake, "the approval card", |c| c.body["msg_type"] == "interactive").await;
+    assert_eq!(ask.body["receive_id"], P2P);
+    let card = ask.content();
+    assert_eq!(card["config"]["update_multi"], true, "{card}");
+    assert!(card.to_string().contains("echo feishu-ok"), "{card}");
+    let approval = store.pending_approvals(None).await.unwrap().into_iter().next().expect("a pending approval");
+    let id = approval.id.to_string();
+    let values: Vec<Value> =
+        card["elements"][1]["actions"].as_array().unwrap().iter().map(|a| a["value"].clone()).collect();
+    assert_eq!(
+        values,
+        vec![
+            json!({"op": "approve", "approval": id}),
+            json!({"op": "always", "approval": id}),
+            json!({"op": "deny", "approval": id})
+        ]
+    );
+    let card_id = ask.message_id().unwrap();
+    let outbound = store.outbound_by_external_id(Channel::Feishu, P2P, &card_id).await.unwrap();
+    assert_eq!(outbound.map(|o| (o.task_id, o.approval_id)), Some((Some(approval.task_id), Some(approval.id))));
+    assert!(ask.body["uuid"].as_str().is_some_and(|u| u.len() == 36), "an idempotency key: {}", ask.body);
+
+    let (status, answer, took) = post_event(&gw, &card_event("ev-2", ALICE, &card_id, &values[0])).await;
+    assert_eq!(status, 200);
+    assert!(took < Duration::from_secs(3), "answered in {took:?}");
+    assert_eq!(answer["toast"], json!({"type": "success", "content": "Approved by Alice"}), "{answer}");
+    let replaced = answer["card"]["data"].to_string();
+    assert!(replaced.contains("Approved by Alice") && replaced.contains("echo feishu-ok"), "{answer}");
+    assert!(
+        answer["card"]["data"]["elements"].as_array().unwrap().iter().all(|e| e["tag"] != "action"),
+        "no buttons left"
+    );
+    let decided = store.approval(approval.id).await.unwrap();
+    assert_eq!(
+        (decided.status, decided.scope, decided.decided_channel),
+        (ApprovalStatus::Approved, Some(Scope::Once), Some(Channel::Feishu))
+    );
+
+    let summary = sent(fake, "the result summary", |c| c.text().starts_with("Codex finished")).await;
+    assert!(fake.sent().iter().any(|c| c.text() == "Codex ran `echo feishu-ok` (exit 0)"), "{}", fake.summary());
+    let task = approval.task_id;
+    let exec = store.executions(task).await.unwrap()[0].clone();
+    eventually("the first turn done", || async { (completed_turns(store, exec.id).await == 1).then_some(()) }).await;
+    let first = store.latest_session(exec.id).await.unwrap().expect("session");
+
+    let reply = reply_event("ev-3", "om_in_3", ALICE, "make it say hello again", &summary.message_id().unwrap());
+    assert_eq!(post_event(&gw, &reply).await.0, 200);
+    eventually("the follow-up done", || async { (completed_turns(store, exec.id).await == 2).then_some(()) }).await;
+    let second = store.latest_session(exec.id).await.unwrap().expect("session");
+    assert_eq!((second.id, second.provider_session_id.clone()), (first.id, first.provider_session_id.clone()));
+    assert_eq!(store.tasks(10).await.unwrap().len(), 1);
+
+    // A late press on the old card: told who decided, nothing changes.
+    let (status, late, _) = post_event(&gw, &card_event("ev-4", ALICE, &card_id, &values[2])).await;
+    assert_eq!(status, 200);
+    assert_eq!(late["toast"]["content"], "Already approved by Alice", "{late}");
+    assert_eq!(store.approval(approval.id).await.unwrap(), decided, "the approval resolves once");
+    // A press from a stranger is refused in its toast, with their open_id.
+    let (_, refused, _) = post_event(&gw, &card_event("ev-5", MALLORY, &card_id, &values[2])).await;
+    assert!(refused["toast"]["content"].as_str().unwrap().contains(MALLORY), "{refused}");
+}
+
+/// A stranger is refused once, in reply, with their open_id, and nothing of theirs reaches
+/// the engine; group chatter without a mention is ignored; an event redelivered under the
+/// same event_id, and resent under a new one, is processed once; a mention in the group is
+/// handled. A wrong signature is refused and stores nothing.
+#[tokio::test]
+async fn strangers_group_chatter_and_redelivery() {
+    let world = World::new().await;
+    let gw = world.gateway("webhook", KEY, "taskgate.db").await;
+    let (fake, store) = (&world.fake, &gw.store);
+
+    for (i, text) in ["RUN_CMD: echo pwned", "please?"].iter().enumerate() {
+        let e = message_event(&format!("ev-m{i}"), &format!("om_m{i}"), "oc_p2p_mallory", MALLORY, text);
+        assert_eq!(post_event(&gw, &e).await.0, 200);
+    }
+    assert_eq!(post_event(&gw, &message_event("ev-g1", "om_g1", GROUP, ALICE, "make the button green")).await.0, 200);
+    let help = message_event("ev-h1", "om_h1", P2P, ALICE, "/help");
+    assert_eq!(post_event(&gw, &help).await.0, 200);
+    assert_eq!(post_event(&gw, &help).await.0, 200, "a redelivery is acknowledged");
+    let mut resent = help.clone();
+    resent["header"]["event_id"] = json!("ev-h1-after-reconnect");
+    assert_eq!(post_event(&gw, &resent).await.0, 200, "the same message under a new event id too");
+    assert_eq!(post_event(&gw, &message_event("ev-g2", "om_g2", GROUP, ALICE, "@bot write hello.txt")).await.0, 200);
+
+    let refusal = sent(fake, "the refusal", |c| c.text().contains(MALLORY)).await;
+    assert!(refusal.path.ends_with("/om_m0/reply"), "in reply to the refused message: {}", refusal.path);
+    sent(fake, "the help", |c| c.text().contains("/status")).await;
+    sent(fake, "an answer to the group mention", |c| c.body["receive_id"] == GROUP).await;
+    drained(store).await;
+    let sent_all = fake.sent();
+    assert_eq!(sent_all.iter().filter(|c| c.text().contains(MALLORY)).count(), 1, "one refusal: {}", fake.summary());
+    assert_eq!(sent_all.iter().filter(|c| c.text().contains("/status")).count(), 1, "help once: {}", fake.summary());
+    assert!(store.find_identity(Channel::Feishu, MALLORY).await.unwrap().is_none(), "nothing of the stranger's stored");
+    let tasks = store.tasks(10).await.unwrap();
+    assert_eq!(tasks.len(), 1, "only the group mention made a task: {tasks:?}");
+    assert!(tasks[0].goal.contains("write hello.txt") && !tasks[0].goal.contains("button"), "{:?}", tasks[0]);
+    assert_eq!(store.conversation(Channel::Feishu, GROUP, "").await.unwrap().focused_task_id, Some(tasks[0].id));
+
+    // Forged: a wrong signature, or the right body signed for another key.
+    let forged = message_event("ev-f", "om_f", P2P, ALICE, "RUN_CMD: echo forged");
+    let body = json!({"encrypt": crypto::encrypt(KEY, forged.to_string().as_bytes(), [0; 16])}).to_string();
+    for sig in ["0".repeat(64), crypto::signature("1", "n", "other key", body.as_bytes()), String::new()] {
+        let headers = [
+            ("X-Lark-Request-Timestamp".to_owned(), "1".to_owned()),
+            ("X-Lark-Request-Nonce".to_owned(), "n".to_owned()),
+            ("X-Lark-Signature".to_owned(), sig),
+        ];
+        assert_eq!(post_raw(&gw.url, &body, &headers).await.0, 401);
+    }
+    let row = store
+        .inbox_accept(NewInbound { channel: Channel::Feishu, external_id: "message:om_f".into(), payload: json!({}) })
+        .await
+        .unwrap();
+    assert!(matches!(row, InboxOutcome::Accepted(_)), "the forged callback was never stored");
+}
+
+/// Sending: an expired tenant token is refreshed and the send made again; a 429 waits
+/// `x-ogw-ratelimit-reset`; every attempt of one message carries the same uuid.
+#[tokio::test]
+async fn token_refresh_rate_limit_and_idempotent_retries() {
+    let world = World::new().await;
+    let gw = world.gateway("webhook", KEY, "taskgate.db").await;
+    let fake = &world.fake;
+    assert_eq!(fake.calls_to("tenant_access_token").len(), 1, "one token for bot info");
+    fake.expire_tokens();
+    fake.rate_limit("POST /open-apis/im/v1/messages", 1, 1);
+
+    assert_eq!(post_event(&gw, &message_event("ev-1", "om_1", P2P, ALICE, "/help")).await.0, 200);
+    let ok = sent(fake, "the help, after the refresh and the rate limit", |c| c.text().contains("/status")).await;
+    let attempts = fake.calls_to("/reply");
+    let statuses: Vec<u16> = attempts.iter().map(|c| c.status).collect();
+    assert_eq!(statuses, vec![400, 429, 200], "{}", fake.summary());
+    assert_eq!(attempts[0].reply["code"], 99991663);
+    assert_eq!(fake.calls_to("tenant_access_token").len(), 2, "refreshed once: {}", fake.summary());
+    let uuids: Vec<&Value> = attempts.iter().map(|c| &c.body["uuid"]).collect();
+    assert!(uuids.iter().all(|u| *u == uuids[0]) && uuids[0].is_string(), "one uuid for every attempt: {uuids:?}");
+    let waited = ok.at.duration_since(attempts[1].at);
+    assert!(waited >= Duration::from_millis(900), "sent again after {waited:?}, before the reset");
+    drained(&gw.store).await;
+    assert_eq!(fake.sent().len(), 1);
+}
+
+/// Long-connection mode: the endpoint is discovered, pings flow, a message split over three
+/// frames is joined, stored and acknowledged with code 200; after the server drops the
+/// connection the client reconnects, and the same message resent under a new event id is
+/// acknowledged but not handled again; a card press is answered in its ack's `data`.
+#[tokio::test]
+async fn long_connection_frames_acks_and_reconnect() {
+    let world = World::new().await;
+    let fake = &world.fake;
+    fake.set_ping_interval(1);
+    let gw = world.gateway("websocket", "", "taskgate.db").await;
+    eventually("connected", || async { (fake.ws_connections() == 1).then_some(()) }).await;
+    let (status, _, _) = post_raw(&gw.url, "{}", &[]).await;
+    assert_eq!(status, 404, "no webhook in websocket mode");
+
+    let help = message_event("ev-ws-1", "om_ws_1", P2P, ALICE, "/help");
+    let frame_id = fake.push_ws_event(&help, 3);
+    let ack = eventually("the ack", || async { fake.ws_acks(&frame_id).into_iter().next() }).await;
+    assert_eq!(ack.ack()["code"], 200, "{:?}", ack.ack());
+    assert!(ack.frame.header("biz_rt").is_some());
+    assert_eq!((ack.frame.service, ack.frame.header("sum")), (SERVICE_ID, Some("3")));
+    sent(fake, "the help", |c| c.text().contains("/status")).await;
+    let pings = eventually("a ping", || async {
+        let pings: Vec<_> = fake.ws_received().into_iter().filter(|f| f.frame.method == 0).collect();
+        (!pings.is_empty()).then_some(pings)
+    })
+    .await;
+    assert_eq!((pings[0].frame.header("type"), pings[0].frame.service), (Some("ping"), SERVICE_ID));
+
+    fake.drop_ws();
+    eventually("reconnected", || async { (fake.ws_connections() == 2).then_some(()) }).await;
+    assert_eq!(fake.calls_to("/callback/ws/endpoint").len(), 2, "a fresh endpoint per connection");
+    let mut resent = help.clone();
+    resent["header"]["event_id"] = json!("ev-ws-1-again");
+    let again = fake.push_ws_event(&resent, 1);
+    let ack = eventually("the second ack", || async { fake.ws_acks(&again).into_iter().next() }).await;
+    assert_eq!(ack.ack()["code"], 200);
+
+    let press = card_event("ev-ws-2", ALICE, "om_unknown", &json!({"op": "approve", "approval": "999"}));
+    let pressed = fake.push_ws_event(&press, 1);
+    let ack = eventually("the card ack", || async { fake.ws_acks(&pressed).into_iter().next() }).await;
+    let data = base64::engine::general_purpose::STANDARD.decode(ack.ack()["data"].as_str().expect("data")).unwrap();
+    let answer: Value = serde_json::from_slice(&data).unwrap();
+    assert_eq!(answer["toast"]["content"], "This request is no longer known.", "{answer}");
+    drained(&gw.store).await;
+    assert_eq!(
+        fake.sent().iter().filter(|c| c.text().contains("/status")).count(),
+        1,
+        "handled once: {}",
+        fake.summary()
+    );
+}
+
+/// `taskgate serve`'s own wiring: with `[feishu]` configured, the application checks the app
+/// and mounts the webhook, which answers the url_verification handshake.
+#[tokio::test]
+async fn serve_starts_the_channel_from_config() {
+    let fake = FakeFeishu::start().await.expect("fake feishu");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("taskgate.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n\n[feishu]\napp_id = \"{APP_ID}\"\napp_secret = \"{APP_SECRET}\"\nverification_token = \"{TOKEN}\"\nencrypt_key = \"{KEY}\"\napi_url = \"{}\"\nallowed_users = [\"{ALICE}\"]\n",
+            dir.path().join("data").display(),
+            fake.url()
+        ),
+    )
+    .unwrap();
+    let config = Config::load_from(Some(&file), std::iter::empty()).expect("config");
+    let app = taskgate::startup::Application::build(&config).await.expect("application builds");
+    let addr = app.local_addr();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async move {
+        let _ = stopped.await;
+    }));
+    assert_eq!(fake.calls_to("/bot/v3/info").len(), 1, "the app is checked at start");
+    let url = format!("http://{addr}/webhook/feishu");
+    let body = json!({"challenge": "c-1", "token": TOKEN, "type": "url_verification"}).to_string();
+    assert_eq!(post_raw(&url, &body, &[]).await.1, json!({"challenge": "c-1"}));
+    let wrong = json!({"challenge": "c-1", "token": "nope", "type": "url_verification"}).to_string();
+    assert_eq!(post_raw(&url, &wrong, &[]).await.0, 401);
+    stop.send(()).unwrap();
+    tokio::time::timeout(WAIT, server).await.expect("stops").unwrap().expect("clean stop");
+}
