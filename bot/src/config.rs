@@ -27,6 +27,7 @@ pub struct Config {
     pub telegram: Option<TelegramConfig>,
     pub feishu: Option<FeishuConfig>,
     pub web: WebConfig,
+    pub notes: NotesConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -272,6 +273,42 @@ pub struct WebConfig {
 impl Default for WebConfig {
     fn default() -> Self {
         Self { enabled: true, display_name: "Web console".to_owned() }
+    }
+}
+
+/// Restart notes: the durable progress of a task that every new session starts from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotesConfig {
+    /// Write each task's note as Markdown to `<project>/.taskgate/tasks/<task-id>.md` when it
+    /// changes.
+    pub export: bool,
+    /// Offer agents the `taskgate` MCP server (read the note, record entries, set the next
+    /// action), one token per runtime session.
+    pub mcp: bool,
+    /// Where agents reach that server. Unset: `http://<server.listen>/mcp` (loopback when
+    /// listening on all addresses).
+    pub mcp_url: Option<String>,
+}
+
+impl Default for NotesConfig {
+    fn default() -> Self {
+        Self { export: true, mcp: true, mcp_url: None }
+    }
+}
+
+impl NotesConfig {
+    /// The MCP endpoint agents are given.
+    pub fn mcp_url(&self, listen: SocketAddr) -> String {
+        if let Some(url) = &self.mcp_url {
+            return url.clone();
+        }
+        let ip = match listen.ip() {
+            ip if ip.is_unspecified() && ip.is_ipv4() => std::net::IpAddr::from([127, 0, 0, 1]),
+            ip if ip.is_unspecified() => std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+            ip => ip,
+        };
+        format!("http://{}/mcp", SocketAddr::new(ip, listen.port()))
     }
 }
 

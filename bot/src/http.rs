@@ -30,6 +30,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics_text))
         .route(crate::telegram::WEBHOOK_PATH, axum::routing::post(crate::telegram::webhook))
         .route(crate::feishu::WEBHOOK_PATH, axum::routing::post(crate::feishu::webhook))
+        .route(crate::notes::mcp::PATH, axum::routing::post(crate::notes::mcp::handle).get(crate::notes::mcp::no_stream))
         .merge(crate::web::router())
         .route_layer(middleware::from_fn_with_state(state.metrics.clone(), metrics::track))
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))

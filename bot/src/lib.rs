@@ -9,6 +9,7 @@ pub mod engine;
 pub mod feishu;
 pub mod http;
 pub mod metrics;
+pub mod notes;
 pub mod startup;
 pub mod telegram;
 pub mod telemetry;

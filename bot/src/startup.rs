@@ -130,7 +130,8 @@ impl Application {
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let Application { listener, state, engine, telegram, feishu, web, new_token: _, _lock } = self;
         let store = state.store.clone();
-        let mut router = http::router(state);
+        // The MCP server (restart-note tools) answers through the engine.
+        let mut router = http::router(state).layer(axum::Extension(engine.clone()));
         if let Some(telegram) = &telegram {
             router = router.layer(axum::Extension(telegram.webhook()));
         }

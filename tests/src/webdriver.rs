@@ -129,6 +129,21 @@ impl Browser {
         }
     }
 
+    /// Finds and clicks the first element matching `css` (bounded wait). The live page may
+    /// re-render the element between finding and clicking it; a stale element is found again.
+    pub async fn click_css(&self, css: &str, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let element = self.wait(css, timeout).await?;
+            match self.click(&element).await {
+                Err(e) if e.to_string().contains("stale element") && tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                result => return result,
+            }
+        }
+    }
+
     pub async fn click(&self, element: &str) -> anyhow::Result<()> {
         self.call(reqwest::Method::POST, &format!("/element/{element}/click"), Some(json!({}))).await.map(|_| ())
     }

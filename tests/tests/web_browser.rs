@@ -79,14 +79,14 @@ async fn steps(gw: &Gateway, browser: &Browser) -> anyhow::Result<()> {
     browser.goto(&format!("{}/", gw.url)).await?;
     let token = browser.wait("#token", WAIT).await?;
     browser.type_text(&token, "tgw_wrong").await?;
-    browser.click(&browser.wait("#login-form button", WAIT).await?).await?;
+    browser.click_css("#login-form button", WAIT).await?;
     browser
         .wait_until("the wrong-token message", "const e = document.getElementById('login-error'); return e && !e.hidden && e.textContent", WAIT)
         .await?;
     let token = browser.wait("#token", WAIT).await?;
     browser.script("document.getElementById('token').value = '';", Vec::new()).await?;
     browser.type_text(&token, &gw.token).await?;
-    browser.click(&browser.wait("#login-form button", WAIT).await?).await?;
+    browser.click_css("#login-form button", WAIT).await?;
     browser.wait_until("the live stream", "return document.getElementById('live').classList.contains('on')", WAIT).await?;
 
     // Start a task in web chat; the approval request arrives live.
@@ -95,13 +95,14 @@ async fn steps(gw: &Gateway, browser: &Browser) -> anyhow::Result<()> {
     // A marker that a reload would erase: everything below must arrive without one.
     browser.script("window.__noReload = true;", Vec::new()).await?;
     browser.type_text(&text, "RUN_CMD: echo hi").await?;
-    browser.click(&browser.wait("#composer-send", WAIT).await?).await?;
+    browser.click_css("#composer-send", WAIT).await?;
     browser.wait(".bubble.you", WAIT).await?;
-    let link = browser.wait(".bubble.taskgate [data-approval] ~ .meta a, .bubble.taskgate .meta a", WAIT).await?;
+    let link = ".bubble.taskgate [data-approval] ~ .meta a, .bubble.taskgate .meta a";
+    browser.wait(link, WAIT).await?;
     browser.wait(".bubble.taskgate [data-approval] [data-action=approve]", WAIT).await?;
 
     // Its task page: the timeline so far (the web message, the decision, the request).
-    browser.click(&link).await?;
+    browser.click_css(link, WAIT).await?;
     browser.wait("#timeline li.message", WAIT).await?;
     let message = browser.text(&browser.wait("#timeline li.message", WAIT).await?).await?;
     anyhow::ensure!(message.contains("RUN_CMD: echo hi") && message.contains("web"), "message entry: {message}");
@@ -112,7 +113,7 @@ async fn steps(gw: &Gateway, browser: &Browser) -> anyhow::Result<()> {
     let before = count(browser, "#timeline li").await?;
 
     // Approve in the page; the command runs and the result arrives live.
-    browser.click(&browser.wait(".approval-row [data-action=approve]", WAIT).await?).await?;
+    browser.click_css(".approval-row [data-action=approve]", WAIT).await?;
     browser
         .wait_until(
             "the command's output on the timeline",

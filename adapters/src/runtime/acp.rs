@@ -76,6 +76,8 @@ struct Acp {
     rpc: Rpc<Pending>,
     cwd: std::path::PathBuf,
     resume: Option<String>,
+    /// The gateway's MCP server, offered in `session/new` and `session/load`.
+    mcp: Option<taskgate_core::runtime::McpServer>,
     client: Implementation,
     session_id: Option<String>,
     /// While `session/load` replays history, its updates are old news.
@@ -93,6 +95,7 @@ impl Acp {
             rpc: Rpc::new(out, true),
             cwd: spec.cwd.clone(),
             resume: spec.resume.clone(),
+            mcp: spec.mcp.clone(),
             client: Implementation::new(options.client_name.clone(), options.client_version.clone()),
             session_id: None,
             loading: false,
@@ -101,6 +104,16 @@ impl Acp {
             denied: HashSet::new(),
             permissions: HashMap::new(),
         }
+    }
+
+    /// The gateway's MCP server in the agent's best transport; none when there is nothing to
+    /// offer (or no bridge for an agent without HTTP).
+    fn mcp_servers(&self, speaks_http: bool) -> Vec<agent_client_protocol_schema::v1::McpServer> {
+        let Some(mcp) = &self.mcp else { return Vec::new() };
+        super::mcp::acp_server(mcp, speaks_http)
+            .and_then(|v| serde_json::from_value(v).map_err(|e| tracing::warn!(error = %e, "cannot offer the MCP server")).ok())
+            .into_iter()
+            .collect()
     }
 
     fn request(&mut self, method: &str, params: impl Serialize, tag: Pending) {
@@ -115,17 +128,21 @@ impl Acp {
     fn on_response(&mut self, tag: Pending, outcome: Result<Value, RpcError>, io: &mut Io) {
         match (tag, outcome) {
             (Pending::Initialize, Ok(result)) => {
-                let can_load = serde_json::from_value::<InitializeResponse>(result)
-                    .map(|r| r.agent_capabilities.load_session)
-                    .unwrap_or(false);
+                let capabilities = serde_json::from_value::<InitializeResponse>(result).map(|r| r.agent_capabilities).ok();
+                let can_load = capabilities.as_ref().is_some_and(|c| c.load_session);
+                let speaks_http = capabilities.as_ref().is_some_and(|c| c.mcp_capabilities.http);
+                let servers = self.mcp_servers(speaks_http);
                 match self.resume.clone() {
                     Some(id) if can_load => {
                         self.loading = true;
-                        let request = LoadSessionRequest::new(id.clone(), self.cwd.clone());
+                        let request = LoadSessionRequest::new(id.clone(), self.cwd.clone()).mcp_servers(servers);
                         self.request("session/load", request, Pending::LoadSession(id));
                     }
                     Some(_) => io.fail(RuntimeError::Resume("the agent cannot load sessions".into())),
-                    None => self.request("session/new", NewSessionRequest::new(self.cwd.clone()), Pending::NewSession),
+                    None => {
+                        let request = NewSessionRequest::new(self.cwd.clone()).mcp_servers(servers);
+                        self.request("session/new", request, Pending::NewSession);
+                    }
                 }
             }
             (Pending::Initialize, Err(e)) => io.fail(RuntimeError::Handshake(format!("initialize: {e}"))),

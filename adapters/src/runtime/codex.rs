@@ -38,7 +38,7 @@ impl AgentRuntime for CodexRuntime {
             args.insert(0, "app-server".to_string());
         }
         // Root-level `-c` overrides, ahead of the subcommand: codex applies them to app-server.
-        let mut args = [super::mcp::codex_args(spec.mcp.as_ref()), args].concat();
+        let args = [super::mcp::codex_args(spec.mcp.as_ref()), args].concat();
         let options = self.options.clone();
         session::start(&spec, &args, &self.options, |out| Codex::new(&spec, &options, out)).await
     }

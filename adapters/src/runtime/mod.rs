@@ -19,7 +19,7 @@ pub use acp::AcpRuntime;
 pub use claude::ClaudeRuntime;
 pub use codex::CodexRuntime;
 pub use session::{ProcessSession, SessionHandle};
-pub use supervisor::{Supervisor, SupervisorOptions, SupervisedSession};
+pub use supervisor::{RestartNoteSlot, Supervisor, SupervisorOptions, SupervisedSession};
 
 /// Limits shared by every protocol adapter.
 #[derive(Debug, Clone)]

@@ -160,9 +160,27 @@ impl SupervisedSession {
         }
     }
 
+    /// A handle that updates the restart note from elsewhere: a note written mid-turn must
+    /// reach a replacement that starts before the turn ends.
+    pub fn restart_note_slot(&self) -> RestartNoteSlot {
+        RestartNoteSlot(self.note.clone())
+    }
+
     /// The plain session handle, for callers that hold sessions as `dyn AgentSession`.
     pub fn into_handle(self) -> SessionHandle {
         self.handle
+    }
+}
+
+/// See [`SupervisedSession::restart_note_slot`].
+#[derive(Clone)]
+pub struct RestartNoteSlot(Arc<Mutex<Option<String>>>);
+
+impl RestartNoteSlot {
+    pub fn set(&self, note: impl Into<String>) {
+        if let Ok(mut slot) = self.0.lock() {
+            *slot = Some(note.into());
+        }
     }
 }
 

@@ -220,21 +220,9 @@ async fn agent_of(
 }
 
 /// The task's restart note in a few lines: objective, entries, next action.
+/// Stale entries are marked as such (see `crate::notes::load`).
 pub async fn restart_note(store: &dyn Store, task: &Task) -> StoreResult<Option<String>> {
-    let mut lines = Vec::new();
-    if let Some(objective) = &task.objective {
-        lines.push(format!("objective: {objective}"));
-    }
-    if let Some(reproduction) = &task.reproduction {
-        lines.push(format!("reproduction: {reproduction}"));
-    }
-    for entry in store.note_entries(task.id).await? {
-        lines.push(format!("{}: {}", entry.kind, entry.text));
-    }
-    if let Some(next) = &task.next_action {
-        lines.push(format!("next action: {next}"));
-    }
-    Ok((!lines.is_empty()).then(|| lines.join("\n")))
+    Ok(crate::notes::load(store, task).await?.condensed())
 }
 
 fn task_ref(t: &TaskState) -> classify::TaskRef {

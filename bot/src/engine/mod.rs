@@ -7,6 +7,7 @@ mod choice;
 mod context;
 mod link;
 mod live;
+mod notes;
 mod runner;
 mod spec;
 mod status;
@@ -26,6 +27,7 @@ use taskgate_core::store::{Store, StoreError};
 
 pub use apply::Command;
 pub use choice::Chosen;
+pub use notes::{NoteError, NoteWrite};
 pub use spec::{session_spec, supervisor_options};
 
 use crate::config::Config;
@@ -102,6 +104,7 @@ impl Engine {
             approvals: Mutex::new(HashMap::new()),
             busy: Mutex::new(HashMap::new()),
             releasing: Mutex::new(0),
+            mcp: Default::default(),
         });
         Engine {
             runner: Runner::new(shared.clone()),
@@ -187,6 +190,10 @@ impl Engine {
         // `/link` is about who is speaking, not about a task: it never reaches the classifier.
         if let Some(command) = link::parse(&msg.text) {
             return self.link(command, &identity, &conversation).await;
+        }
+        // `/note` reads or writes a task's restart note: a command, not a message to classify.
+        if let Some(command) = taskgate_core::notes::parse_command(&msg.text) {
+            return self.note_command(command, identity.person_id, &conversation, msg.reply_to_task).await;
         }
         let Some(project) = self.project().await? else {
             let _w = self.shared.write.lock().await;

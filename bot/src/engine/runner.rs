@@ -23,7 +23,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::apply::Command;
-use super::{context, display_agent, live, spec, status};
+use super::{display_agent, live, spec, status};
 use crate::config::Config;
 
 /// How long a stop waits for the actors to shut their agent processes down before it aborts
@@ -44,6 +44,8 @@ pub(super) struct Shared {
     pub busy: Mutex<HashMap<Id, bool>>,
     /// Idle sessions shutting down right now to free a slot for a waiting start.
     pub releasing: Mutex<usize>,
+    /// MCP tokens of live sessions and where each keeps its restart note.
+    pub mcp: crate::notes::mcp::Sessions,
 }
 
 impl Shared {
@@ -182,6 +184,15 @@ struct Current {
     /// After a gateway restart the agent's approval request died with the old process: the
     /// person's answer re-runs the turn instead of being sent to a request that is gone.
     request_lost: bool,
+    /// The turn's evidence so far: commands with exit codes, files changed.
+    commands: Vec<Value>,
+    files: std::collections::BTreeSet<String>,
+}
+
+impl Current {
+    fn new(turn: Turn, request_lost: bool) -> Self {
+        Current { turn, text: String::new(), unsaved: String::new(), request_lost, commands: Vec::new(), files: Default::default() }
+    }
 }
 
 struct Actor {
@@ -344,7 +355,7 @@ impl Actor {
                 Some(note) => format!("{note}\n\n{input}"),
                 None => input,
             };
-            self.current = Some(Current { turn, text: String::new(), unsaved: String::new(), request_lost: false });
+            self.current = Some(Current::new(turn, false));
             if let Err(message) = self.send_current(&input).await {
                 let current = self.current.take();
                 if let Some(c) = current {
@@ -388,10 +399,18 @@ impl Actor {
             old.session.shutdown().await;
         }
         let task = self.store().task(self.task).await.map_err(|e| e.to_string())?;
-        let note = context::restart_note(self.store(), &task).await.map_err(|e| e.to_string())?;
-        let seed = format!("Task: {}\n{}", task.title, note.clone().unwrap_or_default());
+        let note = crate::notes::load(self.store(), &task).await.map_err(|e| e.to_string())?;
+        let seed = crate::notes::seed(&task, &note);
         let resume = row.provider_session_id.clone();
         let mut spec = self.spec(resume.clone())?;
+        // The restart-note tools, under a token for this session only.
+        let notes = &self.shared.config.notes;
+        if notes.mcp
+            && let Some(token) = self.shared.mcp.issue(self.task, self.exec)
+        {
+            let url = notes.mcp_url(self.shared.config.server.listen);
+            spec.mcp = Some(crate::notes::mcp::server(url, token));
+        }
         let mut seeded = None;
         let session = match self.shared.supervisor.start_supervised(spec.clone(), Some(seed.clone())).await {
             Ok(s) => s,
@@ -403,6 +422,7 @@ impl Actor {
             }
             Err(e) => return Err(e.to_string()),
         };
+        self.shared.mcp.attach(self.task, self.exec, session.restart_note_slot());
         let mut row = row;
         if let Some(id) = session.provider_session_id() {
             row.provider_session_id = Some(id);
@@ -541,7 +561,7 @@ impl Actor {
 
     async fn recover(&mut self, session: RuntimeSession, turn: Turn) {
         let waiting = turn.status == TurnStatus::WaitingApproval;
-        self.current = Some(Current { turn, text: String::new(), unsaved: String::new(), request_lost: waiting });
+        self.current = Some(Current::new(turn, waiting));
         if let Err(message) = self.ensure_session(session).await {
             let message = format!("{} could not resume after a restart: {message}", self.display);
             self.finish(TurnOutcome::Failed { message }).await;
@@ -651,13 +671,23 @@ impl Actor {
                     }
                 }
             }
-            RuntimeEvent::CommandStarted { .. } | RuntimeEvent::CommandFinished { .. } => {
+            RuntimeEvent::CommandFinished { ref command, exit_code, .. } => {
+                if let Some(c) = &mut self.current {
+                    c.commands.push(json!({"command": command, "exit_code": exit_code}));
+                }
                 let line = live::line(&self.display, &event).map(Line::Live);
                 self.persist(&event, EventKind::Command, line, None).await;
             }
-            RuntimeEvent::FileChanged { .. } => {
+            RuntimeEvent::FileChanged { ref changes, applied, .. } => {
+                if applied && let Some(c) = &mut self.current {
+                    c.files.extend(changes.iter().map(|f| f.path.clone()));
+                }
                 let line = live::line(&self.display, &event).map(Line::Live);
                 self.persist(&event, EventKind::FileChange, line, None).await;
+            }
+            RuntimeEvent::CommandStarted { .. } => {
+                let line = live::line(&self.display, &event).map(Line::Live);
+                self.persist(&event, EventKind::Command, line, None).await;
             }
             RuntimeEvent::TurnStarted { .. } | RuntimeEvent::Plan { .. } => {
                 let line = live::line(&self.display, &event).map(Line::Live);
@@ -805,6 +835,9 @@ impl Actor {
             let mut body = to_body(&event);
             body["turn"] = json!(current.turn.id);
             body["summary"] = json!(summary);
+            // What restart-note entries cite as `turn:<id>`.
+            let files: Vec<String> = current.files.iter().cloned().collect();
+            body["evidence"] = crate::notes::turn_evidence(current.turn.id, &current.commands, &files);
             self.event(&tx, EventKind::Result, body).await?;
             // The status message shows the end; the summary is news of its own (it notifies).
             live_status(&tx, self.task, current.turn.id, &status_line).await?;

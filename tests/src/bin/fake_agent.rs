@@ -6,6 +6,7 @@
 //! The protocol is the first of `codex`, `claude`, `acp` among the arguments. Each turn is
 //! scripted by a marker in the prompt (see `fake_agent/script.rs`). `--state-dir` persists
 //! sessions so resume works across a crash; `--log` appends every line received on stdin.
+//! `NOTE: <json>` calls the tools of the MCP server taskgate offered (see `fake_agent/mcp.rs`).
 
 #[path = "../fake_agent/acp.rs"]
 mod acp;
@@ -15,6 +16,8 @@ mod claude;
 mod codex;
 #[path = "../fake_agent/common.rs"]
 mod common;
+#[path = "../fake_agent/mcp.rs"]
+mod mcp;
 #[path = "../fake_agent/script.rs"]
 mod script;
 

@@ -70,7 +70,7 @@ impl Fake {
                 }
                 self.respond(&id, json!({
                     "protocolVersion": 1,
-                    "agentCapabilities": { "loadSession": self.ctx.acp_load, "promptCapabilities": {} },
+                    "agentCapabilities": { "loadSession": self.ctx.acp_load, "promptCapabilities": {}, "mcpCapabilities": { "http": true } },
                     "authMethods": [],
                     "agentInfo": { "name": "fake-acp", "version": "0.0.1" },
                 }));
@@ -78,6 +78,9 @@ impl Fake {
             "session/new" => {
                 if !params.get("mcpServers").is_some_and(Value::is_array) || params.get("cwd").is_none() {
                     return self.error(&id, -32602, "cwd and mcpServers are required");
+                }
+                if let Some(mcp) = crate::mcp::Mcp::from_acp(&params) {
+                    self.ctx.mcp = Some(mcp);
                 }
                 let session = new_id("sess");
                 self.ctx.save_session(&session, "");
@@ -129,6 +132,11 @@ impl Fake {
         let stop = match parse(text) {
             Script::Echo | Script::Ask(_) => {
                 self.say(session, &format!("FAKE-REPLY: you said '{text}'"));
+                "end_turn"
+            }
+            Script::Note(spec) => {
+                let said = self.ctx.note(&spec);
+                self.say(session, &said);
                 "end_turn"
             }
             Script::Recall => {

@@ -127,6 +127,10 @@ impl Fake {
         self.emit("system", json!({ "subtype": "init", "cwd": self.ctx.cwd, "tools": ["Bash", "Write", "TodoWrite", "AskUserQuestion"], "mcp_servers": [], "model": "fake-model", "permissionMode": "default" }));
         match parse(text) {
             Script::Echo => self.reply(&format!("FAKE-REPLY: you said '{text}'")),
+            Script::Note(spec) => {
+                let said = self.ctx.note(&spec);
+                self.reply(&said)
+            }
             Script::Recall => {
                 let previous = self.ctx.recall(&self.session);
                 self.reply(&format!("FAKE-REPLY: previous input was '{previous}'"));

@@ -132,6 +132,10 @@ impl Fake {
         self.notify("item/completed", json!({ "item": user_item, "threadId": thread, "turnId": turn }));
         let status = match parse(text) {
             Script::Echo => self.reply(thread, turn, &format!("FAKE-REPLY: you said '{text}'")),
+            Script::Note(spec) => {
+                let said = self.ctx.note(&spec);
+                self.reply(thread, turn, &said)
+            }
             Script::Recall => {
                 let previous = self.ctx.recall(thread);
                 self.reply(thread, turn, &format!("FAKE-REPLY: previous input was '{previous}'"))

@@ -12,6 +12,8 @@ pub struct Context {
     pub log: Option<PathBuf>,
     pub acp_load: bool,
     pub cwd: PathBuf,
+    /// The MCP server offered on the command line (ACP offers it in `session/new`).
+    pub mcp: Option<crate::mcp::Mcp>,
     lines: mpsc::Receiver<String>,
 }
 
@@ -32,6 +34,7 @@ impl Context {
             log: value("--log"),
             acp_load: args.iter().any(|a| a == "--acp-load"),
             cwd: std::env::current_dir().unwrap_or_default(),
+            mcp: crate::mcp::Mcp::from_args(args),
             lines: rx,
         }
     }
@@ -118,6 +121,16 @@ impl Context {
         } else {
             let _ = std::fs::write(&path, "1");
             true
+        }
+    }
+}
+
+impl Context {
+    /// Runs a `NOTE:` marker's tool calls; the reply says what the tools answered.
+    pub fn note(&self, spec: &str) -> String {
+        match &self.mcp {
+            Some(mcp) => format!("FAKE-REPLY: noted: {}", mcp.run(spec)),
+            None => "FAKE-REPLY: no MCP server was offered".to_owned(),
         }
     }
 }

@@ -10,6 +10,7 @@
 //! - `CRASH` / `CRASH_ONCE` / `CRASH_FORGET`  exit mid-turn (once per state dir / and lose the session)
 //! - `GARBAGE`  print malformed lines first, then reply
 //! - `RECALL`  reply with the previous input of this session
+//! - `NOTE: <json>`  call the offered MCP server's tools: `{"tool", "arguments"}` or a list
 //! - anything else  reply `FAKE-REPLY: you said '<text>'`
 
 pub enum Script {
@@ -23,6 +24,7 @@ pub enum Script {
     Crash { once: bool, forget: bool },
     Garbage,
     Recall,
+    Note(String),
     Echo,
 }
 
@@ -52,6 +54,8 @@ pub fn parse(text: &str) -> Script {
         Script::Garbage
     } else if text.contains("RECALL") {
         Script::Recall
+    } else if let Some(spec) = after("NOTE:") {
+        Script::Note(spec)
     } else {
         Script::Echo
     }
