@@ -28,6 +28,7 @@ use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::config::{FeishuConfig, FeishuMode};
+use crate::inbox::{InboxDrain, InboxHandler};
 use crate::engine::{AdmissionHook, Engine, IncomingMessage};
 
 /// Where Feishu posts callbacks in webhook mode.
@@ -111,16 +112,15 @@ impl Feishu {
         workers.push(tokio::spawn(sender.run(outbox.clone())));
         let worker = InboxWorker {
             engine,
-            store,
+            store: store.clone(),
             api: api.clone(),
             me: me.clone(),
             policy: policy(config),
             intake: intake.clone(),
             refused: HashSet::new(),
-            attempts: HashMap::new(),
-            outbox,
         };
-        workers.push(tokio::spawn(worker.run(inbox, options.inbox_interval)));
+        let drain = InboxDrain { store: store.clone(), channel: Channel::Feishu, outbox };
+        workers.push(tokio::spawn(drain.run(worker, inbox, options.inbox_interval)));
         if config.mode == FeishuMode::Websocket {
             workers.push(tokio::spawn(ws::run(api, intake.clone() as Arc<dyn EventSink>, options.ws.clone())));
         }
@@ -295,7 +295,6 @@ Just write what you want done. Reply to one of my messages to continue that task
 /review — have another agent review the work\n\
 /cc, /codex <text> — ask a specific agent";
 
-const MAX_INBOX_ATTEMPTS: u32 = 3;
 const MAX_REFUSED: usize = 10_000;
 
 struct InboxWorker {
@@ -306,8 +305,6 @@ struct InboxWorker {
     policy: AccessPolicy,
     intake: Arc<Intake>,
     refused: HashSet<(String, String)>,
-    attempts: HashMap<Id, u32>,
-    outbox: Arc<Notify>,
 }
 
 /// A card press decided: the toast, and the card that replaces the pressed one.
@@ -317,48 +314,15 @@ struct Answer {
     card: Option<Value>,
 }
 
+#[async_trait::async_trait]
+impl InboxHandler for InboxWorker {
+    async fn handle(&mut self, row: &taskgate_core::model::Inbound) -> anyhow::Result<()> {
+        self.handle_event(&row.external_id, &row.payload).await
+    }
+}
+
 impl InboxWorker {
-    async fn run(mut self, wake: Arc<Notify>, interval: Duration) {
-        loop {
-            if let Err(e) = self.pass().await {
-                tracing::warn!(error = %e, "feishu inbox: reading the inbox failed");
-            }
-            let _ = tokio::time::timeout(interval, wake.notified()).await;
-        }
-    }
-
-    async fn pass(&mut self) -> Result<(), StoreError> {
-        loop {
-            let pending = self.store.inbox_pending(Channel::Feishu, 100).await?;
-            if pending.is_empty() {
-                return Ok(());
-            }
-            let mut progressed = false;
-            for row in pending {
-                let done = match self.handle(&row.external_id, &row.payload).await {
-                    Ok(()) => true,
-                    Err(e) => {
-                        let n = self.attempts.entry(row.id).or_insert(0);
-                        *n += 1;
-                        tracing::warn!(inbox = row.id, attempt = *n, error = %e, "feishu inbox: handling a callback failed");
-                        *n >= MAX_INBOX_ATTEMPTS
-                    }
-                };
-                if !done {
-                    break;
-                }
-                self.attempts.remove(&row.id);
-                self.store.inbox_done(row.id).await?;
-                progressed = true;
-            }
-            self.outbox.notify_one();
-            if !progressed {
-                return Ok(());
-            }
-        }
-    }
-
-    async fn handle(&mut self, key: &str, event: &Value) -> anyhow::Result<()> {
+    async fn handle_event(&mut self, key: &str, event: &Value) -> anyhow::Result<()> {
         let mut facts = Facts::default();
         let mut replied_task = None;
         if let Some(message) = event.pointer("/event/message") {

@@ -8,6 +8,7 @@ pub mod doctor;
 pub mod engine;
 pub mod feishu;
 pub mod http;
+pub mod inbox;
 pub mod metrics;
 pub mod notes;
 pub mod startup;

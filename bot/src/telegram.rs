@@ -2,7 +2,7 @@
 //! route below), an inbox worker turns each into an engine message, a button press or a
 //! refusal, and the outbox sender delivers what the engine enqueued.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +22,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::config::{TelegramConfig, TelegramMode};
+use crate::inbox::{InboxDrain, InboxHandler};
 use crate::engine::{AdmissionHook, Chosen, Engine, IncomingMessage};
 
 /// Where Telegram posts updates in webhook mode.
@@ -117,10 +118,9 @@ impl Telegram {
             policy: policy(config),
             refused: HashSet::new(),
             chosen: HashSet::new(),
-            attempts: HashMap::new(),
-            outbox,
         };
-        workers.push(tokio::spawn(worker.run(inbox.clone(), options.inbox_interval)));
+        let drain = InboxDrain { store: store.clone(), channel: Channel::Telegram, outbox };
+        workers.push(tokio::spawn(drain.run(worker, inbox.clone(), options.inbox_interval)));
         tracing::info!(bot = %me.username, mode = ?config.mode, "telegram channel started");
         let webhook = Arc::new(Webhook { store, secret, stored: inbox });
         Ok(Self { me, webhook, workers })
@@ -200,8 +200,6 @@ Just write what you want done. Reply to one of my messages to continue that task
 /review — have another agent review the work\n\
 /cc, /codex <text> — ask a specific agent";
 
-/// An inbox row failed this often (store trouble, engine error): it is dropped, logged.
-const MAX_INBOX_ATTEMPTS: u32 = 3;
 /// Strangers remembered so that each gets one refusal, not one per message.
 const MAX_REFUSED: usize = 10_000;
 /// Answered clarify messages remembered (a forgotten one is still safe: its buttons are gone).
@@ -217,63 +215,23 @@ struct InboxWorker {
     /// Clarify messages (chat, message id) already answered by a press: a quick second press,
     /// read before the buttons were removed, must not act twice (e.g. start two tasks).
     chosen: HashSet<(i64, i32)>,
-    attempts: HashMap<Id, u32>,
-    outbox: Arc<Notify>,
+}
+
+#[async_trait::async_trait]
+impl InboxHandler for InboxWorker {
+    async fn handle(&mut self, row: &taskgate_core::model::Inbound) -> anyhow::Result<()> {
+        match inbound::parse_update(&row.payload) {
+            Ok(update) => self.handle_update(inbound::normalise(&update, &self.me, &self.policy)).await,
+            Err(e) => {
+                tracing::warn!(inbox = row.id, error = %e, "telegram inbox: not an update; skipped");
+                Ok(())
+            }
+        }
+    }
 }
 
 impl InboxWorker {
-    async fn run(mut self, wake: Arc<Notify>, interval: Duration) {
-        loop {
-            if let Err(e) = self.pass().await {
-                tracing::warn!(error = %e, "telegram inbox: reading the inbox failed");
-            }
-            let _ = tokio::time::timeout(interval, wake.notified()).await;
-        }
-    }
-
-    /// Handles every pending Telegram update, oldest first.
-    async fn pass(&mut self) -> Result<(), StoreError> {
-        loop {
-            let pending: Vec<_> =
-                self.store.inbox_pending(Channel::Telegram, 100).await?;
-            if pending.is_empty() {
-                return Ok(());
-            }
-            let mut progressed = false;
-            for row in pending {
-                let result = match inbound::parse_update(&row.payload) {
-                    Ok(update) => self.handle(inbound::normalise(&update, &self.me, &self.policy)).await,
-                    Err(e) => {
-                        tracing::warn!(inbox = row.id, error = %e, "telegram inbox: not an update; skipped");
-                        Ok(())
-                    }
-                };
-                let done = match result {
-                    Ok(()) => true,
-                    Err(e) => {
-                        let n = self.attempts.entry(row.id).or_insert(0);
-                        *n += 1;
-                        tracing::warn!(inbox = row.id, attempt = *n, error = %e, "telegram inbox: handling an update failed");
-                        *n >= MAX_INBOX_ATTEMPTS
-                    }
-                };
-                if done {
-                    self.attempts.remove(&row.id);
-                    self.store.inbox_done(row.id).await?;
-                    progressed = true;
-                } else {
-                    // Try again on a later pass, keeping this chat's order behind it.
-                    break;
-                }
-            }
-            self.outbox.notify_one();
-            if !progressed {
-                return Ok(());
-            }
-        }
-    }
-
-    async fn handle(&mut self, inbound: Inbound) -> anyhow::Result<()> {
+    async fn handle_update(&mut self, inbound: Inbound) -> anyhow::Result<()> {
         match inbound {
             Inbound::Text(text) => self.text(text).await,
             Inbound::Press(press) => self.press(press).await,

@@ -1,0 +1,74 @@
+//! Draining one channel's inbox, the same way for every channel: oldest first, each update
+//! handled once and then marked done. An update whose handling fails is retried on later passes
+//! (holding back the ones behind it, so a chat keeps its order) and skipped after
+//! `MAX_ATTEMPTS`, so one poison update cannot stall the channel.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use taskgate_adapters::store::SeaStore;
+use taskgate_core::model::{Channel, Id, Inbound};
+use taskgate_core::store::{Store, StoreError};
+use tokio::sync::Notify;
+
+const MAX_ATTEMPTS: u32 = 3;
+
+/// What a channel does with one stored update.
+#[async_trait]
+pub trait InboxHandler: Send {
+    async fn handle(&mut self, row: &Inbound) -> anyhow::Result<()>;
+}
+
+pub struct InboxDrain {
+    pub store: Arc<SeaStore>,
+    pub channel: Channel,
+    /// Woken after each pass: handling usually queued replies.
+    pub outbox: Arc<Notify>,
+}
+
+impl InboxDrain {
+    /// Drains on every `wake` (the webhook or poller stored something) and every `interval`.
+    pub async fn run(self, mut handler: impl InboxHandler, wake: Arc<Notify>, interval: Duration) {
+        let mut attempts = HashMap::new();
+        loop {
+            if let Err(e) = self.pass(&mut handler, &mut attempts).await {
+                tracing::warn!(channel = %self.channel, error = %e, "inbox: reading the inbox failed");
+            }
+            let _ = tokio::time::timeout(interval, wake.notified()).await;
+        }
+    }
+
+    async fn pass(
+        &self,
+        handler: &mut impl InboxHandler,
+        attempts: &mut HashMap<Id, u32>,
+    ) -> Result<(), StoreError> {
+        loop {
+            let pending = self.store.inbox_pending(self.channel, 100).await?;
+            if pending.is_empty() {
+                return Ok(());
+            }
+            let mut progressed = false;
+            for row in pending {
+                if let Err(e) = handler.handle(&row).await {
+                    let n = attempts.entry(row.id).or_insert(0);
+                    *n += 1;
+                    tracing::warn!(channel = %self.channel, inbox = row.id, attempt = *n, error = %e, "inbox: handling an update failed");
+                    if *n < MAX_ATTEMPTS {
+                        // Try again on a later pass, keeping this chat's order behind it.
+                        break;
+                    }
+                }
+                attempts.remove(&row.id);
+                self.store.inbox_done(row.id).await?;
+                progressed = true;
+            }
+            self.outbox.notify_one();
+            if !progressed {
+                return Ok(());
+            }
+        }
+    }
+}
