@@ -8,3 +8,4 @@ pub mod fake_model;
 pub mod fake_telegram;
 pub mod real_cli;
 pub mod webdriver;
+pub mod world;

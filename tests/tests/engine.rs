@@ -1,18 +1,18 @@
 //! The engine end to end, in-process: SQLite in a temp dir, the fake agent binary behind the
 //! real runtime adapters and supervisor. Assertions read the store, never log text.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use taskgate::config::{AgentConfig, AgentKind, Command, Config, ProjectConfig};
+use taskgate::config::Config;
 use taskgate::engine::{Engine, IncomingMessage};
 use taskgate_adapters::runtime::{AgentRuntimes, RuntimeOptions};
 use taskgate_adapters::store::SeaStore;
 use taskgate_core::classify::Chat;
 use taskgate_core::model::*;
 use taskgate_core::store::Store;
+use taskgate_tests::world::fake_agents_config;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -31,29 +31,7 @@ impl World {
     fn with(tune: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("taskgate.db").display());
-        let state = dir.path().join("fake-state").to_string_lossy().into_owned();
-        let agent = |kind: AgentKind, mode: &str| AgentConfig {
-            command: Some(Command::Argv(vec![
-                env!("CARGO_BIN_EXE_fake-agent").into(),
-                mode.into(),
-                "--state-dir".into(),
-                state.clone(),
-            ])),
-            ..AgentConfig::new(kind)
-        };
-        let mut agents = BTreeMap::new();
-        agents.insert("codex".to_owned(), agent(AgentKind::Codex, "codex"));
-        agents.insert("claude".to_owned(), agent(AgentKind::Claude, "claude"));
-        let work = dir.path().join("work");
-        std::fs::create_dir_all(&work).expect("work dir");
-        let mut config = Config {
-            projects: vec![ProjectConfig { name: "demo".into(), path: work, default_agent: Some("codex".into()), busy_policy: Default::default() }],
-            agents,
-            ..Config::default()
-        };
-        // Bounded: no test turn may outlive the test's own wait.
-        config.runtime.turn_timeout_secs = WAIT.as_secs();
-        config.runtime.interrupt_grace_secs = 1;
+        let mut config = fake_agents_config(dir.path(), env!("CARGO_BIN_EXE_fake-agent"), WAIT).expect("config");
         tune(&mut config);
         World { dir, url, config: Arc::new(config) }
     }

@@ -3,7 +3,6 @@
 //! Callbacks are encrypted and signed as Feishu does; assertions read the fake's recorded
 //! calls and the store, never log text.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,7 +10,7 @@ use std::time::{Duration, Instant};
 use axum::Extension;
 use base64::Engine as _;
 use serde_json::{Value, json};
-use taskgate::config::{AgentConfig, AgentKind, Command, Config, FeishuConfig, ProjectConfig};
+use taskgate::config::{Config, FeishuConfig};
 use taskgate::engine::Engine;
 use taskgate::feishu::{self, Feishu, FeishuOptions};
 use taskgate_adapters::feishu::crypto;
@@ -21,6 +20,7 @@ use taskgate_adapters::runtime::{AgentRuntimes, RuntimeOptions};
 use taskgate_adapters::store::SeaStore;
 use taskgate_core::model::*;
 use taskgate_core::store::Store;
+use taskgate_tests::world::fake_agents_config;
 use taskgate_tests::fake_feishu::{APP_ID, APP_SECRET, BOT_OPEN_ID, Call, FakeFeishu, SERVICE_ID};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -55,33 +55,7 @@ impl Drop for Gateway {
 impl World {
     async fn new() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let state = dir.path().join("fake-state").to_string_lossy().into_owned();
-        let agent = |kind: AgentKind, mode: &str| AgentConfig {
-            command: Some(Command::Argv(vec![
-                env!("CARGO_BIN_EXE_fake-agent").into(),
-                mode.into(),
-                "--state-dir".into(),
-                state.clone(),
-            ])),
-            ..AgentConfig::new(kind)
-        };
-        let mut agents = BTreeMap::new();
-        agents.insert("codex".to_owned(), agent(AgentKind::Codex, "codex"));
-        agents.insert("claude".to_owned(), agent(AgentKind::Claude, "claude"));
-        let work = dir.path().join("work");
-        std::fs::create_dir_all(&work).expect("work dir");
-        let mut config = Config {
-            projects: vec![ProjectConfig {
-                name: "demo".into(),
-                path: work,
-                default_agent: Some("codex".into()),
-                busy_policy: Default::default(),
-            }],
-            agents,
-            ..Config::default()
-        };
-        config.runtime.turn_timeout_secs = WAIT.as_secs();
-        config.runtime.interrupt_grace_secs = 1;
+        let config = fake_agents_config(dir.path(), env!("CARGO_BIN_EXE_fake-agent"), WAIT).expect("config");
         let fake = FakeFeishu::start().await.expect("fake feishu");
         fake.set_name(ALICE, "Alice");
         World { dir, config: Arc::new(config), fake }

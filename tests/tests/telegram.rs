@@ -2,14 +2,13 @@
 //! engine, store (SQLite in a temp dir) and runtime adapters, with the fake agent binary.
 //! Assertions read the fake's recorded calls and the store, never log text.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Extension;
 use serde_json::{Value, json};
-use taskgate::config::{AgentConfig, AgentKind, Command, Config, ProjectConfig, TelegramConfig};
+use taskgate::config::{Config, TelegramConfig};
 use taskgate::engine::Engine;
 use taskgate::telegram::{self, Telegram, TelegramOptions};
 use taskgate_adapters::runtime::{AgentRuntimes, RuntimeOptions};
@@ -18,6 +17,7 @@ use taskgate_adapters::telegram::outbound::OutboxOptions;
 use taskgate_adapters::telegram::polling::PollOptions;
 use taskgate_core::model::*;
 use taskgate_core::store::Store;
+use taskgate_tests::world::fake_agents_config;
 use taskgate_tests::fake_telegram::{BOT_ID, BOT_USERNAME, Call, FakeTelegram};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -35,28 +35,7 @@ struct World {
 impl World {
     async fn new() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let state = dir.path().join("fake-state").to_string_lossy().into_owned();
-        let agent = |kind: AgentKind, mode: &str| AgentConfig {
-            command: Some(Command::Argv(vec![
-                env!("CARGO_BIN_EXE_fake-agent").into(),
-                mode.into(),
-                "--state-dir".into(),
-                state.clone(),
-            ])),
-            ..AgentConfig::new(kind)
-        };
-        let mut agents = BTreeMap::new();
-        agents.insert("codex".to_owned(), agent(AgentKind::Codex, "codex"));
-        agents.insert("claude".to_owned(), agent(AgentKind::Claude, "claude"));
-        let work = dir.path().join("work");
-        std::fs::create_dir_all(&work).expect("work dir");
-        let mut config = Config {
-            projects: vec![ProjectConfig { name: "demo".into(), path: work, default_agent: Some("codex".into()), busy_policy: Default::default() }],
-            agents,
-            ..Config::default()
-        };
-        config.runtime.turn_timeout_secs = WAIT.as_secs();
-        config.runtime.interrupt_grace_secs = 1;
+        let config = fake_agents_config(dir.path(), env!("CARGO_BIN_EXE_fake-agent"), WAIT).expect("config");
         let fake = FakeTelegram::start(TOKEN).await.expect("fake telegram");
         World { dir, config: Arc::new(config), fake }
     }
