@@ -2,7 +2,10 @@
 //!
 //! Each CLI runs through its taskgate runtime adapter, offline, against the fake model server
 //! on 127.0.0.1: one turn asks to run a command that creates a file; the approval is accepted
-//! (the file appears) or denied (it does not, and the turn still finishes). The installed
+//! (the file appears) or denied (it does not, and the turn still finishes). Another turn runs
+//! with taskgate's MCP server (the engine's `/mcp` route on 127.0.0.1): the model must be
+//! offered the note tools, and its `record_entry` call must land in the store without anyone
+//! approving it. The installed
 //! version must equal the pin in `tests/agent-clis.toml`, so a bump that changes the protocol
 //! fails here.
 //!
@@ -10,11 +13,17 @@
 //! Unset, the CLI's tests are reported as ignored; unset with `CI=true`, they fail.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::{Value, json};
+use taskgate::config::Config;
+use taskgate::engine::Engine;
 use taskgate_adapters::runtime::AgentRuntimes;
+use taskgate_adapters::store::SeaStore;
+use taskgate_core::model::{Id, NoteKind, Role};
+use taskgate_core::store::{NewExecution, NewTask, Store};
 use taskgate_core::runtime::{
     AgentRuntime, AgentSession, ApprovalDecision, ApprovalKind, RuntimeEvent, SessionSpec, TurnOutcome,
 };
@@ -34,16 +43,18 @@ enum Check {
     VersionMatchesPin,
     ApprovalAccepted,
     ApprovalDenied,
+    NoteTools,
 }
 
 impl Check {
-    const ALL: [Check; 3] = [Check::VersionMatchesPin, Check::ApprovalAccepted, Check::ApprovalDenied];
+    const ALL: [Check; 4] = [Check::VersionMatchesPin, Check::ApprovalAccepted, Check::ApprovalDenied, Check::NoteTools];
 
     fn name(self) -> &'static str {
         match self {
             Check::VersionMatchesPin => "version_matches_pin",
             Check::ApprovalAccepted => "command_approval_accepted",
             Check::ApprovalDenied => "command_approval_denied",
+            Check::NoteTools => "mcp_note_tools_record_an_entry",
         }
     }
 }
@@ -146,6 +157,7 @@ async fn check_cli(cli: Cli, bin: PathBuf, check: Check) -> Result<(), String> {
         }
         Check::ApprovalAccepted => approval_turn(cli, &bin, &sandbox, &fake, ApprovalDecision::AllowOnce).await,
         Check::ApprovalDenied => approval_turn(cli, &bin, &sandbox, &fake, ApprovalDecision::Deny).await,
+        Check::NoteTools => note_tools_turn(cli, &bin, &sandbox, &fake).await,
     }
 }
 
@@ -316,6 +328,164 @@ fn check_model_saw_tool_result(cli: Cli, fake: &FakeModel, decision: ApprovalDec
                 return Err(format!("claude reported the command to the model as {result}"));
             }
         }
+    }
+    Ok(())
+}
+
+/// The gateway side of the note tools: a store with one task and execution, the engine's MCP
+/// route on 127.0.0.1, and a token for that execution, as `taskgate serve` issues per session.
+struct Gateway {
+    _dir: tempfile::TempDir,
+    engine: Arc<Engine>,
+    task: Id,
+    execution: Id,
+    url: String,
+    token: String,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Gateway {
+    async fn start() -> Result<Self, String> {
+        let dir = tempfile::tempdir().map_err(|e| format!("tempdir: {e}"))?;
+        let db = format!("sqlite://{}?mode=rwc", dir.path().join("taskgate.db").display());
+        let store = SeaStore::connect(&db).await.map_err(|e| format!("store: {e}"))?;
+        store.migrate().await.map_err(|e| format!("migrate: {e}"))?;
+        let task = store
+            .create_task(NewTask { project_id: None, title: "compat".into(), goal: "note tools".into(), created_by: None })
+            .await
+            .map_err(|e| format!("task: {e}"))?;
+        let execution = store
+            .create_execution(NewExecution { task_id: task.id, agent: "real-cli".into(), role: Role::Editor })
+            .await
+            .map_err(|e| format!("execution: {e}"))?;
+        let engine = Arc::new(Engine::new(
+            Arc::new(store),
+            Arc::new(Config::default()),
+            Arc::new(AgentRuntimes::default()),
+        ));
+        let token = engine.issue_mcp_token(task.id, execution.id).ok_or("no MCP token")?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| format!("bind: {e}"))?;
+        let addr = listener.local_addr().map_err(|e| format!("addr: {e}"))?;
+        let router = taskgate::notes::mcp::router(engine.clone());
+        let server = tokio::spawn(axum::serve(listener, router).into_future());
+        Ok(Gateway {
+            _dir: dir,
+            engine,
+            task: task.id,
+            execution: execution.id,
+            url: format!("http://{addr}{}", taskgate::notes::mcp::PATH),
+            token,
+            server,
+        })
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+/// Every tool name a model request offers, nested ones (namespaces) included.
+fn offered_tools(body: &Value) -> Vec<String> {
+    fn walk(tools: &Value, out: &mut Vec<String>) {
+        for tool in tools.as_array().into_iter().flatten() {
+            if let Some(name) = tool["name"].as_str() {
+                out.push(name.to_owned());
+            }
+            walk(&tool["tools"], out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(&body["tools"], &mut out);
+    out
+}
+
+/// One turn with taskgate's MCP server configured: the model is offered the note tools, calls
+/// `record_entry` without a person approving it, and the entry lands in the store under the
+/// session's execution.
+async fn note_tools_turn(cli: Cli, bin: &Path, sandbox: &Sandbox, fake: &FakeModel) -> Result<(), String> {
+    let gateway = Gateway::start().await?;
+    let mut spec = sandbox.spec(bin);
+    spec.mcp = Some(taskgate::notes::mcp::server(gateway.url.clone(), gateway.token.clone()));
+    let runtime = AgentRuntimes::default();
+    let mut session = match timeout(START_LIMIT, runtime.start(spec)).await {
+        Ok(Ok(session)) => session,
+        Ok(Err(e)) => return Err(format!("starting {} with MCP: {e}\nmodel requests:\n{}", cli.name(), fake.summary())),
+        Err(_) => return Err(format!("starting {} took longer than {START_LIMIT:?}", cli.name())),
+    };
+    let mut seen = Vec::new();
+    let result = note_turn(&mut *session, &mut seen).await;
+    session.shutdown().await;
+    let result = match result {
+        Ok(()) => check_note_written(&gateway, fake).await,
+        Err(e) => Err(e),
+    };
+    result.map_err(|e| {
+        let offered: Vec<Vec<String>> = fake.requests().iter().map(|r| offered_tools(&r.body)).filter(|t| !t.is_empty()).collect();
+        format!(
+            "{} with the taskgate MCP server: {e}\nevents:\n{}\nmodel requests:\n{}tools offered: {offered:?}",
+            cli.name(),
+            lines(&seen),
+            fake.summary()
+        )
+    })
+}
+
+const NOTE_TEXT: &str = "the real CLI reached the taskgate MCP server";
+
+async fn note_turn(session: &mut dyn AgentSession, seen: &mut Vec<RuntimeEvent>) -> Result<(), String> {
+    let deadline = Instant::now() + TURN_LIMIT;
+    let args = json!({"kind": "verified", "text": NOTE_TEXT, "evidence": ["file:README.md"]});
+    session
+        .send_turn(&format!("Write down what you found.\nCALL_TOOL: record_entry {args}"))
+        .await
+        .map_err(|e| format!("send_turn: {e}"))?;
+    let outcome = loop {
+        match next_event(session, deadline, seen).await? {
+            RuntimeEvent::ApprovalRequested(request) => {
+                return Err(format!("taskgate's own note tool waited for a person's approval: {request:?}"));
+            }
+            RuntimeEvent::TurnFinished { outcome, .. } => break outcome,
+            _ => {}
+        }
+    };
+    if outcome != TurnOutcome::Completed {
+        return Err(format!("the turn ended {outcome:?}, expected Completed"));
+    }
+    let text: String = seen
+        .iter()
+        .filter_map(|e| match e {
+            RuntimeEvent::AgentText { text } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect();
+    if !text.contains("FAKE-REPLY: tool finished") {
+        return Err(format!("the model did not get the tool's result; agent text: {text:?}"));
+    }
+    Ok(())
+}
+
+async fn check_note_written(gateway: &Gateway, fake: &FakeModel) -> Result<(), String> {
+    let offers_note_tools = fake.requests().iter().any(|r| {
+        let tools = offered_tools(&r.body);
+        ["read_note", "record_entry"].iter().all(|want| tools.iter().any(|t| t.contains(want)))
+    });
+    if !offers_note_tools {
+        return Err("no model request offered read_note and record_entry".into());
+    }
+    let entries = gateway.engine.store().note_entries(gateway.task).await.map_err(|e| format!("entries: {e}"))?;
+    let [entry] = entries.as_slice() else {
+        return Err(format!("expected one note entry, got {entries:#?}"));
+    };
+    let expected = (NoteKind::Verified, NOTE_TEXT, format!("execution:{}", gateway.execution));
+    if (entry.kind, entry.text.as_str(), entry.author.clone()) != expected || entry.evidence != ["file:README.md"] {
+        return Err(format!("the entry is not what the model sent: {entry:?}"));
+    }
+    // The tool's answer went back to the model.
+    let answered = fake.requests().iter().any(|r| r.body.to_string().contains(&format!("Recorded verified #{}", entry.id)));
+    if !answered {
+        return Err("the model never saw the tool's confirmation".into());
     }
     Ok(())
 }

@@ -2,13 +2,19 @@
 //! that agent adds MCP servers. The server speaks streamable HTTP; the token is bound to one
 //! runtime session.
 //!
-//! - codex: `-c mcp_servers.<name>.url=…` and `bearer_token_env_var`, the token in the env.
-//! - claude: `--mcp-config <json>` with an `http` server. The token is written into the
+//! - codex: `-c mcp_servers.<name>.url=…` and `bearer_token_env_var`, the token in the env,
+//!   and `default_tools_approval_mode="approve"`: codex otherwise asks before every MCP call
+//!   (`mcpServer/elicitation/request`, which this client refuses, so the call is "rejected").
+//! - claude: `--mcp-config <json>` with an `http` server, and `--allowedTools mcp__<name>` so
+//!   the note tools do not wait for a person (`can_use_tool`). The token is written into the
 //!   header itself: `${VAR}` expansion in `headers` has been reported not to happen
 //!   (anthropics/claude-code#51581), and a literal `${VAR}` would fail every call.
 //! - ACP: `session/new {mcpServers}`: `http` when the agent advertises
 //!   `mcpCapabilities.http`, else the stdio bridge (`taskgate mcp`), which every ACP agent
 //!   must support; the bridge reads the URL and token from its env.
+//!
+//! The note tools only read and append to the calling session's own task note, so they run
+//! without approval. Checked against the real CLIs in `tests/tests/compat_real_clis.rs`.
 
 use serde_json::{Value, json};
 use taskgate_core::runtime::McpServer;
@@ -40,6 +46,10 @@ pub(super) fn codex_args(mcp: Option<&McpServer>) -> Vec<String> {
         format!("mcp_servers.{key}.url={}", toml_string(&mcp.url)),
         "-c".into(),
         format!("mcp_servers.{key}.bearer_token_env_var={}", toml_string(&mcp.token_env)),
+        // Without it, codex asks before every MCP tool call under `untrusted` and, through the
+        // app-server, the call ends up "rejected" without a person ever being asked.
+        "-c".into(),
+        format!("mcp_servers.{key}.default_tools_approval_mode=\"approve\""),
     ]
 }
 
@@ -50,7 +60,9 @@ pub(super) fn claude_args(mcp: Option<&McpServer>) -> Vec<String> {
         "url": mcp.url,
         "headers": {"Authorization": format!("Bearer {}", mcp.token)},
     }}});
-    vec!["--mcp-config".into(), config.to_string()]
+    // The note tools only touch the task's own note: no person should have to approve them.
+    // `--allowedTools` before `--mcp-config`: both take several values, up to the next flag.
+    vec!["--allowedTools".into(), format!("mcp__{}", key(mcp)), "--mcp-config".into(), config.to_string()]
 }
 
 /// The `mcpServers` entry of ACP's `session/new`, as JSON (the schema's `McpServer`).
@@ -95,6 +107,7 @@ mod tests {
         assert_eq!(args, [
             "-c", "mcp_servers.taskgate.url=\"http://127.0.0.1:8700/mcp\"",
             "-c", "mcp_servers.taskgate.bearer_token_env_var=\"TASKGATE_MCP_TOKEN\"",
+            "-c", "mcp_servers.taskgate.default_tools_approval_mode=\"approve\"",
         ]);
         assert!(!args.concat().contains("tok-1"));
         assert!(codex_args(None).is_empty());
@@ -104,8 +117,8 @@ mod tests {
     #[test]
     fn claude_gets_an_http_server_in_mcp_config() {
         let args = claude_args(Some(&server()));
-        assert_eq!(args[0], "--mcp-config");
-        let config: Value = serde_json::from_str(&args[1]).unwrap();
+        assert_eq!(args[..3], ["--allowedTools", "mcp__taskgate", "--mcp-config"]);
+        let config: Value = serde_json::from_str(&args[3]).unwrap();
         assert_eq!(config["mcpServers"]["taskgate"]["type"], "http");
         assert_eq!(config["mcpServers"]["taskgate"]["headers"]["Authorization"], "Bearer tok-1");
     }

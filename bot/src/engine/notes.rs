@@ -175,6 +175,13 @@ impl Engine {
         self.shared.mcp.binding(token)
     }
 
+    /// A fresh MCP token speaking for `execution` of `task`, as a session start issues one
+    /// (the execution's previous token stops working). For embedding the MCP route without
+    /// the engine's own sessions, e.g. the real-CLI compatibility tests.
+    pub fn issue_mcp_token(&self, task: Id, execution: Id) -> Option<String> {
+        self.shared.mcp.issue(task, execution)
+    }
+
     /// `/note` from a chat: about the task the message replies to, else the focused one.
     pub(super) async fn note_command(
         &self,

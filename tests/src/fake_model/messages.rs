@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use super::script::{command_after, head, py_repr, py_str, tail, word_after};
+use super::script::{command_after, find_tool, head, py_repr, py_str, tail, tool_call_after, word_after};
 
 /// What the last *user* message holds: a tool result, or its text.
 pub(crate) enum Latest<'a> {
@@ -61,7 +61,7 @@ enum Block {
     Text(String),
     ToolUse {
         id: String,
-        name: &'static str,
+        name: String,
         input: Value,
     },
 }
@@ -80,6 +80,11 @@ pub(crate) fn reply(body: &Value, n: u64) -> Reply {
             .and_then(Value::as_array)
             .is_some_and(|ts| ts.iter().any(|t| t.get("name").and_then(Value::as_str) == Some(tool)))
     };
+    let names: Vec<String> = body
+        .get("tools")
+        .and_then(Value::as_array)
+        .map(|ts| ts.iter().filter_map(|t| t.get("name").and_then(Value::as_str).map(str::to_owned)).collect())
+        .unwrap_or_default();
     let mut stop = "end_turn";
     let block = match latest(body) {
         Latest::ToolResult(result) => {
@@ -101,12 +106,22 @@ pub(crate) fn reply(body: &Value, n: u64) -> Reply {
                 head(&content, 300)
             ))
         }
+        Latest::UserText(text) if text.contains("CALL_TOOL:") => {
+            let (wanted, input) = tool_call_after(&text, "CALL_TOOL:").unwrap_or_default();
+            match find_tool(&names, &wanted) {
+                Some(name) => {
+                    stop = "tool_use";
+                    Block::ToolUse { id: format!("toolu_{n:04}"), name: name.to_owned(), input }
+                }
+                None => Block::Text(format!("FAKE-REPLY: no tool {wanted:?} among {names:?}")),
+            }
+        }
         Latest::UserText(text) if text.contains("RUN_CMD:") && offers("Bash") => {
             stop = "tool_use";
             let command = command_after(&text, "RUN_CMD:").unwrap_or_default();
             Block::ToolUse {
                 id: format!("toolu_{n:04}"),
-                name: "Bash",
+                name: "Bash".into(),
                 input: json!({"command": command, "description": "fake model command"}),
             }
         }
@@ -115,7 +130,7 @@ pub(crate) fn reply(body: &Value, n: u64) -> Reply {
             let path = word_after(&text, "WRITE_FILE:").unwrap_or_default();
             Block::ToolUse {
                 id: format!("toolu_{n:04}"),
-                name: "Write",
+                name: "Write".into(),
                 input: json!({"file_path": path, "content": "hello from fake model\n"}),
             }
         }

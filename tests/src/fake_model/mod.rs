@@ -7,8 +7,10 @@
 //!
 //! The latest user text decides the reply: `RUN_CMD: <cmd>` asks to run `<cmd>` with the shell
 //! tool, `ESCALATE_CMD: <cmd>` does so outside the sandbox (codex), `WRITE_FILE: <path>` writes a
-//! file (apply_patch / Write), `FAIL_HTTP` answers 400, `FAIL_SSE` fails the stream (codex),
-//! `SLOW_REPLY` waits 8 s first; anything else, and every tool result, gets `FAKE-REPLY: …` text.
+//! file (apply_patch / Write), `CALL_TOOL: <name> <json>` calls the offered tool `<name>` (or
+//! `mcp__<server>__<name>`, or `<name>` in a codex tool namespace) with those arguments,
+//! `FAIL_HTTP` answers 400, `FAIL_SSE` fails the stream (codex), `SLOW_REPLY` waits 8 s first;
+//! anything else, and every tool result, gets `FAKE-REPLY: …` text.
 //! Every request and reply is recorded for assertions.
 
 mod messages;

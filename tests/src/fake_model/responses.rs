@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use super::script::{command_after, head, py_repr, word_after};
+use super::script::{command_after, find_tool, head, py_repr, tool_call_after, word_after};
 
 /// What the latest input asks for: a tool's output (the model's call came back) or user text.
 pub(crate) enum Latest<'a> {
@@ -65,6 +65,22 @@ fn tool_names(body: &Value) -> Vec<String> {
         .collect()
 }
 
+/// A tool inside a `{"type": "namespace", "tools": [...]}` entry (codex offers each MCP server's
+/// tools that way, the namespace being `mcp__<server>`): `(namespace, name)`.
+fn namespaced_tool(body: &Value, wanted: &str) -> Option<(String, String)> {
+    tools(body).iter().filter(|t| t.get("type").and_then(Value::as_str) == Some("namespace")).find_map(|ns| {
+        let namespace = ns.get("name").and_then(Value::as_str)?;
+        let inner: Vec<String> = ns
+            .get("tools")
+            .and_then(Value::as_array)?
+            .iter()
+            .filter_map(|t| t.get("name").and_then(Value::as_str).map(str::to_owned))
+            .collect();
+        let name = find_tool(&inner, wanted)?;
+        Some((namespace.to_owned(), name.to_owned()))
+    })
+}
+
 fn tools(body: &Value) -> &[Value] {
     body.get("tools")
         .and_then(Value::as_array)
@@ -101,6 +117,20 @@ pub(crate) fn reply(body: &Value, n: u64) -> Vec<Value> {
                 n,
                 &format!("FAKE-REPLY: tool finished. output={}", head(&output, 300)),
             ));
+        }
+        Latest::UserText(text) if text.contains("CALL_TOOL:") => {
+            let (wanted, args) = tool_call_after(&text, "CALL_TOOL:").unwrap_or_default();
+            match (find_tool(&names, &wanted), namespaced_tool(body, &wanted)) {
+                (Some(name), _) => evs.push(function_call(n, name, &args)),
+                (None, Some((namespace, name))) => {
+                    let mut call = function_call(n, &name, &args);
+                    call["item"]["namespace"] = json!(namespace);
+                    evs.push(call);
+                }
+                (None, None) => {
+                    evs.extend(assistant_text(n, &format!("FAKE-REPLY: no tool {wanted:?} among {names:?}")));
+                }
+            }
         }
         Latest::UserText(text) if text.contains("RUN_CMD:") || text.contains("ESCALATE_CMD:") => {
             let esc = text.contains("ESCALATE_CMD:");
@@ -197,6 +227,19 @@ mod tests {
         let args: Value = serde_json::from_str(item["arguments"].as_str().unwrap()).unwrap();
         assert_eq!(args, json!({"cmd": "touch x"}));
         assert_eq!(evs.last().unwrap()["type"], "response.completed");
+    }
+
+    #[test]
+    fn call_tool_reaches_into_codex_tool_namespaces() {
+        let tools = json!([{"type": "namespace", "name": "mcp__taskgate", "tools": [
+            {"type": "function", "name": "record_entry"},
+        ]}]);
+        let evs = reply(&request("CALL_TOOL: record_entry {\"kind\": \"open\"}", tools), 4);
+        let item = &evs[1]["item"];
+        assert_eq!((item["namespace"].as_str(), item["name"].as_str()), (Some("mcp__taskgate"), Some("record_entry")));
+        assert_eq!(item["arguments"], "{\"kind\":\"open\"}");
+        let missing = reply(&request("CALL_TOOL: nope {}", json!([])), 5);
+        assert!(missing[2]["delta"].as_str().unwrap().starts_with("FAKE-REPLY: no tool \"nope\""));
     }
 
     #[test]

@@ -15,6 +15,26 @@ pub(crate) fn word_after(text: &str, marker: &str) -> Option<String> {
     Some(rest.split_whitespace().next().unwrap_or("").to_owned())
 }
 
+/// `CALL_TOOL: <name> <json arguments>`: the tool (matched by [`find_tool`]) and its arguments,
+/// `{}` when none or not JSON.
+pub(crate) fn tool_call_after(text: &str, marker: &str) -> Option<(String, Value)> {
+    let line = command_after(text, marker)?;
+    let (name, args) = line.split_once(char::is_whitespace).unwrap_or((line.as_str(), ""));
+    let args = serde_json::from_str(args.trim()).unwrap_or_else(|_| Value::Object(Default::default()));
+    Some((name.to_owned(), args))
+}
+
+/// The offered tool name that is `wanted` or ends with `__wanted` (MCP tools are offered as
+/// `mcp__<server>__<tool>`), among `names`.
+pub(crate) fn find_tool<'a>(names: &'a [String], wanted: &str) -> Option<&'a str> {
+    let suffix = format!("__{wanted}");
+    names
+        .iter()
+        .find(|n| *n == wanted)
+        .or_else(|| names.iter().find(|n| n.ends_with(&suffix)))
+        .map(String::as_str)
+}
+
 /// The first `n` characters (Python's `s[:n]`).
 pub(crate) fn head(s: &str, n: usize) -> String {
     s.chars().take(n).collect()
@@ -91,6 +111,16 @@ mod tests {
             word_after("WRITE_FILE: a.txt please", "WRITE_FILE:").as_deref(),
             Some("a.txt")
         );
+    }
+
+    #[test]
+    fn call_tool_finds_mcp_tools_by_suffix() {
+        let (name, args) = tool_call_after("x\nCALL_TOOL: record_entry {\"kind\": \"open\"}\nmore", "CALL_TOOL:").unwrap();
+        assert_eq!((name.as_str(), args["kind"].as_str()), ("record_entry", Some("open")));
+        let names = ["Bash".to_owned(), "mcp__taskgate__record_entry".to_owned()];
+        assert_eq!(find_tool(&names, "record_entry"), Some("mcp__taskgate__record_entry"));
+        assert_eq!(find_tool(&names, "Bash"), Some("Bash"));
+        assert_eq!(find_tool(&names, "entry"), None);
     }
 
     #[test]
