@@ -2,6 +2,7 @@
 //! runtimes. Thin by design: decisions live in core.
 
 pub mod feishu;
+pub mod live;
 pub mod runtime;
 pub mod store;
 pub mod telegram;

@@ -284,7 +284,7 @@ async fn approval_by_card_click_and_follow_up() {
     let (status, answer, _) =
         post_event(&gw, &message_event("ev-1", "om_in_1", P2P, ALICE, "RUN_CMD: echo feishu-ok")).await;
     assert_eq!((status, &answer), (200, &json!({"msg": "success"})));
-    let ask = sent(fake, "the approval card", |c| c.body["msg_type"] == "interactive").await;
+    let ask = sent(fake, "the approval card", |c| c.body["msg_type"] == "interactive" && c.has_buttons()).await;
     assert_eq!(ask.body["receive_id"], P2P);
     let card = ask.content();
     assert_eq!(card["config"]["update_multi"], true, "{card}");
@@ -323,7 +323,10 @@ async fn approval_by_card_click_and_follow_up() {
     );
 
     let summary = sent(fake, "the result summary", |c| c.text().starts_with("Codex finished")).await;
-    assert!(fake.sent().iter().any(|c| c.text() == "Codex ran `echo feishu-ok` (exit 0)"), "{}", fake.summary());
+    // The command's status line went to the turn's status card (maybe coalesced away).
+    let rows = store.outbox_recent(Channel::Feishu, P2P, 100).await.unwrap();
+    let ran = rows.iter().find(|r| r.payload["text"] == "Codex ran `echo feishu-ok` (exit 0)").expect("the status line");
+    assert_eq!(ran.payload["live"].as_str().map(|k| k.starts_with("turn:")), Some(true), "{ran:?}");
     let task = approval.task_id;
     let exec = store.executions(task).await.unwrap()[0].clone();
     eventually("the first turn done", || async { (completed_turns(store, exec.id).await == 1).then_some(()) }).await;
@@ -344,6 +347,77 @@ async fn approval_by_card_click_and_follow_up() {
     // A press from a stranger is refused in its toast, with their open_id.
     let (_, refused, _) = post_event(&gw, &card_event("ev-5", MALLORY, &card_id, &values[2])).await;
     assert!(refused["toast"]["content"].as_str().unwrap().contains(MALLORY), "{refused}");
+}
+
+/// One status card per turn: sent once as a shared card (`update_multi`), then PATCHed in
+/// place as the turn goes on (coalesced, at least 250 ms apart, a 429 waited out for
+/// `x-ogw-ratelimit-reset`), ending on how the turn ended; the approval and the final summary
+/// are messages of their own.
+#[tokio::test]
+async fn a_turn_patches_one_status_card_in_place() {
+    let world = World::new().await;
+    let fake = &world.fake;
+    // The first PATCH is rate limited: it waits out the reset like a send does.
+    fake.rate_limit("PATCH /open-apis/im/v1/messages", 1, 1);
+    let gw = world.gateway("webhook", KEY, "taskgate.db").await;
+    let store = &gw.store;
+
+    assert_eq!(post_event(&gw, &message_event("ev-1", "om_in_1", P2P, ALICE, "RUN_CMD: echo live-ok")).await.0, 200);
+    let ask = sent(fake, "the approval card", |c| c.has_buttons()).await;
+    let status_cards = || {
+        fake.sent().into_iter().filter(|c| c.body["msg_type"] == "interactive" && !c.has_buttons()).collect::<Vec<_>>()
+    };
+    let status = eventually("the status card", || async { status_cards().into_iter().next() }).await;
+    assert_eq!(status.content()["config"]["update_multi"], true, "{}", status.body);
+    let status_id = status.message_id().expect("an id");
+    let patches_of_status = |ok: bool| {
+        fake.calls_to("PATCH /open-apis/im/v1/messages/")
+            .into_iter()
+            .filter(|c| c.path.ends_with(&format!("/{status_id}")) && (c.status == 200) == ok)
+            .collect::<Vec<_>>()
+    };
+    eventually("the status saying it waits", || async {
+        patches_of_status(true).iter().any(|c| c.card_text().contains("is waiting for approval")).then_some(())
+    })
+    .await;
+
+    let limited = patches_of_status(false).into_iter().next().expect("the 429");
+    assert_eq!(limited.status, 429, "{}", fake.summary());
+    let retried = patches_of_status(true).into_iter().next().expect("the PATCH, retried");
+    let waited = retried.at.duration_since(limited.at);
+    assert!(waited >= Duration::from_millis(900), "patched again after {waited:?}, before the reset");
+
+    let approve = ask.content()["elements"][1]["actions"][0]["value"].clone();
+    let (status_code, _, _) = post_event(&gw, &card_event("ev-2", ALICE, &ask.message_id().unwrap(), &approve)).await;
+    assert_eq!(status_code, 200);
+    let summary = sent(fake, "the result summary", |c| c.text().starts_with("Codex finished")).await;
+    assert_ne!(summary.message_id().as_deref(), Some(status_id.as_str()), "the summary is a message of its own");
+    assert!(matches!(summary.body["msg_type"].as_str(), Some("text" | "post")), "{}", summary.body);
+
+    let patches = eventually("the status saying the turn finished", || async {
+        let patches = patches_of_status(true);
+        (patches.last().map(|c| c.card_text()).as_deref() == Some("Codex finished")).then_some(patches)
+    })
+    .await;
+    assert!(patches.len() >= 2, "patched as the turn went on: {}", fake.summary());
+    for pair in patches.windows(2) {
+        let gap = pair[1].at.duration_since(pair[0].at);
+        assert!(gap >= Duration::from_millis(250), "two PATCHes {gap:?} apart: {}", fake.summary());
+    }
+    for p in &patches {
+        assert_eq!(p.content()["config"]["update_multi"], true, "kept shared: {}", p.body);
+        assert!(!p.has_buttons(), "a status has no buttons");
+    }
+    assert_eq!(status_cards().len(), 1, "one status card for the turn: {}", fake.summary());
+    // Coalesced: fewer PATCHes than status updates, every update marked sent as that card.
+    drained(store).await;
+    let rows = store.outbox_recent(Channel::Feishu, P2P, 100).await.unwrap();
+    let live: Vec<_> = rows.iter().filter(|r| r.payload.get("live").is_some()).collect();
+    assert!(live.len() > patches.len() + 1, "{} updates, {} patches: {live:#?}", live.len(), patches.len());
+    assert!(
+        live.iter().all(|r| r.sent_at.is_some() && r.external_message_id.as_deref() == Some(status_id.as_str())),
+        "every update is shown by the one card: {live:#?}"
+    );
 }
 
 /// A stranger is refused once, in reply, with their open_id, and nothing of theirs reaches
@@ -371,7 +445,20 @@ async fn strangers_group_chatter_and_redelivery() {
 
     let refusal = sent(fake, "the refusal", |c| c.text().contains(MALLORY)).await;
     assert!(refusal.path.ends_with("/om_m0/reply"), "in reply to the refused message: {}", refusal.path);
-    sent(fake, "the help", |c| c.text().contains("/status")).await;
+    assert_eq!(refusal.body["msg_type"], "text", "one line is a text message");
+    let help = sent(fake, "the help", |c| c.text().contains("/status")).await;
+    // Several lines are a post: one paragraph per line, in both locales.
+    assert_eq!(help.body["msg_type"], "post", "{}", help.body);
+    let content = help.content();
+    let lines: Vec<String> = help.text().lines().map(str::to_owned).collect();
+    assert!(lines.len() >= 5 && lines.iter().any(|l| l.starts_with("/status")), "{lines:?}");
+    for locale in ["zh_cn", "en_us"] {
+        let paragraphs = content[locale]["content"].as_array().expect("paragraphs");
+        assert_eq!(paragraphs.len(), lines.len(), "{locale}: {content}");
+        for (p, line) in paragraphs.iter().zip(&lines) {
+            assert_eq!(p, &json!([{"tag": "text", "text": line}]), "{locale}");
+        }
+    }
     sent(fake, "an answer to the group mention", |c| c.body["receive_id"] == GROUP).await;
     drained(store).await;
     let sent_all = fake.sent();

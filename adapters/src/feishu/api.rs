@@ -16,6 +16,8 @@ use super::token::{INVALID_TOKEN_CODES, Token};
 
 /// Feishu's rate-limit code (with HTTP 429, or sometimes 400).
 pub const RATE_LIMITED: i64 = 99_991_400;
+/// The messaging API's own frequency limit (per chat, per message): waited out like the other.
+pub const MESSAGE_RATE_LIMITED: i64 = 230_020;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ApiError {
@@ -155,7 +157,7 @@ impl FeishuApi {
         let text = response.text().await.map_err(|e| ApiError::Network { what, detail: network(&e) })?;
         let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         let code = value.get("code").and_then(Value::as_i64).unwrap_or(if status.is_success() { 0 } else { -1 });
-        if status == StatusCode::TOO_MANY_REQUESTS || code == RATE_LIMITED {
+        if status == StatusCode::TOO_MANY_REQUESTS || code == RATE_LIMITED || code == MESSAGE_RATE_LIMITED {
             return Err(ApiError::RateLimited { after: Duration::from_secs(reset.unwrap_or(1).max(1)) });
         }
         if !status.is_success() || code != 0 {

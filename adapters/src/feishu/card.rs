@@ -115,6 +115,12 @@ pub fn with_buttons(text: &str, buttons: &[Button]) -> Value {
     json!({"config": {"wide_screen_mode": true, "update_multi": true}, "elements": elements})
 }
 
+/// A live status card: the turn's current line, no buttons. Shared (`update_multi`), so the
+/// outbox can PATCH it in place as the turn goes on.
+pub fn status(text: &str) -> Value {
+    with_buttons(text, &[])
+}
+
 /// The card after its question was answered: the text, and the decision instead of buttons.
 pub fn decided(text: &str, line: &str) -> Value {
     json!({
@@ -201,5 +207,13 @@ mod tests {
         let other = json!({"text": "Which?", "buttons": [{"label": "New task", "choice": 1}], "options": [{}, {"intent": "new_task"}]});
         assert_eq!(buttons(&other), vec![Button { label: "New task".into(), value: ButtonValue::Choice(1) }]);
         assert!(buttons(&json!({})).is_empty());
+    }
+
+    #[test]
+    fn a_status_card_is_shared_and_has_no_buttons() {
+        let card = status("Codex is running `npm test`");
+        assert_eq!(card["config"]["update_multi"], true, "PATCH needs it before and after");
+        assert_eq!(card["elements"].as_array().map(Vec::len), Some(1));
+        assert_eq!(shown_text(&card).as_deref(), Some("Codex is running `npm test`"));
     }
 }

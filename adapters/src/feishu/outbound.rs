@@ -1,7 +1,9 @@
 //! The outbox, sent to Feishu: each chat's messages in order (the store hands out only a
-//! chat's oldest unsent one), as text split under the size limit, questions with buttons as
-//! interactive cards; rate limits honoured through the row's next attempt time; every send
-//! carries a `uuid` derived from the row, so a retry never posts a part twice.
+//! chat's oldest unsent one), split under the size limits: one line as `text`, several as a
+//! `post` (one paragraph per line), questions with buttons as interactive cards; rate limits
+//! honoured through the row's next attempt time; every send carries a `uuid` derived from the
+//! row, so a retry never posts a part twice. Live status updates (payload `live`) become one
+//! shared card per key, PATCHed in place (see [`crate::live`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,17 +18,30 @@ use tokio::sync::Notify;
 
 use super::api::{ApiError, FeishuApi};
 use super::card;
+use super::token::INVALID_TOKEN_CODES;
+use crate::live::{self, LiveMessages, Pacer};
 
 /// A text message's content, JSON-encoded, stays under this (Feishu: 150 KB per request).
 pub const MAX_TEXT_BYTES: usize = 100 * 1024;
 /// A card's text, JSON-encoded, stays under this (Feishu: 30 KB per card, with its buttons).
 pub const MAX_CARD_TEXT_BYTES: usize = 20 * 1024;
+/// A post's `content`, as it travels (a JSON string inside the request body), stays under
+/// this: Feishu refuses post and card requests over 30 KB, and the body has a few more fields.
+pub const MAX_POST_BYTES: usize = 24 * 1024;
+/// A post carries its paragraphs once per locale: a client shows the one matching its
+/// language, so both common ones are given the same text.
+const POST_LOCALES: [&str; 2] = ["zh_cn", "en_us"];
 
 #[derive(Debug, Clone)]
 pub struct OutboxOptions {
     pub poll_interval: Duration,
     /// At least this long between two messages to one chat (Feishu: 5 per second per chat).
     pub chat_interval: Duration,
+    /// At least this long between two updates of live status cards in one chat (Feishu: 5
+    /// updates a second per message; a chat's cards share the budget here, to stay clear).
+    pub edit_interval: Duration,
+    /// A chat's newest rows read to coalesce live updates and find the card they update.
+    pub live_window: u64,
     pub batch: u64,
     /// A row that failed this often for a reason other than rate limiting is dropped.
     pub max_attempts: i32,
@@ -37,6 +52,8 @@ impl Default for OutboxOptions {
         Self {
             poll_interval: Duration::from_millis(250),
             chat_interval: Duration::from_millis(250),
+            edit_interval: Duration::from_millis(250),
+            live_window: 200,
             batch: 500,
             max_attempts: 8,
         }
@@ -68,29 +85,103 @@ pub struct Rendered {
 
 /// `{text, buttons, options, reply_to?}` (what the engine and the channel enqueue) → messages.
 /// Buttons make the last part a card; earlier parts, and any payload without buttons, are
-/// text.
+/// text or posts (see [`message_parts`]).
 pub fn render(payload: &Value) -> Rendered {
     let text = payload.get("text").and_then(Value::as_str).unwrap_or_default();
     let reply_to = payload.get("reply_to").and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned);
     let buttons = card::buttons(payload);
-    let mut chunks = split(text, MAX_TEXT_BYTES);
-    let mut parts: Vec<Part> = Vec::new();
     if buttons.is_empty() {
-        parts.extend(chunks.into_iter().map(text_part));
-        return Rendered { parts, reply_to };
+        return Rendered { parts: message_parts(text), reply_to };
     }
     // The card carries the tail of the text, small enough for a card.
+    let mut chunks = split(text, MAX_TEXT_BYTES);
     let last = chunks.pop().unwrap_or_default();
     let mut tail = split(&last, MAX_CARD_TEXT_BYTES);
     let card_text = tail.pop().unwrap_or_else(|| "…".into());
     chunks.extend(tail);
-    parts.extend(chunks.into_iter().map(text_part));
+    let mut parts: Vec<Part> = chunks.iter().flat_map(|c| message_parts(c)).collect();
     parts.push(Part { msg_type: "interactive", content: card::with_buttons(&card_text, &buttons) });
     Rendered { parts, reply_to }
 }
 
+/// Plain text as messages: a single line as `text` (up to the text limit); several lines as
+/// `post`s, which Feishu shows as paragraphs, each post within the smaller post limit.
+pub fn message_parts(text: &str) -> Vec<Part> {
+    if !text.trim_end().contains('\n') {
+        return split(text, MAX_TEXT_BYTES).into_iter().map(text_part).collect();
+    }
+    post_chunks(text)
+        .into_iter()
+        .map(|chunk| if chunk.contains('\n') { post_part(&chunk) } else { text_part(chunk) })
+        .collect()
+}
+
 fn text_part(text: String) -> Part {
     Part { msg_type: "text", content: json!({"text": text}) }
+}
+
+fn post_part(text: &str) -> Part {
+    Part { msg_type: "post", content: post_content(text) }
+}
+
+/// One paragraph of a post: a line (a carriage return of a CRLF dropped).
+fn paragraph(line: &str) -> Value {
+    json!([{"tag": "text", "text": line.strip_suffix('\r').unwrap_or(line)}])
+}
+
+/// A post showing `text`, one paragraph per line, the same in every locale of [`POST_LOCALES`].
+pub fn post_content(text: &str) -> Value {
+    let body = json!({"title": "", "content": text.split('\n').map(paragraph).collect::<Vec<_>>()});
+    Value::Object(POST_LOCALES.iter().map(|l| ((*l).to_owned(), body.clone())).collect())
+}
+
+/// Bytes a post's `content` takes in the request body: it is JSON sent as a JSON string, so
+/// it is encoded twice.
+fn post_len(content: &Value) -> usize {
+    encoded_len(&content.to_string())
+}
+
+/// `text` in pieces that each fit one post ([`MAX_POST_BYTES`]), at line breaks. A line too
+/// long for a post on its own becomes pieces of its own (sent as text).
+pub fn post_chunks(text: &str) -> Vec<String> {
+    let text = text.trim_end();
+    if text.trim().is_empty() {
+        return Vec::new();
+    }
+    let budget = MAX_POST_BYTES.saturating_sub(post_len(&post_content("")));
+    let mut out = Vec::new();
+    let mut current = String::new();
+    let mut lines = 0usize;
+    let mut used = 0usize;
+    // Blank runs (only empty lines) between pieces are not worth a message.
+    fn flush(current: &mut String, lines: &mut usize, used: &mut usize, out: &mut Vec<String>) {
+        let chunk = std::mem::take(current);
+        if !chunk.trim().is_empty() {
+            out.push(chunk);
+        }
+        (*lines, *used) = (0, 0);
+    }
+    for line in text.split('\n') {
+        // Each paragraph once per locale, with its separating comma (escaped or not, one byte).
+        let cost = (encoded_len(&paragraph(line).to_string()) - 2 + 1) * POST_LOCALES.len();
+        if cost > budget {
+            flush(&mut current, &mut lines, &mut used, &mut out);
+            // Encoding twice at most doubles a piece, once per locale.
+            out.extend(split(line, (budget / (2 * POST_LOCALES.len())).saturating_sub(64)));
+            continue;
+        }
+        if lines > 0 && used + cost > budget {
+            flush(&mut current, &mut lines, &mut used, &mut out);
+        }
+        if lines > 0 {
+            current.push('\n');
+        }
+        current.push_str(line);
+        lines += 1;
+        used += cost;
+    }
+    flush(&mut current, &mut lines, &mut used, &mut out);
+    out
 }
 
 /// Bytes `text` takes inside a JSON string.
@@ -105,28 +196,37 @@ pub fn split(text: &str, limit: usize) -> Vec<String> {
     if text.trim().is_empty() {
         return Vec::new();
     }
-    let limit = limit.max(16);
+    // Lengths without the quotes, kept as a running sum: JSON escapes each character on its
+    // own, so they add up (measuring the whole piece per line or character is quadratic).
+    let budget = limit.max(16) - 2;
     let mut out = Vec::new();
     let mut current = String::new();
+    let mut used = 0usize;
     for line in text.split('\n') {
-        let candidate_len = encoded_len(&current) + encoded_len(line) - 2 + usize::from(!current.is_empty()) * 2;
-        if !current.is_empty() && candidate_len > limit {
+        let line_len = encoded_len(line) - 2;
+        if !current.is_empty() && used + 2 + line_len > budget {
             out.push(std::mem::take(&mut current));
+            used = 0;
         }
-        if encoded_len(line) > limit {
+        if line_len > budget {
             for c in line.chars() {
                 let mut buf = [0u8; 4];
-                if encoded_len(&current) + encoded_len(c.encode_utf8(&mut buf)) - 2 > limit {
+                let c_len = encoded_len(c.encode_utf8(&mut buf)) - 2;
+                if used + c_len > budget {
                     out.push(std::mem::take(&mut current));
+                    used = 0;
                 }
                 current.push(c);
+                used += c_len;
             }
             continue;
         }
         if !current.is_empty() {
             current.push('\n');
+            used += 2;
         }
         current.push_str(line);
+        used += line_len;
     }
     if !current.trim().is_empty() {
         out.push(current);
@@ -147,7 +247,8 @@ pub struct OutboxSender {
     api: Arc<FeishuApi>,
     store: Arc<dyn Store>,
     options: OutboxOptions,
-    last_sent: HashMap<String, Instant>,
+    pacer: Pacer,
+    live: LiveMessages<String>,
     /// Parts of a split message already sent: a retry continues after them (and the uuid of
     /// each part makes a repeat after a restart harmless).
     progress: HashMap<Id, (usize, String)>,
@@ -155,7 +256,8 @@ pub struct OutboxSender {
 
 impl OutboxSender {
     pub fn new(api: Arc<FeishuApi>, store: Arc<dyn Store>, options: OutboxOptions) -> Self {
-        Self { api, store, options, last_sent: HashMap::new(), progress: HashMap::new() }
+        let pacer = Pacer::new(options.chat_interval, options.edit_interval);
+        Self { api, store, options, pacer, live: LiveMessages::default(), progress: HashMap::new() }
     }
 
     pub async fn run(mut self, wake: Arc<Notify>) {
@@ -171,11 +273,21 @@ impl OutboxSender {
         let due = self.store.outbox_due(Channel::Feishu, Utc::now(), self.options.batch).await?;
         let mut done = Vec::new();
         for row in due.into_iter().filter(|r| r.channel == Channel::Feishu) {
-            let delivery = self.deliver(&row).await;
+            let (delivery, covered) = match live::key(&row.payload) {
+                Some(key) => {
+                    let key = key.to_owned();
+                    self.deliver_live(&row, &key).await
+                }
+                None => (self.deliver(&row).await, Vec::new()),
+            };
             match &delivery {
                 Delivery::Sent { message_id } => {
                     self.progress.remove(&row.id);
                     self.store.outbox_sent(row.id, Some(message_id)).await?;
+                    // Coalesced updates are shown by the same card: they are done too.
+                    for id in covered {
+                        self.store.outbox_sent(id, Some(message_id)).await?;
+                    }
                 }
                 Delivery::Retry { after, error, rate_limited } => {
                     if row.attempts + 1 >= self.options.max_attempts && !rate_limited {
@@ -202,9 +314,7 @@ impl OutboxSender {
     }
 
     async fn deliver(&mut self, row: &Outbound) -> Delivery {
-        if let Some(last) = self.last_sent.get(&row.chat_id)
-            && last.elapsed() < self.options.chat_interval
-        {
+        if !self.pacer.may_send(&row.chat_id, Instant::now()) {
             return Delivery::Later;
         }
         let rendered = render(&row.payload);
@@ -219,27 +329,108 @@ impl OutboxSender {
                 (Some(to), 0) => self.api.reply(to, part.msg_type, &part.content, &uuid).await,
                 _ => self.api.send(&row.chat_id, part.msg_type, &part.content, &uuid).await,
             };
-            self.last_sent.insert(row.chat_id.clone(), Instant::now());
+            self.pacer.sent(&row.chat_id, Instant::now());
             match result {
                 Ok(sent) => {
                     last_id = sent.message_id;
                     next += 1;
                     self.progress.insert(row.id, (next, last_id.clone()));
                 }
-                Err(ApiError::RateLimited { after }) => {
-                    return Delivery::Retry {
-                        after,
-                        error: format!("rate limited: retry after {}s", after.as_secs()),
-                        rate_limited: true,
-                    };
-                }
-                Err(e) if e.is_permanent() => return Delivery::Dropped { error: e.to_string() },
-                Err(e) => {
-                    return Delivery::Retry { after: backoff(row.attempts), error: e.to_string(), rate_limited: false };
-                }
+                Err(e) => return failure(e, row.attempts),
             }
         }
         Delivery::Sent { message_id: last_id }
+    }
+
+    /// A live status update: the newest of the updates queued behind it (same key) is shown,
+    /// by PATCHing the key's card, or by sending the card when the key has none yet in this
+    /// chat. Returns the rows besides `row` that the delivery covers.
+    async fn deliver_live(&mut self, row: &Outbound, key: &str) -> (Delivery, Vec<Id>) {
+        let known = self.live.get(&row.chat_id, key);
+        // Paced before reading the store: a throttled chat costs no query per pass.
+        let now = Instant::now();
+        let paced = match known {
+            Some(_) => self.pacer.may_edit(&row.chat_id, now),
+            None => self.pacer.may_send(&row.chat_id, now),
+        };
+        if !paced {
+            return (Delivery::Later, Vec::new());
+        }
+        let recent = match self.store.outbox_recent(Channel::Feishu, &row.chat_id, self.options.live_window).await {
+            Ok(recent) => recent,
+            Err(e) => {
+                // Without the queue, this row alone; without the history, the memory alone.
+                tracing::warn!(outbox = row.id, error = %e, "feishu outbox: reading a chat's recent messages failed");
+                Vec::new()
+            }
+        };
+        let run = live::coalesced(row, &recent);
+        let newest = run.last().copied().unwrap_or(row);
+        let covered: Vec<Id> = run.iter().map(|r| r.id).collect();
+        let existing = self.live.message(&row.chat_id, key, live::message_of(key, &recent));
+        let Some(card) = status_card(&newest.payload) else {
+            return (Delivery::Dropped { error: "empty message".into() }, Vec::new());
+        };
+        if let Some(message_id) = existing {
+            if known.is_none() && !self.pacer.may_edit(&row.chat_id, now) {
+                return (Delivery::Later, Vec::new());
+            }
+            let result = self.api.update_card(&message_id, &card).await;
+            self.pacer.edited(&row.chat_id, Instant::now());
+            match result {
+                Ok(()) => {
+                    self.live.set(&row.chat_id, key, message_id.clone());
+                    return (Delivery::Sent { message_id }, covered);
+                }
+                Err(e) if cannot_update(&e) => {
+                    // Recalled, deleted, older than 14 days: the status goes on in a new card.
+                    tracing::info!(outbox = row.id, chat = %row.chat_id, error = %e, "feishu outbox: status card not updatable; sending a new one");
+                    self.live.forget(&row.chat_id, key, message_id);
+                }
+                Err(e) => return (failure(e, row.attempts), Vec::new()),
+            }
+            if !self.pacer.may_send(&row.chat_id, Instant::now()) {
+                return (Delivery::Later, Vec::new());
+            }
+        }
+        // The head row's uuid: a retry after a lost answer finds the card already sent.
+        let result = self.api.send(&row.chat_id, "interactive", &card, &send_uuid(row, 0)).await;
+        self.pacer.sent(&row.chat_id, Instant::now());
+        match result {
+            Ok(sent) => {
+                self.live.set(&row.chat_id, key, sent.message_id.clone());
+                (Delivery::Sent { message_id: sent.message_id }, covered)
+            }
+            Err(e) => (failure(e, row.attempts), Vec::new()),
+        }
+    }
+}
+
+/// The card a live status payload shows: its text (one line, in practice) on a shared card.
+pub fn status_card(payload: &Value) -> Option<Value> {
+    let text = payload.get("text").and_then(Value::as_str).unwrap_or_default();
+    split(text, MAX_CARD_TEXT_BYTES).into_iter().next().map(|t| card::status(&t))
+}
+
+/// A PATCH the card will never accept, whatever the wait: a client error other than the
+/// rate limit (which [`ApiError::RateLimited`] carries) or a refused token (refreshed in
+/// the API client). Feishu names several codes (recalled, deleted, too old to edit); they
+/// all mean the same here.
+fn cannot_update(e: &ApiError) -> bool {
+    matches!(e, ApiError::Api { status, code, .. }
+        if (400..500).contains(status) && *code != 0 && !INVALID_TOKEN_CODES.contains(code))
+}
+
+/// What a failed request makes of its row.
+fn failure(e: ApiError, attempts: i32) -> Delivery {
+    match e {
+        ApiError::RateLimited { after } => Delivery::Retry {
+            after,
+            error: format!("rate limited: retry after {}s", after.as_secs()),
+            rate_limited: true,
+        },
+        e if e.is_permanent() => Delivery::Dropped { error: e.to_string() },
+        e => Delivery::Retry { after: backoff(attempts), error: e.to_string(), rate_limited: false },
     }
 }
 
@@ -271,13 +462,101 @@ mod tests {
         let (last, rest) = r.parts.split_last().unwrap();
         assert_eq!(last.msg_type, "interactive");
         assert!(last.content.to_string().len() < 30 * 1024, "a card stays under 30 KB");
-        assert!(rest.iter().all(|p| p.msg_type == "text" && p.content.to_string().len() < 150 * 1024));
-        let rejoined: Vec<String> = rest
-            .iter()
-            .map(|p| p.content["text"].as_str().unwrap().to_owned())
-            .chain(card::shown_text(&last.content))
-            .collect();
+        assert!(rest.iter().all(|p| p.msg_type == "post" && post_len(&p.content) <= MAX_POST_BYTES));
+        let rejoined: Vec<String> =
+            rest.iter().map(shown).chain(card::shown_text(&last.content)).collect();
         assert_eq!(rejoined.join("\n"), long, "nothing lost in the split");
+    }
+
+    /// The text a part shows: a text's text, a post's paragraphs (first locale) one a line.
+    fn shown(part: &Part) -> String {
+        match part.msg_type {
+            "post" => {
+                let locale = &part.content[POST_LOCALES[0]];
+                let lines: Vec<String> = locale["content"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|p| p.as_array().unwrap().iter().map(|e| e["text"].as_str().unwrap()).collect())
+                    .collect();
+                lines.join("\n")
+            }
+            _ => part.content["text"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    #[test]
+    fn several_lines_are_a_post_with_a_paragraph_per_line_in_each_locale() {
+        let r = render(&json!({"text": "Codex finished\n\nchanged: `a.rs`\r\n", "buttons": []}));
+        assert_eq!(r.parts.len(), 1);
+        let post = &r.parts[0];
+        assert_eq!(post.msg_type, "post");
+        let paragraphs = json!([
+            [{"tag": "text", "text": "Codex finished"}],
+            [{"tag": "text", "text": ""}],
+            [{"tag": "text", "text": "changed: `a.rs`"}]
+        ]);
+        for locale in ["zh_cn", "en_us"] {
+            assert_eq!(post.content[locale]["content"], paragraphs, "{locale}: {}", post.content);
+        }
+        let single = render(&json!({"text": "one line\n\n"}));
+        assert_eq!(single.parts, vec![Part { msg_type: "text", content: json!({"text": "one line"}) }]);
+    }
+
+    #[test]
+    fn long_multi_line_text_is_split_into_posts_under_the_limit() {
+        // Quotes and backslashes cost double once the content is a string in the body.
+        let line = "a \"quoted\" C:\\path ünïcode line of output";
+        let long = vec![line; 3000].join("\n");
+        let parts = message_parts(&long);
+        assert!(parts.len() > 2, "{}", parts.len());
+        for p in &parts {
+            assert_eq!(p.msg_type, "post");
+            assert!(post_len(&p.content) <= MAX_POST_BYTES, "{}", post_len(&p.content));
+        }
+        assert_eq!(parts.iter().map(shown).collect::<Vec<_>>().join("\n"), long, "nothing lost");
+
+        // Many empty lines cost their paragraphs, not their characters.
+        let sparse = format!("top{}bottom", "\n".repeat(5000));
+        assert!(message_parts(&sparse).iter().all(|p| post_len(&p.content) <= MAX_POST_BYTES));
+
+        // A line too long for any post goes as text pieces between the posts around it.
+        let huge = "\"".repeat(20_000);
+        let mixed = format!("before\nstill before\n{huge}\nafter\nthe end");
+        let parts = message_parts(&mixed);
+        let kinds: Vec<&str> = parts.iter().map(|p| p.msg_type).collect();
+        assert_eq!(kinds.first(), Some(&"post"));
+        assert_eq!(kinds.last(), Some(&"post"));
+        assert!(kinds[1..kinds.len() - 1].iter().all(|k| *k == "text"), "{kinds:?}");
+        let texts: String = parts[1..parts.len() - 1].iter().map(shown).collect();
+        assert_eq!(texts, huge);
+        assert!(parts.iter().all(|p| p.msg_type != "text" || encoded_len(&p.content.to_string()) <= MAX_POST_BYTES));
+        assert!(message_parts("\n \n").is_empty());
+    }
+
+    #[test]
+    fn a_status_card_shows_the_first_piece_of_its_text() {
+        let card = status_card(&json!({"text": "Codex is running `npm test`", "live": "turn:1"})).unwrap();
+        assert_eq!(card["config"]["update_multi"], true);
+        assert_eq!(card::shown_text(&card).as_deref(), Some("Codex is running `npm test`"));
+        assert!(status_card(&json!({"live": "turn:1"})).is_none(), "nothing to show");
+        let long = status_card(&json!({"text": "x".repeat(100_000)})).unwrap();
+        assert!(long.to_string().len() < 30 * 1024);
+    }
+
+    #[test]
+    fn only_client_errors_retire_a_status_card() {
+        let api = |status, code| ApiError::Api { what: "update card", status, code, msg: String::new() };
+        assert!(cannot_update(&api(400, 230011)));
+        assert!(cannot_update(&api(400, 230110)));
+        assert!(!cannot_update(&api(500, 230011)), "a server error is retried");
+        assert!(!cannot_update(&api(400, 99991663)), "a token problem is not the card's");
+        assert!(!cannot_update(&ApiError::RateLimited { after: Duration::from_secs(1) }));
+        assert!(!cannot_update(&ApiError::Network { what: "update card", detail: "timeout".into() }));
+        match failure(ApiError::RateLimited { after: Duration::from_secs(3) }, 7) {
+            Delivery::Retry { after, rate_limited: true, .. } => assert_eq!(after, Duration::from_secs(3)),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -5,9 +5,11 @@
 pub mod callback;
 pub mod html;
 pub mod inbound;
-pub mod live;
 pub mod outbound;
 pub mod polling;
+
+/// The live-status rules, shared with the other channels.
+pub use crate::live;
 
 use teloxide::prelude::*;
 

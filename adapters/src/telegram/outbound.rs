@@ -75,7 +75,7 @@ pub struct OutboxSender {
     store: Arc<dyn Store>,
     options: OutboxOptions,
     pacer: Pacer,
-    live: LiveMessages,
+    live: LiveMessages<i32>,
     /// Parts of a split message already sent: a retry continues after them. In memory only:
     /// after a restart a split message may repeat its first parts, never lose its last.
     progress: HashMap<Id, (usize, i32)>,

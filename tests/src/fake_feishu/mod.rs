@@ -58,9 +58,26 @@ impl Call {
         self.body["content"].as_str().and_then(|c| serde_json::from_str(c).ok()).unwrap_or_default()
     }
 
-    /// A text message's text.
+    /// A text message's text, or a post's paragraphs (its `zh_cn` locale) one a line.
     pub fn text(&self) -> String {
-        self.content()["text"].as_str().unwrap_or_default().to_owned()
+        let content = self.content();
+        if let Some(paragraphs) = content.pointer("/zh_cn/content").and_then(Value::as_array) {
+            let line = |p: &Value| -> String {
+                p.as_array().into_iter().flatten().filter_map(|e| e["text"].as_str()).collect()
+            };
+            return paragraphs.iter().map(line).collect::<Vec<_>>().join("\n");
+        }
+        content["text"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// A card's text (its first element), sent or PATCHed.
+    pub fn card_text(&self) -> String {
+        self.content().pointer("/elements/0/text/content").and_then(Value::as_str).unwrap_or_default().to_owned()
+    }
+
+    /// A card with buttons (a question), as opposed to a status card.
+    pub fn has_buttons(&self) -> bool {
+        self.content()["elements"].as_array().is_some_and(|e| e.iter().any(|e| e["tag"] == "action"))
     }
 
     pub fn is_send(&self) -> bool {

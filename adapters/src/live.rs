@@ -1,14 +1,18 @@
-//! Live status messages: one message per key (the engine writes `"live": "turn:<id>"` into the
-//! payload of every status update of a turn), sent once and then edited in place.
+//! Live status messages, for every channel: one message per key (the engine writes `"live":
+//! "turn:<id>"` into the payload of every status update of a turn), sent once and then edited
+//! in place (a Telegram edit, a Feishu card PATCH).
 //!
 //! Updates that queued up while the chat was paced are coalesced: the head row and the rows
 //! right behind it with the same key become one edit showing only the newest text. Edits are
-//! paced per chat like sends, and more slowly (Telegram counts edits against the chat's limit,
-//! and its Throttle adaptor does not shape them).
+//! paced per chat like sends, and more slowly (Telegram counts edits against the chat's limit
+//! and its Throttle adaptor does not shape them; Feishu allows 5 updates a second per message).
 //!
-//! Everything here is pure (no IO, the clock passed in) so the rules are unit tested.
+//! Everything here is pure (no IO, the clock passed in) so the rules are unit tested. Message
+//! ids are the channel's own type (`i32` on Telegram, `om_…` strings on Feishu).
 
 use std::collections::{HashMap, HashSet};
+use std::hash::Hash;
+use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -36,8 +40,8 @@ pub fn coalesced<'a>(head: &Outbound, recent: &'a [Outbound]) -> Vec<&'a Outboun
 }
 
 /// The message the key's earlier updates produced: the newest sent row with that key and a
-/// platform message id, in `recent` (oldest first).
-pub fn message_of(key_wanted: &str, recent: &[Outbound]) -> Option<i32> {
+/// platform message id (one that parses as the channel's id type), in `recent` (oldest first).
+pub fn message_of<M: FromStr>(key_wanted: &str, recent: &[Outbound]) -> Option<M> {
     recent
         .iter()
         .rev()
@@ -47,20 +51,26 @@ pub fn message_of(key_wanted: &str, recent: &[Outbound]) -> Option<i32> {
 
 /// Which message each key shows in each chat, as sent this process (the store answers after
 /// a restart).
-#[derive(Debug, Default)]
-pub struct LiveMessages {
-    by_key: HashMap<(String, String), i32>,
+#[derive(Debug)]
+pub struct LiveMessages<M> {
+    by_key: HashMap<(String, String), M>,
     /// Messages that can no longer be edited: the store still names them, so without this a
     /// key would try the same dead message forever.
-    gone: HashSet<(String, i32)>,
+    gone: HashSet<(String, M)>,
 }
 
-impl LiveMessages {
-    pub fn get(&self, chat: &str, key: &str) -> Option<i32> {
-        self.by_key.get(&(chat.to_owned(), key.to_owned())).copied()
+impl<M> Default for LiveMessages<M> {
+    fn default() -> Self {
+        Self { by_key: HashMap::new(), gone: HashSet::new() }
+    }
+}
+
+impl<M: Clone + Eq + Hash> LiveMessages<M> {
+    pub fn get(&self, chat: &str, key: &str) -> Option<M> {
+        self.by_key.get(&(chat.to_owned(), key.to_owned())).cloned()
     }
 
-    pub fn set(&mut self, chat: &str, key: &str, message_id: i32) {
+    pub fn set(&mut self, chat: &str, key: &str, message_id: M) {
         if self.by_key.len() >= MAX_REMEMBERED {
             self.by_key.clear();
         }
@@ -68,7 +78,7 @@ impl LiveMessages {
     }
 
     /// The message is gone (deleted by someone, too old to edit): the next update sends anew.
-    pub fn forget(&mut self, chat: &str, key: &str, message_id: i32) {
+    pub fn forget(&mut self, chat: &str, key: &str, message_id: M) {
         self.by_key.remove(&(chat.to_owned(), key.to_owned()));
         if self.gone.len() >= MAX_REMEMBERED {
             self.gone.clear();
@@ -78,8 +88,8 @@ impl LiveMessages {
 
     /// The message to edit for `key`: the remembered one, else the one the store names
     /// (`stored`, see [`message_of`]) unless it is known to be gone.
-    pub fn message(&self, chat: &str, key: &str, stored: Option<i32>) -> Option<i32> {
-        self.get(chat, key).or_else(|| stored.filter(|id| !self.gone.contains(&(chat.to_owned(), *id))))
+    pub fn message(&self, chat: &str, key: &str, stored: Option<M>) -> Option<M> {
+        self.get(chat, key).or_else(|| stored.filter(|id| !self.gone.contains(&(chat.to_owned(), id.clone()))))
     }
 }
 
@@ -195,7 +205,8 @@ mod tests {
         ];
         assert_eq!(message_of("turn:7", &recent), Some(500));
         assert_eq!(message_of("turn:8", &recent), Some(501));
-        assert_eq!(message_of("turn:9", &recent), None);
+        assert_eq!(message_of::<i32>("turn:9", &recent), None);
+        assert_eq!(message_of::<String>("turn:7", &recent).as_deref(), Some("500"), "string ids (Feishu) too");
     }
 
     #[test]
@@ -225,7 +236,7 @@ mod tests {
 
     #[test]
     fn live_messages_are_remembered_per_chat_and_key() {
-        let mut live = LiveMessages::default();
+        let mut live = LiveMessages::<i32>::default();
         live.set("1", "turn:7", 500);
         assert_eq!(live.get("1", "turn:7"), Some(500));
         assert_eq!(live.get("2", "turn:7"), None);
