@@ -37,4 +37,12 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         eval: Option<PathBuf>,
     },
+    /// Stdio MCP server bridging to the gateway's `/mcp` (for agents without HTTP MCP).
+    /// Started by agents, not people: reads the URL from `TASKGATE_MCP_URL` and the session
+    /// token from the environment; needs no config file.
+    Mcp {
+        /// The environment variable holding the session's token.
+        #[arg(long, value_name = "VAR", default_value = crate::notes::mcp::TOKEN_ENV)]
+        token_env: String,
+    },
 }

@@ -20,7 +20,7 @@ use taskgate_adapters::feishu::event::{self, CARD_ACTION, CallbackKeys, Envelope
 use taskgate_adapters::feishu::inbound::{self, AccessPolicy, BotIdentity, Facts, Inbound, Press, Refusal, Text};
 use taskgate_adapters::feishu::outbound::{self, OutboxOptions, OutboxSender};
 use taskgate_adapters::feishu::ws::{self, EventSink, WsOptions};
-use taskgate_adapters::store::SeaStore;
+use taskgate_adapters::store::{LeaseOptions, SeaStore};
 use taskgate_core::classify::Chat;
 use taskgate_core::model::{Approval, ApprovalStatus, Channel, Id, InboxOutcome, NewInbound, NewOutbound, Scope};
 use taskgate_core::store::{Store, StoreError};
@@ -108,22 +108,39 @@ impl Feishu {
             answer_wait: options.answer_wait,
         });
         let mut workers = Vec::new();
-        let sender = OutboxSender::new(api.clone(), store.clone() as Arc<dyn Store>, options.outbox.clone());
-        workers.push(tokio::spawn(sender.run(outbox.clone())));
-        let worker = InboxWorker {
-            engine,
-            store: store.clone(),
-            api: api.clone(),
-            me: me.clone(),
-            policy: policy(config),
-            intake: intake.clone(),
-            refused: HashSet::new(),
-        };
-        let drain = InboxDrain { store: store.clone(), channel: Channel::Feishu, outbox };
-        workers.push(tokio::spawn(drain.run(worker, inbox, options.inbox_interval)));
+        // The outbox sender, the inbox drain and the long connection run on one replica each
+        // (the leases' holders), so nothing is sent or handled twice and Feishu sees one
+        // connection per app; the webhook route stays on every replica (it only stores,
+        // deduplicated). A card press stored by a replica that does not drain is answered
+        // through the API once decided. Single-process: always granted.
+        let sender_lease = store.singleton(&format!("outbox:{}", Channel::Feishu), LeaseOptions::default());
+        let sending = (api.clone(), store.clone() as Arc<dyn Store>, options.outbox.clone(), outbox.clone());
+        workers.push(tokio::spawn(sender_lease.run(move || {
+            let (api, store, opts, wake) = sending.clone();
+            OutboxSender::new(api, store, opts).run(wake)
+        })));
         if config.mode == FeishuMode::Websocket {
-            workers.push(tokio::spawn(ws::run(api, intake.clone() as Arc<dyn EventSink>, options.ws.clone())));
+            let ws_lease = store.singleton(&format!("feishu-ws:{}", config.app_id), LeaseOptions::default());
+            let (api, sink, ws_options) = (api.clone(), intake.clone() as Arc<dyn EventSink>, options.ws.clone());
+            workers.push(tokio::spawn(ws_lease.run(move || ws::run(api.clone(), sink.clone(), ws_options.clone()))));
         }
+        let inbox_lease = store.singleton(&format!("inbox:{}", Channel::Feishu), LeaseOptions::default());
+        let (drain_store, drain_me, drain_policy, drain_intake, interval) =
+            (store.clone(), me.clone(), policy(config), intake.clone(), options.inbox_interval);
+        workers.push(tokio::spawn(inbox_lease.run(move || {
+            // A fresh worker per leadership term: its in-memory set only guards one run.
+            let worker = InboxWorker {
+                engine: engine.clone(),
+                store: drain_store.clone(),
+                api: api.clone(),
+                me: drain_me.clone(),
+                policy: drain_policy.clone(),
+                intake: drain_intake.clone(),
+                refused: HashSet::new(),
+            };
+            let drain = InboxDrain { store: drain_store.clone(), channel: Channel::Feishu, outbox: outbox.clone() };
+            drain.run(worker, inbox.clone(), interval)
+        })));
         tracing::info!(bot = %me.name, mode = ?config.mode, "feishu channel started");
         let webhook = Arc::new(Webhook { intake, keys, enabled: config.mode == FeishuMode::Webhook });
         Ok(Self { me, webhook, workers })

@@ -9,6 +9,12 @@ use taskgate::{classify, telemetry};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Before the config: an agent starts the bridge in its own working directory, where a
+    // `taskgate.toml` (or its absence) says nothing about the gateway.
+    if let Command::Mcp { token_env } = &cli.command {
+        telemetry::init();
+        return taskgate::notes::bridge::main(token_env);
+    }
     // A bad config is one clear line and a non-zero exit, before anything else starts.
     let config = match Config::load(cli.config.as_deref()) {
         Ok(config) => config,
@@ -45,12 +51,16 @@ fn main() -> ExitCode {
                 }
             }
             Command::Token { rotate } => report(token(&config, rotate).await),
-            Command::Classify { .. } => unreachable!("handled above"),
+            Command::Classify { .. } | Command::Mcp { .. } => unreachable!("handled above"),
         }
     })
 }
 
 async fn serve(config: &Config) -> anyhow::Result<()> {
+    // This binary is the stdio MCP bridge for agents that only speak stdio MCP.
+    if !taskgate::notes::mcp::offer_self_as_bridge() {
+        tracing::warn!("the path of this executable is unknown: agents without HTTP MCP get no note tools");
+    }
     let mut app = Application::build(config).await?;
     tracing::info!("taskgate listening on http://{}", app.local_addr());
     // Printed, never logged: the only time this token can be shown (it is stored hashed).

@@ -10,7 +10,7 @@ use axum::Extension;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
-use taskgate_adapters::store::SeaStore;
+use taskgate_adapters::store::{LeaseOptions, SeaStore};
 use taskgate_adapters::telegram::callback::{ApprovalAnswer, ButtonData};
 use taskgate_adapters::telegram::inbound::{self, AccessPolicy, Inbound, Place, Press, Refusal, Text};
 use taskgate_adapters::telegram::outbound::{self, OutboxOptions, OutboxSender};
@@ -97,8 +97,14 @@ impl Telegram {
             TelegramMode::Polling => {
                 // getUpdates answers 409 while a webhook is set.
                 tg::delete_webhook(&bot).await.map_err(anyhow::Error::msg)?;
-                let (bot, store, inbox) = (bot.clone(), store.clone() as Arc<dyn Store>, inbox.clone());
-                workers.push(tokio::spawn(polling::run(bot, store, inbox, options.poll.clone())));
+                // Only one getUpdates consumer per token (else 409): the poller runs on the
+                // replica holding this bot's lease.
+                let lease = store.singleton(&format!("telegram-poller:{}", me.id), LeaseOptions::default());
+                let (bot, store, inbox, poll) =
+                    (bot.clone(), store.clone() as Arc<dyn Store>, inbox.clone(), options.poll.clone());
+                workers.push(tokio::spawn(
+                    lease.run(move || polling::run(bot.clone(), store.clone(), inbox.clone(), poll.clone())),
+                ));
             }
             TelegramMode::Webhook => match (public_url, &secret) {
                 (Some(base), Some(secret)) => {
@@ -108,19 +114,32 @@ impl Telegram {
                 _ => tracing::warn!("telegram webhook mode without server.public_url: register the webhook yourself"),
             },
         }
-        let sender = OutboxSender::new(bot.clone(), store.clone() as Arc<dyn Store>, options.outbox.clone());
-        workers.push(tokio::spawn(sender.run(outbox.clone())));
-        let worker = InboxWorker {
-            engine,
-            store: store.clone(),
-            bot,
-            me: me.clone(),
-            policy: policy(config),
-            refused: HashSet::new(),
-            chosen: HashSet::new(),
-        };
-        let drain = InboxDrain { store: store.clone(), channel: Channel::Telegram, outbox };
-        workers.push(tokio::spawn(drain.run(worker, inbox.clone(), options.inbox_interval)));
+        // The outbox sender and the inbox drain run on one replica each (the leases' holders),
+        // so no row is sent or handled twice; the webhook route stays on every replica (it
+        // only stores, deduplicated). Single-process: always granted.
+        let sender_lease = store.singleton(&format!("outbox:{}", Channel::Telegram), LeaseOptions::default());
+        let sending = (bot.clone(), store.clone() as Arc<dyn Store>, options.outbox.clone(), outbox.clone());
+        workers.push(tokio::spawn(sender_lease.run(move || {
+            let (bot, store, opts, wake) = sending.clone();
+            OutboxSender::new(bot, store, opts).run(wake)
+        })));
+        let inbox_lease = store.singleton(&format!("inbox:{}", Channel::Telegram), LeaseOptions::default());
+        let (drain_store, drain_me, drain_policy, wake, interval) =
+            (store.clone(), me.clone(), policy(config), inbox.clone(), options.inbox_interval);
+        workers.push(tokio::spawn(inbox_lease.run(move || {
+            // A fresh worker per leadership term: its in-memory sets only guard one run.
+            let worker = InboxWorker {
+                engine: engine.clone(),
+                store: drain_store.clone(),
+                bot: bot.clone(),
+                me: drain_me.clone(),
+                policy: drain_policy.clone(),
+                refused: HashSet::new(),
+                chosen: HashSet::new(),
+            };
+            let drain = InboxDrain { store: drain_store.clone(), channel: Channel::Telegram, outbox: outbox.clone() };
+            drain.run(worker, wake.clone(), interval)
+        })));
         tracing::info!(bot = %me.username, mode = ?config.mode, "telegram channel started");
         let webhook = Arc::new(Webhook { store, secret, stored: inbox });
         Ok(Self { me, webhook, workers })

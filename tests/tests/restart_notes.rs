@@ -212,12 +212,9 @@ async fn an_investigation_survives_a_lost_session_and_goes_stale_when_its_file_c
     // A later commit to the cited file: the finding is stale, the rejection (no files) is not.
     std::fs::write(work.join("src/session.rs"), "fn save() { /* moved */ }\n").expect("edit");
     git(&work, &["commit", "-q", "-am", "move the write"]);
-    let note = engine.restart_note(task.id).await.expect("note");
-    let verified = note.entries.iter().find(|e| e.entry.kind == NoteKind::Verified).expect("verified");
-    assert_eq!(verified.stale_because, ["src/session.rs"]);
-    assert!(!note.entries.iter().find(|e| e.entry.kind == NoteKind::Rejected).expect("rejected").is_stale());
-    let condensed = note.condensed().expect("a note");
-    assert!(condensed.contains("stale (was verified; src/session.rs changed since"), "{condensed}");
+    // A commit writes nothing: the export still shows the finding as verified...
+    let before = std::fs::read_to_string(&exported).expect("exported note");
+    assert!(!before.contains("stale (was verified"), "{before}");
 
     // People: `/note` shows it in chat (stale marked), `/note <kind>: …` adds to it, and the
     // export follows, still matching the store.
@@ -225,6 +222,17 @@ async fn an_investigation_survives_a_lost_session_and_goes_stale_when_its_file_c
     engine.handle(msg("/note")).await.expect("/note");
     let lines = chat_lines(&store).await;
     assert!(lines.iter().any(|l| l.starts_with(&format!("Task {} note:", task.id)) && l.contains("stale (was verified")), "{lines:#?}");
+    // ...until the note is rendered: `/note` re-exported it with the finding stale.
+    let after = std::fs::read_to_string(&exported).expect("exported note");
+    assert!(after.contains("- **stale (was verified;"), "{after}");
+
+    let note = engine.restart_note(task.id).await.expect("note");
+    assert_eq!(after, note.markdown());
+    let verified = note.entries.iter().find(|e| e.entry.kind == NoteKind::Verified).expect("verified");
+    assert_eq!(verified.stale_because, ["src/session.rs"]);
+    assert!(!note.entries.iter().find(|e| e.entry.kind == NoteKind::Rejected).expect("rejected").is_stale());
+    let condensed = note.condensed().expect("a note");
+    assert!(condensed.contains("stale (was verified; src/session.rs changed since"), "{condensed}");
     engine.handle(msg("/note open: does a second restart fail too? (evidence: file:src/session.rs)")).await.expect("/note open");
     let lines = chat_lines(&store).await;
     assert!(lines.iter().any(|l| l.starts_with("Recorded open #")), "{lines:#?}");
@@ -234,6 +242,94 @@ async fn an_investigation_survives_a_lost_session_and_goes_stale_when_its_file_c
     assert_eq!(std::fs::read_to_string(&exported).expect("exported note"), note.markdown());
     assert!(note.markdown().contains("stale (was verified;"));
     assert_eq!(store.tasks(10).await.expect("tasks").len(), 1, "no message became a new task");
+
+    engine.shutdown().await;
+    server.abort();
+}
+
+/// An ACP agent without HTTP MCP is offered the stdio bridge (`taskgate mcp`) in
+/// `session/new`, the token only in its env block; the agent spawns it and writes the note
+/// through it. The fake also checks that a malformed line gets a parse error and that the
+/// bridge exits cleanly when its stdin closes (a problem would show as `error:` in its reply).
+#[tokio::test]
+async fn an_acp_agent_without_http_mcp_writes_the_note_through_the_stdio_bridge() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&work).expect("work dir");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let mcp_url = format!("http://{}/mcp", listener.local_addr().expect("addr"));
+    let log = dir.path().join("agent-stdin.jsonl");
+    let bridge = env!("CARGO_BIN_EXE_taskgate-mcp");
+    let mut agents = BTreeMap::new();
+    agents.insert(
+        "acp".to_owned(),
+        AgentConfig {
+            command: Some(Command::Argv(vec![
+                env!("CARGO_BIN_EXE_fake-agent").into(),
+                "acp".into(),
+                "--acp-stdio-mcp".into(),
+                "--log".into(),
+                log.to_string_lossy().into_owned(),
+            ])),
+            ..AgentConfig::new(AgentKind::Acp)
+        },
+    );
+    let mut config = Config {
+        projects: vec![ProjectConfig { name: "demo".into(), path: work.clone(), default_agent: Some("acp".into()), busy_policy: Default::default() }],
+        agents,
+        ..Config::default()
+    };
+    config.runtime.turn_timeout_secs = WAIT.as_secs();
+    config.runtime.interrupt_grace_secs = 1;
+    config.notes.mcp_url = Some(mcp_url.clone());
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("taskgate.db").display());
+    let store = SeaStore::connect(&url).await.expect("connect");
+    store.migrate().await.expect("migrate");
+    let runtime = AgentRuntimes::new(RuntimeOptions { handshake_timeout: Duration::from_secs(10), shutdown_grace: Duration::from_millis(300), ..RuntimeOptions::default() });
+    let engine = Arc::new(Engine::new(Arc::new(store), Arc::new(config), Arc::new(runtime)));
+    // In `taskgate serve` the running executable offers itself; this process is a test.
+    engine.set_mcp_bridge(vec![bridge.to_owned(), "mcp".to_owned()]);
+    let server = tokio::spawn(axum::serve(listener, taskgate::notes::mcp::router(engine.clone())).into_future());
+    let store = engine.store().clone();
+
+    engine.handle(msg("look into the flaky upload")).await.expect("handle");
+    let task = eventually("a task", || async { store.tasks(10).await.ok()?.into_iter().next() }).await;
+    turns_done(&store, task.id, 1).await;
+    let calls = json!([
+        {"tool": "record_entry", "arguments": {"kind": "verified", "text": "uploads over 2 MiB time out", "evidence": ["cmd:curl -T big.bin"]}},
+        {"tool": "read_note"},
+    ]);
+    let note_msg = IncomingMessage { reply_to_task: Some(task.id), ..msg(&format!("write it down NOTE: {calls}")) };
+    engine.handle(note_msg).await.expect("note turn");
+    turns_done(&store, task.id, 2).await;
+    let said = agent_text(&store, task.id).await;
+    let noted = said.split_once("FAKE-REPLY: noted: ").map(|(_, n)| n.lines().next().unwrap_or_default()).unwrap_or_else(|| panic!("{said}"));
+    assert!(noted.starts_with("Recorded verified #"), "{noted}");
+    assert!(noted.contains("uploads over 2 MiB time out"), "read_note answered through the bridge: {noted}");
+    assert!(!noted.contains("error:"), "{noted}");
+
+    let entries = store.note_entries(task.id).await.expect("entries");
+    let exec = store.executions(task.id).await.expect("executions")[0].clone();
+    assert_eq!(entries.iter().map(|e| (e.kind, e.author.clone())).collect::<Vec<_>>(), [(NoteKind::Verified, format!("execution:{}", exec.id))]);
+
+    // What the agent was offered: the bridge as a stdio server, URL and token in its env only.
+    let sent = std::fs::read_to_string(&log).expect("agent log");
+    let new = sent
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|m| m["method"] == "session/new")
+        .expect("session/new");
+    let servers = new["params"]["mcpServers"].as_array().expect("mcpServers");
+    assert_eq!(servers.len(), 1, "{servers:#?}");
+    assert_eq!((servers[0]["command"].as_str(), servers[0]["args"].clone()), (Some(bridge), json!(["mcp"])));
+    let env: BTreeMap<String, String> = servers[0]["env"]
+        .as_array()
+        .expect("env")
+        .iter()
+        .map(|e| (e["name"].as_str().unwrap_or_default().to_owned(), e["value"].as_str().unwrap_or_default().to_owned()))
+        .collect();
+    assert_eq!(env.get("TASKGATE_MCP_URL"), Some(&mcp_url));
+    assert_eq!(env.get(taskgate::notes::mcp::TOKEN_ENV).map(String::len), Some(64), "{:?}", env.keys());
 
     engine.shutdown().await;
     server.abort();

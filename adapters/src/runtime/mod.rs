@@ -18,6 +18,8 @@ use taskgate_core::runtime::{AgentKind, AgentRuntime, AgentSession, RuntimeError
 pub use acp::AcpRuntime;
 pub use claude::ClaudeRuntime;
 pub use codex::CodexRuntime;
+/// Where the MCP stdio bridge finds the gateway (set in the agent's environment).
+pub use mcp::URL_ENV as MCP_URL_ENV;
 pub use session::{ProcessSession, SessionHandle};
 pub use supervisor::{RestartNoteSlot, Supervisor, SupervisorOptions, SupervisedSession};
 

@@ -3,6 +3,9 @@
 
 mod convert;
 mod entities;
+mod lease;
+
+pub use lease::{Lease, LeaseOptions, Singleton, lock_key};
 
 use std::time::Duration;
 

@@ -105,6 +105,7 @@ impl Engine {
             busy: Mutex::new(HashMap::new()),
             releasing: Mutex::new(0),
             mcp: Default::default(),
+            export: tokio::sync::Mutex::new(()),
         });
         Engine {
             runner: Runner::new(shared.clone()),

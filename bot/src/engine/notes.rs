@@ -1,13 +1,15 @@
 //! Restart notes through the engine: `/note` in chat, and the calls the MCP server and the
 //! web console make. Writes go through the engine's write lock like every other write; after
 //! each, live sessions get the new note (for a replacement that cannot resume) and the
-//! Markdown copy is rewritten.
+//! Markdown copy is rewritten. Renderings (`/note`, the `read_note` tool, a new session's
+//! seed) rewrite the copy too when a commit since made it out of date.
 
 use serde_json::json;
-use taskgate_core::model::{Conversation, EventKind, Id, NewEvent, NewNoteEntry, NewOutbound, NoteKind};
+use taskgate_core::model::{Conversation, EventKind, Id, NewEvent, NewNoteEntry, NewOutbound, NoteKind, Task};
 use taskgate_core::notes::{NoteCommand, RestartNote};
-use taskgate_core::store::{Store, StoreError};
+use taskgate_core::store::{Store, StoreError, StoreResult};
 
+use super::runner::Shared;
 use super::{Engine, EngineError, apply};
 use crate::notes;
 
@@ -73,11 +75,17 @@ impl NoteWrite {
 }
 
 impl Engine {
-    /// A task's restart note, staleness judged against the project's git history.
+    /// A task's restart note, staleness judged against the project's git history; the
+    /// exported copy follows if that changed it.
     pub async fn restart_note(&self, task: Id) -> Result<RestartNote, EngineError> {
-        let store = self.store().as_ref();
-        let task = store.task(task).await?;
-        Ok(notes::load(store, &task).await?)
+        let task = self.store().task(task).await?;
+        Ok(load_and_export(&self.shared, &task).await?)
+    }
+
+    /// The stdio MCP bridge sessions are offered (see `notes::bridge`), for an engine embedded
+    /// in a process other than the `taskgate` binary, which offers itself.
+    pub fn set_mcp_bridge(&self, argv: Vec<String>) {
+        self.shared.mcp.set_bridge(argv);
     }
 
     /// Adds to a task's note (an entry, or a headline field) as `author` ("execution:7",
@@ -144,6 +152,7 @@ impl Engine {
     /// Failures are logged; the note itself is already stored.
     async fn note_changed(&self, task_id: Id) {
         let store = self.store().as_ref();
+        let _export = self.shared.export.lock().await;
         let loaded = async {
             let task = store.task(task_id).await?;
             let note = notes::load(store, &task).await?;
@@ -232,6 +241,28 @@ impl Engine {
             .await?;
         Ok(())
     }
+}
+
+/// `task`'s note as rendered now, with the export rewritten when it no longer matches
+/// (staleness comes from commits, which write nothing). Export failures are logged: the
+/// note itself is what the caller wants.
+pub(super) async fn load_and_export(shared: &Shared, task: &Task) -> StoreResult<RestartNote> {
+    let store = shared.store.as_ref();
+    if !shared.config.notes.export {
+        return notes::load(store, task).await;
+    }
+    let dir = notes::project_dir(store, task).await?;
+    // Loaded under the lock, so the file never goes back to an older rendering.
+    let _export = shared.export.lock().await;
+    let note = notes::load(store, task).await?;
+    if let Some(dir) = dir {
+        match notes::export::sync(&dir, &note).await {
+            Ok(true) => tracing::debug!(task = task.id, "re-exported an out-of-date note"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(task = task.id, error = %e, "could not export the note"),
+        }
+    }
+    Ok(note)
 }
 
 fn shorten(text: &str) -> String {

@@ -46,6 +46,9 @@ pub(super) struct Shared {
     pub releasing: Mutex<usize>,
     /// MCP tokens of live sessions and where each keeps its restart note.
     pub mcp: crate::notes::mcp::Sessions,
+    /// Serializes note exports (load, compare, write), so an older rendering never lands
+    /// after a newer one.
+    pub export: tokio::sync::Mutex<()>,
 }
 
 impl Shared {
@@ -399,7 +402,8 @@ impl Actor {
             old.session.shutdown().await;
         }
         let task = self.store().task(self.task).await.map_err(|e| e.to_string())?;
-        let note = crate::notes::load(self.store(), &task).await.map_err(|e| e.to_string())?;
+        // Rendered for a new session: the export catches up with commits since it was written.
+        let note = super::notes::load_and_export(&self.shared, &task).await.map_err(|e| e.to_string())?;
         let seed = crate::notes::seed(&task, &note);
         let resume = row.provider_session_id.clone();
         let mut spec = self.spec(resume.clone())?;
@@ -409,7 +413,7 @@ impl Actor {
             && let Some(token) = self.shared.mcp.issue(self.task, self.exec)
         {
             let url = notes.mcp_url(self.shared.config.server.listen);
-            spec.mcp = Some(crate::notes::mcp::server(url, token));
+            spec.mcp = Some(self.shared.mcp.server(url, token));
         }
         let mut seeded = None;
         let session = match self.shared.supervisor.start_supervised(spec.clone(), Some(seed.clone())).await {

@@ -6,7 +6,7 @@
 //! task's note, and a restarted gateway issues new tokens with the new sessions.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::Extension;
 use axum::body::Bytes;
@@ -39,6 +39,8 @@ pub struct Sessions {
     tokens: Mutex<HashMap<[u8; 32], Binding>>,
     /// Execution → (task, the supervised session's note slot).
     slots: Mutex<HashMap<Id, (Id, RestartNoteSlot)>>,
+    /// The stdio bridge command offered instead of this process's own (see `set_bridge`).
+    bridge: Mutex<Option<Vec<String>>>,
 }
 
 impl Sessions {
@@ -65,6 +67,23 @@ impl Sessions {
         }
     }
 
+    /// Offers `argv` (a `taskgate mcp` equivalent) as the stdio bridge, for an engine embedded
+    /// in a process that is not the `taskgate` binary.
+    pub fn set_bridge(&self, argv: Vec<String>) {
+        if let Ok(mut bridge) = self.bridge.lock() {
+            *bridge = Some(argv);
+        }
+    }
+
+    /// The server description for a session's spec, with this engine's stdio bridge.
+    pub fn server(&self, url: String, token: String) -> McpServer {
+        let mut server = server(url, token);
+        if let Some(argv) = self.bridge.lock().ok().and_then(|b| b.clone()) {
+            server.stdio_bridge = Some(argv);
+        }
+        server
+    }
+
     /// The note slots of `task`'s live sessions.
     pub fn slots(&self, task: Id) -> Vec<RestartNoteSlot> {
         let Ok(slots) = self.slots.lock() else { return Vec::new() };
@@ -76,11 +95,29 @@ fn digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-/// The server description a session spec carries (see the adapters' `mcp` module).
+/// `[<this executable>, "mcp"]`, once the `taskgate` binary said it is one (see
+/// `offer_self_as_bridge`). A process global because only `main` knows what the running
+/// executable is: an engine embedded in a test binary must not offer that binary.
+static SELF_BRIDGE: OnceLock<Vec<String>> = OnceLock::new();
+
+/// Called by the `taskgate` binary before serving: sessions of ACP agents without HTTP MCP
+/// get `<current exe> mcp` as a stdio server. `false` (tools only over HTTP) when the
+/// executable's path is unknown or not UTF-8.
+pub fn offer_self_as_bridge() -> bool {
+    let exe = std::env::current_exe().ok().and_then(|p| p.into_os_string().into_string().ok());
+    match exe {
+        Some(exe) => {
+            SELF_BRIDGE.get_or_init(|| vec![exe, "mcp".to_owned()]);
+            true
+        }
+        None => false,
+    }
+}
+
+/// The server description a session spec carries (see the adapters' `mcp` module). The
+/// token reaches a stdio bridge through `session/new`'s env block, never its arguments.
 pub fn server(url: String, token: String) -> McpServer {
-    // No stdio bridge yet (`taskgate mcp` is not written): ACP agents that do not advertise
-    // `mcpCapabilities.http` start without the note tools and still get the note in prompts.
-    let bridge = None;
+    let bridge = SELF_BRIDGE.get().cloned();
     McpServer { name: "taskgate".into(), url, token, token_env: TOKEN_ENV.into(), stdio_bridge: bridge }
 }
 

@@ -1,7 +1,9 @@
 //! Restart notes, the IO side: reading a task's note from the store with staleness judged
 //! by git, the per-turn evidence the runner records, the Markdown export, and the MCP server
-//! agents write through. The pure rules live in `taskgate_core::notes`.
+//! agents write through (and its stdio bridge, `taskgate mcp`). The pure rules live in
+//! `taskgate_core::notes`.
 
+pub mod bridge;
 pub mod export;
 pub mod git;
 pub mod mcp;

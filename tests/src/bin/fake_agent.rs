@@ -1,12 +1,14 @@
 //! A protocol-faithful fake coding agent for the runtime tests, shaped after the recorded
 //! transcripts in `fixtures/agents/`. Usage:
 //!
-//! `fake-agent [codex|claude|acp] [--state-dir DIR] [--log FILE] [--acp-load] [agent flags...]`
+//! `fake-agent [codex|claude|acp] [--state-dir DIR] [--log FILE] [--acp-load] [--acp-stdio-mcp] [agent flags...]`
 //!
 //! The protocol is the first of `codex`, `claude`, `acp` among the arguments. Each turn is
 //! scripted by a marker in the prompt (see `fake_agent/script.rs`). `--state-dir` persists
 //! sessions so resume works across a crash; `--log` appends every line received on stdin.
-//! `NOTE: <json>` calls the tools of the MCP server taskgate offered (see `fake_agent/mcp.rs`).
+//! `NOTE: <json>` calls the tools of the MCP server taskgate offered (see `fake_agent/mcp.rs`);
+//! `--acp-stdio-mcp` makes the ACP fake advertise no HTTP MCP, so it gets (and spawns) the
+//! stdio bridge instead.
 
 #[path = "../fake_agent/acp.rs"]
 mod acp;

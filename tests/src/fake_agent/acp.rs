@@ -70,7 +70,7 @@ impl Fake {
                 }
                 self.respond(&id, json!({
                     "protocolVersion": 1,
-                    "agentCapabilities": { "loadSession": self.ctx.acp_load, "promptCapabilities": {}, "mcpCapabilities": { "http": true } },
+                    "agentCapabilities": { "loadSession": self.ctx.acp_load, "promptCapabilities": {}, "mcpCapabilities": { "http": !self.ctx.acp_stdio_mcp } },
                     "authMethods": [],
                     "agentInfo": { "name": "fake-acp", "version": "0.0.1" },
                 }));

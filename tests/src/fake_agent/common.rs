@@ -11,6 +11,8 @@ pub struct Context {
     pub state_dir: Option<PathBuf>,
     pub log: Option<PathBuf>,
     pub acp_load: bool,
+    /// ACP without `mcpCapabilities.http`: the agent then gets a stdio MCP server.
+    pub acp_stdio_mcp: bool,
     pub cwd: PathBuf,
     /// The MCP server offered on the command line (ACP offers it in `session/new`).
     pub mcp: Option<crate::mcp::Mcp>,
@@ -33,6 +35,7 @@ impl Context {
             state_dir: value("--state-dir"),
             log: value("--log"),
             acp_load: args.iter().any(|a| a == "--acp-load"),
+            acp_stdio_mcp: args.iter().any(|a| a == "--acp-stdio-mcp"),
             cwd: std::env::current_dir().unwrap_or_default(),
             mcp: crate::mcp::Mcp::from_args(args),
             lines: rx,

@@ -35,6 +35,8 @@ pub struct Call {
     pub method: String,
     pub body: Value,
     pub status: u16,
+    /// The path prefix before `bot<token>` (empty for the plain API URL): which client called.
+    pub via: String,
     /// The whole JSON answer (`{"ok": true, "result": …}` or the error).
     pub reply: Value,
     pub at: Instant,
@@ -186,8 +188,13 @@ async fn handle(state: &State, uri: Uri, raw: Bytes) -> Response {
     } else {
         serde_json::from_slice(&raw).unwrap_or(json!({"_raw": String::from_utf8_lossy(&raw)}))
     };
-    let mut segments = uri.path().trim_start_matches('/').splitn(2, '/');
-    let (bot, method) = (segments.next().unwrap_or(""), segments.next().unwrap_or("").to_ascii_lowercase());
+    // `/<via>/bot<token>/<method>`: an optional prefix tells clients sharing the fake apart
+    // (e.g. two replicas, each given its own api_url).
+    let segments: Vec<&str> = uri.path().split('/').filter(|s| !s.is_empty()).collect();
+    let at = segments.iter().position(|s| s.starts_with("bot")).unwrap_or(0);
+    let via = segments[..at.min(segments.len())].join("/");
+    let bot = segments.get(at).copied().unwrap_or("");
+    let method = segments.get(at + 1).copied().unwrap_or("").to_ascii_lowercase();
     let (status, reply) = if bot.strip_prefix("bot") != Some(state.token.as_str()) {
         (StatusCode::UNAUTHORIZED, json!({"ok": false, "error_code": 401, "description": "Unauthorized"}))
     } else if let Some(f) = take_failure(state, &method) {
@@ -209,6 +216,7 @@ async fn handle(state: &State, uri: Uri, raw: Bytes) -> Response {
         method,
         body,
         status: status.as_u16(),
+        via,
         reply: reply.clone(),
         at: Instant::now(),
     });
