@@ -389,3 +389,57 @@ async fn link_joins_web_and_telegram_and_the_task_continues_across_them() {
     assert_eq!(api.get("/api/tasks").await.as_array().unwrap().len(), 1, "no second task was started");
     gw.stop().await;
 }
+
+/// The console never shows a finding as trusted once a file it cites has changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_task_page_marks_a_finding_stale_when_its_file_changed() {
+    use taskgate_core::model::{NewNoteEntry, NoteKind};
+    use taskgate_core::store::NewTask;
+
+    let gw = gateway().await;
+    let api = Api { gw: &gw, http: client() };
+    let project = gw.store.projects().await.unwrap().into_iter().next().expect("the demo project");
+    let dir = std::path::PathBuf::from(&project.path);
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"])
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .expect("git runs");
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    git(&["init", "-q"]);
+    std::fs::create_dir_all(dir.join("src")).unwrap();
+    std::fs::write(dir.join("src/a.rs"), "fn a() {}\n").unwrap();
+    git(&["add", "."]);
+    git(&["commit", "-qm", "first"]);
+    let head = git(&["rev-parse", "HEAD"]);
+
+    let task = gw
+        .store
+        .create_task(NewTask { project_id: Some(project.id), title: "flaky a".into(), goal: "flaky a".into(), created_by: None })
+        .await
+        .unwrap();
+    gw.store
+        .add_note_entry(NewNoteEntry {
+            task_id: task.id,
+            kind: NoteKind::Verified,
+            text: "a() is the culprit".into(),
+            evidence: vec!["file:src/a.rs".into()],
+            author: "person:1".into(),
+            commit: Some(head),
+        })
+        .await
+        .unwrap();
+    let shown = api.get(&format!("/api/tasks/{}", task.id)).await;
+    assert_eq!(shown["note_entries"][0]["stale_because"], json!([]), "{shown}");
+
+    std::fs::write(dir.join("src/a.rs"), "fn a() { changed() }\n").unwrap();
+    git(&["commit", "-qam", "change a"]);
+    let shown = api.get(&format!("/api/tasks/{}", task.id)).await;
+    assert_eq!(shown["note_entries"][0]["kind"], "verified", "the stored entry is not overwritten");
+    assert_eq!(shown["note_entries"][0]["stale_because"], json!(["src/a.rs"]), "{shown}");
+    gw.stop().await;
+}

@@ -115,8 +115,18 @@ pub struct TaskDetail {
     created_by_name: Option<String>,
     executions: Vec<ExecutionView>,
     approvals: Vec<ApprovalView>,
-    /// The restart note's entries (its headline fields are on the task).
-    note_entries: Vec<NoteEntry>,
+    /// The restart note's entries (its headline fields are on the task), staleness judged.
+    note_entries: Vec<NoteEntryView>,
+}
+
+/// A restart-note entry as the console shows it: never trusted blindly, so an entry whose
+/// cited files changed since it was written carries those files.
+#[derive(Debug, Serialize)]
+pub struct NoteEntryView {
+    #[serde(flatten)]
+    entry: NoteEntry,
+    /// Files its evidence depends on that changed since its commit; non-empty means stale.
+    stale_because: Vec<String>,
 }
 
 pub async fn task(Extension(console): Extension<Arc<Console>>, Path(id): Path<Id>) -> ApiResult<TaskDetail> {
@@ -132,7 +142,12 @@ pub async fn task(Extension(console): Extension<Arc<Console>>, Path(id): Path<Id
     for approval in store.approvals(id, 200).await? {
         approvals.push(approval_view(store, approval, Some(task.title.clone())).await?);
     }
-    let note_entries = store.note_entries(id).await?;
+    let note = crate::notes::load(store, &task).await?;
+    let note_entries = note
+        .entries
+        .into_iter()
+        .map(|shown| NoteEntryView { entry: shown.entry, stale_because: shown.stale_because })
+        .collect();
     Ok(Json(TaskDetail { task, project, created_by_name, executions, approvals, note_entries }))
 }
 

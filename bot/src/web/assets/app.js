@@ -256,9 +256,11 @@ function restartNote(t, entries) {
     h("strong", {}, "Restart note"),
     h("dl", { class: "kv" }, h("dt", {}, "Goal"), h("dd", {}, t.goal), fields.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])),
     entries.length ? h("ul", { class: "timeline", style: null }, entries.map((n) => h("li", { class: "note" },
-      h("div", { class: "meta" }, badge(n.kind), n.author, n.commit ? h("code", {}, n.commit.slice(0, 10)) : null, when(n.at)),
+      h("div", { class: "meta" }, badge(n.kind), (n.stale_because || []).length ? badge("stale") : null, n.author, n.commit ? h("code", {}, n.commit.slice(0, 10)) : null, when(n.at)),
       h("div", { class: "body" }, n.text),
-      (n.evidence || []).length ? h("div", { class: "meta" }, "evidence: ", n.evidence.join(", ")) : null))) : h("p", { class: "muted" }, "No findings recorded yet."));
+      (n.evidence || []).length ? h("div", { class: "meta" }, "evidence: ", n.evidence.join(", ")) : null,
+      (n.stale_because || []).length ? h("div", { class: "meta" }, "changed since: ", n.stale_because.join(", ")) : null)))
+      : h("p", { class: "muted" }, "No findings recorded yet."));
 }
 
 function approvalsHistory(list) {
