@@ -29,7 +29,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::{FeishuConfig, FeishuMode};
 use crate::inbox::{InboxDrain, InboxHandler};
-use crate::engine::{AdmissionHook, Engine, IncomingMessage};
+use crate::engine::{AdmissionHook, Chosen, Engine, IncomingMessage};
 
 /// Where Feishu posts callbacks in webhook mode.
 pub const WEBHOOK_PATH: &str = "/webhook/feishu";
@@ -418,30 +418,29 @@ impl InboxWorker {
         match press.value {
             Some(ButtonValue::Approval { approval, answer }) => self.approval_press(press, approval, answer).await,
             Some(ButtonValue::Choice(choice)) => {
+                // The reading applies to the original message (Engine::choose), not to the
+                // button's label as new text.
                 let (shown, message) = self.card_text(press).await?;
-                let label = message.as_ref().and_then(|m| {
-                    card::buttons(&m.payload)
-                        .into_iter()
-                        .find(|b| b.value == ButtonValue::Choice(choice))
-                        .map(|b| b.label)
-                });
-                let Some(label) = label else { return Ok(inactive()) };
+                let Some(message) = message else { return Ok(inactive()) };
                 let name = self.name_of(&press.operator_open_id).await;
-                self.engine
-                    .handle(IncomingMessage {
-                        channel: Channel::Feishu,
-                        chat_id: press.chat_id.clone(),
-                        thread_id: String::new(),
-                        sender_id: press.operator_open_id.clone(),
-                        sender_name: name.clone(),
-                        text: label.clone(),
-                        reply_to_task: message.and_then(|m| m.task_id),
-                        chat: press.chat,
-                        mentioned: true,
-                    })
-                    .await?;
-                let line = format!("{name} chose: {label}");
-                Ok(Answer { success: true, toast: line.clone(), card: Some(card::decided(&shown, &line)) })
+                let sender = IncomingMessage {
+                    channel: Channel::Feishu,
+                    chat_id: press.chat_id.clone(),
+                    thread_id: String::new(),
+                    sender_id: press.operator_open_id.clone(),
+                    sender_name: name.clone(),
+                    text: String::new(),
+                    reply_to_task: message.task_id,
+                    chat: press.chat,
+                    mentioned: true,
+                };
+                match self.engine.choose(sender, message.id, choice).await? {
+                    Chosen::Applied { label } => {
+                        let line = format!("{name} chose: {label}");
+                        Ok(Answer { success: true, toast: line.clone(), card: Some(card::decided(&shown, &line)) })
+                    }
+                    Chosen::Unknown => Ok(inactive()),
+                }
             }
             None => Ok(inactive()),
         }

@@ -531,3 +531,59 @@ async fn shutdown_leaves_open_work_for_recovery() {
     assert_eq!(open.len(), 1, "the turn stays open: {open:?}");
     assert_eq!(completed_turns(&store, exec.id).await, 0);
 }
+
+/// The agent asks mid-turn (the fake's `ASK:`): the chat shows the question, the task waits
+/// for input, and the person's next message reaches the agent as the answer to that question
+/// (the fake echoes it) instead of queueing behind the blocked turn until its time limit.
+async fn question_is_answered_mid_turn(prompt: &str, display: &str) {
+    let limit = Duration::from_secs(20);
+    let world = World::with(|config| config.runtime.turn_timeout_secs = limit.as_secs());
+    let engine = world.engine().await;
+    let store = engine.store().clone();
+
+    engine.handle(msg("u1", "Ada", prompt)).await.expect("handle");
+    let (task, exec) = first_task(&store).await;
+    let waiting = eventually("the task waiting for input", || async {
+        store.task(task.id).await.ok().filter(|t| t.status == TaskStatus::WaitingInput)
+    })
+    .await;
+    let sent = outbox_texts(&store).await;
+    assert!(
+        sent.iter().any(|(t, _, text)| *t == Some(task.id) && text.starts_with(&format!("{display} asks:")) && text.contains("which colour?")),
+        "{sent:#?}"
+    );
+
+    let answered = tokio::time::Instant::now();
+    engine.handle(msg("u1", "Ada", "the blue one")).await.expect("answer");
+    let after = store.task(task.id).await.unwrap();
+    assert_ne!(after.status, TaskStatus::WaitingInput, "the answer moved the task on");
+    assert_eq!(store.tasks(10).await.unwrap().len(), 1, "the answer continued the task");
+
+    let idle = eventually("the task idle", || idle_task(&store, task.id)).await;
+    assert!(answered.elapsed() < limit / 4, "answered promptly, not at the {limit:?} limit: {:?}", answered.elapsed());
+    // waiting_input → running (the answer) → idle (the turn's end): two moves, nothing else.
+    assert_eq!(idle.version, waiting.version + 2, "{waiting:?} then {idle:?}");
+    assert_eq!(completed_turns(&store, exec.id).await, 1, "one turn: the answer did not queue another");
+    let ended = results(&store, task.id).await;
+    assert_eq!(ended[0]["outcome"]["status"], "completed", "{ended:#?}");
+    let said = agent_text(&store, task.id).await;
+    assert!(said.contains("FAKE-REPLY: you answered 'the blue one'"), "{said}");
+    let timeline = store.timeline(task.id).await.unwrap();
+    assert!(
+        timeline.iter().any(|e| e.execution_id == Some(exec.id) && e.body["type"] == "question_answered" && e.body["text"] == "the blue one"),
+        "{timeline:#?}"
+    );
+    let sent = outbox_texts(&store).await;
+    assert!(sent.iter().any(|(_, _, t)| t.starts_with(&format!("Answered {display} on"))), "{sent:#?}");
+    assert!(store.open_turns(None).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn codex_question_is_answered_mid_turn() {
+    question_is_answered_mid_turn("ASK: which colour?", "Codex").await;
+}
+
+#[tokio::test]
+async fn claude_question_is_answered_mid_turn() {
+    question_is_answered_mid_turn("/cc ASK: which colour?", "Claude").await;
+}

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use taskgate_core::classify::Decision;
 use taskgate_core::model::{
     Answer, Approval, ApprovalStatus, Channel, Conversation, Id, NewEvent, NewOutbound,
-    RuntimeSession, SessionStatus, StateMachine, Turn,
+    RuntimeSession, SessionStatus, StateMachine, TaskStatus, Turn,
 };
 use taskgate_core::route::{Effect, ExecRef, Plan, Sender, TaskRef};
 use taskgate_core::runtime::ApprovalDecision;
@@ -19,6 +19,8 @@ pub enum Command {
     /// Run `turn` (a durable row of `session`) when the execution is free; FIFO behind others.
     Turn { execution: Id, session: RuntimeSession, turn: Turn },
     Interrupt { execution: Id },
+    /// Deliver `text` as the answer to the question the execution's turn waits on.
+    Answer { execution: Id, text: String },
     /// Shut the sticky session's process down; the row is already closed.
     Close { execution: Id },
     Decide { approval: Id, request_id: String, action: String, decision: ApprovalDecision, note: Option<String> },
@@ -103,6 +105,22 @@ pub async fn apply(
                 commands.push(turn(tx, *execution, input, origin).await?);
             }
             Effect::InterruptTurn { execution } => commands.push(Command::Interrupt { execution: *execution }),
+            Effect::AnswerQuestion { execution, text } => {
+                let task_id = tx.execution(*execution).await?.task_id;
+                // Filed under the execution, so the context loader sees the question answered.
+                tx.append_event(NewEvent {
+                    task_id,
+                    execution_id: Some(*execution),
+                    kind: taskgate_core::model::EventKind::Runtime,
+                    channel: Some(origin.sender.channel),
+                    actor: Some(origin.sender.name.clone()),
+                    body: json!({"type": QUESTION_ANSWERED, "text": text, "person_id": origin.sender.person_id}),
+                })
+                .await?;
+                super::status::task(tx, task_id, TaskStatus::Running).await?;
+                current_task = Some(task_id);
+                commands.push(Command::Answer { execution: *execution, text: text.clone() });
+            }
             Effect::CloseSession { execution } => {
                 if let Some(mut session) = tx.latest_session(*execution).await?
                     && session.status.allows(SessionStatus::Closed)
@@ -191,6 +209,9 @@ pub async fn apply(
     }
     Ok(Applied { commands, task: current_task })
 }
+
+/// Timeline event type: the person answered the question an execution's turn waited on.
+pub const QUESTION_ANSWERED: &str = "question_answered";
 
 /// Payload field of a clarify: the message its buttons complete. Channels render such buttons
 /// as choices (`options[choice]` is a classifier `Decision`), never as approval buttons.

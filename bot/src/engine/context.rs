@@ -127,6 +127,9 @@ async fn task_state(
     task: Task,
     busy_hint: &(dyn Fn(Id) -> bool + Sync),
 ) -> StoreResult<TaskState> {
+    // The timeline gives the latest result, the files touched (for seeding new sessions) and
+    // the questions agents asked.
+    let timeline = store.timeline(task.id).await?;
     let mut executions = Vec::new();
     for execution in store.executions(task.id).await? {
         let session = store.latest_session(execution.id).await?;
@@ -138,6 +141,11 @@ async fn task_state(
         let busy = !open.is_empty() || busy_hint(execution.id);
         // Turns behind the one in flight (or behind the first queued one, about to start).
         let queued = if in_flight { open.len() - 1 } else { open.len().saturating_sub(1) };
+        let pending_question = if busy && task.status == TaskStatus::WaitingInput {
+            pending_question(&timeline, execution.id)
+        } else {
+            None
+        };
         executions.push(ExecutionState {
             execution,
             session,
@@ -145,6 +153,7 @@ async fn task_state(
             queued,
             // No runtime adapter accepts input into a running turn yet.
             can_steer: false,
+            pending_question,
         });
     }
 
@@ -158,8 +167,6 @@ async fn task_state(
         }
     }
 
-    // The timeline gives the latest result and the files touched, for seeding new sessions.
-    let timeline = store.timeline(task.id).await?;
     let latest_result = timeline
         .iter()
         .rev()
@@ -180,6 +187,20 @@ async fn task_state(
         latest_result,
         changed_files: files.into_iter().collect(),
     })
+}
+
+/// The request id of the question `exec` asked last, unless an answer or the end of its turn
+/// came after it (both are on the timeline, in order).
+fn pending_question(timeline: &[taskgate_core::model::Event], exec: Id) -> Option<String> {
+    for event in timeline.iter().rev().filter(|e| e.execution_id == Some(exec)) {
+        if event.kind == EventKind::Result || event.body["type"] == super::apply::QUESTION_ANSWERED {
+            return None;
+        }
+        if event.kind == EventKind::Runtime && event.body["type"] == "question" {
+            return event.body["request_id"].as_str().map(str::to_owned);
+        }
+    }
+    None
 }
 
 async fn approval_state(

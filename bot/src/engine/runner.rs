@@ -140,9 +140,10 @@ impl Runner {
 
     pub fn dispatch(&self, command: Command) {
         let exec = match &command {
-            Command::Turn { execution, .. } | Command::Interrupt { execution } | Command::Close { execution } => {
-                Some(*execution)
-            }
+            Command::Turn { execution, .. }
+            | Command::Interrupt { execution }
+            | Command::Answer { execution, .. }
+            | Command::Close { execution } => Some(*execution),
             Command::Decide { approval, .. } => {
                 self.shared.approvals.lock().ok().and_then(|m| m.get(approval).map(|(e, _)| *e))
             }
@@ -190,11 +191,13 @@ struct Current {
     /// The turn's evidence so far: commands with exit codes, files changed.
     commands: Vec<Value>,
     files: std::collections::BTreeSet<String>,
+    /// Request id of the question the agent asked and still waits on.
+    question: Option<String>,
 }
 
 impl Current {
     fn new(turn: Turn, request_lost: bool) -> Self {
-        Current { turn, text: String::new(), unsaved: String::new(), request_lost, commands: Vec::new(), files: Default::default() }
+        Current { turn, text: String::new(), unsaved: String::new(), request_lost, commands: Vec::new(), files: Default::default(), question: None }
     }
 }
 
@@ -321,6 +324,7 @@ impl Actor {
                 self.start_next().await;
             }
             Msg::Run(Command::Interrupt { .. }) => self.interrupt().await,
+            Msg::Run(Command::Answer { text, .. }) => self.answer(&text).await,
             Msg::Run(Command::Close { .. }) => {
                 if let Some(mut live) = self.live.take() {
                     live.session.shutdown().await;
@@ -476,6 +480,48 @@ impl Actor {
             && let Err(e) = live.session.interrupt().await
         {
             tracing::warn!(execution = self.exec, error = %e, "interrupt failed");
+        }
+    }
+
+    /// Delivers the person's answer to the question the turn waits on. Where nothing can take
+    /// it (the protocol has no answers, or the question went with a restarted process) the text
+    /// becomes the next turn instead, and the chat is told in one line.
+    async fn answer(&mut self, text: &str) {
+        let question = self.current.as_mut().and_then(|c| c.question.take());
+        let delivered = match (&self.live, &question) {
+            (Some(live), Some(id)) => live.session.answer(id, text).await,
+            (None, _) => Err(RuntimeError::Dead),
+            (_, None) => Err(RuntimeError::UnknownRequest("no question pending".into())),
+        };
+        let error = match delivered {
+            Ok(()) => return,
+            Err(e) => e,
+        };
+        tracing::info!(execution = self.exec, error = %error, "the answer could not be delivered; queueing it as the next turn");
+        let row = match &self.live {
+            Some(live) => Some(live.row.clone()),
+            // A closed or dead row takes no turns (after `/new`, the next message starts one).
+            None => self
+                .log("reading the session", self.shared.store.latest_session(self.exec).await)
+                .flatten()
+                .filter(|s| s.status.is_usable()),
+        };
+        let Some(row) = row else {
+            let line = format!("{} is no longer waiting for an answer; send it again to start a turn.", self.display);
+            self.announce(&line, json!({"type": "answer_undelivered", "error": error.to_string()})).await;
+            return;
+        };
+        let turn = {
+            let shared = self.shared.clone();
+            let _w = shared.write.lock().await;
+            self.log("queueing an answer as a turn", self.shared.store.create_turn(row.id, text).await)
+        };
+        let Some(turn) = turn else { return };
+        self.queue.push_front((row, turn));
+        let line = format!("{} cannot take answers mid-turn; your reply runs as its next turn.", self.display);
+        self.announce(&line, json!({"type": "answer_queued", "error": error.to_string()})).await;
+        if self.current.is_none() {
+            self.start_next().await;
         }
     }
 
@@ -654,7 +700,11 @@ impl Actor {
                     self.shared.approvals.lock().ok().map(|mut m| m.remove(&id));
                 }
             }
-            RuntimeEvent::Question { ref text, .. } => {
+            RuntimeEvent::Question { ref request_id, ref text } => {
+                // Before the task shows waiting_input: an answer routed then must find it.
+                if let Some(c) = &mut self.current {
+                    c.question = Some(request_id.clone());
+                }
                 let line = one_line(&format!("{} asks: {text}", self.display), 300);
                 self.persist(&event, EventKind::Runtime, Some(Line::Chat(line)), Some(TaskStatus::WaitingInput)).await;
             }

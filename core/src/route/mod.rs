@@ -139,6 +139,13 @@ fn focus(plan: &mut Plan, state: &ConversationState, task: Id) {
 }
 
 fn continue_task(plan: &mut Plan, state: &ConversationState, task: &TaskState, text: &str) {
+    // A turn blocked on a question ends only with the answer: queueing would wait for its
+    // time limit, and the busy policy is about work in progress, not a question asked.
+    if let Some(exec) = task.asking_execution() {
+        plan.push(Effect::AnswerQuestion { execution: exec.execution.id, text: text.to_owned() });
+        plan.reply(format!("Answered {} on '{}'.", agent_name(&exec.execution.agent), task.task.title));
+        return;
+    }
     let Some(exec) = task.main_execution() else {
         // A task without an execution (all were cancelled): start one with the default agent.
         let agent = state.project.default_agent.clone();

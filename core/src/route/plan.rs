@@ -39,6 +39,8 @@ pub enum Effect {
     QueueTurn { execution: Id, input: String },
     /// Inject input into the running turn.
     SteerTurn { execution: Id, input: String },
+    /// Answer the question the running turn waits on (see `ExecutionState::pending_question`).
+    AnswerQuestion { execution: Id, text: String },
     /// Stop the running turn; the session stays.
     InterruptTurn { execution: Id },
     /// Close the sticky session: the next turn starts a fresh one.

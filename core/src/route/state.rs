@@ -44,6 +44,9 @@ pub struct ExecutionState {
     pub queued: usize,
     /// The agent accepts input into a running turn.
     pub can_steer: bool,
+    /// Request id of the question the turn in flight waits on: the next follow-up answers it
+    /// rather than queueing behind a turn that cannot end without it.
+    pub pending_question: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -79,6 +82,11 @@ impl TaskState {
             .filter(alive)
             .find(|e| e.execution.role == Role::Editor)
             .or_else(|| self.executions.iter().rev().find(alive))
+    }
+
+    /// The busy execution whose turn waits on the person's answer, newest first.
+    pub fn asking_execution(&self) -> Option<&ExecutionState> {
+        self.executions.iter().rev().find(|e| e.busy && e.pending_question.is_some())
     }
 
     pub fn busy_execution(&self) -> Option<&ExecutionState> {

@@ -52,6 +52,7 @@ fn exec(id: Id, task_id: Id, agent: &str, role: Role, session: Option<SessionSta
         busy,
         queued: 0,
         can_steer: agent == "codex",
+        pending_question: None,
     }
 }
 
@@ -352,6 +353,57 @@ fn table() {
         assert_eq!(actions(&plan), case.actions, "{}", case.name);
         assert_eq!(plan.reply_text(), case.reply, "{}", case.name);
     }
+}
+
+/// A follow-up to a turn blocked on the agent's question answers it, whatever the busy policy;
+/// without a question (or on an idle execution) the usual rules stand.
+#[test]
+fn continue_answers_a_pending_question() {
+    use Effect::*;
+    let asking = |policy, question: Option<&str>, busy: bool| {
+        let mut s = state(policy);
+        s.tasks[0].task.status = if question.is_some() { TaskStatus::WaitingInput } else { TaskStatus::Running };
+        s.tasks[0].approvals.clear();
+        s.tasks[0].executions[0].busy = busy;
+        s.tasks[0].executions[0].pending_question = question.map(str::to_owned);
+        s
+    };
+    let text = "use the blue one";
+    let answer = vec![AnswerQuestion { execution: 11, text: text.into() }];
+    let cases: Vec<(&str, ConversationState, Vec<Effect>, &str)> = vec![
+        ("queue policy", asking(BusyPolicy::Queue, Some("q-1"), true), answer.clone(), "Answered Codex on 'fix routing for /api/v2'."),
+        ("steer policy", asking(BusyPolicy::Steer, Some("q-1"), true), answer.clone(), "Answered Codex on 'fix routing for /api/v2'."),
+        ("interrupt policy", asking(BusyPolicy::Interrupt, Some("q-1"), true), answer, "Answered Codex on 'fix routing for /api/v2'."),
+        (
+            "no question: queued as before",
+            asking(BusyPolicy::Queue, None, true),
+            vec![QueueTurn { execution: 11, input: text.into() }],
+            "Queued for Codex on 'fix routing for /api/v2', 1 ahead.",
+        ),
+        (
+            "a stale question on an idle execution: a new turn",
+            asking(BusyPolicy::Queue, Some("q-1"), false),
+            vec![StartTurn { execution: ExecRef::Existing(11), input: text.into(), fresh_session: false }],
+            "",
+        ),
+    ];
+    for (name, state, effects, reply) in cases {
+        let plan = route(&on(decision(Intent::Continue), 1), &[], text, &sender(), &state);
+        assert_eq!(actions(&plan), effects, "{name}");
+        assert_eq!(plan.reply_text(), reply, "{name}");
+    }
+}
+
+/// The reviewer asked while the editor works: the answer goes to the one that asked.
+#[test]
+fn the_answer_goes_to_the_execution_that_asked() {
+    let mut s = state(BusyPolicy::Queue);
+    let mut reviewer = exec(12, 1, "claude", Role::Reviewer, Some(SessionStatus::Busy), true);
+    reviewer.pending_question = Some("toolu_1".into());
+    s.tasks[0].executions.push(reviewer);
+    s.tasks[0].approvals.clear();
+    let plan = route(&on(decision(Intent::Continue), 1), &[], "yes", &sender(), &s);
+    assert_eq!(actions(&plan), vec![Effect::AnswerQuestion { execution: 12, text: "yes".into() }]);
 }
 
 #[test]
