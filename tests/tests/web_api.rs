@@ -443,3 +443,50 @@ async fn the_task_page_marks_a_finding_stale_when_its_file_changed() {
     assert_eq!(shown["note_entries"][0]["stale_because"], json!(["src/a.rs"]), "{shown}");
     gw.stop().await;
 }
+
+/// A clarify button in web chat applies its reading to the original message, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clarify_button_completes_the_original_message_once() {
+    use taskgate_core::model::NewOutbound;
+
+    let gw = gateway().await;
+    let api = Api { gw: &gw, http: client() };
+    // What the engine writes for a clarify: the readings as options, the original text kept.
+    let reading = |intent: &str, reason: &str| {
+        json!({"intent": intent, "task": null, "agent": null, "role": null, "approval": null, "scope": null,
+               "confidence": 0.5, "reason": reason})
+    };
+    let row = gw
+        .store
+        .outbox_enqueue(NewOutbound {
+            channel: Channel::Web,
+            chat_id: "console".into(),
+            task_id: None,
+            approval_id: None,
+            payload: json!({
+                "text": "Did you mean:",
+                "buttons": [{"label": "Start a new task", "choice": 0}, {"label": "Show status", "choice": 1}],
+                "options": [reading("new_task", "a new goal"), reading("status", "status")],
+                "thread_id": "",
+                "source_text": "RUN_CMD: echo chosen",
+            }),
+        })
+        .await
+        .unwrap();
+
+    let (status, body) = api.post(&format!("/api/messages/out-{}/choose", row.id), json!({"choice": 0})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["chosen"], "Start a new task");
+    let task = eventually("the task the reading started", || async {
+        gw.store.tasks(10).await.ok()?.into_iter().find(|t| t.goal == "RUN_CMD: echo chosen")
+    })
+    .await;
+    assert_eq!(task.title, "RUN_CMD: echo chosen", "the original message, not the button's label");
+
+    let (status, _) = api.post(&format!("/api/messages/out-{}/choose", row.id), json!({"choice": 1})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "a second press does nothing");
+    let (status, _) = api.post("/api/messages/in-1/choose", json!({"choice": 0})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(gw.store.tasks(10).await.unwrap().len(), 1);
+    gw.stop().await;
+}

@@ -83,6 +83,10 @@ pub struct Engine {
     /// Resolving a person for a new sender: one at a time, so two first messages from the
     /// same sender do not create two people.
     people: tokio::sync::Mutex<()>,
+    /// Clarify messages already answered by a press, so a second press (another button, or
+    /// the same one from another tab or channel) does not act twice. In memory: after a
+    /// restart an old clarify could be answered once more.
+    chosen: Mutex<HashSet<Id>>,
 }
 
 impl Engine {
@@ -113,6 +117,7 @@ impl Engine {
             classifier: Classifier::new(aliases),
             admission: RwLock::new(HashMap::new()),
             people: tokio::sync::Mutex::new(()),
+            chosen: Mutex::new(HashSet::new()),
         }
     }
 
@@ -155,6 +160,10 @@ impl Engine {
             return Ok(Chosen::Unknown);
         }
         let Some(picked) = choice::picked(&row.payload, choice) else { return Ok(Chosen::Unknown) };
+        let first = self.chosen.lock().map(|mut chosen| chosen.insert(outbound)).unwrap_or(false);
+        if !first {
+            return Ok(Chosen::Unknown);
+        }
         let msg = IncomingMessage {
             text: picked.text,
             reply_to_task: row.task_id.or(msg.reply_to_task),

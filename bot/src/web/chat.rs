@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use axum::Extension;
 use axum::Json;
-use axum::extract::Query;
+use axum::extract::{Path, Query};
 use axum::http::StatusCode;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
@@ -20,7 +20,7 @@ use taskgate_core::store::{Store, StoreError};
 
 use super::sse::Hint;
 use super::{ApiError, Console};
-use crate::engine::IncomingMessage;
+use crate::engine::{Chosen, IncomingMessage};
 
 /// The console's one chat (one login, one person) and its sender id on channel `web`.
 pub const CHAT_ID: &str = "console";
@@ -46,6 +46,42 @@ pub struct NewMessage {
 }
 
 /// `POST /api/messages`: stored, then 202; the engine handles it right after.
+#[derive(Debug, Deserialize)]
+pub struct Choice {
+    pub choice: usize,
+}
+
+/// A clarify button in web chat: applies the chosen reading to the message it asked about
+/// (not the button's label as new text), once.
+pub async fn choose(
+    Extension(console): Extension<Arc<Console>>,
+    Path(id): Path<String>,
+    Json(choice): Json<Choice>,
+) -> Result<Json<Value>, ApiError> {
+    let outbound: Id = id
+        .strip_prefix("out-")
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "not a message of taskgate's (out-<id>)"))?;
+    let sender = IncomingMessage {
+        channel: Channel::Web,
+        chat_id: CHAT_ID.to_owned(),
+        thread_id: String::new(),
+        sender_id: SENDER_ID.to_owned(),
+        sender_name: console.display_name.clone(),
+        text: String::new(),
+        reply_to_task: None,
+        chat: Chat::Direct,
+        mentioned: true,
+    };
+    match console.engine.choose(sender, outbound, choice.choice).await? {
+        Chosen::Applied { label } => {
+            console.hub.send(Hint::Chat { task: None });
+            Ok(Json(json!({"chosen": label})))
+        }
+        Chosen::Unknown => Err(ApiError::new(StatusCode::CONFLICT, "this button is no longer active")),
+    }
+}
+
 pub async fn send(
     Extension(console): Extension<Arc<Console>>,
     Json(message): Json<NewMessage>,

@@ -116,6 +116,7 @@ fn routes<S: Clone + Send + Sync + 'static>() -> Routes<S> {
         .add("POST", "/api/approvals/{id}/deny", post(api::deny))
         .add("GET", "/api/messages", get(chat::history))
         .add("POST", "/api/messages", post(chat::send))
+        .add("POST", "/api/messages/{id}/choose", post(chat::choose))
         .add("GET", "/api/stream", get(sse::stream))
 }
 

@@ -430,7 +430,7 @@ function bubble(m, setTarget) {
     actions.push(approvalButtons(m.approval));
   } else if ((m.buttons || []).length) {
     actions.push(h("div", { class: "actions" }, m.buttons.map((b) => h("button", {
-      onclick: () => api("/api/messages", { method: "POST", body: { text: b.label, task: m.task } }).catch(showError),
+      onclick: () => api(`/api/messages/${m.id}/choose`, { method: "POST", body: { choice: b.choice } }).catch(showError),
     }, b.label))));
   }
   return h("div", { class: `bubble ${m.from}`, "data-message": m.id },
