@@ -16,7 +16,7 @@ use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynch
 use sea_orm::{
     ActiveModelTrait, ActiveValue::NotSet, ColumnTrait, ConnectOptions, ConnectionTrait,
     Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, EntityTrait,
-    IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, Set, SqlErr, TransactionTrait,
+    IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, Select, Set, SqlErr, TransactionTrait,
     TryInsertResult,
 };
 use taskgate_core::model::*;
@@ -92,6 +92,24 @@ fn db_err(e: DbErr) -> StoreError {
 
 fn not_found(entity: &'static str, id: impl ToString) -> StoreError {
     StoreError::NotFound { entity, id: id.to_string() }
+}
+
+/// Runs a query and converts every row: the tail of every list method.
+async fn rows<E: EntityTrait, T>(
+    db: &impl ConnectionTrait,
+    query: Select<E>,
+    convert: impl Fn(E::Model) -> StoreResult<T>,
+) -> StoreResult<Vec<T>> {
+    query.all(db).await.map_err(db_err)?.into_iter().map(convert).collect()
+}
+
+/// Runs a query for at most one row and converts it.
+async fn row<E: EntityTrait, T>(
+    db: &impl ConnectionTrait,
+    query: Select<E>,
+    convert: impl Fn(E::Model) -> StoreResult<T>,
+) -> StoreResult<Option<T>> {
+    query.one(db).await.map_err(db_err)?.map(convert).transpose()
 }
 
 /// Reads one row by id or reports which one is missing.
@@ -177,14 +195,10 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
         channel: Channel,
         external_id: &str,
     ) -> StoreResult<Option<Identity>> {
-        identities::Entity::find()
+        let query = identities::Entity::find()
             .filter(identities::Column::Channel.eq(channel.name()))
-            .filter(identities::Column::ExternalId.eq(external_id))
-            .one(&self.db)
-            .await
-            .map_err(db_err)?
-            .map(convert::identity)
-            .transpose()
+            .filter(identities::Column::ExternalId.eq(external_id));
+        row(&self.db, query, convert::identity).await
     }
 
     async fn upsert_project(
@@ -316,16 +330,11 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
     }
 
     async fn tasks(&self, limit: u64) -> StoreResult<Vec<Task>> {
-        tasks::Entity::find()
+        let query = tasks::Entity::find()
             .order_by_desc(tasks::Column::UpdatedAt)
             .order_by_desc(tasks::Column::Id)
-            .limit(limit)
-            .all(&self.db)
-            .await
-            .map_err(db_err)?
-            .into_iter()
-            .map(convert::task)
-            .collect()
+            .limit(limit);
+        rows(&self.db, query, convert::task).await
     }
 
     async fn create_execution(&self, new: NewExecution) -> StoreResult<Execution> {
@@ -369,15 +378,10 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
     }
 
     async fn executions(&self, task_id: Id) -> StoreResult<Vec<Execution>> {
-        executions::Entity::find()
+        let query = executions::Entity::find()
             .filter(executions::Column::TaskId.eq(task_id))
-            .order_by_asc(executions::Column::Id)
-            .all(&self.db)
-            .await
-            .map_err(db_err)?
-            .into_iter()
-            .map(convert::execution)
-            .collect()
+            .order_by_asc(executions::Column::Id);
+        rows(&self.db, query, convert::execution).await
     }
 
     async fn create_session(
@@ -421,14 +425,10 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
     }
 
     async fn latest_session(&self, execution_id: Id) -> StoreResult<Option<RuntimeSession>> {
-        runtime_sessions::Entity::find()
+        let query = runtime_sessions::Entity::find()
             .filter(runtime_sessions::Column::ExecutionId.eq(execution_id))
-            .order_by_desc(runtime_sessions::Column::Id)
-            .one(&self.db)
-            .await
-            .map_err(db_err)?
-            .map(convert::session)
-            .transpose()
+            .order_by_desc(runtime_sessions::Column::Id);
+        row(&self.db, query, convert::session).await
     }
 
     async fn create_turn(&self, session_id: Id, input: &str) -> StoreResult<Turn> {
@@ -467,14 +467,9 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
         if let Some(session_id) = session_id {
             query = query.filter(turns::Column::SessionId.eq(session_id));
         }
-        query
-            .order_by_asc(turns::Column::Id)
-            .all(&self.db)
-            .await
-            .map_err(db_err)?
-            .into_iter()
-            .map(convert::turn)
-            .collect()
+        let query = query
+            .order_by_asc(turns::Column::Id);
+        rows(&self.db, query, convert::turn).await
     }
 
     async fn create_approval(&self, new: NewApproval) -> StoreResult<Approval> {
@@ -527,27 +522,17 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
         if let Some(task_id) = task_id {
             query = query.filter(approvals::Column::TaskId.eq(task_id));
         }
-        query
-            .order_by_asc(approvals::Column::Id)
-            .all(&self.db)
-            .await
-            .map_err(db_err)?
-            .into_iter()
-            .map(convert::approval)
-            .collect()
+        let query = query
+            .order_by_asc(approvals::Column::Id);
+        rows(&self.db, query, convert::approval).await
     }
 
     async fn approvals(&self, task_id: Id, limit: u64) -> StoreResult<Vec<Approval>> {
-        approvals::Entity::find()
+        let query = approvals::Entity::find()
             .filter(approvals::Column::TaskId.eq(task_id))
             .order_by_desc(approvals::Column::Id)
-            .limit(limit)
-            .all(&self.db)
-            .await
-            .map_err(db_err)?
-            .into_iter()
-            .map(convert::approval)
-            .collect()
+            .limit(limit);
+        rows(&self.db, query, convert::approval).await
     }
 
     async fn append_event(&self, event: NewEvent) -> StoreResult<Event> {
@@ -565,15 +550,10 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
     }
 
     async fn timeline(&self, task_id: Id) -> StoreResult<Vec<Event>> {
-        events::Entity::find()
+        let query = events::Entity::find()
             .filter(events::Column::TaskId.eq(task_id))
-            .order_by_asc(events::Column::Id)
-            .all(&self.db)
-            .await
-            .map_err(db_err)?
-            .into_iter()
-            .map(convert::event)
-            .collect()
+            .order_by_asc(events::Column::Id);
+        rows(&self.db, query, convert::event).await
     }
 
     async fn add_note_entry(&self, entry: NewNoteEntry) -> StoreResult<NoteEntry> {
@@ -591,15 +571,10 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
     }
 
     async fn note_entries(&self, task_id: Id) -> StoreResult<Vec<NoteEntry>> {
-        note_entries::Entity::find()
+        let query = note_entries::Entity::find()
             .filter(note_entries::Column::TaskId.eq(task_id))
-            .order_by_asc(note_entries::Column::Id)
-            .all(&self.db)
-            .await
-            .map_err(db_err)?
-            .into_iter()
-            .map(convert::note_entry)
-            .collect()
+            .order_by_asc(note_entries::Column::Id);
+        rows(&self.db, query, convert::note_entry).await
     }
 
     async fn inbox_accept(&self, inbound: NewInbound) -> StoreResult<InboxOutcome> {
@@ -630,17 +605,12 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
     }
 
     async fn inbox_pending(&self, channel: Channel, limit: u64) -> StoreResult<Vec<Inbound>> {
-        inbox::Entity::find()
+        let query = inbox::Entity::find()
             .filter(inbox::Column::Channel.eq(channel.name()))
             .filter(inbox::Column::ProcessedAt.is_null())
             .order_by_asc(inbox::Column::Id)
-            .limit(limit)
-            .all(&self.db)
-            .await
-            .map_err(db_err)?
-            .into_iter()
-            .map(convert::inbound)
-            .collect()
+            .limit(limit);
+        rows(&self.db, query, convert::inbound).await
     }
 
     async fn inbox_done(&self, id: Id) -> StoreResult<()> {
@@ -692,17 +662,12 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
             .group_by_col(C::Channel)
             .group_by_col(C::ChatId)
             .take();
-        outbox::Entity::find()
+        let query = outbox::Entity::find()
             .filter(C::Id.in_subquery(heads))
             .filter(C::NextAttemptAt.lte(now))
             .order_by_asc(C::Id)
-            .limit(limit)
-            .all(&self.db)
-            .await
-            .map_err(db_err)?
-            .into_iter()
-            .map(convert::outbound)
-            .collect()
+            .limit(limit);
+        rows(&self.db, query, convert::outbound).await
     }
 
     async fn outbox_sent(&self, id: Id, external_message_id: Option<&str>) -> StoreResult<()> {
@@ -755,15 +720,11 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
         chat_id: &str,
         external_message_id: &str,
     ) -> StoreResult<Option<Outbound>> {
-        outbox::Entity::find()
+        let query = outbox::Entity::find()
             .filter(outbox::Column::Channel.eq(channel.name()))
             .filter(outbox::Column::ChatId.eq(chat_id))
-            .filter(outbox::Column::ExternalMessageId.eq(external_message_id))
-            .one(&self.db)
-            .await
-            .map_err(db_err)?
-            .map(convert::outbound)
-            .transpose()
+            .filter(outbox::Column::ExternalMessageId.eq(external_message_id));
+        row(&self.db, query, convert::outbound).await
     }
 
     async fn chat_tasks(&self, channel: Channel, chat_id: &str, limit: u64) -> StoreResult<Vec<Id>> {
@@ -787,14 +748,10 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
     }
 
     async fn latest_outbound(&self, task_id: Id) -> StoreResult<Option<Outbound>> {
-        outbox::Entity::find()
+        let query = outbox::Entity::find()
             .filter(outbox::Column::TaskId.eq(task_id))
-            .order_by_desc(outbox::Column::Id)
-            .one(&self.db)
-            .await
-            .map_err(db_err)?
-            .map(convert::outbound)
-            .transpose()
+            .order_by_desc(outbox::Column::Id);
+        row(&self.db, query, convert::outbound).await
     }
 
     async fn ping(&self) -> StoreResult<()> {
@@ -802,16 +759,11 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
     }
 
     async fn events_after(&self, after: Id, limit: u64) -> StoreResult<Vec<Event>> {
-        events::Entity::find()
+        let query = events::Entity::find()
             .filter(events::Column::Id.gt(after))
             .order_by_asc(events::Column::Id)
-            .limit(limit)
-            .all(&self.db)
-            .await
-            .map_err(db_err)?
-            .into_iter()
-            .map(convert::event)
-            .collect()
+            .limit(limit);
+        rows(&self.db, query, convert::event).await
     }
 
     async fn inbox_recent(&self, channel: Channel, limit: u64) -> StoreResult<Vec<Inbound>> {
@@ -905,13 +857,9 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
         if result.rows_affected == 0 {
             return Ok(None);
         }
-        link_codes::Entity::find()
-            .filter(C::Code.eq(code))
-            .one(&self.db)
-            .await
-            .map_err(db_err)?
-            .map(convert::link_code)
-            .transpose()
+        let query = link_codes::Entity::find()
+            .filter(C::Code.eq(code));
+        row(&self.db, query, convert::link_code).await
     }
 
     async fn merge_person(&self, from: Id, into: Id) -> StoreResult<()> {
