@@ -3,6 +3,7 @@
 
 pub mod feishu;
 pub mod live;
+pub mod outbox;
 pub mod runtime;
 pub mod store;
 pub mod telegram;

@@ -19,6 +19,7 @@ use tokio::sync::Notify;
 use super::api::{ApiError, FeishuApi};
 use super::card;
 use super::token::INVALID_TOKEN_CODES;
+use crate::outbox::{self, Settle};
 use crate::live::{self, LiveMessages, Pacer};
 
 /// A text message's content, JSON-encoded, stays under this (Feishu: 150 KB per request).
@@ -272,7 +273,7 @@ impl OutboxSender {
     pub async fn pass(&mut self) -> StoreResult<Vec<(Id, Delivery)>> {
         let due = self.store.outbox_due(Channel::Feishu, Utc::now(), self.options.batch).await?;
         let mut done = Vec::new();
-        for row in due.into_iter().filter(|r| r.channel == Channel::Feishu) {
+        for row in due {
             let (delivery, covered) = match live::key(&row.payload) {
                 Some(key) => {
                     let key = key.to_owned();
@@ -280,33 +281,16 @@ impl OutboxSender {
                 }
                 None => (self.deliver(&row).await, Vec::new()),
             };
-            match &delivery {
-                Delivery::Sent { message_id } => {
-                    self.progress.remove(&row.id);
-                    self.store.outbox_sent(row.id, Some(message_id)).await?;
-                    // Coalesced updates are shown by the same card: they are done too.
-                    for id in covered {
-                        self.store.outbox_sent(id, Some(message_id)).await?;
-                    }
-                }
+            let result = match &delivery {
+                Delivery::Sent { message_id } => Settle::Sent { message_id, covered: &covered },
                 Delivery::Retry { after, error, rate_limited } => {
-                    if row.attempts + 1 >= self.options.max_attempts && !rate_limited {
-                        tracing::warn!(outbox = row.id, chat = %row.chat_id, %error, "feishu outbox: giving up on a message");
-                        self.progress.remove(&row.id);
-                        self.store.outbox_sent(row.id, None).await?;
-                    } else {
-                        tracing::info!(outbox = row.id, chat = %row.chat_id, %error, retry_in = ?after, "feishu outbox: will retry");
-                        let next =
-                            Utc::now() + chrono::Duration::from_std(*after).unwrap_or(chrono::Duration::seconds(60));
-                        self.store.outbox_retry(row.id, next, error).await?;
-                    }
+                    Settle::Retry { after: *after, error, rate_limited: *rate_limited }
                 }
-                Delivery::Dropped { error } => {
-                    tracing::warn!(outbox = row.id, chat = %row.chat_id, %error, "feishu outbox: message dropped");
-                    self.progress.remove(&row.id);
-                    self.store.outbox_sent(row.id, None).await?;
-                }
-                Delivery::Later => {}
+                Delivery::Dropped { error } => Settle::Dropped { error },
+                Delivery::Later => Settle::Later,
+            };
+            if outbox::settle(self.store.as_ref(), &row, result, self.options.max_attempts).await? {
+                self.progress.remove(&row.id);
             }
             done.push((row.id, delivery));
         }

@@ -20,6 +20,7 @@ use tokio::sync::Notify;
 use super::callback::{ApprovalAnswer, ButtonData};
 use super::html;
 use super::live::{self, LiveMessages, Pacer};
+use crate::outbox::{self, Settle};
 
 #[derive(Debug, Clone)]
 pub struct OutboxOptions {
@@ -101,7 +102,7 @@ impl OutboxSender {
     pub async fn pass(&mut self) -> StoreResult<Vec<(Id, Delivery)>> {
         let due = self.store.outbox_due(Channel::Telegram, Utc::now(), self.options.batch).await?;
         let mut done = Vec::new();
-        for row in due.into_iter().filter(|r| r.channel == Channel::Telegram) {
+        for row in due {
             let (delivery, covered) = match live::key(&row.payload) {
                 Some(key) => {
                     let key = key.to_owned();
@@ -109,33 +110,20 @@ impl OutboxSender {
                 }
                 None => (self.deliver(&row).await, Vec::new()),
             };
-            match &delivery {
-                Delivery::Sent { message_id } => {
-                    self.progress.remove(&row.id);
-                    let message_id = message_id.to_string();
-                    self.store.outbox_sent(row.id, Some(&message_id)).await?;
-                    // Coalesced updates are shown by the same message: they are done too.
-                    for id in covered {
-                        self.store.outbox_sent(id, Some(&message_id)).await?;
-                    }
-                }
+            let sent_id = match &delivery {
+                Delivery::Sent { message_id } => message_id.to_string(),
+                _ => String::new(),
+            };
+            let result = match &delivery {
+                Delivery::Sent { .. } => Settle::Sent { message_id: &sent_id, covered: &covered },
                 Delivery::Retry { after, error } => {
-                    let next = Utc::now() + chrono::Duration::from_std(*after).unwrap_or(chrono::Duration::seconds(60));
-                    if row.attempts + 1 >= self.options.max_attempts && !error.starts_with("rate limited") {
-                        tracing::warn!(outbox = row.id, chat = %row.chat_id, %error, "telegram outbox: giving up on a message");
-                        self.progress.remove(&row.id);
-                        self.store.outbox_sent(row.id, None).await?;
-                    } else {
-                        tracing::info!(outbox = row.id, chat = %row.chat_id, %error, retry_in = ?after, "telegram outbox: will retry");
-                        self.store.outbox_retry(row.id, next, error).await?;
-                    }
+                    Settle::Retry { after: *after, error, rate_limited: error.starts_with("rate limited") }
                 }
-                Delivery::Dropped { error } => {
-                    tracing::warn!(outbox = row.id, chat = %row.chat_id, %error, "telegram outbox: message dropped");
-                    self.progress.remove(&row.id);
-                    self.store.outbox_sent(row.id, None).await?;
-                }
-                Delivery::Later => {}
+                Delivery::Dropped { error } => Settle::Dropped { error },
+                Delivery::Later => Settle::Later,
+            };
+            if outbox::settle(self.store.as_ref(), &row, result, self.options.max_attempts).await? {
+                self.progress.remove(&row.id);
             }
             done.push((row.id, delivery));
         }
