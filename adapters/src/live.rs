@@ -33,10 +33,7 @@ pub fn key(payload: &Value) -> Option<&str> {
 pub fn coalesced<'a>(head: &Outbound, recent: &'a [Outbound]) -> Vec<&'a Outbound> {
     let Some(head_key) = key(&head.payload) else { return Vec::new() };
     let Some(at) = recent.iter().position(|r| r.id == head.id) else { return Vec::new() };
-    recent[at + 1..]
-        .iter()
-        .take_while(|r| r.sent_at.is_none() && key(&r.payload) == Some(head_key))
-        .collect()
+    recent[at + 1..].iter().take_while(|r| r.sent_at.is_none() && key(&r.payload) == Some(head_key)).collect()
 }
 
 /// The message the key's earlier updates produced: the newest sent row with that key and a

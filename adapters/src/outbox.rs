@@ -11,9 +11,18 @@ use taskgate_core::model::{Id, Outbound};
 use taskgate_core::store::{Store, StoreResult};
 
 pub enum Settle<'a> {
-    Sent { message_id: &'a str, covered: &'a [Id] },
-    Retry { after: Duration, error: &'a str, rate_limited: bool },
-    Dropped { error: &'a str },
+    Sent {
+        message_id: &'a str,
+        covered: &'a [Id],
+    },
+    Retry {
+        after: Duration,
+        error: &'a str,
+        rate_limited: bool,
+    },
+    Dropped {
+        error: &'a str,
+    },
     /// Not attempted (paced): stays due.
     Later,
 }

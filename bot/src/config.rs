@@ -41,11 +41,7 @@ pub struct ServerConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8700)),
-            data_dir: PathBuf::from("./data"),
-            public_url: None,
-        }
+        Self { listen: SocketAddr::from(([127, 0, 0, 1], 8700)), data_dir: PathBuf::from("./data"), public_url: None }
     }
 }
 
@@ -313,12 +309,8 @@ impl NotesConfig {
 }
 
 /// Keys whose environment values are comma-separated lists.
-const LIST_KEYS: [&str; 4] = [
-    "telegram.allowed_users",
-    "telegram.allowed_chats",
-    "feishu.allowed_users",
-    "feishu.allowed_chats",
-];
+const LIST_KEYS: [&str; 4] =
+    ["telegram.allowed_users", "telegram.allowed_chats", "feishu.allowed_users", "feishu.allowed_chats"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -348,8 +340,8 @@ impl Config {
         let mut builder = config::Config::builder();
         if let Some(path) = path {
             // Read it ourselves: the config crate's "not found" hides permission errors.
-            let text = std::fs::read_to_string(path)
-                .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+            let text =
+                std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
             builder = builder.add_source(File::from_str(&text, FileFormat::Toml));
         }
         // Only `TASKGATE_<SECTION>__<KEY>` are settings; `TASKGATE_CONFIG` and other
@@ -367,10 +359,7 @@ impl Config {
         for key in LIST_KEYS {
             environment = environment.with_list_parse_key(key);
         }
-        let raw = builder
-            .add_source(environment)
-            .build()
-            .map_err(|e| ConfigError::Parse(one_line(&e.to_string())))?;
+        let raw = builder.add_source(environment).build().map_err(|e| ConfigError::Parse(one_line(&e.to_string())))?;
         let config: Config = serde_path_to_error::deserialize(raw).map_err(|e| {
             let key = e.path().to_string();
             let message = e.into_inner().to_string();
@@ -518,7 +507,9 @@ mod tests {
 
     #[test]
     fn projects_choose_what_a_follow_up_does_while_the_agent_is_busy() {
-        let f = file("[[projects]]\nname = \"a\"\npath = \"/a\"\n[[projects]]\nname = \"b\"\npath = \"/b\"\nbusy_policy = \"interrupt\"\n");
+        let f = file(
+            "[[projects]]\nname = \"a\"\npath = \"/a\"\n[[projects]]\nname = \"b\"\npath = \"/b\"\nbusy_policy = \"interrupt\"\n",
+        );
         let config = Config::load_from(Some(f.path()), env(&[])).unwrap();
         assert_eq!(config.projects[0].busy_policy, BusyPolicy::Queue);
         assert_eq!(config.projects[1].busy_policy, BusyPolicy::Interrupt);
@@ -567,7 +558,10 @@ mod tests {
         );
         let config = Config::load_from(
             Some(f.path()),
-            env(&[("TASKGATE_RUNTIME__INTERRUPT_GRACE_SECS", "3"), ("TASKGATE_AGENTS__CC__SANDBOX", "danger-full-access")]),
+            env(&[
+                ("TASKGATE_RUNTIME__INTERRUPT_GRACE_SECS", "3"),
+                ("TASKGATE_AGENTS__CC__SANDBOX", "danger-full-access"),
+            ]),
         )
         .unwrap();
         assert_eq!((config.runtime.turn_timeout_secs, config.runtime.max_processes), (600, 2));

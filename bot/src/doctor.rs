@@ -104,11 +104,9 @@ async fn agent_command(name: &str, argv: &[String]) -> Check {
             let line = text.lines().next().unwrap_or("").trim();
             check(Verdict::Ok, label, format!("{} ({line})", program.display()))
         }
-        Ok(Ok(out)) => check(
-            Verdict::Fail,
-            label,
-            format!("{} --version exited with {}", program.display(), out.status),
-        ),
+        Ok(Ok(out)) => {
+            check(Verdict::Fail, label, format!("{} --version exited with {}", program.display(), out.status))
+        }
         Ok(Err(e)) => check(Verdict::Fail, label, format!("{}: {e}", program.display())),
         Err(_) => check(Verdict::Fail, label, format!("{} --version timed out", program.display())),
     }
@@ -121,7 +119,5 @@ pub fn find_program(program: &str) -> Option<PathBuf> {
         let path = PathBuf::from(program);
         return is_file(&path).then_some(path);
     }
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|dir| dir.join(program))
-        .find(|p| is_file(p))
+    std::env::split_paths(&std::env::var_os("PATH")?).map(|dir| dir.join(program)).find(|p| is_file(p))
 }

@@ -28,8 +28,8 @@ use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::config::{FeishuConfig, FeishuMode};
-use crate::inbox::{InboxDrain, InboxHandler};
 use crate::engine::{AdmissionHook, Chosen, Engine, IncomingMessage};
+use crate::inbox::{InboxDrain, InboxHandler};
 
 /// Where Feishu posts callbacks in webhook mode.
 pub const WEBHOOK_PATH: &str = "/webhook/feishu";

@@ -30,7 +30,10 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics_text))
         .route(crate::telegram::WEBHOOK_PATH, axum::routing::post(crate::telegram::webhook))
         .route(crate::feishu::WEBHOOK_PATH, axum::routing::post(crate::feishu::webhook))
-        .route(crate::notes::mcp::PATH, axum::routing::post(crate::notes::mcp::handle).get(crate::notes::mcp::no_stream))
+        .route(
+            crate::notes::mcp::PATH,
+            axum::routing::post(crate::notes::mcp::handle).get(crate::notes::mcp::no_stream),
+        )
         .merge(crate::web::router())
         .route_layer(middleware::from_fn_with_state(state.metrics.clone(), metrics::track))
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
@@ -50,17 +53,13 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     }
     match state.store.pending_migrations().await {
         Ok(pending) if pending.is_empty() => (StatusCode::OK, "ready".to_owned()),
-        Ok(pending) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("{} migration(s) pending: {}", pending.len(), pending.join(", ")),
-        ),
+        Ok(pending) => {
+            (StatusCode::SERVICE_UNAVAILABLE, format!("{} migration(s) pending: {}", pending.len(), pending.join(", ")))
+        }
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("database: {e}")),
     }
 }
 
 async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
-    (
-        [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
-        state.metrics.render(),
-    )
+    ([("content-type", "text/plain; version=0.0.4; charset=utf-8")], state.metrics.render())
 }

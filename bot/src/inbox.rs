@@ -40,11 +40,7 @@ impl InboxDrain {
         }
     }
 
-    async fn pass(
-        &self,
-        handler: &mut impl InboxHandler,
-        attempts: &mut HashMap<Id, u32>,
-    ) -> Result<(), StoreError> {
+    async fn pass(&self, handler: &mut impl InboxHandler, attempts: &mut HashMap<Id, u32>) -> Result<(), StoreError> {
         loop {
             let pending = self.store.inbox_pending(self.channel, 100).await?;
             if pending.is_empty() {

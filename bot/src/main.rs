@@ -36,19 +36,15 @@ fn main() -> ExitCode {
             Command::Serve => report(serve(&config).await),
             Command::Migrate => report(migrate(&config).await),
             Command::Doctor => {
-                let source = cli.config.as_ref().map_or_else(
-                    || "defaults and environment".to_owned(),
-                    |p| p.display().to_string(),
-                );
+                let source = cli
+                    .config
+                    .as_ref()
+                    .map_or_else(|| "defaults and environment".to_owned(), |p| p.display().to_string());
                 let checks = doctor::run(&config, &source).await;
                 for check in &checks {
                     println!("{check}");
                 }
-                if checks.iter().any(|c| c.verdict == Verdict::Fail) {
-                    ExitCode::FAILURE
-                } else {
-                    ExitCode::SUCCESS
-                }
+                if checks.iter().any(|c| c.verdict == Verdict::Fail) { ExitCode::FAILURE } else { ExitCode::SUCCESS }
             }
             Command::Token { rotate } => report(token(&config, rotate).await),
             Command::Classify { .. } | Command::Mcp { .. } => unreachable!("handled above"),

@@ -47,10 +47,7 @@ impl Metrics {
 /// Counts every request by method, route and status.
 pub async fn track(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
     let method = req.method().to_string();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let route = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let response = next.run(req).await;
     let labels = RequestLabels { method, route, status: response.status().as_u16() };
     metrics.http_requests.get_or_create(&labels).inc();

@@ -16,10 +16,10 @@ use tokio::net::TcpListener;
 
 use crate::config::{Config, redact_url};
 use crate::engine::Engine;
+use crate::feishu::{self, Feishu, FeishuOptions};
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
 use crate::telegram::{self, Telegram, TelegramOptions};
-use crate::feishu::{self, Feishu, FeishuOptions};
 use crate::web::{WebConsole, auth};
 
 pub struct Application {
@@ -45,11 +45,7 @@ impl Application {
         store.migrate().await.context("applying database migrations")?;
         for project in &config.projects {
             store
-                .upsert_project(
-                    &project.name,
-                    &project.path.to_string_lossy(),
-                    project.default_agent.as_deref(),
-                )
+                .upsert_project(&project.name, &project.path.to_string_lossy(), project.default_agent.as_deref())
                 .await
                 .with_context(|| format!("registering project `{}`", project.name))?;
         }
@@ -141,10 +137,7 @@ impl Application {
         if let Some(web) = &web {
             router = router.layer(axum::Extension(web.extension()));
         }
-        let served = axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("HTTP server");
+        let served = axum::serve(listener, router).with_graceful_shutdown(shutdown).await.context("HTTP server");
         // Channels first, so nothing new reaches the engine; then the agents, which must not
         // outlive the gateway even when serving failed.
         drop(telegram);
@@ -164,14 +157,11 @@ impl Application {
 /// Connects to the configured database, creating the data dir for SQLite.
 pub async fn open_store(config: &Config) -> anyhow::Result<SeaStore> {
     if config.uses_sqlite() {
-        std::fs::create_dir_all(&config.server.data_dir).with_context(|| {
-            format!("creating data dir {}", config.server.data_dir.display())
-        })?;
+        std::fs::create_dir_all(&config.server.data_dir)
+            .with_context(|| format!("creating data dir {}", config.server.data_dir.display()))?;
     }
     let url = config.database_url();
-    SeaStore::connect(&url)
-        .await
-        .with_context(|| format!("connecting to {}", redact_url(&url)))
+    SeaStore::connect(&url).await.with_context(|| format!("connecting to {}", redact_url(&url)))
 }
 
 /// SQLite has one writer process: a second gateway on the same file would fight over it.
@@ -186,9 +176,7 @@ fn lock_data_dir(config: &Config) -> anyhow::Result<File> {
             "another taskgate process is using {} (SQLite allows one; use PostgreSQL for several replicas)",
             dir.display()
         ),
-        Err(std::fs::TryLockError::Error(e)) => {
-            Err(e).with_context(|| format!("locking {}", path.display()))
-        }
+        Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("locking {}", path.display())),
     }
 }
 

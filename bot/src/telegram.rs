@@ -22,8 +22,8 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::config::{TelegramConfig, TelegramMode};
-use crate::inbox::{InboxDrain, InboxHandler};
 use crate::engine::{AdmissionHook, Chosen, Engine, IncomingMessage};
+use crate::inbox::{InboxDrain, InboxHandler};
 
 /// Where Telegram posts updates in webhook mode.
 pub const WEBHOOK_PATH: &str = "/webhook/telegram";
@@ -364,7 +364,13 @@ impl InboxWorker {
 
     /// Any other button (a clarify's reading): the engine completes the message the clarify
     /// asked about with the chosen reading; the buttons give way to who chose what.
-    async fn choice_press(&mut self, press: &Press, place: Place, message_id: i32, choice: usize) -> anyhow::Result<()> {
+    async fn choice_press(
+        &mut self,
+        press: &Press,
+        place: Place,
+        message_id: i32,
+        choice: usize,
+    ) -> anyhow::Result<()> {
         if self.chosen.contains(&(place.chat_id, message_id)) {
             outbound::answer_press(&self.bot, &press.query_id, Some("Already chosen.")).await;
             return Ok(());

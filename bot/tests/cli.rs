@@ -134,9 +134,17 @@ fn bad_config_is_one_clear_line_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     assert_config_error(dir.path(), "[server]\nlisten_on = \"1.2.3.4:1\"\n", &["server", "listen_on"]);
     assert_config_error(dir.path(), "[server]\nlisten = 8700\n", &["server.listen"]);
-    assert_config_error(dir.path(), "[telegram]\ntoken = \"x\"\nallowed_users = \"alice\"\n", &["telegram.allowed_users"]);
+    assert_config_error(
+        dir.path(),
+        "[telegram]\ntoken = \"x\"\nallowed_users = \"alice\"\n",
+        &["telegram.allowed_users"],
+    );
     assert_config_error(dir.path(), "[agents.gem]\nkind = \"gemini\"\n", &["agents.gem.kind", "gemini"]);
-    assert_config_error(dir.path(), "[[projects]]\nname = \"web\"\npath = \"/srv\"\ndefault_agent = \"nope\"\n", &["projects[0].default_agent", "nope"]);
+    assert_config_error(
+        dir.path(),
+        "[[projects]]\nname = \"web\"\npath = \"/srv\"\ndefault_agent = \"nope\"\n",
+        &["projects[0].default_agent", "nope"],
+    );
     assert_config_error(dir.path(), "[server\n", &["config"]);
 
     let (out, _, stderr) = run(taskgate(dir.path()).args(["--config", "/nonexistent/taskgate.toml", "doctor"]));
@@ -174,7 +182,8 @@ fn migrate_then_doctor_reports_each_check() {
 
     let (out, stdout, stderr) = run(taskgate(dir.path()).arg("migrate"));
     assert!(out.status.success(), "{stderr}");
-    let applied: usize = stdout.trim().strip_prefix("applied ").and_then(|r| r.split(' ').next()).unwrap().parse().unwrap();
+    let applied: usize =
+        stdout.trim().strip_prefix("applied ").and_then(|r| r.split(' ').next()).unwrap().parse().unwrap();
     assert!(applied >= 1, "{stdout}");
     // A second run finds nothing to do.
     let (_, stdout, _) = run(taskgate(dir.path()).arg("migrate"));

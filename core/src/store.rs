@@ -56,23 +56,12 @@ pub trait Store: Send + Sync {
         external_id: &str,
         display_name: Option<&str>,
     ) -> StoreResult<Identity>;
-    async fn find_identity(&self, channel: Channel, external_id: &str)
-    -> StoreResult<Option<Identity>>;
+    async fn find_identity(&self, channel: Channel, external_id: &str) -> StoreResult<Option<Identity>>;
     /// Creates the project or updates its path and default agent (projects come from config).
-    async fn upsert_project(
-        &self,
-        name: &str,
-        path: &str,
-        default_agent: Option<&str>,
-    ) -> StoreResult<Project>;
+    async fn upsert_project(&self, name: &str, path: &str, default_agent: Option<&str>) -> StoreResult<Project>;
     async fn projects(&self) -> StoreResult<Vec<Project>>;
     /// The conversation for a chat (and thread), created on first sight.
-    async fn conversation(
-        &self,
-        channel: Channel,
-        chat_id: &str,
-        thread_id: &str,
-    ) -> StoreResult<Conversation>;
+    async fn conversation(&self, channel: Channel, chat_id: &str, thread_id: &str) -> StoreResult<Conversation>;
     async fn set_focus(&self, conversation_id: Id, task_id: Option<Id>) -> StoreResult<()>;
 
     // Work. `update_*` take the row as read and fail with `Conflict` when its version moved.
@@ -85,8 +74,7 @@ pub trait Store: Send + Sync {
     async fn execution(&self, id: Id) -> StoreResult<Execution>;
     async fn update_execution(&self, execution: &Execution) -> StoreResult<Execution>;
     async fn executions(&self, task_id: Id) -> StoreResult<Vec<Execution>>;
-    async fn create_session(&self, execution_id: Id, model: Option<&str>)
-    -> StoreResult<RuntimeSession>;
+    async fn create_session(&self, execution_id: Id, model: Option<&str>) -> StoreResult<RuntimeSession>;
     async fn session(&self, id: Id) -> StoreResult<RuntimeSession>;
     async fn update_session(&self, session: &RuntimeSession) -> StoreResult<RuntimeSession>;
     /// The newest session of an execution, usable or not.
@@ -125,11 +113,9 @@ pub trait Store: Send + Sync {
     /// The oldest unsent message of each chat whose next attempt is due: a chat's later
     /// messages wait until the earlier one is sent, so a chat never sees them out of order.
     /// Per channel, like the inbox: each channel's sender takes only its own.
-    async fn outbox_due(&self, channel: Channel, now: Timestamp, limit: u64)
-    -> StoreResult<Vec<Outbound>>;
+    async fn outbox_due(&self, channel: Channel, now: Timestamp, limit: u64) -> StoreResult<Vec<Outbound>>;
     async fn outbox_sent(&self, id: Id, external_message_id: Option<&str>) -> StoreResult<()>;
-    async fn outbox_retry(&self, id: Id, next_attempt_at: Timestamp, error: &str)
-    -> StoreResult<()>;
+    async fn outbox_retry(&self, id: Id, next_attempt_at: Timestamp, error: &str) -> StoreResult<()>;
     /// One outbound message (a button press names the message its keyboard belongs to).
     async fn outbound(&self, id: Id) -> StoreResult<Outbound>;
     /// The outbound message the platform knows as `external_message_id`, to route replies.
@@ -156,8 +142,7 @@ pub trait Store: Send + Sync {
     /// A channel's newest `limit` inbound updates, processed or not, oldest first.
     async fn inbox_recent(&self, channel: Channel, limit: u64) -> StoreResult<Vec<Inbound>>;
     /// A chat's newest `limit` outbound messages, sent or not, oldest first.
-    async fn outbox_recent(&self, channel: Channel, chat_id: &str, limit: u64)
-    -> StoreResult<Vec<Outbound>>;
+    async fn outbox_recent(&self, channel: Channel, chat_id: &str, limit: u64) -> StoreResult<Vec<Outbound>>;
     /// A small named value (e.g. the console login token's hash); `None` when never set.
     async fn setting(&self, key: &str) -> StoreResult<Option<String>>;
     /// Sets or replaces a named value.

@@ -14,11 +14,7 @@ fn context() -> Value {
 fn run(input: &str) -> Vec<Value> {
     let mut out = Vec::new();
     jsonl::run(input.as_bytes(), &mut out, &Classifier::default()).expect("run");
-    String::from_utf8(out)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("json line"))
-        .collect()
+    String::from_utf8(out).unwrap().lines().map(|l| serde_json::from_str(l).expect("json line")).collect()
 }
 
 #[test]
@@ -32,23 +28,8 @@ fn one_output_line_per_input_line_in_order_with_the_contract_fields() {
     assert_eq!(out.len(), 2);
     assert_eq!(out[0]["id"], "d1");
     assert_eq!(out[1]["id"], "d2");
-    let keys: Vec<&str> = out[0]
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
-    for k in [
-        "id",
-        "intent",
-        "task",
-        "agent",
-        "role",
-        "approval",
-        "scope",
-        "confidence",
-        "reason",
-    ] {
+    let keys: Vec<&str> = out[0].as_object().unwrap().keys().map(String::as_str).collect();
+    for k in ["id", "intent", "task", "agent", "role", "approval", "scope", "confidence", "reason"] {
         assert!(keys.contains(&k), "missing {k} in {}", out[0]);
     }
     assert_eq!(out[0]["intent"], "spawn");
@@ -93,10 +74,7 @@ fn a_context_of_the_wrong_shape_is_an_error_line() {
 }
 
 fn labelled(id: &str, text: &str, expect: Value) -> String {
-    format!(
-        "{}\n",
-        json!({"id": id, "text": text, "context": context(), "expect": expect})
-    )
+    format!("{}\n", json!({"id": id, "text": text, "context": context(), "expect": expect}))
 }
 
 #[test]
@@ -109,11 +87,7 @@ fn eval_scores_accuracy_wrong_action_and_clarify_rate() {
             json!({"intent": "spawn", "task": "t1", "agent": "claude", "role": "reviewer"}),
         ),
         // Right intent, wrong field: not accurate, and a wrong action.
-        labelled(
-            "e2",
-            "use cc to review it too",
-            json!({"intent": "spawn", "task": "t1", "agent": "gemini"}),
-        ),
+        labelled("e2", "use cc to review it too", json!({"intent": "spawn", "task": "t1", "agent": "gemini"})),
         // A clarify where an action was expected: wrong, but no wrong action.
         labelled("e3", "ok", json!({"intent": "continue", "task": "t1"})),
         // Right.
@@ -127,32 +101,19 @@ fn eval_scores_accuracy_wrong_action_and_clarify_rate() {
     assert_eq!(r.clarify_rate, 0.25);
     assert_eq!(r.intent_accuracy, 0.75);
     assert_eq!(r.confusion[&(Intent::Continue, Intent::Clarify)], 1);
-    assert_eq!(
-        r.misses.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
-        ["e2", "e3"]
-    );
+    assert_eq!(r.misses.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(), ["e2", "e3"]);
 
     let shown = r.to_string();
     let last = shown.lines().last().unwrap();
     assert_eq!(last, "accuracy: 0.500");
-    for score in [
-        "wrong_action: 0.250",
-        "clarify_rate: 0.250",
-        "intent_accuracy: 0.750",
-    ] {
-        assert!(
-            shown.lines().any(|l| l == score),
-            "{score} missing from\n{shown}"
-        );
+    for score in ["wrong_action: 0.250", "clarify_rate: 0.250", "intent_accuracy: 0.750"] {
+        assert!(shown.lines().any(|l| l == score), "{score} missing from\n{shown}");
     }
 }
 
 #[test]
 fn eval_rejects_unlabelled_or_malformed_lines() {
-    let no_expect = format!(
-        "{}\n",
-        json!({"id": "e1", "text": "ok", "context": context()})
-    );
+    let no_expect = format!("{}\n", json!({"id": "e1", "text": "ok", "context": context()}));
     let err = jsonl::eval(no_expect.as_bytes(), &Classifier::default()).unwrap_err();
     assert!(err.contains("line 1") && err.contains("expect"), "{err}");
     let bad_intent = labelled("e1", "ok", json!({"intent": "maybe"}));

@@ -29,13 +29,11 @@ fn a_yes_with_two_pending_approvals_offers_each_approval() {
 #[test]
 fn an_unclear_follow_up_offers_the_best_fitting_tasks() {
     let c = Classifier::default();
-    let ctx = ctx(
-        r#"{"chat":"direct","mentioned":false,"reply_to":null,"active_task":"2",
+    let ctx = ctx(r#"{"chat":"direct","mentioned":false,"reply_to":null,"active_task":"2",
   "tasks":[{"id":"1","title":"fix routing for /api/v2","status":"idle","agents":["codex"]},
            {"id":"2","title":"release notes for v2.3","status":"idle","agents":["claude"]},
            {"id":"3","title":"dark mode for settings","status":"idle","agents":["codex"]}],
-  "pending_approvals":[],"agents":["codex","claude"]}"#,
-    );
+  "pending_approvals":[],"agents":["codex","claude"]}"#);
     let readings = c.readings("the routing part needs another look", &ctx);
     assert_eq!(readings.len(), 2);
     assert_eq!((readings[0].intent, readings[0].task.as_deref()), (Intent::Continue, Some("1")));

@@ -1,11 +1,9 @@
 //! taskgate's schema. Migrations name tables and columns as strings rather than using the
 //! store's entities, so an old migration keeps meaning what it meant when the entities move on.
 
-use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::{
-    ConnectionTrait, DatabaseConnection, DbBackend, Statement, TransactionTrait,
-};
 use sea_orm_migration::MigrationStatus;
+use sea_orm_migration::prelude::*;
+use sea_orm_migration::sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement, TransactionTrait};
 
 mod m20261122_000001_init;
 mod m20261201_000001_web_console;
@@ -14,10 +12,7 @@ pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![
-            Box::new(m20261122_000001_init::Migration),
-            Box::new(m20261201_000001_web_console::Migration),
-        ]
+        vec![Box::new(m20261122_000001_init::Migration), Box::new(m20261201_000001_web_console::Migration)]
     }
 }
 

@@ -40,12 +40,7 @@ fn index(table: &'static str, columns: &[&'static str], unique: bool) -> IndexCr
 impl MigrationTrait for Migration {
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
         let tables = [
-            Table::create()
-                .table("persons")
-                .col(id())
-                .col(string("name"))
-                .col(at("created_at"))
-                .take(),
+            Table::create().table("persons").col(id()).col(string("name")).col(at("created_at")).take(),
             Table::create()
                 .table("identities")
                 .col(id())
@@ -89,7 +84,9 @@ impl MigrationTrait for Migration {
                 .col(string("thread_id"))
                 .col(big_integer_null("focused_task_id"))
                 .col(at("created_at"))
-                .foreign_key(&mut fk("conversations", "focused_task_id", "tasks").on_delete(ForeignKeyAction::SetNull).take())
+                .foreign_key(
+                    &mut fk("conversations", "focused_task_id", "tasks").on_delete(ForeignKeyAction::SetNull).take(),
+                )
                 .take(),
             Table::create()
                 .table("executions")
@@ -219,8 +216,19 @@ impl MigrationTrait for Migration {
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
         for table in [
-            "outbox", "inbox", "note_entries", "events", "approvals", "turns", "runtime_sessions",
-            "executions", "conversations", "tasks", "projects", "identities", "persons",
+            "outbox",
+            "inbox",
+            "note_entries",
+            "events",
+            "approvals",
+            "turns",
+            "runtime_sessions",
+            "executions",
+            "conversations",
+            "tasks",
+            "projects",
+            "identities",
+            "persons",
         ] {
             m.drop_table(Table::drop().table(table).take()).await?;
         }

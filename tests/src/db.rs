@@ -47,8 +47,7 @@ impl TestDb {
                 Ok(Self { url, admin: None, _dir: Some(dir) })
             }
             Backend::Postgres => {
-                let admin_url = postgres_url()
-                    .ok_or_else(|| anyhow::anyhow!("{PG_URL_VAR} is not set"))?;
+                let admin_url = postgres_url().ok_or_else(|| anyhow::anyhow!("{PG_URL_VAR} is not set"))?;
                 let name = format!(
                     "taskgate_test_{}_{}_{}",
                     std::process::id(),
@@ -57,10 +56,7 @@ impl TestDb {
                 );
                 let admin = Database::connect(&admin_url).await?;
                 admin
-                    .execute_raw(Statement::from_string(
-                        DbBackend::Postgres,
-                        format!("CREATE DATABASE \"{name}\""),
-                    ))
+                    .execute_raw(Statement::from_string(DbBackend::Postgres, format!("CREATE DATABASE \"{name}\"")))
                     .await?;
                 admin.close().await?;
                 Ok(Self { url: with_database(&admin_url, &name), admin: Some((admin_url, name)), _dir: None })
@@ -112,7 +108,10 @@ mod tests {
             super::with_database("postgres://postgres@127.0.0.1:5432/postgres", "x"),
             "postgres://postgres@127.0.0.1:5432/x"
         );
-        assert_eq!(super::with_database("postgres://u:p@h/db?sslmode=disable", "y"), "postgres://u:p@h/y?sslmode=disable");
+        assert_eq!(
+            super::with_database("postgres://u:p@h/db?sslmode=disable", "y"),
+            "postgres://u:p@h/y?sslmode=disable"
+        );
         assert_eq!(super::with_database("postgres://h:5432", "z"), "postgres://h:5432/z");
     }
 }

@@ -16,11 +16,7 @@ const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 /// Finds a program on `PATH`.
 pub fn which(program: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")?
-        .to_str()?
-        .split(':')
-        .map(|dir| Path::new(dir).join(program))
-        .find(|p| p.is_file())
+    std::env::var_os("PATH")?.to_str()?.split(':').map(|dir| Path::new(dir).join(program)).find(|p| p.is_file())
 }
 
 /// Chromium and chromedriver, when both are installed.
@@ -109,9 +105,8 @@ impl Browser {
 
     /// The first element matching `css`, if any.
     pub async fn find(&self, css: &str) -> anyhow::Result<Option<String>> {
-        let found = self
-            .call(reqwest::Method::POST, "/elements", Some(json!({"using": "css selector", "value": css})))
-            .await?;
+        let found =
+            self.call(reqwest::Method::POST, "/elements", Some(json!({"using": "css selector", "value": css}))).await?;
         Ok(found.as_array().and_then(|a| a.first()).and_then(|e| e[ELEMENT].as_str()).map(str::to_owned))
     }
 
@@ -155,7 +150,12 @@ impl Browser {
     }
 
     pub async fn text(&self, element: &str) -> anyhow::Result<String> {
-        Ok(self.call(reqwest::Method::GET, &format!("/element/{element}/text"), None).await?.as_str().unwrap_or_default().to_owned())
+        Ok(self
+            .call(reqwest::Method::GET, &format!("/element/{element}/text"), None)
+            .await?
+            .as_str()
+            .unwrap_or_default()
+            .to_owned())
     }
 
     /// Runs `script` (a function body; `arguments` holds `args`) in the page.

@@ -23,10 +23,10 @@ use taskgate::engine::Engine;
 use taskgate_adapters::runtime::AgentRuntimes;
 use taskgate_adapters::store::SeaStore;
 use taskgate_core::model::{Id, NoteKind, Role};
-use taskgate_core::store::{NewExecution, NewTask, Store};
 use taskgate_core::runtime::{
     AgentRuntime, AgentSession, ApprovalDecision, ApprovalKind, RuntimeEvent, SessionSpec, TurnOutcome,
 };
+use taskgate_core::store::{NewExecution, NewTask, Store};
 use taskgate_tests::fake_model::FakeModel;
 use taskgate_tests::real_cli::{ClaudeSandbox, Cli, CodexSandbox, installed_version, pin};
 use tokio::time::{Instant, timeout};
@@ -47,7 +47,8 @@ enum Check {
 }
 
 impl Check {
-    const ALL: [Check; 4] = [Check::VersionMatchesPin, Check::ApprovalAccepted, Check::ApprovalDenied, Check::NoteTools];
+    const ALL: [Check; 4] =
+        [Check::VersionMatchesPin, Check::ApprovalAccepted, Check::ApprovalDenied, Check::NoteTools];
 
     fn name(self) -> &'static str {
         match self {
@@ -62,16 +63,12 @@ impl Check {
 fn main() {
     let args = Arguments::from_args();
     let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-    let mut trials = vec![Trial::test("fake_model::serves_both_apis", || {
-        run(fake_model_serves_both_apis())
-    })];
+    let mut trials = vec![Trial::test("fake_model::serves_both_apis", || run(fake_model_serves_both_apis()))];
     for cli in [Cli::Codex, Cli::Claude] {
         for check in Check::ALL {
             let name = format!("{}::{}", cli.name(), check.name());
-            let missing = format!(
-                "{} is unset: run `bash .ci/agent-clis` and export the paths it prints",
-                cli.bin_var()
-            );
+            let missing =
+                format!("{} is unset: run `bash .ci/agent-clis` and export the paths it prints", cli.bin_var());
             trials.push(match cli.bin() {
                 Some(bin) => Trial::test(name, move || run(check_cli(cli, bin, check))),
                 None if ci => Trial::test(name, move || Err(format!("CI=true but {missing}").into())),
@@ -137,9 +134,7 @@ impl Sandbox {
 }
 
 async fn check_cli(cli: Cli, bin: PathBuf, check: Check) -> Result<(), String> {
-    let fake = FakeModel::start()
-        .await
-        .map_err(|e| format!("starting the fake model: {e}"))?;
+    let fake = FakeModel::start().await.map_err(|e| format!("starting the fake model: {e}"))?;
     let sandbox = Sandbox::new(cli, &fake)?;
     match check {
         Check::VersionMatchesPin => {
@@ -173,11 +168,7 @@ async fn approval_turn(
     let mut session = match timeout(START_LIMIT, runtime.start(sandbox.spec(bin))).await {
         Ok(Ok(session)) => session,
         Ok(Err(e)) => {
-            return Err(format!(
-                "starting {}: {e}\nmodel requests:\n{}",
-                cli.name(),
-                fake.summary()
-            ));
+            return Err(format!("starting {}: {e}\nmodel requests:\n{}", cli.name(), fake.summary()));
         }
         Err(_) => return Err(format!("starting {} took longer than {START_LIMIT:?}", cli.name())),
     };
@@ -187,12 +178,7 @@ async fn approval_turn(
     session.shutdown().await;
     let result = result.and_then(|()| check_model_saw_tool_result(cli, fake, decision));
     result.map_err(|e| {
-        format!(
-            "{} with {decision:?}: {e}\nevents:\n{}\nmodel requests:\n{}",
-            cli.name(),
-            lines(&seen),
-            fake.summary()
-        )
+        format!("{} with {decision:?}: {e}\nevents:\n{}\nmodel requests:\n{}", cli.name(), lines(&seen), fake.summary())
     })
 }
 
@@ -202,11 +188,7 @@ async fn drive_turn(
     decision: ApprovalDecision,
     seen: &mut Vec<RuntimeEvent>,
 ) -> Result<(), String> {
-    let file = if decision.allows() {
-        "approved.txt"
-    } else {
-        "denied.txt"
-    };
+    let file = if decision.allows() { "approved.txt" } else { "denied.txt" };
     let marker = workdir.join(file);
     let deadline = Instant::now() + TURN_LIMIT;
     session
@@ -233,10 +215,7 @@ async fn drive_turn(
     if marker.exists() {
         return Err(format!("{file} exists before the approval was decided"));
     }
-    session
-        .decide(&request.request_id, decision)
-        .await
-        .map_err(|e| format!("decide: {e}"))?;
+    session.decide(&request.request_id, decision).await.map_err(|e| format!("decide: {e}"))?;
 
     let outcome = loop {
         if let RuntimeEvent::TurnFinished { outcome, .. } = next_event(session, deadline, seen).await? {
@@ -293,22 +272,13 @@ fn check_model_saw_tool_result(cli: Cli, fake: &FakeModel, decision: ApprovalDec
         Cli::Codex => {
             let requests = fake.requests_to("/v1/responses");
             let last = requests.last().ok_or("codex sent no /v1/responses request")?;
-            let input = last.body["input"]
-                .as_array()
-                .and_then(|i| i.last())
-                .cloned()
-                .unwrap_or(Value::Null);
+            let input = last.body["input"].as_array().and_then(|i| i.last()).cloned().unwrap_or(Value::Null);
             if input["type"] != "function_call_output" {
-                return Err(format!(
-                    "the last codex request does not end with the command's output: {input}"
-                ));
+                return Err(format!("the last codex request does not end with the command's output: {input}"));
             }
             let rejected = input["output"].to_string().to_lowercase().contains("reject");
             if rejected == decision.allows() {
-                return Err(format!(
-                    "codex reported the command to the model as {}",
-                    input["output"]
-                ));
+                return Err(format!("codex reported the command to the model as {}", input["output"]));
             }
         }
         Cli::Claude => {
@@ -351,18 +321,20 @@ impl Gateway {
         let store = SeaStore::connect(&db).await.map_err(|e| format!("store: {e}"))?;
         store.migrate().await.map_err(|e| format!("migrate: {e}"))?;
         let task = store
-            .create_task(NewTask { project_id: None, title: "compat".into(), goal: "note tools".into(), created_by: None })
+            .create_task(NewTask {
+                project_id: None,
+                title: "compat".into(),
+                goal: "note tools".into(),
+                created_by: None,
+            })
             .await
             .map_err(|e| format!("task: {e}"))?;
         let execution = store
             .create_execution(NewExecution { task_id: task.id, agent: "real-cli".into(), role: Role::Editor })
             .await
             .map_err(|e| format!("execution: {e}"))?;
-        let engine = Arc::new(Engine::new(
-            Arc::new(store),
-            Arc::new(Config::default()),
-            Arc::new(AgentRuntimes::default()),
-        ));
+        let engine =
+            Arc::new(Engine::new(Arc::new(store), Arc::new(Config::default()), Arc::new(AgentRuntimes::default())));
         let token = engine.issue_mcp_token(task.id, execution.id).ok_or("no MCP token")?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| format!("bind: {e}"))?;
         let addr = listener.local_addr().map_err(|e| format!("addr: {e}"))?;
@@ -411,7 +383,9 @@ async fn note_tools_turn(cli: Cli, bin: &Path, sandbox: &Sandbox, fake: &FakeMod
     let runtime = AgentRuntimes::default();
     let mut session = match timeout(START_LIMIT, runtime.start(spec)).await {
         Ok(Ok(session)) => session,
-        Ok(Err(e)) => return Err(format!("starting {} with MCP: {e}\nmodel requests:\n{}", cli.name(), fake.summary())),
+        Ok(Err(e)) => {
+            return Err(format!("starting {} with MCP: {e}\nmodel requests:\n{}", cli.name(), fake.summary()));
+        }
         Err(_) => return Err(format!("starting {} took longer than {START_LIMIT:?}", cli.name())),
     };
     let mut seen = Vec::new();
@@ -422,7 +396,8 @@ async fn note_tools_turn(cli: Cli, bin: &Path, sandbox: &Sandbox, fake: &FakeMod
         Err(e) => Err(e),
     };
     result.map_err(|e| {
-        let offered: Vec<Vec<String>> = fake.requests().iter().map(|r| offered_tools(&r.body)).filter(|t| !t.is_empty()).collect();
+        let offered: Vec<Vec<String>> =
+            fake.requests().iter().map(|r| offered_tools(&r.body)).filter(|t| !t.is_empty()).collect();
         format!(
             "{} with the taskgate MCP server: {e}\nevents:\n{}\nmodel requests:\n{}tools offered: {offered:?}",
             cli.name(),
@@ -483,7 +458,8 @@ async fn check_note_written(gateway: &Gateway, fake: &FakeModel) -> Result<(), S
         return Err(format!("the entry is not what the model sent: {entry:?}"));
     }
     // The tool's answer went back to the model.
-    let answered = fake.requests().iter().any(|r| r.body.to_string().contains(&format!("Recorded verified #{}", entry.id)));
+    let answered =
+        fake.requests().iter().any(|r| r.body.to_string().contains(&format!("Recorded verified #{}", entry.id)));
     if !answered {
         return Err("the model never saw the tool's confirmation".into());
     }
@@ -498,22 +474,12 @@ fn lines(events: &[RuntimeEvent]) -> String {
 async fn fake_model_serves_both_apis() -> Result<(), String> {
     let fake = FakeModel::start().await.map_err(|e| e.to_string())?;
     let base = fake.origin();
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .map_err(|e| e.to_string())?;
+    let http = reqwest::Client::builder().no_proxy().build().map_err(|e| e.to_string())?;
     let err = |e: reqwest::Error| e.to_string();
 
     let head = http.head(format!("{base}/")).send().await.map_err(err)?;
     expect(head.status() == 200, "HEAD / is 200")?;
-    let models: Value = http
-        .get(format!("{base}/v1/models"))
-        .send()
-        .await
-        .map_err(err)?
-        .json()
-        .await
-        .map_err(err)?;
+    let models: Value = http.get(format!("{base}/v1/models")).send().await.map_err(err)?.json().await.map_err(err)?;
     expect(models["data"] == json!([]), "GET /v1/models lists nothing")?;
     let count: Value = http
         .post(format!("{base}/v1/messages/count_tokens"))
@@ -537,10 +503,7 @@ async fn fake_model_serves_both_apis() -> Result<(), String> {
         .json()
         .await
         .map_err(err)?;
-    expect(
-        message["content"][0]["input"]["command"] == "touch x",
-        "a Bash tool_use for RUN_CMD",
-    )?;
+    expect(message["content"][0]["input"]["command"] == "touch x", "a Bash tool_use for RUN_CMD")?;
     expect(message["stop_reason"] == "tool_use", "stop_reason tool_use")?;
 
     let stream = http
@@ -549,15 +512,9 @@ async fn fake_model_serves_both_apis() -> Result<(), String> {
         .send()
         .await
         .map_err(err)?;
-    expect(
-        stream.headers()["content-type"] == "text/event-stream",
-        "messages stream as SSE",
-    )?;
+    expect(stream.headers()["content-type"] == "text/event-stream", "messages stream as SSE")?;
     let body = stream.text().await.map_err(err)?;
-    expect(
-        body.starts_with("event: message_start\ndata: {"),
-        "SSE starts with message_start",
-    )?;
+    expect(body.starts_with("event: message_start\ndata: {"), "SSE starts with message_start")?;
     expect(
         body.contains("FAKE-REPLY: you said 'hi'")
             && body.ends_with("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"),
@@ -574,40 +531,26 @@ async fn fake_model_serves_both_apis() -> Result<(), String> {
 
     let responses = http
         .post(format!("{base}/v1/responses"))
-        .json(
-            &json!({"stream": true, "tools": [{"type": "function", "name": "exec_command"}], "input": [
-                {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "RUN_CMD: touch y"}]},
-            ]}),
-        )
+        .json(&json!({"stream": true, "tools": [{"type": "function", "name": "exec_command"}], "input": [
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "RUN_CMD: touch y"}]},
+        ]}))
         .send()
         .await
         .map_err(err)?
         .text()
         .await
         .map_err(err)?;
-    expect(
-        responses.starts_with("event: response.created\n"),
-        "responses SSE starts with response.created",
-    )?;
+    expect(responses.starts_with("event: response.created\n"), "responses SSE starts with response.created")?;
     expect(
         responses.contains(r#""name":"exec_command""#) && responses.contains(r#"{\"cmd\":\"touch y\"}"#),
         "an exec_command call",
     )?;
-    expect(
-        responses.contains("event: response.completed\n"),
-        "responses SSE completes",
-    )?;
+    expect(responses.contains("event: response.completed\n"), "responses SSE completes")?;
 
     let log = fake.requests();
     expect(log.len() == 7, "every request was recorded")?;
-    expect(
-        log[3].path == "/v1/messages?beta=true" && log[3].route() == "/v1/messages",
-        "paths keep their query",
-    )?;
-    expect(
-        log[3].header("x-api-key") == Some("dummy-secret..."),
-        "credentials are cut",
-    )?;
+    expect(log[3].path == "/v1/messages?beta=true" && log[3].route() == "/v1/messages", "paths keep their query")?;
+    expect(log[3].header("x-api-key") == Some("dummy-secret..."), "credentials are cut")?;
     expect(log.iter().all(|r| r.status != 0), "every reply was recorded")?;
     Ok(())
 }

@@ -146,9 +146,12 @@ async fn approval_round_trip_and_late_answer() {
     assert_eq!((execs[0].agent.as_str(), execs[0].role), ("codex", Role::Editor));
 
     let sent = outbox_texts(&store).await;
-    assert!(sent.iter().any(|(t, a, text)| *t == Some(task.id)
-        && *a == Some(approval.id)
-        && text == "Codex is waiting for approval: run `echo engine-ok`"), "{sent:#?}");
+    assert!(
+        sent.iter().any(|(t, a, text)| *t == Some(task.id)
+            && *a == Some(approval.id)
+            && text == "Codex is waiting for approval: run `echo engine-ok`"),
+        "{sent:#?}"
+    );
 
     engine.handle(msg("u1", "Ada", "ok")).await.expect("handle ok");
     let decided = store.approval(approval.id).await.unwrap();
@@ -163,14 +166,25 @@ async fn approval_round_trip_and_late_answer() {
     assert!(store.open_turns(Some(session.id)).await.unwrap().is_empty());
     assert_eq!(store.execution(execs[0].id).await.unwrap().status, ExecutionStatus::Idle);
     let sent = outbox_texts(&store).await;
-    assert!(sent.iter().any(|(t, _, text)| *t == Some(task.id) && text.starts_with("Approved: run `echo engine-ok`")), "{sent:#?}");
-    assert!(sent.iter().any(|(t, _, text)| *t == Some(task.id) && text.starts_with("Codex finished") && text.contains("exit=0")), "{sent:#?}");
+    assert!(
+        sent.iter().any(|(t, _, text)| *t == Some(task.id) && text.starts_with("Approved: run `echo engine-ok`")),
+        "{sent:#?}"
+    );
+    assert!(
+        sent.iter()
+            .any(|(t, _, text)| *t == Some(task.id) && text.starts_with("Codex finished") && text.contains("exit=0")),
+        "{sent:#?}"
+    );
 
     // (d) A teammate's late "ok" is told who decided, from where, and when.
     engine.handle(msg("u2", "Bob", "ok")).await.expect("handle late ok");
     let sent = outbox_texts(&store).await;
     let at = decided.decided_at.unwrap().format("%H:%M").to_string();
-    assert_eq!(sent.last().map(|s| s.2.clone()), Some(format!("Already approved by Ada (Telegram, {at}).")), "{sent:#?}");
+    assert_eq!(
+        sent.last().map(|s| s.2.clone()),
+        Some(format!("Already approved by Ada (Telegram, {at}).")),
+        "{sent:#?}"
+    );
     assert_eq!(store.approval(approval.id).await.unwrap(), decided, "the approval resolves once");
 }
 
@@ -216,7 +230,8 @@ async fn restart_with_a_pending_approval_recovers_it() {
     engine.handle(msg("u1", "Ada", "RUN_CMD: echo after-restart")).await.expect("handle");
     let approval = eventually("a pending approval", || pending(&store)).await;
     let before = outbox_texts(&store).await;
-    let session_before = store.latest_session(store.executions(approval.task_id).await.unwrap()[0].id).await.unwrap().unwrap();
+    let session_before =
+        store.latest_session(store.executions(approval.task_id).await.unwrap()[0].id).await.unwrap().unwrap();
     drop(engine);
     drop(store);
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -226,7 +241,10 @@ async fn restart_with_a_pending_approval_recovers_it() {
     let recovered = engine.recover().await.expect("recover");
     assert_eq!((recovered.executions, recovered.approvals), (1, 1), "{recovered:?}");
     let again = outbox_texts(&store).await;
-    assert!(again.iter().any(|(_, a, text)| *a == Some(approval.id) && text.contains("run `echo after-restart`")), "{before:#?} then {again:#?}");
+    assert!(
+        again.iter().any(|(_, a, text)| *a == Some(approval.id) && text.contains("run `echo after-restart`")),
+        "{before:#?} then {again:#?}"
+    );
     assert_eq!(store.approval(approval.id).await.unwrap().status, ApprovalStatus::Pending);
 
     engine.handle(msg("u1", "Ada", "ok")).await.expect("approve after restart");
@@ -242,7 +260,9 @@ async fn restart_with_a_pending_approval_recovers_it() {
     assert!(store.pending_approvals(None).await.unwrap().is_empty(), "the repeated request was answered, not re-asked");
     let timeline = store.timeline(approval.task_id).await.unwrap();
     assert!(
-        timeline.iter().any(|e| e.kind == EventKind::Approval && e.body["answered_by_approval"] == serde_json::json!(approval.id)),
+        timeline
+            .iter()
+            .any(|e| e.kind == EventKind::Approval && e.body["answered_by_approval"] == serde_json::json!(approval.id)),
         "the re-run's request was answered with the person's decision: {timeline:#?}"
     );
 }
@@ -265,7 +285,8 @@ async fn running(store: &SeaStore, exec: Id) -> RuntimeSession {
 }
 
 async fn turns_done(store: &SeaStore, exec: Id, n: usize) {
-    eventually(&format!("{n} turn(s) done"), || async { (completed_turns(store, exec).await >= n).then_some(()) }).await;
+    eventually(&format!("{n} turn(s) done"), || async { (completed_turns(store, exec).await >= n).then_some(()) })
+        .await;
 }
 
 /// The end-of-turn events of the task, oldest first.
@@ -352,7 +373,12 @@ async fn new_session_starts_clean_with_the_restart_note() {
     assert_ne!(fresh.provider_session_id, old.provider_session_id, "a new provider session, not a resume");
     // The fake echoes its whole input: what the new session's first turn received.
     let timeline = store.timeline(task.id).await.unwrap();
-    let said = timeline.iter().rev().find(|e| e.body["type"] == "agent_text").and_then(|e| e.body["text"].as_str()).unwrap_or_default();
+    let said = timeline
+        .iter()
+        .rev()
+        .find(|e| e.body["type"] == "agent_text")
+        .and_then(|e| e.body["text"].as_str())
+        .unwrap_or_default();
     let first_input = said.strip_prefix("FAKE-REPLY: you said '").unwrap_or_default();
     assert!(first_input.contains("Task: fix the greeting in hello.txt"), "{said}");
     assert!(first_input.contains("the typo is on line 1 of hello.txt"), "restart note: {said}");
@@ -378,7 +404,10 @@ async fn deny_with_an_instruction_passes_it_to_the_agent() {
     turns_done(&store, exec.id, 2).await;
     let said = agent_text(&store, approval.task_id).await;
     assert!(said.contains("rejected by user"), "the command was declined: {said}");
-    assert!(said.contains("you said 'The person declined run `echo all-the-tests` and said: no, run only the unit tests'"), "{said}");
+    assert!(
+        said.contains("you said 'The person declined run `echo all-the-tests` and said: no, run only the unit tests'"),
+        "{said}"
+    );
     eventually("the task idle", || idle_task(&store, approval.task_id)).await;
     assert!(store.pending_approvals(None).await.unwrap().is_empty());
 }
@@ -400,11 +429,19 @@ async fn a_crash_mid_turn_resumes_and_completes() {
     assert!(agent_text(&store, task.id).await.contains("FAKE-REPLY: survived"));
 
     let timeline = store.timeline(task.id).await.unwrap();
-    assert!(timeline.iter().any(|e| e.kind == EventKind::Runtime && e.body["type"] == "died" && e.body["restarting"] == true), "{timeline:#?}");
+    assert!(
+        timeline
+            .iter()
+            .any(|e| e.kind == EventKind::Runtime && e.body["type"] == "died" && e.body["restarting"] == true),
+        "{timeline:#?}"
+    );
     let session = store.latest_session(exec.id).await.unwrap().expect("session");
     assert_eq!(session.status, SessionStatus::Ready, "the same row, resumed, not dead");
     let ready: Vec<_> = timeline.iter().filter(|e| e.body["type"] == "session_ready").collect();
-    assert!(ready.iter().all(|e| e.body["provider_session_id"] == serde_json::json!(session.provider_session_id)), "resumed by id: {ready:#?}");
+    assert!(
+        ready.iter().all(|e| e.body["provider_session_id"] == serde_json::json!(session.provider_session_id)),
+        "resumed by id: {ready:#?}"
+    );
 
     let sent = outbox_texts(&store).await;
     let crash: Vec<_> = sent.iter().filter(|(_, _, t)| t.contains("unexpectedly") || t.contains("resumed")).collect();
@@ -509,7 +546,9 @@ async fn recovery_expires_approvals_whose_turn_ended() {
     assert_eq!(store.approval(approval.id).await.unwrap().status, ApprovalStatus::Expired);
     let timeline = store.timeline(approval.task_id).await.unwrap();
     assert!(
-        timeline.iter().any(|e| e.kind == EventKind::Approval && e.body["type"] == "approval_expired" && e.body["approval"] == serde_json::json!(approval.id)),
+        timeline.iter().any(|e| e.kind == EventKind::Approval
+            && e.body["type"] == "approval_expired"
+            && e.body["approval"] == serde_json::json!(approval.id)),
         "{timeline:#?}"
     );
     assert!(store.pending_approvals(None).await.unwrap().is_empty());
@@ -549,7 +588,9 @@ async fn question_is_answered_mid_turn(prompt: &str, display: &str) {
     .await;
     let sent = outbox_texts(&store).await;
     assert!(
-        sent.iter().any(|(t, _, text)| *t == Some(task.id) && text.starts_with(&format!("{display} asks:")) && text.contains("which colour?")),
+        sent.iter().any(|(t, _, text)| *t == Some(task.id)
+            && text.starts_with(&format!("{display} asks:"))
+            && text.contains("which colour?")),
         "{sent:#?}"
     );
 
@@ -570,7 +611,9 @@ async fn question_is_answered_mid_turn(prompt: &str, display: &str) {
     assert!(said.contains("FAKE-REPLY: you answered 'the blue one'"), "{said}");
     let timeline = store.timeline(task.id).await.unwrap();
     assert!(
-        timeline.iter().any(|e| e.execution_id == Some(exec.id) && e.body["type"] == "question_answered" && e.body["text"] == "the blue one"),
+        timeline.iter().any(|e| e.execution_id == Some(exec.id)
+            && e.body["type"] == "question_answered"
+            && e.body["text"] == "the blue one"),
         "{timeline:#?}"
     );
     let sent = outbox_texts(&store).await;

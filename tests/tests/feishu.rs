@@ -20,8 +20,8 @@ use taskgate_adapters::runtime::{AgentRuntimes, RuntimeOptions};
 use taskgate_adapters::store::SeaStore;
 use taskgate_core::model::*;
 use taskgate_core::store::Store;
-use taskgate_tests::world::fake_agents_config;
 use taskgate_tests::fake_feishu::{APP_ID, APP_SECRET, BOT_OPEN_ID, Call, FakeFeishu, SERVICE_ID};
+use taskgate_tests::world::fake_agents_config;
 
 const WAIT: Duration = Duration::from_secs(30);
 const ALICE: &str = "ou_alice00000000000000000000000001";
@@ -325,7 +325,8 @@ async fn approval_by_card_click_and_follow_up() {
     let summary = sent(fake, "the result summary", |c| c.text().starts_with("Codex finished")).await;
     // The command's status line went to the turn's status card (maybe coalesced away).
     let rows = store.outbox_recent(Channel::Feishu, P2P, 100).await.unwrap();
-    let ran = rows.iter().find(|r| r.payload["text"] == "Codex ran `echo feishu-ok` (exit 0)").expect("the status line");
+    let ran =
+        rows.iter().find(|r| r.payload["text"] == "Codex ran `echo feishu-ok` (exit 0)").expect("the status line");
     assert_eq!(ran.payload["live"].as_str().map(|k| k.starts_with("turn:")), Some(true), "{ran:?}");
     let task = approval.task_id;
     let exec = store.executions(task).await.unwrap()[0].clone();

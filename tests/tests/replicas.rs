@@ -241,7 +241,11 @@ async fn replica(db: &TestDb, fake: &FakeTelegram, dir: &std::path::Path, via: &
     let engine = Engine::new(Arc::new(store), Arc::new(config), Arc::new(runtime));
     engine.set_admission(Channel::Telegram, telegram::admission(&tg));
     let options = TelegramOptions {
-        outbox: OutboxOptions { poll_interval: Duration::from_millis(50), chat_interval: Duration::ZERO, ..Default::default() },
+        outbox: OutboxOptions {
+            poll_interval: Duration::from_millis(50),
+            chat_interval: Duration::ZERO,
+            ..Default::default()
+        },
         poll: PollOptions { timeout_secs: 1, ..PollOptions::default() },
         inbox_interval: Duration::from_millis(100),
     };
@@ -281,7 +285,11 @@ async fn two_telegram_replicas_poll_and_answer_once(db: &TestDb) -> anyhow::Resu
     // The polling replica stops; the other takes over within the lease's retry.
     let leader = polled[0].clone();
     let survivor = if leader == "a" { "b" } else { "a" };
-    if leader == "a" { drop(a) } else { drop(b) }
+    if leader == "a" {
+        drop(a)
+    } else {
+        drop(b)
+    }
     eventually("the other replica polling", || pollers().last().map(String::as_str) == Some(survivor)).await?;
     fake.push_update(help(2));
     eventually("the second /help answered", || answers() >= 2).await?;

@@ -77,7 +77,12 @@ async fn turns_done(store: &SeaStore, task: Id, n: usize) -> Vec<Value> {
 
 async fn agent_text(store: &SeaStore, task: Id) -> String {
     let timeline = store.timeline(task).await.expect("timeline");
-    timeline.iter().filter(|e| e.body["type"] == "agent_text").filter_map(|e| e.body["text"].as_str()).collect::<Vec<_>>().join("\n")
+    timeline
+        .iter()
+        .filter(|e| e.body["type"] == "agent_text")
+        .filter_map(|e| e.body["text"].as_str())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Everything the gateway has enqueued for the chat so far, oldest first.
@@ -136,7 +141,12 @@ async fn an_investigation_survives_a_lost_session_and_goes_stale_when_its_file_c
         },
     );
     let mut config = Config {
-        projects: vec![ProjectConfig { name: "demo".into(), path: work.clone(), default_agent: Some("codex".into()), busy_policy: Default::default() }],
+        projects: vec![ProjectConfig {
+            name: "demo".into(),
+            path: work.clone(),
+            default_agent: Some("codex".into()),
+            busy_policy: Default::default(),
+        }],
         agents,
         ..Config::default()
     };
@@ -146,7 +156,11 @@ async fn an_investigation_survives_a_lost_session_and_goes_stale_when_its_file_c
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("taskgate.db").display());
     let store = SeaStore::connect(&url).await.expect("connect");
     store.migrate().await.expect("migrate");
-    let runtime = AgentRuntimes::new(RuntimeOptions { handshake_timeout: Duration::from_secs(10), shutdown_grace: Duration::from_millis(300), ..RuntimeOptions::default() });
+    let runtime = AgentRuntimes::new(RuntimeOptions {
+        handshake_timeout: Duration::from_secs(10),
+        shutdown_grace: Duration::from_millis(300),
+        ..RuntimeOptions::default()
+    });
     let engine = Arc::new(Engine::new(Arc::new(store), Arc::new(config), Arc::new(runtime)));
     let server = tokio::spawn(axum::serve(listener, taskgate::notes::mcp::router(engine.clone())).into_future());
     let store = engine.store().clone();
@@ -168,7 +182,10 @@ async fn an_investigation_survives_a_lost_session_and_goes_stale_when_its_file_c
         {"tool": "set_next_action", "arguments": {"text": "move the session write before the response"}},
     ]);
     // A reply to the task's message, in words, like a person would send it.
-    let note_msg = IncomingMessage { reply_to_task: Some(task.id), ..msg(&format!("go on and write down what you found NOTE: {calls}")) };
+    let note_msg = IncomingMessage {
+        reply_to_task: Some(task.id),
+        ..msg(&format!("go on and write down what you found NOTE: {calls}"))
+    };
     engine.handle(note_msg).await.expect("note turn");
     turns_done(&store, task.id, 2).await;
     let said = agent_text(&store, task.id).await;
@@ -198,7 +215,10 @@ async fn an_investigation_survives_a_lost_session_and_goes_stale_when_its_file_c
     turns_done(&store, task.id, 3).await;
     assert!(agent_text(&store, task.id).await.contains("FAKE-REPLY: survived"));
     let sent = prompts(&log);
-    let replacement = sent.iter().find(|p| p.contains("previous agent session was lost")).unwrap_or_else(|| panic!("a fresh replacement: {sent:#?}"));
+    let replacement = sent
+        .iter()
+        .find(|p| p.contains("previous agent session was lost"))
+        .unwrap_or_else(|| panic!("a fresh replacement: {sent:#?}"));
     for expected in [
         "reproduction: restart the server, log in: HTTP 500",
         "verified: the session row is written after the response",
@@ -206,7 +226,10 @@ async fn an_investigation_survives_a_lost_session_and_goes_stale_when_its_file_c
         "next action: move the session write before the response",
         "CRASH_FORGET: keep digging",
     ] {
-        assert!(replacement.contains(expected), "{expected:?} missing from the replacement's first prompt:\n{replacement}");
+        assert!(
+            replacement.contains(expected),
+            "{expected:?} missing from the replacement's first prompt:\n{replacement}"
+        );
     }
 
     // A later commit to the cited file: the finding is stale, the rejection (no files) is not.
@@ -221,7 +244,10 @@ async fn an_investigation_survives_a_lost_session_and_goes_stale_when_its_file_c
     chat_lines(&store).await;
     engine.handle(msg("/note")).await.expect("/note");
     let lines = chat_lines(&store).await;
-    assert!(lines.iter().any(|l| l.starts_with(&format!("Task {} note:", task.id)) && l.contains("stale (was verified")), "{lines:#?}");
+    assert!(
+        lines.iter().any(|l| l.starts_with(&format!("Task {} note:", task.id)) && l.contains("stale (was verified")),
+        "{lines:#?}"
+    );
     // ...until the note is rendered: `/note` re-exported it with the finding stale.
     let after = std::fs::read_to_string(&exported).expect("exported note");
     assert!(after.contains("- **stale (was verified;"), "{after}");
@@ -233,7 +259,10 @@ async fn an_investigation_survives_a_lost_session_and_goes_stale_when_its_file_c
     assert!(!note.entries.iter().find(|e| e.entry.kind == NoteKind::Rejected).expect("rejected").is_stale());
     let condensed = note.condensed().expect("a note");
     assert!(condensed.contains("stale (was verified; src/session.rs changed since"), "{condensed}");
-    engine.handle(msg("/note open: does a second restart fail too? (evidence: file:src/session.rs)")).await.expect("/note open");
+    engine
+        .handle(msg("/note open: does a second restart fail too? (evidence: file:src/session.rs)"))
+        .await
+        .expect("/note open");
     let lines = chat_lines(&store).await;
     assert!(lines.iter().any(|l| l.starts_with("Recorded open #")), "{lines:#?}");
     let entries = store.note_entries(task.id).await.expect("entries");
@@ -275,7 +304,12 @@ async fn an_acp_agent_without_http_mcp_writes_the_note_through_the_stdio_bridge(
         },
     );
     let mut config = Config {
-        projects: vec![ProjectConfig { name: "demo".into(), path: work.clone(), default_agent: Some("acp".into()), busy_policy: Default::default() }],
+        projects: vec![ProjectConfig {
+            name: "demo".into(),
+            path: work.clone(),
+            default_agent: Some("acp".into()),
+            busy_policy: Default::default(),
+        }],
         agents,
         ..Config::default()
     };
@@ -285,7 +319,11 @@ async fn an_acp_agent_without_http_mcp_writes_the_note_through_the_stdio_bridge(
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("taskgate.db").display());
     let store = SeaStore::connect(&url).await.expect("connect");
     store.migrate().await.expect("migrate");
-    let runtime = AgentRuntimes::new(RuntimeOptions { handshake_timeout: Duration::from_secs(10), shutdown_grace: Duration::from_millis(300), ..RuntimeOptions::default() });
+    let runtime = AgentRuntimes::new(RuntimeOptions {
+        handshake_timeout: Duration::from_secs(10),
+        shutdown_grace: Duration::from_millis(300),
+        ..RuntimeOptions::default()
+    });
     let engine = Arc::new(Engine::new(Arc::new(store), Arc::new(config), Arc::new(runtime)));
     // In `taskgate serve` the running executable offers itself; this process is a test.
     engine.set_mcp_bridge(vec![bridge.to_owned(), "mcp".to_owned()]);
@@ -303,14 +341,20 @@ async fn an_acp_agent_without_http_mcp_writes_the_note_through_the_stdio_bridge(
     engine.handle(note_msg).await.expect("note turn");
     turns_done(&store, task.id, 2).await;
     let said = agent_text(&store, task.id).await;
-    let noted = said.split_once("FAKE-REPLY: noted: ").map(|(_, n)| n.lines().next().unwrap_or_default()).unwrap_or_else(|| panic!("{said}"));
+    let noted = said
+        .split_once("FAKE-REPLY: noted: ")
+        .map(|(_, n)| n.lines().next().unwrap_or_default())
+        .unwrap_or_else(|| panic!("{said}"));
     assert!(noted.starts_with("Recorded verified #"), "{noted}");
     assert!(noted.contains("uploads over 2 MiB time out"), "read_note answered through the bridge: {noted}");
     assert!(!noted.contains("error:"), "{noted}");
 
     let entries = store.note_entries(task.id).await.expect("entries");
     let exec = store.executions(task.id).await.expect("executions")[0].clone();
-    assert_eq!(entries.iter().map(|e| (e.kind, e.author.clone())).collect::<Vec<_>>(), [(NoteKind::Verified, format!("execution:{}", exec.id))]);
+    assert_eq!(
+        entries.iter().map(|e| (e.kind, e.author.clone())).collect::<Vec<_>>(),
+        [(NoteKind::Verified, format!("execution:{}", exec.id))]
+    );
 
     // What the agent was offered: the bridge as a stdio server, URL and token in its env only.
     let sent = std::fs::read_to_string(&log).expect("agent log");
@@ -326,7 +370,9 @@ async fn an_acp_agent_without_http_mcp_writes_the_note_through_the_stdio_bridge(
         .as_array()
         .expect("env")
         .iter()
-        .map(|e| (e["name"].as_str().unwrap_or_default().to_owned(), e["value"].as_str().unwrap_or_default().to_owned()))
+        .map(|e| {
+            (e["name"].as_str().unwrap_or_default().to_owned(), e["value"].as_str().unwrap_or_default().to_owned())
+        })
         .collect();
     assert_eq!(env.get("TASKGATE_MCP_URL"), Some(&mcp_url));
     assert_eq!(env.get(taskgate::notes::mcp::TOKEN_ENV).map(String::len), Some(64), "{:?}", env.keys());
@@ -342,7 +388,8 @@ async fn the_mcp_endpoint_wants_a_session_token() {
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("taskgate.db").display());
     let store = SeaStore::connect(&url).await.expect("connect");
     store.migrate().await.expect("migrate");
-    let engine = Arc::new(Engine::new(Arc::new(store), Arc::new(Config::default()), Arc::new(AgentRuntimes::default())));
+    let engine =
+        Arc::new(Engine::new(Arc::new(store), Arc::new(Config::default()), Arc::new(AgentRuntimes::default())));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let server = tokio::spawn(axum::serve(listener, taskgate::notes::mcp::router(engine.clone())).into_future());

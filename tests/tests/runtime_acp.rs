@@ -14,7 +14,12 @@ async fn start(h: &Harness) -> Box<dyn AgentSession> {
     start_with(h, options(), None, false).await.expect("acp session starts")
 }
 
-async fn start_with(h: &Harness, options: RuntimeOptions, resume: Option<String>, can_load: bool) -> Result<Box<dyn AgentSession>, RuntimeError> {
+async fn start_with(
+    h: &Harness,
+    options: RuntimeOptions,
+    resume: Option<String>,
+    can_load: bool,
+) -> Result<Box<dyn AgentSession>, RuntimeError> {
     let mut spec = h.spec(AgentKind::Acp);
     if can_load {
         spec.args.push("--acp-load".into());
@@ -25,7 +30,11 @@ async fn start_with(h: &Harness, options: RuntimeOptions, resume: Option<String>
 
 /// Our answers to the agent's permission requests.
 fn outcomes(h: &Harness) -> Vec<Value> {
-    h.received().into_iter().filter(|m| m.get("method").is_none()).filter_map(|m| m.pointer("/result/outcome").cloned()).collect()
+    h.received()
+        .into_iter()
+        .filter(|m| m.get("method").is_none())
+        .filter_map(|m| m.pointer("/result/outcome").cloned())
+        .collect()
 }
 
 async fn approval(s: &mut Box<dyn AgentSession>) -> ApprovalRequest {
@@ -77,7 +86,13 @@ async fn permission_allow_once_runs_the_command() {
     s.decide(&req.request_id, ApprovalDecision::AllowOnce).await.unwrap();
     let events = until_turn_finished(&mut s).await;
     assert!(events.iter().any(|e| matches!(e, RuntimeEvent::CommandStarted { .. })));
-    assert!(events.iter().any(|e| matches!(e, RuntimeEvent::CommandFinished { status: CommandStatus::Succeeded, exit_code: Some(0), .. })), "{events:?}");
+    assert!(
+        events.iter().any(|e| matches!(
+            e,
+            RuntimeEvent::CommandFinished { status: CommandStatus::Succeeded, exit_code: Some(0), .. }
+        )),
+        "{events:?}"
+    );
     assert_eq!(outcome(&events), TurnOutcome::Completed);
     assert!(h.path("ran.txt").exists());
     assert_eq!(outcomes(&h), [json!({ "outcome": "selected", "optionId": "allow-once" })]);
@@ -107,7 +122,10 @@ async fn deny_picks_reject_once_and_the_turn_goes_on() {
     let req = approval(&mut s).await;
     s.decide(&req.request_id, ApprovalDecision::Deny).await.unwrap();
     let events = until_turn_finished(&mut s).await;
-    assert!(events.iter().any(|e| matches!(e, RuntimeEvent::CommandFinished { status: CommandStatus::Declined, .. })), "{events:?}");
+    assert!(
+        events.iter().any(|e| matches!(e, RuntimeEvent::CommandFinished { status: CommandStatus::Declined, .. })),
+        "{events:?}"
+    );
     assert_eq!(outcome(&events), TurnOutcome::Completed);
     assert!(!h.path("nope.txt").exists());
     assert_eq!(outcomes(&h), [json!({ "outcome": "selected", "optionId": "reject-once" })]);
@@ -193,7 +211,13 @@ async fn plan_updates_are_relayed() {
     let mut s = start(&h).await;
     s.send_turn("PLAN").await.unwrap();
     let events = until_turn_finished(&mut s).await;
-    let plans: Vec<_> = events.iter().filter_map(|e| match e { RuntimeEvent::Plan { steps } => Some(steps.clone()), _ => None }).collect();
+    let plans: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            RuntimeEvent::Plan { steps } => Some(steps.clone()),
+            _ => None,
+        })
+        .collect();
     assert_eq!(plans.len(), 2);
     assert_eq!(plans[1].iter().filter(|s| s.status == taskgate_core::runtime::PlanStepStatus::Completed).count(), 3);
     s.shutdown().await;
@@ -225,7 +249,11 @@ async fn crash_then_session_load_resumes_without_replaying() {
     assert_eq!(next(&mut s).await, Some(RuntimeEvent::SessionReady { provider_session_id: id, resumed: true }));
     s.send_turn("RECALL").await.unwrap();
     let events = until_turn_finished(&mut s).await;
-    assert_eq!(text_of(&events), "FAKE-REPLY: previous input was 'remember this'", "replayed history is not re-emitted");
+    assert_eq!(
+        text_of(&events),
+        "FAKE-REPLY: previous input was 'remember this'",
+        "replayed history is not re-emitted"
+    );
     assert!(h.received().iter().any(|m| m["method"] == "session/load"));
     s.shutdown().await;
 }

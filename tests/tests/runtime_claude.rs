@@ -15,7 +15,11 @@ async fn start(h: &Harness) -> Box<dyn AgentSession> {
     start_with(h, options(), None).await.expect("claude session starts")
 }
 
-async fn start_with(h: &Harness, options: RuntimeOptions, resume: Option<String>) -> Result<Box<dyn AgentSession>, RuntimeError> {
+async fn start_with(
+    h: &Harness,
+    options: RuntimeOptions,
+    resume: Option<String>,
+) -> Result<Box<dyn AgentSession>, RuntimeError> {
     let mut spec = h.spec(AgentKind::Claude);
     spec.model = Some("fake-model".into());
     spec.resume = resume;
@@ -89,7 +93,13 @@ async fn bash_approval_allow_runs_the_command() {
     assert_eq!(req.action, "run `touch sdk_ok.txt`");
     s.decide(&req.request_id, ApprovalDecision::AllowOnce).await.unwrap();
     let events = until_turn_finished(&mut s).await;
-    assert!(events.iter().any(|e| matches!(e, RuntimeEvent::CommandFinished { status: CommandStatus::Succeeded, exit_code: Some(0), .. })), "{events:?}");
+    assert!(
+        events.iter().any(|e| matches!(
+            e,
+            RuntimeEvent::CommandFinished { status: CommandStatus::Succeeded, exit_code: Some(0), .. }
+        )),
+        "{events:?}"
+    );
     assert!(completed(&events));
     assert!(h.path("sdk_ok.txt").exists());
     let answers = permission_answers(&h);
@@ -107,7 +117,13 @@ async fn failing_command_reports_its_exit_code() {
     let req = approval(&mut s).await;
     s.decide(&req.request_id, ApprovalDecision::AllowOnce).await.unwrap();
     let events = until_turn_finished(&mut s).await;
-    assert!(events.iter().any(|e| matches!(e, RuntimeEvent::CommandFinished { status: CommandStatus::Failed, exit_code: Some(4), .. })), "{events:?}");
+    assert!(
+        events.iter().any(|e| matches!(
+            e,
+            RuntimeEvent::CommandFinished { status: CommandStatus::Failed, exit_code: Some(4), .. }
+        )),
+        "{events:?}"
+    );
     s.shutdown().await;
 }
 
@@ -136,7 +152,10 @@ async fn deny_lets_the_turn_go_on() {
     let req = approval(&mut s).await;
     s.decide(&req.request_id, ApprovalDecision::Deny).await.unwrap();
     let events = until_turn_finished(&mut s).await;
-    assert!(events.iter().any(|e| matches!(e, RuntimeEvent::CommandFinished { status: CommandStatus::Declined, .. })), "{events:?}");
+    assert!(
+        events.iter().any(|e| matches!(e, RuntimeEvent::CommandFinished { status: CommandStatus::Declined, .. })),
+        "{events:?}"
+    );
     assert!(completed(&events));
     assert!(!h.path("sdk_denied.txt").exists());
     let answers = permission_answers(&h);
@@ -153,7 +172,10 @@ async fn deny_and_stop_interrupts_the_turn() {
     let req = approval(&mut s).await;
     s.decide(&req.request_id, ApprovalDecision::DenyAndStop).await.unwrap();
     let events = until_turn_finished(&mut s).await;
-    assert!(matches!(last(&events), RuntimeEvent::TurnFinished { outcome: TurnOutcome::Interrupted, .. }), "{events:?}");
+    assert!(
+        matches!(last(&events), RuntimeEvent::TurnFinished { outcome: TurnOutcome::Interrupted, .. }),
+        "{events:?}"
+    );
     assert_eq!(permission_answers(&h)[0]["interrupt"], true);
     s.send_turn("next").await.unwrap();
     assert!(completed(&until_turn_finished(&mut s).await));
@@ -185,7 +207,10 @@ async fn interrupt_ends_the_turn_not_the_session() {
     assert_eq!(s.send_turn("too soon").await, Err(RuntimeError::Busy));
     s.interrupt().await.unwrap();
     let events = until_turn_finished(&mut s).await;
-    assert!(matches!(last(&events), RuntimeEvent::TurnFinished { outcome: TurnOutcome::Interrupted, .. }), "{events:?}");
+    assert!(
+        matches!(last(&events), RuntimeEvent::TurnFinished { outcome: TurnOutcome::Interrupted, .. }),
+        "{events:?}"
+    );
     assert!(h.received().iter().any(|m| m["type"] == "control_request" && m["request"]["subtype"] == "interrupt"));
     s.send_turn("after interrupt").await.unwrap();
     assert_eq!(text_of(&until_turn_finished(&mut s).await), "FAKE-REPLY: you said 'after interrupt'");
@@ -198,7 +223,9 @@ async fn api_error_fails_the_turn_and_keeps_the_session() {
     let mut s = start(&h).await;
     s.send_turn("FAIL_TURN").await.unwrap();
     let events = until_turn_finished(&mut s).await;
-    let RuntimeEvent::TurnFinished { outcome: TurnOutcome::Failed { message }, .. } = last(&events) else { panic!("{events:?}") };
+    let RuntimeEvent::TurnFinished { outcome: TurnOutcome::Failed { message }, .. } = last(&events) else {
+        panic!("{events:?}")
+    };
     assert!(message.contains("400") && message.contains("FAIL_TURN"), "{message}");
     s.send_turn("ok").await.unwrap();
     assert!(completed(&until_turn_finished(&mut s).await));
@@ -211,10 +238,13 @@ async fn todos_become_a_plan_and_questions_get_answers() {
     let mut s = start(&h).await;
     s.send_turn("PLAN").await.unwrap();
     let events = until_turn_finished(&mut s).await;
-    let steps = events.iter().find_map(|e| match e {
-        RuntimeEvent::Plan { steps } => Some(steps.clone()),
-        _ => None,
-    }).expect("a plan");
+    let steps = events
+        .iter()
+        .find_map(|e| match e {
+            RuntimeEvent::Plan { steps } => Some(steps.clone()),
+            _ => None,
+        })
+        .expect("a plan");
     assert_eq!(steps.len(), 3);
 
     s.send_turn("ASK: ship it?").await.unwrap();

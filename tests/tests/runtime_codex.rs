@@ -15,7 +15,11 @@ async fn start(h: &Harness) -> Box<dyn AgentSession> {
     start_with(h, options(), None).await.expect("codex session starts")
 }
 
-async fn start_with(h: &Harness, options: RuntimeOptions, resume: Option<String>) -> Result<Box<dyn AgentSession>, RuntimeError> {
+async fn start_with(
+    h: &Harness,
+    options: RuntimeOptions,
+    resume: Option<String>,
+) -> Result<Box<dyn AgentSession>, RuntimeError> {
     let mut spec = h.spec(AgentKind::Codex);
     spec.approval_policy = Some("untrusted".into());
     spec.sandbox = Some("workspace-write".into());
@@ -85,7 +89,9 @@ async fn command_approval_accept_runs_it() {
         decision: Some(ApprovalDecision::AllowOnce)
     }));
     let finished = events.iter().find_map(|e| match e {
-        RuntimeEvent::CommandFinished { status, exit_code, command, .. } => Some((*status, *exit_code, command.clone())),
+        RuntimeEvent::CommandFinished { status, exit_code, command, .. } => {
+            Some((*status, *exit_code, command.clone()))
+        }
         _ => None,
     });
     assert_eq!(finished, Some((CommandStatus::Succeeded, Some(0), "echo hi > ran.txt".to_string())));
@@ -226,10 +232,13 @@ async fn plan_and_question_are_relayed() {
     let mut s = start(&h).await;
     s.send_turn("PLAN").await.unwrap();
     let events = until_turn_finished(&mut s).await;
-    let plans: Vec<_> = events.iter().filter_map(|e| match e {
-        RuntimeEvent::Plan { steps } => Some(steps.clone()),
-        _ => None,
-    }).collect();
+    let plans: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            RuntimeEvent::Plan { steps } => Some(steps.clone()),
+            _ => None,
+        })
+        .collect();
     assert_eq!(plans.len(), 2);
     assert_eq!(plans[0][0].text, "read the code");
 

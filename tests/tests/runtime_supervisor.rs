@@ -12,12 +12,18 @@ use taskgate_adapters::runtime::{AgentRuntimes, RuntimeOptions, SupervisedSessio
 use taskgate_core::runtime::{AgentKind, AgentSession, RuntimeEvent, SessionSpec, TurnOutcome};
 
 fn supervisor(options: SupervisorOptions) -> Supervisor {
-    let runtime = AgentRuntimes::new(RuntimeOptions { shutdown_grace: Duration::from_millis(300), ..runtime_common::options() });
+    let runtime =
+        AgentRuntimes::new(RuntimeOptions { shutdown_grace: Duration::from_millis(300), ..runtime_common::options() });
     Supervisor::new(Arc::new(runtime), options)
 }
 
 fn quick() -> SupervisorOptions {
-    SupervisorOptions { max_concurrent: 4, default_turn_timeout: None, interrupt_grace: Duration::from_millis(300), max_restarts: 2 }
+    SupervisorOptions {
+        max_concurrent: 4,
+        default_turn_timeout: None,
+        interrupt_grace: Duration::from_millis(300),
+        max_restarts: 2,
+    }
 }
 
 fn spec(h: &Harness, kind: AgentKind) -> SessionSpec {

@@ -192,8 +192,10 @@ async fn tasks_use_optimistic_concurrency(db: &TestDb) -> anyhow::Result<()> {
 async fn executions_use_optimistic_concurrency(db: &TestDb) -> anyhow::Result<()> {
     let store = db.store().await?;
     let t = task(&store, "add dark mode").await?;
-    let editor = store.create_execution(NewExecution { task_id: t.id, agent: "codex".into(), role: Role::Editor }).await?;
-    let reviewer = store.create_execution(NewExecution { task_id: t.id, agent: "claude".into(), role: Role::Reviewer }).await?;
+    let editor =
+        store.create_execution(NewExecution { task_id: t.id, agent: "codex".into(), role: Role::Editor }).await?;
+    let reviewer =
+        store.create_execution(NewExecution { task_id: t.id, agent: "claude".into(), role: Role::Reviewer }).await?;
     assert_eq!(editor.status, ExecutionStatus::Pending);
 
     let mut a = store.execution(editor.id).await?;
@@ -240,7 +242,10 @@ async fn approvals_resolve_once_across_workers(db: &TestDb) -> anyhow::Result<()
     // The loser re-reads and learns who decided first; the stored answer is Alice's.
     let mut reread = store.approval(approval.id).await?;
     let already = reread.decide(Answer::Deny, bob.id, Channel::Feishu, Utc::now()).unwrap_err();
-    assert_eq!((already.status, already.by, already.channel), (ApprovalStatus::Approved, Some(alice.id), Some(Channel::Telegram)));
+    assert_eq!(
+        (already.status, already.by, already.channel),
+        (ApprovalStatus::Approved, Some(alice.id), Some(Channel::Telegram))
+    );
     assert!(already.at.is_some());
     assert_eq!(reread.scope, Some(Scope::Once));
     assert!(store.pending_approvals(Some(t.id)).await?.is_empty());
@@ -303,14 +308,18 @@ async fn people_identities_and_conversations(db: &TestDb) -> anyhow::Result<()> 
     let p = store.upsert_project("web", "/srv/web", Some("codex")).await?;
     let p2 = store.upsert_project("web", "/srv/web2", Some("claude")).await?;
     assert_eq!(p.id, p2.id);
-    assert_eq!(store.projects().await?.iter().map(|p| (p.path.as_str(), p.default_agent.as_deref())).collect::<Vec<_>>(), vec![("/srv/web2", Some("claude"))]);
+    assert_eq!(
+        store.projects().await?.iter().map(|p| (p.path.as_str(), p.default_agent.as_deref())).collect::<Vec<_>>(),
+        vec![("/srv/web2", Some("claude"))]
+    );
     Ok(())
 }
 
 async fn sessions_and_turns_follow_the_sticky_rule(db: &TestDb) -> anyhow::Result<()> {
     let store = db.store().await?;
     let t = task(&store, "fix routing").await?;
-    let exec = store.create_execution(NewExecution { task_id: t.id, agent: "codex".into(), role: Role::Editor }).await?;
+    let exec =
+        store.create_execution(NewExecution { task_id: t.id, agent: "codex".into(), role: Role::Editor }).await?;
     assert_eq!(store.latest_session(exec.id).await?, None);
 
     let mut session = store.create_session(exec.id, Some("gpt-5")).await?;
@@ -358,7 +367,10 @@ async fn restart_note_entries_keep_evidence(db: &TestDb) -> anyhow::Result<()> {
     // A contradiction is a new entry, never an overwrite.
     store.add_note_entry(entry(NoteKind::Stale, "fails only with TZ=UTC", &["commit:def456"])).await?;
     let entries = store.note_entries(t.id).await?;
-    assert_eq!(entries.iter().map(|e| e.kind).collect::<Vec<_>>(), vec![NoteKind::Verified, NoteKind::Rejected, NoteKind::Stale]);
+    assert_eq!(
+        entries.iter().map(|e| e.kind).collect::<Vec<_>>(),
+        vec![NoteKind::Verified, NoteKind::Rejected, NoteKind::Stale]
+    );
     assert_eq!(entries[0].evidence, vec!["turn:3".to_string(), "cmd:7".to_string()]);
     assert_eq!(entries[0].commit.as_deref(), Some("abc123"));
     Ok(())
@@ -396,7 +408,15 @@ async fn transactions_apply_all_or_nothing(db: &TestDb) -> anyhow::Result<()> {
     // Dropped without commit: nothing of it stays.
     let tx = store.begin().await?;
     let lost = task(&tx, "never committed").await?;
-    tx.append_event(NewEvent { task_id: lost.id, execution_id: None, kind: EventKind::Message, channel: None, actor: None, body: json!({}) }).await?;
+    tx.append_event(NewEvent {
+        task_id: lost.id,
+        execution_id: None,
+        kind: EventKind::Message,
+        channel: None,
+        actor: None,
+        body: json!({}),
+    })
+    .await?;
     drop(tx);
     assert!(matches!(store.task(lost.id).await, Err(StoreError::NotFound { .. })));
 
@@ -412,7 +432,8 @@ async fn transactions_apply_all_or_nothing(db: &TestDb) -> anyhow::Result<()> {
 async fn references_are_enforced(db: &TestDb) -> anyhow::Result<()> {
     let store = db.store().await?;
     // An execution of a task that does not exist is refused, not stored dangling.
-    let orphan = store.create_execution(NewExecution { task_id: 4242, agent: "codex".into(), role: Role::Editor }).await;
+    let orphan =
+        store.create_execution(NewExecution { task_id: 4242, agent: "codex".into(), role: Role::Editor }).await;
     assert!(matches!(orphan, Err(StoreError::Backend(_))), "{orphan:?}");
     if db.url.starts_with("sqlite") {
         use sea_orm::ConnectionTrait;
@@ -436,7 +457,8 @@ async fn engine_lookups_find_open_work_and_chat_tasks(db: &TestDb) -> anyhow::Re
 
     let t1 = task(&store, "fix routing").await?;
     let t2 = task(&store, "release notes").await?;
-    let exec = store.create_execution(NewExecution { task_id: t1.id, agent: "codex".into(), role: Role::Editor }).await?;
+    let exec =
+        store.create_execution(NewExecution { task_id: t1.id, agent: "codex".into(), role: Role::Editor }).await?;
     let session = store.create_session(exec.id, None).await?;
     assert_eq!(store.session(session.id).await?, session);
 
@@ -452,7 +474,12 @@ async fn engine_lookups_find_open_work_and_chat_tasks(db: &TestDb) -> anyhow::Re
     assert_eq!(ids(store.open_turns(None).await?), vec![waiting.id, queued.id]);
     assert_eq!(ids(store.open_turns(Some(session.id + 100)).await?), Vec::<Id>::new());
 
-    let new = |request: &str| NewApproval { task_id: t1.id, turn_id: Some(waiting.id), request_id: request.into(), action: "run `ls`".into() };
+    let new = |request: &str| NewApproval {
+        task_id: t1.id,
+        turn_id: Some(waiting.id),
+        request_id: request.into(),
+        action: "run `ls`".into(),
+    };
     let mut first = store.create_approval(new("0")).await?;
     first.decide(Answer::Approve(Scope::Once), person.id, Channel::Telegram, Utc::now())?;
     store.update_approval(&first).await?;

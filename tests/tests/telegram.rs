@@ -17,8 +17,8 @@ use taskgate_adapters::telegram::outbound::OutboxOptions;
 use taskgate_adapters::telegram::polling::PollOptions;
 use taskgate_core::model::*;
 use taskgate_core::store::Store;
-use taskgate_tests::world::fake_agents_config;
 use taskgate_tests::fake_telegram::{BOT_ID, BOT_USERNAME, Call, FakeTelegram};
+use taskgate_tests::world::fake_agents_config;
 
 const WAIT: Duration = Duration::from_secs(30);
 const TOKEN: &str = "123456:TEST-token";
@@ -291,7 +291,10 @@ async fn a_turn_edits_one_status_message_in_place() {
             .collect::<Vec<_>>()
     };
     eventually("the status saying it waits", || async {
-        edits_of_status().iter().any(|c| c.body["text"].as_str().unwrap_or("").contains("is waiting for approval")).then_some(())
+        edits_of_status()
+            .iter()
+            .any(|c| c.body["text"].as_str().unwrap_or("").contains("is waiting for approval"))
+            .then_some(())
     })
     .await;
 
@@ -363,7 +366,7 @@ async fn a_deleted_status_message_is_replaced_by_a_new_one() {
         .calls_to("editMessageText")
         .into_iter()
         .filter(|c| c.status == 200 && c.body["text"] == "Codex finished")
-        .last()
+        .next_back()
         .expect("the status's last edit");
     assert_eq!(last_edit.body["message_id"].as_i64(), Some(ids[1]), "{}", fake.summary());
     assert_eq!(status_messages().len(), 2, "not a new message per update: {}", fake.summary());
@@ -380,7 +383,8 @@ async fn a_clarify_button_approves_exactly_its_approval() {
     let chat = ADA as i64;
 
     fake.push_update(text_update(1, chat, ADA, "RUN_CMD: echo one"));
-    eventually("the first approval", || async { (store.pending_approvals(None).await.ok()?.len() == 1).then_some(()) }).await;
+    eventually("the first approval", || async { (store.pending_approvals(None).await.ok()?.len() == 1).then_some(()) })
+        .await;
     fake.push_update(text_update(2, chat, ADA, "/new RUN_CMD: echo two"));
     let pending = eventually("two approvals", || async {
         let p = store.pending_approvals(None).await.ok()?;
@@ -501,7 +505,10 @@ async fn webhook_checks_the_secret_and_deduplicates() {
     assert_eq!(post(&update, Some(SECRET)).await.unwrap().status(), 200);
     assert_eq!(post(&update, Some(SECRET)).await.unwrap().status(), 200, "a redelivery is acknowledged");
     sent(fake, ADA as i64, "the answer to the webhook update", |t| t.contains("/status")).await;
-    eventually("the inbox drained", || async { store.inbox_pending(Channel::Telegram, 10).await.ok()?.is_empty().then_some(()) }).await;
+    eventually("the inbox drained", || async {
+        store.inbox_pending(Channel::Telegram, 10).await.ok()?.is_empty().then_some(())
+    })
+    .await;
     assert_eq!(fake.sent_texts(ADA as i64).len(), 1, "handled once: {}", fake.summary());
     let again = store
         .inbox_accept(NewInbound { channel: Channel::Telegram, external_id: "42".into(), payload: update.clone() })
@@ -595,7 +602,10 @@ async fn serve_starts_the_channel_from_config() {
             .await
             .unwrap();
         if mode == "polling" {
-            eventually("the poller asks for updates", || async { (!fake.calls_to("getUpdates").is_empty()).then_some(()) }).await;
+            eventually("the poller asks for updates", || async {
+                (!fake.calls_to("getUpdates").is_empty()).then_some(())
+            })
+            .await;
             assert_eq!(hook.status(), 404, "no webhook route state in polling mode");
         } else {
             assert_eq!(hook.status(), 401, "the webhook route is mounted and checks the secret");

@@ -47,7 +47,8 @@ struct Api<'a> {
 
 impl Api<'_> {
     async fn get(&self, path: &str) -> Value {
-        let res = self.http.get(format!("{}{path}", self.gw.url)).bearer_auth(&self.gw.token).send().await.expect("GET");
+        let res =
+            self.http.get(format!("{}{path}", self.gw.url)).bearer_auth(&self.gw.token).send().await.expect("GET");
         assert_eq!(res.status(), StatusCode::OK, "GET {path}");
         res.json().await.expect("json")
     }
@@ -84,7 +85,11 @@ async fn every_api_route_needs_the_token_and_wrong_tokens_get_401() {
     assert!(page.text().await.unwrap().contains("/app.js"));
 
     for path in ["/api/tasks", "/api/approvals", "/api/session", "/api/messages", "/api/stream", "/api/tasks/1"] {
-        assert_eq!(http.get(url(path)).send().await.unwrap().status(), StatusCode::UNAUTHORIZED, "{path} without a token");
+        assert_eq!(
+            http.get(url(path)).send().await.unwrap().status(),
+            StatusCode::UNAUTHORIZED,
+            "{path} without a token"
+        );
         let wrong = http.get(url(path)).bearer_auth("tgw_wrong").send().await.unwrap();
         assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED, "{path} with a wrong bearer token");
         let cookie = http.get(url(path)).header("cookie", "taskgate_session=tgw_wrong").send().await.unwrap();
@@ -217,7 +222,8 @@ async fn web_chat_task_timeline_and_an_approval_that_resolves_exactly_once() {
     assert_eq!(tasks.as_array().unwrap().len(), 1, "{tasks}");
     assert_eq!(tasks[0]["pending_approvals"], 1);
     assert_eq!(api.get("/api/tasks?agent=claude").await, json!([]));
-    let bad = api.http.get(format!("{}/api/tasks?status=sleeping", gw.url)).bearer_auth(&gw.token).send().await.unwrap();
+    let bad =
+        api.http.get(format!("{}/api/tasks?status=sleeping", gw.url)).bearer_auth(&gw.token).send().await.unwrap();
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
 
     // The task page's JSON: the web message with its channel, the decision with its reason.
@@ -332,7 +338,8 @@ async fn link_joins_web_and_telegram_and_the_task_continues_across_them() {
     api.say("write the release notes", None).await;
     let task = eventually("the web task", || async {
         let tasks = api.get("/api/tasks").await;
-        tasks.as_array()?.iter().find(|t| t["title"].as_str().is_some_and(|s| s.contains("release notes")))?["id"].as_i64()
+        tasks.as_array()?.iter().find(|t| t["title"].as_str().is_some_and(|s| s.contains("release notes")))?["id"]
+            .as_i64()
     })
     .await;
     api.say("/link", None).await;
@@ -356,7 +363,10 @@ async fn link_joins_web_and_telegram_and_the_task_continues_across_them() {
     let tg = gw.store.find_identity(Channel::Telegram, "111").await.unwrap().unwrap();
     assert_eq!(tg.person_id, web.person_id, "one person across web and telegram");
     let replies = gw.store.outbox_recent(Channel::Telegram, "555", 20).await.unwrap();
-    let linked = replies.iter().find(|o| o.payload["text"].as_str().is_some_and(|t| t.starts_with("Linked"))).expect("a Linked reply");
+    let linked = replies
+        .iter()
+        .find(|o| o.payload["text"].as_str().is_some_and(|t| t.starts_with("Linked")))
+        .expect("a Linked reply");
     assert_eq!(linked.task_id, Some(task), "the telegram chat now follows the web task");
     // A code works once.
     gw.engine.handle(telegram(&format!("/link {code}"))).await.unwrap();
@@ -367,11 +377,7 @@ async fn link_joins_web_and_telegram_and_the_task_continues_across_them() {
     gw.engine.handle(telegram("also mention the new console")).await.unwrap();
     let events = eventually("the telegram follow-up on the web task", || async {
         let events = api.get(&format!("/api/tasks/{task}/events")).await;
-        events
-            .as_array()?
-            .iter()
-            .any(|e| e["kind"] == "message" && e["channel"] == "telegram")
-            .then_some(events)
+        events.as_array()?.iter().any(|e| e["kind"] == "message" && e["channel"] == "telegram").then_some(events)
     })
     .await;
     let channels: Vec<(&str, &str)> = events
@@ -419,7 +425,12 @@ async fn the_task_page_marks_a_finding_stale_when_its_file_changed() {
 
     let task = gw
         .store
-        .create_task(NewTask { project_id: Some(project.id), title: "flaky a".into(), goal: "flaky a".into(), created_by: None })
+        .create_task(NewTask {
+            project_id: Some(project.id),
+            title: "flaky a".into(),
+            goal: "flaky a".into(),
+            created_by: None,
+        })
         .await
         .unwrap();
     gw.store

@@ -81,13 +81,19 @@ async fn steps(gw: &Gateway, browser: &Browser) -> anyhow::Result<()> {
     browser.type_text(&token, "tgw_wrong").await?;
     browser.click_css("#login-form button", WAIT).await?;
     browser
-        .wait_until("the wrong-token message", "const e = document.getElementById('login-error'); return e && !e.hidden && e.textContent", WAIT)
+        .wait_until(
+            "the wrong-token message",
+            "const e = document.getElementById('login-error'); return e && !e.hidden && e.textContent",
+            WAIT,
+        )
         .await?;
     let token = browser.wait("#token", WAIT).await?;
     browser.script("document.getElementById('token').value = '';", Vec::new()).await?;
     browser.type_text(&token, &gw.token).await?;
     browser.click_css("#login-form button", WAIT).await?;
-    browser.wait_until("the live stream", "return document.getElementById('live').classList.contains('on')", WAIT).await?;
+    browser
+        .wait_until("the live stream", "return document.getElementById('live').classList.contains('on')", WAIT)
+        .await?;
 
     // Start a task in web chat; the approval request arrives live.
     browser.goto(&format!("{}/#/chat", gw.url)).await?;
@@ -130,7 +136,11 @@ async fn steps(gw: &Gateway, browser: &Browser) -> anyhow::Result<()> {
         )
         .await?;
     browser
-        .wait_until("the task to leave waiting", "return !document.getElementById('task-status').textContent.includes('waiting')", WAIT)
+        .wait_until(
+            "the task to leave waiting",
+            "return !document.getElementById('task-status').textContent.includes('waiting')",
+            WAIT,
+        )
         .await?;
     let after = count(browser, "#timeline li").await?;
     anyhow::ensure!(after > before, "the timeline grew live ({before} → {after})");

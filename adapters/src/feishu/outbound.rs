@@ -19,8 +19,8 @@ use tokio::sync::Notify;
 use super::api::{ApiError, FeishuApi};
 use super::card;
 use super::token::INVALID_TOKEN_CODES;
-use crate::outbox::{self, Settle};
 use crate::live::{self, LiveMessages, Pacer};
+use crate::outbox::{self, Settle};
 
 /// A text message's content, JSON-encoded, stays under this (Feishu: 150 KB per request).
 pub const MAX_TEXT_BYTES: usize = 100 * 1024;
@@ -447,8 +447,7 @@ mod tests {
         assert_eq!(last.msg_type, "interactive");
         assert!(last.content.to_string().len() < 30 * 1024, "a card stays under 30 KB");
         assert!(rest.iter().all(|p| p.msg_type == "post" && post_len(&p.content) <= MAX_POST_BYTES));
-        let rejoined: Vec<String> =
-            rest.iter().map(shown).chain(card::shown_text(&last.content)).collect();
+        let rejoined: Vec<String> = rest.iter().map(shown).chain(card::shown_text(&last.content)).collect();
         assert_eq!(rejoined.join("\n"), long, "nothing lost in the split");
     }
 

@@ -10,17 +10,17 @@ use std::collections::{HashMap, HashSet};
 use agent_client_protocol_schema::ProtocolVersion;
 use agent_client_protocol_schema::v1::{
     CancelNotification, ClientCapabilities, ContentBlock, Implementation, InitializeRequest, InitializeResponse,
-    LoadSessionRequest, NewSessionRequest, NewSessionResponse, PermissionOption, PermissionOptionKind,
-    PlanEntryStatus, PromptRequest, PromptResponse, RequestPermissionOutcome, RequestPermissionRequest,
-    RequestPermissionResponse, SelectedPermissionOutcome, SessionNotification, SessionUpdate, StopReason,
-    TextContent, ToolCallContent, ToolCallStatus, ToolKind,
+    LoadSessionRequest, NewSessionRequest, NewSessionResponse, PermissionOption, PermissionOptionKind, PlanEntryStatus,
+    PromptRequest, PromptResponse, RequestPermissionOutcome, RequestPermissionRequest, RequestPermissionResponse,
+    SelectedPermissionOutcome, SessionNotification, SessionUpdate, StopReason, TextContent, ToolCallContent,
+    ToolCallStatus, ToolKind,
 };
 use async_trait::async_trait;
 use serde::Serialize;
 use serde_json::Value;
 use taskgate_core::runtime::{
-    AgentRuntime, AgentSession, ApprovalDecision, ApprovalKind, ApprovalRequest, CommandStatus, FileChange,
-    PlanStep, PlanStepStatus, RuntimeError, RuntimeEvent, SessionSpec, TurnOutcome, one_line, output_tail,
+    AgentRuntime, AgentSession, ApprovalDecision, ApprovalKind, ApprovalRequest, CommandStatus, FileChange, PlanStep,
+    PlanStepStatus, RuntimeError, RuntimeEvent, SessionSpec, TurnOutcome, one_line, output_tail,
 };
 use tokio::sync::mpsc;
 
@@ -111,7 +111,9 @@ impl Acp {
     fn mcp_servers(&self, speaks_http: bool) -> Vec<agent_client_protocol_schema::v1::McpServer> {
         let Some(mcp) = &self.mcp else { return Vec::new() };
         super::mcp::acp_server(mcp, speaks_http)
-            .and_then(|v| serde_json::from_value(v).map_err(|e| tracing::warn!(error = %e, "cannot offer the MCP server")).ok())
+            .and_then(|v| {
+                serde_json::from_value(v).map_err(|e| tracing::warn!(error = %e, "cannot offer the MCP server")).ok()
+            })
             .into_iter()
             .collect()
     }
@@ -128,7 +130,8 @@ impl Acp {
     fn on_response(&mut self, tag: Pending, outcome: Result<Value, RpcError>, io: &mut Io) {
         match (tag, outcome) {
             (Pending::Initialize, Ok(result)) => {
-                let capabilities = serde_json::from_value::<InitializeResponse>(result).map(|r| r.agent_capabilities).ok();
+                let capabilities =
+                    serde_json::from_value::<InitializeResponse>(result).map(|r| r.agent_capabilities).ok();
                 let can_load = capabilities.as_ref().is_some_and(|c| c.load_session);
                 let speaks_http = capabilities.as_ref().is_some_and(|c| c.mcp_capabilities.http);
                 let servers = self.mcp_servers(speaks_http);
@@ -169,8 +172,12 @@ impl Acp {
                     Ok(Ok(response)) => match response.stop_reason {
                         StopReason::EndTurn => TurnOutcome::Completed,
                         StopReason::Cancelled => TurnOutcome::Interrupted,
-                        StopReason::MaxTokens => TurnOutcome::Failed { message: "the agent hit its token limit".into() },
-                        StopReason::MaxTurnRequests => TurnOutcome::Failed { message: "the agent hit its request limit".into() },
+                        StopReason::MaxTokens => {
+                            TurnOutcome::Failed { message: "the agent hit its token limit".into() }
+                        }
+                        StopReason::MaxTurnRequests => {
+                            TurnOutcome::Failed { message: "the agent hit its request limit".into() }
+                        }
                         StopReason::Refusal => TurnOutcome::Failed { message: "the agent refused".into() },
                         _ => TurnOutcome::Completed,
                     },
@@ -274,7 +281,11 @@ impl Acp {
                         output_tail: output_tail(&tool.output, 20, 2000),
                     });
                 } else if !tool.changes.is_empty() {
-                    io.emit(RuntimeEvent::FileChanged { id: id.to_string(), changes: tool.changes, applied: ok && !denied });
+                    io.emit(RuntimeEvent::FileChanged {
+                        id: id.to_string(),
+                        changes: tool.changes,
+                        applied: ok && !denied,
+                    });
                 }
             }
             _ => {}
@@ -305,8 +316,11 @@ impl Acp {
             Some(ToolKind::Edit | ToolKind::Delete | ToolKind::Move) => {
                 let paths: Vec<&str> = tool.changes.iter().map(|c| c.path.as_str()).collect();
                 let action = if paths.is_empty() { tool.title.clone() } else { format!("edit {}", paths.join(", ")) };
-                let diff: Vec<String> =
-                    tool.changes.iter().filter_map(|c| c.diff.as_ref().map(|d| format!("--- {}\n{d}", c.path))).collect();
+                let diff: Vec<String> = tool
+                    .changes
+                    .iter()
+                    .filter_map(|c| c.diff.as_ref().map(|d| format!("--- {}\n{d}", c.path)))
+                    .collect();
                 (ApprovalKind::FileChange, action, (!diff.is_empty()).then(|| diff.join("\n")))
             }
             _ => (ApprovalKind::Tool, tool.title.clone(), None),
@@ -341,7 +355,10 @@ impl Acp {
         }
         match chosen {
             Some(option) => {
-                self.respond_permission(&permission.rpc_id, RequestPermissionOutcome::Selected(SelectedPermissionOutcome::new(option)));
+                self.respond_permission(
+                    &permission.rpc_id,
+                    RequestPermissionOutcome::Selected(SelectedPermissionOutcome::new(option)),
+                );
             }
             // No matching option, or stop asked for: `session/cancel`, then "cancelled" to every
             // pending request, as the protocol requires of a client that cancels.

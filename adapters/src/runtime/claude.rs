@@ -10,8 +10,8 @@ use std::collections::{HashMap, HashSet};
 use async_trait::async_trait;
 use serde_json::{Value, json};
 use taskgate_core::runtime::{
-    AgentRuntime, AgentSession, ApprovalDecision, ApprovalKind, ApprovalRequest, CommandStatus, FileChange,
-    PlanStep, PlanStepStatus, RuntimeError, RuntimeEvent, SessionSpec, TurnOutcome, Usage, one_line, output_tail,
+    AgentRuntime, AgentSession, ApprovalDecision, ApprovalKind, ApprovalRequest, CommandStatus, FileChange, PlanStep,
+    PlanStepStatus, RuntimeError, RuntimeEvent, SessionSpec, TurnOutcome, Usage, one_line, output_tail,
 };
 use tokio::sync::mpsc;
 
@@ -35,8 +35,13 @@ impl AgentRuntime for ClaudeRuntime {
     async fn start(&self, spec: SessionSpec) -> Result<Box<dyn AgentSession>, RuntimeError> {
         let mut args = spec.args.clone();
         for flag in [
-            "--output-format", "stream-json", "--verbose", "--input-format", "stream-json",
-            "--permission-prompt-tool", "stdio",
+            "--output-format",
+            "stream-json",
+            "--verbose",
+            "--input-format",
+            "stream-json",
+            "--permission-prompt-tool",
+            "stdio",
         ] {
             args.push(flag.to_string());
         }
@@ -172,15 +177,23 @@ impl Claude {
         // Ids are claude's own (UUIDs): unique, and what the answer must carry.
         let request_id = claude_id.clone();
         if tool == "AskUserQuestion" {
-            let text = questions(&input).iter().map(|(q, options)| {
-                if options.is_empty() { q.clone() } else { format!("{q} ({})", options.join(" / ")) }
-            }).collect::<Vec<_>>().join("\n");
-            self.permissions.insert(request_id.clone(), Permission { claude_id, tool_use_id, input, suggestions, question: true });
+            let text = questions(&input)
+                .iter()
+                .map(
+                    |(q, options)| {
+                        if options.is_empty() { q.clone() } else { format!("{q} ({})", options.join(" / ")) }
+                    },
+                )
+                .collect::<Vec<_>>()
+                .join("\n");
+            self.permissions
+                .insert(request_id.clone(), Permission { claude_id, tool_use_id, input, suggestions, question: true });
             io.emit(RuntimeEvent::Question { request_id, text });
             return;
         }
         let (kind, action, detail) = describe(&tool, &input);
-        self.permissions.insert(request_id.clone(), Permission { claude_id, tool_use_id, input, suggestions, question: false });
+        self.permissions
+            .insert(request_id.clone(), Permission { claude_id, tool_use_id, input, suggestions, question: false });
         io.emit(RuntimeEvent::ApprovalRequested(ApprovalRequest { request_id, kind, action, detail }));
     }
 
@@ -227,12 +240,22 @@ impl Claude {
                         (false, true) => (CommandStatus::Failed, exit_code(&output)),
                         (false, false) => (CommandStatus::Succeeded, Some(0)),
                     };
-                    io.emit(RuntimeEvent::CommandFinished { id, command, status, exit_code, output_tail: output_tail(&output, 20, 2000) });
+                    io.emit(RuntimeEvent::CommandFinished {
+                        id,
+                        command,
+                        status,
+                        exit_code,
+                        output_tail: output_tail(&output, 20, 2000),
+                    });
                 }
                 "Write" | "Edit" | "MultiEdit" | "NotebookEdit" => {
                     let path = file_path(&tool.input).unwrap_or_default();
                     let diff = file_diff(&tool.name, &tool.input);
-                    io.emit(RuntimeEvent::FileChanged { id, changes: vec![FileChange { path, diff }], applied: !is_error });
+                    io.emit(RuntimeEvent::FileChanged {
+                        id,
+                        changes: vec![FileChange { path, diff }],
+                        applied: !is_error,
+                    });
                 }
                 _ => {}
             }
@@ -252,7 +275,8 @@ impl Claude {
             ("error_during_execution", _) if interrupted => TurnOutcome::Interrupted,
             ("success", true) => TurnOutcome::Failed { message: one_line(text.unwrap_or("the turn failed"), 300) },
             (other, _) => {
-                let errors = result.get("errors").and_then(Value::as_array).and_then(|e| e.first()).and_then(Value::as_str);
+                let errors =
+                    result.get("errors").and_then(Value::as_array).and_then(|e| e.first()).and_then(Value::as_str);
                 TurnOutcome::Failed { message: one_line(errors.or(text).unwrap_or(other), 300) }
             }
         };
@@ -455,7 +479,13 @@ fn file_diff(tool: &str, input: &Value) -> Option<String> {
             let edits = input.get("edits").and_then(Value::as_array)?;
             let parts: Vec<String> = edits
                 .iter()
-                .filter_map(|e| Some(format!("{}\n{}", lines("-", e.get("old_string")?.as_str()?), lines("+", e.get("new_string")?.as_str()?))))
+                .filter_map(|e| {
+                    Some(format!(
+                        "{}\n{}",
+                        lines("-", e.get("old_string")?.as_str()?),
+                        lines("+", e.get("new_string")?.as_str()?)
+                    ))
+                })
                 .collect();
             Some(parts.join("\n"))
         }

@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use serde_json::{Value, json};
 use taskgate_core::runtime::{
-    AgentRuntime, AgentSession, ApprovalDecision, ApprovalKind, ApprovalRequest, CommandStatus, FileChange,
-    PlanStep, PlanStepStatus, RuntimeError, RuntimeEvent, SessionSpec, TurnOutcome, Usage, output_tail,
+    AgentRuntime, AgentSession, ApprovalDecision, ApprovalKind, ApprovalRequest, CommandStatus, FileChange, PlanStep,
+    PlanStepStatus, RuntimeError, RuntimeEvent, SessionSpec, TurnOutcome, Usage, output_tail,
 };
 use tokio::sync::mpsc;
 
@@ -212,9 +212,11 @@ impl Codex {
             "item/started" => self.on_item(params.get("item").unwrap_or(&Value::Null), false, io),
             "item/completed" => self.on_item(params.get("item").unwrap_or(&Value::Null), true, io),
             "thread/tokenUsage/updated" => {
-                let same_turn = self.turn.as_ref().and_then(|t| t.id.as_deref()).is_some_and(|id| {
-                    params.get("turnId").and_then(Value::as_str) == Some(id)
-                });
+                let same_turn = self
+                    .turn
+                    .as_ref()
+                    .and_then(|t| t.id.as_deref())
+                    .is_some_and(|id| params.get("turnId").and_then(Value::as_str) == Some(id));
                 if let (true, Some(turn), Some(last)) =
                     (same_turn, self.turn.as_mut(), params.pointer("/tokenUsage/last"))
                 {
@@ -355,11 +357,10 @@ impl Codex {
                     .cloned()
                     .unwrap_or_default();
                 let paths: Vec<&str> = changes.iter().map(|c| c.path.as_str()).collect();
-                let action = if paths.is_empty() { "change files".to_string() } else { format!("edit {}", paths.join(", ")) };
-                let diff: Vec<String> = changes
-                    .iter()
-                    .filter_map(|c| c.diff.as_ref().map(|d| format!("--- {}\n{d}", c.path)))
-                    .collect();
+                let action =
+                    if paths.is_empty() { "change files".to_string() } else { format!("edit {}", paths.join(", ")) };
+                let diff: Vec<String> =
+                    changes.iter().filter_map(|c| c.diff.as_ref().map(|d| format!("--- {}\n{d}", c.path))).collect();
                 let reason = params.get("reason").and_then(Value::as_str).map(str::to_owned);
                 self.approvals.insert(request_id.clone(), Approval { rpc_id: id });
                 io.emit(RuntimeEvent::ApprovalRequested(ApprovalRequest {
@@ -371,10 +372,8 @@ impl Codex {
             }
             "item/tool/requestUserInput" => {
                 let questions = params.get("questions").and_then(Value::as_array).cloned().unwrap_or_default();
-                let question_ids = questions
-                    .iter()
-                    .filter_map(|q| q.get("id").and_then(Value::as_str).map(str::to_owned))
-                    .collect();
+                let question_ids =
+                    questions.iter().filter_map(|q| q.get("id").and_then(Value::as_str).map(str::to_owned)).collect();
                 let text = questions.iter().map(question_text).collect::<Vec<_>>().join("\n");
                 self.questions.insert(request_id.clone(), Question { rpc_id: id, question_ids });
                 io.emit(RuntimeEvent::Question { request_id, text });
@@ -420,7 +419,13 @@ impl Driver for Codex {
                     let _ = reply.send(Err(RuntimeError::Busy));
                     return;
                 }
-                self.turn = Some(Turn { id: None, usage: Usage::default(), saw_usage: false, error: None, interrupt_wanted: false });
+                self.turn = Some(Turn {
+                    id: None,
+                    usage: Usage::default(),
+                    saw_usage: false,
+                    error: None,
+                    interrupt_wanted: false,
+                });
                 let params = json!({
                     "threadId": thread_id,
                     "input": [{ "type": "text", "text": text, "text_elements": [] }],
@@ -447,11 +452,8 @@ impl Driver for Codex {
                     let _ = reply.send(Err(RuntimeError::UnknownRequest(request_id)));
                     return;
                 };
-                let answers: serde_json::Map<String, Value> = question
-                    .question_ids
-                    .into_iter()
-                    .map(|qid| (qid, json!({ "answers": [text] })))
-                    .collect();
+                let answers: serde_json::Map<String, Value> =
+                    question.question_ids.into_iter().map(|qid| (qid, json!({ "answers": [text] }))).collect();
                 self.rpc.respond(&question.rpc_id, json!({ "answers": answers }));
                 let _ = reply.send(Ok(()));
             }

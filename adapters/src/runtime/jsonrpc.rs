@@ -10,9 +10,19 @@ use tokio::sync::mpsc;
 #[derive(Debug)]
 pub(crate) enum Message {
     /// The agent asks us something and waits for an answer.
-    Request { id: Value, method: String, params: Value },
-    Notification { method: String, params: Value },
-    Response { id: Value, outcome: Result<Value, RpcError> },
+    Request {
+        id: Value,
+        method: String,
+        params: Value,
+    },
+    Notification {
+        method: String,
+        params: Value,
+    },
+    Response {
+        id: Value,
+        outcome: Result<Value, RpcError>,
+    },
 }
 
 #[derive(Debug, Clone)]

@@ -104,11 +104,17 @@ mod tests {
     #[test]
     fn codex_gets_the_url_and_the_name_of_the_token_variable_not_the_token() {
         let args = codex_args(Some(&server()));
-        assert_eq!(args, [
-            "-c", "mcp_servers.taskgate.url=\"http://127.0.0.1:8700/mcp\"",
-            "-c", "mcp_servers.taskgate.bearer_token_env_var=\"TASKGATE_MCP_TOKEN\"",
-            "-c", "mcp_servers.taskgate.default_tools_approval_mode=\"approve\"",
-        ]);
+        assert_eq!(
+            args,
+            [
+                "-c",
+                "mcp_servers.taskgate.url=\"http://127.0.0.1:8700/mcp\"",
+                "-c",
+                "mcp_servers.taskgate.bearer_token_env_var=\"TASKGATE_MCP_TOKEN\"",
+                "-c",
+                "mcp_servers.taskgate.default_tools_approval_mode=\"approve\"",
+            ]
+        );
         assert!(!args.concat().contains("tok-1"));
         assert!(codex_args(None).is_empty());
         assert_eq!(child_env(&server())[0], ("TASKGATE_MCP_TOKEN".into(), "tok-1".into()));

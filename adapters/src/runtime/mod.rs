@@ -21,7 +21,7 @@ pub use codex::CodexRuntime;
 /// Where the MCP stdio bridge finds the gateway (set in the agent's environment).
 pub use mcp::URL_ENV as MCP_URL_ENV;
 pub use session::{ProcessSession, SessionHandle};
-pub use supervisor::{RestartNoteSlot, Supervisor, SupervisorOptions, SupervisedSession};
+pub use supervisor::{RestartNoteSlot, SupervisedSession, Supervisor, SupervisorOptions};
 
 /// Limits shared by every protocol adapter.
 #[derive(Debug, Clone)]

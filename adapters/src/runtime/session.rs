@@ -98,7 +98,8 @@ pub(crate) async fn start<D: Driver>(
     let (control_tx, control_rx) = mpsc::unbounded_channel();
     let (event_tx, event_rx) = mpsc::unbounded_channel();
     let provider_id = Arc::new(Mutex::new(None));
-    let io = Io { agent: spec.agent.clone(), events: event_tx, provider_id: provider_id.clone(), ready: Some(ready_tx) };
+    let io =
+        Io { agent: spec.agent.clone(), events: event_tx, provider_id: provider_id.clone(), ready: Some(ready_tx) };
     let task = tokio::spawn(run(driver, process, control_rx, io, options.clone()));
     let mut session = SessionHandle::new(control_tx, event_rx, provider_id, task);
 

@@ -7,9 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use taskgate_core::runtime::{
-    AgentRuntime, AgentSession, RuntimeError, RuntimeEvent, SessionSpec, TurnOutcome,
-};
+use taskgate_core::runtime::{AgentRuntime, AgentSession, RuntimeError, RuntimeEvent, SessionSpec, TurnOutcome};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, mpsc, watch};
 use tokio::time::Instant;
 
@@ -306,7 +304,10 @@ impl Actor {
                     let text = self.with_preamble(&input);
                     if let Err(e) = self.send(&text).await {
                         tracing::warn!(agent = %self.spec.agent, error = %e, "could not re-send the last turn");
-                        self.emit(RuntimeEvent::TurnFinished { outcome: TurnOutcome::Failed { message: e.to_string() }, usage: None });
+                        self.emit(RuntimeEvent::TurnFinished {
+                            outcome: TurnOutcome::Failed { message: e.to_string() },
+                            usage: None,
+                        });
                     }
                 }
                 Step::Continue
@@ -428,7 +429,10 @@ impl Actor {
         self.deadline = None;
         self.interrupted_at_limit = false;
         self.turn_running = false;
-        self.emit(RuntimeEvent::TurnFinished { outcome: TurnOutcome::TimedOut { limit_secs: self.limit_secs() }, usage: None });
+        self.emit(RuntimeEvent::TurnFinished {
+            outcome: TurnOutcome::TimedOut { limit_secs: self.limit_secs() },
+            usage: None,
+        });
     }
 
     async fn stop_inner(&mut self) {

@@ -32,13 +32,7 @@ pub fn identity(m: identities::Model) -> Result<Identity, StoreError> {
 }
 
 pub fn project(m: projects::Model) -> Project {
-    Project {
-        id: m.id,
-        name: m.name,
-        path: m.path,
-        default_agent: m.default_agent,
-        created_at: m.created_at,
-    }
+    Project { id: m.id, name: m.name, path: m.path, default_agent: m.default_agent, created_at: m.created_at }
 }
 
 pub fn conversation(m: conversations::Model) -> Result<Conversation, StoreError> {

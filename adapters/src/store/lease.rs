@@ -182,10 +182,7 @@ impl Lease {
 }
 
 /// `fut` with a time bound, as a `DbErr`.
-async fn within<T>(
-    bound: Duration,
-    fut: impl Future<Output = Result<T, sea_orm::sqlx::Error>>,
-) -> Result<T, DbErr> {
+async fn within<T>(bound: Duration, fut: impl Future<Output = Result<T, sea_orm::sqlx::Error>>) -> Result<T, DbErr> {
     match tokio::time::timeout(bound, fut).await {
         Ok(result) => result.map_err(|e| DbErr::Custom(format!("lease: {e}"))),
         Err(_) => Err(DbErr::Custom(format!("lease: no answer within {bound:?}"))),

@@ -14,10 +14,9 @@ use chrono::Utc;
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::NotSet, ColumnTrait, ConnectOptions, ConnectionTrait,
-    Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, EntityTrait,
-    IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, Select, Set, SqlErr, TransactionTrait,
-    TryInsertResult,
+    ActiveModelTrait, ActiveValue::NotSet, ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection,
+    DatabaseTransaction, DbBackend, DbErr, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, Select,
+    Set, SqlErr, TransactionTrait, TryInsertResult,
 };
 use taskgate_core::model::*;
 use taskgate_core::store::*;
@@ -50,15 +49,15 @@ impl SeaStore {
         if url.starts_with("sqlite:") {
             // WAL lets readers proceed while a write commits; the busy timeout makes concurrent
             // writers wait instead of failing; SQLite leaves foreign keys off unless asked.
-            options
-                .max_connections(if url.contains(":memory:") { 1 } else { 4 })
-                .map_sqlx_sqlite_opts(|o: SqliteConnectOptions| {
+            options.max_connections(if url.contains(":memory:") { 1 } else { 4 }).map_sqlx_sqlite_opts(
+                |o: SqliteConnectOptions| {
                     o.journal_mode(SqliteJournalMode::Wal)
                         .synchronous(SqliteSynchronous::Normal)
                         .busy_timeout(Duration::from_secs(5))
                         .foreign_keys(true)
                         .create_if_missing(true)
-                });
+                },
+            );
         }
         Ok(Self { db: Database::connect(options).await? })
     }
@@ -113,11 +112,7 @@ async fn row<E: EntityTrait, T>(
 }
 
 /// Reads one row by id or reports which one is missing.
-async fn by_id<E: EntityTrait>(
-    db: &impl ConnectionTrait,
-    entity: &'static str,
-    id: Id,
-) -> StoreResult<E::Model>
+async fn by_id<E: EntityTrait>(db: &impl ConnectionTrait, entity: &'static str, id: Id) -> StoreResult<E::Model>
 where
     <E::PrimaryKey as sea_orm::PrimaryKeyTrait>::ValueType: From<i64>,
 {
@@ -190,28 +185,16 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
         }
     }
 
-    async fn find_identity(
-        &self,
-        channel: Channel,
-        external_id: &str,
-    ) -> StoreResult<Option<Identity>> {
+    async fn find_identity(&self, channel: Channel, external_id: &str) -> StoreResult<Option<Identity>> {
         let query = identities::Entity::find()
             .filter(identities::Column::Channel.eq(channel.name()))
             .filter(identities::Column::ExternalId.eq(external_id));
         row(&self.db, query, convert::identity).await
     }
 
-    async fn upsert_project(
-        &self,
-        name: &str,
-        path: &str,
-        default_agent: Option<&str>,
-    ) -> StoreResult<Project> {
-        let existing = projects::Entity::find()
-            .filter(projects::Column::Name.eq(name))
-            .one(&self.db)
-            .await
-            .map_err(db_err)?;
+    async fn upsert_project(&self, name: &str, path: &str, default_agent: Option<&str>) -> StoreResult<Project> {
+        let existing =
+            projects::Entity::find().filter(projects::Column::Name.eq(name)).one(&self.db).await.map_err(db_err)?;
         let row = match existing {
             Some(m) => {
                 let mut row = m.into_active_model();
@@ -235,20 +218,11 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
     }
 
     async fn projects(&self) -> StoreResult<Vec<Project>> {
-        let rows = projects::Entity::find()
-            .order_by_asc(projects::Column::Id)
-            .all(&self.db)
-            .await
-            .map_err(db_err)?;
+        let rows = projects::Entity::find().order_by_asc(projects::Column::Id).all(&self.db).await.map_err(db_err)?;
         Ok(rows.into_iter().map(convert::project).collect())
     }
 
-    async fn conversation(
-        &self,
-        channel: Channel,
-        chat_id: &str,
-        thread_id: &str,
-    ) -> StoreResult<Conversation> {
+    async fn conversation(&self, channel: Channel, chat_id: &str, thread_id: &str) -> StoreResult<Conversation> {
         use conversations::Column as C;
         // Insert-if-absent then read: two workers seeing a new chat at once get the same row.
         conversations::Entity::insert(conversations::ActiveModel {
@@ -322,18 +296,15 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
             updated_at: Set(Utc::now()),
             ..Default::default()
         };
-        let m = update_versioned(
-            &self.db, "task", task.id, task.version, row, tasks::Column::Id, tasks::Column::Version,
-        )
-        .await?;
+        let m =
+            update_versioned(&self.db, "task", task.id, task.version, row, tasks::Column::Id, tasks::Column::Version)
+                .await?;
         convert::task(m)
     }
 
     async fn tasks(&self, limit: u64) -> StoreResult<Vec<Task>> {
-        let query = tasks::Entity::find()
-            .order_by_desc(tasks::Column::UpdatedAt)
-            .order_by_desc(tasks::Column::Id)
-            .limit(limit);
+        let query =
+            tasks::Entity::find().order_by_desc(tasks::Column::UpdatedAt).order_by_desc(tasks::Column::Id).limit(limit);
         rows(&self.db, query, convert::task).await
     }
 
@@ -384,11 +355,7 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
         rows(&self.db, query, convert::execution).await
     }
 
-    async fn create_session(
-        &self,
-        execution_id: Id,
-        model: Option<&str>,
-    ) -> StoreResult<RuntimeSession> {
+    async fn create_session(&self, execution_id: Id, model: Option<&str>) -> StoreResult<RuntimeSession> {
         let now = Utc::now();
         let row = runtime_sessions::ActiveModel {
             id: NotSet,
@@ -462,13 +429,11 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
 
     async fn open_turns(&self, session_id: Option<Id>) -> StoreResult<Vec<Turn>> {
         let open = [TurnStatus::Queued, TurnStatus::Running, TurnStatus::WaitingApproval];
-        let mut query =
-            turns::Entity::find().filter(turns::Column::Status.is_in(open.map(TurnStatus::name)));
+        let mut query = turns::Entity::find().filter(turns::Column::Status.is_in(open.map(TurnStatus::name)));
         if let Some(session_id) = session_id {
             query = query.filter(turns::Column::SessionId.eq(session_id));
         }
-        let query = query
-            .order_by_asc(turns::Column::Id);
+        let query = query.order_by_asc(turns::Column::Id);
         rows(&self.db, query, convert::turn).await
     }
 
@@ -517,13 +482,11 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
     }
 
     async fn pending_approvals(&self, task_id: Option<Id>) -> StoreResult<Vec<Approval>> {
-        let mut query = approvals::Entity::find()
-            .filter(approvals::Column::Status.eq(ApprovalStatus::Pending.name()));
+        let mut query = approvals::Entity::find().filter(approvals::Column::Status.eq(ApprovalStatus::Pending.name()));
         if let Some(task_id) = task_id {
             query = query.filter(approvals::Column::TaskId.eq(task_id));
         }
-        let query = query
-            .order_by_asc(approvals::Column::Id);
+        let query = query.order_by_asc(approvals::Column::Id);
         rows(&self.db, query, convert::approval).await
     }
 
@@ -550,9 +513,7 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
     }
 
     async fn timeline(&self, task_id: Id) -> StoreResult<Vec<Event>> {
-        let query = events::Entity::find()
-            .filter(events::Column::TaskId.eq(task_id))
-            .order_by_asc(events::Column::Id);
+        let query = events::Entity::find().filter(events::Column::TaskId.eq(task_id)).order_by_asc(events::Column::Id);
         rows(&self.db, query, convert::event).await
     }
 
@@ -645,12 +606,7 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
         convert::outbound(row.insert(&self.db).await.map_err(db_err)?)
     }
 
-    async fn outbox_due(
-        &self,
-        channel: Channel,
-        now: Timestamp,
-        limit: u64,
-    ) -> StoreResult<Vec<Outbound>> {
+    async fn outbox_due(&self, channel: Channel, now: Timestamp, limit: u64) -> StoreResult<Vec<Outbound>> {
         use outbox::Column as C;
         // The head of each chat's queue: its oldest unsent message. Only heads are eligible,
         // and only when due, so a message waiting out a rate limit holds back the ones behind.
@@ -685,12 +641,7 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
         Ok(())
     }
 
-    async fn outbox_retry(
-        &self,
-        id: Id,
-        next_attempt_at: Timestamp,
-        error: &str,
-    ) -> StoreResult<()> {
+    async fn outbox_retry(&self, id: Id, next_attempt_at: Timestamp, error: &str) -> StoreResult<()> {
         let result = outbox::Entity::update_many()
             .col_expr(outbox::Column::NextAttemptAt, Expr::value(next_attempt_at))
             .col_expr(outbox::Column::LastError, Expr::value(error))
@@ -748,9 +699,7 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
     }
 
     async fn latest_outbound(&self, task_id: Id) -> StoreResult<Option<Outbound>> {
-        let query = outbox::Entity::find()
-            .filter(outbox::Column::TaskId.eq(task_id))
-            .order_by_desc(outbox::Column::Id);
+        let query = outbox::Entity::find().filter(outbox::Column::TaskId.eq(task_id)).order_by_desc(outbox::Column::Id);
         row(&self.db, query, convert::outbound).await
     }
 
@@ -759,10 +708,8 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
     }
 
     async fn events_after(&self, after: Id, limit: u64) -> StoreResult<Vec<Event>> {
-        let query = events::Entity::find()
-            .filter(events::Column::Id.gt(after))
-            .order_by_asc(events::Column::Id)
-            .limit(limit);
+        let query =
+            events::Entity::find().filter(events::Column::Id.gt(after)).order_by_asc(events::Column::Id).limit(limit);
         rows(&self.db, query, convert::event).await
     }
 
@@ -778,12 +725,7 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
         rows.into_iter().map(convert::inbound).collect()
     }
 
-    async fn outbox_recent(
-        &self,
-        channel: Channel,
-        chat_id: &str,
-        limit: u64,
-    ) -> StoreResult<Vec<Outbound>> {
+    async fn outbox_recent(&self, channel: Channel, chat_id: &str, limit: u64) -> StoreResult<Vec<Outbound>> {
         let mut rows = outbox::Entity::find()
             .filter(outbox::Column::Channel.eq(channel.name()))
             .filter(outbox::Column::ChatId.eq(chat_id))
@@ -857,8 +799,7 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
         if result.rows_affected == 0 {
             return Ok(None);
         }
-        let query = link_codes::Entity::find()
-            .filter(C::Code.eq(code));
+        let query = link_codes::Entity::find().filter(C::Code.eq(code));
         row(&self.db, query, convert::link_code).await
     }
 

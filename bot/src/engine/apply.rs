@@ -6,8 +6,8 @@ use chrono::Utc;
 use serde_json::{Value, json};
 use taskgate_core::classify::Decision;
 use taskgate_core::model::{
-    Answer, Approval, ApprovalStatus, Channel, Conversation, Id, NewEvent, NewOutbound,
-    RuntimeSession, SessionStatus, StateMachine, TaskStatus, Turn,
+    Answer, Approval, ApprovalStatus, Channel, Conversation, Id, NewEvent, NewOutbound, RuntimeSession, SessionStatus,
+    StateMachine, TaskStatus, Turn,
 };
 use taskgate_core::route::{Effect, ExecRef, Plan, Sender, TaskRef};
 use taskgate_core::runtime::ApprovalDecision;
@@ -17,13 +17,30 @@ use taskgate_core::store::{NewExecution, NewTask, Store, StoreError, StoreResult
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
     /// Run `turn` (a durable row of `session`) when the execution is free; FIFO behind others.
-    Turn { execution: Id, session: RuntimeSession, turn: Turn },
-    Interrupt { execution: Id },
+    Turn {
+        execution: Id,
+        session: RuntimeSession,
+        turn: Turn,
+    },
+    Interrupt {
+        execution: Id,
+    },
     /// Deliver `text` as the answer to the question the execution's turn waits on.
-    Answer { execution: Id, text: String },
+    Answer {
+        execution: Id,
+        text: String,
+    },
     /// Shut the sticky session's process down; the row is already closed.
-    Close { execution: Id },
-    Decide { approval: Id, request_id: String, action: String, decision: ApprovalDecision, note: Option<String> },
+    Close {
+        execution: Id,
+    },
+    Decide {
+        approval: Id,
+        request_id: String,
+        action: String,
+        decision: ApprovalDecision,
+        note: Option<String>,
+    },
 }
 
 /// Where the plan's replies go and who sent the message.
@@ -62,7 +79,9 @@ pub async fn apply(
     let task_of = |r: TaskRef, created: Option<Id>| -> StoreResult<Id> {
         match r {
             TaskRef::Existing(id) => Ok(id),
-            TaskRef::Created => created.ok_or_else(|| StoreError::NotFound { entity: "created task", id: "plan".into() }),
+            TaskRef::Created => {
+                created.ok_or_else(|| StoreError::NotFound { entity: "created task", id: "plan".into() })
+            }
         }
     };
 
@@ -251,12 +270,7 @@ async fn turn(tx: &dyn Store, exec: Id, input: &str, origin: &Origin<'_>) -> Sto
 }
 
 /// Decides the approval once. `Err(text)` is the reply for a late answer: who decided first.
-async fn resolve(
-    tx: &dyn Store,
-    id: Id,
-    answer: Answer,
-    origin: &Origin<'_>,
-) -> StoreResult<Result<Approval, String>> {
+async fn resolve(tx: &dyn Store, id: Id, answer: Answer, origin: &Origin<'_>) -> StoreResult<Result<Approval, String>> {
     let mut approval = tx.approval(id).await?;
     let now = Utc::now();
     // The error repeats what the row already says; the reply is built from the row.

@@ -7,13 +7,8 @@ use std::collections::BTreeSet;
 
 use chrono::Utc;
 use taskgate_core::classify::{self, Chat};
-use taskgate_core::model::{
-    Approval, ApprovalStatus, Conversation, EventKind, Id, Task, TaskStatus,
-    TurnStatus,
-};
-use taskgate_core::route::{
-    ApprovalState, ConversationState, ExecutionState, ProjectInfo, TaskState,
-};
+use taskgate_core::model::{Approval, ApprovalStatus, Conversation, EventKind, Id, Task, TaskStatus, TurnStatus};
+use taskgate_core::route::{ApprovalState, ConversationState, ExecutionState, ProjectInfo, TaskState};
 use taskgate_core::store::{Store, StoreResult};
 
 use super::display_agent;
@@ -51,8 +46,7 @@ pub async fn load(
     busy_hint: &(dyn Fn(Id) -> bool + Sync),
 ) -> StoreResult<Loaded> {
     let Addressing { chat, mentioned, reply_to } = addressing;
-    let mut ids: Vec<Id> =
-        store.chat_tasks(conversation.channel, &conversation.chat_id, VISIBLE_TASKS).await?;
+    let mut ids: Vec<Id> = store.chat_tasks(conversation.channel, &conversation.chat_id, VISIBLE_TASKS).await?;
     for extra in [conversation.focused_task_id, reply_to].into_iter().flatten() {
         if !ids.contains(&extra) {
             ids.push(extra);
@@ -122,11 +116,7 @@ pub async fn load(
     Ok(Loaded { context, state })
 }
 
-async fn task_state(
-    store: &dyn Store,
-    task: Task,
-    busy_hint: &(dyn Fn(Id) -> bool + Sync),
-) -> StoreResult<TaskState> {
+async fn task_state(store: &dyn Store, task: Task, busy_hint: &(dyn Fn(Id) -> bool + Sync)) -> StoreResult<TaskState> {
     // The timeline gives the latest result, the files touched (for seeding new sessions) and
     // the questions agents asked.
     let timeline = store.timeline(task.id).await?;
@@ -222,11 +212,7 @@ async fn approval_state(
 
 /// The display name of the agent that asked: the execution owning the approval's turn, else
 /// the task's main execution.
-async fn agent_of(
-    store: &dyn Store,
-    approval: &Approval,
-    executions: &[ExecutionState],
-) -> StoreResult<String> {
+async fn agent_of(store: &dyn Store, approval: &Approval, executions: &[ExecutionState]) -> StoreResult<String> {
     if let Some(turn) = approval.turn_id {
         for e in executions {
             if let Some(session) = &e.session
@@ -253,10 +239,5 @@ fn task_ref(t: &TaskState) -> classify::TaskRef {
             agents.push(e.execution.agent.clone());
         }
     }
-    classify::TaskRef {
-        id: t.task.id.to_string(),
-        title: t.task.title.clone(),
-        status: t.task.status,
-        agents,
-    }
+    classify::TaskRef { id: t.task.id.to_string(), title: t.task.title.clone(), status: t.task.status, agents }
 }

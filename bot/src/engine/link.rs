@@ -140,12 +140,7 @@ async fn redeem(
 
 /// The person's most recently updated task.
 async fn newest_task_of(store: &dyn Store, person: Id) -> StoreResult<Option<(Id, String)>> {
-    Ok(store
-        .tasks(200)
-        .await?
-        .into_iter()
-        .find(|t| t.created_by == Some(person))
-        .map(|t| (t.id, t.title)))
+    Ok(store.tasks(200).await?.into_iter().find(|t| t.created_by == Some(person)).map(|t| (t.id, t.title)))
 }
 
 #[cfg(test)]

@@ -66,7 +66,8 @@ mod tests {
             detail: None,
         });
         assert_eq!(line("Codex", &ask).as_deref(), Some("Codex is waiting for approval: run `npm test`"));
-        let resolved = RuntimeEvent::ApprovalResolved { request_id: "1".into(), decision: Some(ApprovalDecision::AllowOnce) };
+        let resolved =
+            RuntimeEvent::ApprovalResolved { request_id: "1".into(), decision: Some(ApprovalDecision::AllowOnce) };
         assert_eq!(line("Codex", &resolved).as_deref(), Some("Codex is working (approved)"));
         assert_eq!(line("Codex", &RuntimeEvent::AgentText { text: "hi".into() }), None);
         assert_eq!(key(42), "turn:42");
@@ -74,7 +75,10 @@ mod tests {
 
     #[test]
     fn the_end_names_the_role_and_the_failure() {
-        assert_eq!(finished("Claude", Role::Reviewer, "fix routing", &TurnOutcome::Completed), "Claude finished reviewing 'fix routing'");
+        assert_eq!(
+            finished("Claude", Role::Reviewer, "fix routing", &TurnOutcome::Completed),
+            "Claude finished reviewing 'fix routing'"
+        );
         assert_eq!(finished("Codex", Role::Editor, "x", &TurnOutcome::Completed), "Codex finished");
         let failed = TurnOutcome::Failed { message: "tests still red (exit 1)".into() };
         assert_eq!(finished("Codex", Role::Reviewer, "x", &failed), "Codex failed: tests still red (exit 1)");

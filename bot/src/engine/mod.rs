@@ -16,10 +16,10 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 
 use chrono::Utc;
+use serde_json::json;
 use taskgate_adapters::runtime::{Supervisor, SupervisorOptions};
 use taskgate_adapters::store::SeaStore;
 use taskgate_core::classify::{Chat, Classifier, Decision, Intent};
-use serde_json::json;
 use taskgate_core::model::{ApprovalStatus, Channel, EventKind, Id, Identity, NewEvent, StateMachine, TurnStatus};
 use taskgate_core::route::{self, ProjectInfo, Sender};
 use taskgate_core::runtime::AgentRuntime;
@@ -178,11 +178,8 @@ impl Engine {
     /// `handle`, with the decision given (a clarify's chosen reading) or classified.
     async fn process(&self, msg: IncomingMessage, given: Option<Decision>) -> Result<(), EngineError> {
         // A poisoned lock means a hook panicked mid-swap: refuse rather than admit everyone.
-        let admitted = self
-            .admission
-            .read()
-            .map(|hooks| hooks.get(&msg.channel).is_none_or(|hook| hook(&msg)))
-            .unwrap_or(false);
+        let admitted =
+            self.admission.read().map(|hooks| hooks.get(&msg.channel).is_none_or(|hook| hook(&msg))).unwrap_or(false);
         if !admitted {
             tracing::info!(channel = %msg.channel, sender = %msg.sender_id, "message from a sender not admitted; dropped");
             return Ok(());
@@ -247,7 +244,8 @@ impl Engine {
         let target = decision.task.as_deref().and_then(|t| t.parse::<Id>().ok());
         let config = self.shared.config.clone();
         let model_of = move |agent: &str| config.agents.get(agent).and_then(|a| a.model.clone());
-        let origin = apply::Origin { conversation: &conversation, sender: &sender, text: &msg.text, model_of: &model_of };
+        let origin =
+            apply::Origin { conversation: &conversation, sender: &sender, text: &msg.text, model_of: &model_of };
         let applied = {
             let _w = self.shared.write.lock().await;
             let tx = store.begin().await?;
@@ -385,10 +383,11 @@ impl Engine {
         match store.link_identity(person.id, msg.channel, &msg.sender_id, Some(name)).await {
             Ok(identity) => Ok(identity),
             // Another replica linked it first: use theirs (our person row stays unused).
-            Err(StoreError::AlreadyExists(_)) => store
-                .find_identity(msg.channel, &msg.sender_id)
-                .await?
-                .ok_or_else(|| EngineError::Store(StoreError::NotFound { entity: "identity", id: msg.sender_id.clone() })),
+            Err(StoreError::AlreadyExists(_)) => {
+                store.find_identity(msg.channel, &msg.sender_id).await?.ok_or_else(|| {
+                    EngineError::Store(StoreError::NotFound { entity: "identity", id: msg.sender_id.clone() })
+                })
+            }
             Err(e) => Err(e.into()),
         }
     }

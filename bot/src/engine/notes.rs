@@ -116,7 +116,10 @@ impl Engine {
                         })
                         .await?;
                     let done = format!("Recorded {} #{} on task {task_id}.", entry.kind, entry.id);
-                    (done, json!({"type": "note_entry", "entry": entry.id, "kind": entry.kind, "text": entry.text, "evidence": entry.evidence, "commit": entry.commit}))
+                    (
+                        done,
+                        json!({"type": "note_entry", "entry": entry.id, "kind": entry.kind, "text": entry.text, "evidence": entry.evidence, "commit": entry.commit}),
+                    )
                 }
                 NoteWrite::Objective(v) | NoteWrite::Reproduction(v) | NoteWrite::NextAction(v) => {
                     let mut current = tx.task(task_id).await?;
@@ -225,7 +228,9 @@ impl Engine {
             (Some(task), Some(write), None) => match self.write_note(task, write, &format!("person:{person}")).await {
                 Ok(done) => done,
                 Err(NoteError::Invalid(why)) => format!("Not noted: {why}."),
-                Err(NoteError::Engine(EngineError::Store(StoreError::NotFound { .. }))) => format!("There is no task {task}."),
+                Err(NoteError::Engine(EngineError::Store(StoreError::NotFound { .. }))) => {
+                    format!("There is no task {task}.")
+                }
                 Err(NoteError::Engine(e)) => return Err(e),
             },
         };

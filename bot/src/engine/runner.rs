@@ -14,8 +14,8 @@ use taskgate_core::model::{
     SessionStatus, StateMachine, TaskStatus, Turn, TurnStatus,
 };
 use taskgate_core::runtime::{
-    AgentSession, ApprovalDecision, ApprovalRequest, RuntimeError, RuntimeEvent, SessionSpec,
-    TurnOutcome, one_line, summarize,
+    AgentSession, ApprovalDecision, ApprovalRequest, RuntimeError, RuntimeEvent, SessionSpec, TurnOutcome, one_line,
+    summarize,
 };
 use taskgate_core::store::{NewApproval, Store, StoreResult};
 use tokio::sync::{mpsc, watch};
@@ -86,7 +86,11 @@ impl Shared {
 pub(super) enum Msg {
     Run(Command),
     /// After a gateway restart: resume the session and pick the open turns up again.
-    Recover { session: RuntimeSession, in_flight: Option<Turn>, queued: Vec<Turn> },
+    Recover {
+        session: RuntimeSession,
+        in_flight: Option<Turn>,
+        queued: Vec<Turn>,
+    },
 }
 
 /// The actors, one per execution that has had work this process.
@@ -107,7 +111,12 @@ impl Drop for Runner {
 
 impl Runner {
     pub fn new(shared: Arc<Shared>) -> Self {
-        Runner { shared, actors: Mutex::new(HashMap::new()), tasks: Mutex::new(Vec::new()), cancel: CancellationToken::new() }
+        Runner {
+            shared,
+            actors: Mutex::new(HashMap::new()),
+            tasks: Mutex::new(Vec::new()),
+            cancel: CancellationToken::new(),
+        }
     }
 
     /// Stops every actor and waits (bounded) for their agent processes to shut down. Turns in
@@ -150,7 +159,9 @@ impl Runner {
         };
         match exec {
             Some(exec) => self.send(exec, Msg::Run(command)),
-            None => tracing::warn!(?command, "no live runtime session knows this approval; the decision is recorded only"),
+            None => {
+                tracing::warn!(?command, "no live runtime session knows this approval; the decision is recorded only")
+            }
         }
     }
 
@@ -197,7 +208,15 @@ struct Current {
 
 impl Current {
     fn new(turn: Turn, request_lost: bool) -> Self {
-        Current { turn, text: String::new(), unsaved: String::new(), request_lost, commands: Vec::new(), files: Default::default(), question: None }
+        Current {
+            turn,
+            text: String::new(),
+            unsaved: String::new(),
+            request_lost,
+            commands: Vec::new(),
+            files: Default::default(),
+            question: None,
+        }
     }
 }
 
@@ -435,7 +454,7 @@ impl Actor {
         if let Some(id) = session.provider_session_id() {
             row.provider_session_id = Some(id);
             let shared = self.shared.clone();
-        let _w = shared.write.lock().await;
+            let _w = shared.write.lock().await;
             if let Ok(updated) = self.shared.store.update_session(&row).await {
                 row = updated;
             }
@@ -461,7 +480,8 @@ impl Actor {
             status::execution(&tx, self.exec, ExecutionStatus::Running).await?;
             status::execution(&tx, self.exec, ExecutionStatus::Failed).await?;
             status::task(&tx, self.task, TaskStatus::Failed).await?;
-            self.event(&tx, EventKind::Result, json!({"turn": turn.id, "status": "failed", "summary": message})).await?;
+            self.event(&tx, EventKind::Result, json!({"turn": turn.id, "status": "failed", "summary": message}))
+                .await?;
             self.notify(&tx, None, message, Vec::new(), Vec::new()).await?;
             tx.commit().await
         }
@@ -525,7 +545,14 @@ impl Actor {
         }
     }
 
-    async fn decide(&mut self, approval: Id, request_id: &str, action: &str, decision: ApprovalDecision, note: Option<String>) {
+    async fn decide(
+        &mut self,
+        approval: Id,
+        request_id: &str,
+        action: &str,
+        decision: ApprovalDecision,
+        note: Option<String>,
+    ) {
         let lost = self.current.as_ref().is_some_and(|c| c.request_lost);
         let delivered = match (&self.live, lost) {
             (Some(live), false) => live.session.decide(request_id, decision).await,
@@ -534,7 +561,7 @@ impl Actor {
         match delivered {
             Ok(()) => {
                 let shared = self.shared.clone();
-        let _w = shared.write.lock().await;
+                let _w = shared.write.lock().await;
                 let store = self.shared.store.clone();
                 if let Some(c) = &mut self.current
                     && c.turn.status == TurnStatus::WaitingApproval
@@ -542,7 +569,8 @@ impl Actor {
                     let r = status::turn(&*store, &mut c.turn, TurnStatus::Running, None).await;
                     self.log("recording the turn running again", r);
                 }
-                let still_waiting = store.pending_approvals(Some(self.task)).await.map(|p| !p.is_empty()).unwrap_or(false);
+                let still_waiting =
+                    store.pending_approvals(Some(self.task)).await.map(|p| !p.is_empty()).unwrap_or(false);
                 if !still_waiting {
                     let r = status::task(&*store, self.task, TaskStatus::Running).await;
                     self.log("recording the task running again", r);
@@ -562,7 +590,11 @@ impl Actor {
             Err(e) => {
                 tracing::warn!(execution = self.exec, error = %e, "the approval's turn is gone; nothing to answer");
                 let line = format!("{} is no longer waiting for: {action}", self.display);
-                self.announce(&line, json!({"type": "decision_undelivered", "approval": approval, "error": e.to_string()})).await;
+                self.announce(
+                    &line,
+                    json!({"type": "decision_undelivered", "approval": approval, "error": e.to_string()}),
+                )
+                .await;
             }
         }
         if let Some(note) = note
@@ -572,8 +604,10 @@ impl Actor {
             let row = live.row.clone();
             let input = format!("The person declined {action} and said: {note}");
             let shared = self.shared.clone();
-        let _w = shared.write.lock().await;
-            if let Some(turn) = self.log("queueing the denial's instruction", self.shared.store.create_turn(row.id, &input).await) {
+            let _w = shared.write.lock().await;
+            if let Some(turn) =
+                self.log("queueing the denial's instruction", self.shared.store.create_turn(row.id, &input).await)
+            {
                 self.queue.push_front((row, turn));
             }
         }
@@ -628,7 +662,7 @@ impl Actor {
             // The supervisor gave up and closed the stream.
             if let Some(mut live) = self.live.take() {
                 let shared = self.shared.clone();
-        let _w = shared.write.lock().await;
+                let _w = shared.write.lock().await;
                 let r = status::session(&*self.shared.store.clone(), &mut live.row, SessionStatus::Dead).await;
                 self.log("recording the session dead", r);
             }
@@ -648,7 +682,7 @@ impl Actor {
                 let id = provider_session_id.clone();
                 let quiet = std::mem::take(&mut self.quiet_resume);
                 let shared = self.shared.clone();
-        let _w = shared.write.lock().await;
+                let _w = shared.write.lock().await;
                 let store = self.shared.store.clone();
                 let result = async {
                     let tx = store.begin().await?;
@@ -670,11 +704,14 @@ impl Actor {
             }
             RuntimeEvent::ApprovalRequested(request) => self.on_approval(request).await,
             RuntimeEvent::ApprovalResolved { ref request_id, decision } => {
-                let known = self.shared.approvals.lock().ok().and_then(|m| {
-                    m.iter().find(|(_, (e, r))| *e == self.exec && r == request_id).map(|(a, _)| *a)
-                });
+                let known = self
+                    .shared
+                    .approvals
+                    .lock()
+                    .ok()
+                    .and_then(|m| m.iter().find(|(_, (e, r))| *e == self.exec && r == request_id).map(|(a, _)| *a));
                 let shared = self.shared.clone();
-        let _w = shared.write.lock().await;
+                let _w = shared.write.lock().await;
                 let store = self.shared.store.clone();
                 let result = async {
                     let tx = store.begin().await?;
@@ -716,7 +753,7 @@ impl Actor {
                 self.persist(&event, EventKind::Runtime, line, None).await;
                 if !restarting && let Some(mut live) = self.live.take() {
                     let shared = self.shared.clone();
-        let _w = shared.write.lock().await;
+                    let _w = shared.write.lock().await;
                     let r = status::session(&*self.shared.store.clone(), &mut live.row, SessionStatus::Dead).await;
                     self.log("recording the session dead", r);
                     if self.current.is_some() {
@@ -752,7 +789,13 @@ impl Actor {
 
     /// One event on the timeline (after any streamed text before it), with an optional line
     /// for the chat and task status.
-    async fn persist(&mut self, event: &RuntimeEvent, kind: EventKind, line: Option<Line>, task_to: Option<TaskStatus>) {
+    async fn persist(
+        &mut self,
+        event: &RuntimeEvent,
+        kind: EventKind,
+        line: Option<Line>,
+        task_to: Option<TaskStatus>,
+    ) {
         let shared = self.shared.clone();
         let _w = shared.write.lock().await;
         let store = self.shared.store.clone();
@@ -783,7 +826,7 @@ impl Actor {
                 };
                 let body = json!({"type": "approval_requested", "request": request, "answered_by_approval": approval, "delivered": result.is_ok()});
                 let shared = self.shared.clone();
-        let _w = shared.write.lock().await;
+                let _w = shared.write.lock().await;
                 let store = self.shared.store.clone();
                 let r = self.event(&*store, EventKind::Approval, body).await;
                 self.log("recording a repeated approval answered", r);
@@ -796,7 +839,8 @@ impl Actor {
             }
         }
         let event = RuntimeEvent::ApprovalRequested(request.clone());
-        let line = summarize(&self.display, &event).unwrap_or_else(|| format!("{} is waiting for approval", self.display));
+        let line =
+            summarize(&self.display, &event).unwrap_or_else(|| format!("{} is waiting for approval", self.display));
         let shared = self.shared.clone();
         let _w = shared.write.lock().await;
         let store = self.shared.store.clone();
@@ -959,7 +1003,14 @@ impl Actor {
         }
     }
 
-    async fn notify(&self, tx: &dyn Store, approval: Option<Id>, text: &str, buttons: Vec<Value>, options: Vec<Value>) -> StoreResult<()> {
+    async fn notify(
+        &self,
+        tx: &dyn Store,
+        approval: Option<Id>,
+        text: &str,
+        buttons: Vec<Value>,
+        options: Vec<Value>,
+    ) -> StoreResult<()> {
         self.notify_with(tx, approval, text, buttons, options, Vec::new()).await
     }
 

@@ -75,7 +75,8 @@ async fn turn_files(store: &dyn Store, task: Id) -> StoreResult<HashMap<Id, Vec<
             continue;
         }
         let Some(evidence) = event.body.get("evidence") else { continue };
-        let Some(turn) = evidence.get("id").and_then(Value::as_str).and_then(|id| id.strip_prefix("turn:")?.parse::<Id>().ok())
+        let Some(turn) =
+            evidence.get("id").and_then(Value::as_str).and_then(|id| id.strip_prefix("turn:")?.parse::<Id>().ok())
         else {
             continue;
         };

@@ -59,9 +59,7 @@ pub async fn tasks(
     Query(filter): Query<TaskFilter>,
 ) -> ApiResult<Vec<TaskSummary>> {
     let status = match filter.status.as_deref().filter(|s| !s.is_empty()) {
-        Some(s) => Some(
-            s.parse::<TaskStatus>().map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?,
-        ),
+        Some(s) => Some(s.parse::<TaskStatus>().map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?),
         None => None,
     };
     let store = console.store.as_ref();
@@ -311,7 +309,11 @@ async fn already_decided(store: &dyn Store, approval: Approval) -> ApiError {
     ApiError::new(StatusCode::CONFLICT, message).with(detail)
 }
 
-async fn approval_view(store: &dyn Store, approval: Approval, task_title: Option<String>) -> Result<ApprovalView, ApiError> {
+async fn approval_view(
+    store: &dyn Store,
+    approval: Approval,
+    task_title: Option<String>,
+) -> Result<ApprovalView, ApiError> {
     let decided_by_name = name_of(store, approval.decided_by).await?;
     Ok(ApprovalView { approval, task_title, decided_by_name })
 }

@@ -78,10 +78,8 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// The token a request presents: the bearer header first, else the session cookie.
 fn presented(headers: &HeaderMap) -> Option<&str> {
-    if let Some(bearer) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+    if let Some(bearer) =
+        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "))
     {
         return Some(bearer.trim());
     }

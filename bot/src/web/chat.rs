@@ -95,7 +95,9 @@ pub async fn send(
     }
     let external_id = match message.client_id.filter(|c| !c.is_empty() && c.len() <= 100) {
         Some(id) => id,
-        None => super::auth::new_token().map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?,
+        None => {
+            super::auth::new_token().map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        }
     };
     let outcome = console
         .store

@@ -191,7 +191,9 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound { .. } => Self::new(StatusCode::NOT_FOUND, e.to_string()),
-            StoreError::Conflict { .. } | StoreError::AlreadyExists(_) => Self::new(StatusCode::CONFLICT, e.to_string()),
+            StoreError::Conflict { .. } | StoreError::AlreadyExists(_) => {
+                Self::new(StatusCode::CONFLICT, e.to_string())
+            }
             StoreError::Backend(_) => {
                 tracing::error!(error = %e, "web console: store error");
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "database error")

@@ -5,9 +5,7 @@ use super::message::{Msg, is_punct};
 use super::vocab::{Class, Hit};
 
 /// Words right before an agent that make it a noun phrase.
-const NOUN_BEFORE: &[&str] = &[
-    "the", "what", "from", "than", "of", "about", "like", "whatever", "by",
-];
+const NOUN_BEFORE: &[&str] = &["the", "what", "from", "than", "of", "about", "like", "whatever", "by"];
 
 /// The first agent asked to act (its hit; `agent` indexes the lexicon's agents).
 pub(crate) fn actor(m: &Msg) -> Option<&Hit> {
@@ -38,11 +36,7 @@ fn actor_hit(m: &Msg, from: usize) -> Option<&Hit> {
     let first = m.tok_after(from).map_or(usize::MAX, |t| t.start);
     let mut last_end = 0;
     let mut best: Option<(&Hit, bool)> = None;
-    for h in m
-        .hits
-        .iter()
-        .filter(|h| h.is(Class::Agent) && h.start >= from)
-    {
+    for h in m.hits.iter().filter(|h| h.is(Class::Agent) && h.start >= from) {
         // "claude" inside "claude code" is the same mention.
         if h.start < last_end {
             continue;
@@ -62,9 +56,9 @@ fn actor_hit(m: &Msg, from: usize) -> Option<&Hit> {
 
 fn cued(m: &Msg, h: &Hit) -> bool {
     handed_to(m, h)
-        || m.hits.iter().any(|c| {
-            c.is(Class::ActorCue) && c.end <= h.start && m.adjacent(c.end, h.start) && !m.negated(c)
-        })
+        || m.hits
+            .iter()
+            .any(|c| c.is(Class::ActorCue) && c.end <= h.start && m.adjacent(c.end, h.start) && !m.negated(c))
 }
 
 fn is_actor(m: &Msg, h: &Hit, lead: usize) -> bool {
@@ -73,18 +67,14 @@ fn is_actor(m: &Msg, h: &Hit, lead: usize) -> bool {
         n.is(Class::NounCue)
             && n.start >= h.end
             && (n.start == h.end || m.adjacent(h.end, n.start))
-            && !m
-                .hits
-                .iter()
-                .any(|a| a.start == n.start && a.is(Class::ActorNext) && a.end > n.end)
+            && !m.hits.iter().any(|a| a.start == n.start && a.is(Class::ActorNext) && a.end > n.end)
     });
     if noun_after {
         return false;
     }
     // Before: "use cc", "have gemini", "让 claude", "switch to claude", "a second opinion from".
-    let cue_before = m.hits.iter().any(|c| {
-        c.is(Class::ActorCue) && c.end <= h.start && m.adjacent(c.end, h.start) && !m.negated(c)
-    });
+    let cue_before =
+        m.hits.iter().any(|c| c.is(Class::ActorCue) && c.end <= h.start && m.adjacent(c.end, h.start) && !m.negated(c));
     if cue_before || handed_to(m, h) {
         return true;
     }
@@ -98,38 +88,22 @@ fn is_actor(m: &Msg, h: &Hit, lead: usize) -> bool {
         return true;
     }
     // "claude, review this" / "gemini: tests please".
-    if m.norm[h.end..]
-        .trim_start()
-        .chars()
-        .next()
-        .is_some_and(|c| matches!(c, ',' | ':' | '，' | '：'))
-    {
+    if m.norm[h.end..].trim_start().chars().next().is_some_and(|c| matches!(c, ',' | ':' | '，' | '：')) {
         return true;
     }
     // "cc should QA this", "claude-code 帮忙 audit", "codex 接手吧".
-    m.hits
-        .iter()
-        .any(|n| n.is(Class::ActorNext) && n.start >= h.end && m.adjacent(h.end, n.start))
-        && !m.norm[h.end..]
-            .trim_start()
-            .starts_with(|c: char| is_punct(c))
+    m.hits.iter().any(|n| n.is(Class::ActorNext) && n.start >= h.end && m.adjacent(h.end, n.start))
+        && !m.norm[h.end..].trim_start().starts_with(|c: char| is_punct(c))
 }
 
 /// Verbs that hand work over: "give the cron one to gemini", "把这个交给 claude".
-pub(crate) const HAND_OVER: &[&str] = &[
-    "give", "hand", "pass", "assign", "send", "move", "reassign", "transfer", "delegate",
-];
+pub(crate) const HAND_OVER: &[&str] =
+    &["give", "hand", "pass", "assign", "send", "move", "reassign", "transfer", "delegate"];
 
 /// "give X to <agent>": the agent receives the work.
 pub(crate) fn handed_to(m: &Msg, h: &Hit) -> bool {
-    let Some(to) = m
-        .tok_before(h.start)
-        .filter(|t| m.adjacent(t.end, h.start) && m.word(t) == "to")
-    else {
+    let Some(to) = m.tok_before(h.start).filter(|t| m.adjacent(t.end, h.start) && m.word(t) == "to") else {
         return false;
     };
-    m.toks
-        .iter()
-        .take_while(|t| t.start < to.start)
-        .any(|t| HAND_OVER.contains(&m.word(t)))
+    m.toks.iter().take_while(|t| t.start < to.start).any(|t| HAND_OVER.contains(&m.word(t)))
 }

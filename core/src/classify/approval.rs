@@ -27,15 +27,8 @@ pub(crate) struct YesNo {
 }
 
 /// Classes of a message that is nothing but an answer ("yeah yeah go ahead", "ok 跑吧").
-const ANSWER: &[Class] = &[
-    Class::Yes,
-    Class::No,
-    Class::Stop,
-    Class::Filler,
-    Class::ScopeAlways,
-    Class::ScopeOnce,
-    Class::Chatter,
-];
+const ANSWER: &[Class] =
+    &[Class::Yes, Class::No, Class::Stop, Class::Filler, Class::ScopeAlways, Class::ScopeOnce, Class::Chatter];
 
 /// Classes that can open an answer ("always allow it" opens with a yes).
 const OPENER: &[Class] = &[Class::Yes, Class::No, Class::Stop, Class::ScopeAlways];
@@ -46,9 +39,7 @@ fn is_opener(h: &Hit) -> bool {
 
 /// Only spaces and punctuation between two offsets.
 fn blank(m: &Msg, from: usize, to: usize) -> bool {
-    m.norm[from..to]
-        .chars()
-        .all(|c| c.is_whitespace() || is_punct(c))
+    m.norm[from..to].chars().all(|c| c.is_whitespace() || is_punct(c))
 }
 
 /// The yes/no a message opens with, if any.
@@ -57,25 +48,13 @@ pub(crate) fn yes_no(m: &Msg) -> Option<YesNo> {
     let first = m.hits.iter().find(|h| {
         h.start >= m.lead
             && is_opener(h)
-            && !m
-                .hits
-                .iter()
-                .any(|o| o.is(Class::Chatter) && o.start <= h.start && o.end > h.end)
+            && !m.hits.iter().any(|o| o.is(Class::Chatter) && o.start <= h.start && o.end > h.end)
     })?;
-    let lead = m
-        .hits
-        .iter()
-        .filter(|h| h.start == first.start && is_opener(h))
-        .max_by_key(|h| h.end)?;
+    let lead = m.hits.iter().filter(|h| h.start == first.start && is_opener(h)).max_by_key(|h| h.end)?;
     // Only small talk or a lead-in may come before it: "thanks, looks good", "hold on, don't".
     let lead_in = |h: &&Hit| h.is(Class::Chatter) || h.is(Class::Filler) && !h.is(Class::Pronoun);
     let mut at = m.lead;
-    for h in m
-        .hits
-        .iter()
-        .filter(lead_in)
-        .filter(|h| h.end <= lead.start)
-    {
+    for h in m.hits.iter().filter(lead_in).filter(|h| h.end <= lead.start) {
         if h.start >= at && blank(m, at, h.start) {
             at = h.end;
         }
@@ -83,10 +62,7 @@ pub(crate) fn yes_no(m: &Msg) -> Option<YesNo> {
     if !blank(m, at, lead.start) {
         return None;
     }
-    let in_always = m
-        .hits
-        .iter()
-        .any(|a| a.is(Class::ScopeAlways) && a.start <= lead.start && a.end >= lead.end);
+    let in_always = m.hits.iter().any(|a| a.is(Class::ScopeAlways) && a.start <= lead.start && a.end >= lead.end);
     let polarity = if in_always || lead.is(Class::Yes) && !lead.is(Class::No) {
         Polarity::Yes
     } else if lead.is(Class::Stop) {
@@ -99,25 +75,18 @@ pub(crate) fn yes_no(m: &Msg) -> Option<YesNo> {
     if !valid_lead(m, lead, polarity) {
         return None;
     }
-    Some(YesNo {
-        polarity,
-        pure: m.only(ANSWER),
-        end: lead.end,
-    })
+    Some(YesNo { polarity, pure: m.only(ANSWER), end: lead.end })
 }
 
 /// A yes/no word at the start still has to *be* the answer: "好看" is not "好", "不错" is not
 /// "不", and "don't stop" is not a refusal.
 fn valid_lead(m: &Msg, lead: &Hit, polarity: Polarity) -> bool {
-    let next = m
-        .hits
-        .iter()
-        .filter(|h| h.start >= lead.end && m.adjacent(lead.end, h.start));
+    let next = m.hits.iter().filter(|h| h.start >= lead.end && m.adjacent(lead.end, h.start));
     if lead.is(Class::Negation) {
         // "don't stop, keep going", "不用停": a negated cancel keeps the work going.
-        return !next.clone().any(|h| {
-            h.is(Class::Stop) || h.is(Class::Abort) || h.is(Class::Continue) || h.is(Class::Retry)
-        });
+        return !next
+            .clone()
+            .any(|h| h.is(Class::Stop) || h.is(Class::Abort) || h.is(Class::Continue) || h.is(Class::Retry));
     }
     if lead.is(Class::ScopeAlways) {
         return true;
@@ -152,10 +121,7 @@ pub(crate) fn answer(env: &Env) -> Option<Decision> {
     let yn = yes_no(m)?;
     if ctx.pending_approvals.is_empty() {
         // "stop" and "算了，别跑了" are cancels when nothing is pending (rule 8).
-        let stops = m
-            .hits
-            .iter()
-            .any(|h| (h.is(Class::Stop) || h.is(Class::Abort)) && !m.negated(h));
+        let stops = m.hits.iter().any(|h| (h.is(Class::Stop) || h.is(Class::Abort)) && !m.negated(h));
         if !yn.pure || yn.polarity == Polarity::Stop || stops {
             return None;
         }
@@ -165,12 +131,9 @@ pub(crate) fn answer(env: &Env) -> Option<Decision> {
             .or(ctx.active_task.as_deref())
             .or_else(|| (ctx.tasks.len() == 1).then(|| ctx.tasks[0].id.as_str()));
         return Some(match target.and_then(|t| ctx.task(t)) {
-            Some(t) if t.status == TaskStatus::WaitingInput => Decision::new(
-                Intent::Continue,
-                0.85,
-                "yes/no answers the agent's question",
-            )
-            .task(Some(&t.id)),
+            Some(t) if t.status == TaskStatus::WaitingInput => {
+                Decision::new(Intent::Continue, 0.85, "yes/no answers the agent's question").task(Some(&t.id))
+            }
             _ => Decision::clarify("yes/no with no pending approval and no question asked"),
         });
     }
@@ -181,19 +144,11 @@ pub(crate) fn answer(env: &Env) -> Option<Decision> {
         Choice::One(a, conf) => (a, conf),
         Choice::Continue(task) => {
             return Some(
-                Decision::new(
-                    Intent::Continue,
-                    0.8,
-                    "answers the question of the replied task",
-                )
-                .task(Some(task)),
+                Decision::new(Intent::Continue, 0.8, "answers the question of the replied task").task(Some(task)),
             );
         }
         Choice::Cancel(task) => {
-            return Some(
-                Decision::new(Intent::Cancel, 0.85, "stop in reply to a running task")
-                    .task(Some(task)),
-            );
+            return Some(Decision::new(Intent::Cancel, 0.85, "stop in reply to a running task").task(Some(task)));
         }
         Choice::Unclear(why) => return Some(Decision::clarify(why)),
     };
@@ -208,42 +163,24 @@ pub(crate) fn answer(env: &Env) -> Option<Decision> {
             )
         }
         Polarity::No => Some(
-            Decision::new(Intent::Deny, conf, "no to the pending approval")
-                .task(Some(&a.task))
-                .approval(&a.id, None),
+            Decision::new(Intent::Deny, conf, "no to the pending approval").task(Some(&a.task)).approval(&a.id, None),
         ),
         Polarity::Stop => {
             // "stop" could deny the approval or cancel another running task (rule 10).
-            let other = ctx
-                .reply_to
-                .as_deref()
-                .or(ctx.active_task.as_deref())
-                .and_then(|t| ctx.task(t));
+            let other = ctx.reply_to.as_deref().or(ctx.active_task.as_deref()).and_then(|t| ctx.task(t));
             let other_running = match other {
-                Some(t) => {
-                    t.id != a.task
-                        && t.status.is_active()
-                        && ctx.approvals_of(&t.id).next().is_none()
-                }
+                Some(t) => t.id != a.task && t.status.is_active() && ctx.approvals_of(&t.id).next().is_none(),
                 None => ctx.tasks.iter().any(|t| {
-                    t.id != a.task
-                        && t.status == TaskStatus::Running
-                        && ctx.approvals_of(&t.id).next().is_none()
+                    t.id != a.task && t.status == TaskStatus::Running && ctx.approvals_of(&t.id).next().is_none()
                 }),
             };
             if other_running {
-                return Some(Decision::clarify(
-                    "stop: deny the approval or cancel the running task?",
-                ));
+                return Some(Decision::clarify("stop: deny the approval or cancel the running task?"));
             }
             Some(
-                Decision::new(
-                    Intent::Deny,
-                    conf - 0.05,
-                    "stop answers the pending approval",
-                )
-                .task(Some(&a.task))
-                .approval(&a.id, None),
+                Decision::new(Intent::Deny, conf - 0.05, "stop answers the pending approval")
+                    .task(Some(&a.task))
+                    .approval(&a.id, None),
             )
         }
     }
@@ -262,23 +199,11 @@ fn answer_like(env: &Env, yn: &YesNo) -> bool {
         return true;
     }
     let tail_has = |c: Class| m.hits.iter().any(|h| h.start >= yn.end && h.is(c));
-    if [
-        Class::Yes,
-        Class::No,
-        Class::Stop,
-        Class::ScopeAlways,
-        Class::ScopeOnce,
-    ]
-    .into_iter()
-    .any(tail_has)
-    {
+    if [Class::Yes, Class::No, Class::Stop, Class::ScopeAlways, Class::ScopeOnce].into_iter().any(tail_has) {
         return true;
     }
     let tail = m.topic.slice(yn.end, m.norm.len());
-    env.ctx
-        .pending_approvals
-        .iter()
-        .any(|a| tail.overlap(&Topic::of_text(&a.action)) >= NAMES)
+    env.ctx.pending_approvals.iter().any(|a| tail.overlap(&Topic::of_text(&a.action)) >= NAMES)
 }
 
 enum Choice<'a> {
@@ -305,9 +230,7 @@ fn choose<'a>(env: &Env<'a>, yn: &YesNo) -> Choice<'a> {
                     return Choice::Continue(&t.id);
                 }
                 // "stop" in reply to a running task's message stops that task.
-                if yn.polarity == Polarity::Stop
-                    && ctx.task(r).is_some_and(|t| t.status.is_active())
-                {
+                if yn.polarity == Polarity::Stop && ctx.task(r).is_some_and(|t| t.status.is_active()) {
                     return Choice::Cancel(r);
                 }
             }
@@ -345,11 +268,7 @@ fn by_text<'a>(env: &Env<'a>, cands: &[&'a ApprovalRef], from: usize) -> Option<
     }
     let m = env.msg;
     // An approval id typed out ("/approve a2").
-    if let Some(a) = cands.iter().find(|a| {
-        m.toks
-            .iter()
-            .any(|t| t.start >= from && m.word(t) == a.id.to_lowercase())
-    }) {
+    if let Some(a) = cands.iter().find(|a| m.toks.iter().any(|t| t.start >= from && m.word(t) == a.id.to_lowercase())) {
         return Some(a);
     }
     // The raw words after the answer: "yes, run the tests" names `npm test` by words the
@@ -359,8 +278,7 @@ fn by_text<'a>(env: &Env<'a>, cands: &[&'a ApprovalRef], from: usize) -> Option<
         .iter()
         .map(|a| {
             let title = env.ctx.task_index(&a.task).map(|i| &env.titles[i]);
-            let s =
-                tail.overlap(&Topic::of_text(&a.action)) + title.map_or(0.0, |t| tail.overlap(t));
+            let s = tail.overlap(&Topic::of_text(&a.action)) + title.map_or(0.0, |t| tail.overlap(t));
             (s, *a)
         })
         .collect();

@@ -19,16 +19,8 @@ pub(crate) enum Back {
 
 pub(crate) fn back_reference(env: &Env) -> Back {
     let m = env.msg;
-    let strong = [
-        Class::BackStrong,
-        Class::Retry,
-        Class::Continue,
-        Class::WorkNoun,
-    ];
-    if m.hits
-        .iter()
-        .any(|h| strong.iter().any(|c| h.is(*c)) && !m.negated(h) && !is_degree_too(m, h))
-    {
+    let strong = [Class::BackStrong, Class::Retry, Class::Continue, Class::WorkNoun];
+    if m.hits.iter().any(|h| strong.iter().any(|c| h.is(*c)) && !m.negated(h) && !is_degree_too(m, h)) {
         return Back::Strong;
     }
     // "the codex output looks wrong", "claude said the tests pass": talk about an agent's
@@ -37,9 +29,7 @@ pub(crate) fn back_reference(env: &Env) -> Back {
         return Back::Strong;
     }
     // "give the cron one to gemini"; "gemini 也写几个测试" (the agent joins in, like "too").
-    if agents::actor(m)
-        .is_some_and(|a| agents::handed_to(m, a) || m.norm[a.end..].trim_start().starts_with('也'))
-    {
+    if agents::actor(m).is_some_and(|a| agents::handed_to(m, a) || m.norm[a.end..].trim_start().starts_with('也')) {
         return Back::Strong;
     }
     // Taking over or handing over is about the current work by definition.
@@ -88,15 +78,8 @@ pub(crate) fn described(env: &Env, p: usize) -> bool {
     let m = env.msg;
     let object = m.hits.iter().any(|v| {
         v.end <= p
-            && (v.is(Class::GoalVerb)
-                || v.is(Class::RoleEdit)
-                || v.is(Class::RoleLook)
-                || v.is(Class::RoleReview))
-            && (m.adjacent(v.end, p)
-                || matches!(
-                    m.norm[v.end..p].trim(),
-                    "into" | "at" | "with" | "on" | "about"
-                ))
+            && (v.is(Class::GoalVerb) || v.is(Class::RoleEdit) || v.is(Class::RoleLook) || v.is(Class::RoleReview))
+            && (m.adjacent(v.end, p) || matches!(m.norm[v.end..p].trim(), "into" | "at" | "with" | "on" | "about"))
     });
     object && env.novel(p) >= 2.5
 }
@@ -135,67 +118,58 @@ fn is_back_pronoun(m: &Msg, titles: &[Topic], h: &Hit) -> bool {
             && m.adjacent(h.end, next.start)
         {
             let n = m.word(next);
-            let verbish =
-                (n.ends_with('s') && !n.ends_with("ss") && !n.ends_with("'s") && n.len() > 3)
-                    || matches!(
-                        n,
-                        "is" | "was"
-                            | "are"
-                            | "were"
-                            | "will"
-                            | "would"
-                            | "can"
-                            | "could"
-                            | "should"
-                            | "has"
-                            | "have"
-                            | "had"
-                            | "does"
-                            | "did"
-                            | "do"
-                            | "we"
-                            | "you"
-                            | "i"
-                            | "they"
-                            | "he"
-                            | "she"
-                            | "it"
-                            | "the"
-                            | "a"
-                            | "an"
-                            | "runs"
-                            | "needs"
-                    );
+            let verbish = (n.ends_with('s') && !n.ends_with("ss") && !n.ends_with("'s") && n.len() > 3)
+                || matches!(
+                    n,
+                    "is" | "was"
+                        | "are"
+                        | "were"
+                        | "will"
+                        | "would"
+                        | "can"
+                        | "could"
+                        | "should"
+                        | "has"
+                        | "have"
+                        | "had"
+                        | "does"
+                        | "did"
+                        | "do"
+                        | "we"
+                        | "you"
+                        | "i"
+                        | "they"
+                        | "he"
+                        | "she"
+                        | "it"
+                        | "the"
+                        | "a"
+                        | "an"
+                        | "runs"
+                        | "needs"
+                );
             if verbish {
                 return false;
             }
         }
         if w == "this"
             && let Some(next) = m.tok_after(h.end)
-            && matches!(
-                m.word(next),
-                "week" | "month" | "morning" | "afternoon" | "time" | "year" | "sprint"
-            )
+            && matches!(m.word(next), "week" | "month" | "morning" | "afternoon" | "time" | "year" | "sprint")
         {
             return false;
         }
     }
     // A determiner before something no task mentions introduces it ("我们那个用户头像上传…",
     // "that new endpoint"): it does not point back.
-    if matches!(
-        w,
-        "this" | "that" | "这个" | "那个" | "这" | "那" | "these" | "those" | "这些" | "那些"
-    ) && let Some(k) = m.topic.keys.iter().find(|k| k.pos >= h.end)
+    if matches!(w, "this" | "that" | "这个" | "那个" | "这" | "那" | "these" | "those" | "这些" | "那些")
+        && let Some(k) = m.topic.keys.iter().find(|k| k.pos >= h.end)
         && m.adjacent(h.end, k.pos)
         && m.topic.slice(k.pos, k.pos + 1).novel(titles, usize::MAX) > 0.0
     {
         return false;
     }
     // "this" inside a longer phrase ("just this once", "这么慢") is no pronoun.
-    !m.hits.iter().any(|o| {
-        o.start <= h.start
-            && o.end >= h.end
-            && o.end - o.start > h.end - h.start
-            && !o.is(Class::Pronoun)
-    })
+    !m.hits
+        .iter()
+        .any(|o| o.start <= h.start && o.end >= h.end && o.end - o.start > h.end - h.start && !o.is(Class::Pronoun))
 }

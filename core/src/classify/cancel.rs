@@ -20,18 +20,12 @@ pub(crate) fn cancel(env: &Env, from: usize) -> Option<Decision> {
     let seg = m.topic.slice(from, seg_end);
     let named = target::named(ctx, &target::scores(&seg, &env.titles));
     let target = match (ctx.reply_to.as_deref(), named) {
-        (Some(r), _) => Some(Target {
-            id: r,
-            task: ctx.task(r),
-            via: Via::Reply,
-        }),
+        (Some(r), _) => Some(Target { id: r, task: ctx.task(r), via: Via::Reply }),
         (None, Resolved::Found(t)) => Some(t),
         (None, Resolved::Ambiguous) => return Some(Decision::clarify("stop which task?")),
-        (None, Resolved::None) => ctx.active_task.as_deref().map(|a| Target {
-            id: a,
-            task: ctx.task(a),
-            via: Via::Active,
-        }),
+        (None, Resolved::None) => {
+            ctx.active_task.as_deref().map(|a| Target { id: a, task: ctx.task(a), via: Via::Active })
+        }
     };
     if let Some(t) = target
         && (t.is_running() || t.task.is_none())
@@ -45,9 +39,7 @@ pub(crate) fn cancel(env: &Env, from: usize) -> Option<Decision> {
     // The focused task is idle: stop the one running task, if there is exactly one.
     let mut running = ctx.tasks.iter().filter(|t| t.status.is_active());
     match (running.next(), running.next()) {
-        (Some(t), None) => {
-            Some(Decision::new(Intent::Cancel, 0.7, "stop the only running task").task(Some(&t.id)))
-        }
+        (Some(t), None) => Some(Decision::new(Intent::Cancel, 0.7, "stop the only running task").task(Some(&t.id))),
         (None, _) => Some(Decision::clarify("nothing is running to stop")),
         _ => Some(Decision::clarify("several tasks are running; stop which?")),
     }
@@ -63,8 +55,7 @@ fn opens_message(env: &Env, h: &Hit, from: usize) -> bool {
     }
     let named_prefix = !prefix.keys.is_empty();
     // "codex, stop": an agent addressed first is a vocative.
-    let vocative =
-        |o: &Hit| o.start == m.lead && m.norm[o.end..].trim_start().starts_with([',', '，', ':']);
+    let vocative = |o: &Hit| o.start == m.lead && m.norm[o.end..].trim_start().starts_with([',', '，', ':']);
     !m.hits.iter().any(|o| {
         o.start >= from
             && o.end <= h.start
@@ -89,9 +80,7 @@ fn stop_object_end(env: &Env, h: &Hit) -> Option<usize> {
     while let Some(n) = m
         .hits
         .iter()
-        .filter(|n| {
-            n.start >= at && m.adjacent(at, n.start) && (n.is(Class::Stop) || n.is(Class::Abort))
-        })
+        .filter(|n| n.start >= at && m.adjacent(at, n.start) && (n.is(Class::Stop) || n.is(Class::Abort)))
         .max_by_key(|n| n.end)
     {
         at = n.end;
@@ -111,14 +100,11 @@ fn stop_object_end(env: &Env, h: &Hit) -> Option<usize> {
         // "停用" is "disable", not "stop".
         return (!m.norm[at..].trim_start().starts_with('用')).then_some(clause_end);
     }
-    let pronoun = m
+    let pronoun = m.hits.iter().any(|p| p.start == next.start && p.is(Class::Pronoun));
+    let filler = m
         .hits
         .iter()
-        .any(|p| p.start == next.start && p.is(Class::Pronoun));
-    let filler = m.hits.iter().any(|p| {
-        p.start == next.start
-            && (p.is(Class::Filler) || p.is(Class::StatusGlobal) || p.is(Class::Request))
-    });
+        .any(|p| p.start == next.start && (p.is(Class::Filler) || p.is(Class::StatusGlobal) || p.is(Class::Request)));
     if pronoun || filler || matches!(word, "everything" | "all" | "now") {
         return Some(clause_end);
     }

@@ -20,10 +20,7 @@ pub(crate) struct Command {
 pub(crate) fn parse(m: &Msg) -> Option<Command> {
     let s = &m.norm[m.lead..];
     let body = s.strip_prefix('/')?;
-    let name_len = body
-        .bytes()
-        .take_while(|b| b.is_ascii_alphanumeric() || *b == b'_')
-        .count();
+    let name_len = body.bytes().take_while(|b| b.is_ascii_alphanumeric() || *b == b'_').count();
     if name_len == 0 {
         return None;
     }
@@ -31,10 +28,7 @@ pub(crate) fn parse(m: &Msg) -> Option<Command> {
     let after = &body[name_len..];
     let (bot, tail) = match after.strip_prefix('@') {
         Some(b) => {
-            let n = b
-                .bytes()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == b'_')
-                .count();
+            let n = b.bytes().take_while(|c| c.is_ascii_alphanumeric() || *c == b'_').count();
             (Some(b[..n].to_owned()), &b[n..])
         }
         None => (None, after),
@@ -43,11 +37,7 @@ pub(crate) fn parse(m: &Msg) -> Option<Command> {
     if !tail.is_empty() && !tail.starts_with(char::is_whitespace) {
         return None;
     }
-    Some(Command {
-        name: name.to_owned(),
-        bot,
-        rest: m.norm.len() - tail.len(),
-    })
+    Some(Command { name: name.to_owned(), bot, rest: m.norm.len() - tail.len() })
 }
 
 pub(crate) fn decide(env: &Env, cmd: &Command) -> Decision {
@@ -63,26 +53,17 @@ pub(crate) fn decide(env: &Env, cmd: &Command) -> Decision {
         Some(r) => Some(r),
         None => match target::named(ctx, &rest_scores) {
             Resolved::Found(t) => Some(t.id),
-            _ => ctx
-                .active_task
-                .as_deref()
-                .or_else(|| (ctx.tasks.len() == 1).then(|| ctx.tasks[0].id.as_str())),
+            _ => ctx.active_task.as_deref().or_else(|| (ctx.tasks.len() == 1).then(|| ctx.tasks[0].id.as_str())),
         },
     };
     match cmd.name.as_str() {
         "status" => {
-            let global = m
-                .hits
-                .iter()
-                .any(|h| h.start >= cmd.rest && h.is(Class::StatusGlobal));
-            let t = ctx
-                .reply_to
-                .as_deref()
-                .or_else(|| match target::named(ctx, &rest_scores) {
-                    Resolved::Found(t) => Some(t.id),
-                    _ if global => None,
-                    _ => ctx.active_task.as_deref(),
-                });
+            let global = m.hits.iter().any(|h| h.start >= cmd.rest && h.is(Class::StatusGlobal));
+            let t = ctx.reply_to.as_deref().or_else(|| match target::named(ctx, &rest_scores) {
+                Resolved::Found(t) => Some(t.id),
+                _ if global => None,
+                _ => ctx.active_task.as_deref(),
+            });
             Decision::new(Intent::Status, 0.97, "/status").task(t)
         }
         "cancel" | "stop" | "abort" | "kill" => {
@@ -105,12 +86,9 @@ pub(crate) fn decide(env: &Env, cmd: &Command) -> Decision {
                     None => Decision::clarify("/new: nothing to refresh"),
                 };
             }
-            let agent =
-                super::agents::actor_from(m, cmd.rest).map(|i| env.lex.agents[i as usize].as_str());
+            let agent = super::agents::actor_from(m, cmd.rest).map(|i| env.lex.agents[i as usize].as_str());
             match agent {
-                Some(a) if !ctx.has_agent(a) => {
-                    Decision::clarify(format!("agent {a} is not configured"))
-                }
+                Some(a) if !ctx.has_agent(a) => Decision::clarify(format!("agent {a} is not configured")),
                 _ => Decision::new(Intent::NewTask, 0.95, "/new with a goal").agent(agent),
             }
         }
@@ -150,11 +128,7 @@ fn approval_command(env: &Env, yes: bool, rest: usize) -> Decision {
     let m = env.msg;
     let pending = &ctx.pending_approvals;
     // An approval id given as an argument, else the replied task's, else the only one.
-    let by_id = pending.iter().find(|a| {
-        m.toks
-            .iter()
-            .any(|t| t.start >= rest && m.word(t) == a.id.to_lowercase())
-    });
+    let by_id = pending.iter().find(|a| m.toks.iter().any(|t| t.start >= rest && m.word(t) == a.id.to_lowercase()));
     let chosen = by_id.or_else(|| {
         let of_reply: Vec<_> = match ctx.reply_to.as_deref() {
             Some(r) => ctx.approvals_of(r).collect(),
@@ -180,13 +154,9 @@ fn approval_command(env: &Env, yes: bool, rest: usize) -> Decision {
         } else {
             approval::scope(m, rest)
         };
-        Decision::new(Intent::Approve, 0.97, "/approve")
-            .task(Some(&a.task))
-            .approval(&a.id, Some(scope))
+        Decision::new(Intent::Approve, 0.97, "/approve").task(Some(&a.task)).approval(&a.id, Some(scope))
     } else {
-        Decision::new(Intent::Deny, 0.97, "/deny")
-            .task(Some(&a.task))
-            .approval(&a.id, None)
+        Decision::new(Intent::Deny, 0.97, "/deny").task(Some(&a.task)).approval(&a.id, None)
     }
 }
 
@@ -208,17 +178,11 @@ fn review(env: &Env, rest: usize, target: Option<&str>) -> Decision {
         Some(a) => return Decision::clarify(format!("agent {a} is not configured")),
         None => {
             let busy = ctx.task(t).map(|t| t.agents.as_slice()).unwrap_or_default();
-            ctx.agents
-                .iter()
-                .find(|a| !busy.contains(a))
-                .map(String::as_str)
+            ctx.agents.iter().find(|a| !busy.contains(a)).map(String::as_str)
         }
     };
     match agent {
-        Some(a) => Decision::new(Intent::Spawn, 0.95, "/review")
-            .task(Some(t))
-            .agent(Some(a))
-            .role(Role::Reviewer),
+        Some(a) => Decision::new(Intent::Spawn, 0.95, "/review").task(Some(t)).agent(Some(a)).role(Role::Reviewer),
         None => Decision::clarify("/review: every configured agent is already on this task"),
     }
 }

@@ -71,9 +71,7 @@ impl Context {
     }
 
     pub(crate) fn approvals_of(&self, task: &str) -> impl Iterator<Item = &ApprovalRef> {
-        self.pending_approvals
-            .iter()
-            .filter(move |a| a.task == task)
+        self.pending_approvals.iter().filter(move |a| a.task == task)
     }
 
     pub(crate) fn has_agent(&self, agent: &str) -> bool {

@@ -39,10 +39,7 @@ pub struct EvalReport {
 
 /// Does `got` match `expect` (`{"intent": ..., "task": ...}`)? Returns (full match, intent match).
 pub fn matches(expect: &Value, got: &Decision) -> Result<(bool, bool), String> {
-    let want = expect
-        .get("intent")
-        .and_then(Value::as_str)
-        .ok_or("expect has no intent")?;
+    let want = expect.get("intent").and_then(Value::as_str).ok_or("expect has no intent")?;
     let want = Intent::parse(want).ok_or_else(|| format!("unknown intent {want:?}"))?;
     let intent_ok = want == got.intent;
     let out = serde_json::to_value(got).map_err(|e| e.to_string())?;
@@ -55,18 +52,9 @@ pub fn matches(expect: &Value, got: &Decision) -> Result<(bool, bool), String> {
 
 impl EvalReport {
     /// Adds one scored line.
-    pub fn add(
-        &mut self,
-        id: &str,
-        text: &str,
-        expect: &Value,
-        got: Decision,
-    ) -> Result<(), String> {
+    pub fn add(&mut self, id: &str, text: &str, expect: &Value, got: Decision) -> Result<(), String> {
         let (ok, intent_ok) = matches(expect, &got)?;
-        let want = expect
-            .get("intent")
-            .and_then(Value::as_str)
-            .and_then(Intent::parse);
+        let want = expect.get("intent").and_then(Value::as_str).and_then(Intent::parse);
         self.lines += 1;
         if ok {
             self.accuracy += 1.0;
@@ -83,12 +71,7 @@ impl EvalReport {
             *self.confusion.entry((w, got.intent)).or_default() += 1;
         }
         if !ok {
-            self.misses.push(Miss {
-                id: id.to_owned(),
-                text: text.to_owned(),
-                expect: expect.clone(),
-                got,
-            });
+            self.misses.push(Miss { id: id.to_owned(), text: text.to_owned(), expect: expect.clone(), got });
         }
         Ok(())
     }
@@ -112,10 +95,8 @@ impl fmt::Display for EvalReport {
         writeln!(f, "wrong_action: {:.3}", self.wrong_action)?;
         writeln!(f, "clarify_rate: {:.3}", self.clarify_rate)?;
         writeln!(f, "confusion (rows: expected, columns: output):")?;
-        let used: Vec<Intent> = Intent::ALL
-            .into_iter()
-            .filter(|i| self.confusion.keys().any(|(a, b)| a == i || b == i))
-            .collect();
+        let used: Vec<Intent> =
+            Intent::ALL.into_iter().filter(|i| self.confusion.keys().any(|(a, b)| a == i || b == i)).collect();
         write!(f, "  {:<12}", "")?;
         for c in &used {
             write!(f, "{:>12}", c.as_str())?;

@@ -33,8 +33,7 @@ struct Line {
 
 /// Parses one line; on failure returns the id (when one could be read) and why.
 fn parse(line: &str) -> Result<Line, (Value, String)> {
-    let v: Value =
-        serde_json::from_str(line).map_err(|e| (Value::Null, format!("invalid JSON: {e}")))?;
+    let v: Value = serde_json::from_str(line).map_err(|e| (Value::Null, format!("invalid JSON: {e}")))?;
     let id = v.get("id").cloned().unwrap_or(Value::Null);
     let Some(obj) = v.as_object() else {
         return Err((Value::Null, "not a JSON object".into()));
@@ -48,9 +47,7 @@ fn parse(line: &str) -> Result<Line, (Value, String)> {
         None => return Err((id, "missing text".into())),
     };
     let context = match obj.get("context") {
-        Some(c) => {
-            Context::deserialize(c).map_err(|e| (id.clone(), format!("invalid context: {e}")))?
-        }
+        Some(c) => Context::deserialize(c).map_err(|e| (id.clone(), format!("invalid context: {e}")))?,
         None => return Err((id, "missing context".into())),
     };
     Ok(Line { id, text, context })
@@ -64,21 +61,9 @@ pub fn run(input: impl BufRead, mut output: impl Write, c: &Classifier) -> io::R
         match parse(&line) {
             Ok(l) => {
                 let d = c.classify(&l.text, &l.context);
-                serde_json::to_writer(
-                    &mut output,
-                    &Out {
-                        id: &l.id,
-                        decision: &d,
-                    },
-                )?;
+                serde_json::to_writer(&mut output, &Out { id: &l.id, decision: &d })?;
             }
-            Err((id, why)) => serde_json::to_writer(
-                &mut output,
-                &ErrOut {
-                    id: &id,
-                    error: &why,
-                },
-            )?,
+            Err((id, why)) => serde_json::to_writer(&mut output, &ErrOut { id: &id, error: &why })?,
         }
         output.write_all(b"\n")?;
     }
@@ -96,16 +81,10 @@ pub fn eval(input: impl BufRead, c: &Classifier) -> Result<EvalReport, String> {
         }
         let l = parse(&line).map_err(|(_, why)| format!("line {}: {why}", n + 1))?;
         let v: Value = serde_json::from_str(&line).map_err(|e| format!("line {}: {e}", n + 1))?;
-        let expect = v
-            .get("expect")
-            .ok_or_else(|| format!("line {}: missing expect", n + 1))?;
+        let expect = v.get("expect").ok_or_else(|| format!("line {}: missing expect", n + 1))?;
         let d = c.classify(&l.text, &l.context);
-        let id =
-            l.id.as_str()
-                .map_or_else(|| l.id.to_string(), str::to_owned);
-        report
-            .add(&id, &l.text, expect, d)
-            .map_err(|e| format!("line {}: {e}", n + 1))?;
+        let id = l.id.as_str().map_or_else(|| l.id.to_string(), str::to_owned);
+        report.add(&id, &l.text, expect, d).map_err(|e| format!("line {}: {e}", n + 1))?;
     }
     if report.lines == 0 {
         return Err("no labelled lines".into());

@@ -37,19 +37,8 @@ impl Msg {
             .find(|(_, c)| c.is_alphanumeric() || !c.is_ascii() && !is_punct(*c) || *c == '/')
             .map_or(norm.len(), |(i, _)| i);
         let question = is_question(&norm, &toks, &hits, lead);
-        let mut msg = Self {
-            norm,
-            lead,
-            toks,
-            hits,
-            topic,
-            question,
-        };
-        let negated: Vec<bool> = msg
-            .hits
-            .iter()
-            .map(|h| msg.governed_by_negation(h))
-            .collect();
+        let mut msg = Self { norm, lead, toks, hits, topic, question };
+        let negated: Vec<bool> = msg.hits.iter().map(|h| msg.governed_by_negation(h)).collect();
         for (h, n) in msg.hits.iter_mut().zip(negated) {
             h.negated = n;
         }
@@ -62,9 +51,7 @@ impl Msg {
 
     /// Hits of a class that no negation word governs.
     pub fn live(&self, c: Class) -> impl Iterator<Item = &Hit> {
-        self.hits
-            .iter()
-            .filter(move |h| h.is(c) && !self.negated(h))
+        self.hits.iter().filter(move |h| h.is(c) && !self.negated(h))
     }
 
     pub fn has_live(&self, c: Class) -> bool {
@@ -101,8 +88,7 @@ impl Msg {
         }
         let cjk = gap.chars().filter(|c| super::text::is_cjk(*c)).count();
         let words = gap.split_whitespace().count();
-        (cjk == 0 && words == 1 && gap.len() <= 6)
-            || (cjk <= 2 && words <= 1 && cjk == gap.chars().count())
+        (cjk == 0 && words == 1 && gap.len() <= 6) || (cjk <= 2 && words <= 1 && cjk == gap.chars().count())
     }
 
     /// The first token starting at or after `pos`.
@@ -127,9 +113,7 @@ impl Msg {
     /// Punctuation (a clause break) right after `pos`, or the end of the text.
     pub fn clause_ends_at(&self, pos: usize) -> bool {
         let rest = self.norm[pos..].trim_start();
-        rest.chars()
-            .next()
-            .is_none_or(|c| is_punct(c) && c != '/' && c != '@')
+        rest.chars().next().is_none_or(|c| is_punct(c) && c != '/' && c != '@')
     }
 
     /// Every word and CJK character of the message is covered by hits of `classes`
@@ -137,11 +121,7 @@ impl Msg {
     pub fn only(&self, classes: &[Class]) -> bool {
         let mut cov = vec![false; self.norm.len()];
         let mut any = false;
-        for h in self
-            .hits
-            .iter()
-            .filter(|h| classes.iter().any(|c| h.is(*c)))
-        {
+        for h in self.hits.iter().filter(|h| classes.iter().any(|c| h.is(*c))) {
             cov[h.start..h.end].iter_mut().for_each(|b| *b = true);
             any = true;
         }
@@ -220,28 +200,12 @@ fn is_question(norm: &str, toks: &[Tok], hits: &[Hit], lead: usize) -> bool {
         return true;
     }
     let tail = norm.trim_end_matches(|c: char| c.is_whitespace() || is_punct(c));
-    if [
-        "吗",
-        "呢",
-        "没",
-        "没有",
-        "么",
-        "不",
-        "如何",
-        "怎样",
-        "怎么样",
-        "咋样",
-        "多少",
-        "几",
-    ]
-    .iter()
-    .any(|e| tail.ends_with(e))
+    if ["吗", "呢", "没", "没有", "么", "不", "如何", "怎样", "怎么样", "咋样", "多少", "几"]
+        .iter()
+        .any(|e| tail.ends_with(e))
     {
         return true;
     }
     let first = toks.iter().find(|t| t.start >= lead);
-    first.is_some_and(|t| {
-        hits.iter()
-            .any(|h| h.start == t.start && (h.is(Class::QuestionLead) || h.is(Class::Why)))
-    })
+    first.is_some_and(|t| hits.iter().any(|h| h.start == t.start && (h.is(Class::QuestionLead) || h.is(Class::Why))))
 }

@@ -53,10 +53,7 @@ impl Classifier {
     /// the contract's built-ins (`cc`, `claude code`, `claude-code`, `claude` → claude;
     /// `cx`, `codex` → codex; `gemini` → gemini).
     pub fn new(aliases: impl IntoIterator<Item = (String, String)>) -> Self {
-        Self {
-            lex: Lexicon::new(aliases),
-            bot: None,
-        }
+        Self { lex: Lexicon::new(aliases), bot: None }
     }
 
     /// The bot's own username: `/cmd@other_bot` is then addressed elsewhere and ignored.
@@ -71,14 +68,7 @@ impl Classifier {
         let msg = Msg::new(text, &self.lex);
         let titles: Vec<Topic> = ctx.tasks.iter().map(|t| Topic::of_text(&t.title)).collect();
         let scores = target::scores(&msg.topic, &titles);
-        let env = Env {
-            ctx,
-            msg: &msg,
-            lex: &self.lex,
-            titles,
-            scores,
-            bot: self.bot.as_deref(),
-        };
+        let env = Env { ctx, msg: &msg, lex: &self.lex, titles, scores, bot: self.bot.as_deref() };
         rules::decide(&env)
     }
 }

@@ -45,11 +45,7 @@ pub(crate) fn decide(env: &Env) -> Decision {
     let (ctx, m) = (env.ctx, env.msg);
     // Rule 1.
     if ctx.chat == Chat::Group && !ctx.mentioned {
-        return Decision::new(
-            Intent::Ignore,
-            0.99,
-            "group message not addressed to the bot",
-        );
+        return Decision::new(Intent::Ignore, 0.99, "group message not addressed to the bot");
     }
     if m.is_blank() {
         return Decision::clarify("empty message");
@@ -107,21 +103,14 @@ fn new_session(env: &Env) -> Option<Decision> {
     let m = env.msg;
     let h = m.live(Class::NewSession).next()?;
     // A clean start *for a new goal* is a new task.
-    let goal_elsewhere = m
-        .live(Class::GoalVerb)
-        .any(|g| g.end <= h.start || g.start >= h.end);
+    let goal_elsewhere = m.live(Class::GoalVerb).any(|g| g.end <= h.start || g.start >= h.end);
     if goal_elsewhere && env.novel(usize::MAX) >= 2.5 && env.best_score() < NAMES {
-        return Some(Decision::new(
-            Intent::NewTask,
-            0.7,
-            "fresh start for an unrelated goal",
-        ));
+        return Some(Decision::new(Intent::NewTask, 0.7, "fresh start for an unrelated goal"));
     }
     match target::resolve(env.ctx, &env.scores) {
-        Resolved::Found(t) => Some(
-            Decision::new(Intent::NewSession, 0.9, "explicit ask for a clean context")
-                .task(Some(t.id)),
-        ),
+        Resolved::Found(t) => {
+            Some(Decision::new(Intent::NewSession, 0.9, "explicit ask for a clean context").task(Some(t.id)))
+        }
         _ => Some(Decision::clarify("a fresh session for which task?")),
     }
 }
@@ -200,10 +189,7 @@ fn follow_up(env: &Env) -> Decision {
         if novel < 2.0 {
             return Decision::clarify("a refinement or a new goal?");
         }
-        return new(
-            if unrelated { 0.85 } else { 0.7 },
-            "a goal unrelated to every task",
-        );
+        return new(if unrelated { 0.85 } else { 0.7 }, "a goal unrelated to every task");
     }
     if !goal && novel >= 3.5 && unrelated && (edit || m.has(Class::Problem)) {
         return Decision::clarify("a new goal, or about the current task?");

@@ -34,33 +34,19 @@ pub(crate) fn agent_request(env: &Env, agent: u16) -> Decision {
         if ctx.tasks.is_empty() && back != Back::None && novel < 1.0 {
             return Decision::clarify("nothing visible for the agent to work on");
         }
-        return Decision::new(
-            Intent::NewTask,
-            0.8,
-            "another agent asked for an unrelated goal",
-        )
-        .agent(Some(name));
+        return Decision::new(Intent::NewTask, 0.8, "another agent asked for an unrelated goal").agent(Some(name));
     }
     let Some(t) = resolved.found() else {
         return Decision::clarify("which task should the agent work on?");
     };
     if role == Role::Editor && t.task.is_some_and(|t| t.agents.iter().any(|a| a == name)) {
-        return Decision::new(Intent::Continue, 0.7, "the task's own agent asked to go on")
-            .task(Some(t.id));
+        return Decision::new(Intent::Continue, 0.7, "the task's own agent asked to go on").task(Some(t.id));
     }
-    let conf = if t.via == Via::Active || t.via == Via::Only {
-        0.85
-    } else {
-        0.9
-    };
-    Decision::new(
-        Intent::Spawn,
-        conf,
-        "another agent asked to act on this work",
-    )
-    .task(Some(t.id))
-    .agent(Some(name))
-    .role(role)
+    let conf = if t.via == Via::Active || t.via == Via::Only { 0.85 } else { 0.9 };
+    Decision::new(Intent::Spawn, conf, "another agent asked to act on this work")
+        .task(Some(t.id))
+        .agent(Some(name))
+        .role(role)
 }
 
 /// The role words of a spawn: the first reviewer, tester or strong editor word wins;
@@ -68,18 +54,14 @@ pub(crate) fn agent_request(env: &Env, agent: u16) -> Decision {
 fn role(m: &Msg) -> Role {
     // A role word inside a noun phrase ("the fix", "这个修复") names the work, not the role.
     let in_noun = |h: &Hit| {
-        m.hits.iter().any(|w| {
-            w.is(Class::WorkNoun)
-                && w.start <= h.start
-                && w.end >= h.end
-                && w.end - w.start > h.end - h.start
-        })
+        m.hits
+            .iter()
+            .any(|w| w.is(Class::WorkNoun) && w.start <= h.start && w.end >= h.end && w.end - w.start > h.end - h.start)
     };
     // "… a staging tenant for QA": a purpose, not the agent's role.
     let purpose = |h: &Hit| {
         m.tok_before(h.start).is_some_and(|t| {
-            m.adjacent(t.end, h.start)
-                && matches!(m.word(t), "for" | "before" | "after" | "so" | "until")
+            m.adjacent(t.end, h.start) && matches!(m.word(t), "for" | "before" | "after" | "so" | "until")
         })
     };
     let first = m
@@ -99,10 +81,7 @@ fn longest_role(m: &Msg, h: &Hit) -> Role {
     let h = m
         .hits
         .iter()
-        .filter(|o| {
-            o.start == h.start
-                && (o.is(Class::RoleReview) || o.is(Class::RoleTest) || o.is(Class::RoleEdit))
-        })
+        .filter(|o| o.start == h.start && (o.is(Class::RoleReview) || o.is(Class::RoleTest) || o.is(Class::RoleEdit)))
         .max_by_key(|o| o.end)
         .unwrap_or(h);
     if h.is(Class::RoleTest) {

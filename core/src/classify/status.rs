@@ -14,20 +14,13 @@ pub(crate) fn status(env: &Env, from: usize) -> Option<Decision> {
         return None;
     }
     let phrase = m.live(Class::StatusPhrase).any(|h| {
-        let one_word = matches!(
-            &m.norm[h.start..h.end],
-            "status" | "progress" | "eta" | "进度" | "状态" | "进展"
-        );
+        let one_word = matches!(&m.norm[h.start..h.end], "status" | "progress" | "eta" | "进度" | "状态" | "进展");
         !one_word || m.question || h.start <= from || m.words_after(from) <= 3.0
     });
     let predicate = m.question
         && m.has_live(Class::StatusPredicate)
         && !m.has(Class::Request)
-        && (m
-            .hits
-            .iter()
-            .any(|h| h.start == from && h.is(Class::QuestionLead))
-            || m.words_after(from) <= 5.0);
+        && (m.hits.iter().any(|h| h.start == from && h.is(Class::QuestionLead)) || m.words_after(from) <= 5.0);
     if !phrase && !predicate {
         return None;
     }
@@ -58,23 +51,10 @@ fn agent_task<'a>(env: &Env<'a>) -> Option<&'a str> {
     let name = env.lex.agents[a.agent as usize].as_str();
     let ctx = env.ctx;
     let has = |t: &&TaskRef| t.agents.iter().any(|x| x == name);
-    if ctx
-        .active_task
-        .as_deref()
-        .and_then(|a| ctx.task(a))
-        .as_ref()
-        .is_some_and(has)
-    {
+    if ctx.active_task.as_deref().and_then(|a| ctx.task(a)).as_ref().is_some_and(has) {
         return None;
     }
     let only = |v: Vec<&'a TaskRef>| (v.len() == 1).then(|| v[0].id.as_str());
-    only(ctx.tasks.iter().filter(has).collect()).or_else(|| {
-        only(
-            ctx.tasks
-                .iter()
-                .filter(has)
-                .filter(|t| t.status.is_active())
-                .collect(),
-        )
-    })
+    only(ctx.tasks.iter().filter(has).collect())
+        .or_else(|| only(ctx.tasks.iter().filter(has).filter(|t| t.status.is_active()).collect()))
 }

@@ -73,38 +73,22 @@ pub(crate) fn named<'a>(ctx: &'a Context, scores: &[f32]) -> Resolved<'a> {
 /// Rule 4 over the whole message.
 pub(crate) fn resolve<'a>(ctx: &'a Context, scores: &[f32]) -> Resolved<'a> {
     if let Some(r) = ctx.reply_to.as_deref() {
-        return Resolved::Found(Target {
-            id: r,
-            task: ctx.task(r),
-            via: Via::Reply,
-        });
+        return Resolved::Found(Target { id: r, task: ctx.task(r), via: Via::Reply });
     }
     match named(ctx, scores) {
         Resolved::None => {}
         other => return other,
     }
     if let Some(a) = ctx.active_task.as_deref() {
-        return Resolved::Found(Target {
-            id: a,
-            task: ctx.task(a),
-            via: Via::Active,
-        });
+        return Resolved::Found(Target { id: a, task: ctx.task(a), via: Via::Active });
     }
     if ctx.tasks.len() == 1 {
         return Resolved::Found(found(ctx, 0, Via::Only));
     }
-    if ctx.tasks.is_empty() {
-        Resolved::None
-    } else {
-        Resolved::Ambiguous
-    }
+    if ctx.tasks.is_empty() { Resolved::None } else { Resolved::Ambiguous }
 }
 
 fn found(ctx: &Context, i: usize, via: Via) -> Target<'_> {
     let t = &ctx.tasks[i];
-    Target {
-        id: &t.id,
-        task: Some(t),
-        via,
-    }
+    Target { id: &t.id, task: Some(t), via }
 }

@@ -74,11 +74,7 @@ pub(crate) fn tokens(s: &str) -> Vec<Tok> {
                     break;
                 }
             }
-            out.push(Tok {
-                start: i,
-                end,
-                kind: TokKind::Word,
-            });
+            out.push(Tok { start: i, end, kind: TokKind::Word });
         } else if is_cjk(c) {
             let mut end = i + c.len_utf8();
             while let Some(&(j, d)) = it.peek() {
@@ -88,11 +84,7 @@ pub(crate) fn tokens(s: &str) -> Vec<Tok> {
                 end = j + d.len_utf8();
                 it.next();
             }
-            out.push(Tok {
-                start: i,
-                end,
-                kind: TokKind::Cjk,
-            });
+            out.push(Tok { start: i, end, kind: TokKind::Cjk });
         }
     }
     out
@@ -102,10 +94,7 @@ pub(crate) fn tokens(s: &str) -> Vec<Tok> {
 /// `migrate`/`migration`/`migrations` meet, never shortening a stem below four bytes.
 pub(crate) fn stem(w: &str) -> &str {
     // Identifiers, versions and numbers are compared whole.
-    if w.bytes()
-        .any(|b| b.is_ascii_digit() || b == b'_' || b == b'.')
-        || !w.is_ascii()
-    {
+    if w.bytes().any(|b| b.is_ascii_digit() || b == b'_' || b == b'.') || !w.is_ascii() {
         return w;
     }
     let mut w = w;
@@ -152,20 +141,7 @@ mod tests {
     #[test]
     fn splits_words_versions_and_cjk_runs() {
         let s = normalize("Fix /api/v2 for v2.3.0: checkout.spec.ts, 修复 CI 构建。");
-        assert_eq!(
-            words(&s),
-            [
-                "fix",
-                "api",
-                "v2",
-                "for",
-                "v2.3.0",
-                "checkout.spec.ts",
-                "修复",
-                "ci",
-                "构建"
-            ]
-        );
+        assert_eq!(words(&s), ["fix", "api", "v2", "for", "v2.3.0", "checkout.spec.ts", "修复", "ci", "构建"]);
     }
 
     #[test]

@@ -157,7 +157,8 @@ const GENERIC: &[&str] = &[
 
 /// CJK function characters: they split runs and are never content.
 fn is_cjk_stop(c: char) -> bool {
-    "的了吗呢吧啊呀哦嘛么把给在是也都就还和与跟这那个一下我你他她它们帮请让叫再又很太没不别要会能得地着先呗哈嗯么啦几些".contains(c)
+    "的了吗呢吧啊呀哦嘛么把给在是也都就还和与跟这那个一下我你他她它们帮请让叫再又很太没不别要会能得地着先呗哈嗯么啦几些"
+        .contains(c)
 }
 
 struct Glossary {
@@ -184,18 +185,13 @@ static GLOSSARY: LazyLock<Glossary> = LazyLock::new(|| {
             info.push((i as u16, is_word_char(first), !open && is_word_char(last)));
         }
     }
-    let ac = AhoCorasickBuilder::new()
-        .match_kind(MatchKind::LeftmostLongest)
-        .build(&pats)
-        .expect("glossary compiles");
+    let ac = AhoCorasickBuilder::new().match_kind(MatchKind::LeftmostLongest).build(&pats).expect("glossary compiles");
     Glossary { ac, info, names }
 });
 
-static STOP: LazyLock<HashSet<&'static str>> =
-    LazyLock::new(|| STOPWORDS.iter().copied().collect());
+static STOP: LazyLock<HashSet<&'static str>> = LazyLock::new(|| STOPWORDS.iter().copied().collect());
 /// Stems of [`GENERIC`] (the list holds plain words or stems; both stem to the same key).
-static GENERIC_SET: LazyLock<HashSet<String>> =
-    LazyLock::new(|| GENERIC.iter().map(|w| stem(w).to_owned()).collect());
+static GENERIC_SET: LazyLock<HashSet<String>> = LazyLock::new(|| GENERIC.iter().map(|w| stem(w).to_owned()).collect());
 
 /// One topic key.
 #[derive(Debug, Clone, Copy)]
@@ -232,36 +228,20 @@ impl Topic {
         let mut concept_mask = vec![false; norm.len()];
         for m in g.ac.find_iter(norm) {
             let (ci, bs, be) = g.info[m.pattern().as_usize()];
-            if (bs
-                && norm[..m.start()]
-                    .chars()
-                    .next_back()
-                    .is_some_and(is_word_char))
+            if (bs && norm[..m.start()].chars().next_back().is_some_and(is_word_char))
                 || (be && norm[m.end()..].chars().next().is_some_and(is_word_char))
             {
                 continue;
             }
             let name = g.names[ci as usize];
-            let weight = if GENERIC_CONCEPTS.contains(&name) {
-                W_GENERIC_CONCEPT
-            } else {
-                W_CONCEPT
-            };
+            let weight = if GENERIC_CONCEPTS.contains(&name) { W_GENERIC_CONCEPT } else { W_CONCEPT };
             // A concept inside a vocabulary phrase ("flaky" as a problem word) still names
             // the topic, but a generic one there ("write tests") adds nothing.
             if weight == W_GENERIC_CONCEPT && (m.start()..m.end()).all(is_cov) {
                 continue;
             }
-            concept_mask[m.start()..m.end()]
-                .iter_mut()
-                .for_each(|b| *b = true);
-            keys.push(Key {
-                hash: hash(b"#", name),
-                weight,
-                pos: m.start(),
-                matchable: true,
-                novel: weight,
-            });
+            concept_mask[m.start()..m.end()].iter_mut().for_each(|b| *b = true);
+            keys.push(Key { hash: hash(b"#", name), weight, pos: m.start(), matchable: true, novel: weight });
         }
         for t in toks {
             match t.kind {
@@ -311,11 +291,7 @@ impl Topic {
     /// Weight of the positions before byte `before` whose keys appear in none of `others`:
     /// what the text says that no task title does.
     pub fn novel(&self, others: &[Topic], before: usize) -> f32 {
-        let known = |k: &Key| {
-            others
-                .iter()
-                .any(|o| o.keys.iter().any(|x| x.hash == k.hash))
-        };
+        let known = |k: &Key| others.iter().any(|o| o.keys.iter().any(|x| x.hash == k.hash));
         self.groups()
             .filter(|g| g[0].pos < before && !g.iter().any(known))
             .map(|g| g.iter().map(|k| k.novel).fold(0.0, f32::max))
@@ -324,14 +300,7 @@ impl Topic {
 
     /// Keys restricted to a byte range of the source text.
     pub fn slice(&self, from: usize, to: usize) -> Topic {
-        Topic {
-            keys: self
-                .keys
-                .iter()
-                .filter(|k| k.pos >= from && k.pos < to)
-                .copied()
-                .collect(),
-        }
+        Topic { keys: self.keys.iter().filter(|k| k.pos >= from && k.pos < to).copied().collect() }
     }
 }
 
@@ -339,11 +308,7 @@ fn push_word(keys: &mut Vec<Key>, w: &str, pos: usize) {
     let w = canon_word(w);
     // "502s", "403ing": a status code with an English ending is still the code.
     let digits = w.bytes().take_while(u8::is_ascii_digit).count();
-    let w = if digits >= 3 && matches!(&w[digits..], "s" | "ing" | "ed" | "es") {
-        &w[..digits]
-    } else {
-        w
-    };
+    let w = if digits >= 3 && matches!(&w[digits..], "s" | "ing" | "ed" | "es") { &w[..digits] } else { w };
     let has_digit = w.bytes().any(|b| b.is_ascii_digit());
     let ident = has_digit || w.contains('_') || w.contains('.');
     // A release `2.3.0` is named by `2.3`.
@@ -358,11 +323,7 @@ fn push_word(keys: &mut Vec<Key>, w: &str, pos: usize) {
     };
     let weight = if ident {
         // "10 minutes", "50 runs": small counts say little; `403`, `2.3`, `owner_id` say a lot.
-        if key.len() <= 2 && key.bytes().all(|b| b.is_ascii_digit()) || key.len() <= 1 {
-            W_SHORT
-        } else {
-            W_IDENT
-        }
+        if key.len() <= 2 && key.bytes().all(|b| b.is_ascii_digit()) || key.len() <= 1 { W_SHORT } else { W_IDENT }
     } else if GENERIC_SET.contains(key) {
         W_GENERIC
     } else if key.len() <= 2 {
@@ -370,31 +331,18 @@ fn push_word(keys: &mut Vec<Key>, w: &str, pos: usize) {
     } else {
         W_WORD
     };
-    keys.push(Key {
-        hash: hash(b"w", key),
-        weight,
-        pos,
-        matchable: true,
-        novel: weight,
-    });
+    keys.push(Key { hash: hash(b"w", key), weight, pos, matchable: true, novel: weight });
     // A compound also names its head: "autovacuum" is about "vacuum".
     if !ident
         && let Some(rest) = COMPOUND_PREFIXES.iter().find_map(|p| key.strip_prefix(p))
         && rest.len() >= 4
     {
-        keys.push(Key {
-            hash: hash(b"w", stem(rest)),
-            weight: weight * 0.8,
-            pos,
-            matchable: true,
-            novel: weight,
-        });
+        keys.push(Key { hash: hash(b"w", stem(rest)), weight: weight * 0.8, pos, matchable: true, novel: weight });
     }
 }
 
-const COMPOUND_PREFIXES: &[&str] = &[
-    "auto", "pre", "post", "sub", "multi", "over", "under", "micro", "web", "cross", "hot",
-];
+const COMPOUND_PREFIXES: &[&str] =
+    &["auto", "pre", "post", "sub", "multi", "over", "under", "micro", "web", "cross", "hot"];
 
 fn push_cjk(keys: &mut Vec<Key>, norm: &str, t: &Tok, skip: impl Fn(usize) -> bool) {
     let mut run: Vec<(usize, char)> = Vec::new();
@@ -472,10 +420,7 @@ mod tests {
     #[test]
     fn generic_words_do_not_name_a_task() {
         assert!(ov("fix the page", "fix the settings page") < NAMES);
-        assert_eq!(
-            ov("rate limiting", "add dark mode to the settings page"),
-            0.0
-        );
+        assert_eq!(ov("rate limiting", "add dark mode to the settings page"), 0.0);
     }
 
     #[test]

@@ -397,9 +397,7 @@ impl Lexicon {
                 }
             }
         };
-        let builtin = BUILTIN_ALIASES
-            .iter()
-            .map(|(a, n)| (a.to_string(), n.to_string()));
+        let builtin = BUILTIN_ALIASES.iter().map(|(a, n)| (a.to_string(), n.to_string()));
         for (alias, name) in builtin.chain(extra) {
             let alias = super::text::normalize(alias.trim());
             if alias.is_empty() || name.trim().is_empty() {
@@ -454,12 +452,7 @@ impl Lexicon {
             .match_kind(MatchKind::Standard)
             .build(&pats)
             .expect("vocabulary patterns compile");
-        Self {
-            ac,
-            info,
-            agents,
-            command_aliases,
-        }
+        Self { ac, info, agents, command_aliases }
     }
 
     /// Every vocabulary match in `s` (normalized), in order of start, longest first.
@@ -476,13 +469,7 @@ impl Lexicon {
             if info.open_end && runs_into_identifier(s, m.end()) {
                 continue;
             }
-            hits.push(Hit {
-                start: m.start(),
-                end: m.end(),
-                classes: info.classes,
-                agent: info.agent,
-                negated: false,
-            });
+            hits.push(Hit { start: m.start(), end: m.end(), classes: info.classes, agent: info.agent, negated: false });
         }
         hits.sort_unstable_by(|x, y| x.start.cmp(&y.start).then(y.end.cmp(&x.end)));
         hits
@@ -495,10 +482,7 @@ fn word_byte_before(s: &str, i: usize) -> bool {
 
 /// The word that continues at `i` contains a digit, `_` or `.`: an identifier, not an inflection.
 fn runs_into_identifier(s: &str, i: usize) -> bool {
-    s[i..]
-        .chars()
-        .take_while(|c| is_word_char(*c) || *c == '.')
-        .any(|c| c == '_' || c == '.' || c.is_ascii_digit())
+    s[i..].chars().take_while(|c| is_word_char(*c) || *c == '.').any(|c| c == '_' || c == '.' || c.is_ascii_digit())
 }
 
 /// A word goes on at `i`: a word character, or an apostrophe inside a word (`don't`, `it'll`);
@@ -522,10 +506,7 @@ mod tests {
 
     fn classes_at(lex: &Lexicon, s: &str, word: &str) -> Vec<Hit> {
         let i = s.find(word).unwrap();
-        lex.scan(s)
-            .into_iter()
-            .filter(|h| h.start == i && h.end == i + word.len())
-            .collect()
+        lex.scan(s).into_iter().filter(|h| h.start == i && h.end == i + word.len()).collect()
     }
 
     #[test]
@@ -553,9 +534,6 @@ mod tests {
         let a = hits.iter().find(|h| h.is(Agent)).unwrap();
         assert_eq!(lex.agents[a.agent as usize], "gemini");
         let hits = lex.scan("ask claude code to check");
-        assert!(
-            hits.iter()
-                .any(|h| h.is(Agent) && h.end - h.start == "claude code".len())
-        );
+        assert!(hits.iter().any(|h| h.is(Agent) && h.end - h.start == "claude code".len()));
     }
 }

@@ -78,13 +78,7 @@ pub struct AlreadyDecided {
 impl Approval {
     /// Resolves the approval once. A second answer, from any channel, is refused with who
     /// answered first; the stored decision never changes.
-    pub fn decide(
-        &mut self,
-        answer: Answer,
-        by: Id,
-        channel: Channel,
-        at: Timestamp,
-    ) -> Result<(), AlreadyDecided> {
+    pub fn decide(&mut self, answer: Answer, by: Id, channel: Channel, at: Timestamp) -> Result<(), AlreadyDecided> {
         let status = self.status.transition(answer.status()).map_err(|_| AlreadyDecided {
             status: self.status,
             by: self.decided_by,

@@ -15,8 +15,8 @@ pub use event::*;
 pub use messaging::*;
 pub use note::*;
 pub use people::*;
-pub(crate) use status::{named_enum, transitions};
 pub use status::{IllegalTransition, StateMachine, UnknownName};
+pub(crate) use status::{named_enum, transitions};
 pub use work::*;
 
 /// Rows are keyed by database-assigned integers: short enough for a Telegram `callback_data`

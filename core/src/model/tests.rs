@@ -88,7 +88,10 @@ fn approval_resolves_once_and_reports_the_first_decider() {
     assert_eq!(second.channel, Some(Channel::Telegram));
     assert_eq!(second.at, Some(at(42)));
     // The stored decision did not change.
-    assert_eq!((a.status, a.decided_by, a.decided_channel), (ApprovalStatus::Approved, Some(7), Some(Channel::Telegram)));
+    assert_eq!(
+        (a.status, a.decided_by, a.decided_channel),
+        (ApprovalStatus::Approved, Some(7), Some(Channel::Telegram))
+    );
 }
 
 #[test]

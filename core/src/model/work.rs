@@ -166,9 +166,7 @@ impl TurnStatus {
         match self {
             TurnStatus::Queued => SessionStatus::Ready,
             TurnStatus::Running | TurnStatus::WaitingApproval => SessionStatus::Busy,
-            TurnStatus::Completed | TurnStatus::Failed | TurnStatus::Interrupted => {
-                SessionStatus::Ready
-            }
+            TurnStatus::Completed | TurnStatus::Failed | TurnStatus::Interrupted => SessionStatus::Ready,
         }
     }
 }

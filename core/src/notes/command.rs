@@ -7,7 +7,11 @@ use crate::model::NoteKind;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NoteCommand {
     Show,
-    Record { kind: NoteKind, text: String, evidence: Vec<String> },
+    Record {
+        kind: NoteKind,
+        text: String,
+        evidence: Vec<String>,
+    },
     Objective(String),
     Reproduction(String),
     NextAction(String),

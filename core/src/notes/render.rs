@@ -103,7 +103,10 @@ impl RestartNote {
     pub fn markdown(&self) -> String {
         let mut md = String::new();
         let _ = writeln!(md, "# Task {}: {}\n", self.task_id, one_line(&self.title, 200));
-        let _ = writeln!(md, "<!-- Written by taskgate from its database; edits here are overwritten. Use /note to add to it. -->\n");
+        let _ = writeln!(
+            md,
+            "<!-- Written by taskgate from its database; edits here are overwritten. Use /note to add to it. -->\n"
+        );
         let objective = self.objective.clone().unwrap_or_else(|| self.goal.clone());
         field(&mut md, "Objective", Some(&objective));
         field(&mut md, "Reproduction", self.reproduction.as_deref());

@@ -36,8 +36,11 @@ fn entry(id: i64, kind: NoteKind, text: &str, evidence: &[&str], commit: Option<
 
 #[test]
 fn evidence_files_come_from_file_ids_and_cited_turns() {
-    let evidence = ["turn:12".to_string(), "file:./src/db.rs".into(), "cmd:cargo test".into(), "turn:99".into(), "file:".into()];
-    let files = evidence_files(&evidence, |turn| if turn == 12 { vec!["src/session.rs".into(), "src/db.rs".into()] } else { Vec::new() });
+    let evidence =
+        ["turn:12".to_string(), "file:./src/db.rs".into(), "cmd:cargo test".into(), "turn:99".into(), "file:".into()];
+    let files = evidence_files(&evidence, |turn| {
+        if turn == 12 { vec!["src/session.rs".into(), "src/db.rs".into()] } else { Vec::new() }
+    });
     assert_eq!(files, ["src/db.rs", "src/session.rs"]);
     assert_eq!(Evidence::parse("turn:x"), Evidence::Other("turn:x"));
     assert_eq!(Evidence::parse(" turn:4 "), Evidence::Turn(4));
@@ -56,7 +59,13 @@ fn an_entry_is_stale_only_when_a_file_it_depends_on_changed() {
 #[test]
 fn condensed_note_lists_everything_in_order_and_flags_stale_entries() {
     let verified = ShownEntry {
-        entry: entry(1, NoteKind::Verified, "the session row is written\nbefore commit", &["turn:12", "file:src/db.rs"], Some("0123456789abcdef0123")),
+        entry: entry(
+            1,
+            NoteKind::Verified,
+            "the session row is written\nbefore commit",
+            &["turn:12", "file:src/db.rs"],
+            Some("0123456789abcdef0123"),
+        ),
         files: vec!["src/db.rs".into()],
         stale_because: vec!["src/db.rs".into()],
     };
@@ -90,7 +99,13 @@ fn an_empty_note_says_nothing() {
 #[test]
 fn markdown_keeps_authors_times_commits_and_evidence() {
     let shown = ShownEntry {
-        entry: entry(4, NoteKind::Open, "why does it only fail on\nthe second start?", &["file:src/db.rs"], Some("abc")),
+        entry: entry(
+            4,
+            NoteKind::Open,
+            "why does it only fail on\nthe second start?",
+            &["file:src/db.rs"],
+            Some("abc"),
+        ),
         files: vec!["src/db.rs".into()],
         stale_because: Vec::new(),
     };
@@ -110,14 +125,24 @@ fn note_commands() {
     assert_eq!(parse_command("please note this"), None);
     assert_eq!(
         parse_command("/note verified: login works after the fix (evidence: turn:3, file:src/db.rs)"),
-        Some(NoteCommand::Record { kind: NoteKind::Verified, text: "login works after the fix".into(), evidence: vec!["turn:3".into(), "file:src/db.rs".into()] })
+        Some(NoteCommand::Record {
+            kind: NoteKind::Verified,
+            text: "login works after the fix".into(),
+            evidence: vec!["turn:3".into(), "file:src/db.rs".into()]
+        })
     );
     assert_eq!(
         parse_command("/note Rejected: it is the cache"),
         Some(NoteCommand::Record { kind: NoteKind::Rejected, text: "it is the cache".into(), evidence: Vec::new() })
     );
-    assert_eq!(parse_command("/note next: bisect the migration"), Some(NoteCommand::NextAction("bisect the migration".into())));
-    assert_eq!(parse_command("/note repro: restart, log in"), Some(NoteCommand::Reproduction("restart, log in".into())));
+    assert_eq!(
+        parse_command("/note next: bisect the migration"),
+        Some(NoteCommand::NextAction("bisect the migration".into()))
+    );
+    assert_eq!(
+        parse_command("/note repro: restart, log in"),
+        Some(NoteCommand::Reproduction("restart, log in".into()))
+    );
     assert_eq!(parse_command("/note objective: ship it"), Some(NoteCommand::Objective("ship it".into())));
     for bad in ["/note hello", "/note maybe: x", "/note verified:   ", "/note verified: (evidence: turn:1)"] {
         assert!(matches!(parse_command(bad), Some(NoteCommand::Help(_))), "{bad}");

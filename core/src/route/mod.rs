@@ -7,9 +7,7 @@ mod state;
 mod words;
 
 pub use plan::{Button, Effect, ExecRef, Plan, TaskRef};
-pub use state::{
-    ApprovalState, BusyPolicy, ConversationState, ExecutionState, ProjectInfo, Sender, TaskState,
-};
+pub use state::{ApprovalState, BusyPolicy, ConversationState, ExecutionState, ProjectInfo, Sender, TaskState};
 
 use serde_json::json;
 
@@ -27,11 +25,7 @@ pub fn route(
     state: &ConversationState,
 ) -> Plan {
     let mut plan = Plan::default();
-    let target = decision
-        .task
-        .as_deref()
-        .and_then(|id| id.parse::<Id>().ok())
-        .and_then(|id| state.task(id));
+    let target = decision.task.as_deref().and_then(|id| id.parse::<Id>().ok()).and_then(|id| state.task(id));
     // Every message that lands on a task is on its timeline, with the decision and why.
     let record = |plan: &mut Plan, task: TaskRef| {
         plan.push(Effect::Record {
@@ -63,10 +57,7 @@ pub fn route(
                 Some(task) => {
                     record(&mut plan, TaskRef::Existing(task.task.id));
                     focus(&mut plan, state, task.task.id);
-                    let agent = decision
-                        .agent
-                        .clone()
-                        .unwrap_or_else(|| state.project.default_agent.clone());
+                    let agent = decision.agent.clone().unwrap_or_else(|| state.project.default_agent.clone());
                     let role = decision.role.unwrap_or(Role::Editor);
                     spawn(&mut plan, task, &agent, role, text);
                 }
@@ -149,7 +140,11 @@ fn continue_task(plan: &mut Plan, state: &ConversationState, task: &TaskState, t
     let Some(exec) = task.main_execution() else {
         // A task without an execution (all were cancelled): start one with the default agent.
         let agent = state.project.default_agent.clone();
-        plan.push(Effect::CreateExecution { task: TaskRef::Existing(task.task.id), agent: agent.clone(), role: Role::Editor });
+        plan.push(Effect::CreateExecution {
+            task: TaskRef::Existing(task.task.id),
+            agent: agent.clone(),
+            role: Role::Editor,
+        });
         plan.push(Effect::StartTurn {
             execution: ExecRef::Created,
             input: prompt::first_turn(task, Role::Editor, text),
@@ -182,7 +177,11 @@ fn continue_task(plan: &mut Plan, state: &ConversationState, task: &TaskState, t
         }
         BusyPolicy::Interrupt => {
             plan.push(Effect::InterruptTurn { execution: id });
-            plan.push(Effect::StartTurn { execution: ExecRef::Existing(id), input: text.to_owned(), fresh_session: false });
+            plan.push(Effect::StartTurn {
+                execution: ExecRef::Existing(id),
+                input: text.to_owned(),
+                fresh_session: false,
+            });
             plan.reply(format!("Stopped {agent}'s current turn on '{}' to take your message.", task.task.title));
         }
     }

@@ -28,28 +28,66 @@ pub struct Button {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
-    CreateTask { title: String, goal: String, project_id: Id },
-    CreateExecution { task: TaskRef, agent: String, role: Role },
+    CreateTask {
+        title: String,
+        goal: String,
+        project_id: Id,
+    },
+    CreateExecution {
+        task: TaskRef,
+        agent: String,
+        role: Role,
+    },
     /// The conversation's follow-ups now go to this task.
-    Focus { task: TaskRef },
+    Focus {
+        task: TaskRef,
+    },
     /// Run a turn now. `fresh_session` closes nothing: it says the input is a first prompt
     /// (seeded with the task's context) for a session that does not exist yet.
-    StartTurn { execution: ExecRef, input: String, fresh_session: bool },
+    StartTurn {
+        execution: ExecRef,
+        input: String,
+        fresh_session: bool,
+    },
     /// Run a turn after the ones already waiting.
-    QueueTurn { execution: Id, input: String },
+    QueueTurn {
+        execution: Id,
+        input: String,
+    },
     /// Inject input into the running turn.
-    SteerTurn { execution: Id, input: String },
+    SteerTurn {
+        execution: Id,
+        input: String,
+    },
     /// Answer the question the running turn waits on (see `ExecutionState::pending_question`).
-    AnswerQuestion { execution: Id, text: String },
+    AnswerQuestion {
+        execution: Id,
+        text: String,
+    },
     /// Stop the running turn; the session stays.
-    InterruptTurn { execution: Id },
+    InterruptTurn {
+        execution: Id,
+    },
     /// Close the sticky session: the next turn starts a fresh one.
-    CloseSession { execution: Id },
+    CloseSession {
+        execution: Id,
+    },
     /// Answer an approval. `note` carries the rest of a "no, do X instead" to the agent.
-    Resolve { approval: Id, answer: Answer, note: Option<String> },
+    Resolve {
+        approval: Id,
+        answer: Answer,
+        note: Option<String>,
+    },
     /// Append to the task's timeline.
-    Record { task: TaskRef, kind: EventKind, body: serde_json::Value },
-    Reply { text: String, buttons: Vec<Button> },
+    Record {
+        task: TaskRef,
+        kind: EventKind,
+        body: serde_json::Value,
+    },
+    Reply {
+        text: String,
+        buttons: Vec<Button>,
+    },
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]

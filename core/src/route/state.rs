@@ -110,8 +110,6 @@ impl ConversationState {
     }
 
     pub fn approval(&self, id: Id) -> Option<(&TaskState, &ApprovalState)> {
-        self.tasks
-            .iter()
-            .find_map(|t| t.approvals.iter().find(|a| a.approval.id == id).map(|a| (t, a)))
+        self.tasks.iter().find_map(|t| t.approvals.iter().find(|a| a.approval.id == id).map(|a| (t, a)))
     }
 }

@@ -135,11 +135,7 @@ fn sender() -> Sender {
 
 /// The plan without its timeline records and replies, which are checked on their own.
 fn actions(plan: &Plan) -> Vec<Effect> {
-    plan.effects
-        .iter()
-        .filter(|e| !matches!(e, Effect::Record { .. } | Effect::Reply { .. }))
-        .cloned()
-        .collect()
+    plan.effects.iter().filter(|e| !matches!(e, Effect::Record { .. } | Effect::Reply { .. })).cloned().collect()
 }
 
 #[test]
@@ -184,7 +180,11 @@ fn table() {
             text: "add a line about the v1 sunset",
             actions: vec![
                 Focus { task: TaskRef::Existing(2) },
-                StartTurn { execution: ExecRef::Existing(21), input: "add a line about the v1 sunset".into(), fresh_session: false },
+                StartTurn {
+                    execution: ExecRef::Existing(21),
+                    input: "add a line about the v1 sunset".into(),
+                    fresh_session: false,
+                },
             ],
             reply: "",
         },
@@ -211,7 +211,11 @@ fn table() {
             text: "no wait, use the v3 router",
             actions: vec![
                 InterruptTurn { execution: 11 },
-                StartTurn { execution: ExecRef::Existing(11), input: "no wait, use the v3 router".into(), fresh_session: false },
+                StartTurn {
+                    execution: ExecRef::Existing(11),
+                    input: "no wait, use the v3 router".into(),
+                    fresh_session: false,
+                },
             ],
             reply: "Stopped Codex's current turn on 'fix routing for /api/v2' to take your message.",
         },
@@ -239,7 +243,11 @@ fn table() {
                 CreateExecution { task: TaskRef::Existing(1), agent: "claude".into(), role: Role::Reviewer },
                 StartTurn {
                     execution: ExecRef::Created,
-                    input: prompt::first_turn(&state(BusyPolicy::Queue).tasks[0], Role::Reviewer, "use cc to review it too"),
+                    input: prompt::first_turn(
+                        &state(BusyPolicy::Queue).tasks[0],
+                        Role::Reviewer,
+                        "use cc to review it too",
+                    ),
                     fresh_session: true,
                 },
             ],
@@ -251,10 +259,18 @@ fn table() {
             decision: new_task_claude,
             text: "fix the login bug on Safari",
             actions: vec![
-                CreateTask { title: "fix the login bug on Safari".into(), goal: "fix the login bug on Safari".into(), project_id: 1 },
+                CreateTask {
+                    title: "fix the login bug on Safari".into(),
+                    goal: "fix the login bug on Safari".into(),
+                    project_id: 1,
+                },
                 CreateExecution { task: TaskRef::Created, agent: "claude".into(), role: Role::Editor },
                 Focus { task: TaskRef::Created },
-                StartTurn { execution: ExecRef::Created, input: "fix the login bug on Safari".into(), fresh_session: true },
+                StartTurn {
+                    execution: ExecRef::Created,
+                    input: "fix the login bug on Safari".into(),
+                    fresh_session: true,
+                },
             ],
             reply: "New task 'fix the login bug on Safari': Claude is on it.",
         },
@@ -287,7 +303,11 @@ fn table() {
             policy: BusyPolicy::Queue,
             decision: deny("101"),
             text: "no, run only the unit tests",
-            actions: vec![Resolve { approval: 101, answer: Answer::Deny, note: Some("no, run only the unit tests".into()) }],
+            actions: vec![Resolve {
+                approval: 101,
+                answer: Answer::Deny,
+                note: Some("no, run only the unit tests".into()),
+            }],
             reply: "Denied: run `npm test`",
         },
         Case {
@@ -371,9 +391,24 @@ fn continue_answers_a_pending_question() {
     let text = "use the blue one";
     let answer = vec![AnswerQuestion { execution: 11, text: text.into() }];
     let cases: Vec<(&str, ConversationState, Vec<Effect>, &str)> = vec![
-        ("queue policy", asking(BusyPolicy::Queue, Some("q-1"), true), answer.clone(), "Answered Codex on 'fix routing for /api/v2'."),
-        ("steer policy", asking(BusyPolicy::Steer, Some("q-1"), true), answer.clone(), "Answered Codex on 'fix routing for /api/v2'."),
-        ("interrupt policy", asking(BusyPolicy::Interrupt, Some("q-1"), true), answer, "Answered Codex on 'fix routing for /api/v2'."),
+        (
+            "queue policy",
+            asking(BusyPolicy::Queue, Some("q-1"), true),
+            answer.clone(),
+            "Answered Codex on 'fix routing for /api/v2'.",
+        ),
+        (
+            "steer policy",
+            asking(BusyPolicy::Steer, Some("q-1"), true),
+            answer.clone(),
+            "Answered Codex on 'fix routing for /api/v2'.",
+        ),
+        (
+            "interrupt policy",
+            asking(BusyPolicy::Interrupt, Some("q-1"), true),
+            answer,
+            "Answered Codex on 'fix routing for /api/v2'.",
+        ),
         (
             "no question: queued as before",
             asking(BusyPolicy::Queue, None, true),
@@ -437,7 +472,8 @@ fn clarify_offers_the_two_likeliest_readings_as_buttons() {
     let mut approve = decision(Intent::Approve);
     approve.approval = Some("101".into());
     let cont = on(decision(Intent::Continue), 2);
-    let plan = route(&decision(Intent::Clarify), &[approve, cont.clone(), cont], "ok", &sender(), &state(BusyPolicy::Queue));
+    let plan =
+        route(&decision(Intent::Clarify), &[approve, cont.clone(), cont], "ok", &sender(), &state(BusyPolicy::Queue));
     assert_eq!(
         plan.effects,
         vec![Effect::Reply {

@@ -12,12 +12,21 @@ pub enum RuntimeEvent {
         resumed: bool,
     },
     /// A turn was accepted by the agent.
-    TurnStarted { turn_id: Option<String> },
+    TurnStarted {
+        turn_id: Option<String>,
+    },
     /// Streamed agent text; consecutive events concatenate.
-    AgentText { text: String },
+    AgentText {
+        text: String,
+    },
     /// The agent's current plan or todo list (the whole list each time).
-    Plan { steps: Vec<PlanStep> },
-    CommandStarted { id: String, command: String },
+    Plan {
+        steps: Vec<PlanStep>,
+    },
+    CommandStarted {
+        id: String,
+        command: String,
+    },
     CommandFinished {
         id: String,
         command: String,
@@ -40,14 +49,20 @@ pub enum RuntimeEvent {
         decision: Option<ApprovalDecision>,
     },
     /// The agent asks the person something; answer with [`crate::runtime::AgentSession::answer`].
-    Question { request_id: String, text: String },
+    Question {
+        request_id: String,
+        text: String,
+    },
     /// A turn ended; the session stays for the next one.
     TurnFinished {
         outcome: TurnOutcome,
         usage: Option<Usage>,
     },
     /// The agent process is gone. `restarting` says whether a supervisor is replacing it.
-    Died { reason: String, restarting: bool },
+    Died {
+        reason: String,
+        restarting: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -122,10 +137,14 @@ impl ApprovalDecision {
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum TurnOutcome {
     Completed,
-    Failed { message: String },
+    Failed {
+        message: String,
+    },
     Interrupted,
     /// Ended by the per-turn time limit.
-    TimedOut { limit_secs: u64 },
+    TimedOut {
+        limit_secs: u64,
+    },
 }
 
 /// Token counts and cost for one turn, when the agent reports them.

@@ -9,8 +9,8 @@ mod spec;
 mod summary;
 
 pub use event::{
-    ApprovalDecision, ApprovalKind, ApprovalRequest, CommandStatus, FileChange, PlanStep,
-    PlanStepStatus, RuntimeEvent, TurnOutcome, Usage,
+    ApprovalDecision, ApprovalKind, ApprovalRequest, CommandStatus, FileChange, PlanStep, PlanStepStatus, RuntimeEvent,
+    TurnOutcome, Usage,
 };
 pub use port::{AgentRuntime, AgentSession, RuntimeError};
 pub use spec::{AgentKind, McpServer, SessionSpec};

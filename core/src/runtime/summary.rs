@@ -68,10 +68,7 @@ pub fn one_line(text: &str, max: usize) -> String {
 /// The last `max_lines` lines of `output`, at most `max_chars` characters, for event payloads.
 pub fn output_tail(output: &str, max_lines: usize, max_chars: usize) -> String {
     let trimmed = output.trim_end();
-    let start = trimmed
-        .rmatch_indices('\n')
-        .nth(max_lines.saturating_sub(1))
-        .map_or(0, |(i, _)| i + 1);
+    let start = trimmed.rmatch_indices('\n').nth(max_lines.saturating_sub(1)).map_or(0, |(i, _)| i + 1);
     let tail = &trimmed[start..];
     let count = tail.chars().count();
     if count <= max_chars {

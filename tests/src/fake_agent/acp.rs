@@ -97,7 +97,10 @@ impl Fake {
                 }
                 // Loading replays the conversation before answering.
                 let previous = self.ctx.recall(&session);
-                self.update(&session, json!({ "sessionUpdate": "user_message_chunk", "content": { "type": "text", "text": previous } }));
+                self.update(
+                    &session,
+                    json!({ "sessionUpdate": "user_message_chunk", "content": { "type": "text", "text": previous } }),
+                );
                 self.update(&session, json!({ "sessionUpdate": "agent_message_chunk", "content": { "type": "text", "text": "REPLAYED" } }));
                 self.respond(&id, json!({}));
                 self.session = Some(session);
@@ -124,7 +127,10 @@ impl Fake {
         // Two chunks: the client must concatenate.
         let mid = text.char_indices().nth(text.chars().count() / 2).map_or(0, |(i, _)| i);
         for part in [&text[..mid], &text[mid..]] {
-            self.update(session, json!({ "sessionUpdate": "agent_message_chunk", "content": { "type": "text", "text": part } }));
+            self.update(
+                session,
+                json!({ "sessionUpdate": "agent_message_chunk", "content": { "type": "text", "text": part } }),
+            );
         }
     }
 
@@ -160,10 +166,20 @@ impl Fake {
             }
             Script::Plan => {
                 let entries = |done: usize| -> Vec<Value> {
-                    PLAN_STEPS.iter().enumerate().map(|(i, s)| {
-                        let status = if i < done { "completed" } else if i == done { "in_progress" } else { "pending" };
-                        json!({ "content": s, "priority": "medium", "status": status })
-                    }).collect()
+                    PLAN_STEPS
+                        .iter()
+                        .enumerate()
+                        .map(|(i, s)| {
+                            let status = if i < done {
+                                "completed"
+                            } else if i == done {
+                                "in_progress"
+                            } else {
+                                "pending"
+                            };
+                            json!({ "content": s, "priority": "medium", "status": status })
+                        })
+                        .collect()
                 };
                 self.update(session, json!({ "sessionUpdate": "plan", "entries": entries(0) }));
                 self.update(session, json!({ "sessionUpdate": "plan", "entries": entries(3) }));
@@ -223,15 +239,21 @@ impl Fake {
             if choice == "allow-always" {
                 self.allowed.insert(cmd.to_string());
             }
-            self.update(session, json!({ "sessionUpdate": "tool_call_update", "toolCallId": tool, "status": "in_progress" }));
+            self.update(
+                session,
+                json!({ "sessionUpdate": "tool_call_update", "toolCallId": tool, "status": "in_progress" }),
+            );
             let (code, output) = run_command(cmd);
             let status = if code == 0 { "completed" } else { "failed" };
             self.update(session, json!({ "sessionUpdate": "tool_call_update", "toolCallId": tool, "status": status,
                 "content": [{ "type": "content", "content": { "type": "text", "text": output } }], "rawOutput": { "exitCode": code } }));
             self.say(session, &format!("FAKE-REPLY: tool finished. exit={code}"));
         } else {
-            self.update(session, json!({ "sessionUpdate": "tool_call_update", "toolCallId": tool, "status": "failed",
-                "content": [{ "type": "content", "content": { "type": "text", "text": "rejected by user" } }] }));
+            self.update(
+                session,
+                json!({ "sessionUpdate": "tool_call_update", "toolCallId": tool, "status": "failed",
+                "content": [{ "type": "content", "content": { "type": "text", "text": "rejected by user" } }] }),
+            );
             self.say(session, "FAKE-REPLY: tool finished. output=\"rejected by user\"");
         }
         "end_turn"
@@ -263,7 +285,9 @@ impl Fake {
             match self.wait(Some(request), WAIT) {
                 Some(Waited::Response(result)) => {
                     return match result.pointer("/outcome/outcome").and_then(Value::as_str) {
-                        Some("selected") if !cancelled => result.pointer("/outcome/optionId").and_then(Value::as_str).map(str::to_owned),
+                        Some("selected") if !cancelled => {
+                            result.pointer("/outcome/optionId").and_then(Value::as_str).map(str::to_owned)
+                        }
                         _ => None,
                     };
                 }

@@ -29,7 +29,10 @@ enum Waited {
 
 pub fn run(ctx: Context, args: &[String]) -> i32 {
     let has = |a: &str, b: &str| args.windows(2).any(|w| w[0] == a && w[1] == b);
-    if !(has("--output-format", "stream-json") && has("--input-format", "stream-json") && args.iter().any(|a| a == "--verbose")) {
+    if !(has("--output-format", "stream-json")
+        && has("--input-format", "stream-json")
+        && args.iter().any(|a| a == "--verbose"))
+    {
         eprintln!("Error: --input-format=stream-json requires --output-format=stream-json and --verbose");
         return 1;
     }
@@ -46,7 +49,15 @@ pub fn run(ctx: Context, args: &[String]) -> i32 {
         Some(id) => id,
         None => new_id("session"),
     };
-    let mut fake = Fake { ctx, session, next_request: 0, next_tool: 0, cost: 0.0, allowed_commands: HashSet::new(), accept_edits: false };
+    let mut fake = Fake {
+        ctx,
+        session,
+        next_request: 0,
+        next_tool: 0,
+        cost: 0.0,
+        allowed_commands: HashSet::new(),
+        accept_edits: false,
+    };
     loop {
         match fake.ctx.recv(None) {
             Recv::Msg(msg) => fake.handle(msg),
@@ -69,7 +80,9 @@ impl Fake {
             Some("user") => {
                 let text = match msg.pointer("/message/content") {
                     Some(Value::String(s)) => s.clone(),
-                    Some(Value::Array(blocks)) => blocks.iter().filter_map(|b| b.get("text").and_then(Value::as_str)).collect(),
+                    Some(Value::Array(blocks)) => {
+                        blocks.iter().filter_map(|b| b.get("text").and_then(Value::as_str)).collect()
+                    }
                     _ => String::new(),
                 };
                 self.turn(&text);
@@ -150,7 +163,9 @@ impl Fake {
                 let todos: Vec<Value> = PLAN_STEPS.iter().enumerate().map(|(i, s)| {
                     json!({ "content": s, "status": if i == 0 { "in_progress" } else { "pending" }, "activeForm": s })
                 }).collect();
-                self.assistant(json!({ "type": "tool_use", "id": id, "name": "TodoWrite", "input": { "todos": todos } }));
+                self.assistant(
+                    json!({ "type": "tool_use", "id": id, "name": "TodoWrite", "input": { "todos": todos } }),
+                );
                 self.tool_result(&id, "Todos have been modified successfully.", false);
                 self.reply("FAKE-REPLY: planned");
             }
@@ -161,8 +176,17 @@ impl Fake {
                 self.assistant(json!({ "type": "tool_use", "id": id, "name": "AskUserQuestion", "input": input }));
                 match self.permission("AskUserQuestion", &id, &input, json!([])) {
                     Some(Waited::Response(r)) if r["behavior"] == "allow" => {
-                        let answer = r.pointer("/updatedInput/answers").and_then(|a| a.get(question.as_str())).and_then(Value::as_str).unwrap_or("").to_string();
-                        self.tool_result(&id, &format!("User has answered your questions: \"{question}\"=\"{answer}\""), false);
+                        let answer = r
+                            .pointer("/updatedInput/answers")
+                            .and_then(|a| a.get(question.as_str()))
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_string();
+                        self.tool_result(
+                            &id,
+                            &format!("User has answered your questions: \"{question}\"=\"{answer}\""),
+                            false,
+                        );
                         self.reply(&format!("FAKE-REPLY: you answered '{answer}'"));
                     }
                     Some(Waited::Response(_)) => {
@@ -264,7 +288,11 @@ impl Fake {
             }
         };
         if decision["behavior"] == "allow" {
-            if decision.get("updatedPermissions").and_then(Value::as_array).is_some_and(|u| u.iter().any(|p| p["mode"] == "acceptEdits")) {
+            if decision
+                .get("updatedPermissions")
+                .and_then(Value::as_array)
+                .is_some_and(|u| u.iter().any(|p| p["mode"] == "acceptEdits"))
+            {
                 self.accept_edits = true;
             }
             match write_file(&abs) {
@@ -310,11 +338,15 @@ impl Fake {
                 Some("control_response") => {
                     let id = msg.pointer("/response/request_id").and_then(Value::as_str);
                     if id.is_some() && id == request_id {
-                        return Some(Waited::Response(msg.pointer("/response/response").cloned().unwrap_or(Value::Null)));
+                        return Some(Waited::Response(
+                            msg.pointer("/response/response").cloned().unwrap_or(Value::Null),
+                        ));
                     }
                     eprintln!("fake-agent: control response to unknown request");
                 }
-                Some("control_request") if msg.pointer("/request/subtype").and_then(Value::as_str) == Some("interrupt") => {
+                Some("control_request")
+                    if msg.pointer("/request/subtype").and_then(Value::as_str) == Some("interrupt") =>
+                {
                     let id = msg.get("request_id").and_then(Value::as_str).unwrap_or_default().to_string();
                     self.success(&id, Value::Null);
                     return Some(Waited::Interrupted);

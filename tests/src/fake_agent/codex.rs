@@ -80,12 +80,15 @@ impl Fake {
                 }
                 self.initialize_seen = true;
                 let name = params.pointer("/clientInfo/name").and_then(Value::as_str).unwrap_or("?");
-                self.respond(&id, json!({
-                    "userAgent": format!("{name}/0.169.0 (fake)"),
-                    "codexHome": "/tmp/fake-codex-home",
-                    "platformFamily": "unix",
-                    "platformOs": "linux",
-                }));
+                self.respond(
+                    &id,
+                    json!({
+                        "userAgent": format!("{name}/0.169.0 (fake)"),
+                        "codexHome": "/tmp/fake-codex-home",
+                        "platformFamily": "unix",
+                        "platformOs": "linux",
+                    }),
+                );
                 self.notify("configWarning", json!({ "summary": "fake warning", "details": null }));
             }
             "thread/start" | "thread/resume" if !(self.initialize_seen && self.initialized) => {
@@ -125,7 +128,10 @@ impl Fake {
     }
 
     fn run_turn(&mut self, thread: &str, turn: &str, text: &str) {
-        self.notify("thread/status/changed", json!({ "threadId": thread, "status": { "type": "active", "activeFlags": [] } }));
+        self.notify(
+            "thread/status/changed",
+            json!({ "threadId": thread, "status": { "type": "active", "activeFlags": [] } }),
+        );
         self.notify("turn/started", json!({ "threadId": thread, "turn": turn_value(turn, "inProgress") }));
         let user_item = json!({ "type": "userMessage", "id": new_id("user"), "content": [{ "type": "text", "text": text, "text_elements": [] }] });
         self.notify("item/started", json!({ "item": user_item, "threadId": thread, "turnId": turn }));
@@ -156,13 +162,25 @@ impl Fake {
                         .iter()
                         .enumerate()
                         .map(|(i, s)| {
-                            let status = if i < done { "completed" } else if i == done { "inProgress" } else { "pending" };
+                            let status = if i < done {
+                                "completed"
+                            } else if i == done {
+                                "inProgress"
+                            } else {
+                                "pending"
+                            };
                             json!({ "step": s, "status": status })
                         })
                         .collect()
                 };
-                self.notify("turn/plan/updated", json!({ "threadId": thread, "turnId": turn, "explanation": null, "plan": steps(0) }));
-                self.notify("turn/plan/updated", json!({ "threadId": thread, "turnId": turn, "explanation": null, "plan": steps(3) }));
+                self.notify(
+                    "turn/plan/updated",
+                    json!({ "threadId": thread, "turnId": turn, "explanation": null, "plan": steps(0) }),
+                );
+                self.notify(
+                    "turn/plan/updated",
+                    json!({ "threadId": thread, "turnId": turn, "explanation": null, "plan": steps(3) }),
+                );
                 self.reply(thread, turn, "FAKE-REPLY: planned")
             }
             Script::Ask(question) => {
@@ -175,7 +193,8 @@ impl Fake {
                 } }));
                 match self.wait_for(Some(request), WAIT) {
                     Some(Waited::Result(result)) => {
-                        let answer = result.pointer("/answers/q1/answers/0").and_then(Value::as_str).unwrap_or("").to_string();
+                        let answer =
+                            result.pointer("/answers/q1/answers/0").and_then(Value::as_str).unwrap_or("").to_string();
                         self.notify("serverRequest/resolved", json!({ "threadId": thread, "requestId": request }));
                         self.reply(thread, turn, &format!("FAKE-REPLY: you answered '{answer}'"))
                     }
@@ -210,13 +229,18 @@ impl Fake {
     fn run_cmd(&mut self, thread: &str, turn: &str, cmd: &str) -> &'static str {
         let item_id = self.item_id();
         let cwd = self.ctx.cwd.clone();
-        let item = |status: &str, exit: Value, output: Value| json!({
-            "type": "commandExecution", "id": item_id, "command": format!("/bin/bash -lc '{cmd}'"),
-            "cwd": cwd, "processId": null, "source": "agent", "status": status,
-            "commandActions": [{ "type": "unknown", "command": cmd }],
-            "aggregatedOutput": output, "exitCode": exit, "durationMs": null,
-        });
-        self.notify("item/started", json!({ "item": item("inProgress", Value::Null, Value::Null), "threadId": thread, "turnId": turn }));
+        let item = |status: &str, exit: Value, output: Value| {
+            json!({
+                "type": "commandExecution", "id": item_id, "command": format!("/bin/bash -lc '{cmd}'"),
+                "cwd": cwd, "processId": null, "source": "agent", "status": status,
+                "commandActions": [{ "type": "unknown", "command": cmd }],
+                "aggregatedOutput": output, "exitCode": exit, "durationMs": null,
+            })
+        };
+        self.notify(
+            "item/started",
+            json!({ "item": item("inProgress", Value::Null, Value::Null), "threadId": thread, "turnId": turn }),
+        );
         let decision = if self.allowed.contains(cmd) {
             "accept".to_string()
         } else {
@@ -231,7 +255,9 @@ impl Fake {
             let waited = self.wait_for(Some(request), WAIT);
             self.notify("serverRequest/resolved", json!({ "threadId": thread, "requestId": request }));
             match waited {
-                Some(Waited::Result(result)) => result.get("decision").and_then(Value::as_str).unwrap_or("?").to_string(),
+                Some(Waited::Result(result)) => {
+                    result.get("decision").and_then(Value::as_str).unwrap_or("?").to_string()
+                }
                 _ => "interrupted".to_string(),
             }
         };
@@ -241,17 +267,29 @@ impl Fake {
                     self.allowed.insert(cmd.to_string());
                 }
                 let (code, output) = run_command(cmd);
-                self.notify("item/commandExecution/outputDelta", json!({ "threadId": thread, "turnId": turn, "itemId": item_id, "delta": output }));
+                self.notify(
+                    "item/commandExecution/outputDelta",
+                    json!({ "threadId": thread, "turnId": turn, "itemId": item_id, "delta": output }),
+                );
                 let status = if code == 0 { "completed" } else { "failed" };
-                self.notify("item/completed", json!({ "item": item(status, json!(code), json!(output)), "threadId": thread, "turnId": turn }));
+                self.notify(
+                    "item/completed",
+                    json!({ "item": item(status, json!(code), json!(output)), "threadId": thread, "turnId": turn }),
+                );
                 self.reply(thread, turn, &format!("FAKE-REPLY: tool finished. exit={code}"))
             }
             "decline" => {
-                self.notify("item/completed", json!({ "item": item("declined", Value::Null, Value::Null), "threadId": thread, "turnId": turn }));
+                self.notify(
+                    "item/completed",
+                    json!({ "item": item("declined", Value::Null, Value::Null), "threadId": thread, "turnId": turn }),
+                );
                 self.reply(thread, turn, "FAKE-REPLY: tool finished. output=\"rejected by user\"")
             }
             "cancel" => {
-                self.notify("item/completed", json!({ "item": item("declined", Value::Null, Value::Null), "threadId": thread, "turnId": turn }));
+                self.notify(
+                    "item/completed",
+                    json!({ "item": item("declined", Value::Null, Value::Null), "threadId": thread, "turnId": turn }),
+                );
                 "interrupted"
             }
             "interrupted" => "interrupted",
@@ -265,10 +303,12 @@ impl Fake {
     fn write(&mut self, thread: &str, turn: &str, path: &str) -> &'static str {
         let item_id = self.item_id();
         let abs = self.ctx.cwd.join(path).to_string_lossy().into_owned();
-        let item = |status: &str| json!({
-            "type": "fileChange", "id": item_id, "status": status,
-            "changes": [{ "path": abs, "kind": { "type": "add" }, "diff": FILE_CONTENT }],
-        });
+        let item = |status: &str| {
+            json!({
+                "type": "fileChange", "id": item_id, "status": status,
+                "changes": [{ "path": abs, "kind": { "type": "add" }, "diff": FILE_CONTENT }],
+            })
+        };
         self.notify("item/started", json!({ "item": item("inProgress"), "threadId": thread, "turnId": turn }));
         let request = self.next_request;
         self.next_request += 1;
@@ -304,7 +344,10 @@ impl Fake {
         let item_id = format!("msg_{}", self.item_id());
         let item = |t: &str| json!({ "type": "agentMessage", "id": item_id, "text": t, "phase": null });
         self.notify("item/started", json!({ "item": item(""), "threadId": thread, "turnId": turn }));
-        self.notify("item/agentMessage/delta", json!({ "threadId": thread, "turnId": turn, "itemId": item_id, "delta": text }));
+        self.notify(
+            "item/agentMessage/delta",
+            json!({ "threadId": thread, "turnId": turn, "itemId": item_id, "delta": text }),
+        );
         self.notify("item/completed", json!({ "item": item(text), "threadId": thread, "turnId": turn }));
         let last = json!({ "totalTokens": 18, "inputTokens": 11, "cachedInputTokens": 0, "cacheWriteInputTokens": 0, "outputTokens": 7, "reasoningOutputTokens": 0 });
         self.notify("thread/tokenUsage/updated", json!({ "threadId": thread, "turnId": turn, "tokenUsage": { "total": last, "last": last, "modelContextWindow": 258400 } }));

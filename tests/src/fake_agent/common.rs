@@ -108,10 +108,7 @@ impl Context {
     }
 
     pub fn recall(&self, id: &str) -> String {
-        self.state_dir
-            .as_ref()
-            .and_then(|d| std::fs::read_to_string(d.join(id)).ok())
-            .unwrap_or_default()
+        self.state_dir.as_ref().and_then(|d| std::fs::read_to_string(d.join(id)).ok()).unwrap_or_default()
     }
 
     /// Crashes at most once per marker: creates a flag file in the state dir the first time.

@@ -15,9 +15,16 @@ const WAIT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone)]
 pub enum Mcp {
-    Http { url: String, token: String },
+    Http {
+        url: String,
+        token: String,
+    },
     /// ACP's stdio server: `command args`, with `env` added to the fake's own environment.
-    Stdio { command: String, args: Vec<String>, env: Vec<(String, String)> },
+    Stdio {
+        command: String,
+        args: Vec<String>,
+        env: Vec<(String, String)>,
+    },
 }
 
 impl Mcp {
@@ -47,7 +54,8 @@ impl Mcp {
         let Some(server) = servers.iter().find(|s| s["type"] == "http") else {
             // Stdio servers have no `type`; they are the ones with a `command`.
             let server = servers.iter().find(|s| s.get("command").is_some())?;
-            let strings = |key: &str| -> Vec<Value> { server.get(key).and_then(Value::as_array).cloned().unwrap_or_default() };
+            let strings =
+                |key: &str| -> Vec<Value> { server.get(key).and_then(Value::as_array).cloned().unwrap_or_default() };
             return Some(Mcp::Stdio {
                 command: server["command"].as_str()?.to_owned(),
                 args: strings("args").iter().filter_map(|a| a.as_str().map(str::to_owned)).collect(),
@@ -95,7 +103,11 @@ impl Mcp {
             out.push(match conn.request(&request) {
                 Ok(response) => {
                     let text = response.pointer("/result/content/0/text").and_then(Value::as_str).unwrap_or("?");
-                    if response.pointer("/result/isError") == Some(&json!(true)) { format!("error: {text}") } else { text.to_owned() }
+                    if response.pointer("/result/isError") == Some(&json!(true)) {
+                        format!("error: {text}")
+                    } else {
+                        text.to_owned()
+                    }
                 }
                 Err(e) => format!("error: {e}"),
             });

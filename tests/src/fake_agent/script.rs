@@ -29,7 +29,8 @@ pub enum Script {
 }
 
 pub fn parse(text: &str) -> Script {
-    let after = |marker: &str| text.split_once(marker).map(|(_, rest)| rest.lines().next().unwrap_or("").trim().to_string());
+    let after =
+        |marker: &str| text.split_once(marker).map(|(_, rest)| rest.lines().next().unwrap_or("").trim().to_string());
     if let Some(cmd) = after("RUN_CMD:") {
         Script::RunCmd(cmd)
     } else if let Some(path) = after("WRITE_FILE:") {

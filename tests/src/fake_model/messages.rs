@@ -42,11 +42,7 @@ pub(crate) fn latest(body: &Value) -> Latest<'_> {
 }
 
 pub(crate) fn last_user_message(body: &Value) -> Option<&Value> {
-    body.get("messages")?
-        .as_array()?
-        .iter()
-        .rev()
-        .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
+    body.get("messages")?.as_array()?.iter().rev().find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
 }
 
 /// The user text of the last user message, "" when it carries a tool result.
@@ -59,11 +55,7 @@ pub(crate) fn latest_user_text(body: &Value) -> String {
 
 enum Block {
     Text(String),
-    ToolUse {
-        id: String,
-        name: String,
-        input: Value,
-    },
+    ToolUse { id: String, name: String, input: Value },
 }
 
 /// The reply to one `/v1/messages` request: SSE events when the request streams, else one JSON
@@ -101,10 +93,7 @@ pub(crate) fn reply(body: &Value, n: u64) -> Reply {
                 None => "None".into(),
             };
             let is_error = py_str(result.get("is_error").unwrap_or(&Value::Bool(false)));
-            Block::Text(format!(
-                "FAKE-REPLY: tool finished (is_error={is_error}). output={}",
-                head(&content, 300)
-            ))
+            Block::Text(format!("FAKE-REPLY: tool finished (is_error={is_error}). output={}", head(&content, 300)))
         }
         Latest::UserText(text) if text.contains("CALL_TOOL:") => {
             let (wanted, input) = tool_call_after(&text, "CALL_TOOL:").unwrap_or_default();
@@ -193,9 +182,7 @@ mod tests {
             ]},
             {"role": "system", "content": "Available agent types"},
         ]});
-        let Reply::Stream(evs) = reply(&body, 7) else {
-            panic!("expected a stream")
-        };
+        let Reply::Stream(evs) = reply(&body, 7) else { panic!("expected a stream") };
         assert_eq!(evs[1]["content_block"]["name"], "Bash");
         assert_eq!(evs[1]["content_block"]["id"], "toolu_0007");
         let input: Value = serde_json::from_str(evs[2]["delta"]["partial_json"].as_str().unwrap()).unwrap();
@@ -208,13 +195,8 @@ mod tests {
         let body = json!({"messages": [{"role": "user", "content": [
             {"type": "tool_result", "tool_use_id": "t", "content": "denied", "is_error": true},
         ]}]});
-        let Reply::Json(msg) = reply(&body, 1) else {
-            panic!("expected json")
-        };
-        assert_eq!(
-            msg["content"][0]["text"],
-            "FAKE-REPLY: tool finished (is_error=True). output=denied"
-        );
+        let Reply::Json(msg) = reply(&body, 1) else { panic!("expected json") };
+        assert_eq!(msg["content"][0]["text"], "FAKE-REPLY: tool finished (is_error=True). output=denied");
         assert_eq!(msg["stop_reason"], "end_turn");
     }
 }

@@ -47,10 +47,7 @@ pub struct Recorded {
 
 impl Recorded {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     /// The path without its query.
@@ -95,11 +92,7 @@ impl FakeModel {
                 eprintln!("fake model server on {addr}: {e}");
             }
         });
-        Ok(Self {
-            addr,
-            state,
-            stop: Some(stop),
-        })
+        Ok(Self { addr, state, stop: Some(stop) })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -123,10 +116,7 @@ impl FakeModel {
 
     /// A one-line-per-request summary for failure messages.
     pub fn summary(&self) -> String {
-        self.requests()
-            .iter()
-            .map(|r| format!("{} {} -> {}\n", r.method, r.path, r.status))
-            .collect()
+        self.requests().iter().map(|r| format!("{} {} -> {}\n", r.method, r.path, r.status)).collect()
     }
 }
 
@@ -139,10 +129,7 @@ impl Drop for FakeModel {
 }
 
 async fn handle(state: &State, method: Method, uri: Uri, headers: HeaderMap, raw: Bytes) -> Response {
-    let path = uri
-        .path_and_query()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| uri.path().to_owned());
+    let path = uri.path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| uri.path().to_owned());
     let route = uri.path().to_owned();
     let body = parse_body(&raw);
     // Recorded on arrival so a test can see a request that is still being answered (SLOW_REPLY).
@@ -184,11 +171,7 @@ async fn handle(state: &State, method: Method, uri: Uri, headers: HeaderMap, raw
 
 async fn post(state: &State, route: &str, body: &Value) -> (StatusCode, Value, Response) {
     let is_messages = body.get("messages").is_some();
-    let last_text = if is_messages {
-        messages::latest_user_text(body)
-    } else {
-        responses::latest_user_text(body)
-    };
+    let last_text = if is_messages { messages::latest_user_text(body) } else { responses::latest_user_text(body) };
     if last_text.contains("SLOW_REPLY") {
         // Lets a test interrupt or cancel while a request is in flight.
         tokio::time::sleep(Duration::from_secs(8)).await;
@@ -208,9 +191,7 @@ async fn post(state: &State, route: &str, body: &Value) -> (StatusCode, Value, R
         return json_reply(StatusCode::OK, json!({"input_tokens": 42}));
     }
     if route.ends_with("/messages") {
-        let last_user = messages::last_user_message(body)
-            .map(|m| m.to_string())
-            .unwrap_or_default();
+        let last_user = messages::last_user_message(body).map(|m| m.to_string()).unwrap_or_default();
         if last_user.contains("FAIL_HTTP") {
             return json_reply(StatusCode::BAD_REQUEST, messages::bad_request());
         }
@@ -244,14 +225,7 @@ fn redacted(headers: &HeaderMap) -> Vec<(String, String)> {
         .map(|(k, v)| {
             let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
             let secret = k == header::AUTHORIZATION || k.as_str() == "x-api-key";
-            (
-                k.as_str().to_owned(),
-                if secret {
-                    format!("{}...", script::head(&v, 12))
-                } else {
-                    v
-                },
-            )
+            (k.as_str().to_owned(), if secret { format!("{}...", script::head(&v, 12)) } else { v })
         })
         .collect()
 }
@@ -264,10 +238,7 @@ fn json_reply(status: StatusCode, body: Value) -> (StatusCode, Value, Response) 
 fn sse_reply(events: Vec<Value>) -> (StatusCode, Value, Response) {
     let response = (
         StatusCode::OK,
-        [
-            (header::CONTENT_TYPE, "text/event-stream"),
-            (header::CACHE_CONTROL, "no-cache"),
-        ],
+        [(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")],
         script::sse(&events),
     )
         .into_response();
@@ -275,8 +246,5 @@ fn sse_reply(events: Vec<Value>) -> (StatusCode, Value, Response) {
 }
 
 fn not_found() -> (StatusCode, Value, Response) {
-    json_reply(
-        StatusCode::NOT_FOUND,
-        json!({"error": {"message": "not found", "type": "not_found"}}),
-    )
+    json_reply(StatusCode::NOT_FOUND, json!({"error": {"message": "not found", "type": "not_found"}}))
 }

@@ -13,11 +13,7 @@ pub(crate) enum Latest<'a> {
 /// `responses_last_user_text` of fake_llm.py: a trailing tool output wins, else the last user
 /// message's text parts joined by spaces, else "".
 pub(crate) fn latest(body: &Value) -> Latest<'_> {
-    let items = body
-        .get("input")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or(&[]);
+    let items = body.get("input").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
     if let Some(last) = items.last() {
         let kind = last.get("type").and_then(Value::as_str);
         if matches!(kind, Some("function_call_output" | "custom_tool_call_output")) {
@@ -28,11 +24,7 @@ pub(crate) fn latest(body: &Value) -> Latest<'_> {
         let is_user_message = item.get("type").and_then(Value::as_str) == Some("message")
             && item.get("role").and_then(Value::as_str) == Some("user");
         if is_user_message {
-            let parts = item
-                .get("content")
-                .and_then(Value::as_array)
-                .map(Vec::as_slice)
-                .unwrap_or(&[]);
+            let parts = item.get("content").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
             let texts: Vec<&str> = parts
                 .iter()
                 .filter(|c| c.is_object())
@@ -57,10 +49,7 @@ fn tool_names(body: &Value) -> Vec<String> {
     tools(body)
         .iter()
         .filter_map(|t| {
-            t.get("name")
-                .and_then(Value::as_str)
-                .or_else(|| t.get("type").and_then(Value::as_str))
-                .map(str::to_owned)
+            t.get("name").and_then(Value::as_str).or_else(|| t.get("type").and_then(Value::as_str)).map(str::to_owned)
         })
         .collect()
 }
@@ -82,10 +71,7 @@ fn namespaced_tool(body: &Value, wanted: &str) -> Option<(String, String)> {
 }
 
 fn tools(body: &Value) -> &[Value] {
-    body.get("tools")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or(&[])
+    body.get("tools").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[])
 }
 
 fn assistant_text(n: u64, msg: &str) -> [Value; 3] {
@@ -113,10 +99,7 @@ pub(crate) fn reply(body: &Value, n: u64) -> Vec<Value> {
     match latest(body) {
         Latest::ToolOutput(out) => {
             let output = serde_json::to_string(out.get("output").unwrap_or(&Value::Null)).unwrap_or_default();
-            evs.extend(assistant_text(
-                n,
-                &format!("FAKE-REPLY: tool finished. output={}", head(&output, 300)),
-            ));
+            evs.extend(assistant_text(n, &format!("FAKE-REPLY: tool finished. output={}", head(&output, 300))));
         }
         Latest::UserText(text) if text.contains("CALL_TOOL:") => {
             let (wanted, args) = tool_call_after(&text, "CALL_TOOL:").unwrap_or_default();
@@ -153,9 +136,7 @@ pub(crate) fn reply(body: &Value, n: u64) -> Vec<Value> {
             let path = word_after(&text, "WRITE_FILE:").unwrap_or_default();
             let patch = format!("*** Begin Patch\n*** Add File: {path}\n+hello from fake model\n*** End Patch\n");
             // apply_patch is offered either as a freeform custom tool or as a function tool.
-            let apply_patch = tools(body)
-                .iter()
-                .find(|t| t.get("name").and_then(Value::as_str) == Some("apply_patch"));
+            let apply_patch = tools(body).iter().find(|t| t.get("name").and_then(Value::as_str) == Some("apply_patch"));
             match apply_patch {
                 Some(t) if t.get("type").and_then(Value::as_str) == Some("custom") => {
                     evs.push(json!({"type": "response.output_item.done", "item": {
@@ -176,10 +157,7 @@ pub(crate) fn reply(body: &Value, n: u64) -> Vec<Value> {
             }
         }
         Latest::UserText(text) => {
-            evs.extend(assistant_text(
-                n,
-                &head(&format!("FAKE-REPLY: you said {}", py_repr(&text)), 400),
-            ));
+            evs.extend(assistant_text(n, &head(&format!("FAKE-REPLY: you said {}", py_repr(&text)), 400)));
         }
     }
     evs.push(json!({"type": "response.completed", "response": {"id": rid, "usage": {
@@ -215,10 +193,7 @@ mod tests {
     #[test]
     fn run_cmd_becomes_exec_command() {
         let evs = reply(
-            &request(
-                "please RUN_CMD: touch x\nthanks",
-                json!([{"type": "function", "name": "exec_command"}]),
-            ),
+            &request("please RUN_CMD: touch x\nthanks", json!([{"type": "function", "name": "exec_command"}])),
             3,
         );
         let item = &evs[1]["item"];

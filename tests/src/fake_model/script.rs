@@ -28,11 +28,7 @@ pub(crate) fn tool_call_after(text: &str, marker: &str) -> Option<(String, Value
 /// `mcp__<server>__<tool>`), among `names`.
 pub(crate) fn find_tool<'a>(names: &'a [String], wanted: &str) -> Option<&'a str> {
     let suffix = format!("__{wanted}");
-    names
-        .iter()
-        .find(|n| *n == wanted)
-        .or_else(|| names.iter().find(|n| n.ends_with(&suffix)))
-        .map(String::as_str)
+    names.iter().find(|n| *n == wanted).or_else(|| names.iter().find(|n| n.ends_with(&suffix))).map(String::as_str)
 }
 
 /// The first `n` characters (Python's `s[:n]`).
@@ -49,11 +45,7 @@ pub(crate) fn tail(s: &str, n: usize) -> String {
 /// Python's `repr()` of a str, close enough for log lines: single quotes unless the text has a
 /// single quote and no double quote, backslash escapes for the quote, `\\`, `\n`, `\r`, `\t`.
 pub(crate) fn py_repr(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
+    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
     let mut out = String::with_capacity(s.len() + 2);
     out.push(quote);
     for c in s.chars() {
@@ -101,21 +93,16 @@ mod tests {
 
     #[test]
     fn markers_follow_python_slicing() {
-        assert_eq!(
-            command_after("x RUN_CMD:  touch a b\nmore", "RUN_CMD:").as_deref(),
-            Some("touch a b")
-        );
+        assert_eq!(command_after("x RUN_CMD:  touch a b\nmore", "RUN_CMD:").as_deref(), Some("touch a b"));
         assert_eq!(command_after("RUN_CMD:", "RUN_CMD:").as_deref(), Some(""));
         assert_eq!(command_after("nothing", "RUN_CMD:"), None);
-        assert_eq!(
-            word_after("WRITE_FILE: a.txt please", "WRITE_FILE:").as_deref(),
-            Some("a.txt")
-        );
+        assert_eq!(word_after("WRITE_FILE: a.txt please", "WRITE_FILE:").as_deref(), Some("a.txt"));
     }
 
     #[test]
     fn call_tool_finds_mcp_tools_by_suffix() {
-        let (name, args) = tool_call_after("x\nCALL_TOOL: record_entry {\"kind\": \"open\"}\nmore", "CALL_TOOL:").unwrap();
+        let (name, args) =
+            tool_call_after("x\nCALL_TOOL: record_entry {\"kind\": \"open\"}\nmore", "CALL_TOOL:").unwrap();
         assert_eq!((name.as_str(), args["kind"].as_str()), ("record_entry", Some("open")));
         let names = ["Bash".to_owned(), "mcp__taskgate__record_entry".to_owned()];
         assert_eq!(find_tool(&names, "record_entry"), Some("mcp__taskgate__record_entry"));

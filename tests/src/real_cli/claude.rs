@@ -27,13 +27,7 @@ impl ClaudeSandbox {
         let workdir = root.path().join("work");
         std::fs::create_dir_all(&config_dir)?;
         super::git_workdir(&workdir)?;
-        Ok(ClaudeSandbox {
-            _root: root,
-            home,
-            config_dir,
-            workdir,
-            base_url: fake.origin(),
-        })
+        Ok(ClaudeSandbox { _root: root, home, config_dir, workdir, base_url: fake.origin() })
     }
 
     pub fn env(&self) -> Vec<(String, String)> {

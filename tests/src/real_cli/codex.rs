@@ -33,12 +33,7 @@ impl CodexSandbox {
         std::fs::create_dir_all(&codex_home)?;
         std::fs::write(codex_home.join("config.toml"), config_toml(&fake.origin()))?;
         super::git_workdir(&workdir)?;
-        Ok(CodexSandbox {
-            _root: root,
-            home,
-            codex_home,
-            workdir,
-        })
+        Ok(CodexSandbox { _root: root, home, codex_home, workdir })
     }
 
     pub fn env(&self) -> Vec<(String, String)> {

@@ -31,9 +31,7 @@ impl Cli {
 
     /// The installed binary, when its variable is set and not empty.
     pub fn bin(self) -> Option<PathBuf> {
-        std::env::var_os(self.bin_var())
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
+        std::env::var_os(self.bin_var()).filter(|v| !v.is_empty()).map(PathBuf::from)
     }
 }
 
@@ -54,20 +52,13 @@ pub fn pin(cli: Cli) -> Pin {
             .unwrap_or_else(|| panic!("tests/agent-clis.toml lacks [{}] {key}", cli.name()))
             .to_owned()
     };
-    Pin {
-        package: field("package"),
-        version: field("version"),
-    }
+    Pin { package: field("package"), version: field("version") }
 }
 
 /// The version `bin --version` reports: its first word that starts with a digit
 /// (`codex-cli 0.169.0`, `2.1.197 (Claude Code)`).
 pub async fn installed_version(bin: &Path, env: &[(String, String)]) -> Result<String, String> {
-    let run = tokio::process::Command::new(bin)
-        .arg("--version")
-        .envs(env.iter().cloned())
-        .kill_on_drop(true)
-        .output();
+    let run = tokio::process::Command::new(bin).arg("--version").envs(env.iter().cloned()).kill_on_drop(true).output();
     let out = tokio::time::timeout(Duration::from_secs(30), run)
         .await
         .map_err(|_| format!("{} --version took longer than 30 s", bin.display()))?
@@ -81,15 +72,11 @@ pub async fn installed_version(bin: &Path, env: &[(String, String)]) -> Result<S
             String::from_utf8_lossy(&out.stderr)
         ));
     }
-    parse_version(&stdout)
-        .map(str::to_owned)
-        .ok_or_else(|| format!("no version in {stdout:?}"))
+    parse_version(&stdout).map(str::to_owned).ok_or_else(|| format!("no version in {stdout:?}"))
 }
 
 fn parse_version(output: &str) -> Option<&str> {
-    output
-        .split_whitespace()
-        .find(|w| w.starts_with(|c: char| c.is_ascii_digit()))
+    output.split_whitespace().find(|w| w.starts_with(|c: char| c.is_ascii_digit()))
 }
 
 #[cfg(test)]

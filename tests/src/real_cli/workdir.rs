@@ -15,10 +15,7 @@ pub fn git_workdir(dir: &Path) -> io::Result<()> {
         .env("GIT_CONFIG_NOSYSTEM", "1")
         .output()?;
     if !out.status.success() {
-        return Err(io::Error::other(format!(
-            "git init failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )));
+        return Err(io::Error::other(format!("git init failed: {}", String::from_utf8_lossy(&out.stderr))));
     }
     Ok(())
 }

@@ -111,8 +111,10 @@ impl Bridge {
     /// so messages can say which one is missing without showing a value).
     pub fn from_env(token_env: &str) -> Result<Self, String> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-        let url = var(URL_ENV).ok_or_else(|| format!("{URL_ENV} is not set (taskgate sets it for the agents it starts)"))?;
-        let token = var(token_env).ok_or_else(|| format!("{token_env} is not set (taskgate sets it for the agents it starts)"))?;
+        let url =
+            var(URL_ENV).ok_or_else(|| format!("{URL_ENV} is not set (taskgate sets it for the agents it starts)"))?;
+        let token = var(token_env)
+            .ok_or_else(|| format!("{token_env} is not set (taskgate sets it for the agents it starts)"))?;
         Self::new(url, token.trim().to_owned())
     }
 

@@ -75,7 +75,9 @@ async fn mock(seen: axum::Extension<Seen>, headers: HeaderMap, body: Bytes) -> R
     match method.as_str() {
         "initialize" => (
             [("mcp-session-id", "s-1")],
-            axum::Json(json!({"jsonrpc": "2.0", "id": id, "result": {"protocolVersion": "2025-06-18", "capabilities": {}}})),
+            axum::Json(
+                json!({"jsonrpc": "2.0", "id": id, "result": {"protocolVersion": "2025-06-18", "capabilities": {}}}),
+            ),
         )
             .into_response(),
         "tools/list" => {
@@ -114,7 +116,8 @@ async fn the_bridge_speaks_json_and_sse_and_keeps_the_session() {
         agent_in.write_all(format!("{line}\n").as_bytes()).await.unwrap();
         let mut got = Vec::new();
         for _ in 0..expect {
-            let reply = tokio::time::timeout(Duration::from_secs(10), replies.next_line()).await.unwrap().unwrap().unwrap();
+            let reply =
+                tokio::time::timeout(Duration::from_secs(10), replies.next_line()).await.unwrap().unwrap().unwrap();
             all.push(reply.clone());
             got.push(serde_json::from_str::<Value>(&reply).unwrap());
         }
@@ -159,7 +162,8 @@ async fn the_bridge_speaks_json_and_sse_and_keeps_the_session() {
 async fn an_unreachable_gateway_is_an_error_response() {
     // Nothing listens on the discard port of loopback.
     let bridge = Arc::new(Bridge::new("http://127.0.0.1:9/mcp".into(), TOKEN.into()).unwrap());
-    let input = b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}\n{\"jsonrpc\":\"2.0\",\"method\":\"notifications/x\"}\n";
+    let input =
+        b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}\n{\"jsonrpc\":\"2.0\",\"method\":\"notifications/x\"}\n";
     let (out, agent_out) = tokio::io::duplex(1 << 16);
     serve(bridge, &input[..], out).await.unwrap();
     let mut lines = BufReader::new(agent_out).lines();
