@@ -365,8 +365,7 @@ async fn a_deleted_status_message_is_replaced_by_a_new_one() {
     let last_edit = fake
         .calls_to("editMessageText")
         .into_iter()
-        .filter(|c| c.status == 200 && c.body["text"] == "Codex finished")
-        .next_back()
+        .rfind(|c| c.status == 200 && c.body["text"] == "Codex finished")
         .expect("the status's last edit");
     assert_eq!(last_edit.body["message_id"].as_i64(), Some(ids[1]), "{}", fake.summary());
     assert_eq!(status_messages().len(), 2, "not a new message per update: {}", fake.summary());
