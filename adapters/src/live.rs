@@ -15,15 +15,15 @@ use std::hash::Hash;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use taskgate_core::model::Outbound;
+use taskgate_core::reply::Reply;
 
 /// Chats or keys remembered in memory before the maps are cleared (the store is the fallback).
 const MAX_REMEMBERED: usize = 10_000;
 
-/// The live-status key of a payload, if it is a status update.
-pub fn key(payload: &Value) -> Option<&str> {
-    payload.get("live").and_then(Value::as_str).filter(|k| !k.is_empty())
+/// The live-status key of a reply, if it is a status update.
+pub fn key(reply: &Reply) -> Option<&str> {
+    reply.live.as_deref().filter(|k| !k.is_empty())
 }
 
 /// The rows that `head` stands for: the unsent rows right behind it in `recent` (a chat's
@@ -143,14 +143,14 @@ mod tests {
 
     use super::*;
 
-    fn row(id: i64, payload: Value, sent: Option<&str>) -> Outbound {
+    fn row(id: i64, payload: serde_json::Value, sent: Option<&str>) -> Outbound {
         Outbound {
             id,
             channel: Channel::Telegram,
             chat_id: "1".into(),
             task_id: Some(1),
             approval_id: None,
-            payload,
+            payload: Reply::from_json(payload),
             attempts: 0,
             next_attempt_at: Utc::now(),
             last_error: None,
@@ -186,8 +186,8 @@ mod tests {
         assert!(coalesced(&recent[0], &recent).is_empty());
         let outside = live(1, "turn:7", "old");
         assert!(coalesced(&outside, &recent).is_empty());
-        assert_eq!(key(&json!({"live": ""})), None);
-        assert_eq!(key(&json!({"live": 5})), None, "a malformed key is no key");
+        assert_eq!(key(&Reply { live: Some(String::new()), ..Reply::default() }), None);
+        assert_eq!(key(&Reply::from_json(json!({"text": "x", "live": 5}))), None, "a malformed key is no key");
     }
 
     #[test]

@@ -140,17 +140,45 @@ pub struct RuntimeConfig {
     pub max_processes: usize,
     /// After interrupting a turn at its limit, how long before the process is killed.
     pub interrupt_grace_secs: u64,
+    /// How long a replica's hold on an execution lasts without a renewal: when a replica dies,
+    /// another takes its executions over within this time.
+    pub lease_secs: u64,
+    /// On SIGTERM, how long running turns may go on before they are interrupted and handed
+    /// to another replica (or the next start).
+    pub shutdown_grace_secs: u64,
+    /// An idle agent process (no turn, nothing queued) is shut down after this long; its
+    /// session resumes by provider id on the next message.
+    pub idle_secs: u64,
 }
 
 impl Default for RuntimeConfig {
     fn default() -> Self {
-        Self { turn_timeout_secs: 30 * 60, max_processes: 4, interrupt_grace_secs: 10 }
+        Self {
+            turn_timeout_secs: 30 * 60,
+            max_processes: 4,
+            interrupt_grace_secs: 10,
+            lease_secs: 15,
+            shutdown_grace_secs: 20,
+            idle_secs: 300,
+        }
     }
 }
 
 impl RuntimeConfig {
     pub fn interrupt_grace(&self) -> Duration {
         Duration::from_secs(self.interrupt_grace_secs)
+    }
+
+    pub fn lease(&self) -> Duration {
+        Duration::from_secs(self.lease_secs.max(2))
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+
+    pub fn idle(&self) -> Duration {
+        Duration::from_secs(self.idle_secs)
     }
 }
 

@@ -15,20 +15,21 @@ use axum::response::{IntoResponse, Response};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use taskgate_adapters::feishu::FeishuApi;
-use taskgate_adapters::feishu::card::{self, ApprovalAnswer, ButtonValue};
+use taskgate_adapters::feishu::card::{self, ButtonValue};
 use taskgate_adapters::feishu::event::{self, CARD_ACTION, CallbackKeys, Envelope, Opened, Refused, SignatureHeaders};
 use taskgate_adapters::feishu::inbound::{self, AccessPolicy, BotIdentity, Facts, Inbound, Press, Refusal, Text};
 use taskgate_adapters::feishu::outbound::{self, OutboxOptions, OutboxSender};
 use taskgate_adapters::feishu::ws::{self, EventSink, WsOptions};
 use taskgate_adapters::store::{LeaseOptions, SeaStore};
 use taskgate_core::classify::Chat;
-use taskgate_core::model::{Approval, ApprovalStatus, Channel, Id, InboxOutcome, NewInbound, NewOutbound, Scope};
+use taskgate_core::model::{Channel, Id, InboxOutcome, NewInbound, NewOutbound};
+use taskgate_core::reply::Reply;
 use taskgate_core::store::{Store, StoreError};
 use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::config::{FeishuConfig, FeishuMode};
-use crate::engine::{AdmissionHook, Chosen, Engine, IncomingMessage};
+use crate::engine::{AdmissionHook, Chosen, Engine, IncomingMessage, Pressed};
 use crate::inbox::{InboxDrain, InboxHandler};
 
 /// Where Feishu posts callbacks in webhook mode.
@@ -72,6 +73,8 @@ pub struct Feishu {
     me: BotIdentity,
     webhook: Arc<Webhook>,
     workers: Vec<JoinHandle<()>>,
+    /// The workers that take updates in (poller or long connection, inbox drain).
+    intake: Vec<JoinHandle<()>>,
 }
 
 impl Feishu {
@@ -107,7 +110,7 @@ impl Feishu {
             waiting: Mutex::new(HashMap::new()),
             answer_wait: options.answer_wait,
         });
-        let mut workers = Vec::new();
+        let (mut workers, mut intake_workers) = (Vec::new(), Vec::new());
         // The outbox sender, the inbox drain and the long connection run on one replica each
         // (the leases' holders), so nothing is sent or handled twice and Feishu sees one
         // connection per app; the webhook route stays on every replica (it only stores,
@@ -122,12 +125,12 @@ impl Feishu {
         if config.mode == FeishuMode::Websocket {
             let ws_lease = store.singleton(&format!("feishu-ws:{}", config.app_id), LeaseOptions::default());
             let (api, sink, ws_options) = (api.clone(), intake.clone() as Arc<dyn EventSink>, options.ws.clone());
-            workers.push(tokio::spawn(ws_lease.run(move || ws::run(api.clone(), sink.clone(), ws_options.clone()))));
+            intake_workers.push(tokio::spawn(ws_lease.run(move || ws::run(api.clone(), sink.clone(), ws_options.clone()))));
         }
         let inbox_lease = store.singleton(&format!("inbox:{}", Channel::Feishu), LeaseOptions::default());
         let (drain_store, drain_me, drain_policy, drain_intake, interval) =
             (store.clone(), me.clone(), policy(config), intake.clone(), options.inbox_interval);
-        workers.push(tokio::spawn(inbox_lease.run(move || {
+        intake_workers.push(tokio::spawn(inbox_lease.run(move || {
             // A fresh worker per leadership term: its in-memory set only guards one run.
             let worker = InboxWorker {
                 engine: engine.clone(),
@@ -143,7 +146,7 @@ impl Feishu {
         })));
         tracing::info!(bot = %me.name, mode = ?config.mode, "feishu channel started");
         let webhook = Arc::new(Webhook { intake, keys, enabled: config.mode == FeishuMode::Webhook });
-        Ok(Self { me, webhook, workers })
+        Ok(Self { me, webhook, workers, intake: intake_workers })
     }
 
     pub fn identity(&self) -> &BotIdentity {
@@ -156,9 +159,18 @@ impl Feishu {
     }
 }
 
+impl Feishu {
+    /// Stops taking updates in (the gateway stops); the outbox sender goes on until dropped.
+    pub fn stop_intake(&mut self) {
+        for worker in self.intake.drain(..) {
+            worker.abort();
+        }
+    }
+}
+
 impl Drop for Feishu {
     fn drop(&mut self) {
-        for worker in &self.workers {
+        for worker in self.workers.iter().chain(&self.intake) {
             worker.abort();
         }
     }
@@ -398,6 +410,7 @@ impl InboxWorker {
                 reply_to_task,
                 chat: text.chat,
                 mentioned: text.mentioned,
+                message_id: Some(text.message_id.clone()),
             })
             .await?;
         Ok(())
@@ -415,96 +428,47 @@ impl InboxWorker {
 
     async fn press(&self, press: &Press) -> anyhow::Result<Answer> {
         let inactive = || Answer { success: false, toast: "This button is no longer active.".into(), card: None };
-        match press.value {
-            Some(ButtonValue::Approval { approval, answer }) => self.approval_press(press, approval, answer).await,
+        let name = self.name_of(&press.operator_open_id).await;
+        let by = IncomingMessage {
+            channel: Channel::Feishu,
+            chat_id: press.chat_id.clone(),
+            thread_id: String::new(),
+            sender_id: press.operator_open_id.clone(),
+            sender_name: name.clone(),
+            text: String::new(),
+            reply_to_task: None,
+            chat: press.chat,
+            mentioned: true,
+            message_id: None,
+        };
+        let (shown, message) = self.card_text(press).await?;
+        let pressed = match press.value.clone() {
+            Some(ButtonValue::Approval { approval, nonce, answer }) => {
+                self.engine.decide(&by, approval, Some(&nonce), answer).await?
+            }
+            Some(ButtonValue::Stop(task)) => self.engine.stop(&by, task).await?,
             Some(ButtonValue::Choice(choice)) => {
                 // The reading applies to the original message (Engine::choose), not to the
                 // button's label as new text.
-                let (shown, message) = self.card_text(press).await?;
                 let Some(message) = message else { return Ok(inactive()) };
-                let name = self.name_of(&press.operator_open_id).await;
-                let sender = IncomingMessage {
-                    channel: Channel::Feishu,
-                    chat_id: press.chat_id.clone(),
-                    thread_id: String::new(),
-                    sender_id: press.operator_open_id.clone(),
-                    sender_name: name.clone(),
-                    text: String::new(),
-                    reply_to_task: message.task_id,
-                    chat: press.chat,
-                    mentioned: true,
-                };
-                match self.engine.choose(sender, message.id, choice).await? {
+                let sender = IncomingMessage { reply_to_task: message.task_id, ..by };
+                return match self.engine.choose(sender, message.id, choice).await? {
                     Chosen::Applied { label } => {
                         let line = format!("{name} chose: {label}");
                         Ok(Answer { success: true, toast: line.clone(), card: Some(card::decided(&shown, &line)) })
                     }
                     Chosen::Unknown => Ok(inactive()),
-                }
+                };
             }
-            None => Ok(inactive()),
-        }
-    }
-
-    /// Resolves exactly the approval the button names; a second press hears who decided.
-    async fn approval_press(&self, press: &Press, id: Id, answer: ApprovalAnswer) -> anyhow::Result<Answer> {
-        let approval = match self.store.approval(id).await {
-            Ok(a) => a,
-            Err(StoreError::NotFound { .. }) => {
-                return Ok(Answer { success: false, toast: "This request is no longer known.".into(), card: None });
+            None => return Ok(inactive()),
+        };
+        Ok(match pressed {
+            Pressed::Done(line) if matches!(press.value, Some(ButtonValue::Approval { .. })) => {
+                Answer { success: true, toast: line.clone(), card: Some(card::decided(&shown, &line)) }
             }
-            Err(e) => return Err(e.into()),
-        };
-        let (shown, _) = self.card_text(press).await?;
-        if approval.status != ApprovalStatus::Pending {
-            let line = self.decided_line(&approval, None).await;
-            let toast = format!("Already {}", lowercase_first(&line));
-            return Ok(Answer { success: false, toast, card: Some(card::decided(&shown, &line)) });
-        }
-        let name = self.name_of(&press.operator_open_id).await;
-        let text = match answer {
-            ApprovalAnswer::Once => format!("/approve {id}"),
-            ApprovalAnswer::Always => format!("/approve {id} all"),
-            ApprovalAnswer::Deny => format!("/deny {id}"),
-        };
-        self.engine
-            .handle(IncomingMessage {
-                channel: Channel::Feishu,
-                chat_id: press.chat_id.clone(),
-                thread_id: String::new(),
-                sender_id: press.operator_open_id.clone(),
-                sender_name: name.clone(),
-                text,
-                reply_to_task: Some(approval.task_id),
-                chat: press.chat,
-                mentioned: true,
-            })
-            .await?;
-        let after = self.store.approval(id).await?;
-        if after.status == ApprovalStatus::Pending {
-            return Ok(Answer { success: false, toast: "Not recorded; try /approve or /deny.".into(), card: None });
-        }
-        let line = self.decided_line(&after, Some(&name)).await;
-        Ok(Answer { success: true, toast: line.clone(), card: Some(card::decided(&shown, &line)) })
-    }
-
-    /// "Approved by Alice": the presser when they decided, else the person on record.
-    async fn decided_line(&self, approval: &Approval, presser: Option<&str>) -> String {
-        let verb = match (approval.status, approval.scope) {
-            (ApprovalStatus::Approved, Some(Scope::Always)) => "Always approved",
-            (ApprovalStatus::Approved, _) => "Approved",
-            (ApprovalStatus::Denied | ApprovalStatus::Cancelled, _) => "Denied",
-            (ApprovalStatus::Expired, _) => return "Expired: the turn ended before an answer".into(),
-            (ApprovalStatus::Pending, _) => return "Waiting".into(),
-        };
-        let who = match (presser, approval.decided_by) {
-            (Some(name), _) => name.to_owned(),
-            (None, Some(person)) => {
-                self.store.person(person).await.map(|p| p.name).unwrap_or_else(|_| "someone".into())
-            }
-            (None, None) => "someone".into(),
-        };
-        format!("{verb} by {who}")
+            Pressed::Done(line) => Answer { success: true, toast: line, card: None },
+            Pressed::Refused(why) => Answer { success: false, toast: why, card: None },
+        })
     }
 
     /// Into the waiting callback when it still waits; else the card is replaced through the
@@ -546,17 +510,9 @@ impl InboxWorker {
                 chat_id: chat_id.to_owned(),
                 task_id: None,
                 approval_id: None,
-                payload: json!({"text": text, "buttons": [], "options": [], "thread_id": "", "reply_to": reply_to}),
+                payload: Reply { reply_to: reply_to.map(str::to_owned), ..Reply::text(text) },
             })
             .await?;
         Ok(())
-    }
-}
-
-fn lowercase_first(s: &str) -> String {
-    let mut chars = s.chars();
-    match chars.next() {
-        Some(c) => c.to_lowercase().chain(chars).collect(),
-        None => String::new(),
     }
 }

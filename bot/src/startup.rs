@@ -58,20 +58,16 @@ impl Application {
             Arc::new(config.clone()),
             Arc::new(AgentRuntimes::new(RuntimeOptions::default())),
         ));
-        // Before serving: resumed turns go first, and stale approvals are expired before a
-        // person can press their buttons.
-        let recovered = engine.recover().await.context("resuming open work")?;
-        if recovered == Default::default() {
-            tracing::info!("no open work to resume");
-        } else {
-            tracing::info!(
-                executions = recovered.executions,
-                turns = recovered.turns,
-                approvals = recovered.approvals,
-                expired = recovered.expired,
-                "resumed open work from the last run"
-            );
+        // SQLite is one process (the data-dir lock above): every lease in it belongs to a run
+        // that is gone, so its work is taken over at once rather than after the lease.
+        if config.uses_sqlite() {
+            let freed = store.release_all().await.context("releasing the last run's executions")?;
+            if freed > 0 {
+                tracing::info!(executions = freed, "the last run left executions open; taking them over");
+            }
         }
+        // Takes over what nobody runs (what the last run left open) and runs new work.
+        engine.start();
         let telegram = match &config.telegram {
             Some(tg) => {
                 engine.set_admission(Channel::Telegram, telegram::admission(tg));
@@ -119,12 +115,14 @@ impl Application {
         self.new_token.take()
     }
 
-    /// Serves until `shutdown` resolves, then stops taking connections, lets requests in
-    /// flight finish, shuts the agent sessions down and closes the database. Work accepted
-    /// before that is in the database (inbox, outbox, tasks, open turns), so nothing accepted
-    /// is lost to a stop: the next start resumes it.
+    /// Serves until `shutdown` resolves, then stops gracefully: no new connections, open event
+    /// streams ended, channels stop taking updates, running turns get
+    /// `runtime.shutdown_grace_secs` to finish and are then handed over (another replica, or the
+    /// next start, runs them again; the chat is told), the outbox gets a moment to deliver,
+    /// and the database is closed. Bounded: the process ends within the grace plus a few
+    /// seconds. Work accepted before the stop is in the database, so nothing accepted is lost.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Application { listener, state, engine, telegram, feishu, web, new_token: _, _lock } = self;
+        let Application { listener, state, engine, mut telegram, mut feishu, web, new_token: _, _lock } = self;
         let store = state.store.clone();
         // The MCP server (restart-note tools) answers through the engine.
         let mut router = http::router(state).layer(axum::Extension(engine.clone()));
@@ -137,20 +135,76 @@ impl Application {
         if let Some(web) = &web {
             router = router.layer(axum::Extension(web.extension()));
         }
-        let served = axum::serve(listener, router).with_graceful_shutdown(shutdown).await.context("HTTP server");
-        // Channels first, so nothing new reaches the engine; then the agents, which must not
-        // outlive the gateway even when serving failed.
+        let stopping = tokio_util::sync::CancellationToken::new();
+        let mut server = {
+            let stopping = stopping.clone();
+            tokio::spawn(async move {
+                axum::serve(listener, router).with_graceful_shutdown(stopping.cancelled_owned()).await
+            })
+        };
+        // The server ending on its own (it cannot, short of a bug) also stops the gateway.
+        let mut served = tokio::select! {
+            () = shutdown => None,
+            ended = &mut server => Some(ended),
+        };
+        tracing::info!("stopping: no new requests or updates; running turns get their grace");
+        stopping.cancel();
+        if let Some(web) = &web {
+            web.close_streams();
+        }
+        if let Some(telegram) = &mut telegram {
+            telegram.stop_intake();
+        }
+        if let Some(feishu) = &mut feishu {
+            feishu.stop_intake();
+        }
+        engine.shutdown(engine_grace(&engine)).await;
+        // What the handover said to the chats goes out before the senders stop.
+        flush_outbox(&store, FLUSH).await;
         drop(telegram);
         drop(feishu);
         drop(web);
-        engine.shutdown().await;
         drop(engine);
-        served?;
+        if served.is_none() {
+            // Requests in flight had the whole handover to finish; what is left is cut.
+            served = match tokio::time::timeout(std::time::Duration::from_millis(500), &mut server).await {
+                Ok(ended) => Some(ended),
+                Err(_) => {
+                    server.abort();
+                    None
+                }
+            };
+        }
+        if let Some(Ok(Err(e))) = served {
+            return Err(anyhow::Error::new(e).context("HTTP server"));
+        }
         if let Ok(store) = Arc::try_unwrap(store) {
             store.close().await.context("closing the database")?;
         }
         tracing::info!("taskgate stopped");
         Ok(())
+    }
+}
+
+/// How long the outbox gets after the handover to deliver what it says.
+const FLUSH: std::time::Duration = std::time::Duration::from_secs(1);
+
+fn engine_grace(engine: &Engine) -> std::time::Duration {
+    engine.config().runtime.shutdown_grace()
+}
+
+/// Waits (at most `bound`) until no outbound message is due on any channel.
+async fn flush_outbox(store: &SeaStore, bound: std::time::Duration) {
+    let deadline = tokio::time::Instant::now() + bound;
+    while tokio::time::Instant::now() < deadline {
+        let mut due = false;
+        for channel in [Channel::Telegram, Channel::Feishu, Channel::Web] {
+            due |= store.outbox_due(channel, chrono::Utc::now(), 1).await.is_ok_and(|d| !d.is_empty());
+        }
+        if !due {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
 

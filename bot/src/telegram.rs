@@ -11,18 +11,19 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use taskgate_adapters::store::{LeaseOptions, SeaStore};
-use taskgate_adapters::telegram::callback::{ApprovalAnswer, ButtonData};
+use taskgate_adapters::telegram::callback::ButtonData;
 use taskgate_adapters::telegram::inbound::{self, AccessPolicy, Inbound, Place, Press, Refusal, Text};
 use taskgate_adapters::telegram::outbound::{self, OutboxOptions, OutboxSender};
 use taskgate_adapters::telegram::polling::{self, PollOptions};
 use taskgate_adapters::telegram::{self as tg, Bot, BotIdentity};
-use taskgate_core::model::{Approval, ApprovalStatus, Channel, Id, NewOutbound, Scope};
-use taskgate_core::store::{Store, StoreError};
+use taskgate_core::model::{Channel, NewOutbound};
+use taskgate_core::reply::Reply;
+use taskgate_core::store::Store;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::config::{TelegramConfig, TelegramMode};
-use crate::engine::{AdmissionHook, Chosen, Engine, IncomingMessage};
+use crate::engine::{AdmissionHook, Chosen, Engine, IncomingMessage, Pressed};
 use crate::inbox::{InboxDrain, InboxHandler};
 
 /// Where Telegram posts updates in webhook mode.
@@ -62,6 +63,8 @@ pub struct Telegram {
     me: BotIdentity,
     webhook: Arc<Webhook>,
     workers: Vec<JoinHandle<()>>,
+    /// The workers that take updates in (poller or long connection, inbox drain).
+    intake: Vec<JoinHandle<()>>,
 }
 
 impl Telegram {
@@ -92,7 +95,7 @@ impl Telegram {
             ),
             TelegramMode::Polling => None,
         };
-        let mut workers = Vec::new();
+        let (mut workers, mut intake_workers) = (Vec::new(), Vec::new());
         match config.mode {
             TelegramMode::Polling => {
                 // getUpdates answers 409 while a webhook is set.
@@ -102,7 +105,7 @@ impl Telegram {
                 let lease = store.singleton(&format!("telegram-poller:{}", me.id), LeaseOptions::default());
                 let (bot, store, inbox, poll) =
                     (bot.clone(), store.clone() as Arc<dyn Store>, inbox.clone(), options.poll.clone());
-                workers.push(tokio::spawn(
+                intake_workers.push(tokio::spawn(
                     lease.run(move || polling::run(bot.clone(), store.clone(), inbox.clone(), poll.clone())),
                 ));
             }
@@ -126,7 +129,7 @@ impl Telegram {
         let inbox_lease = store.singleton(&format!("inbox:{}", Channel::Telegram), LeaseOptions::default());
         let (drain_store, drain_me, drain_policy, wake, interval) =
             (store.clone(), me.clone(), policy(config), inbox.clone(), options.inbox_interval);
-        workers.push(tokio::spawn(inbox_lease.run(move || {
+        intake_workers.push(tokio::spawn(inbox_lease.run(move || {
             // A fresh worker per leadership term: its in-memory sets only guard one run.
             let worker = InboxWorker {
                 engine: engine.clone(),
@@ -142,7 +145,7 @@ impl Telegram {
         })));
         tracing::info!(bot = %me.username, mode = ?config.mode, "telegram channel started");
         let webhook = Arc::new(Webhook { store, secret, stored: inbox });
-        Ok(Self { me, webhook, workers })
+        Ok(Self { me, webhook, workers, intake: intake_workers })
     }
 
     pub fn identity(&self) -> &BotIdentity {
@@ -155,9 +158,18 @@ impl Telegram {
     }
 }
 
+impl Telegram {
+    /// Stops taking updates in (the gateway stops); the outbox sender goes on until dropped.
+    pub fn stop_intake(&mut self) {
+        for worker in self.intake.drain(..) {
+            worker.abort();
+        }
+    }
+}
+
 impl Drop for Telegram {
     fn drop(&mut self) {
-        for worker in &self.workers {
+        for worker in self.workers.iter().chain(&self.intake) {
             worker.abort();
         }
     }
@@ -287,6 +299,7 @@ impl InboxWorker {
                 reply_to_task,
                 chat: text.chat,
                 mentioned: text.mentioned,
+                message_id: Some(text.message_id.to_string()),
             })
             .await?;
         Ok(())
@@ -297,68 +310,37 @@ impl InboxWorker {
             outbound::answer_press(&self.bot, &press.query_id, Some("This button is no longer active.")).await;
             return Ok(());
         };
-        match press.data {
-            Some(ButtonData::Approval { approval, answer }) => {
-                self.approval_press(&press, place, message_id, approval, answer).await
-            }
-            Some(ButtonData::Choice(choice)) => self.choice_press(&press, place, message_id, choice).await,
-            None => {
-                outbound::answer_press(&self.bot, &press.query_id, Some("This button is no longer active.")).await;
-                Ok(())
-            }
-        }
-    }
-
-    /// Resolves exactly the approval the button names; a second press hears who decided.
-    async fn approval_press(
-        &self,
-        press: &Press,
-        place: Place,
-        message_id: i32,
-        id: Id,
-        answer: ApprovalAnswer,
-    ) -> anyhow::Result<()> {
-        let approval = match self.store.approval(id).await {
-            Ok(a) => a,
-            Err(StoreError::NotFound { .. }) => {
-                outbound::answer_press(&self.bot, &press.query_id, Some("This request is no longer known.")).await;
-                return Ok(());
-            }
-            Err(e) => return Err(e.into()),
+        let by = || IncomingMessage {
+            channel: Channel::Telegram,
+            chat_id: place.chat_id.to_string(),
+            thread_id: place.thread_key(),
+            sender_id: press.from.id.to_string(),
+            sender_name: press.from.name.clone(),
+            text: String::new(),
+            reply_to_task: None,
+            chat: press.chat,
+            mentioned: true,
+            message_id: None,
         };
-        if approval.status != ApprovalStatus::Pending {
-            let line = self.decided_line(&approval, None).await;
-            outbound::answer_press(&self.bot, &press.query_id, Some(&format!("Already {}", lowercase_first(&line))))
-                .await;
-            outbound::show_decision(&self.bot, place.chat_id, message_id, press.message_text.as_deref(), &line).await;
-            return Ok(());
-        }
-        let text = match answer {
-            ApprovalAnswer::Once => format!("/approve {id}"),
-            ApprovalAnswer::Always => format!("/approve {id} all"),
-            ApprovalAnswer::Deny => format!("/deny {id}"),
+        let pressed = match press.data.clone() {
+            Some(ButtonData::Approval { approval, nonce, answer }) => {
+                self.engine.decide(&by(), approval, Some(&nonce), answer).await?
+            }
+            Some(ButtonData::Stop(task)) => self.engine.stop(&by(), task).await?,
+            Some(ButtonData::Choice(choice)) => return self.choice_press(&press, place, message_id, choice).await,
+            None => Pressed::Refused("This button is no longer active.".into()),
         };
-        self.engine
-            .handle(IncomingMessage {
-                channel: Channel::Telegram,
-                chat_id: place.chat_id.to_string(),
-                thread_id: place.thread_key(),
-                sender_id: press.from.id.to_string(),
-                sender_name: press.from.name.clone(),
-                text,
-                reply_to_task: Some(approval.task_id),
-                chat: press.chat,
-                mentioned: true,
-            })
-            .await?;
-        let after = self.store.approval(id).await?;
-        if after.status == ApprovalStatus::Pending {
-            outbound::answer_press(&self.bot, &press.query_id, Some("Not recorded; try /approve or /deny.")).await;
-            return Ok(());
+        match pressed {
+            Pressed::Done(line) => {
+                outbound::answer_press(&self.bot, &press.query_id, Some(&line)).await;
+                if matches!(press.data, Some(ButtonData::Approval { .. })) {
+                    let line = format!("{line} ({})", press.from.handle());
+                    outbound::show_decision(&self.bot, place.chat_id, message_id, press.message_text.as_deref(), &line)
+                        .await;
+                }
+            }
+            Pressed::Refused(why) => outbound::answer_press(&self.bot, &press.query_id, Some(&why)).await,
         }
-        let line = self.decided_line(&after, Some(press)).await;
-        outbound::answer_press(&self.bot, &press.query_id, Some(&line)).await;
-        outbound::show_decision(&self.bot, place.chat_id, message_id, press.message_text.as_deref(), &line).await;
         Ok(())
     }
 
@@ -391,6 +373,7 @@ impl InboxWorker {
             reply_to_task: message.task_id,
             chat: press.chat,
             mentioned: true,
+            message_id: None,
         };
         match self.engine.choose(sender, message.id, choice).await? {
             Chosen::Applied { label } => {
@@ -408,25 +391,6 @@ impl InboxWorker {
             }
         }
         Ok(())
-    }
-
-    /// "Approved by @alice": the presser's handle when they decided, else the person's name.
-    async fn decided_line(&self, approval: &Approval, presser: Option<&Press>) -> String {
-        let verb = match (approval.status, approval.scope) {
-            (ApprovalStatus::Approved, Some(Scope::Always)) => "Always approved",
-            (ApprovalStatus::Approved, _) => "Approved",
-            (ApprovalStatus::Denied | ApprovalStatus::Cancelled, _) => "Denied",
-            (ApprovalStatus::Expired, _) => return "Expired: the turn ended before an answer".into(),
-            (ApprovalStatus::Pending, _) => return "Waiting".into(),
-        };
-        let who = match (presser, approval.decided_by) {
-            (Some(p), _) => p.from.handle(),
-            (None, Some(person)) => {
-                self.store.person(person).await.map(|p| p.name).unwrap_or_else(|_| "someone".into())
-            }
-            (None, None) => "someone".into(),
-        };
-        format!("{verb} by {who}")
     }
 
     async fn refuse(&mut self, refusal: Refusal) -> anyhow::Result<()> {
@@ -453,18 +417,10 @@ impl InboxWorker {
                 chat_id: place.chat_id.to_string(),
                 task_id: None,
                 approval_id: None,
-                payload: serde_json::json!({"text": text, "buttons": [], "options": [], "thread_id": place.thread_key()}),
+                payload: Reply::text(text).in_thread(place.thread_key()),
             })
             .await?;
         Ok(())
-    }
-}
-
-fn lowercase_first(s: &str) -> String {
-    let mut chars = s.chars();
-    match chars.next() {
-        Some(c) => c.to_lowercase().chain(chars).collect(),
-        None => String::new(),
     }
 }
 

@@ -5,6 +5,9 @@
 pub mod classify;
 pub mod model;
 pub mod notes;
+pub mod plan;
+pub mod react;
+pub mod reply;
 pub mod route;
 pub mod runtime;
 pub mod store;

@@ -14,8 +14,16 @@ pub enum StoreError {
     Conflict { entity: &'static str, id: Id, expected: i32 },
     #[error("{0} already exists")]
     AlreadyExists(String),
+    /// The caller's lease on an execution is gone (expired and taken over, or released):
+    /// it must stop acting for that execution.
+    #[error("execution {0}: this replica no longer owns it")]
+    Fenced(Id),
     #[error("database: {0}")]
     Backend(String),
+    /// The database was briefly unable to take the write (a lock held elsewhere, a deadlock
+    /// or serialization failure): the same write may succeed when tried again.
+    #[error("database busy: {0}")]
+    Busy(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -38,6 +46,7 @@ pub struct NewExecution {
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewApproval {
     pub task_id: Id,
+    pub execution_id: Option<Id>,
     pub turn_id: Option<Id>,
     pub request_id: String,
     pub action: String,
@@ -79,11 +88,41 @@ pub trait Store: Send + Sync {
     async fn update_session(&self, session: &RuntimeSession) -> StoreResult<RuntimeSession>;
     /// The newest session of an execution, usable or not.
     async fn latest_session(&self, execution_id: Id) -> StoreResult<Option<RuntimeSession>>;
+    /// A queued turn; its execution is flagged as having work (see [`Store::work`]).
     async fn create_turn(&self, session_id: Id, input: &str) -> StoreResult<Turn>;
+    async fn turn(&self, id: Id) -> StoreResult<Turn>;
     async fn update_turn(&self, turn: &Turn) -> StoreResult<Turn>;
     /// Turns not yet ended (queued, running, waiting for approval), oldest first; of one
-    /// session, or of all (what a restarted gateway must pick up again).
+    /// session, or of all.
     async fn open_turns(&self, session_id: Option<Id>) -> StoreResult<Vec<Turn>>;
+    /// An execution's turns not yet ended, in every session of it, oldest first.
+    async fn execution_turns(&self, execution_id: Id) -> StoreResult<Vec<Turn>>;
+
+    // Ownership: one live replica runs an execution with open work (see `Lease`).
+    /// Takes `execution` for `owner` until `until` when nobody holds it, its holder's lease
+    /// expired before `now`, or `owner` holds it already. Every claim gets a new fence.
+    async fn claim(&self, execution: Id, owner: &str, now: Timestamp, until: Timestamp) -> StoreResult<Option<Lease>>;
+    /// Extends every lease `owner` holds; returns how many.
+    async fn renew_leases(&self, owner: &str, until: Timestamp) -> StoreResult<u64>;
+    /// Fails with `Fenced` unless `lease` is still current (then extends it to `until`). The
+    /// first statement of every transaction an owner writes for its execution.
+    async fn check_lease(&self, lease: &Lease, until: Timestamp) -> StoreResult<()>;
+    /// Gives the execution up now (its work, if any, is taken by the next claim).
+    async fn release(&self, lease: &Lease) -> StoreResult<()>;
+    /// Drops every lease: only where no other process can hold one (SQLite, one process).
+    async fn release_all(&self) -> StoreResult<u64>;
+    /// Executions with work waiting (queued turns, orders), at most `limit`.
+    async fn work(&self, limit: u64) -> StoreResult<Vec<Work>>;
+    /// The owner has nothing left to do for its execution: clears the work flag unless work
+    /// arrived after `seen` (the `Work::seq` it acted on). Returns whether it was cleared.
+    async fn work_done(&self, lease: &Lease, seen: i64) -> StoreResult<bool>;
+    /// The execution's current work sequence number.
+    async fn work_seq(&self, execution: Id) -> StoreResult<i64>;
+    /// Leaves an order for the execution's owner (and flags the execution as having work).
+    async fn give_order(&self, execution: Id, order: &Order) -> StoreResult<Id>;
+    /// Orders not yet carried out, oldest first.
+    async fn orders(&self, execution: Id) -> StoreResult<Vec<PendingOrder>>;
+    async fn order_done(&self, id: Id) -> StoreResult<()>;
 
     // Approvals.
     async fn create_approval(&self, new: NewApproval) -> StoreResult<Approval>;
@@ -107,6 +146,11 @@ pub trait Store: Send + Sync {
     /// channel's worker drains its own, so one slow channel never starves another.
     async fn inbox_pending(&self, channel: Channel, limit: u64) -> StoreResult<Vec<Inbound>>;
     async fn inbox_done(&self, id: Id) -> StoreResult<()>;
+    /// Handling the update failed: counts the attempt and keeps the error. With `set_aside` the
+    /// row is done (never handled again) and stays visible with its error.
+    async fn inbox_failed(&self, id: Id, error: &str, set_aside: bool) -> StoreResult<()>;
+    /// Updates set aside after failing, newest first.
+    async fn inbox_set_aside(&self, limit: u64) -> StoreResult<Vec<Inbound>>;
 
     // Outbox: ordered per chat, retried with a next-attempt time.
     async fn outbox_enqueue(&self, message: NewOutbound) -> StoreResult<Outbound>;
@@ -131,6 +175,9 @@ pub trait Store: Send + Sync {
     async fn chat_tasks(&self, channel: Channel, chat_id: &str, limit: u64) -> StoreResult<Vec<Id>>;
     /// The newest outbound message about a task: where its news goes when no one is asking.
     async fn latest_outbound(&self, task_id: Id) -> StoreResult<Option<Outbound>>;
+    /// Whether the outbox wrote about `approval` (or, with `approval` `None`, about `task`) to
+    /// this chat: a button press counts only where its message was shown.
+    async fn shown_in(&self, channel: Channel, chat_id: &str, approval: Option<Id>, task: Option<Id>) -> StoreResult<bool>;
 
     /// Whether the database answers (readiness).
     async fn ping(&self) -> StoreResult<()>;

@@ -7,12 +7,17 @@ use sea_orm_migration::sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend,
 
 mod m20261122_000001_init;
 mod m20261201_000001_web_console;
+mod m20261204_000001_ownership;
 
 pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261122_000001_init::Migration), Box::new(m20261201_000001_web_console::Migration)]
+        vec![
+            Box::new(m20261122_000001_init::Migration),
+            Box::new(m20261201_000001_web_console::Migration),
+            Box::new(m20261204_000001_ownership::Migration),
+        ]
     }
 }
 

@@ -8,33 +8,43 @@
 //! as they were written.
 
 use serde_json::{Value, json};
-use taskgate_core::model::Id;
+use taskgate_core::model::{Answer, Id, Scope};
+use taskgate_core::reply::{self, Action};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ApprovalAnswer {
-    Once,
-    Always,
-    Deny,
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ButtonValue {
+    /// The nonce is the approval's own random value: a press cannot name an approval it was
+    /// never shown.
+    Approval { approval: Id, nonce: String, answer: Answer },
+    Choice(usize),
+    Stop(Id),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ButtonValue {
-    Approval { approval: Id, answer: ApprovalAnswer },
-    Choice(usize),
+impl From<&Action> for ButtonValue {
+    fn from(action: &Action) -> Self {
+        match action {
+            Action::Decide { approval, nonce, answer } => {
+                ButtonValue::Approval { approval: *approval, nonce: nonce.clone(), answer: *answer }
+            }
+            Action::Choose { choice, .. } => ButtonValue::Choice(*choice),
+            Action::Stop { task } => ButtonValue::Stop(*task),
+        }
+    }
 }
 
 impl ButtonValue {
     pub fn encode(&self) -> Value {
         match self {
-            ButtonValue::Approval { approval, answer } => {
+            ButtonValue::Approval { approval, nonce, answer } => {
                 let op = match answer {
-                    ApprovalAnswer::Once => "approve",
-                    ApprovalAnswer::Always => "always",
-                    ApprovalAnswer::Deny => "deny",
+                    Answer::Approve(Scope::Once) => "approve",
+                    Answer::Approve(Scope::Always) => "always",
+                    Answer::Deny | Answer::DenyAndStop => "deny",
                 };
-                json!({"op": op, "approval": approval.to_string()})
+                json!({"op": op, "approval": approval.to_string(), "nonce": nonce})
             }
             ButtonValue::Choice(n) => json!({"op": "choice", "choice": n.to_string()}),
+            ButtonValue::Stop(task) => json!({"op": "stop", "task": task.to_string()}),
         }
     }
 
@@ -46,52 +56,28 @@ impl ButtonValue {
             _ => None,
         };
         let answer = match value.get("op")?.as_str()? {
-            "approve" => ApprovalAnswer::Once,
-            "always" => ApprovalAnswer::Always,
-            "deny" => ApprovalAnswer::Deny,
+            "approve" => Answer::Approve(Scope::Once),
+            "always" => Answer::Approve(Scope::Always),
+            "deny" => Answer::Deny,
             "choice" => return Some(ButtonValue::Choice(usize::try_from(number("choice")?).ok()?)),
+            "stop" => return Some(ButtonValue::Stop(number("task")?)),
             _ => return None,
         };
-        Some(ButtonValue::Approval { approval: number("approval")?, answer })
+        let nonce = value.get("nonce")?.as_str().filter(|n| !n.is_empty())?.to_owned();
+        Some(ButtonValue::Approval { approval: number("approval")?, nonce, answer })
     }
 }
 
-/// A button as the outbox payload describes it, resolved to what it will carry.
+/// A button as the reply describes it, resolved to what it will carry.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Button {
     pub label: String,
     pub value: ButtonValue,
 }
 
-/// `{buttons: [{label, choice}], options: [{intent, approval, scope}]}` → the buttons.
-pub fn buttons(payload: &Value) -> Vec<Button> {
-    let Some(list) = payload.get("buttons").and_then(Value::as_array) else { return Vec::new() };
-    let options = payload.get("options").and_then(Value::as_array);
-    list.iter()
-        .filter_map(|b| {
-            let label = b.get("label")?.as_str()?.to_owned();
-            let choice = usize::try_from(b.get("choice")?.as_u64()?).ok()?;
-            let value =
-                options.and_then(|o| o.get(choice)).and_then(approval_of).unwrap_or(ButtonValue::Choice(choice));
-            Some(Button { label, value })
-        })
-        .collect()
-}
-
-/// `{intent: approve|deny, approval: "42", scope}` → an approval button's value.
-fn approval_of(option: &Value) -> Option<ButtonValue> {
-    let approval = match option.get("approval")? {
-        Value::String(s) => s.parse().ok()?,
-        Value::Number(n) => n.as_i64()?,
-        _ => return None,
-    };
-    let answer = match (option.get("intent")?.as_str()?, option.get("scope").and_then(Value::as_str)) {
-        ("approve", Some("always")) => ApprovalAnswer::Always,
-        ("approve", _) => ApprovalAnswer::Once,
-        ("deny", _) => ApprovalAnswer::Deny,
-        _ => return None,
-    };
-    Some(ButtonValue::Approval { approval, answer })
+/// The reply's buttons as card buttons.
+pub fn buttons(reply: &reply::Reply) -> Vec<Button> {
+    reply.buttons.iter().map(|b| Button { label: b.label.clone(), value: ButtonValue::from(&b.action) }).collect()
 }
 
 /// A card showing `text` with `buttons`. `update_multi` makes it one shared card that a
@@ -101,8 +87,8 @@ pub fn with_buttons(text: &str, buttons: &[Button]) -> Value {
         .iter()
         .map(|b| {
             let kind = match b.value {
-                ButtonValue::Approval { answer: ApprovalAnswer::Once, .. } => "primary",
-                ButtonValue::Approval { answer: ApprovalAnswer::Deny, .. } => "danger",
+                ButtonValue::Approval { answer: Answer::Approve(Scope::Once), .. } => "primary",
+                ButtonValue::Approval { answer: Answer::Deny, .. } | ButtonValue::Stop(_) => "danger",
                 _ => "default",
             };
             json!({"tag": "button", "text": {"tag": "plain_text", "content": b.label}, "type": kind, "value": b.value.encode()})
@@ -154,59 +140,62 @@ mod tests {
 
     #[test]
     fn values_round_trip_and_forgeries_are_refused() {
+        let nonce = "n0nce".to_owned();
         for v in [
-            ButtonValue::Approval { approval: 42, answer: ApprovalAnswer::Once },
-            ButtonValue::Approval { approval: i64::MAX, answer: ApprovalAnswer::Always },
-            ButtonValue::Approval { approval: -1, answer: ApprovalAnswer::Deny },
+            ButtonValue::Approval { approval: 42, nonce: nonce.clone(), answer: Answer::Approve(Scope::Once) },
+            ButtonValue::Approval { approval: i64::MAX, nonce: nonce.clone(), answer: Answer::Approve(Scope::Always) },
+            ButtonValue::Approval { approval: -1, nonce, answer: Answer::Deny },
             ButtonValue::Choice(3),
+            ButtonValue::Stop(9),
         ] {
             assert_eq!(ButtonValue::decode(&v.encode()), Some(v));
         }
         for bad in [
             json!({}),
             json!({"op": "approve"}),
-            json!({"op": "approve", "approval": "x"}),
+            json!({"op": "approve", "approval": "x", "nonce": "n"}),
+            json!({"op": "approve", "approval": "7"}),
+            json!({"op": "approve", "approval": "7", "nonce": ""}),
             json!({"op": "nuke", "approval": "1"}),
             json!({"op": "choice", "choice": "-1"}),
+            json!({"op": "stop"}),
             json!("approve"),
             json!(null),
         ] {
             assert_eq!(ButtonValue::decode(&bad), None, "{bad}");
         }
-        // The SDK vector's shape.
-        assert_eq!(
-            ButtonValue::decode(&json!({"op": "approve", "approval": "7"})),
-            Some(ButtonValue::Approval { approval: 7, answer: ApprovalAnswer::Once })
-        );
     }
 
     #[test]
     fn an_approval_becomes_a_shared_card_with_three_buttons_naming_it() {
-        let payload = json!({
-            "text": "Codex is waiting for approval: run `npm test`",
-            "buttons": [{"label": "Approve", "choice": 0}, {"label": "Always", "choice": 1}, {"label": "Deny", "choice": 2}],
-            "options": [
-                {"intent": "approve", "approval": "42", "scope": "once"},
-                {"intent": "approve", "approval": "42", "scope": "always"},
-                {"intent": "deny", "approval": "42", "scope": null}
-            ]
-        });
-        let card = with_buttons(payload["text"].as_str().unwrap(), &buttons(&payload));
+        use taskgate_core::reply::{Button as ReplyButton, Reply};
+        let decide = |label: &str, answer| ReplyButton {
+            label: label.into(),
+            action: Action::Decide { approval: 42, nonce: "n".into(), answer },
+        };
+        let reply = Reply {
+            text: "Codex is waiting for approval: run `npm test`".into(),
+            buttons: vec![
+                decide("Approve", Answer::Approve(Scope::Once)),
+                decide("Always", Answer::Approve(Scope::Always)),
+                decide("Deny", Answer::Deny),
+            ],
+            ..Reply::default()
+        };
+        let card = with_buttons(&reply.text, &buttons(&reply));
         assert_eq!(card["config"]["update_multi"], true);
         let actions = card["elements"][1]["actions"].as_array().unwrap();
         let values: Vec<&Value> = actions.iter().map(|a| &a["value"]).collect();
         assert_eq!(
             values,
             [
-                &json!({"op": "approve", "approval": "42"}),
-                &json!({"op": "always", "approval": "42"}),
-                &json!({"op": "deny", "approval": "42"})
+                &json!({"op": "approve", "approval": "42", "nonce": "n"}),
+                &json!({"op": "always", "approval": "42", "nonce": "n"}),
+                &json!({"op": "deny", "approval": "42", "nonce": "n"})
             ]
         );
-        assert_eq!(shown_text(&card).as_deref(), payload["text"].as_str());
-        let other = json!({"text": "Which?", "buttons": [{"label": "New task", "choice": 1}], "options": [{}, {"intent": "new_task"}]});
-        assert_eq!(buttons(&other), vec![Button { label: "New task".into(), value: ButtonValue::Choice(1) }]);
-        assert!(buttons(&json!({})).is_empty());
+        assert_eq!(shown_text(&card).as_deref(), Some(reply.text.as_str()));
+        assert!(buttons(&Reply::text("x")).is_empty());
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use serde_json::{Value, json};
+use taskgate_core::reply::Reply;
 use sha2::{Digest, Sha256};
 use taskgate_core::model::{Channel, Id, Outbound};
 use taskgate_core::store::{Store, StoreResult};
@@ -84,13 +85,17 @@ pub struct Rendered {
     pub reply_to: Option<String>,
 }
 
-/// `{text, buttons, options, reply_to?}` (what the engine and the channel enqueue) → messages.
-/// Buttons make the last part a card; earlier parts, and any payload without buttons, are
-/// text or posts (see [`message_parts`]).
-pub fn render(payload: &Value) -> Rendered {
-    let text = payload.get("text").and_then(Value::as_str).unwrap_or_default();
-    let reply_to = payload.get("reply_to").and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned);
-    let buttons = card::buttons(payload);
+/// A reply as Feishu messages. Buttons make the last part a card; earlier parts, and any
+/// reply without buttons, are text or posts (see [`message_parts`]).
+pub fn render(reply: &Reply) -> Rendered {
+    let mut text = reply.text.clone();
+    if let Some(detail) = reply.detail.as_deref().filter(|d| !d.trim().is_empty()) {
+        text.push_str("\n\n");
+        text.push_str(detail);
+    }
+    let text = text.as_str();
+    let reply_to = reply.reply_to.clone().filter(|s| !s.is_empty());
+    let buttons = card::buttons(reply);
     if buttons.is_empty() {
         return Rendered { parts: message_parts(text), reply_to };
     }
@@ -390,10 +395,9 @@ impl OutboxSender {
     }
 }
 
-/// The card a live status payload shows: its text (one line, in practice) on a shared card.
-pub fn status_card(payload: &Value) -> Option<Value> {
-    let text = payload.get("text").and_then(Value::as_str).unwrap_or_default();
-    split(text, MAX_CARD_TEXT_BYTES).into_iter().next().map(|t| card::status(&t))
+/// The card a live status shows: its text (one line, in practice) on a shared card.
+pub fn status_card(reply: &Reply) -> Option<Value> {
+    split(&reply.text, MAX_CARD_TEXT_BYTES).into_iter().next().map(|t| card::status(&t))
 }
 
 /// A PATCH the card will never accept, whatever the wait: a client error other than the
@@ -427,20 +431,26 @@ fn backoff(attempts: i32) -> Duration {
 mod tests {
     use super::*;
 
+    /// A reply from its JSON form (as the outbox stores it).
+    fn reply(value: Value) -> Reply {
+        Reply::from_json(value)
+    }
+
     #[test]
     fn plain_text_is_one_text_message() {
-        let r = render(&json!({"text": "Codex finished: ok", "buttons": [], "options": [], "thread_id": ""}));
+        let r = render(&reply(json!({"text": "Codex finished: ok", "buttons": [], "options": [], "thread_id": ""})));
         assert_eq!(r.parts, vec![Part { msg_type: "text", content: json!({"text": "Codex finished: ok"}) }]);
         assert_eq!(r.reply_to, None);
-        assert!(render(&json!({})).parts.is_empty(), "a malformed payload renders nothing rather than failing");
-        assert_eq!(render(&json!({"text": "no", "reply_to": "om_9"})).reply_to.as_deref(), Some("om_9"));
+        assert!(render(&reply(json!({}))).parts.is_empty(), "a malformed payload renders nothing rather than failing");
+        assert_eq!(render(&reply(json!({"text": "no", "reply_to": "om_9"}))).reply_to.as_deref(), Some("om_9"));
     }
 
     #[test]
     fn buttons_make_the_last_part_a_card() {
         let long = vec!["a line of agent output with \"quotes\" and ünïcode"; 5000].join("\n");
-        let payload = json!({"text": long, "buttons": [{"label": "Approve", "choice": 0}],
-            "options": [{"intent": "approve", "approval": "5", "scope": "once"}]});
+        let payload = reply(json!({"text": long, "buttons": [{"label": "Approve",
+            "action": {"do": "decide", "approval": 5, "nonce": "n", "answer": {"Approve": "once"}}}]}));
+        assert_eq!(payload.buttons.len(), 1);
         let r = render(&payload);
         assert!(r.parts.len() > 2);
         let (last, rest) = r.parts.split_last().unwrap();
@@ -470,7 +480,7 @@ mod tests {
 
     #[test]
     fn several_lines_are_a_post_with_a_paragraph_per_line_in_each_locale() {
-        let r = render(&json!({"text": "Codex finished\n\nchanged: `a.rs`\r\n", "buttons": []}));
+        let r = render(&reply(json!({"text": "Codex finished\n\nchanged: `a.rs`\r\n", "buttons": []})));
         assert_eq!(r.parts.len(), 1);
         let post = &r.parts[0];
         assert_eq!(post.msg_type, "post");
@@ -482,7 +492,7 @@ mod tests {
         for locale in ["zh_cn", "en_us"] {
             assert_eq!(post.content[locale]["content"], paragraphs, "{locale}: {}", post.content);
         }
-        let single = render(&json!({"text": "one line\n\n"}));
+        let single = render(&reply(json!({"text": "one line\n\n"})));
         assert_eq!(single.parts, vec![Part { msg_type: "text", content: json!({"text": "one line"}) }]);
     }
 
@@ -519,11 +529,11 @@ mod tests {
 
     #[test]
     fn a_status_card_shows_the_first_piece_of_its_text() {
-        let card = status_card(&json!({"text": "Codex is running `npm test`", "live": "turn:1"})).unwrap();
+        let card = status_card(&reply(json!({"text": "Codex is running `npm test`", "live": "turn:1"}))).unwrap();
         assert_eq!(card["config"]["update_multi"], true);
         assert_eq!(card::shown_text(&card).as_deref(), Some("Codex is running `npm test`"));
-        assert!(status_card(&json!({"live": "turn:1"})).is_none(), "nothing to show");
-        let long = status_card(&json!({"text": "x".repeat(100_000)})).unwrap();
+        assert!(status_card(&reply(json!({"live": "turn:1"}))).is_none(), "nothing to show");
+        let long = status_card(&reply(json!({"text": "x".repeat(100_000)}))).unwrap();
         assert!(long.to_string().len() < 30 * 1024);
     }
 
@@ -560,7 +570,7 @@ mod tests {
             chat_id: "oc_1".into(),
             task_id: None,
             approval_id: None,
-            payload: json!({}),
+            payload: Reply::default(),
             attempts: 0,
             next_attempt_at: Utc::now(),
             last_error: None,

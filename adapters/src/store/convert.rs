@@ -105,7 +105,9 @@ pub fn approval(m: approvals::Model) -> Result<Approval, StoreError> {
     Ok(Approval {
         id: m.id,
         task_id: m.task_id,
+        execution_id: m.execution_id,
         turn_id: m.turn_id,
+        nonce: m.nonce,
         request_id: m.request_id,
         action: m.action,
         status: parse(&m.status)?,
@@ -126,7 +128,7 @@ pub fn event(m: events::Model) -> Result<Event, StoreError> {
         kind: parse(&m.kind)?,
         channel: parse_opt(m.channel.as_deref())?,
         actor: m.actor,
-        body: m.body,
+        body: EventBody::from_json(m.body),
         at: m.at,
     })
 }
@@ -153,6 +155,8 @@ pub fn inbound(m: inbox::Model) -> Result<Inbound, StoreError> {
         payload: m.payload,
         received_at: m.received_at,
         processed_at: m.processed_at,
+        attempts: m.attempts,
+        last_error: m.last_error,
     })
 }
 
@@ -163,7 +167,7 @@ pub fn outbound(m: outbox::Model) -> Result<Outbound, StoreError> {
         chat_id: m.chat_id,
         task_id: m.task_id,
         approval_id: m.approval_id,
-        payload: m.payload,
+        payload: taskgate_core::reply::Reply::from_json(m.payload),
         attempts: m.attempts,
         next_attempt_at: m.next_attempt_at,
         last_error: m.last_error,
@@ -180,5 +184,14 @@ pub fn link_code(m: link_codes::Model) -> Result<LinkCode, StoreError> {
         channel: parse(&m.channel)?,
         expires_at: m.expires_at,
         used_at: m.used_at,
+    })
+}
+
+pub fn order(m: orders::Model) -> Result<PendingOrder, StoreError> {
+    Ok(PendingOrder {
+        id: m.id,
+        execution_id: m.execution_id,
+        order: serde_json::from_value(m.body).map_err(|e| StoreError::Backend(format!("stored order: {e}")))?,
+        created_at: m.created_at,
     })
 }

@@ -47,6 +47,8 @@ entity!(tasks, "tasks" {
 entity!(executions, "executions" {
     task_id: i64, agent: String, role: String, status: String, version: i32,
     created_at: DateTimeUtc, updated_at: DateTimeUtc,
+    owner: Option<String>, lease_expires_at: Option<DateTimeUtc>, fence: i64, work_seq: i64,
+    has_work: bool,
 });
 
 entity!(runtime_sessions, "runtime_sessions" {
@@ -63,6 +65,7 @@ entity!(approvals, "approvals" {
     task_id: i64, turn_id: Option<i64>, request_id: String, action: String, status: String,
     scope: Option<String>, decided_by: Option<i64>, decided_channel: Option<String>,
     decided_at: Option<DateTimeUtc>, version: i32, created_at: DateTimeUtc,
+    execution_id: Option<i64>, nonce: String,
 });
 
 entity!(events, "events" {
@@ -77,7 +80,11 @@ entity!(note_entries, "note_entries" {
 
 entity!(inbox, "inbox" {
     channel: String, external_id: String, payload: Json, received_at: DateTimeUtc,
-    processed_at: Option<DateTimeUtc>,
+    processed_at: Option<DateTimeUtc>, attempts: i32, last_error: Option<String>,
+});
+
+entity!(orders, "orders" {
+    execution_id: i64, body: Json, created_at: DateTimeUtc, done_at: Option<DateTimeUtc>,
 });
 
 entity!(outbox, "outbox" {

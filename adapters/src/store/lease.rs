@@ -73,8 +73,8 @@ pub fn lock_key(name: &str) -> i64 {
     i64::from_be_bytes(bytes)
 }
 
-/// Leadership of one singleton, held until dropped (or [`Lease::release`]d) or lost.
-pub struct Lease {
+/// Leadership of one singleton, held until dropped (or [`Leadership::release`]d) or lost.
+pub struct Leadership {
     name: Arc<str>,
     /// The session holding the advisory lock; `None` on SQLite.
     conn: Option<PgConnection>,
@@ -87,9 +87,9 @@ impl Singleton {
     }
 
     /// One attempt: the lease when this process now leads, `None` when another does.
-    pub async fn try_acquire(&self) -> Result<Option<Lease>, DbErr> {
+    pub async fn try_acquire(&self) -> Result<Option<Leadership>, DbErr> {
         let Some(connect) = &self.postgres else {
-            return Ok(Some(Lease { name: self.name.clone(), conn: None, options: self.options.clone() }));
+            return Ok(Some(Leadership { name: self.name.clone(), conn: None, options: self.options.clone() }));
         };
         let bounded = self.options.timeout;
         let mut conn = within(bounded, PgConnection::connect_with(connect.as_ref())).await?;
@@ -104,11 +104,11 @@ impl Singleton {
             let _ = tokio::time::timeout(bounded, conn.close()).await;
             return Ok(None);
         }
-        Ok(Some(Lease { name: self.name.clone(), conn: Some(conn), options: self.options.clone() }))
+        Ok(Some(Leadership { name: self.name.clone(), conn: Some(conn), options: self.options.clone() }))
     }
 
     /// Waits until this process leads; errors (database down) are logged and retried.
-    pub async fn acquire(&self) -> Lease {
+    pub async fn acquire(&self) -> Leadership {
         loop {
             match self.try_acquire().await {
                 Ok(Some(lease)) => return lease,
@@ -145,7 +145,7 @@ impl Singleton {
     }
 }
 
-impl Lease {
+impl Leadership {
     pub fn name(&self) -> &str {
         &self.name
     }

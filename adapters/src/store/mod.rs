@@ -5,11 +5,13 @@ mod convert;
 mod entities;
 mod lease;
 
-pub use lease::{Lease, LeaseOptions, Singleton, lock_key};
+pub use lease::{Leadership, LeaseOptions, Singleton, lock_key};
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use tokio::sync::{Mutex, MutexGuard, OwnedMutexGuard};
 use chrono::Utc;
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
@@ -25,8 +27,20 @@ use entities::*;
 
 /// The store over a pooled connection, or (from [`SeaStore::begin`]) over one transaction:
 /// the same `Store` methods either way, so a router plan is applied all or nothing.
+///
+/// SQLite has one writer. Rather than let writers collide inside SQLite (where a transaction
+/// that read first and then writes fails outright, and waiting writers sleep in the busy
+/// handler), every write of this process passes one FIFO gate: a write method takes it for
+/// its statement, a transaction holds it from `begin` until it ends. Readers never wait (WAL).
+/// PostgreSQL has no gate. Inside a transaction, use only the transaction's store: the pooled
+/// store's writes would wait for the gate the transaction holds.
 pub struct SeaStore<C = DatabaseConnection> {
     db: C,
+    /// SQLite's write gate (pooled store only).
+    gate: Option<Arc<Mutex<()>>>,
+    /// A transaction on SQLite holds the gate until it ends (declared after `db`, so the
+    /// transaction ends first).
+    _held: Option<OwnedMutexGuard<()>>,
 }
 
 impl SeaStore<DatabaseTransaction> {
@@ -36,10 +50,14 @@ impl SeaStore<DatabaseTransaction> {
 }
 
 impl SeaStore {
-    /// Starts a transaction. On SQLite it holds one pooled connection until committed or
-    /// dropped (rolled back), so use only the transaction's store meanwhile.
+    /// Starts a transaction. On SQLite it holds one pooled connection and the write gate until
+    /// committed or dropped (rolled back), so use only the transaction's store meanwhile.
     pub async fn begin(&self) -> StoreResult<SeaStore<DatabaseTransaction>> {
-        Ok(SeaStore { db: self.db.begin().await.map_err(db_err)? })
+        let held = match &self.gate {
+            Some(gate) => Some(gate.clone().lock_owned().await),
+            None => None,
+        };
+        Ok(SeaStore { db: self.db.begin().await.map_err(db_err)?, gate: None, _held: held })
     }
 
     /// Opens the database at `url` (`sqlite://PATH?mode=rwc` or `postgres://...`).
@@ -59,7 +77,8 @@ impl SeaStore {
                 },
             );
         }
-        Ok(Self { db: Database::connect(options).await? })
+        let gate = url.starts_with("sqlite:").then(|| Arc::new(Mutex::new(())));
+        Ok(Self { db: Database::connect(options).await?, gate, _held: None })
     }
 
     /// Applies pending migrations (serialized across replicas on PostgreSQL).
@@ -85,8 +104,74 @@ impl SeaStore {
     }
 }
 
+impl<C> SeaStore<C> {
+    /// The write gate for one statement (SQLite pooled store), `None` where no gate applies.
+    async fn writing(&self) -> Option<MutexGuard<'_, ()>> {
+        match &self.gate {
+            Some(gate) => Some(gate.lock().await),
+            None => None,
+        }
+    }
+}
+
+/// A database error; the transient kinds (SQLite busy, PostgreSQL deadlock or serialization
+/// failure, a pool that timed out) are `Busy`, which callers may retry.
 fn db_err(e: DbErr) -> StoreError {
-    StoreError::Backend(e.to_string())
+    let text = e.to_string();
+    if is_transient(&text) { StoreError::Busy(text) } else { StoreError::Backend(text) }
+}
+
+fn is_transient(text: &str) -> bool {
+    const SIGNS: [&str; 7] = [
+        "database is locked",
+        "database table is locked",
+        "(code: 5)",
+        "40001",
+        "40P01",
+        "could not serialize access",
+        "pool timed out",
+    ];
+    SIGNS.iter().any(|sign| text.contains(sign)) || text.contains("deadlock detected")
+}
+
+/// Text as the store keeps it: PostgreSQL cannot hold NUL in text (nor `\u0000` in JSON), so
+/// on both backends a NUL becomes U+FFFD, the replacement character, and everything else is
+/// kept as it is. Done here, at the edge, so no message is refused or lost for it.
+fn txt(s: impl Into<String>) -> String {
+    let s = s.into();
+    if s.contains('\0') { s.replace('\0', "\u{FFFD}") } else { s }
+}
+
+/// [`txt`] for every string (and key) of a JSON value.
+fn js(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => Value::String(txt(s)),
+        Value::Array(items) => Value::Array(items.into_iter().map(js).collect()),
+        Value::Object(map) => Value::Object(map.into_iter().map(|(k, v)| (txt(k), js(v))).collect()),
+        other => other,
+    }
+}
+
+/// Runs one autocommit write again while the database reports itself busy, with a short
+/// backoff: a webhook must not be refused because another writer held the lock a moment.
+async fn retrying<T, F, Fut>(mut attempt: F) -> StoreResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = StoreResult<T>>,
+{
+    let mut delay = Duration::from_millis(5);
+    for _ in 0..8 {
+        match attempt().await {
+            Err(StoreError::Busy(why)) => {
+                tracing::debug!(%why, "store: busy; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_millis(500));
+            }
+            other => return other,
+        }
+    }
+    attempt().await
 }
 
 fn not_found(entity: &'static str, id: impl ToString) -> StoreError {
@@ -153,7 +238,8 @@ where
 #[async_trait]
 impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
     async fn create_person(&self, name: &str) -> StoreResult<Person> {
-        let row = persons::ActiveModel { id: NotSet, name: Set(name.into()), created_at: Set(Utc::now()) };
+        let _w = self.writing().await;
+        let row = persons::ActiveModel { id: NotSet, name: Set(txt(name)), created_at: Set(Utc::now()) };
         Ok(convert::person(row.insert(&self.db).await.map_err(db_err)?))
     }
 
@@ -168,12 +254,13 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
         external_id: &str,
         display_name: Option<&str>,
     ) -> StoreResult<Identity> {
+        let _w = self.writing().await;
         let row = identities::ActiveModel {
             id: NotSet,
             person_id: Set(person_id),
             channel: Set(channel.name().into()),
-            external_id: Set(external_id.into()),
-            display_name: Set(display_name.map(Into::into)),
+            external_id: Set(txt(external_id)),
+            display_name: Set(display_name.map(txt)),
             created_at: Set(Utc::now()),
         };
         match row.insert(&self.db).await {
@@ -188,11 +275,12 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
     async fn find_identity(&self, channel: Channel, external_id: &str) -> StoreResult<Option<Identity>> {
         let query = identities::Entity::find()
             .filter(identities::Column::Channel.eq(channel.name()))
-            .filter(identities::Column::ExternalId.eq(external_id));
+            .filter(identities::Column::ExternalId.eq(txt(external_id)));
         row(&self.db, query, convert::identity).await
     }
 
     async fn upsert_project(&self, name: &str, path: &str, default_agent: Option<&str>) -> StoreResult<Project> {
+        let _w = self.writing().await;
         let existing =
             projects::Entity::find().filter(projects::Column::Name.eq(name)).one(&self.db).await.map_err(db_err)?;
         let row = match existing {
@@ -223,13 +311,14 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
     }
 
     async fn conversation(&self, channel: Channel, chat_id: &str, thread_id: &str) -> StoreResult<Conversation> {
+        let _w = self.writing().await;
         use conversations::Column as C;
         // Insert-if-absent then read: two workers seeing a new chat at once get the same row.
         conversations::Entity::insert(conversations::ActiveModel {
             id: NotSet,
             channel: Set(channel.name().into()),
-            chat_id: Set(chat_id.into()),
-            thread_id: Set(thread_id.into()),
+            chat_id: Set(txt(chat_id)),
+            thread_id: Set(txt(thread_id)),
             focused_task_id: Set(None),
             created_at: Set(Utc::now()),
         })
@@ -239,8 +328,8 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
         .map_err(db_err)?;
         let row = conversations::Entity::find()
             .filter(C::Channel.eq(channel.name()))
-            .filter(C::ChatId.eq(chat_id))
-            .filter(C::ThreadId.eq(thread_id))
+            .filter(C::ChatId.eq(txt(chat_id)))
+            .filter(C::ThreadId.eq(txt(thread_id)))
             .one(&self.db)
             .await
             .map_err(db_err)?
@@ -249,6 +338,7 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
     }
 
     async fn set_focus(&self, conversation_id: Id, task_id: Option<Id>) -> StoreResult<()> {
+        let _w = self.writing().await;
         let result = conversations::Entity::update_many()
             .col_expr(conversations::Column::FocusedTaskId, Expr::value(task_id))
             .filter(conversations::Column::Id.eq(conversation_id))
@@ -262,12 +352,13 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
     }
 
     async fn create_task(&self, new: NewTask) -> StoreResult<Task> {
+        let _w = self.writing().await;
         let now = Utc::now();
         let row = tasks::ActiveModel {
             id: NotSet,
             project_id: Set(new.project_id),
-            title: Set(new.title),
-            goal: Set(new.goal),
+            title: Set(txt(new.title)),
+            goal: Set(txt(new.goal)),
             status: Set(TaskStatus::Idle.name().into()),
             objective: Set(None),
             reproduction: Set(None),
@@ -285,14 +376,15 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
     }
 
     async fn update_task(&self, task: &Task) -> StoreResult<Task> {
+        let _w = self.writing().await;
         let row = tasks::ActiveModel {
             project_id: Set(task.project_id),
-            title: Set(task.title.clone()),
-            goal: Set(task.goal.clone()),
+            title: Set(txt(task.title.as_str())),
+            goal: Set(txt(task.goal.as_str())),
             status: Set(task.status.name().into()),
-            objective: Set(task.objective.clone()),
-            reproduction: Set(task.reproduction.clone()),
-            next_action: Set(task.next_action.clone()),
+            objective: Set(task.objective.clone().map(txt)),
+            reproduction: Set(task.reproduction.clone().map(txt)),
+            next_action: Set(task.next_action.clone().map(txt)),
             updated_at: Set(Utc::now()),
             ..Default::default()
         };
@@ -309,6 +401,7 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
     }
 
     async fn create_execution(&self, new: NewExecution) -> StoreResult<Execution> {
+        let _w = self.writing().await;
         let now = Utc::now();
         let row = executions::ActiveModel {
             id: NotSet,
@@ -319,6 +412,11 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
             version: Set(0),
             created_at: Set(now),
             updated_at: Set(now),
+            owner: Set(None),
+            lease_expires_at: Set(None),
+            fence: Set(0),
+            work_seq: Set(0),
+            has_work: Set(false),
         };
         convert::execution(row.insert(&self.db).await.map_err(db_err)?)
     }
@@ -328,6 +426,7 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
     }
 
     async fn update_execution(&self, execution: &Execution) -> StoreResult<Execution> {
+        let _w = self.writing().await;
         let row = executions::ActiveModel {
             agent: Set(execution.agent.clone()),
             role: Set(execution.role.name().into()),
@@ -356,6 +455,7 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
     }
 
     async fn create_session(&self, execution_id: Id, model: Option<&str>) -> StoreResult<RuntimeSession> {
+        let _w = self.writing().await;
         let now = Utc::now();
         let row = runtime_sessions::ActiveModel {
             id: NotSet,
@@ -375,6 +475,7 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
     }
 
     async fn update_session(&self, session: &RuntimeSession) -> StoreResult<RuntimeSession> {
+        let _w = self.writing().await;
         let row = runtime_sessions::ActiveModel {
             id: Set(session.id),
             provider_session_id: Set(session.provider_session_id.clone()),
@@ -399,23 +500,191 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
     }
 
     async fn create_turn(&self, session_id: Id, input: &str) -> StoreResult<Turn> {
+        let _w = self.writing().await;
         let now = Utc::now();
         let row = turns::ActiveModel {
             id: NotSet,
             session_id: Set(session_id),
-            input: Set(input.into()),
+            input: Set(txt(input)),
             summary: Set(None),
             status: Set(TurnStatus::Queued.name().into()),
             created_at: Set(now),
             updated_at: Set(now),
         };
-        convert::turn(row.insert(&self.db).await.map_err(db_err)?)
+        let turn = convert::turn(row.insert(&self.db).await.map_err(db_err)?)?;
+        let execution = by_id::<runtime_sessions::Entity>(&self.db, "runtime session", session_id).await?.execution_id;
+        add_work(&self.db, execution).await?;
+        Ok(turn)
+    }
+
+    async fn turn(&self, id: Id) -> StoreResult<Turn> {
+        convert::turn(by_id::<turns::Entity>(&self.db, "turn", id).await?)
+    }
+
+    async fn execution_turns(&self, execution_id: Id) -> StoreResult<Vec<Turn>> {
+        let open = [TurnStatus::Queued, TurnStatus::Running, TurnStatus::WaitingApproval];
+        let sessions = Query::select()
+            .column(runtime_sessions::Column::Id)
+            .from(runtime_sessions::Entity)
+            .and_where(Expr::col(runtime_sessions::Column::ExecutionId).eq(execution_id))
+            .take();
+        let query = turns::Entity::find()
+            .filter(turns::Column::SessionId.in_subquery(sessions))
+            .filter(turns::Column::Status.is_in(open.map(TurnStatus::name)))
+            .order_by_asc(turns::Column::Id);
+        rows(&self.db, query, convert::turn).await
+    }
+
+    async fn claim(&self, execution: Id, owner: &str, now: Timestamp, until: Timestamp) -> StoreResult<Option<Lease>> {
+        use executions::Column as C;
+        let _w = self.writing().await;
+        let free = sea_orm::Condition::any()
+            .add(C::Owner.is_null())
+            .add(C::Owner.eq(owner))
+            .add(C::LeaseExpiresAt.is_null())
+            .add(C::LeaseExpiresAt.lt(now));
+        let claimed = executions::Entity::update_many()
+            .col_expr(C::Owner, Expr::value(owner))
+            .col_expr(C::LeaseExpiresAt, Expr::value(until))
+            .col_expr(C::Fence, Expr::col(C::Fence).add(1))
+            .filter(C::Id.eq(execution))
+            .filter(free)
+            .exec(&self.db)
+            .await
+            .map_err(db_err)?;
+        if claimed.rows_affected == 0 {
+            return Ok(None);
+        }
+        let row = by_id::<executions::Entity>(&self.db, "execution", execution).await?;
+        // Read back in the same statement's wake: another claim can only follow after expiry.
+        Ok((row.owner.as_deref() == Some(owner))
+            .then(|| Lease { execution, owner: owner.to_owned(), fence: row.fence }))
+    }
+
+    async fn renew_leases(&self, owner: &str, until: Timestamp) -> StoreResult<u64> {
+        let _w = self.writing().await;
+        let result = executions::Entity::update_many()
+            .col_expr(executions::Column::LeaseExpiresAt, Expr::value(until))
+            .filter(executions::Column::Owner.eq(owner))
+            .exec(&self.db)
+            .await
+            .map_err(db_err)?;
+        Ok(result.rows_affected)
+    }
+
+    async fn check_lease(&self, lease: &Lease, until: Timestamp) -> StoreResult<()> {
+        let _w = self.writing().await;
+        let result = executions::Entity::update_many()
+            .col_expr(executions::Column::LeaseExpiresAt, Expr::value(until))
+            .filter(executions::Column::Id.eq(lease.execution))
+            .filter(executions::Column::Owner.eq(lease.owner.as_str()))
+            .filter(executions::Column::Fence.eq(lease.fence))
+            .exec(&self.db)
+            .await
+            .map_err(db_err)?;
+        if result.rows_affected == 0 {
+            return Err(StoreError::Fenced(lease.execution));
+        }
+        Ok(())
+    }
+
+    async fn release(&self, lease: &Lease) -> StoreResult<()> {
+        let _w = self.writing().await;
+        executions::Entity::update_many()
+            .col_expr(executions::Column::Owner, Expr::value(Option::<String>::None))
+            .col_expr(executions::Column::LeaseExpiresAt, Expr::value(Option::<Timestamp>::None))
+            .filter(executions::Column::Id.eq(lease.execution))
+            .filter(executions::Column::Owner.eq(lease.owner.as_str()))
+            .filter(executions::Column::Fence.eq(lease.fence))
+            .exec(&self.db)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn release_all(&self) -> StoreResult<u64> {
+        let _w = self.writing().await;
+        let result = executions::Entity::update_many()
+            .col_expr(executions::Column::Owner, Expr::value(Option::<String>::None))
+            .col_expr(executions::Column::LeaseExpiresAt, Expr::value(Option::<Timestamp>::None))
+            .filter(executions::Column::Owner.is_not_null())
+            .exec(&self.db)
+            .await
+            .map_err(db_err)?;
+        Ok(result.rows_affected)
+    }
+
+    async fn work(&self, limit: u64) -> StoreResult<Vec<Work>> {
+        let rows = executions::Entity::find()
+            .filter(executions::Column::HasWork.eq(true))
+            .order_by_asc(executions::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await
+            .map_err(db_err)?;
+        Ok(rows
+            .into_iter()
+            .map(|m| Work { execution: m.id, owner: m.owner, lease_expires_at: m.lease_expires_at, seq: m.work_seq })
+            .collect())
+    }
+
+    async fn work_done(&self, lease: &Lease, seen: i64) -> StoreResult<bool> {
+        let _w = self.writing().await;
+        let result = executions::Entity::update_many()
+            .col_expr(executions::Column::HasWork, Expr::value(false))
+            .filter(executions::Column::Id.eq(lease.execution))
+            .filter(executions::Column::Owner.eq(lease.owner.as_str()))
+            .filter(executions::Column::Fence.eq(lease.fence))
+            .filter(executions::Column::WorkSeq.eq(seen))
+            .exec(&self.db)
+            .await
+            .map_err(db_err)?;
+        Ok(result.rows_affected > 0)
+    }
+
+    async fn work_seq(&self, execution: Id) -> StoreResult<i64> {
+        Ok(by_id::<executions::Entity>(&self.db, "execution", execution).await?.work_seq)
+    }
+
+    async fn give_order(&self, execution: Id, order: &Order) -> StoreResult<Id> {
+        let _w = self.writing().await;
+        let body = serde_json::to_value(order).map_err(|e| StoreError::Backend(format!("order: {e}")))?;
+        let row = orders::ActiveModel {
+            id: NotSet,
+            execution_id: Set(execution),
+            body: Set(js(body)),
+            created_at: Set(Utc::now()),
+            done_at: Set(None),
+        };
+        let id = row.insert(&self.db).await.map_err(db_err)?.id;
+        add_work(&self.db, execution).await?;
+        Ok(id)
+    }
+
+    async fn orders(&self, execution: Id) -> StoreResult<Vec<PendingOrder>> {
+        let query = orders::Entity::find()
+            .filter(orders::Column::ExecutionId.eq(execution))
+            .filter(orders::Column::DoneAt.is_null())
+            .order_by_asc(orders::Column::Id);
+        rows(&self.db, query, convert::order).await
+    }
+
+    async fn order_done(&self, id: Id) -> StoreResult<()> {
+        let _w = self.writing().await;
+        orders::Entity::update_many()
+            .col_expr(orders::Column::DoneAt, Expr::value(Utc::now()))
+            .filter(orders::Column::Id.eq(id))
+            .exec(&self.db)
+            .await
+            .map_err(db_err)?;
+        Ok(())
     }
 
     async fn update_turn(&self, turn: &Turn) -> StoreResult<Turn> {
+        let _w = self.writing().await;
         let row = turns::ActiveModel {
             id: Set(turn.id),
-            summary: Set(turn.summary.clone()),
+            summary: Set(turn.summary.clone().map(txt)),
             status: Set(turn.status.name().into()),
             updated_at: Set(Utc::now()),
             ..Default::default()
@@ -438,12 +707,15 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
     }
 
     async fn create_approval(&self, new: NewApproval) -> StoreResult<Approval> {
+        let _w = self.writing().await;
         let row = approvals::ActiveModel {
             id: NotSet,
             task_id: Set(new.task_id),
+            execution_id: Set(new.execution_id),
+            nonce: Set(nonce()),
             turn_id: Set(new.turn_id),
-            request_id: Set(new.request_id),
-            action: Set(new.action),
+            request_id: Set(txt(new.request_id)),
+            action: Set(txt(new.action)),
             status: Set(ApprovalStatus::Pending.name().into()),
             scope: Set(None),
             decided_by: Set(None),
@@ -460,6 +732,7 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
     }
 
     async fn update_approval(&self, approval: &Approval) -> StoreResult<Approval> {
+        let _w = self.writing().await;
         let row = approvals::ActiveModel {
             status: Set(approval.status.name().into()),
             scope: Set(approval.scope.map(|s| s.name().into())),
@@ -499,14 +772,15 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
     }
 
     async fn append_event(&self, event: NewEvent) -> StoreResult<Event> {
+        let _w = self.writing().await;
         let row = events::ActiveModel {
             id: NotSet,
             task_id: Set(event.task_id),
             execution_id: Set(event.execution_id),
-            kind: Set(event.kind.name().into()),
+            kind: Set(event.body.kind().name().into()),
             channel: Set(event.channel.map(|c| c.name().into())),
             actor: Set(event.actor),
-            body: Set(event.body),
+            body: Set(js(event.body.to_json())),
             at: Set(Utc::now()),
         };
         convert::event(row.insert(&self.db).await.map_err(db_err)?)
@@ -518,12 +792,13 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
     }
 
     async fn add_note_entry(&self, entry: NewNoteEntry) -> StoreResult<NoteEntry> {
+        let _w = self.writing().await;
         let row = note_entries::ActiveModel {
             id: NotSet,
             task_id: Set(entry.task_id),
             kind: Set(entry.kind.name().into()),
-            text: Set(entry.text),
-            evidence: Set(serde_json::json!(entry.evidence)),
+            text: Set(txt(entry.text)),
+            evidence: Set(js(serde_json::json!(entry.evidence))),
             author: Set(entry.author),
             commit: Set(entry.commit),
             at: Set(Utc::now()),
@@ -539,30 +814,12 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
     }
 
     async fn inbox_accept(&self, inbound: NewInbound) -> StoreResult<InboxOutcome> {
-        use inbox::Column as C;
-        let inserted = inbox::Entity::insert(inbox::ActiveModel {
-            id: NotSet,
-            channel: Set(inbound.channel.name().into()),
-            external_id: Set(inbound.external_id.clone()),
-            payload: Set(inbound.payload),
-            received_at: Set(Utc::now()),
-            processed_at: Set(None),
+        let inbound = NewInbound { external_id: txt(inbound.external_id), payload: js(inbound.payload), ..inbound };
+        retrying(|| async {
+            let _w = self.writing().await;
+            accept(&self.db, &inbound).await
         })
-        .on_conflict_do_nothing_on([C::Channel, C::ExternalId])
-        .exec(&self.db)
         .await
-        .map_err(db_err)?;
-        if let TryInsertResult::Inserted(result) = inserted {
-            return Ok(InboxOutcome::Accepted(result.last_insert_id));
-        }
-        let existing = inbox::Entity::find()
-            .filter(C::Channel.eq(inbound.channel.name()))
-            .filter(C::ExternalId.eq(&inbound.external_id))
-            .one(&self.db)
-            .await
-            .map_err(db_err)?
-            .ok_or_else(|| not_found("inbound", &inbound.external_id))?;
-        Ok(InboxOutcome::Duplicate(existing.id))
     }
 
     async fn inbox_pending(&self, channel: Channel, limit: u64) -> StoreResult<Vec<Inbound>> {
@@ -574,7 +831,29 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
         rows(&self.db, query, convert::inbound).await
     }
 
+    async fn inbox_failed(&self, id: Id, error: &str, set_aside: bool) -> StoreResult<()> {
+        let _w = self.writing().await;
+        let mut update = inbox::Entity::update_many()
+            .col_expr(inbox::Column::Attempts, Expr::col(inbox::Column::Attempts).add(1))
+            .col_expr(inbox::Column::LastError, Expr::value(txt(error)));
+        if set_aside {
+            update = update.col_expr(inbox::Column::ProcessedAt, Expr::value(Utc::now()));
+        }
+        update.filter(inbox::Column::Id.eq(id)).exec(&self.db).await.map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn inbox_set_aside(&self, limit: u64) -> StoreResult<Vec<Inbound>> {
+        let query = inbox::Entity::find()
+            .filter(inbox::Column::ProcessedAt.is_not_null())
+            .filter(inbox::Column::LastError.is_not_null())
+            .order_by_desc(inbox::Column::Id)
+            .limit(limit);
+        rows(&self.db, query, convert::inbound).await
+    }
+
     async fn inbox_done(&self, id: Id) -> StoreResult<()> {
+        let _w = self.writing().await;
         let result = inbox::Entity::update_many()
             .col_expr(inbox::Column::ProcessedAt, Expr::value(Utc::now()))
             .filter(inbox::Column::Id.eq(id))
@@ -588,14 +867,15 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
     }
 
     async fn outbox_enqueue(&self, message: NewOutbound) -> StoreResult<Outbound> {
+        let _w = self.writing().await;
         let now = Utc::now();
         let row = outbox::ActiveModel {
             id: NotSet,
             channel: Set(message.channel.name().into()),
-            chat_id: Set(message.chat_id),
+            chat_id: Set(txt(message.chat_id)),
             task_id: Set(message.task_id),
             approval_id: Set(message.approval_id),
-            payload: Set(message.payload),
+            payload: Set(js(message.payload.to_json())),
             attempts: Set(0),
             next_attempt_at: Set(now),
             last_error: Set(None),
@@ -627,6 +907,7 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
     }
 
     async fn outbox_sent(&self, id: Id, external_message_id: Option<&str>) -> StoreResult<()> {
+        let _w = self.writing().await;
         let result = outbox::Entity::update_many()
             .col_expr(outbox::Column::SentAt, Expr::value(Utc::now()))
             .col_expr(outbox::Column::ExternalMessageId, Expr::value(external_message_id))
@@ -642,6 +923,7 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
     }
 
     async fn outbox_retry(&self, id: Id, next_attempt_at: Timestamp, error: &str) -> StoreResult<()> {
+        let _w = self.writing().await;
         let result = outbox::Entity::update_many()
             .col_expr(outbox::Column::NextAttemptAt, Expr::value(next_attempt_at))
             .col_expr(outbox::Column::LastError, Expr::value(error))
@@ -703,6 +985,18 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
         row(&self.db, query, convert::outbound).await
     }
 
+    async fn shown_in(&self, channel: Channel, chat_id: &str, approval: Option<Id>, task: Option<Id>) -> StoreResult<bool> {
+        let mut query = outbox::Entity::find()
+            .filter(outbox::Column::Channel.eq(channel.name()))
+            .filter(outbox::Column::ChatId.eq(txt(chat_id)));
+        query = match (approval, task) {
+            (Some(approval), _) => query.filter(outbox::Column::ApprovalId.eq(approval)),
+            (None, Some(task)) => query.filter(outbox::Column::TaskId.eq(task)),
+            (None, None) => return Ok(false),
+        };
+        Ok(query.one(&self.db).await.map_err(db_err)?.is_some())
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         self.db.execute_unprepared("SELECT 1").await.map(|_| ()).map_err(db_err)
     }
@@ -748,11 +1042,12 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
     }
 
     async fn put_setting(&self, key: &str, value: &str) -> StoreResult<()> {
+        let _w = self.writing().await;
         use sea_orm::sea_query::OnConflict;
         settings::Entity::insert(settings::ActiveModel {
             id: NotSet,
             key: Set(key.into()),
-            value: Set(value.into()),
+            value: Set(txt(value)),
             updated_at: Set(Utc::now()),
         })
         .on_conflict(
@@ -767,6 +1062,7 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
     }
 
     async fn create_link_code(&self, code: &LinkCode) -> StoreResult<()> {
+        let _w = self.writing().await;
         let row = link_codes::ActiveModel {
             id: NotSet,
             code: Set(code.code.clone()),
@@ -786,6 +1082,7 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
     }
 
     async fn redeem_link_code(&self, code: &str, now: Timestamp) -> StoreResult<Option<LinkCode>> {
+        let _w = self.writing().await;
         use link_codes::Column as C;
         // One conditional UPDATE: of two concurrent redeemers exactly one touches the row.
         let result = link_codes::Entity::update_many()
@@ -804,6 +1101,7 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
     }
 
     async fn merge_person(&self, from: Id, into: Id) -> StoreResult<()> {
+        let _w = self.writing().await;
         if from == into {
             return Ok(());
         }
@@ -830,4 +1128,57 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
             .map_err(db_err)?;
         Ok(())
     }
+}
+
+/// Flags `execution` as having work for its owner (see `Store::work`).
+async fn add_work(db: &impl ConnectionTrait, execution: Id) -> StoreResult<()> {
+    executions::Entity::update_many()
+        .col_expr(executions::Column::WorkSeq, Expr::col(executions::Column::WorkSeq).add(1))
+        .col_expr(executions::Column::HasWork, Expr::value(true))
+        .filter(executions::Column::Id.eq(execution))
+        .exec(db)
+        .await
+        .map_err(db_err)?;
+    Ok(())
+}
+
+/// One inbox insert, deduplicated on (channel, external id).
+async fn accept(db: &impl ConnectionTrait, inbound: &NewInbound) -> StoreResult<InboxOutcome> {
+    use inbox::Column as C;
+    let inserted = inbox::Entity::insert(inbox::ActiveModel {
+        id: NotSet,
+        channel: Set(inbound.channel.name().into()),
+        external_id: Set(inbound.external_id.clone()),
+        payload: Set(inbound.payload.clone()),
+        received_at: Set(Utc::now()),
+        processed_at: Set(None),
+        attempts: Set(0),
+        last_error: Set(None),
+    })
+    .on_conflict_do_nothing_on([C::Channel, C::ExternalId])
+    .exec(db)
+    .await
+    .map_err(db_err)?;
+    if let TryInsertResult::Inserted(result) = inserted {
+        return Ok(InboxOutcome::Accepted(result.last_insert_id));
+    }
+    let existing = inbox::Entity::find()
+        .filter(C::Channel.eq(inbound.channel.name()))
+        .filter(C::ExternalId.eq(&inbound.external_id))
+        .one(db)
+        .await
+        .map_err(db_err)?
+        .ok_or_else(|| not_found("inbound", &inbound.external_id))?;
+    Ok(InboxOutcome::Duplicate(existing.id))
+}
+
+/// An approval's nonce: 12 random base-36 characters (about 62 bits).
+fn nonce() -> String {
+    const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut bytes = [0u8; 12];
+    if getrandom::fill(&mut bytes).is_err() {
+        // No OS randomness: fall back to the thread-local generator rather than fail a request.
+        bytes.iter_mut().for_each(|b| *b = fastrand::u8(..));
+    }
+    bytes.iter().map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char).collect()
 }

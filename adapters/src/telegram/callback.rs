@@ -1,39 +1,52 @@
 //! `callback_data` of inline buttons: what a press means, in at most 64 bytes.
 //!
-//! An approval button names its approval (`a:<id>:<o|a|d>`), so a press resolves exactly that
-//! approval even when several wait. Any other button carries its choice index (`c:<n>`), read
-//! against the stored outbound message the keyboard belongs to.
+//! An approval button names its approval and that approval's nonce (`a:<id>:<nonce>:<o|a|d>`),
+//! so a press resolves exactly that approval even when several wait, and only one that was
+//! shown. A clarify's buttons carry their choice index (`c:<n>`), read against the stored
+//! outbound message the keyboard belongs to; a Stop button names its task (`s:<task>`).
 
-use taskgate_core::model::Id;
+use taskgate_core::model::{Answer, Id, Scope};
+use taskgate_core::reply::Action;
 
 /// Telegram's limit on `callback_data`, in bytes.
 pub const MAX_DATA: usize = 64;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ApprovalAnswer {
-    Once,
-    Always,
-    Deny,
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ButtonData {
+    /// `a:<approval>:<nonce>:<o|a|d>`: the nonce is the approval's own random value, so a
+    /// press cannot name an approval it was never shown.
+    Approval { approval: Id, nonce: String, answer: Answer },
+    /// `c:<n>`: a clarify's reading, read against the stored message the keyboard belongs to.
+    Choice(usize),
+    /// `s:<task>`: stop the task's running turn.
+    Stop(Id),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ButtonData {
-    Approval { approval: Id, answer: ApprovalAnswer },
-    Choice(usize),
+impl From<&Action> for ButtonData {
+    fn from(action: &Action) -> Self {
+        match action {
+            Action::Decide { approval, nonce, answer } => {
+                ButtonData::Approval { approval: *approval, nonce: nonce.clone(), answer: *answer }
+            }
+            Action::Choose { choice, .. } => ButtonData::Choice(*choice),
+            Action::Stop { task } => ButtonData::Stop(*task),
+        }
+    }
 }
 
 impl ButtonData {
     pub fn encode(&self) -> String {
         match self {
-            ButtonData::Approval { approval, answer } => {
+            ButtonData::Approval { approval, nonce, answer } => {
                 let a = match answer {
-                    ApprovalAnswer::Once => 'o',
-                    ApprovalAnswer::Always => 'a',
-                    ApprovalAnswer::Deny => 'd',
+                    Answer::Approve(Scope::Once) => 'o',
+                    Answer::Approve(Scope::Always) => 'a',
+                    Answer::Deny | Answer::DenyAndStop => 'd',
                 };
-                format!("a:{approval}:{a}")
+                format!("a:{approval}:{nonce}:{a}")
             }
             ButtonData::Choice(n) => format!("c:{n}"),
+            ButtonData::Stop(task) => format!("s:{task}"),
         }
     }
 
@@ -43,17 +56,18 @@ impl ButtonData {
             return None;
         }
         let mut parts = data.split(':');
-        let parsed = match (parts.next()?, parts.next(), parts.next()) {
-            ("a", Some(id), Some(answer)) => {
+        let parsed = match (parts.next()?, parts.next(), parts.next(), parts.next()) {
+            ("a", Some(id), Some(nonce), Some(answer)) if !nonce.is_empty() && nonce.chars().all(|c| c.is_ascii_alphanumeric()) => {
                 let answer = match answer {
-                    "o" => ApprovalAnswer::Once,
-                    "a" => ApprovalAnswer::Always,
-                    "d" => ApprovalAnswer::Deny,
+                    "o" => Answer::Approve(Scope::Once),
+                    "a" => Answer::Approve(Scope::Always),
+                    "d" => Answer::Deny,
                     _ => return None,
                 };
-                ButtonData::Approval { approval: id.parse().ok()?, answer }
+                ButtonData::Approval { approval: id.parse().ok()?, nonce: nonce.to_owned(), answer }
             }
-            ("c", Some(n), None) => ButtonData::Choice(n.parse().ok()?),
+            ("c", Some(n), None, None) => ButtonData::Choice(n.parse().ok()?),
+            ("s", Some(task), None, None) => ButtonData::Stop(task.parse().ok()?),
             _ => return None,
         };
         parts.next().is_none().then_some(parsed)
@@ -66,11 +80,13 @@ mod tests {
 
     #[test]
     fn round_trips_within_64_bytes() {
+        let nonce = "abcdefghij12".to_owned();
         for data in [
-            ButtonData::Approval { approval: i64::MAX, answer: ApprovalAnswer::Always },
-            ButtonData::Approval { approval: i64::MIN, answer: ApprovalAnswer::Deny },
-            ButtonData::Approval { approval: 7, answer: ApprovalAnswer::Once },
+            ButtonData::Approval { approval: i64::MAX, nonce: nonce.clone(), answer: Answer::Approve(Scope::Always) },
+            ButtonData::Approval { approval: i64::MIN, nonce: nonce.clone(), answer: Answer::Deny },
+            ButtonData::Approval { approval: 7, nonce, answer: Answer::Approve(Scope::Once) },
             ButtonData::Choice(usize::MAX),
+            ButtonData::Stop(i64::MAX),
         ] {
             let s = data.encode();
             assert!(s.len() <= MAX_DATA, "{s}");
@@ -80,7 +96,10 @@ mod tests {
 
     #[test]
     fn refuses_what_it_did_not_write() {
-        for bad in ["", "a", "a:1", "a:x:o", "a:1:z", "a:1:o:extra", "c:", "c:-1", "zz:1", &"c:1".repeat(30)] {
+        for bad in [
+            "", "a", "a:1", "a:1:o", "a:x:n:o", "a:1:n:z", "a:1::o", "a:1:n-x:o", "a:1:n:o:extra", "c:", "c:-1", "s:",
+            "s:x", "zz:1", &"c:1".repeat(30),
+        ] {
             assert_eq!(ButtonData::decode(bad), None, "{bad}");
         }
     }

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use serde_json::Value;
 use taskgate_core::model::{Channel, Id, Outbound};
+use taskgate_core::reply::Reply;
 use taskgate_core::store::{Store, StoreResult};
 use teloxide::ApiError;
 use teloxide::RequestError;
@@ -17,7 +17,7 @@ use teloxide::prelude::*;
 use teloxide::types::{InlineKeyboardButton, InlineKeyboardMarkup, MessageId, ParseMode, ThreadId};
 use tokio::sync::Notify;
 
-use super::callback::{ApprovalAnswer, ButtonData};
+use super::callback::ButtonData;
 use super::html;
 use super::live::{self, LiveMessages, Pacer};
 use crate::outbox::{self, Settle};
@@ -306,16 +306,16 @@ pub struct Rendered {
     pub thread_id: Option<i32>,
 }
 
-/// `{text, buttons: [{label, choice}], options: [...], thread_id}` (what the engine enqueues).
-pub fn render(payload: &Value) -> Rendered {
-    let text = payload.get("text").and_then(Value::as_str).unwrap_or_default();
-    let thread_id = match payload.get("thread_id") {
-        Some(Value::String(s)) => s.parse().ok(),
-        Some(Value::Number(n)) => n.as_i64().and_then(|n| i32::try_from(n).ok()),
-        _ => None,
-    };
-    let keyboard = keyboard(payload);
-    let mut parts = html::chunks(text, html::MAX_MESSAGE);
+/// A reply as Telegram shows it.
+pub fn render(reply: &Reply) -> Rendered {
+    let thread_id = reply.thread_id.parse().ok();
+    let keyboard = keyboard(reply);
+    let mut text = reply.text.clone();
+    if let Some(detail) = reply.detail.as_deref().filter(|d| !d.trim().is_empty()) {
+        text.push_str("\n\n");
+        text.push_str(detail);
+    }
+    let mut parts = html::chunks(&text, html::MAX_MESSAGE);
     if parts.is_empty() && keyboard.is_some() {
         // Buttons need a message to hang on.
         parts.push("…".into());
@@ -323,48 +323,22 @@ pub fn render(payload: &Value) -> Rendered {
     Rendered { parts, keyboard, thread_id }
 }
 
-/// Approval buttons side by side, naming their approval; other choices one per row.
-///
-/// A clarify (the payload keeps the message it asks about, `source_text`) has only choices,
-/// even for readings that approve: its press completes that message through the engine, so
-/// the timeline shows what was said and which reading was picked.
-fn keyboard(payload: &Value) -> Option<InlineKeyboardMarkup> {
-    let buttons = payload.get("buttons")?.as_array()?;
-    let clarify = payload.get("source_text").is_some();
-    let options = payload.get("options").and_then(Value::as_array).filter(|_| !clarify);
+/// Approval buttons side by side, other buttons one per row.
+fn keyboard(reply: &Reply) -> Option<InlineKeyboardMarkup> {
     let mut approval_row = Vec::new();
     let mut rows = Vec::new();
-    for b in buttons {
-        let Some(label) = b.get("label").and_then(Value::as_str) else { continue };
-        let Some(choice) = b.get("choice").and_then(Value::as_u64).and_then(|c| usize::try_from(c).ok()) else {
-            continue;
-        };
-        let option = options.and_then(|o| o.get(choice));
-        match option.and_then(approval_of) {
-            Some(data) => approval_row.push(InlineKeyboardButton::callback(label, data.encode())),
-            None => rows.push(vec![InlineKeyboardButton::callback(label, ButtonData::Choice(choice).encode())]),
+    for b in &reply.buttons {
+        let data = ButtonData::from(&b.action);
+        let button = InlineKeyboardButton::callback(b.label.clone(), data.encode());
+        match data {
+            ButtonData::Approval { .. } => approval_row.push(button),
+            ButtonData::Choice(_) | ButtonData::Stop(_) => rows.push(vec![button]),
         }
     }
     if !approval_row.is_empty() {
         rows.insert(0, approval_row);
     }
     (!rows.is_empty()).then(|| InlineKeyboardMarkup::new(rows))
-}
-
-/// `{intent: approve|deny, approval: "42", scope}` → the button's callback data.
-fn approval_of(option: &Value) -> Option<ButtonData> {
-    let approval = match option.get("approval")? {
-        Value::String(s) => s.parse().ok()?,
-        Value::Number(n) => n.as_i64()?,
-        _ => return None,
-    };
-    let answer = match (option.get("intent")?.as_str()?, option.get("scope").and_then(Value::as_str)) {
-        ("approve", Some("always")) => ApprovalAnswer::Always,
-        ("approve", _) => ApprovalAnswer::Once,
-        ("deny", _) => ApprovalAnswer::Deny,
-        _ => return None,
-    };
-    Some(ButtonData::Approval { approval, answer })
 }
 
 /// Answers a button press (Telegram shows a spinner until then). Failures are logged only: the
@@ -408,6 +382,9 @@ pub async fn show_decision(bot: &Bot, chat_id: i64, message_id: i32, shown: Opti
 #[cfg(test)]
 mod tests {
     use serde_json::json;
+    use taskgate_core::classify::Intent;
+    use taskgate_core::model::{Answer, Scope};
+    use taskgate_core::reply::{Action, Button};
 
     use super::*;
 
@@ -425,62 +402,66 @@ mod tests {
             .collect()
     }
 
+    fn button(label: &str, action: Action) -> Button {
+        Button { label: label.into(), action }
+    }
+
     #[test]
-    fn an_approval_renders_three_buttons_naming_it() {
-        let payload = json!({
-            "text": "Codex is waiting for approval: run `rm -rf <dir>`",
-            "buttons": [{"label": "Approve", "choice": 0}, {"label": "Always", "choice": 1}, {"label": "Deny", "choice": 2}],
-            "options": [
-                {"intent": "approve", "approval": "42", "scope": "once"},
-                {"intent": "approve", "approval": "42", "scope": "always"},
-                {"intent": "deny", "approval": "42", "scope": null}
+    fn an_approval_renders_three_buttons_naming_it_and_its_nonce() {
+        let decide = |answer| Action::Decide { approval: 42, nonce: "n0nce".into(), answer };
+        let reply = Reply {
+            text: "Codex is waiting for approval: run `rm -rf <dir>`".into(),
+            buttons: vec![
+                button("Approve", decide(Answer::Approve(Scope::Once))),
+                button("Always", decide(Answer::Approve(Scope::Always))),
+                button("Deny", decide(Answer::Deny)),
             ],
-            "thread_id": ""
-        });
-        let r = render(&payload);
+            ..Reply::default()
+        };
+        let r = render(&reply);
         assert_eq!(r.parts, vec!["Codex is waiting for approval: run <code>rm -rf &lt;dir&gt;</code>".to_owned()]);
         assert_eq!(r.thread_id, None);
         let k = r.keyboard.expect("keyboard");
-        assert_eq!(callback_data(&k), vec![vec!["a:42:o", "a:42:a", "a:42:d"]]);
+        assert_eq!(callback_data(&k), vec![vec!["a:42:n0nce:o", "a:42:n0nce:a", "a:42:n0nce:d"]]);
         assert_eq!(k.inline_keyboard[0][0].text, "Approve");
     }
 
     #[test]
-    fn other_buttons_carry_their_choice_one_per_row() {
-        let payload = json!({
-            "text": "Which one?",
-            "buttons": [{"label": "Continue 'notes'", "choice": 0}, {"label": "New task", "choice": 1}],
-            "options": [{"intent": "continue", "task": "3"}, {"intent": "new_task"}],
-            "thread_id": "17"
-        });
-        let r = render(&payload);
-        assert_eq!(r.thread_id, Some(17));
-        assert_eq!(callback_data(&r.keyboard.unwrap()), vec![vec!["c:0"], vec!["c:1"]]);
-    }
-
-    #[test]
-    fn a_clarify_offers_choices_even_for_approving_readings() {
-        let payload = json!({
-            "text": "Did you mean:",
-            "buttons": [{"label": "Approve run `a`", "choice": 0}, {"label": "Approve run `b`", "choice": 1}],
-            "options": [
-                {"intent": "approve", "task": "1", "approval": "3", "scope": "once", "confidence": 0.5, "reason": "r"},
-                {"intent": "approve", "task": "2", "approval": "4", "scope": "once", "confidence": 0.5, "reason": "r"}
+    fn choices_and_stop_go_one_per_row() {
+        let reading = |intent| taskgate_core::classify::Decision {
+            intent,
+            task: Some("3".into()),
+            agent: None,
+            role: None,
+            approval: None,
+            scope: None,
+            confidence: 0.5,
+            reason: "r".into(),
+        };
+        let reply = Reply {
+            text: "Which one?".into(),
+            buttons: vec![
+                button("Continue 'notes'", Action::Choose { choice: 0, reading: reading(Intent::Continue) }),
+                button("New task", Action::Choose { choice: 1, reading: reading(Intent::NewTask) }),
+                button("Stop", Action::Stop { task: 3 }),
             ],
-            "source_text": "ok"
-        });
-        assert_eq!(callback_data(&render(&payload).keyboard.unwrap()), vec![vec!["c:0"], vec!["c:1"]]);
+            thread_id: "17".into(),
+            ..Reply::default()
+        };
+        let r = render(&reply);
+        assert_eq!(r.thread_id, Some(17));
+        assert_eq!(callback_data(&r.keyboard.unwrap()), vec![vec!["c:0"], vec!["c:1"], vec!["s:3"]]);
     }
 
     #[test]
     fn plain_text_has_no_keyboard_and_long_text_is_split() {
         let long = vec!["line of text"; 1000].join("\n");
-        let r = render(&json!({"text": long, "buttons": [], "options": []}));
+        let r = render(&Reply::text(long));
         assert!(r.keyboard.is_none());
         assert!(r.parts.len() > 1);
         assert!(r.parts.iter().all(|p| p.encode_utf16().count() <= html::MAX_MESSAGE));
-        assert!(render(&json!({"text": ""})).parts.is_empty());
-        assert!(render(&json!({})).parts.is_empty(), "a malformed payload renders nothing rather than failing");
+        assert!(render(&Reply::text("")).parts.is_empty());
+        assert!(render(&Reply::from_json(json!({}))).parts.is_empty(), "a malformed payload renders nothing");
     }
 
     #[test]

@@ -1,100 +1,147 @@
-//! Applying a router plan: every effect in one store transaction, returning the runtime
-//! commands to hand to the runner once it committed. A crash before the commit leaves nothing;
-//! after it, the turns are durable rows that `Engine::recover` picks up.
+//! The interpreter: one plan, from a person (the router) or from an agent (the reaction to a
+//! runtime event), applied in one store transaction. Work for the agents becomes rows (a
+//! queued turn, an order for the execution's owner); the executions given work are returned
+//! so the caller can wake their owners once the transaction committed.
+//!
+//! [`commit`] is the one way a plan reaches the database: it opens the transaction, checks the
+//! owner's lease first when an agent's plan is applied (a stale owner's writes are refused),
+//! and runs the plan again when the database was only busy.
+
+use std::time::Duration;
 
 use chrono::Utc;
-use serde_json::{Value, json};
+use taskgate_adapters::store::SeaStore;
 use taskgate_core::classify::Decision;
 use taskgate_core::model::{
-    Answer, Approval, ApprovalStatus, Channel, Conversation, Id, NewEvent, NewOutbound, RuntimeSession, SessionStatus,
-    StateMachine, TaskStatus, Turn,
+    Answer, Approval, ApprovalStatus, Body, Channel, Conversation, Id, Lease, NewEvent, NewOutbound, Order,
+    RuntimeSession, SessionStatus, StateMachine, TaskStatus,
 };
-use taskgate_core::route::{Effect, ExecRef, Plan, Sender, TaskRef};
-use taskgate_core::runtime::ApprovalDecision;
-use taskgate_core::store::{NewExecution, NewTask, Store, StoreError, StoreResult};
+use taskgate_core::plan::{Effect, ExecRef, Plan, TaskRef};
+use taskgate_core::reply::{Action, Button, Reply, ReplyKind};
+use taskgate_core::route::Sender;
+use taskgate_core::store::{NewApproval, NewExecution, NewTask, Store, StoreError, StoreResult};
 
-/// What the runner does after the transaction committed.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Command {
-    /// Run `turn` (a durable row of `session`) when the execution is free; FIFO behind others.
-    Turn {
-        execution: Id,
-        session: RuntimeSession,
-        turn: Turn,
+use super::status;
+
+/// Whose plan this is, and what its effects need to know about where they happen.
+pub enum Origin<'a> {
+    /// A person's message in a conversation.
+    Person {
+        conversation: &'a Conversation,
+        sender: &'a Sender,
+        /// The message the plan answers: a reply with choices (a clarify) keeps it, so a press
+        /// completes this message with the chosen reading.
+        text: &'a str,
+        /// The platform's id of the message, for threaded answers in groups.
+        message_id: Option<&'a str>,
+        /// Model for new runtime sessions, per agent name.
+        model_of: &'a (dyn Fn(&str) -> Option<String> + Sync),
     },
-    Interrupt {
+    /// An agent's event, applied by the owner of its execution.
+    Agent {
+        task: Id,
         execution: Id,
-    },
-    /// Deliver `text` as the answer to the question the execution's turn waits on.
-    Answer {
-        execution: Id,
-        text: String,
-    },
-    /// Shut the sticky session's process down; the row is already closed.
-    Close {
-        execution: Id,
-    },
-    Decide {
-        approval: Id,
-        request_id: String,
-        action: String,
-        decision: ApprovalDecision,
-        note: Option<String>,
+        /// Display name ("Codex"), the timeline's actor.
+        agent: &'a str,
+        model: Option<&'a str>,
     },
 }
 
-/// Where the plan's replies go and who sent the message.
-pub struct Origin<'a> {
-    pub conversation: &'a Conversation,
-    pub sender: &'a Sender,
-    /// The message the plan answers: a reply with buttons (a clarify) keeps it, so that a
-    /// press completes this message with the chosen reading (`Engine::choose`).
-    pub text: &'a str,
-    /// Model for new runtime sessions, per agent name.
-    pub model_of: &'a (dyn Fn(&str) -> Option<String> + Sync),
+impl Origin<'_> {
+    fn channel(&self) -> Option<Channel> {
+        match self {
+            Origin::Person { sender, .. } => Some(sender.channel),
+            Origin::Agent { .. } => None,
+        }
+    }
+
+    fn actor(&self) -> String {
+        match self {
+            Origin::Person { sender, .. } => sender.name.clone(),
+            Origin::Agent { agent, .. } => (*agent).to_owned(),
+        }
+    }
+
+    fn execution(&self) -> Option<Id> {
+        match self {
+            Origin::Person { .. } => None,
+            Origin::Agent { execution, .. } => Some(*execution),
+        }
+    }
 }
 
+#[derive(Debug, Default)]
 pub struct Applied {
-    pub commands: Vec<Command>,
     /// The task the plan was about, if any (for logs and tests).
     pub task: Option<Id>,
+    /// Executions given work (a turn, an order): their owners should look now.
+    pub wake: Vec<Id>,
+    /// Approvals the plan created.
+    pub approvals: Vec<Id>,
+}
+
+/// Applies `plan` in one transaction and commits it. With `lease`, the transaction first
+/// checks that the caller still owns the execution (and extends the lease); a stale owner gets
+/// [`StoreError::Fenced`] and nothing is written. A busy database is retried a few times.
+pub async fn commit(
+    store: &SeaStore,
+    plan: &Plan,
+    origin: &Origin<'_>,
+    lease: Option<(&Lease, chrono::Duration)>,
+) -> StoreResult<Applied> {
+    let mut delay = Duration::from_millis(10);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let result = async {
+            let tx = store.begin().await?;
+            if let Some((lease, length)) = lease {
+                tx.check_lease(lease, Utc::now() + length).await?;
+            }
+            let applied = apply(&tx, plan, origin).await?;
+            tx.commit().await?;
+            Ok(applied)
+        }
+        .await;
+        match result {
+            Err(StoreError::Busy(why)) if attempt < 6 => {
+                tracing::debug!(%why, attempt, "applying a plan: the database is busy; trying again");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Applies `plan` with `tx` (a transaction; the caller commits).
-pub async fn apply(
-    tx: &dyn Store,
-    plan: &Plan,
-    alternatives: &[Decision],
-    target: Option<Id>,
-    origin: &Origin<'_>,
-) -> StoreResult<Applied> {
+pub async fn apply(tx: &dyn Store, plan: &Plan, origin: &Origin<'_>) -> StoreResult<Applied> {
     let mut created_task: Option<Id> = None;
     let mut created_exec: Option<Id> = None;
-    // The task replies are filed under: the last one the plan named, else the decision's.
-    let mut current_task: Option<Id> = target;
-    let mut commands = Vec::new();
+    let mut applied = Applied::default();
+    let mut current_task: Option<Id> = match origin {
+        Origin::Agent { task, .. } => Some(*task),
+        Origin::Person { .. } => None,
+    };
     // A Resolve that found the approval already decided replaces the router's "Approved: …".
     let mut replace_next_reply: Option<String> = None;
 
     let task_of = |r: TaskRef, created: Option<Id>| -> StoreResult<Id> {
         match r {
             TaskRef::Existing(id) => Ok(id),
-            TaskRef::Created => {
-                created.ok_or_else(|| StoreError::NotFound { entity: "created task", id: "plan".into() })
-            }
+            TaskRef::Created => created.ok_or_else(|| StoreError::NotFound { entity: "created task", id: "plan".into() }),
         }
     };
 
     for effect in &plan.effects {
         match effect {
             Effect::CreateTask { title, goal, project_id } => {
+                let created_by = match origin {
+                    Origin::Person { sender, .. } => Some(sender.person_id),
+                    Origin::Agent { .. } => None,
+                };
                 let task = tx
-                    .create_task(NewTask {
-                        project_id: Some(*project_id),
-                        title: title.clone(),
-                        goal: goal.clone(),
-                        created_by: Some(origin.sender.person_id),
-                    })
+                    .create_task(NewTask { project_id: Some(*project_id), title: title.clone(), goal: goal.clone(), created_by })
                     .await?;
                 created_task = Some(task.id);
                 current_task = Some(task.id);
@@ -107,38 +154,43 @@ pub async fn apply(
             }
             Effect::Focus { task } => {
                 let task_id = task_of(*task, created_task)?;
-                tx.set_focus(origin.conversation.id, Some(task_id)).await?;
+                if let Origin::Person { conversation, .. } = origin {
+                    tx.set_focus(conversation.id, Some(task_id)).await?;
+                }
                 current_task = Some(task_id);
             }
             Effect::StartTurn { execution, input, .. } => {
-                let exec_id = match execution {
+                let exec = match execution {
                     ExecRef::Existing(id) => *id,
                     ExecRef::Created => created_exec
                         .ok_or_else(|| StoreError::NotFound { entity: "created execution", id: "plan".into() })?,
                 };
-                commands.push(turn(tx, exec_id, input, origin).await?);
+                queue_turn(tx, exec, input, origin).await?;
+                applied.wake.push(exec);
             }
             // No adapter steers a running turn yet; the router only steers when told it can,
             // so a steer that arrives anyway waits its turn rather than being lost.
             Effect::QueueTurn { execution, input } | Effect::SteerTurn { execution, input } => {
-                commands.push(turn(tx, *execution, input, origin).await?);
+                queue_turn(tx, *execution, input, origin).await?;
+                applied.wake.push(*execution);
             }
-            Effect::InterruptTurn { execution } => commands.push(Command::Interrupt { execution: *execution }),
             Effect::AnswerQuestion { execution, text } => {
                 let task_id = tx.execution(*execution).await?.task_id;
+                let person_id = match origin {
+                    Origin::Person { sender, .. } => sender.person_id,
+                    Origin::Agent { .. } => 0,
+                };
                 // Filed under the execution, so the context loader sees the question answered.
-                tx.append_event(NewEvent {
-                    task_id,
-                    execution_id: Some(*execution),
-                    kind: taskgate_core::model::EventKind::Runtime,
-                    channel: Some(origin.sender.channel),
-                    actor: Some(origin.sender.name.clone()),
-                    body: json!({"type": QUESTION_ANSWERED, "text": text, "person_id": origin.sender.person_id}),
-                })
-                .await?;
-                super::status::task(tx, task_id, TaskStatus::Running).await?;
+                record(tx, task_id, Some(*execution), origin, Body::QuestionAnswered { text: text.clone(), person_id })
+                    .await?;
+                status::task(tx, task_id, TaskStatus::Running).await?;
                 current_task = Some(task_id);
-                commands.push(Command::Answer { execution: *execution, text: text.clone() });
+                tx.give_order(*execution, &Order::Answer { text: text.clone() }).await?;
+                applied.wake.push(*execution);
+            }
+            Effect::InterruptTurn { execution } => {
+                tx.give_order(*execution, &Order::Interrupt).await?;
+                applied.wake.push(*execution);
             }
             Effect::CloseSession { execution } => {
                 if let Some(mut session) = tx.latest_session(*execution).await?
@@ -147,115 +199,228 @@ pub async fn apply(
                     session.status = SessionStatus::Closed;
                     tx.update_session(&session).await?;
                 }
-                commands.push(Command::Close { execution: *execution });
+                tx.give_order(*execution, &Order::Close).await?;
+                applied.wake.push(*execution);
             }
             Effect::Resolve { approval, answer, note } => match resolve(tx, *approval, *answer, origin).await? {
                 Ok(decided) => {
-                    tx.append_event(NewEvent {
-                        task_id: decided.task_id,
-                        execution_id: None,
-                        kind: taskgate_core::model::EventKind::Approval,
-                        channel: Some(origin.sender.channel),
-                        actor: Some(origin.sender.name.clone()),
-                        body: json!({
-                            "approval": decided.id, "action": decided.action, "status": decided.status,
-                            "scope": decided.scope, "decided_by": origin.sender.person_id, "note": note,
-                        }),
-                    })
-                    .await?;
-                    current_task = Some(decided.task_id);
-                    commands.push(Command::Decide {
+                    let decided_by = decided.decided_by.unwrap_or_default();
+                    let body = Body::ApprovalDecided {
                         approval: decided.id,
-                        request_id: decided.request_id.clone(),
                         action: decided.action.clone(),
-                        decision: decision_of(*answer),
+                        status: decided.status,
+                        scope: decided.scope,
+                        decided_by,
                         note: note.clone(),
-                    });
+                    };
+                    record(tx, decided.task_id, decided.execution_id, origin, body).await?;
+                    current_task = Some(decided.task_id);
+                    if let Some(exec) = approval_execution(tx, &decided).await? {
+                        tx.give_order(exec, &Order::Decide { approval: decided.id }).await?;
+                        if let Some(note) = note {
+                            // The denial's instruction ("no, run only the unit tests") is the next turn.
+                            let input = format!("The person declined {} and said: {note}", decided.action);
+                            queue_turn(tx, exec, &input, origin).await?;
+                        }
+                        applied.wake.push(exec);
+                    }
                 }
                 Err(text) => replace_next_reply = Some(text),
             },
-            Effect::Record { task, kind, body } => {
+            Effect::Record { task, body } => {
                 let task_id = task_of(*task, created_task)?;
                 current_task = Some(task_id);
-                tx.append_event(NewEvent {
-                    task_id,
-                    execution_id: None,
-                    kind: *kind,
-                    channel: Some(origin.sender.channel),
-                    actor: Some(origin.sender.name.clone()),
-                    body: body.clone(),
-                })
-                .await?;
+                record(tx, task_id, origin.execution(), origin, body.clone()).await?;
             }
-            Effect::Reply { text, buttons } => {
-                let (text, buttons) = match replace_next_reply.take() {
-                    Some(replacement) => (replacement, Vec::new()),
-                    None => (text.clone(), buttons.clone()),
+            Effect::Reply(reply) => {
+                let reply = match replace_next_reply.take() {
+                    Some(replacement) => Reply::text(replacement),
+                    None => reply.clone(),
                 };
-                // Each button's `choice` indexes `options`: the reading it stands for.
-                let options: Vec<Value> = buttons
-                    .iter()
-                    .filter_map(|b| alternatives.get(b.choice))
-                    .map(|d| serde_json::to_value(d).unwrap_or(Value::Null))
-                    .collect();
-                let buttons: Vec<Value> =
-                    buttons.iter().map(|b| json!({"label": b.label, "choice": b.choice})).collect();
-                let mut payload = reply_payload(origin.conversation, &text, buttons, options);
-                if payload["buttons"].as_array().is_some_and(|b| !b.is_empty()) {
-                    payload[SOURCE_TEXT] = json!(origin.text);
+                send(tx, reply, current_task, None, origin).await?;
+            }
+            Effect::SetTurn { turn, to, summary } => {
+                let mut row = tx.turn(*turn).await?;
+                status::turn(tx, &mut row, *to, summary.clone()).await?;
+            }
+            Effect::SetSession { session, to, provider_session_id } => {
+                let mut row = tx.session(*session).await?;
+                if let Some(id) = provider_session_id
+                    && row.provider_session_id.as_ref() != Some(id)
+                {
+                    row.provider_session_id = Some(id.clone());
+                    row = tx.update_session(&row).await?;
                 }
-                tx.outbox_enqueue(NewOutbound {
-                    channel: origin.conversation.channel,
-                    chat_id: origin.conversation.chat_id.clone(),
-                    task_id: current_task,
-                    approval_id: None,
-                    payload,
+                // Ready after a start; a session already busy with a turn stays busy.
+                let to = if *to == SessionStatus::Ready && row.status == SessionStatus::Busy && provider_session_id.is_some() {
+                    SessionStatus::Busy
+                } else {
+                    *to
+                };
+                status::session(tx, &mut row, to).await?;
+            }
+            Effect::SetExecution { to } => {
+                if let Some(exec) = origin.execution() {
+                    status::execution(tx, exec, *to).await?;
+                }
+            }
+            Effect::SetTask { to } => {
+                if let Some(task) = current_task {
+                    status::task(tx, task, *to).await?;
+                }
+            }
+            Effect::AskApproval { turn, request, line } => {
+                let Origin::Agent { task, execution, .. } = origin else { continue };
+                let task = *task;
+                let approval = tx
+                    .create_approval(NewApproval {
+                        task_id: task,
+                        execution_id: Some(*execution),
+                        turn_id: *turn,
+                        request_id: request.request_id.clone(),
+                        action: request.action.clone(),
+                    })
+                    .await?;
+                record(tx, task, Some(*execution), origin, Body::ApprovalRequested {
+                    approval: approval.id,
+                    request: request.clone(),
                 })
                 .await?;
+                let card = Reply {
+                    text: line.clone(),
+                    buttons: approval_buttons(&approval),
+                    kind: ReplyKind::Approval,
+                    detail: request.detail.clone(),
+                    ..Reply::default()
+                };
+                send(tx, card, Some(task), Some(approval.id), origin).await?;
+                applied.approvals.push(approval.id);
+            }
+            Effect::ExpireApprovals { turn, reason } => {
+                let Some(task) = current_task else { continue };
+                for approval in tx.pending_approvals(Some(task)).await? {
+                    if approval.turn_id == Some(*turn) {
+                        expire(tx, approval, reason, origin).await?;
+                    }
+                }
+            }
+            Effect::WithdrawApproval { request_id } => {
+                let (Some(task), Some(exec)) = (current_task, origin.execution()) else { continue };
+                for approval in tx.pending_approvals(Some(task)).await? {
+                    if &approval.request_id == request_id && approval.execution_id == Some(exec) {
+                        expire(tx, approval, "the agent withdrew the request", origin).await?;
+                    }
+                }
+            }
+            Effect::Live { turn, line } => {
+                let reply = Reply { text: line.clone(), kind: ReplyKind::Status, live: Some(live_key(*turn)), ..Reply::default() };
+                send(tx, reply, current_task, None, origin).await?;
             }
         }
     }
     // A Resolve with no reply after it still tells the person.
     if let Some(text) = replace_next_reply {
-        tx.outbox_enqueue(NewOutbound {
-            channel: origin.conversation.channel,
-            chat_id: origin.conversation.chat_id.clone(),
-            task_id: current_task,
-            approval_id: None,
-            payload: reply_payload(origin.conversation, &text, Vec::new(), Vec::new()),
-        })
-        .await?;
+        send(tx, Reply::text(text), current_task, None, origin).await?;
     }
-    Ok(Applied { commands, task: current_task })
+    applied.task = current_task;
+    applied.wake.dedup();
+    Ok(applied)
 }
 
-/// Timeline event type: the person answered the question an execution's turn waited on.
-pub const QUESTION_ANSWERED: &str = "question_answered";
+/// The key every status update of `turn` shares: channels edit one message per key.
+pub fn live_key(turn: Id) -> String {
+    format!("turn:{turn}")
+}
 
-/// Payload field of a clarify: the message its buttons complete. Channels render such buttons
-/// as choices (`options[choice]` is a classifier `Decision`), never as approval buttons.
-pub const SOURCE_TEXT: &str = "source_text";
+/// Approve / always / deny, each naming the approval and its nonce.
+pub fn approval_buttons(approval: &Approval) -> Vec<Button> {
+    let button = |label: &str, answer| Button {
+        label: label.into(),
+        action: Action::Decide { approval: approval.id, nonce: approval.nonce.clone(), answer },
+    };
+    vec![
+        button("Approve", Answer::Approve(taskgate_core::model::Scope::Once)),
+        button("Always", Answer::Approve(taskgate_core::model::Scope::Always)),
+        button("Deny", Answer::Deny),
+    ]
+}
 
-/// The outbox payload channels render: text, buttons, and what each button means.
-pub fn reply_payload(conversation: &Conversation, text: &str, buttons: Vec<Value>, options: Vec<Value>) -> Value {
-    json!({
-        "text": text,
-        "buttons": buttons,
-        "options": options,
-        "thread_id": conversation.thread_id,
+/// Enqueues `reply`. A person's plan answers in their conversation (threaded to their message
+/// in groups); an agent's news goes to the chat that last heard about the task (the web
+/// console's task page when no chat has).
+async fn send(tx: &dyn Store, mut reply: Reply, task: Option<Id>, approval: Option<Id>, origin: &Origin<'_>) -> StoreResult<()> {
+    let (channel, chat_id) = match origin {
+        Origin::Person { conversation, text, message_id, .. } => {
+            reply.thread_id = conversation.thread_id.clone();
+            if reply.reply_to.is_none() {
+                reply.reply_to = message_id.map(str::to_owned);
+            }
+            if reply.buttons.iter().any(|b| matches!(b.action, Action::Choose { .. })) {
+                reply.source_text = Some((*text).to_owned());
+            }
+            (conversation.channel, conversation.chat_id.clone())
+        }
+        Origin::Agent { task, .. } => match tx.latest_outbound(*task).await? {
+            Some(o) => {
+                reply.thread_id = o.payload.thread_id.clone();
+                (o.channel, o.chat_id)
+            }
+            None => (Channel::Web, format!("task-{task}")),
+        },
+    };
+    tx.outbox_enqueue(NewOutbound { channel, chat_id, task_id: task, approval_id: approval, payload: reply }).await?;
+    Ok(())
+}
+
+async fn record(tx: &dyn Store, task: Id, execution: Option<Id>, origin: &Origin<'_>, body: Body) -> StoreResult<()> {
+    tx.append_event(NewEvent {
+        task_id: task,
+        execution_id: execution,
+        channel: origin.channel(),
+        actor: Some(origin.actor()),
+        body: body.into(),
     })
+    .await
+    .map(|_| ())
 }
 
-/// A durable turn for `exec`: in its sticky session when that is usable, else in a new session
-/// row. A new row after a dead one keeps the dead one's provider id, so the runner resumes it;
+async fn expire(tx: &dyn Store, mut approval: Approval, reason: &str, origin: &Origin<'_>) -> StoreResult<()> {
+    let Ok(next) = approval.status.transition(ApprovalStatus::Expired) else { return Ok(()) };
+    approval.status = next;
+    match tx.update_approval(&approval).await {
+        Ok(_) => {}
+        // Someone decided it meanwhile: theirs stands.
+        Err(StoreError::Conflict { .. }) => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    let body = Body::ApprovalExpired { approval: approval.id, action: approval.action.clone(), reason: reason.to_owned() };
+    record(tx, approval.task_id, approval.execution_id, origin, body).await
+}
+
+/// The execution whose agent asked: recorded on the approval, else found through its turn.
+async fn approval_execution(tx: &dyn Store, approval: &Approval) -> StoreResult<Option<Id>> {
+    if let Some(exec) = approval.execution_id {
+        return Ok(Some(exec));
+    }
+    let Some(turn) = approval.turn_id else { return Ok(None) };
+    let turn = tx.turn(turn).await?;
+    Ok(Some(tx.session(turn.session_id).await?.execution_id))
+}
+
+/// A queued turn for `exec`: in its sticky session when that is usable, else in a new session
+/// row. A new row after a dead one keeps the dead one's provider id, so the owner resumes it;
 /// after `/new` (closed) it starts clean.
-async fn turn(tx: &dyn Store, exec: Id, input: &str, origin: &Origin<'_>) -> StoreResult<Command> {
+async fn queue_turn(tx: &dyn Store, exec: Id, input: &str, origin: &Origin<'_>) -> StoreResult<()> {
     let latest = tx.latest_session(exec).await?;
-    let session = match latest {
+    let session: RuntimeSession = match latest {
         Some(s) if s.status.is_usable() => s,
         other => {
             let agent = tx.execution(exec).await?.agent;
-            let mut fresh = tx.create_session(exec, (origin.model_of)(&agent).as_deref()).await?;
+            let model = match origin {
+                Origin::Person { model_of, .. } => model_of(&agent),
+                Origin::Agent { model, .. } => model.map(str::to_owned),
+            };
+            let mut fresh = tx.create_session(exec, model.as_deref()).await?;
             if let Some(dead) = other.filter(|s| s.status == SessionStatus::Dead)
                 && dead.provider_session_id.is_some()
             {
@@ -265,16 +430,18 @@ async fn turn(tx: &dyn Store, exec: Id, input: &str, origin: &Origin<'_>) -> Sto
             fresh
         }
     };
-    let turn = tx.create_turn(session.id, input).await?;
-    Ok(Command::Turn { execution: exec, session, turn })
+    tx.create_turn(session.id, input).await?;
+    Ok(())
 }
 
 /// Decides the approval once. `Err(text)` is the reply for a late answer: who decided first.
 async fn resolve(tx: &dyn Store, id: Id, answer: Answer, origin: &Origin<'_>) -> StoreResult<Result<Approval, String>> {
+    let Origin::Person { sender, .. } = origin else {
+        return Ok(Err("Only people decide approvals.".into()));
+    };
     let mut approval = tx.approval(id).await?;
-    let now = Utc::now();
     // The error repeats what the row already says; the reply is built from the row.
-    if approval.decide(answer, origin.sender.person_id, origin.sender.channel, now).is_err() {
+    if approval.decide(answer, sender.person_id, sender.channel, Utc::now()).is_err() {
         return Ok(Err(already_decided(tx, &approval).await?));
     }
     match tx.update_approval(&approval).await {
@@ -323,11 +490,11 @@ fn channel_name(channel: Channel) -> &'static str {
     }
 }
 
-pub fn decision_of(answer: Answer) -> ApprovalDecision {
-    match answer {
-        Answer::Approve(taskgate_core::model::Scope::Once) => ApprovalDecision::AllowOnce,
-        Answer::Approve(taskgate_core::model::Scope::Always) => ApprovalDecision::AllowForSession,
-        Answer::Deny => ApprovalDecision::Deny,
-        Answer::DenyAndStop => ApprovalDecision::DenyAndStop,
-    }
+/// A clarify's reading for button `choice` of `reply`, if it is a clarify.
+pub fn reading(reply: &Reply, choice: usize) -> Option<(Decision, String, String)> {
+    let source = reply.source_text.clone()?;
+    reply.buttons.iter().find_map(|b| match &b.action {
+        Action::Choose { choice: c, reading } if *c == choice => Some((reading.clone(), source.clone(), b.label.clone())),
+        _ => None,
+    })
 }

@@ -5,9 +5,8 @@
 
 use std::collections::BTreeSet;
 
-use chrono::Utc;
 use taskgate_core::classify::{self, Chat};
-use taskgate_core::model::{Approval, ApprovalStatus, Conversation, EventKind, Id, Task, TaskStatus, TurnStatus};
+use taskgate_core::model::{Approval, ApprovalStatus, Body, Conversation, Id, Task, TaskStatus, TurnStatus};
 use taskgate_core::route::{ApprovalState, ConversationState, ExecutionState, ProjectInfo, TaskState};
 use taskgate_core::store::{Store, StoreResult};
 
@@ -15,10 +14,6 @@ use super::display_agent;
 
 /// How many tasks a conversation shows the classifier.
 const VISIBLE_TASKS: u64 = 10;
-/// Decided approvals a task keeps in view so a late "ok" is told who answered first.
-const RECENT_APPROVALS: u64 = 3;
-/// How long a decided approval stays answerable (with "Already approved by …").
-const LATE_ANSWER_MINUTES: i64 = 10;
 
 /// The inputs of one decision.
 pub struct Loaded {
@@ -33,17 +28,15 @@ pub struct Addressing {
     pub reply_to: Option<Id>,
 }
 
-/// Reads the conversation's tasks, executions, sessions and approvals.
-///
-/// `busy_hint` reports executions the runner knows to be working even when the store does not
-/// show it yet (a turn accepted a moment ago).
+/// Reads the conversation's tasks, executions, sessions and approvals. Only approvals still
+/// waiting for an answer are pending: a decided or expired one is never offered to the
+/// classifier, so "stop" or "yes, do that" after an earlier decision means what it says.
 pub async fn load(
     store: &dyn Store,
     conversation: &Conversation,
     project: ProjectInfo,
     agents: Vec<String>,
     addressing: Addressing,
-    busy_hint: &(dyn Fn(Id) -> bool + Sync),
 ) -> StoreResult<Loaded> {
     let Addressing { chat, mentioned, reply_to } = addressing;
     let mut ids: Vec<Id> = store.chat_tasks(conversation.channel, &conversation.chat_id, VISIBLE_TASKS).await?;
@@ -66,7 +59,7 @@ pub async fn load(
 
     let mut states = Vec::with_capacity(tasks.len());
     for task in tasks {
-        states.push(task_state(store, task, busy_hint).await?);
+        states.push(task_state(store, task).await?);
     }
 
     let mut pending: Vec<&ApprovalState> = states
@@ -75,19 +68,6 @@ pub async fn load(
         .filter(|a| a.approval.status == ApprovalStatus::Pending)
         .collect();
     pending.sort_by_key(|a| a.approval.id);
-    // With nothing pending, the newest recently decided approval stays answerable, so a second
-    // "ok" (a teammate, or the same person twice) hears who answered first instead of a
-    // "what do you mean?". Never while something is pending: that would make "ok" ambiguous.
-    if pending.is_empty() {
-        let cutoff = Utc::now() - chrono::Duration::minutes(LATE_ANSWER_MINUTES);
-        let late = states
-            .iter()
-            .filter(|t| t.task.status != TaskStatus::WaitingInput)
-            .flat_map(|t| t.approvals.iter())
-            .filter(|a| a.approval.decided_at.is_some_and(|at| at >= cutoff))
-            .max_by_key(|a| a.approval.decided_at);
-        pending.extend(late);
-    }
     let pending_approvals = pending
         .into_iter()
         .map(|a| classify::ApprovalRef {
@@ -116,7 +96,7 @@ pub async fn load(
     Ok(Loaded { context, state })
 }
 
-async fn task_state(store: &dyn Store, task: Task, busy_hint: &(dyn Fn(Id) -> bool + Sync)) -> StoreResult<TaskState> {
+async fn task_state(store: &dyn Store, task: Task) -> StoreResult<TaskState> {
     // The timeline gives the latest result, the files touched (for seeding new sessions) and
     // the questions agents asked.
     let timeline = store.timeline(task.id).await?;
@@ -128,7 +108,7 @@ async fn task_state(store: &dyn Store, task: Task, busy_hint: &(dyn Fn(Id) -> bo
             None => Vec::new(),
         };
         let in_flight = open.iter().any(|t| t.status != TurnStatus::Queued);
-        let busy = !open.is_empty() || busy_hint(execution.id);
+        let busy = !open.is_empty();
         // Turns behind the one in flight (or behind the first queued one, about to start).
         let queued = if in_flight { open.len() - 1 } else { open.len().saturating_sub(1) };
         let pending_question = if busy && task.status == TaskStatus::WaitingInput {
@@ -151,21 +131,15 @@ async fn task_state(store: &dyn Store, task: Task, busy_hint: &(dyn Fn(Id) -> bo
     for approval in store.pending_approvals(Some(task.id)).await? {
         approvals.push(approval_state(store, approval, &executions).await?);
     }
-    for approval in store.approvals(task.id, RECENT_APPROVALS).await? {
-        if approval.status != ApprovalStatus::Pending {
-            approvals.push(approval_state(store, approval, &executions).await?);
-        }
-    }
 
-    let latest_result = timeline
-        .iter()
-        .rev()
-        .find(|e| e.kind == EventKind::Result)
-        .and_then(|e| e.body.get("summary").and_then(|s| s.as_str()).map(str::to_owned));
+    let latest_result = timeline.iter().rev().find_map(|e| match e.body.known() {
+        Some(Body::TurnFinished { summary, .. }) => Some(summary.clone()),
+        _ => None,
+    });
     let mut files = BTreeSet::new();
-    for event in timeline.iter().filter(|e| e.kind == EventKind::FileChange) {
-        if let Some(changes) = event.body.get("changes").and_then(|c| c.as_array()) {
-            files.extend(changes.iter().filter_map(|c| c.get("path")?.as_str().map(str::to_owned)));
+    for event in &timeline {
+        if let Some(Body::FileChanged { changes, .. }) = event.body.known() {
+            files.extend(changes.iter().map(|c| c.path.clone()));
         }
     }
     let restart_note = restart_note(store, &task).await?;
@@ -183,11 +157,10 @@ async fn task_state(store: &dyn Store, task: Task, busy_hint: &(dyn Fn(Id) -> bo
 /// came after it (both are on the timeline, in order).
 fn pending_question(timeline: &[taskgate_core::model::Event], exec: Id) -> Option<String> {
     for event in timeline.iter().rev().filter(|e| e.execution_id == Some(exec)) {
-        if event.kind == EventKind::Result || event.body["type"] == super::apply::QUESTION_ANSWERED {
-            return None;
-        }
-        if event.kind == EventKind::Runtime && event.body["type"] == "question" {
-            return event.body["request_id"].as_str().map(str::to_owned);
+        match event.body.known() {
+            Some(Body::TurnFinished { .. } | Body::QuestionAnswered { .. }) => return None,
+            Some(Body::Question { request_id, .. }) => return Some(request_id.clone()),
+            _ => {}
         }
     }
     None

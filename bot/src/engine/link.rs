@@ -97,7 +97,7 @@ pub async fn run(
         chat_id: conversation.chat_id.clone(),
         task_id: task,
         approval_id: None,
-        payload: super::apply::reply_payload(conversation, &text, Vec::new(), Vec::new()),
+        payload: taskgate_core::reply::Reply::text(text).in_thread(conversation.thread_id.clone()),
     })
     .await?;
     Ok(task)

@@ -3,35 +3,35 @@
 //! come back through the runner onto the timeline and into the outbox.
 
 mod apply;
-mod choice;
 mod context;
 mod link;
-mod live;
 mod notes;
+mod press;
 mod runner;
 mod spec;
 mod status;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use chrono::Utc;
-use serde_json::json;
 use taskgate_adapters::runtime::{Supervisor, SupervisorOptions};
 use taskgate_adapters::store::SeaStore;
 use taskgate_core::classify::{Chat, Classifier, Decision, Intent};
-use taskgate_core::model::{ApprovalStatus, Channel, EventKind, Id, Identity, NewEvent, StateMachine, TurnStatus};
+use taskgate_core::model::{Channel, Id, Identity, NewOutbound};
+use taskgate_core::reply::Reply;
 use taskgate_core::route::{self, ProjectInfo, Sender};
 use taskgate_core::runtime::AgentRuntime;
 use taskgate_core::store::{Store, StoreError};
 
-pub use apply::Command;
-pub use choice::Chosen;
 pub use notes::{NoteError, NoteWrite};
+pub use press::Pressed;
 pub use spec::{session_spec, supervisor_options};
 
 use crate::config::Config;
-use runner::{Msg, Runner, Shared};
+use apply::Origin;
+use runner::{Runner, Shared};
 
 /// One chat message, as a channel hands it over (after verifying and deduplicating it).
 #[derive(Debug, Clone, PartialEq)]
@@ -49,6 +49,8 @@ pub struct IncomingMessage {
     pub chat: Chat,
     /// Group only: the bot was addressed.
     pub mentioned: bool,
+    /// The platform's id of the message, so answers in groups can be threaded to it.
+    pub message_id: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,24 +59,22 @@ pub enum EngineError {
     Store(#[from] StoreError),
 }
 
+/// What became of a press on a clarify button (see [`Engine::choose`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Chosen {
+    /// The reading was applied to the original message; `label` is the button's.
+    Applied { label: String },
+    /// Not a clarify of this chat, or no such choice (an old keyboard, a forged press).
+    Unknown,
+}
+
 /// Decides whether a sender may use the bot. Channels install their allow-lists here; a refused
 /// message is dropped before any row is written for its sender.
 pub type AdmissionHook = Arc<dyn Fn(&IncomingMessage) -> bool + Send + Sync>;
 
-/// What `recover` picked up.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Recovered {
-    pub executions: usize,
-    pub turns: usize,
-    /// Pending approvals announced again (their turn resumes).
-    pub approvals: usize,
-    /// Pending approvals whose turn had already ended: nothing can answer them any more.
-    pub expired: usize,
-}
-
 pub struct Engine {
     shared: Arc<Shared>,
-    runner: Runner,
+    runner: Arc<Runner>,
     classifier: Classifier,
     /// One allow-list per channel, behind a lock so channels can install theirs on a shared
     /// engine. A channel without one admits everyone it delivers (the web console has its own
@@ -91,7 +91,7 @@ pub struct Engine {
 
 impl Engine {
     /// An engine over `runtime` (usually `AgentRuntimes`) with the supervisor limits of
-    /// `[runtime]` in `config`.
+    /// `[runtime]` in `config`. Agents run once [`Engine::start`] was called.
     pub fn new(store: Arc<SeaStore>, config: Arc<Config>, runtime: Arc<dyn AgentRuntime>) -> Self {
         let options: SupervisorOptions = supervisor_options(&config);
         Self::with_supervisor(store, config, Supervisor::new(runtime, options))
@@ -104,12 +104,10 @@ impl Engine {
             store,
             config,
             supervisor,
-            write: tokio::sync::Mutex::new(()),
-            approvals: Mutex::new(HashMap::new()),
-            busy: Mutex::new(HashMap::new()),
             releasing: Mutex::new(0),
             mcp: Default::default(),
             export: tokio::sync::Mutex::new(()),
+            replica: replica_name(),
         });
         Engine {
             runner: Runner::new(shared.clone()),
@@ -121,6 +119,23 @@ impl Engine {
         }
     }
 
+    /// Starts running agents: this replica renews its leases, takes over executions whose
+    /// owner is gone (at a first start: what the last run left open), and runs the work it
+    /// owns. Without it, work runs only for messages this engine handles itself.
+    pub fn start(&self) {
+        self.runner.start();
+    }
+
+    /// This process's name as an owner of executions.
+    pub fn replica(&self) -> &str {
+        &self.shared.replica
+    }
+
+    /// Executions this replica runs right now.
+    pub fn running(&self) -> usize {
+        self.runner.running()
+    }
+
     /// Installs `channel`'s allow-list check (see [`AdmissionHook`]).
     pub fn set_admission(&self, channel: Channel, hook: AdmissionHook) {
         if let Ok(mut admission) = self.admission.write() {
@@ -128,18 +143,22 @@ impl Engine {
         }
     }
 
-    /// Stops the agent sessions cleanly (bounded): their processes shut down, and every turn
-    /// in flight or queued stays open in the database for `recover` on the next start.
-    /// Messages handled after this are stored but run only after that restart.
-    pub async fn shutdown(&self) {
-        self.runner.shutdown().await;
+    /// Stops running agents: nothing new is taken, running turns get `grace` to finish, then
+    /// they are interrupted and handed over (queued again with one line to the chat), and
+    /// every execution is released so another replica, or the next start, continues at once.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.runner.shutdown(grace).await;
     }
 
     pub fn store(&self) -> &Arc<SeaStore> {
         &self.shared.store
     }
 
-    /// Handles one message: classify, route, apply in one transaction, then dispatch.
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    /// Handles one message: classify, route, apply in one transaction, then wake the agents.
     pub async fn handle(&self, msg: IncomingMessage) -> Result<(), EngineError> {
         self.process(msg, None).await
     }
@@ -159,28 +178,31 @@ impl Engine {
             tracing::warn!(outbound, chat = %msg.chat_id, "a button press named another chat's message; ignored");
             return Ok(Chosen::Unknown);
         }
-        let Some(picked) = choice::picked(&row.payload, choice) else { return Ok(Chosen::Unknown) };
+        let Some((decision, text, label)) = apply::reading(&row.payload, choice) else { return Ok(Chosen::Unknown) };
         let first = self.chosen.lock().map(|mut chosen| chosen.insert(outbound)).unwrap_or(false);
         if !first {
             return Ok(Chosen::Unknown);
         }
         let msg = IncomingMessage {
-            text: picked.text,
+            text,
             reply_to_task: row.task_id.or(msg.reply_to_task),
             // Pressing the bot's own button addresses the bot, in a group too.
             mentioned: true,
             ..msg
         };
-        self.process(msg, Some(picked.decision)).await?;
-        Ok(Chosen::Applied { label: picked.label })
+        self.process(msg, Some(decision)).await?;
+        Ok(Chosen::Applied { label })
+    }
+
+    /// Whether the channel's allow-list admits the sender.
+    fn admitted(&self, msg: &IncomingMessage) -> bool {
+        // A poisoned lock means a hook panicked mid-swap: refuse rather than admit everyone.
+        self.admission.read().map(|hooks| hooks.get(&msg.channel).is_none_or(|hook| hook(msg))).unwrap_or(false)
     }
 
     /// `handle`, with the decision given (a clarify's chosen reading) or classified.
     async fn process(&self, msg: IncomingMessage, given: Option<Decision>) -> Result<(), EngineError> {
-        // A poisoned lock means a hook panicked mid-swap: refuse rather than admit everyone.
-        let admitted =
-            self.admission.read().map(|hooks| hooks.get(&msg.channel).is_none_or(|hook| hook(&msg))).unwrap_or(false);
-        if !admitted {
+        if !self.admitted(&msg) {
             tracing::info!(channel = %msg.channel, sender = %msg.sender_id, "message from a sender not admitted; dropped");
             return Ok(());
         }
@@ -203,32 +225,25 @@ impl Engine {
             return self.note_command(command, identity.person_id, &conversation, msg.reply_to_task).await;
         }
         let Some(project) = self.project().await? else {
-            let _w = self.shared.write.lock().await;
             store
-                .outbox_enqueue(taskgate_core::model::NewOutbound {
+                .outbox_enqueue(NewOutbound {
                     channel: msg.channel,
                     chat_id: msg.chat_id.clone(),
                     task_id: None,
                     approval_id: None,
-                    payload: apply::reply_payload(
-                        &conversation,
-                        "No project is configured yet: add a [[projects]] entry to taskgate.toml.",
-                        Vec::new(),
-                        Vec::new(),
-                    ),
+                    payload: Reply::text("No project is configured yet: add a [[projects]] entry to taskgate.toml.")
+                        .in_thread(conversation.thread_id.clone()),
                 })
                 .await?;
             return Ok(());
         };
         let agents: Vec<String> = self.shared.config.agents.keys().cloned().collect();
-        let busy = |exec: Id| self.shared.is_busy(exec);
         let loaded = context::load(
             store,
             &conversation,
             project,
             agents,
             context::Addressing { chat: msg.chat, mentioned: msg.mentioned, reply_to: msg.reply_to_task },
-            &busy,
         )
         .await?;
         let chosen = given.is_some();
@@ -241,114 +256,21 @@ impl Engine {
             _ => Vec::new(),
         };
         let plan = route::route(&decision, &alternatives, &msg.text, &sender, &loaded.state);
-        let target = decision.task.as_deref().and_then(|t| t.parse::<Id>().ok());
         let config = self.shared.config.clone();
         let model_of = move |agent: &str| config.agents.get(agent).and_then(|a| a.model.clone());
-        let origin =
-            apply::Origin { conversation: &conversation, sender: &sender, text: &msg.text, model_of: &model_of };
-        let applied = {
-            let _w = self.shared.write.lock().await;
-            let tx = store.begin().await?;
-            let applied = apply::apply(&tx, &plan, &alternatives, target, &origin).await?;
-            tx.commit().await?;
-            applied
+        let origin = Origin::Person {
+            conversation: &conversation,
+            sender: &sender,
+            text: &msg.text,
+            message_id: msg.message_id.as_deref(),
+            model_of: &model_of,
         };
-        tracing::debug!(task = ?applied.task, commands = applied.commands.len(), "plan applied");
-        for command in applied.commands {
-            self.runner.dispatch(command);
+        let applied = apply::commit(store, &plan, &origin, None).await?;
+        tracing::debug!(task = ?applied.task, wake = ?applied.wake, "plan applied");
+        for exec in applied.wake {
+            self.runner.wake(exec);
         }
         Ok(())
-    }
-
-    /// At gateway start: every execution whose turn was in flight (running or waiting for
-    /// approval) or queued is resumed with its stored provider session id, and its pending
-    /// approvals are announced again. Nothing is dropped: a turn that cannot resume fails
-    /// visibly, with a line to the chat.
-    pub async fn recover(&self) -> Result<Recovered, EngineError> {
-        let store: &SeaStore = &self.shared.store;
-        let open = store.open_turns(None).await?;
-        let mut report = Recovered { expired: self.expire_stale_approvals(&open).await?, ..Recovered::default() };
-        let mut by_session: Vec<(Id, Vec<taskgate_core::model::Turn>)> = Vec::new();
-        for turn in open {
-            match by_session.iter_mut().find(|(s, _)| *s == turn.session_id) {
-                Some((_, turns)) => turns.push(turn),
-                None => by_session.push((turn.session_id, vec![turn])),
-            }
-        }
-        for (session_id, turns) in by_session {
-            let session = store.session(session_id).await?;
-            let exec = store.execution(session.execution_id).await?;
-            report.executions += 1;
-            report.turns += turns.len();
-            let (in_flight, queued): (Vec<_>, Vec<_>) = turns.into_iter().partition(|t| t.status != TurnStatus::Queued);
-            let mut in_flight = in_flight.into_iter();
-            let current = in_flight.next();
-            // Turns beyond the first in flight cannot both be running; they run again in order.
-            let queued: Vec<_> = in_flight.chain(queued).collect();
-            if let Some(turn) = &current {
-                let pending = store.pending_approvals(Some(exec.task_id)).await?;
-                let _w = self.shared.write.lock().await;
-                let tx = store.begin().await?;
-                for approval in pending.iter().filter(|a| a.turn_id == Some(turn.id)) {
-                    if let Ok(mut map) = self.shared.approvals.lock() {
-                        map.insert(approval.id, (exec.id, approval.request_id.clone()));
-                    }
-                    let agent = display_agent(&exec.agent);
-                    let text = format!("{agent} is waiting for approval: {} (asked before a restart)", approval.action);
-                    let (buttons, options) = runner::approval_buttons(approval.id);
-                    runner::notify(&tx, exec.task_id, Some(approval.id), &text, buttons, options, Vec::new()).await?;
-                    report.approvals += 1;
-                }
-                tx.commit().await?;
-            }
-            self.runner.send(exec.id, Msg::Recover { session, in_flight: current, queued });
-        }
-        Ok(report)
-    }
-
-    /// Pending approvals whose turn is no longer open (it ended, or the approval never had one)
-    /// wait for an answer nothing can deliver: expire them, each with a timeline event, so
-    /// their buttons stop working and a late "ok" hears that it expired.
-    async fn expire_stale_approvals(&self, open: &[taskgate_core::model::Turn]) -> Result<usize, EngineError> {
-        let store: &SeaStore = &self.shared.store;
-        let open: HashSet<Id> = open.iter().map(|t| t.id).collect();
-        let stale: Vec<_> = store
-            .pending_approvals(None)
-            .await?
-            .into_iter()
-            .filter(|a| !a.turn_id.is_some_and(|turn| open.contains(&turn)))
-            .collect();
-        if stale.is_empty() {
-            return Ok(0);
-        }
-        let _w = self.shared.write.lock().await;
-        let tx = store.begin().await?;
-        let mut expired = 0;
-        for mut approval in stale {
-            let Ok(next) = approval.status.transition(ApprovalStatus::Expired) else { continue };
-            approval.status = next;
-            match tx.update_approval(&approval).await {
-                Ok(_) => {}
-                // Another replica decided it meanwhile: theirs stands.
-                Err(StoreError::Conflict { .. }) => continue,
-                Err(e) => return Err(e.into()),
-            }
-            tx.append_event(NewEvent {
-                task_id: approval.task_id,
-                execution_id: None,
-                kind: EventKind::Approval,
-                channel: None,
-                actor: None,
-                body: json!({
-                    "type": "approval_expired", "approval": approval.id, "action": approval.action,
-                    "turn": approval.turn_id, "reason": "its turn ended before the gateway restarted",
-                }),
-            })
-            .await?;
-            expired += 1;
-        }
-        tx.commit().await?;
-        Ok(expired)
     }
 
     /// Runs a `/link` command in one transaction (code issued or redeemed, reply enqueued).
@@ -359,7 +281,6 @@ impl Engine {
         conversation: &taskgate_core::model::Conversation,
     ) -> Result<(), EngineError> {
         let store: &SeaStore = &self.shared.store;
-        let _w = self.shared.write.lock().await;
         let tx = store.begin().await?;
         let focused = link::run(&tx, command, identity, conversation).await?;
         tx.commit().await?;
@@ -377,7 +298,6 @@ impl Engine {
         if let Some(identity) = store.find_identity(msg.channel, &msg.sender_id).await? {
             return Ok(identity);
         }
-        let _w = self.shared.write.lock().await;
         let name = if msg.sender_name.trim().is_empty() { msg.sender_id.as_str() } else { msg.sender_name.as_str() };
         let person = store.create_person(name).await?;
         match store.link_identity(person.id, msg.channel, &msg.sender_id, Some(name)).await {
@@ -400,7 +320,6 @@ impl Engine {
         let project = match existing {
             Some(p) => p,
             None => {
-                let _w = self.shared.write.lock().await;
                 store
                     .upsert_project(&config.name, &config.path.to_string_lossy(), config.default_agent.as_deref())
                     .await?
@@ -431,6 +350,13 @@ fn futures_are_send(engine: &Engine, msg: IncomingMessage) {
     fn send<T: Send>(_: T) {}
     send(engine.handle(msg.clone()));
     send(engine.choose(msg, 0, 0));
-    send(engine.recover());
-    send(engine.shutdown());
+    send(engine.shutdown(Duration::ZERO));
+}
+
+/// A name for this process as an owner of executions, unique per start: host, pid and a
+/// random part (pids repeat across restarts and hosts).
+fn replica_name() -> String {
+    let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_default();
+    let host = if host.is_empty() { "host".to_owned() } else { host };
+    format!("{host}:{}:{:08x}", std::process::id(), fastrand::u32(..))
 }

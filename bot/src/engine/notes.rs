@@ -4,13 +4,13 @@
 //! Markdown copy is rewritten. Renderings (`/note`, the `read_note` tool, a new session's
 //! seed) rewrite the copy too when a commit since made it out of date.
 
-use serde_json::json;
-use taskgate_core::model::{Conversation, EventKind, Id, NewEvent, NewNoteEntry, NewOutbound, NoteKind, Task};
+use taskgate_core::model::{Body, Conversation, Id, NewEvent, NewNoteEntry, NewOutbound, NoteKind, Task};
+use taskgate_core::reply::Reply;
 use taskgate_core::notes::{NoteCommand, RestartNote};
 use taskgate_core::store::{Store, StoreError, StoreResult};
 
 use super::runner::Shared;
-use super::{Engine, EngineError, apply};
+use super::{Engine, EngineError};
 use crate::notes;
 
 /// Longest entry or field text; a note is read by people and prompts, not a log dump.
@@ -101,7 +101,6 @@ impl Engine {
             None => None,
         };
         let done = {
-            let _w = self.shared.write.lock().await;
             let tx = store.begin().await?;
             let (done, body) = match &write {
                 NoteWrite::Entry { kind, text, evidence } => {
@@ -116,10 +115,14 @@ impl Engine {
                         })
                         .await?;
                     let done = format!("Recorded {} #{} on task {task_id}.", entry.kind, entry.id);
-                    (
-                        done,
-                        json!({"type": "note_entry", "entry": entry.id, "kind": entry.kind, "text": entry.text, "evidence": entry.evidence, "commit": entry.commit}),
-                    )
+                    let body = Body::NoteEntry {
+                        entry: entry.id,
+                        kind: entry.kind,
+                        text: entry.text.clone(),
+                        evidence: entry.evidence.clone(),
+                        commit: entry.commit.clone(),
+                    };
+                    (done, body)
                 }
                 NoteWrite::Objective(v) | NoteWrite::Reproduction(v) | NoteWrite::NextAction(v) => {
                     let mut current = tx.task(task_id).await?;
@@ -132,16 +135,15 @@ impl Engine {
                     let previous = slot.replace(v.clone());
                     tx.update_task(&current).await?;
                     let done = format!("Set the {} of task {task_id}.", field.replace('_', " "));
-                    (done, json!({"type": "note_field", "field": field, "value": v, "previous": previous}))
+                    (done, Body::NoteField { field: field.to_owned(), value: v.clone(), previous })
                 }
             };
             tx.append_event(NewEvent {
                 task_id,
                 execution_id: author.strip_prefix("execution:").and_then(|e| e.parse().ok()),
-                kind: EventKind::Note,
                 channel: None,
                 actor: Some(author.to_owned()),
-                body,
+                body: body.into(),
             })
             .await?;
             tx.commit().await?;
@@ -234,14 +236,13 @@ impl Engine {
                 Err(NoteError::Engine(e)) => return Err(e),
             },
         };
-        let _w = self.shared.write.lock().await;
         self.store()
             .outbox_enqueue(NewOutbound {
                 channel: conversation.channel,
                 chat_id: conversation.chat_id.clone(),
                 task_id: task,
                 approval_id: None,
-                payload: apply::reply_payload(conversation, &text, Vec::new(), Vec::new()),
+                payload: Reply::text(text).in_thread(conversation.thread_id.clone()),
             })
             .await?;
         Ok(())

@@ -11,9 +11,8 @@ pub mod mcp;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use serde_json::{Value, json};
-use taskgate_core::model::{EventKind, Id, Task};
-use taskgate_core::notes::{RestartNote, ShownEntry, evidence_files, stale_files, turn_evidence_id};
+use taskgate_core::model::{Body, Id, Task};
+use taskgate_core::notes::{RestartNote, ShownEntry, evidence_files, stale_files};
 use taskgate_core::store::{Store, StoreResult};
 
 /// The author of entries the gateway writes itself.
@@ -61,31 +60,13 @@ pub fn seed(task: &Task, note: &RestartNote) -> String {
     format!("Task: {}\n{}", task.title, note.condensed().unwrap_or_default())
 }
 
-/// The evidence record of a finished turn, for the `result` event's body: the commands it
-/// ran with their exit codes and the files it changed.
-pub fn turn_evidence(turn: Id, commands: &[Value], files: &[String]) -> Value {
-    json!({"id": turn_evidence_id(turn), "commands": commands, "files": files})
-}
-
 /// Turn id → files changed, from the evidence records on the task's timeline.
 async fn turn_files(store: &dyn Store, task: Id) -> StoreResult<HashMap<Id, Vec<String>>> {
     let mut out = HashMap::new();
     for event in store.timeline(task).await? {
-        if event.kind != EventKind::Result {
-            continue;
+        if let Some(Body::TurnFinished { turn, evidence, .. }) = event.body.known() {
+            out.insert(*turn, evidence.files.clone());
         }
-        let Some(evidence) = event.body.get("evidence") else { continue };
-        let Some(turn) =
-            evidence.get("id").and_then(Value::as_str).and_then(|id| id.strip_prefix("turn:")?.parse::<Id>().ok())
-        else {
-            continue;
-        };
-        let files = evidence
-            .get("files")
-            .and_then(Value::as_array)
-            .map(|f| f.iter().filter_map(|p| p.as_str().map(str::to_owned)).collect())
-            .unwrap_or_default();
-        out.insert(turn, files);
     }
     Ok(out)
 }

@@ -13,12 +13,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use taskgate_core::classify::Chat;
 use taskgate_core::model::{
-    Approval, ApprovalStatus, Channel, Event, Execution, Id, NoteEntry, Project, RuntimeSession, Task, TaskStatus,
+    Answer, Approval, ApprovalStatus, Channel, Event, Execution, Id, NoteEntry, Project, RuntimeSession, Scope, Task,
+    TaskStatus,
 };
 use taskgate_core::store::{Store, StoreError};
 
 use super::{ApiError, Console};
-use crate::engine::IncomingMessage;
+use crate::engine::{IncomingMessage, Pressed};
 
 type ApiResult<T> = Result<Json<T>, ApiError>;
 
@@ -240,56 +241,53 @@ pub async fn approve(
     } else {
         serde_json::from_slice(&body).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("body: {e}")))?
     };
-    let text = match body.scope.as_deref() {
-        None | Some("once") => format!("/approve {id}"),
-        Some("always") => format!("/approve {id} all"),
+    let answer = match body.scope.as_deref() {
+        None | Some("once") => Answer::Approve(Scope::Once),
+        Some("always") => Answer::Approve(Scope::Always),
         Some(other) => {
             return Err(ApiError::new(StatusCode::BAD_REQUEST, format!("scope must be once or always, not `{other}`")));
         }
     };
-    answer(&console, id, text).await
+    decide(&console, id, answer).await
 }
 
 /// `POST /api/approvals/{id}/deny`.
 pub async fn deny(Extension(console): Extension<Arc<Console>>, Path(id): Path<Id>) -> ApiResult<ApprovalView> {
-    answer(&console, id, format!("/deny {id}")).await
+    decide(&console, id, Answer::Deny).await
 }
 
 /// Answers through the engine, as a button press on a chat would, so the decision takes the
 /// one path every channel takes (recorded, delivered to the agent, announced). 200 with the
 /// decided approval when this request decided it; 409 naming who did when someone else had.
-async fn answer(console: &Console, id: Id, text: String) -> ApiResult<ApprovalView> {
+async fn decide(console: &Console, id: Id, answer: Answer) -> ApiResult<ApprovalView> {
     let store = console.store.as_ref();
-    let _one_at_a_time = console.answering.lock().await;
     let before = store.approval(id).await?;
     if before.status != ApprovalStatus::Pending {
         return Err(already_decided(store, before).await);
     }
-    console
-        .engine
-        .handle(IncomingMessage {
-            channel: Channel::Web,
-            chat_id: super::chat::CHAT_ID.to_owned(),
-            thread_id: String::new(),
-            sender_id: super::chat::SENDER_ID.to_owned(),
-            sender_name: console.display_name.clone(),
-            text,
-            reply_to_task: Some(before.task_id),
-            chat: Chat::Direct,
-            mentioned: true,
-        })
-        .await?;
+    let by = IncomingMessage {
+        channel: Channel::Web,
+        chat_id: super::chat::CHAT_ID.to_owned(),
+        thread_id: String::new(),
+        sender_id: super::chat::SENDER_ID.to_owned(),
+        sender_name: console.display_name.clone(),
+        text: String::new(),
+        reply_to_task: Some(before.task_id),
+        chat: Chat::Direct,
+        mentioned: true,
+        message_id: None,
+    };
+    let pressed = console.engine.decide(&by, id, None, answer).await?;
     console.outbox.notify_one();
     let after = store.approval(id).await?;
-    if after.status == ApprovalStatus::Pending {
-        return Err(ApiError::new(StatusCode::CONFLICT, "the answer was not recorded; the request may have ended"));
+    match pressed {
+        Pressed::Done(_) => {
+            let title = store.task(after.task_id).await.ok().map(|t| t.title);
+            Ok(Json(approval_view(store, after, title).await?))
+        }
+        Pressed::Refused(_) if after.status != ApprovalStatus::Pending => Err(already_decided(store, after).await),
+        Pressed::Refused(why) => Err(ApiError::new(StatusCode::CONFLICT, why)),
     }
-    // Another replica may have answered between our read and the engine's write.
-    if after.decided_channel != Some(Channel::Web) {
-        return Err(already_decided(store, after).await);
-    }
-    let title = store.task(after.task_id).await.ok().map(|t| t.title);
-    Ok(Json(approval_view(store, after, title).await?))
 }
 
 /// 409 with the approval as decided: "already approved by Ada via telegram".

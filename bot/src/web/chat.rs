@@ -3,7 +3,6 @@
 //! are outbox rows for channel `web`, marked delivered when the drain pushes them to a
 //! connected browser (rows wait while no browser is open, and show in the history either way).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,13 +13,15 @@ use axum::http::StatusCode;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use taskgate_core::reply::{Action, Reply};
 use taskgate_core::classify::Chat;
-use taskgate_core::model::{Channel, Id, InboxOutcome, NewInbound, Timestamp};
+use taskgate_core::model::{Channel, Id, InboxOutcome, Inbound, NewInbound, Timestamp};
 use taskgate_core::store::{Store, StoreError};
 
 use super::sse::Hint;
 use super::{ApiError, Console};
 use crate::engine::{Chosen, IncomingMessage};
+use crate::inbox::{InboxDrain, InboxHandler};
 
 /// The console's one chat (one login, one person) and its sender id on channel `web`.
 pub const CHAT_ID: &str = "console";
@@ -30,8 +31,6 @@ pub const SENDER_ID: &str = "console";
 const MAX_TEXT: usize = 16_000;
 /// Messages the history shows at most.
 const HISTORY: u64 = 200;
-/// A message whose handling failed this often is dropped (logged), as on Telegram.
-const MAX_ATTEMPTS: u32 = 3;
 /// How often the inbox and the outbox are looked at when nothing wakes them.
 const INBOX_INTERVAL: Duration = Duration::from_secs(1);
 const OUTBOX_INTERVAL: Duration = Duration::from_millis(300);
@@ -72,6 +71,7 @@ pub async fn choose(
         reply_to_task: None,
         chat: Chat::Direct,
         mentioned: true,
+        message_id: None,
     };
     match console.engine.choose(sender, outbound, choice.choice).await? {
         Chosen::Applied { label } => {
@@ -126,8 +126,8 @@ pub struct ChatMessage {
     text: String,
     task: Option<Id>,
     approval: Option<Id>,
+    /// A clarify's choices: `[{label, choice}]`.
     buttons: Value,
-    options: Value,
     at: Timestamp,
     /// In: handled by the engine. Out: pushed to a browser.
     done: bool,
@@ -154,7 +154,6 @@ pub async fn history(
             task: row.payload.get("task").and_then(Value::as_i64),
             approval: None,
             buttons: json!([]),
-            options: json!([]),
             at: row.received_at,
             done: row.processed_at.is_some(),
         });
@@ -163,11 +162,10 @@ pub async fn history(
         lines.push(ChatMessage {
             id: format!("out-{}", row.id),
             from: "taskgate",
-            text: row.payload.get("text").and_then(Value::as_str).unwrap_or_default().to_owned(),
+            text: row.payload.text.clone(),
             task: row.task_id,
             approval: row.approval_id,
-            buttons: row.payload.get("buttons").cloned().unwrap_or(json!([])),
-            options: row.payload.get("options").cloned().unwrap_or(json!([])),
+            buttons: choice_buttons(&row.payload),
             at: row.created_at,
             done: row.sent_at.is_some(),
         });
@@ -177,23 +175,25 @@ pub async fn history(
     Ok(Json(lines.into_iter().skip(skip).collect()))
 }
 
-/// Hands stored web messages to the engine, oldest first.
+/// Hands stored web messages to the engine, oldest first, through the drain every channel
+/// uses.
 pub async fn inbox_worker(console: Arc<Console>) {
-    let mut attempts: HashMap<Id, u32> = HashMap::new();
-    loop {
-        if let Err(e) = inbox_pass(&console, &mut attempts).await {
-            tracing::warn!(error = %e, "web chat: reading the inbox failed");
-        }
-        let _ = tokio::time::timeout(INBOX_INTERVAL, console.inbox.notified()).await;
-    }
+    let drain = InboxDrain { store: console.store.clone(), channel: Channel::Web, outbox: console.outbox.clone() };
+    let wake = console.inbox.clone();
+    drain.run(WebInbox { console }, wake, INBOX_INTERVAL).await;
 }
 
-async fn inbox_pass(console: &Console, attempts: &mut HashMap<Id, u32>) -> Result<(), StoreError> {
-    let store = console.store.as_ref();
-    for row in store.inbox_pending(Channel::Web, 50).await? {
+struct WebInbox {
+    console: Arc<Console>,
+}
+
+#[async_trait::async_trait]
+impl InboxHandler for WebInbox {
+    async fn handle(&mut self, row: &Inbound) -> anyhow::Result<()> {
+        let console = &self.console;
         let text = row.payload.get("text").and_then(Value::as_str).unwrap_or_default().to_owned();
         let task = row.payload.get("task").and_then(Value::as_i64);
-        let result = console
+        console
             .engine
             .handle(IncomingMessage {
                 channel: Channel::Web,
@@ -205,23 +205,12 @@ async fn inbox_pass(console: &Console, attempts: &mut HashMap<Id, u32>) -> Resul
                 reply_to_task: task,
                 chat: Chat::Direct,
                 mentioned: true,
+                message_id: Some(format!("in-{}", row.id)),
             })
-            .await;
-        if let Err(e) = result {
-            let n = attempts.entry(row.id).or_insert(0);
-            *n += 1;
-            tracing::warn!(inbox = row.id, attempt = *n, error = %e, "web chat: handling a message failed");
-            if *n < MAX_ATTEMPTS {
-                // Keep the order: later messages wait behind this one.
-                break;
-            }
-        }
-        attempts.remove(&row.id);
-        store.inbox_done(row.id).await?;
+            .await?;
         console.hub.send(Hint::Chat { task });
-        console.outbox.notify_one();
+        Ok(())
     }
-    Ok(())
 }
 
 /// Pushes due web outbox rows to connected browsers (as hints; the page fetches the text) and
@@ -253,4 +242,16 @@ async fn drain(console: &Console) -> Result<(), StoreError> {
             }
         }
     }
+}
+
+/// A clarify's buttons as the page shows them: `[{label, choice}]`.
+fn choice_buttons(reply: &Reply) -> Value {
+    reply
+        .buttons
+        .iter()
+        .filter_map(|b| match &b.action {
+            Action::Choose { choice, .. } => Some(json!({"label": b.label, "choice": choice})),
+            _ => None,
+        })
+        .collect()
 }

@@ -39,9 +39,8 @@ pub struct Console {
     inbox: Arc<Notify>,
     /// Wakes the web outbox drain (after an approval answered here, say).
     outbox: Arc<Notify>,
-    /// Approvals answered through the API, one at a time per process: the "was it this request
-    /// that decided it?" check reads before and after.
-    answering: tokio::sync::Mutex<()>,
+    /// Cancelled when the gateway stops: open event streams end.
+    closing: tokio_util::sync::CancellationToken,
 }
 
 /// The running console: its state for the router, and its workers (web chat inbox, web outbox
@@ -62,7 +61,7 @@ impl WebConsole {
             display_name: config.web.display_name.clone(),
             inbox: Arc::new(Notify::new()),
             outbox: Arc::new(Notify::new()),
-            answering: tokio::sync::Mutex::new(()),
+            closing: Default::default(),
         });
         let workers = vec![
             tokio::spawn(chat::inbox_worker(console.clone())),
@@ -71,6 +70,11 @@ impl WebConsole {
         ];
         tracing::info!("web console started");
         Self { console, workers }
+    }
+
+    /// The gateway stops: live event streams end so they do not hold the server open.
+    pub fn close_streams(&self) {
+        self.console.closing.cancel();
     }
 
     /// The routes' state, for `router.layer(Extension(console.extension()))`.
@@ -194,9 +198,13 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict { .. } | StoreError::AlreadyExists(_) => {
                 Self::new(StatusCode::CONFLICT, e.to_string())
             }
-            StoreError::Backend(_) => {
+            StoreError::Backend(_) | StoreError::Fenced(_) => {
                 tracing::error!(error = %e, "web console: store error");
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "database error")
+            }
+            StoreError::Busy(_) => {
+                tracing::warn!(error = %e, "web console: the database is busy");
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "the database is busy; try again")
             }
         }
     }

@@ -94,7 +94,10 @@ pub async fn stream(Extension(console): Extension<Arc<Console>>) -> Sse<impl Str
         let data = serde_json::to_string(&hint).unwrap_or_else(|_| "{}".into());
         Some((Ok(Event::default().event(hint.name()).data(data)), rx))
     });
-    Sse::new(hello.chain(hints)).keep_alive(KeepAlive::default())
+    // A stopping gateway ends every stream (the browser reconnects, to another replica): an
+    // open stream must not hold the shutdown up.
+    let closing = console.closing.clone().cancelled_owned();
+    Sse::new(hello.chain(hints).take_until(closing)).keep_alive(KeepAlive::default())
 }
 
 /// Polls the store for changes while anyone watches and turns them into hints.

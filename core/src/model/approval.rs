@@ -51,7 +51,12 @@ impl Answer {
 pub struct Approval {
     pub id: Id,
     pub task_id: Id,
+    /// The execution whose agent asked (rows from before this was recorded have none).
+    pub execution_id: Option<Id>,
     pub turn_id: Option<Id>,
+    /// A random value every button for this approval repeats: ids are sequential and could be
+    /// guessed, the nonce cannot.
+    pub nonce: String,
     /// The protocol's own id for the request, to answer the agent with.
     pub request_id: String,
     /// What the agent wants to do, for people: "run `npm test`".

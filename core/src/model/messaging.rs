@@ -21,6 +21,9 @@ pub struct Inbound {
     pub payload: serde_json::Value,
     pub received_at: Timestamp,
     pub processed_at: Option<Timestamp>,
+    /// Failed attempts at handling it, and the last error.
+    pub attempts: i32,
+    pub last_error: Option<String>,
 }
 
 /// Whether the inbox took an update. A platform redelivery is `Duplicate`: acknowledged again,
@@ -37,7 +40,7 @@ pub struct NewOutbound {
     pub chat_id: String,
     pub task_id: Option<Id>,
     pub approval_id: Option<Id>,
-    pub payload: serde_json::Value,
+    pub payload: crate::reply::Reply,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -47,7 +50,7 @@ pub struct Outbound {
     pub chat_id: String,
     pub task_id: Option<Id>,
     pub approval_id: Option<Id>,
-    pub payload: serde_json::Value,
+    pub payload: crate::reply::Reply,
     pub attempts: i32,
     pub next_attempt_at: Timestamp,
     pub last_error: Option<String>,

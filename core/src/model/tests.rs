@@ -9,6 +9,8 @@ fn approval() -> Approval {
     Approval {
         id: 1,
         task_id: 1,
+        execution_id: Some(1),
+        nonce: "n".into(),
         turn_id: Some(1),
         request_id: "r-1".into(),
         action: "run `npm test`".into(),

@@ -182,3 +182,46 @@ pub struct Turn {
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
+
+/// What an execution's owner is told to do besides running queued turns. Orders wait in the
+/// database until the owner takes them, so they reach the agent whichever replica accepted the
+/// message that caused them.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "order", rename_all = "snake_case")]
+pub enum Order {
+    /// Stop the running turn through the protocol; the session stays.
+    Interrupt,
+    /// Deliver the person's answer to the question the turn waits on.
+    Answer { text: String },
+    /// Deliver the decision recorded on approval `approval` to the agent.
+    Decide { approval: Id },
+    /// Shut the session's process down (its row is already closed: `/new`).
+    Close,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingOrder {
+    pub id: Id,
+    pub execution_id: Id,
+    pub order: Order,
+    pub created_at: Timestamp,
+}
+
+/// A replica's hold on an execution. `fence` grows with every claim: a write carrying an older
+/// one comes from an owner that lost the execution and is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub execution: Id,
+    pub owner: String,
+    pub fence: i64,
+}
+
+/// An execution with work waiting for a runner, and who holds it now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Work {
+    pub execution: Id,
+    pub owner: Option<String>,
+    pub lease_expires_at: Option<Timestamp>,
+    /// Grows each time work is added; the owner marks work done only up to what it saw.
+    pub seq: i64,
+}

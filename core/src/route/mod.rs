@@ -1,18 +1,16 @@
 //! The router: (decision, conversation and task state) → a plan of effects. Pure, so every
 //! rule is a table-driven test; the bot applies the plan in one transaction.
 
-mod plan;
 pub mod prompt;
 mod state;
 mod words;
 
-pub use plan::{Button, Effect, ExecRef, Plan, TaskRef};
+pub use crate::plan::{Effect, ExecRef, Plan, TaskRef};
 pub use state::{ApprovalState, BusyPolicy, ConversationState, ExecutionState, ProjectInfo, Sender, TaskState};
 
-use serde_json::json;
-
 use crate::classify::{Decision, Intent};
-use crate::model::{Answer, ApprovalStatus, EventKind, Id, Role, Scope};
+use crate::model::{Answer, ApprovalStatus, Body, Id, Role, Scope};
+use crate::reply::{Action, Button, Reply};
 use words::{agent_name, approval_verdict, title_from, when};
 
 /// Routes one classified message. `alternatives` are the likeliest readings when the
@@ -30,13 +28,20 @@ pub fn route(
     let record = |plan: &mut Plan, task: TaskRef| {
         plan.push(Effect::Record {
             task,
-            kind: EventKind::Message,
-            body: json!({"text": text, "from": sender.name, "person_id": sender.person_id, "channel": sender.channel}),
+            body: Body::Message {
+                text: text.to_owned(),
+                from: sender.name.clone(),
+                person_id: Some(sender.person_id),
+                channel: Some(sender.channel),
+            },
         });
         plan.push(Effect::Record {
             task,
-            kind: EventKind::Decision,
-            body: json!({"intent": decision.intent, "confidence": decision.confidence, "reason": decision.reason}),
+            body: Body::Decision {
+                intent: decision.intent,
+                confidence: decision.confidence,
+                reason: decision.reason.clone(),
+            },
         });
     };
 
@@ -251,14 +256,17 @@ fn clarify(plan: &mut Plan, alternatives: &[Decision], state: &ConversationState
         .iter()
         .take(2)
         .enumerate()
-        .map(|(choice, d)| Button { label: words::reading(d, state), choice })
+        .map(|(choice, d)| Button {
+            label: words::reading(d, state),
+            action: Action::Choose { choice, reading: d.clone() },
+        })
         .collect();
     let text = if buttons.is_empty() {
         "I'm not sure what you mean. Could you say which task, or what to do?".to_owned()
     } else {
         "Did you mean:".to_owned()
     };
-    plan.push(Effect::Reply { text, buttons });
+    plan.push(Effect::Reply(Reply { text, buttons, ..Reply::default() }));
 }
 
 #[cfg(test)]

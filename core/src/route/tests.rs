@@ -61,6 +61,8 @@ fn approval(id: Id, task_id: Id, action: &str, decided: Option<(&str, Channel)>)
         approval: Approval {
             id,
             task_id,
+            execution_id: None,
+            nonce: String::new(),
             turn_id: None,
             request_id: format!("req-{id}"),
             action: action.into(),
@@ -454,7 +456,7 @@ fn messages_on_a_task_are_recorded_with_the_decision() {
         .effects
         .iter()
         .filter_map(|e| match e {
-            Effect::Record { task, kind, body } => Some((*task, *kind, body.clone())),
+            Effect::Record { task, body } => Some((*task, body.kind(), EventBody::from(body.clone()).to_json())),
             _ => None,
         })
         .collect();
@@ -472,17 +474,30 @@ fn clarify_offers_the_two_likeliest_readings_as_buttons() {
     let mut approve = decision(Intent::Approve);
     approve.approval = Some("101".into());
     let cont = on(decision(Intent::Continue), 2);
-    let plan =
-        route(&decision(Intent::Clarify), &[approve, cont.clone(), cont], "ok", &sender(), &state(BusyPolicy::Queue));
+    let plan = route(
+        &decision(Intent::Clarify),
+        &[approve.clone(), cont.clone(), cont.clone()],
+        "ok",
+        &sender(),
+        &state(BusyPolicy::Queue),
+    );
+    use crate::reply::{Action, Button, Reply};
     assert_eq!(
         plan.effects,
-        vec![Effect::Reply {
+        vec![Effect::Reply(Reply {
             text: "Did you mean:".into(),
             buttons: vec![
-                Button { label: "Approve run `npm test`".into(), choice: 0 },
-                Button { label: "Continue 'write release notes'".into(), choice: 1 },
+                Button {
+                    label: "Approve run `npm test`".into(),
+                    action: Action::Choose { choice: 0, reading: approve }
+                },
+                Button {
+                    label: "Continue 'write release notes'".into(),
+                    action: Action::Choose { choice: 1, reading: cont }
+                },
             ],
-        }]
+            ..Reply::default()
+        })]
     );
 }
 

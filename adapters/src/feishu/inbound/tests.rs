@@ -1,7 +1,7 @@
 use serde_json::{Value, json};
 
 use super::*;
-use crate::feishu::card::ApprovalAnswer;
+use taskgate_core::model::Answer;
 
 const ALICE: &str = "ou_alice00000000000000000000000001";
 const BOT: &str = "ou_bot0000000000000000000000000001";
@@ -157,10 +157,10 @@ fn help_other_types_bots_and_garbage() {
 #[test]
 fn a_card_press_names_its_approval() {
     let mut e = vector("card_approve");
-    e["event"]["action"]["value"] = json!({"op": "deny", "approval": "9"});
+    e["event"]["action"]["value"] = json!({"op": "deny", "approval": "9", "nonce": "n0nce"});
     match normalise(&e, &bot(), &policy(), Facts::default()) {
         Inbound::Press(p) => {
-            assert_eq!(p.value, Some(ButtonValue::Approval { approval: 9, answer: ApprovalAnswer::Deny }));
+            assert_eq!(p.value, Some(ButtonValue::Approval { approval: 9, nonce: "n0nce".into(), answer: Answer::Deny }));
             assert_eq!(
                 (p.message_id.as_str(), p.chat_id.as_str(), p.chat),
                 ("om_card_0001", "oc_dev_p2p", Chat::Direct)

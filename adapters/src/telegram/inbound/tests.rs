@@ -1,7 +1,7 @@
 use serde_json::{Value, json};
 
 use super::*;
-use crate::telegram::callback::ApprovalAnswer;
+use taskgate_core::model::{Answer, Scope};
 
 const BOT_ID: u64 = 999;
 
@@ -242,12 +242,15 @@ fn callback(from: u64, data: &str, chat: Value) -> Update {
 
 #[test]
 fn a_button_press_names_its_approval() {
-    match normalise(&callback(111, "a:42:a", private(111)), &bot(), &policy()) {
+    match normalise(&callback(111, "a:42:n0nce:a", private(111)), &bot(), &policy()) {
         Inbound::Press(p) => {
             assert_eq!(p.query_id, "cb-1");
             assert_eq!(p.message_id, Some(77));
             assert_eq!(p.place, Some(Place { chat_id: 111, thread_id: None }));
-            assert_eq!(p.data, Some(ButtonData::Approval { approval: 42, answer: ApprovalAnswer::Always }));
+            assert_eq!(
+                p.data,
+                Some(ButtonData::Approval { approval: 42, nonce: "n0nce".into(), answer: Answer::Approve(Scope::Always) })
+            );
             assert_eq!(p.message_text.as_deref(), Some("Codex is waiting for approval: run `x`"));
             assert_eq!(p.from.handle(), "@ada");
         }

@@ -424,7 +424,7 @@ function chatPage() {
 }
 
 function bubble(m, setTarget) {
-  const approval = m.approval && (m.options || []).some((o) => o && o.approval !== undefined);
+  const approval = m.approval;
   const actions = [];
   if (approval) {
     actions.push(approvalButtons(m.approval));

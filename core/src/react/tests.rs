@@ -1,0 +1,139 @@
+use super::*;
+use crate::runtime::{ApprovalKind, ApprovalRequest, CommandStatus};
+
+fn view(turn: Option<&TurnProgress>) -> ExecView<'_> {
+    ExecView {
+        execution: 3,
+        task: 1,
+        agent: "Codex",
+        role: Role::Editor,
+        title: "fix routing",
+        session: Some(2),
+        turn,
+        others_busy: false,
+    }
+}
+
+fn kinds(plan: &Plan) -> Vec<&'static str> {
+    plan.effects
+        .iter()
+        .map(|e| match e {
+            Effect::Record { body, .. } => match body {
+                Body::AgentText { .. } => "record:text",
+                Body::TurnFinished { .. } => "record:finished",
+                _ => "record",
+            },
+            Effect::SetTurn { .. } => "turn",
+            Effect::SetSession { .. } => "session",
+            Effect::SetExecution { .. } => "execution",
+            Effect::SetTask { .. } => "task",
+            Effect::AskApproval { .. } => "ask",
+            Effect::ExpireApprovals { .. } => "expire",
+            Effect::WithdrawApproval { .. } => "withdraw",
+            Effect::Live { .. } => "live",
+            Effect::Reply(_) => "reply",
+            Effect::QueueTurn { .. } => "queue",
+            _ => "other",
+        })
+        .collect()
+}
+
+#[test]
+fn streamed_text_waits_for_the_next_saved_event() {
+    let mut turn = TurnProgress::new(9);
+    let text = RuntimeEvent::AgentText { text: "looking".into() };
+    turn.observe(&text);
+    assert!(react(&text, &view(Some(&turn))).effects.is_empty());
+    let command = RuntimeEvent::CommandStarted { id: "c".into(), command: "ls".into() };
+    assert_eq!(kinds(&react(&command, &view(Some(&turn)))), ["record:text", "record", "live"]);
+}
+
+#[test]
+fn an_approval_request_waits_with_a_card_and_says_so_live() {
+    let turn = TurnProgress::new(9);
+    let ask = RuntimeEvent::ApprovalRequested(ApprovalRequest {
+        request_id: "r".into(),
+        kind: ApprovalKind::Command,
+        action: "run `npm test`".into(),
+        detail: None,
+    });
+    let plan = react(&ask, &view(Some(&turn)));
+    assert_eq!(kinds(&plan), ["turn", "task", "ask", "live"]);
+    assert!(plan.effects.contains(&Effect::Live { turn: 9, line: "Codex is waiting for approval: run `npm test`".into() }));
+}
+
+#[test]
+fn the_end_of_a_turn_records_evidence_and_sends_one_final_message() {
+    let mut turn = TurnProgress::new(9);
+    for e in [
+        RuntimeEvent::AgentText { text: "done.\nAll green".into() },
+        RuntimeEvent::CommandFinished {
+            id: "c".into(),
+            command: "npm test".into(),
+            status: CommandStatus::Failed,
+            exit_code: Some(1),
+            output_tail: String::new(),
+        },
+    ] {
+        turn.observe(&e);
+    }
+    let end = RuntimeEvent::TurnFinished { outcome: TurnOutcome::Completed, usage: None };
+    let plan = react(&end, &view(Some(&turn)));
+    assert_eq!(
+        kinds(&plan),
+        ["record:text", "turn", "session", "expire", "execution", "task", "record:finished", "live", "reply"]
+    );
+    let finals: Vec<&Reply> = plan
+        .effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Reply(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(finals.len(), 1);
+    assert_eq!(finals[0].text, "Codex finished: All green");
+    assert_eq!(finals[0].kind, ReplyKind::Final);
+    let evidence = plan.effects.iter().find_map(|e| match e {
+        Effect::Record { body: Body::TurnFinished { evidence, .. }, .. } => Some(evidence.clone()),
+        _ => None,
+    });
+    let evidence = evidence.expect("evidence");
+    assert_eq!((evidence.id.as_str(), evidence.commands[0].exit_code), ("turn:9", Some(1)));
+}
+
+#[test]
+fn another_busy_execution_keeps_the_task_running() {
+    let turn = TurnProgress::new(9);
+    let busy = ExecView { others_busy: true, ..view(Some(&turn)) };
+    let plan = finished(&busy, &TurnOutcome::Completed, None);
+    assert!(!kinds(&plan).contains(&"task"));
+}
+
+#[test]
+fn a_death_without_restart_fails_the_turn_once() {
+    let turn = TurnProgress::new(9);
+    let died = RuntimeEvent::Died { reason: "oom".into(), restarting: false };
+    let plan = react(&died, &view(Some(&turn)));
+    let k = kinds(&plan);
+    assert_eq!(k.iter().filter(|k| **k == "record:finished").count(), 1);
+    assert_eq!(
+        plan.effects.iter().filter(|e| matches!(e, Effect::SetSession { to: SessionStatus::Dead, .. })).count(),
+        1
+    );
+    assert!(!plan.effects.iter().any(|e| matches!(e, Effect::SetSession { to: SessionStatus::Ready, .. })));
+}
+
+#[test]
+fn a_handed_over_turn_runs_again_with_one_notice() {
+    let turn = TurnProgress::new(9);
+    let plan = handed_over(&view(Some(&turn)), 9, "make it green", "gateway restart", Some(restart_notice("Codex")));
+    assert_eq!(kinds(&plan), ["turn", "expire", "record", "queue", "live", "reply"]);
+    let input = plan.effects.iter().find_map(|e| match e {
+        Effect::QueueTurn { execution: 3, input } => Some(input.clone()),
+        _ => None,
+    });
+    assert_eq!(input.as_deref(), Some("(The gateway restarted during this request; do it again.)\n\nmake it green"));
+    // Running it again does not stack the prefix.
+    assert_eq!(rerun_input(&input.unwrap()).matches("restarted").count(), 1);
+}
