@@ -37,6 +37,12 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         eval: Option<PathBuf>,
     },
+    /// Print the audit log of approval decisions (who, where, when, what, scope, rule);
+    /// `--verify` checks its hash chain and exits non-zero at the first edited or missing entry.
+    Audit {
+        #[arg(long)]
+        verify: bool,
+    },
     /// Stdio MCP server bridging to the gateway's `/mcp` (for agents without HTTP MCP).
     /// Started by agents, not people: reads the URL from `TASKGATE_MCP_URL` and the session
     /// token from the environment; needs no config file.

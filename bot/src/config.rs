@@ -62,6 +62,12 @@ pub struct ProjectConfig {
     /// running turn, where the agent supports it) or `interrupt`.
     #[serde(default)]
     pub busy_policy: BusyPolicy,
+    /// Who may decide this project's approvals: channel user ids (Telegram user ids, Feishu
+    /// open_ids). Empty: the channels' `allowed_users`. The person who started a task may
+    /// always decide its approvals, and the web console's user may decide any. Admitting a
+    /// chat (`allowed_chats`) lets its members talk to the bot, not approve commands.
+    #[serde(default)]
+    pub approvers: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

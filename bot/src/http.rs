@@ -60,6 +60,17 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
+/// The process's counters, and the database's queues as gauges (read at each scrape, so every
+/// replica reports the same queue lengths).
 async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
-    ([("content-type", "text/plain; version=0.0.4; charset=utf-8")], state.metrics.render())
+    let mut text = state.metrics.render();
+    match state.store.stats().await {
+        Ok(stats) => {
+            // Before the exposition's closing `# EOF`.
+            let end = text.rfind("# EOF").unwrap_or(text.len());
+            text.insert_str(end, &metrics::queue_gauges(&stats));
+        }
+        Err(e) => tracing::warn!(error = %e, "metrics: reading the queues failed"),
+    }
+    ([("content-type", "text/plain; version=0.0.4; charset=utf-8")], text)
 }

@@ -47,6 +47,11 @@ fn main() -> ExitCode {
                 if checks.iter().any(|c| c.verdict == Verdict::Fail) { ExitCode::FAILURE } else { ExitCode::SUCCESS }
             }
             Command::Token { rotate } => report(token(&config, rotate).await),
+            Command::Audit { verify } => match audit(&config, verify).await {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(e) => report(Err(e)),
+            },
             Command::Classify { .. } | Command::Mcp { .. } => unreachable!("handled above"),
         }
     })
@@ -105,6 +110,53 @@ async fn token(config: &Config, rotate: bool) -> anyhow::Result<()> {
         ),
     }
     Ok(())
+}
+
+/// `taskgate audit [--verify]`: every approval decision, oldest first. `Ok(false)` when the
+/// chain does not verify.
+async fn audit(config: &Config, verify: bool) -> anyhow::Result<bool> {
+    use taskgate_core::store::Store;
+    let store = startup::open_store(config).await?;
+    store.migrate().await?;
+    let mut entries = Vec::new();
+    loop {
+        let after = entries.last().map_or(0, |e: &taskgate_core::model::AuditEntry| e.id);
+        let page = store.audit(after, 1000).await?;
+        if page.is_empty() {
+            break;
+        }
+        entries.extend(page);
+    }
+    store.close().await?;
+    for e in &entries {
+        let scope = e.scope.map(|s| format!(" ({s})")).unwrap_or_default();
+        let rule = e.rule_id.map(|r| format!(" rule #{r}")).unwrap_or_default();
+        let channel = e.channel.map(|c| format!(" via {c}")).unwrap_or_default();
+        let place = if e.place.is_empty() { String::new() } else { format!(" in {}", e.place) };
+        println!(
+            "#{} {} task {} approval {}: {}{scope}{rule} by {}{channel}{place}: {}",
+            e.id,
+            e.at.format("%Y-%m-%d %H:%M:%S"),
+            e.task_id,
+            e.approval_id,
+            e.decision,
+            e.who,
+            e.action
+        );
+    }
+    if !verify {
+        return Ok(true);
+    }
+    match taskgate_core::model::audit_break(&entries, taskgate_adapters::store::audit_hash) {
+        None => {
+            println!("audit chain verified: {} entries", entries.len());
+            Ok(true)
+        }
+        Some(id) => {
+            eprintln!("taskgate: the audit chain is broken at entry #{id}: it was changed, or one before it was removed");
+            Ok(false)
+        }
+    }
 }
 
 fn report(result: anyhow::Result<()>) -> ExitCode {

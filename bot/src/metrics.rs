@@ -53,3 +53,14 @@ pub async fn track(State(metrics): State<Arc<Metrics>>, req: Request, next: Next
     metrics.http_requests.get_or_create(&labels).inc();
     response
 }
+
+/// The store's queue lengths as gauges in the text exposition format.
+pub fn queue_gauges(stats: &taskgate_core::store::StoreStats) -> String {
+    let gauges = [
+        ("taskgate_inbox_pending", "Inbound updates accepted and not handled yet", stats.inbox_pending),
+        ("taskgate_inbox_set_aside", "Inbound updates set aside after failing", stats.inbox_set_aside),
+        ("taskgate_outbox_pending", "Outbound messages not delivered yet", stats.outbox_pending),
+        ("taskgate_executions_with_work", "Executions with work waiting for a runner", stats.executions_with_work),
+    ];
+    gauges.iter().map(|(name, help, value)| format!("# HELP {name} {help}.\n# TYPE {name} gauge\n{name} {value}\n")).collect()
+}

@@ -124,8 +124,8 @@ impl Application {
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let Application { listener, state, engine, mut telegram, mut feishu, web, new_token: _, _lock } = self;
         let store = state.store.clone();
-        // The MCP server (restart-note tools) answers through the engine.
-        let mut router = http::router(state).layer(axum::Extension(engine.clone()));
+        // The MCP server (restart-note tools) answers through the notes keeper.
+        let mut router = http::router(state).layer(axum::Extension(engine.notes().clone()));
         if let Some(telegram) = &telegram {
             router = router.layer(axum::Extension(telegram.webhook()));
         }

@@ -331,14 +331,8 @@ impl InboxWorker {
             None => Pressed::Refused("This button is no longer active.".into()),
         };
         match pressed {
-            Pressed::Done(line) => {
-                outbound::answer_press(&self.bot, &press.query_id, Some(&line)).await;
-                if matches!(press.data, Some(ButtonData::Approval { .. })) {
-                    let line = format!("{line} ({})", press.from.handle());
-                    outbound::show_decision(&self.bot, place.chat_id, message_id, press.message_text.as_deref(), &line)
-                        .await;
-                }
-            }
+            // The card itself (every copy of it) is edited by the outbox, like any decision.
+            Pressed::Done(line) => outbound::answer_press(&self.bot, &press.query_id, Some(&line)).await,
             Pressed::Refused(why) => outbound::answer_press(&self.bot, &press.query_id, Some(&why)).await,
         }
         Ok(())

@@ -11,3 +11,4 @@ pub mod reply;
 pub mod route;
 pub mod runtime;
 pub mod store;
+pub mod wording;

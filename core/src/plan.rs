@@ -103,11 +103,14 @@ pub enum Effect {
     SetTask {
         to: TaskStatus,
     },
-    /// The agent asks to act: a durable approval, its timeline entry and its card.
+    /// The agent asks to act: a durable approval, its timeline entry and its card (`text`
+    /// with `detail`). With `rule`, a standing rule approves it at once: no card.
     AskApproval {
         turn: Option<Id>,
         request: ApprovalRequest,
-        line: String,
+        text: String,
+        detail: Option<String>,
+        rule: Option<Id>,
     },
     /// Approvals of `turn` still pending can no longer be answered.
     ExpireApprovals {

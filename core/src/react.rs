@@ -75,6 +75,10 @@ pub struct ExecView<'a> {
     pub turn: Option<&'a TurnProgress>,
     /// Another execution of the task still works: the task stays running after this turn.
     pub others_busy: bool,
+    /// Where the agent works (what an approval card names for a command).
+    pub cwd: &'a str,
+    /// A standing rule that approves the action an approval request asks for.
+    pub rule: Option<Id>,
 }
 
 /// The plan for one runtime event.
@@ -100,12 +104,21 @@ pub fn react(event: &RuntimeEvent, view: &ExecView<'_>) -> Plan {
             record(&mut plan, view, event);
         }
         RuntimeEvent::ApprovalRequested(request) => {
+            let (text, detail) = crate::wording::approval_card(view.agent, request, view.cwd, view.task);
+            let turn = view.turn.map(|t| t.id);
+            if let Some(rule) = view.rule {
+                // Approved by a standing rule: recorded, delivered at once, nobody asked.
+                plan.push(Effect::AskApproval { turn, request: request.clone(), text, detail, rule: Some(rule) });
+                let line = one_line(&format!("{} is working (approved by rule #{rule})", view.agent), MAX_LIVE);
+                live(&mut plan, view, line);
+                return plan;
+            }
             let line = live_line(view.agent, event).unwrap_or_else(|| format!("{} is waiting for approval", view.agent));
-            if let Some(turn) = view.turn {
-                plan.push(Effect::SetTurn { turn: turn.id, to: TurnStatus::WaitingApproval, summary: None });
+            if let Some(turn) = turn {
+                plan.push(Effect::SetTurn { turn, to: TurnStatus::WaitingApproval, summary: None });
             }
             plan.push(Effect::SetTask { to: TaskStatus::WaitingApproval });
-            plan.push(Effect::AskApproval { turn: view.turn.map(|t| t.id), request: request.clone(), line: line.clone() });
+            plan.push(Effect::AskApproval { turn, request: request.clone(), text, detail, rule: None });
             live(&mut plan, view, line);
         }
         RuntimeEvent::ApprovalResolved { request_id, decision } => {

@@ -52,6 +52,19 @@ pub struct NewApproval {
     pub action: String,
 }
 
+/// What `/metrics` reports about the durable queues.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Inbound updates accepted and not handled yet.
+    pub inbox_pending: u64,
+    /// Inbound updates set aside after failing (see `Store::inbox_failed`).
+    pub inbox_set_aside: u64,
+    /// Outbound messages not delivered yet.
+    pub outbox_pending: u64,
+    /// Executions with work waiting for a runner.
+    pub executions_with_work: u64,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync {
     // People and places.
@@ -132,6 +145,19 @@ pub trait Store: Send + Sync {
     async fn pending_approvals(&self, task_id: Option<Id>) -> StoreResult<Vec<Approval>>;
     /// A task's approvals in any status, newest first (a late answer may name a decided one).
     async fn approvals(&self, task_id: Id, limit: u64) -> StoreResult<Vec<Approval>>;
+    /// Standing approvals: stored, listed (active ones, of a project or all), revoked, matched.
+    async fn add_rule(&self, rule: NewApprovalRule) -> StoreResult<ApprovalRule>;
+    async fn rules(&self, project_id: Option<Id>) -> StoreResult<Vec<ApprovalRule>>;
+    /// Revokes an active rule; `false` when there is none with that id.
+    async fn revoke_rule(&self, id: Id) -> StoreResult<bool>;
+    /// The active rule that approves exactly `action` of `agent` in `project_id`.
+    async fn matching_rule(&self, project_id: Option<Id>, agent: &str, action: &str)
+    -> StoreResult<Option<ApprovalRule>>;
+    /// Appends a decision to the audit log, chained to the entry before (the chain is
+    /// extended by one writer at a time on every backend).
+    async fn append_audit(&self, entry: NewAuditEntry) -> StoreResult<AuditEntry>;
+    /// Audit entries after `after`, oldest first.
+    async fn audit(&self, after: Id, limit: u64) -> StoreResult<Vec<AuditEntry>>;
 
     // The timeline and the restart note: append-only.
     async fn append_event(&self, event: NewEvent) -> StoreResult<Event>;
@@ -175,12 +201,17 @@ pub trait Store: Send + Sync {
     async fn chat_tasks(&self, channel: Channel, chat_id: &str, limit: u64) -> StoreResult<Vec<Id>>;
     /// The newest outbound message about a task: where its news goes when no one is asking.
     async fn latest_outbound(&self, task_id: Id) -> StoreResult<Option<Outbound>>;
+    /// The cards that showed `approval` (outbound messages carrying it), oldest first: every
+    /// copy is edited when it is decided.
+    async fn approval_cards(&self, approval: Id) -> StoreResult<Vec<Outbound>>;
     /// Whether the outbox wrote about `approval` (or, with `approval` `None`, about `task`) to
     /// this chat: a button press counts only where its message was shown.
     async fn shown_in(&self, channel: Channel, chat_id: &str, approval: Option<Id>, task: Option<Id>) -> StoreResult<bool>;
 
     /// Whether the database answers (readiness).
     async fn ping(&self) -> StoreResult<()>;
+    /// Counts an operator watches (`/metrics`).
+    async fn stats(&self) -> StoreResult<StoreStats>;
 
     // The web console: change feeds, chat history, settings.
     /// Events of every task appended after event `after`, oldest first, at most `limit`: what

@@ -8,6 +8,7 @@ use sea_orm_migration::sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend,
 mod m20261122_000001_init;
 mod m20261201_000001_web_console;
 mod m20261204_000001_ownership;
+mod m20261204_000002_rules_and_audit;
 
 pub struct Migrator;
 
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000001_init::Migration),
             Box::new(m20261201_000001_web_console::Migration),
             Box::new(m20261204_000001_ownership::Migration),
+            Box::new(m20261204_000002_rules_and_audit::Migration),
         ]
     }
 }

@@ -39,6 +39,7 @@ impl ButtonValue {
                 let op = match answer {
                     Answer::Approve(Scope::Once) => "approve",
                     Answer::Approve(Scope::Always) => "always",
+                    Answer::Approve(Scope::Project) => "project",
                     Answer::Deny | Answer::DenyAndStop => "deny",
                 };
                 json!({"op": op, "approval": approval.to_string(), "nonce": nonce})
@@ -58,6 +59,7 @@ impl ButtonValue {
         let answer = match value.get("op")?.as_str()? {
             "approve" => Answer::Approve(Scope::Once),
             "always" => Answer::Approve(Scope::Always),
+            "project" => Answer::Approve(Scope::Project),
             "deny" => Answer::Deny,
             "choice" => return Some(ButtonValue::Choice(usize::try_from(number("choice")?).ok()?)),
             "stop" => return Some(ButtonValue::Stop(number("task")?)),
@@ -144,7 +146,8 @@ mod tests {
         for v in [
             ButtonValue::Approval { approval: 42, nonce: nonce.clone(), answer: Answer::Approve(Scope::Once) },
             ButtonValue::Approval { approval: i64::MAX, nonce: nonce.clone(), answer: Answer::Approve(Scope::Always) },
-            ButtonValue::Approval { approval: -1, nonce, answer: Answer::Deny },
+            ButtonValue::Approval { approval: -1, nonce: nonce.clone(), answer: Answer::Deny },
+            ButtonValue::Approval { approval: 3, nonce, answer: Answer::Approve(Scope::Project) },
             ButtonValue::Choice(3),
             ButtonValue::Stop(9),
         ] {

@@ -395,9 +395,15 @@ impl OutboxSender {
     }
 }
 
-/// The card a live status shows: its text (one line, in practice) on a shared card.
+/// The card a live message shows (a status line, or an approval card and its decided form): its
+/// text on a shared card, with its buttons while it has any.
 pub fn status_card(reply: &Reply) -> Option<Value> {
-    split(&reply.text, MAX_CARD_TEXT_BYTES).into_iter().next().map(|t| card::status(&t))
+    let mut text = reply.text.clone();
+    if let Some(detail) = reply.detail.as_deref().filter(|d| !d.trim().is_empty()) {
+        text.push_str("\n\n");
+        text.push_str(detail);
+    }
+    split(&text, MAX_CARD_TEXT_BYTES).into_iter().next().map(|t| card::with_buttons(&t, &card::buttons(reply)))
 }
 
 /// A PATCH the card will never accept, whatever the wait: a client error other than the

@@ -327,7 +327,14 @@ impl Acp {
         };
         let request_id = id_text(&rpc_id);
         self.permissions.insert(request_id.clone(), Permission { rpc_id, options: request.options, tool_call_id });
-        io.emit(RuntimeEvent::ApprovalRequested(ApprovalRequest { request_id, kind, action, detail }));
+        io.emit(RuntimeEvent::ApprovalRequested(ApprovalRequest {
+            request_id,
+            kind,
+            action,
+            detail,
+            cwd: None,
+            reason: None,
+        }));
     }
 
     fn respond_permission(&self, rpc_id: &Value, outcome: RequestPermissionOutcome) {

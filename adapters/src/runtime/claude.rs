@@ -192,9 +192,15 @@ impl Claude {
             return;
         }
         let (kind, action, detail) = describe(&tool, &input);
+        // The agent's own words for why, where the CLI passes them on.
+        let reason = ["decision_reason", "title"]
+            .iter()
+            .find_map(|k| request.get(*k).and_then(Value::as_str).filter(|r| !r.trim().is_empty()))
+            .map(str::to_owned)
+            .or_else(|| input.get("description").and_then(Value::as_str).map(str::to_owned));
         self.permissions
             .insert(request_id.clone(), Permission { claude_id, tool_use_id, input, suggestions, question: false });
-        io.emit(RuntimeEvent::ApprovalRequested(ApprovalRequest { request_id, kind, action, detail }));
+        io.emit(RuntimeEvent::ApprovalRequested(ApprovalRequest { request_id, kind, action, detail, cwd: None, reason }));
     }
 
     fn on_assistant(&mut self, message: &Value, io: &mut Io) {
@@ -450,8 +456,7 @@ fn describe(tool: &str, input: &Value) -> (ApprovalKind, String, Option<String>)
     match tool {
         "Bash" => {
             let command = input.get("command").and_then(Value::as_str).unwrap_or_default();
-            let detail = input.get("description").and_then(Value::as_str).map(str::to_owned);
-            (ApprovalKind::Command, format!("run `{command}`"), detail)
+            (ApprovalKind::Command, format!("run `{command}`"), None)
         }
         "Write" | "Edit" | "MultiEdit" | "NotebookEdit" => {
             let path = file_path(input).unwrap_or_else(|| "a file".to_string());

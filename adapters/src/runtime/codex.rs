@@ -346,7 +346,9 @@ impl Codex {
                     request_id,
                     kind: ApprovalKind::Command,
                     action: format!("run `{command}`"),
-                    detail: params.get("reason").and_then(Value::as_str).map(str::to_owned),
+                    detail: None,
+                    cwd: params.get("cwd").and_then(Value::as_str).map(str::to_owned),
+                    reason: params.get("reason").and_then(Value::as_str).map(str::to_owned),
                 }));
             }
             "item/fileChange/requestApproval" => {
@@ -367,7 +369,9 @@ impl Codex {
                     request_id,
                     kind: ApprovalKind::FileChange,
                     action,
-                    detail: if diff.is_empty() { reason } else { Some(diff.join("\n")) },
+                    detail: (!diff.is_empty()).then(|| diff.join("\n")),
+                    cwd: None,
+                    reason,
                 }));
             }
             "item/tool/requestUserInput" => {

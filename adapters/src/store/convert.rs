@@ -115,6 +115,7 @@ pub fn approval(m: approvals::Model) -> Result<Approval, StoreError> {
         decided_by: m.decided_by,
         decided_channel: parse_opt(m.decided_channel.as_deref())?,
         decided_at: m.decided_at,
+        rule_id: m.rule_id,
         version: m.version,
         created_at: m.created_at,
     })
@@ -193,5 +194,36 @@ pub fn order(m: orders::Model) -> Result<PendingOrder, StoreError> {
         execution_id: m.execution_id,
         order: serde_json::from_value(m.body).map_err(|e| StoreError::Backend(format!("stored order: {e}")))?,
         created_at: m.created_at,
+    })
+}
+
+pub fn rule(m: approval_rules::Model) -> ApprovalRule {
+    ApprovalRule {
+        id: m.id,
+        project_id: m.project_id,
+        agent: m.agent,
+        action: m.action,
+        created_by: m.created_by,
+        created_at: m.created_at,
+        revoked_at: m.revoked_at,
+    }
+}
+
+pub fn audit_entry(m: audit::Model) -> Result<AuditEntry, StoreError> {
+    Ok(AuditEntry {
+        id: m.id,
+        at: m.at,
+        approval_id: m.approval_id,
+        task_id: m.task_id,
+        who: m.who,
+        person_id: m.person_id,
+        channel: parse_opt(m.channel.as_deref())?,
+        place: m.place,
+        action: m.action,
+        decision: parse(&m.decision)?,
+        scope: parse_opt(m.scope.as_deref())?,
+        rule_id: m.rule_id,
+        prev_hash: m.prev_hash,
+        hash: m.hash,
     })
 }

@@ -65,7 +65,18 @@ entity!(approvals, "approvals" {
     task_id: i64, turn_id: Option<i64>, request_id: String, action: String, status: String,
     scope: Option<String>, decided_by: Option<i64>, decided_channel: Option<String>,
     decided_at: Option<DateTimeUtc>, version: i32, created_at: DateTimeUtc,
-    execution_id: Option<i64>, nonce: String,
+    execution_id: Option<i64>, nonce: String, rule_id: Option<i64>,
+});
+
+entity!(approval_rules, "approval_rules" {
+    project_id: Option<i64>, agent: String, action: String, created_by: Option<i64>,
+    created_at: DateTimeUtc, revoked_at: Option<DateTimeUtc>,
+});
+
+entity!(audit, "audit" {
+    at: DateTimeUtc, approval_id: i64, task_id: i64, who: String, person_id: Option<i64>,
+    channel: Option<String>, place: String, action: String, decision: String, scope: Option<String>,
+    rule_id: Option<i64>, prev_hash: String, hash: String,
 });
 
 entity!(events, "events" {

@@ -713,6 +713,7 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
             task_id: Set(new.task_id),
             execution_id: Set(new.execution_id),
             nonce: Set(nonce()),
+            rule_id: Set(None),
             turn_id: Set(new.turn_id),
             request_id: Set(txt(new.request_id)),
             action: Set(txt(new.action)),
@@ -739,6 +740,7 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
             decided_by: Set(approval.decided_by),
             decided_channel: Set(approval.decided_channel.map(|c| c.name().into())),
             decided_at: Set(approval.decided_at),
+            rule_id: Set(approval.rule_id),
             ..Default::default()
         };
         let m = update_versioned(
@@ -769,6 +771,119 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
             .order_by_desc(approvals::Column::Id)
             .limit(limit);
         rows(&self.db, query, convert::approval).await
+    }
+
+    async fn add_rule(&self, rule: NewApprovalRule) -> StoreResult<ApprovalRule> {
+        let _w = self.writing().await;
+        let row = approval_rules::ActiveModel {
+            id: NotSet,
+            project_id: Set(rule.project_id),
+            agent: Set(txt(rule.agent)),
+            action: Set(txt(rule.action)),
+            created_by: Set(rule.created_by),
+            created_at: Set(Utc::now()),
+            revoked_at: Set(None),
+        };
+        Ok(convert::rule(row.insert(&self.db).await.map_err(db_err)?))
+    }
+
+    async fn rules(&self, project_id: Option<Id>) -> StoreResult<Vec<ApprovalRule>> {
+        let mut query = approval_rules::Entity::find().filter(approval_rules::Column::RevokedAt.is_null());
+        if let Some(project) = project_id {
+            query = query.filter(approval_rules::Column::ProjectId.eq(project));
+        }
+        let rows = query.order_by_asc(approval_rules::Column::Id).all(&self.db).await.map_err(db_err)?;
+        Ok(rows.into_iter().map(convert::rule).collect())
+    }
+
+    async fn revoke_rule(&self, id: Id) -> StoreResult<bool> {
+        let _w = self.writing().await;
+        let result = approval_rules::Entity::update_many()
+            .col_expr(approval_rules::Column::RevokedAt, Expr::value(Utc::now()))
+            .filter(approval_rules::Column::Id.eq(id))
+            .filter(approval_rules::Column::RevokedAt.is_null())
+            .exec(&self.db)
+            .await
+            .map_err(db_err)?;
+        Ok(result.rows_affected > 0)
+    }
+
+    async fn matching_rule(
+        &self,
+        project_id: Option<Id>,
+        agent: &str,
+        action: &str,
+    ) -> StoreResult<Option<ApprovalRule>> {
+        let project = match project_id {
+            Some(p) => approval_rules::Column::ProjectId.eq(p),
+            None => approval_rules::Column::ProjectId.is_null(),
+        };
+        let query = approval_rules::Entity::find()
+            .filter(project)
+            .filter(approval_rules::Column::Agent.eq(agent))
+            .filter(approval_rules::Column::Action.eq(txt(action)))
+            .filter(approval_rules::Column::RevokedAt.is_null())
+            .order_by_asc(approval_rules::Column::Id);
+        Ok(query.one(&self.db).await.map_err(db_err)?.map(convert::rule))
+    }
+
+    async fn append_audit(&self, entry: NewAuditEntry) -> StoreResult<AuditEntry> {
+        let _w = self.writing().await;
+        if self.db.get_database_backend() == DbBackend::Postgres {
+            // One chain: appenders on every replica take turns (the lock ends with the
+            // transaction; outside one, with the statement).
+            self.db
+                .execute_raw(sea_orm::Statement::from_sql_and_values(
+                    DbBackend::Postgres,
+                    "SELECT pg_advisory_xact_lock($1)",
+                    [AUDIT_LOCK.into()],
+                ))
+                .await
+                .map_err(db_err)?;
+        }
+        let last = audit::Entity::find().order_by_desc(audit::Column::Id).one(&self.db).await.map_err(db_err)?;
+        let mut row = AuditEntry {
+            id: 0,
+            at: Utc::now(),
+            approval_id: entry.approval_id,
+            task_id: entry.task_id,
+            who: txt(entry.who),
+            person_id: entry.person_id,
+            channel: entry.channel,
+            place: txt(entry.place),
+            action: txt(entry.action),
+            decision: entry.decision,
+            scope: entry.scope,
+            rule_id: entry.rule_id,
+            prev_hash: last.map(|l| l.hash).unwrap_or_default(),
+            hash: String::new(),
+        };
+        // Stored at microsecond precision on both backends: hash what will be read back.
+        row.at = chrono::DateTime::from_timestamp_micros(row.at.timestamp_micros()).unwrap_or(row.at);
+        row.hash = audit_hash(&row.preimage());
+        let model = audit::ActiveModel {
+            id: NotSet,
+            at: Set(row.at),
+            approval_id: Set(row.approval_id),
+            task_id: Set(row.task_id),
+            who: Set(row.who.clone()),
+            person_id: Set(row.person_id),
+            channel: Set(row.channel.map(|c| c.name().into())),
+            place: Set(row.place.clone()),
+            action: Set(row.action.clone()),
+            decision: Set(row.decision.name().into()),
+            scope: Set(row.scope.map(|s| s.name().into())),
+            rule_id: Set(row.rule_id),
+            prev_hash: Set(row.prev_hash.clone()),
+            hash: Set(row.hash.clone()),
+        };
+        convert::audit_entry(model.insert(&self.db).await.map_err(db_err)?)
+    }
+
+    async fn audit(&self, after: Id, limit: u64) -> StoreResult<Vec<AuditEntry>> {
+        let query =
+            audit::Entity::find().filter(audit::Column::Id.gt(after)).order_by_asc(audit::Column::Id).limit(limit);
+        rows(&self.db, query, convert::audit_entry).await
     }
 
     async fn append_event(&self, event: NewEvent) -> StoreResult<Event> {
@@ -985,6 +1100,11 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
         row(&self.db, query, convert::outbound).await
     }
 
+    async fn approval_cards(&self, approval: Id) -> StoreResult<Vec<Outbound>> {
+        let query = outbox::Entity::find().filter(outbox::Column::ApprovalId.eq(approval)).order_by_asc(outbox::Column::Id);
+        rows(&self.db, query, convert::outbound).await
+    }
+
     async fn shown_in(&self, channel: Channel, chat_id: &str, approval: Option<Id>, task: Option<Id>) -> StoreResult<bool> {
         let mut query = outbox::Entity::find()
             .filter(outbox::Column::Channel.eq(channel.name()))
@@ -995,6 +1115,31 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
             (None, None) => return Ok(false),
         };
         Ok(query.one(&self.db).await.map_err(db_err)?.is_some())
+    }
+
+    async fn stats(&self) -> StoreResult<StoreStats> {
+        use sea_orm::PaginatorTrait;
+        let inbox_pending =
+            inbox::Entity::find().filter(inbox::Column::ProcessedAt.is_null()).count(&self.db).await.map_err(db_err)?;
+        let inbox_set_aside = inbox::Entity::find()
+            .filter(inbox::Column::ProcessedAt.is_not_null())
+            .filter(inbox::Column::LastError.is_not_null())
+            .count(&self.db)
+            .await
+            .map_err(db_err)?;
+        let outbox_pending =
+            outbox::Entity::find().filter(outbox::Column::SentAt.is_null()).count(&self.db).await.map_err(db_err)?;
+        let executions_with_work = executions::Entity::find()
+            .filter(executions::Column::HasWork.eq(true))
+            .count(&self.db)
+            .await
+            .map_err(db_err)?;
+        Ok(StoreStats {
+            inbox_pending,
+            inbox_set_aside,
+            outbox_pending,
+            executions_with_work,
+        })
     }
 
     async fn ping(&self) -> StoreResult<()> {
@@ -1181,4 +1326,13 @@ fn nonce() -> String {
         bytes.iter_mut().for_each(|b| *b = fastrand::u8(..));
     }
     bytes.iter().map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char).collect()
+}
+
+/// Key of the PostgreSQL advisory lock that makes the audit chain one chain.
+const AUDIT_LOCK: i64 = 0x6175_6469_745f_6c6f; // "audit_lo"
+
+/// The audit chain's hash: lowercase hex SHA-256.
+pub fn audit_hash(preimage: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(preimage.as_bytes()))
 }

@@ -13,7 +13,7 @@ pub const MAX_DATA: usize = 64;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ButtonData {
-    /// `a:<approval>:<nonce>:<o|a|d>`: the nonce is the approval's own random value, so a
+    /// `a:<approval>:<nonce>:<o|a|p|d>`: the nonce is the approval's own random value, so a
     /// press cannot name an approval it was never shown.
     Approval { approval: Id, nonce: String, answer: Answer },
     /// `c:<n>`: a clarify's reading, read against the stored message the keyboard belongs to.
@@ -41,6 +41,7 @@ impl ButtonData {
                 let a = match answer {
                     Answer::Approve(Scope::Once) => 'o',
                     Answer::Approve(Scope::Always) => 'a',
+                    Answer::Approve(Scope::Project) => 'p',
                     Answer::Deny | Answer::DenyAndStop => 'd',
                 };
                 format!("a:{approval}:{nonce}:{a}")
@@ -61,6 +62,7 @@ impl ButtonData {
                 let answer = match answer {
                     "o" => Answer::Approve(Scope::Once),
                     "a" => Answer::Approve(Scope::Always),
+                    "p" => Answer::Approve(Scope::Project),
                     "d" => Answer::Deny,
                     _ => return None,
                 };
@@ -84,6 +86,7 @@ mod tests {
         for data in [
             ButtonData::Approval { approval: i64::MAX, nonce: nonce.clone(), answer: Answer::Approve(Scope::Always) },
             ButtonData::Approval { approval: i64::MIN, nonce: nonce.clone(), answer: Answer::Deny },
+            ButtonData::Approval { approval: 1, nonce: nonce.clone(), answer: Answer::Approve(Scope::Project) },
             ButtonData::Approval { approval: 7, nonce, answer: Answer::Approve(Scope::Once) },
             ButtonData::Choice(usize::MAX),
             ButtonData::Stop(i64::MAX),

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use taskgate_core::model::{Channel, Id, Outbound};
-use taskgate_core::reply::Reply;
+use taskgate_core::reply::{Reply, ReplyKind};
 use taskgate_core::store::{Store, StoreResult};
 use teloxide::ApiError;
 use teloxide::RequestError;
@@ -197,18 +197,20 @@ impl OutboxSender {
         let existing = self.live.message(&row.chat_id, key, live::message_of(key, &recent));
         let rendered = render(&newest.payload);
         // Status lines are one line; a longer one shows its first part.
-        let Some(text) = rendered.parts.into_iter().next() else {
+        let Some(text) = rendered.parts.first().cloned() else {
             return (Delivery::Dropped { error: "empty message".into() }, Vec::new());
         };
         if let Some(message_id) = existing {
             if known.is_none() && !self.pacer.may_edit(&row.chat_id, now) {
                 return (Delivery::Later, Vec::new());
             }
-            let result = self
-                .bot
-                .edit_message_text(ChatId(chat), MessageId(message_id), text.clone())
-                .parse_mode(ParseMode::Html)
-                .await;
+            // An edit without a keyboard removes the buttons (a decided approval card).
+            let mut edit =
+                self.bot.edit_message_text(ChatId(chat), MessageId(message_id), text.clone()).parse_mode(ParseMode::Html);
+            if let Some(keyboard) = rendered.keyboard.clone() {
+                edit = edit.reply_markup(keyboard);
+            }
+            let result = edit.await;
             self.pacer.edited(&row.chat_id, Instant::now());
             match result {
                 // Identical text (a repeated status) is what the message already shows.
@@ -227,11 +229,15 @@ impl OutboxSender {
             }
         }
         let thread_id = rendered.thread_id;
-        // A status line is not news: it arrives silently; approvals and the summary notify.
+        // A status line is not news: it arrives silently; an approval card notifies.
+        let silent = newest.payload.kind == ReplyKind::Status;
         let mut request =
-            self.bot.send_message(ChatId(chat), text).parse_mode(ParseMode::Html).disable_notification(true);
+            self.bot.send_message(ChatId(chat), text).parse_mode(ParseMode::Html).disable_notification(silent);
         if let Some(thread) = thread_id {
             request = request.message_thread_id(ThreadId(MessageId(thread)));
+        }
+        if let Some(keyboard) = rendered.keyboard {
+            request = request.reply_markup(keyboard);
         }
         let result = request.await;
         self.pacer.sent(&row.chat_id, Instant::now());

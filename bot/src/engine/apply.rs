@@ -13,9 +13,10 @@ use chrono::Utc;
 use taskgate_adapters::store::SeaStore;
 use taskgate_core::classify::Decision;
 use taskgate_core::model::{
-    Answer, Approval, ApprovalStatus, Body, Channel, Conversation, Id, Lease, NewEvent, NewOutbound, Order,
-    RuntimeSession, SessionStatus, StateMachine, TaskStatus,
+    Answer, Approval, ApprovalStatus, Body, Channel, Conversation, Id, Lease, NewApprovalRule, NewAuditEntry, NewEvent,
+    NewOutbound, Order, RuntimeSession, Scope, SessionStatus, StateMachine, TaskStatus,
 };
+use taskgate_core::wording::{self, Decider};
 use taskgate_core::plan::{Effect, ExecRef, Plan, TaskRef};
 use taskgate_core::reply::{Action, Button, Reply, ReplyKind};
 use taskgate_core::route::Sender;
@@ -78,6 +79,8 @@ pub struct Applied {
     pub wake: Vec<Id>,
     /// Approvals the plan created.
     pub approvals: Vec<Id>,
+    /// Requests a standing rule approved: (request id, approval) for the owner to deliver.
+    pub auto_approved: Vec<(String, Id)>,
 }
 
 /// Applies `plan` in one transaction and commits it. With `lease`, the transaction first
@@ -204,18 +207,25 @@ pub async fn apply(tx: &dyn Store, plan: &Plan, origin: &Origin<'_>) -> StoreRes
             }
             Effect::Resolve { approval, answer, note } => match resolve(tx, *approval, *answer, origin).await? {
                 Ok(decided) => {
-                    let decided_by = decided.decided_by.unwrap_or_default();
+                    let exec = approval_execution(tx, &decided).await?;
+                    let rule = match (decided.scope, exec) {
+                        (Some(Scope::Project), Some(exec)) => Some(standing_rule(tx, &decided, exec, origin).await?),
+                        _ => None,
+                    };
                     let body = Body::ApprovalDecided {
                         approval: decided.id,
                         action: decided.action.clone(),
                         status: decided.status,
                         scope: decided.scope,
-                        decided_by,
+                        decided_by: decided.decided_by,
+                        rule: None,
                         note: note.clone(),
                     };
                     record(tx, decided.task_id, decided.execution_id, origin, body).await?;
+                    audit(tx, &decided, origin, rule).await?;
+                    show_decision(tx, &decided, decider(origin), None).await?;
                     current_task = Some(decided.task_id);
-                    if let Some(exec) = approval_execution(tx, &decided).await? {
+                    if let Some(exec) = exec {
                         tx.give_order(exec, &Order::Decide { approval: decided.id }).await?;
                         if let Some(note) = note {
                             // The denial's instruction ("no, run only the unit tests") is the next turn.
@@ -269,32 +279,52 @@ pub async fn apply(tx: &dyn Store, plan: &Plan, origin: &Origin<'_>) -> StoreRes
                     status::task(tx, task, *to).await?;
                 }
             }
-            Effect::AskApproval { turn, request, line } => {
+            Effect::AskApproval { turn, request, text, detail, rule } => {
                 let Origin::Agent { task, execution, .. } = origin else { continue };
-                let task = *task;
-                let approval = tx
+                let mut approval = tx
                     .create_approval(NewApproval {
-                        task_id: task,
+                        task_id: *task,
                         execution_id: Some(*execution),
                         turn_id: *turn,
                         request_id: request.request_id.clone(),
                         action: request.action.clone(),
                     })
                     .await?;
-                record(tx, task, Some(*execution), origin, Body::ApprovalRequested {
+                record(tx, *task, Some(*execution), origin, Body::ApprovalRequested {
                     approval: approval.id,
                     request: request.clone(),
                 })
                 .await?;
+                applied.approvals.push(approval.id);
+                if let Some(rule) = rule {
+                    approval.status = ApprovalStatus::Approved;
+                    approval.scope = Some(Scope::Once);
+                    approval.rule_id = Some(*rule);
+                    approval.decided_at = Some(Utc::now());
+                    let approval = tx.update_approval(&approval).await?;
+                    let body = Body::ApprovalDecided {
+                        approval: approval.id,
+                        action: approval.action.clone(),
+                        status: approval.status,
+                        scope: approval.scope,
+                        decided_by: None,
+                        rule: Some(*rule),
+                        note: None,
+                    };
+                    record(tx, *task, Some(*execution), origin, body).await?;
+                    audit(tx, &approval, origin, Some(*rule)).await?;
+                    applied.auto_approved.push((request.request_id.clone(), approval.id));
+                    continue;
+                }
                 let card = Reply {
-                    text: line.clone(),
+                    text: text.clone(),
                     buttons: approval_buttons(&approval),
                     kind: ReplyKind::Approval,
-                    detail: request.detail.clone(),
+                    live: Some(approval_key(approval.id)),
+                    detail: detail.clone(),
                     ..Reply::default()
                 };
-                send(tx, card, Some(task), Some(approval.id), origin).await?;
-                applied.approvals.push(approval.id);
+                send(tx, card, Some(*task), Some(approval.id), origin).await?;
             }
             Effect::ExpireApprovals { turn, reason } => {
                 let Some(task) = current_task else { continue };
@@ -332,16 +362,18 @@ pub fn live_key(turn: Id) -> String {
     format!("turn:{turn}")
 }
 
-/// Approve / always / deny, each naming the approval and its nonce.
+/// Approve (once), for this session, always in this project, deny: each naming the approval
+/// and its nonce.
 pub fn approval_buttons(approval: &Approval) -> Vec<Button> {
     let button = |label: &str, answer| Button {
         label: label.into(),
         action: Action::Decide { approval: approval.id, nonce: approval.nonce.clone(), answer },
     };
     vec![
-        button("Approve", Answer::Approve(taskgate_core::model::Scope::Once)),
-        button("Always", Answer::Approve(taskgate_core::model::Scope::Always)),
+        button("Approve", Answer::Approve(Scope::Once)),
         button("Deny", Answer::Deny),
+        button("This session", Answer::Approve(Scope::Always)),
+        button("Always here", Answer::Approve(Scope::Project)),
     ]
 }
 
@@ -387,14 +419,102 @@ async fn record(tx: &dyn Store, task: Id, execution: Option<Id>, origin: &Origin
 async fn expire(tx: &dyn Store, mut approval: Approval, reason: &str, origin: &Origin<'_>) -> StoreResult<()> {
     let Ok(next) = approval.status.transition(ApprovalStatus::Expired) else { return Ok(()) };
     approval.status = next;
-    match tx.update_approval(&approval).await {
-        Ok(_) => {}
+    approval.decided_at = Some(Utc::now());
+    let approval = match tx.update_approval(&approval).await {
+        Ok(approval) => approval,
         // Someone decided it meanwhile: theirs stands.
         Err(StoreError::Conflict { .. }) => return Ok(()),
         Err(e) => return Err(e),
-    }
+    };
     let body = Body::ApprovalExpired { approval: approval.id, action: approval.action.clone(), reason: reason.to_owned() };
-    record(tx, approval.task_id, approval.execution_id, origin, body).await
+    record(tx, approval.task_id, approval.execution_id, origin, body).await?;
+    audit(tx, &approval, origin, None).await?;
+    show_decision(tx, &approval, Decider::Person { name: "the gateway", channel: None }, Some(reason)).await
+}
+
+/// The live key an approval's card and its later edits share: every copy of a card is edited
+/// in place when the approval is decided or expires.
+pub fn approval_key(approval: Id) -> String {
+    format!("approval:{approval}")
+}
+
+fn decider<'a>(origin: &'a Origin<'_>) -> Decider<'a> {
+    match origin {
+        Origin::Person { sender, .. } => Decider::Person { name: &sender.name, channel: Some(sender.channel) },
+        Origin::Agent { agent, .. } => Decider::Person { name: agent, channel: None },
+    }
+}
+
+/// Every card that showed `approval` is edited to say how it ended, and loses its buttons.
+async fn show_decision(tx: &dyn Store, approval: &Approval, by: Decider<'_>, reason: Option<&str>) -> StoreResult<()> {
+    let line = wording::decision_line(approval.status, approval.scope, by, reason);
+    let mut edited: Vec<(Channel, String)> = Vec::new();
+    for card in tx.approval_cards(approval.id).await? {
+        let place = (card.channel, card.chat_id.clone());
+        if edited.contains(&place) {
+            continue;
+        }
+        edited.push(place);
+        let reply = Reply {
+            text: format!("{}\n\n{line}", card.payload.text),
+            kind: ReplyKind::Status,
+            thread_id: card.payload.thread_id.clone(),
+            live: Some(approval_key(approval.id)),
+            ..Reply::default()
+        };
+        // Not an approval card itself (`approval_id` empty): it must not be edited again.
+        tx.outbox_enqueue(NewOutbound {
+            channel: card.channel,
+            chat_id: card.chat_id,
+            task_id: Some(approval.task_id),
+            approval_id: None,
+            payload: reply,
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+/// The decision on the audit log: who, where, what, with which scope or rule.
+async fn audit(tx: &dyn Store, approval: &Approval, origin: &Origin<'_>, rule: Option<Id>) -> StoreResult<()> {
+    let (who, person_id, channel, place) = match (origin, rule) {
+        (_, Some(rule)) if approval.decided_by.is_none() => (format!("rule #{rule}"), None, None, String::new()),
+        (Origin::Person { sender, conversation, .. }, _) => (
+            sender.name.clone(),
+            Some(sender.person_id),
+            Some(sender.channel),
+            conversation.chat_id.clone(),
+        ),
+        (Origin::Agent { .. }, _) => ("gateway".to_owned(), None, None, String::new()),
+    };
+    tx.append_audit(NewAuditEntry {
+        approval_id: approval.id,
+        task_id: approval.task_id,
+        who,
+        person_id,
+        channel,
+        place,
+        action: approval.action.clone(),
+        decision: approval.status,
+        scope: approval.scope,
+        rule_id: rule.or(approval.rule_id),
+    })
+    .await
+    .map(|_| ())
+}
+
+/// "Always in this project": a standing rule for exactly this action of this agent.
+async fn standing_rule(tx: &dyn Store, approval: &Approval, exec: Id, origin: &Origin<'_>) -> StoreResult<Id> {
+    let agent = tx.execution(exec).await?.agent;
+    let project_id = tx.task(approval.task_id).await?.project_id;
+    if let Some(rule) = tx.matching_rule(project_id, &agent, &approval.action).await? {
+        return Ok(rule.id);
+    }
+    let created_by = match origin {
+        Origin::Person { sender, .. } => Some(sender.person_id),
+        Origin::Agent { .. } => None,
+    };
+    Ok(tx.add_rule(NewApprovalRule { project_id, agent, action: approval.action.clone(), created_by }).await?.id)
 }
 
 /// The execution whose agent asked: recorded on the approval, else found through its turn.

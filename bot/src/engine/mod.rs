@@ -3,10 +3,12 @@
 //! come back through the runner onto the timeline and into the outbox.
 
 mod apply;
+mod approvers;
 mod context;
 mod link;
 mod notes;
 mod press;
+mod rules;
 mod runner;
 mod spec;
 mod status;
@@ -25,7 +27,6 @@ use taskgate_core::route::{self, ProjectInfo, Sender};
 use taskgate_core::runtime::AgentRuntime;
 use taskgate_core::store::{Store, StoreError};
 
-pub use notes::{NoteError, NoteWrite};
 pub use press::Pressed;
 pub use spec::{session_spec, supervisor_options};
 
@@ -101,12 +102,11 @@ impl Engine {
         // Configured agent names classify as themselves, beside the contract's built-in aliases.
         let aliases: Vec<(String, String)> = config.agents.keys().map(|k| (k.clone(), k.clone())).collect();
         let shared = Arc::new(Shared {
+            notes: Arc::new(crate::notes::Keeper::new(store.clone(), config.notes.export)),
             store,
             config,
             supervisor,
             releasing: Mutex::new(0),
-            mcp: Default::default(),
-            export: tokio::sync::Mutex::new(()),
             replica: replica_name(),
         });
         Engine {
@@ -156,6 +156,11 @@ impl Engine {
 
     pub fn config(&self) -> &Config {
         &self.shared.config
+    }
+
+    /// Restart notes: read, written, exported (also what the MCP route serves).
+    pub fn notes(&self) -> &Arc<crate::notes::Keeper> {
+        &self.shared.notes
     }
 
     /// Handles one message: classify, route, apply in one transaction, then wake the agents.
@@ -224,6 +229,10 @@ impl Engine {
         if let Some(command) = taskgate_core::notes::parse_command(&msg.text) {
             return self.note_command(command, identity.person_id, &conversation, msg.reply_to_task).await;
         }
+        // `/rules` lists and revokes standing approvals.
+        if let Some(command) = rules::parse(&msg.text) {
+            return self.rules_command(command, &msg, identity.person_id, &conversation).await;
+        }
         let Some(project) = self.project().await? else {
             store
                 .outbox_enqueue(NewOutbound {
@@ -256,6 +265,7 @@ impl Engine {
             _ => Vec::new(),
         };
         let plan = route::route(&decision, &alternatives, &msg.text, &sender, &loaded.state);
+        let plan = self.guard_decisions(plan, msg.channel, &msg.sender_id, sender.person_id).await?;
         let config = self.shared.config.clone();
         let model_of = move |agent: &str| config.agents.get(agent).and_then(|a| a.model.clone());
         let origin = Origin::Person {

@@ -3,7 +3,8 @@
 //! sender the channel admits, and for an approval only with the nonce its buttons carry.
 
 use taskgate_core::classify::{Decision, Intent};
-use taskgate_core::model::{Answer, Approval, ApprovalStatus, Channel, Id, Scope};
+use taskgate_core::model::{Answer, Approval, ApprovalStatus, Channel, Id};
+use taskgate_core::wording::{self, Decider};
 use taskgate_core::plan::{Effect, Plan};
 use taskgate_core::route::Sender;
 use taskgate_core::store::{Store, StoreError};
@@ -54,6 +55,12 @@ impl Engine {
             return Ok(Pressed::Refused(format!("Already {}", lowercase_first(&self.decided_line(&row).await))));
         }
         let (sender, conversation) = self.sender(by).await?;
+        if !self.may_decide(by.channel, &by.sender_id, sender.person_id, &row).await? {
+            tracing::info!(approval, channel = %by.channel, sender = %by.sender_id, "a press from someone not allowed to decide; refused");
+            return Ok(Pressed::Refused(
+                "Only the project's approvers (or whoever started the task) can decide this.".into(),
+            ));
+        }
         let mut plan = Plan::default();
         plan.push(Effect::Resolve { approval, answer, note: None });
         let model_of = |_: &str| None;
@@ -100,20 +107,17 @@ impl Engine {
         Ok(Pressed::Done("Stopping".into()))
     }
 
-    /// "Approved by Ada", "Always approved by Ada", "Denied by Ada".
+    /// "Approved by Ada (Telegram)", "Denied by Ada from the web console", …
     pub async fn decided_line(&self, approval: &Approval) -> String {
-        let verb = match (approval.status, approval.scope) {
-            (ApprovalStatus::Approved, Some(Scope::Always)) => "Always approved",
-            (ApprovalStatus::Approved, _) => "Approved",
-            (ApprovalStatus::Denied | ApprovalStatus::Cancelled, _) => "Denied",
-            (ApprovalStatus::Expired, _) => return "Expired: the turn ended before an answer".into(),
-            (ApprovalStatus::Pending, _) => return "Waiting".into(),
-        };
         let who = match approval.decided_by {
             Some(person) => self.store().person(person).await.map(|p| p.name).unwrap_or_else(|_| "someone".into()),
             None => "someone".into(),
         };
-        format!("{verb} by {who}")
+        let by = match approval.rule_id {
+            Some(rule) if approval.decided_by.is_none() => Decider::Rule(rule),
+            _ => Decider::Person { name: &who, channel: approval.decided_channel },
+        };
+        wording::decision_line(approval.status, approval.scope, by, None)
     }
 
     /// The sender as a person, and their conversation.

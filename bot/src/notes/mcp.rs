@@ -18,7 +18,7 @@ use taskgate_adapters::runtime::RestartNoteSlot;
 use taskgate_core::model::{Id, NoteKind};
 use taskgate_core::runtime::McpServer;
 
-use crate::engine::{Engine, NoteError, NoteWrite};
+use super::{Keeper, NoteError, NoteWrite};
 
 pub const PATH: &str = "/mcp";
 /// The child's environment variable that carries the token.
@@ -122,8 +122,8 @@ pub fn server(url: String, token: String) -> McpServer {
 }
 
 /// The MCP route alone, for embedding (the tests serve it beside an in-process engine).
-pub fn router(engine: Arc<Engine>) -> axum::Router {
-    axum::Router::new().route(PATH, axum::routing::post(handle).get(no_stream)).layer(Extension(engine))
+pub fn router(notes: Arc<Keeper>) -> axum::Router {
+    axum::Router::new().route(PATH, axum::routing::post(handle).get(no_stream)).layer(Extension(notes))
 }
 
 /// `GET /mcp` would open a server-to-client stream; this server has nothing to push.
@@ -132,13 +132,13 @@ pub async fn no_stream() -> StatusCode {
 }
 
 /// `POST /mcp`: one JSON-RPC message in, its response out (202 for a notification).
-pub async fn handle(Extension(engine): Extension<Arc<Engine>>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn handle(Extension(notes): Extension<Arc<Keeper>>, headers: HeaderMap, body: Bytes) -> Response {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(str::trim);
-    let Some(binding) = token.and_then(|t| engine.mcp_binding(t)) else {
+    let Some(binding) = token.and_then(|t| notes.binding(t)) else {
         return (StatusCode::UNAUTHORIZED, "unknown or missing session token").into_response();
     };
     let message: Value = match serde_json::from_slice(&body) {
@@ -164,7 +164,7 @@ pub async fn handle(Extension(engine): Extension<Arc<Engine>>, headers: HeaderMa
         })),
         "ping" => Ok(json!({})),
         "tools/list" => Ok(json!({"tools": tools()})),
-        "tools/call" => Ok(call(&engine, binding, &params).await),
+        "tools/call" => Ok(call(&notes, binding, &params).await),
         other => Err((-32601, format!("unknown method {other}"))),
     };
     match result {
@@ -208,13 +208,13 @@ fn tools() -> Value {
 }
 
 /// Runs a tool. Bad input is a tool error the agent can read, never a failed request.
-async fn call(engine: &Engine, binding: Binding, params: &Value) -> Value {
+async fn call(notes: &Keeper, binding: Binding, params: &Value) -> Value {
     let name = params.get("name").and_then(Value::as_str).unwrap_or_default();
     let args = params.get("arguments").cloned().unwrap_or(json!({}));
     let text = |key: &str| args.get(key).and_then(Value::as_str).map(str::to_owned);
     let write = match name {
         "read_note" => {
-            return match engine.restart_note(binding.task).await {
+            return match notes.restart_note(binding.task).await {
                 Ok(note) => tool_text(&note.condensed().unwrap_or_else(|| "The note is empty.".to_owned()), false),
                 Err(e) => tool_text(&format!("could not read the note: {e}"), true),
             };
@@ -236,7 +236,7 @@ async fn call(engine: &Engine, binding: Binding, params: &Value) -> Value {
         other => return tool_text(&format!("unknown tool {other}"), true),
     };
     let author = format!("execution:{}", binding.execution);
-    match engine.write_note(binding.task, write, &author).await {
+    match notes.write(binding.task, write, &author).await {
         Ok(done) => tool_text(&done, false),
         Err(NoteError::Invalid(why)) => tool_text(&why, true),
         Err(e) => tool_text(&format!("could not write the note: {e}"), true),

@@ -6,7 +6,10 @@
 pub mod bridge;
 pub mod export;
 pub mod git;
+mod keeper;
 pub mod mcp;
+
+pub use keeper::{Keeper, NoteError, NoteWrite};
 
 use std::collections::HashMap;
 use std::path::PathBuf;

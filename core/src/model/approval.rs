@@ -25,6 +25,8 @@ named_enum! {
         Once = "once",
         /// For the rest of the runtime session.
         Always = "always",
+        /// Always, in this project: stored as a rule (`/rules` lists and revokes them).
+        Project = "project",
     }
 }
 
@@ -66,6 +68,8 @@ pub struct Approval {
     pub decided_by: Option<Id>,
     pub decided_channel: Option<Channel>,
     pub decided_at: Option<Timestamp>,
+    /// The rule that approved it without asking, if one did.
+    pub rule_id: Option<Id>,
     pub version: i32,
     pub created_at: Timestamp,
 }
@@ -100,4 +104,109 @@ impl Approval {
         self.decided_at = Some(at);
         Ok(())
     }
+}
+
+/// A standing "yes" for one action of one agent in one project: "always allow `npm test`
+/// here". An approval request for exactly that action is approved without asking, and the
+/// audit log says which rule did it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ApprovalRule {
+    pub id: Id,
+    pub project_id: Option<Id>,
+    /// The configured agent name the rule is for (`codex`).
+    pub agent: String,
+    /// The action exactly as the approval showed it ("run `npm test`").
+    pub action: String,
+    pub created_by: Option<Id>,
+    pub created_at: Timestamp,
+    pub revoked_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewApprovalRule {
+    pub project_id: Option<Id>,
+    pub agent: String,
+    pub action: String,
+    pub created_by: Option<Id>,
+}
+
+/// One approval decision in the audit log: who decided what, where, when, with which scope,
+/// or which rule decided it. Entries are chained: each carries the hash of the one before, so
+/// an edited or removed row breaks the chain (`taskgate audit --verify`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AuditEntry {
+    pub id: Id,
+    pub at: Timestamp,
+    pub approval_id: Id,
+    pub task_id: Id,
+    /// Who decided ("Ada"), or "rule #3", or "gateway" (expired, stopped).
+    pub who: String,
+    pub person_id: Option<Id>,
+    pub channel: Option<Channel>,
+    /// The chat it was decided in.
+    pub place: String,
+    pub action: String,
+    pub decision: ApprovalStatus,
+    pub scope: Option<Scope>,
+    pub rule_id: Option<Id>,
+    /// Hex SHA-256 of the previous entry (empty for the first).
+    pub prev_hash: String,
+    /// Hex SHA-256 over `prev_hash` and this entry's fields.
+    pub hash: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewAuditEntry {
+    pub approval_id: Id,
+    pub task_id: Id,
+    pub who: String,
+    pub person_id: Option<Id>,
+    pub channel: Option<Channel>,
+    pub place: String,
+    pub action: String,
+    pub decision: ApprovalStatus,
+    pub scope: Option<Scope>,
+    pub rule_id: Option<Id>,
+}
+
+impl AuditEntry {
+    /// The text the entry's hash covers: every field but `id` and `hash`, in a fixed order,
+    /// one per line (so no field can borrow another's content).
+    pub fn preimage(&self) -> String {
+        let opt = |v: Option<String>| v.unwrap_or_default();
+        [
+            self.prev_hash.clone(),
+            self.at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            self.approval_id.to_string(),
+            self.task_id.to_string(),
+            escape(&self.who),
+            opt(self.person_id.map(|p| p.to_string())),
+            opt(self.channel.map(|c| c.name().to_owned())),
+            escape(&self.place),
+            escape(&self.action),
+            self.decision.name().to_owned(),
+            opt(self.scope.map(|s| s.name().to_owned())),
+            opt(self.rule_id.map(|r| r.to_string())),
+        ]
+        .join("\n")
+    }
+}
+
+/// Newlines and backslashes escaped, so each field stays on its line of the preimage.
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+/// Where a chain of audit entries first breaks: the id of the first entry whose hash does not
+/// match its content, or whose `prev_hash` is not its predecessor's hash. `hash` is the
+/// caller's SHA-256 (hex) of a preimage.
+pub fn audit_break(entries: &[AuditEntry], hash: impl Fn(&str) -> String) -> Option<Id> {
+    let mut prev = String::new();
+    for entry in entries {
+        if entry.prev_hash != prev || hash(&entry.preimage()) != entry.hash {
+            return Some(entry.id);
+        }
+        prev = entry.hash.clone();
+    }
+    None
 }

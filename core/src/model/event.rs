@@ -103,7 +103,10 @@ pub enum Body {
         action: String,
         status: ApprovalStatus,
         scope: Option<Scope>,
-        decided_by: Id,
+        /// The person who decided; `None` when a standing rule did.
+        decided_by: Option<Id>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rule: Option<Id>,
         note: Option<String>,
     },
 
@@ -307,6 +310,8 @@ mod tests {
                 kind: crate::runtime::ApprovalKind::Command,
                 action: "run `ls`".into(),
                 detail: None,
+                cwd: None,
+                reason: None,
             },
         }
         .into();

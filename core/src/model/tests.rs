@@ -11,6 +11,7 @@ fn approval() -> Approval {
         task_id: 1,
         execution_id: Some(1),
         nonce: "n".into(),
+        rule_id: None,
         turn_id: Some(1),
         request_id: "r-1".into(),
         action: "run `npm test`".into(),

@@ -11,6 +11,8 @@ fn view(turn: Option<&TurnProgress>) -> ExecView<'_> {
         session: Some(2),
         turn,
         others_busy: false,
+        cwd: "/srv/web",
+        rule: None,
     }
 }
 
@@ -56,10 +58,33 @@ fn an_approval_request_waits_with_a_card_and_says_so_live() {
         kind: ApprovalKind::Command,
         action: "run `npm test`".into(),
         detail: None,
+        cwd: None,
+        reason: None,
     });
     let plan = react(&ask, &view(Some(&turn)));
     assert_eq!(kinds(&plan), ["turn", "task", "ask", "live"]);
     assert!(plan.effects.contains(&Effect::Live { turn: 9, line: "Codex is waiting for approval: run `npm test`".into() }));
+    let card = plan.effects.iter().find_map(|e| match e {
+        Effect::AskApproval { text, detail, rule: None, .. } => Some((text.clone(), detail.clone())),
+        _ => None,
+    });
+    assert_eq!(card, Some(("Codex is waiting for approval: run `npm test`".into(), Some("in /srv/web".into()))));
+}
+
+#[test]
+fn a_standing_rule_approves_without_asking() {
+    let turn = TurnProgress::new(9);
+    let ask = RuntimeEvent::ApprovalRequested(ApprovalRequest {
+        request_id: "r".into(),
+        kind: ApprovalKind::Command,
+        action: "run `npm test`".into(),
+        detail: None,
+        cwd: None,
+        reason: None,
+    });
+    let plan = react(&ask, &ExecView { rule: Some(3), ..view(Some(&turn)) });
+    assert_eq!(kinds(&plan), ["ask", "live"], "no waiting status, no card");
+    assert!(plan.effects.iter().any(|e| matches!(e, Effect::AskApproval { rule: Some(3), .. })));
 }
 
 #[test]

@@ -107,6 +107,14 @@ pub fn route(
                 record(&mut plan, TaskRef::Existing(task.task.id));
                 match task.busy_execution() {
                     Some(exec) => {
+                        // Stop wins: whatever the turn waits on is denied with it, so no card
+                        // stays answerable for a turn that is gone.
+                        for pending in task.approvals.iter().filter(|a| {
+                            a.approval.status == ApprovalStatus::Pending
+                                && a.approval.execution_id.is_none_or(|e| e == exec.execution.id)
+                        }) {
+                            plan.push(Effect::Resolve { approval: pending.approval.id, answer: Answer::DenyAndStop, note: None });
+                        }
                         plan.push(Effect::InterruptTurn { execution: exec.execution.id });
                         plan.reply(format!(
                             "Stopping {} on '{}'; the session stays for your next message.",
@@ -242,6 +250,10 @@ fn resolve(plan: &mut Plan, decision: &Decision, approval: &ApprovalState, text:
         let scope = decision.scope.unwrap_or(Scope::Once);
         let verb = if scope == Scope::Always { "Approved for this session" } else { "Approved" };
         (Answer::Approve(scope), verb)
+    } else if words::is_stop(text) {
+        // "stop" answering an approval denies it and stops the turn: the person wants the
+        // agent to halt, not to go on without this one action.
+        (Answer::DenyAndStop, "Denied and stopped")
     } else {
         (Answer::Deny, "Denied")
     };

@@ -63,6 +63,7 @@ fn approval(id: Id, task_id: Id, action: &str, decided: Option<(&str, Channel)>)
             task_id,
             execution_id: None,
             nonce: String::new(),
+            rule_id: None,
             turn_id: None,
             request_id: format!("req-{id}"),
             action: action.into(),
@@ -313,6 +314,22 @@ fn table() {
             reply: "Denied: run `npm test`",
         },
         Case {
+            name: "stop answering an approval denies it and stops the turn",
+            policy: BusyPolicy::Queue,
+            decision: deny("101"),
+            text: "stop!",
+            actions: vec![Resolve { approval: 101, answer: Answer::DenyAndStop, note: None }],
+            reply: "Denied and stopped: run `npm test`",
+        },
+        Case {
+            name: "停下 answering an approval stops too",
+            policy: BusyPolicy::Queue,
+            decision: deny("101"),
+            text: "停下",
+            actions: vec![Resolve { approval: 101, answer: Answer::DenyAndStop, note: None }],
+            reply: "Denied and stopped: run `npm test`",
+        },
+        Case {
             name: "a second answer says who decided first",
             policy: BusyPolicy::Queue,
             decision: deny("301"),
@@ -329,11 +346,14 @@ fn table() {
             reply: "That approval is no longer open.",
         },
         Case {
-            name: "cancel interrupts the running turn, session stays",
+            name: "cancel denies what the turn waits on and interrupts it, session stays",
             policy: BusyPolicy::Queue,
             decision: on(decision(Intent::Cancel), 1),
             text: "stop",
-            actions: vec![InterruptTurn { execution: 11 }],
+            actions: vec![
+                Resolve { approval: 101, answer: Answer::DenyAndStop, note: None },
+                InterruptTurn { execution: 11 },
+            ],
             reply: "Stopping Codex on 'fix routing for /api/v2'; the session stays for your next message.",
         },
         Case {

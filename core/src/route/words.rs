@@ -55,6 +55,20 @@ pub fn title_from(text: &str) -> String {
     format!("{}…", cut.trim_end())
 }
 
+/// Whether the text asks to stop (rather than only to refuse one action).
+pub fn is_stop(text: &str) -> bool {
+    const STOP: [&str; 16] = [
+        "stop", "/cancel", "/stop", "cancel", "abort", "halt", "kill it", "stop it", "stop now", "forget it",
+        "停", "停下", "停止", "停一下", "别跑了", "取消",
+    ];
+    let t = text.trim().trim_matches(|c: char| c.is_ascii_punctuation() && c != '/' || "！。，、 ".contains(c));
+    let t = t.to_lowercase();
+    STOP.iter().any(|s| t == *s || t.starts_with(&format!("{s} ")) || t.starts_with(&format!("{s},")))
+        || t.starts_with("stop")
+        || t.starts_with("停")
+        || t.contains("算了")
+}
+
 /// Whether a denial carries an instruction beyond the "no" itself.
 pub fn has_instruction(text: &str) -> bool {
     let words = text.split_whitespace().count();

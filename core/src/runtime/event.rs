@@ -111,8 +111,14 @@ pub struct ApprovalRequest {
     pub kind: ApprovalKind,
     /// Human text, e.g. "run `npm test`" or "edit src/app.rs".
     pub action: String,
-    /// A diff, the tool input as JSON, or the agent's reason.
+    /// What the action would do in full: a file change's diff, a tool's input as JSON.
     pub detail: Option<String>,
+    /// Where a command would run, when the agent says (else the session's directory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    /// Why the agent wants to do it, when the protocol carries a reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// A person's answer, mapped onto each protocol's own choices.

@@ -113,6 +113,8 @@ mod tests {
             kind: ApprovalKind::Command,
             action: "run `npm test`".into(),
             detail: None,
+            cwd: None,
+            reason: None,
         });
         assert_eq!(summarize("Codex", &event).unwrap(), "Codex is waiting for approval: run `npm test`");
     }

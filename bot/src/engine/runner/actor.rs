@@ -55,6 +55,7 @@ pub(super) struct Actor {
     pub(super) title: String,
     pub(super) cwd: String,
     pub(super) model: Option<String>,
+    pub(super) project: Option<Id>,
     pub(super) live: Option<Live>,
     current: Option<Current>,
     /// Changes when a new session waits for a process slot (see `release_if_wanted`).
@@ -86,6 +87,7 @@ impl Actor {
             title: String::new(),
             cwd: String::new(),
             model: None,
+            project: None,
             live: None,
             current: None,
             quiet_resume: false,
@@ -108,6 +110,7 @@ impl Actor {
         self.display = display_agent(&exec.agent);
         self.model = self.shared.config.agents.get(&exec.agent).and_then(|a| a.model.clone());
         self.title = task.title.clone();
+        self.project = task.project_id;
         let projects = self.store().projects().await?;
         let from_store = task.project_id.and_then(|id| projects.into_iter().find(|p| p.id == id)).map(|p| p.path);
         let from_config = self.shared.config.projects.first().map(|p| p.path.to_string_lossy().into_owned());
@@ -333,15 +336,29 @@ impl Actor {
             _ => false,
         };
         let others_busy = if ends { self.others_busy().await } else { false };
-        let view = ExecView { others_busy, ..self.view(None) };
+        let rule = match &event {
+            RuntimeEvent::ApprovalRequested(request) => self.standing_rule(&request.action).await,
+            _ => None,
+        };
+        let view = ExecView { others_busy, rule, ..self.view(None) };
         let plan = react::react(&event, &view);
         if plan.effects.is_empty() {
             return;
         }
-        if self.commit(&plan).await.is_some()
+        let applied = self.commit(&plan).await;
+        if applied.is_some()
             && let Some(current) = &mut self.current
         {
             current.progress.unsaved.clear();
+        }
+        for (request_id, approval) in applied.map(|a| a.auto_approved).unwrap_or_default() {
+            let delivered = match &self.live {
+                Some(live) => live.session.decide(&request_id, ApprovalDecision::AllowOnce).await,
+                None => Err(RuntimeError::Dead),
+            };
+            if let Err(e) = delivered {
+                tracing::warn!(execution = self.exec.id, approval, error = %e, "delivering a rule's approval failed");
+            }
         }
         if let RuntimeEvent::Died { restarting: false, .. } = &event {
             self.live = None;
@@ -357,6 +374,18 @@ impl Actor {
         self.sync().await;
         // Idle now: a session waiting for a slot may have missed our earlier look.
         self.release_if_wanted().await;
+    }
+
+    /// The standing rule that approves `action` of this agent in this project, if any.
+    async fn standing_rule(&self, action: &str) -> Option<Id> {
+        match self.store().matching_rule(self.project, &self.exec.agent, action).await {
+            Ok(rule) => rule.map(|r| r.id),
+            Err(e) => {
+                // Without the rule, a person is asked: the safe way to fail.
+                self.log_err("looking up approval rules", e);
+                None
+            }
+        }
     }
 
     /// Whether another execution of this task still has open turns (the task stays running).
@@ -522,6 +551,8 @@ impl Actor {
             session: self.live.as_ref().map(|l| l.row),
             turn: turn.or(self.current.as_ref().map(|c| &c.progress)),
             others_busy: false,
+            cwd: &self.cwd,
+            rule: None,
         }
     }
 

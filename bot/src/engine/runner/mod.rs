@@ -48,11 +48,8 @@ pub(super) struct Shared {
     pub supervisor: Supervisor,
     /// Idle sessions shutting down right now to free a slot for a waiting start.
     pub releasing: Mutex<usize>,
-    /// MCP tokens of live sessions and where each keeps its restart note.
-    pub mcp: crate::notes::mcp::Sessions,
-    /// Serializes note exports (load, compare, write), so an older rendering never lands
-    /// after a newer one.
-    pub export: tokio::sync::Mutex<()>,
+    /// Restart notes: read for every new session's seed, written by agents over MCP.
+    pub notes: Arc<crate::notes::Keeper>,
     /// This process's name as an owner of executions: unique per process start.
     pub replica: String,
 }

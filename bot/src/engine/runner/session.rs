@@ -23,8 +23,7 @@ impl Actor {
         }
         let task = self.shared.store.task(self.exec.task_id).await.map_err(|e| e.to_string())?;
         // Rendered for a new session: the export catches up with commits since it was written.
-        let note =
-            crate::engine::notes::load_and_export(&self.shared, &task).await.map_err(|e| e.to_string())?;
+        let note = self.shared.notes.load_and_export(&task).await.map_err(|e| e.to_string())?;
         let seed = crate::notes::seed(&task, &note);
         // A closed row (`/new`) starts clean; any other resumes what the provider still has.
         let resume = row.provider_session_id.clone().filter(|_| row.status != SessionStatus::Closed);
@@ -32,10 +31,10 @@ impl Actor {
         // The restart-note tools, under a token for this session only.
         let notes = &self.shared.config.notes;
         if notes.mcp
-            && let Some(token) = self.shared.mcp.issue(self.exec.task_id, self.exec.id)
+            && let Some(token) = self.shared.notes.issue_token(self.exec.task_id, self.exec.id)
         {
             let url = notes.mcp_url(self.shared.config.server.listen);
-            spec.mcp = Some(self.shared.mcp.server(url, token));
+            spec.mcp = Some(self.shared.notes.sessions().server(url, token));
         }
         let mut seeded = None;
         let session = match self.shared.supervisor.start_supervised(spec.clone(), Some(seed.clone())).await {
@@ -48,7 +47,7 @@ impl Actor {
             }
             Err(e) => return Err(e.to_string()),
         };
-        self.shared.mcp.attach(self.exec.task_id, self.exec.id, session.restart_note_slot());
+        self.shared.notes.sessions().attach(self.exec.task_id, self.exec.id, session.restart_note_slot());
         if let Some(id) = session.provider_session_id()
             && row.provider_session_id.as_ref() != Some(&id)
         {
