@@ -115,18 +115,9 @@ async fn token(config: &Config, rotate: bool) -> anyhow::Result<()> {
 /// `taskgate audit [--verify]`: every approval decision, oldest first. `Ok(false)` when the
 /// chain does not verify.
 async fn audit(config: &Config, verify: bool) -> anyhow::Result<bool> {
-    use taskgate_core::store::Store;
     let store = startup::open_store(config).await?;
     store.migrate().await?;
-    let mut entries = Vec::new();
-    loop {
-        let after = entries.last().map_or(0, |e: &taskgate_core::model::AuditEntry| e.id);
-        let page = store.audit(after, 1000).await?;
-        if page.is_empty() {
-            break;
-        }
-        entries.extend(page);
-    }
+    let (entries, broken_at) = taskgate_adapters::store::audit_log(&store).await?;
     store.close().await?;
     for e in &entries {
         let scope = e.scope.map(|s| format!(" ({s})")).unwrap_or_default();
@@ -147,7 +138,7 @@ async fn audit(config: &Config, verify: bool) -> anyhow::Result<bool> {
     if !verify {
         return Ok(true);
     }
-    match taskgate_core::model::audit_break(&entries, taskgate_adapters::store::audit_hash) {
+    match broken_at {
         None => {
             println!("audit chain verified: {} entries", entries.len());
             Ok(true)

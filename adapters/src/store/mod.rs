@@ -1331,6 +1331,21 @@ fn nonce() -> String {
 /// Key of the PostgreSQL advisory lock that makes the audit chain one chain.
 const AUDIT_LOCK: i64 = 0x6175_6469_745f_6c6f; // "audit_lo"
 
+/// The whole audit log, oldest first, and the id of the first entry where its hash chain breaks
+/// (`None`: it verifies).
+pub async fn audit_log(store: &dyn Store) -> StoreResult<(Vec<AuditEntry>, Option<Id>)> {
+    let mut all: Vec<AuditEntry> = Vec::new();
+    loop {
+        let more = store.audit(all.last().map_or(0, |e| e.id), 1000).await?;
+        if more.is_empty() {
+            break;
+        }
+        all.extend(more);
+    }
+    let broken_at = audit_break(&all, audit_hash);
+    Ok((all, broken_at))
+}
+
 /// The audit chain's hash: lowercase hex SHA-256.
 pub fn audit_hash(preimage: &str) -> String {
     use sha2::{Digest, Sha256};

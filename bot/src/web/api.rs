@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use taskgate_core::classify::Chat;
 use taskgate_core::model::{
-    Answer, Approval, ApprovalStatus, Channel, Event, Execution, Id, NoteEntry, Project, RuntimeSession, Scope, Task,
-    TaskStatus,
+    Answer, Approval, ApprovalRule, ApprovalStatus, AuditEntry, Channel, Event, Execution, Id, NoteEntry, Project,
+    RuntimeSession, Scope, Task, TaskStatus,
 };
 use taskgate_core::store::{Store, StoreError};
 
@@ -325,4 +325,34 @@ async fn name_of(store: &dyn Store, person: Option<Id>) -> Result<Option<String>
         },
         None => Ok(None),
     }
+}
+
+/// `GET /api/rules`: the standing approvals ("always allowed in this project").
+pub async fn rules(Extension(console): Extension<Arc<Console>>) -> ApiResult<Vec<ApprovalRule>> {
+    Ok(Json(console.store.rules(None).await?))
+}
+
+/// `POST /api/rules/{id}/revoke`: the action is asked for again from now on.
+pub async fn revoke_rule(Extension(console): Extension<Arc<Console>>, Path(id): Path<Id>) -> ApiResult<Value> {
+    if console.store.revoke_rule(id).await? {
+        tracing::info!(rule = id, "approval rule revoked from the web console");
+        Ok(Json(json!({"revoked": id})))
+    } else {
+        Err(ApiError::new(StatusCode::NOT_FOUND, format!("there is no active rule {id}")))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AuditPage {
+    /// Entries after this id (for paging).
+    #[serde(default)]
+    after: Id,
+}
+
+/// `GET /api/audit?after=N`: approval decisions, oldest first, 200 at a time, and whether the
+/// whole hash chain verifies.
+pub async fn audit(Extension(console): Extension<Arc<Console>>, Query(page): Query<AuditPage>) -> ApiResult<Value> {
+    let (all, broken_at) = taskgate_adapters::store::audit_log(console.store.as_ref()).await?;
+    let entries: Vec<&AuditEntry> = all.iter().filter(|e| e.id > page.after).take(200).collect();
+    Ok(Json(json!({"entries": entries, "verified": broken_at.is_none(), "broken_at": broken_at})))
 }
