@@ -6,6 +6,7 @@ pub mod db;
 pub mod fake_feishu;
 pub mod fake_model;
 pub mod fake_telegram;
+pub mod harness;
 pub mod real_cli;
 pub mod webdriver;
 pub mod world;
