@@ -1,7 +1,6 @@
 //! The engine end to end, in-process: SQLite in a temp dir, the fake agent binary behind the
 //! real runtime adapters and supervisor. Assertions read the store, never log text.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +11,28 @@ use taskgate_adapters::store::SeaStore;
 use taskgate_core::classify::Chat;
 use taskgate_core::model::*;
 use taskgate_core::store::Store;
+use taskgate_tests::harness::{Trial, eventually};
 use taskgate_tests::world::fake_agents_config;
+
+pub fn trials() -> Vec<Trial> {
+    taskgate_tests::trials! {
+        current_thread: [
+            approval_round_trip_and_late_answer,
+            follow_up_is_sticky_and_review_spawns_an_execution,
+            restart_with_a_pending_approval_recovers_it,
+            stop_interrupts_the_turn_and_keeps_the_session,
+            new_session_starts_clean_with_the_restart_note,
+            deny_with_an_instruction_passes_it_to_the_agent,
+            a_crash_mid_turn_resumes_and_completes,
+            turn_time_limit_from_config_ends_the_turn,
+            process_cap_makes_the_second_task_wait_then_run,
+            recovery_expires_approvals_whose_turn_ended,
+            shutdown_leaves_open_work_for_recovery,
+            codex_question_is_answered_mid_turn,
+            claude_question_is_answered_mid_turn,
+        ],
+    }
+}
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -68,22 +88,6 @@ fn msg_in(chat: &str, from: &str, name: &str, text: &str) -> IncomingMessage {
     }
 }
 
-/// Polls `probe` until it yields a value, or fails the test after `WAIT`.
-async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 async fn outbox_texts(store: &SeaStore) -> Vec<(Option<Id>, Option<Id>, String)> {
     // Everything enqueued, in order: mark nothing sent, read the heads one chat at a time.
     let mut out = Vec::new();
@@ -129,7 +133,6 @@ async fn completed_turns(store: &SeaStore, exec: Id) -> usize {
 /// (a) + (d): a RUN_CMD message opens a task whose approval waits in the store and the outbox;
 /// "ok" approves it, the turn completes, the summary goes out, the task is idle; a second "ok"
 /// hears who approved first.
-#[tokio::test]
 async fn approval_round_trip_and_late_answer() {
     let world = World::new();
     let engine = world.engine().await;
@@ -190,7 +193,6 @@ async fn approval_round_trip_and_late_answer() {
 
 /// (b) + (c): a follow-up runs in the same runtime session; "use cc to review it too" adds a
 /// reviewer execution (claude) under the same task.
-#[tokio::test]
 async fn follow_up_is_sticky_and_review_spawns_an_execution() {
     let world = World::new();
     let engine = world.engine().await;
@@ -222,7 +224,6 @@ async fn follow_up_is_sticky_and_review_spawns_an_execution() {
 
 /// (e) The gateway stops while an approval waits; a new engine on the same database recovers:
 /// the approval is announced again, and approving it finishes the turn.
-#[tokio::test]
 async fn restart_with_a_pending_approval_recovers_it() {
     let world = World::new();
     let engine = world.engine().await;
@@ -308,7 +309,6 @@ async fn agent_text(store: &SeaStore, task: Id) -> String {
 
 /// "stop" while a turn runs: the turn ends interrupted, the session stays, and the next
 /// message runs in that same session.
-#[tokio::test]
 async fn stop_interrupts_the_turn_and_keeps_the_session() {
     let world = World::new();
     let engine = world.engine().await;
@@ -341,7 +341,6 @@ async fn stop_interrupts_the_turn_and_keeps_the_session() {
 
 /// `/new` closes the sticky session; the next message opens a new session row, and the agent
 /// gets the task's context and restart note before the message.
-#[tokio::test]
 async fn new_session_starts_clean_with_the_restart_note() {
     let world = World::new();
     let engine = world.engine().await;
@@ -387,7 +386,6 @@ async fn new_session_starts_clean_with_the_restart_note() {
 
 /// "no, run only the unit tests": the approval is denied, and the agent receives the
 /// instruction as its next turn.
-#[tokio::test]
 async fn deny_with_an_instruction_passes_it_to_the_agent() {
     let world = World::new();
     let engine = world.engine().await;
@@ -414,7 +412,6 @@ async fn deny_with_an_instruction_passes_it_to_the_agent() {
 
 /// The agent crashes mid-turn: a Died event on the timeline, one short line in the chat, and
 /// the turn still completes in the resumed session.
-#[tokio::test]
 async fn a_crash_mid_turn_resumes_and_completes() {
     let world = World::new();
     let engine = world.engine().await;
@@ -455,7 +452,6 @@ async fn a_crash_mid_turn_resumes_and_completes() {
 
 /// A turn that ignores the interrupt at its configured limit ends timed out, the chat is told,
 /// and the session takes the next message.
-#[tokio::test]
 async fn turn_time_limit_from_config_ends_the_turn() {
     let world = World::with(|config| {
         if let Some(codex) = config.agents.get_mut("codex") {
@@ -484,7 +480,6 @@ async fn turn_time_limit_from_config_ends_the_turn() {
 
 /// With one process allowed, a second task waits while the first holds it, runs once the
 /// first goes idle, and the first resumes in its own session afterwards.
-#[tokio::test]
 async fn process_cap_makes_the_second_task_wait_then_run() {
     let world = World::with(|config| config.runtime.max_processes = 1);
     let engine = world.engine().await;
@@ -520,7 +515,6 @@ async fn process_cap_makes_the_second_task_wait_then_run() {
 
 /// An approval still pending after its turn ended cannot be answered by anyone: recovery
 /// expires it through the state machine and says so on the timeline.
-#[tokio::test]
 async fn recovery_expires_approvals_whose_turn_ended() {
     let world = World::new();
     let engine = world.engine().await;
@@ -557,7 +551,6 @@ async fn recovery_expires_approvals_whose_turn_ended() {
 }
 
 /// Stopping the engine ends its agent processes but leaves the turn open for the next start.
-#[tokio::test]
 async fn shutdown_leaves_open_work_for_recovery() {
     let world = World::new();
     let engine = world.engine().await;
@@ -621,12 +614,10 @@ async fn question_is_answered_mid_turn(prompt: &str, display: &str) {
     assert!(store.open_turns(None).await.unwrap().is_empty());
 }
 
-#[tokio::test]
 async fn codex_question_is_answered_mid_turn() {
     question_is_answered_mid_turn("ASK: which colour?", "Codex").await;
 }
 
-#[tokio::test]
 async fn claude_question_is_answered_mid_turn() {
     question_is_answered_mid_turn("/cc ASK: which colour?", "Claude").await;
 }

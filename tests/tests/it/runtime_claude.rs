@@ -1,15 +1,35 @@
 //! The claude adapter against a fake `claude` speaking stream-json and the stdio control
 //! protocol, shaped after the recorded transcripts.
 
-mod runtime_common;
+use taskgate_tests::harness::Trial;
 
-use runtime_common::*;
+use crate::runtime_common::*;
 use serde_json::Value;
 use taskgate_adapters::runtime::{ClaudeRuntime, RuntimeOptions};
 use taskgate_core::runtime::{
     AgentKind, AgentRuntime, AgentSession, ApprovalDecision, ApprovalKind, ApprovalRequest, CommandStatus,
     RuntimeError, RuntimeEvent, TurnOutcome,
 };
+
+pub fn trials() -> Vec<Trial> {
+    taskgate_tests::trials! {
+        current_thread: [
+            handshake_then_turn_with_usage_and_cost,
+            bash_approval_allow_runs_the_command,
+            failing_command_reports_its_exit_code,
+            allow_for_session_adds_session_rules,
+            deny_lets_the_turn_go_on,
+            deny_and_stop_interrupts_the_turn,
+            write_approval_shows_the_content_and_reports_the_change,
+            interrupt_ends_the_turn_not_the_session,
+            api_error_fails_the_turn_and_keeps_the_session,
+            todos_become_a_plan_and_questions_get_answers,
+            malformed_output_is_skipped,
+            crash_then_resume_with_the_same_session_id,
+            resume_of_an_unknown_session_fails_cleanly,
+        ],
+    }
+}
 
 async fn start(h: &Harness) -> Box<dyn AgentSession> {
     start_with(h, options(), None).await.expect("claude session starts")
@@ -47,7 +67,6 @@ fn completed(events: &[RuntimeEvent]) -> bool {
     matches!(last(events), RuntimeEvent::TurnFinished { outcome: TurnOutcome::Completed, .. })
 }
 
-#[tokio::test]
 async fn handshake_then_turn_with_usage_and_cost() {
     let h = Harness::new();
     let mut s = start(&h).await;
@@ -83,7 +102,6 @@ async fn handshake_then_turn_with_usage_and_cost() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn bash_approval_allow_runs_the_command() {
     let h = Harness::new();
     let mut s = start(&h).await;
@@ -109,7 +127,6 @@ async fn bash_approval_allow_runs_the_command() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn failing_command_reports_its_exit_code() {
     let h = Harness::new();
     let mut s = start(&h).await;
@@ -127,7 +144,6 @@ async fn failing_command_reports_its_exit_code() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn allow_for_session_adds_session_rules() {
     let h = Harness::new();
     let mut s = start(&h).await;
@@ -144,7 +160,6 @@ async fn allow_for_session_adds_session_rules() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn deny_lets_the_turn_go_on() {
     let h = Harness::new();
     let mut s = start(&h).await;
@@ -164,7 +179,6 @@ async fn deny_lets_the_turn_go_on() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn deny_and_stop_interrupts_the_turn() {
     let h = Harness::new();
     let mut s = start(&h).await;
@@ -182,7 +196,6 @@ async fn deny_and_stop_interrupts_the_turn() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn write_approval_shows_the_content_and_reports_the_change() {
     let h = Harness::new();
     let mut s = start(&h).await;
@@ -198,7 +211,6 @@ async fn write_approval_shows_the_content_and_reports_the_change() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn interrupt_ends_the_turn_not_the_session() {
     let h = Harness::new();
     let mut s = start(&h).await;
@@ -217,7 +229,6 @@ async fn interrupt_ends_the_turn_not_the_session() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn api_error_fails_the_turn_and_keeps_the_session() {
     let h = Harness::new();
     let mut s = start(&h).await;
@@ -232,7 +243,6 @@ async fn api_error_fails_the_turn_and_keeps_the_session() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn todos_become_a_plan_and_questions_get_answers() {
     let h = Harness::new();
     let mut s = start(&h).await;
@@ -257,7 +267,6 @@ async fn todos_become_a_plan_and_questions_get_answers() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn malformed_output_is_skipped() {
     let h = Harness::new();
     let mut s = start_with(&h, RuntimeOptions { max_line_bytes: 64 * 1024, ..options() }, None).await.unwrap();
@@ -268,7 +277,6 @@ async fn malformed_output_is_skipped() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn crash_then_resume_with_the_same_session_id() {
     let h = Harness::new();
     let mut s = start(&h).await;
@@ -289,7 +297,6 @@ async fn crash_then_resume_with_the_same_session_id() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn resume_of_an_unknown_session_fails_cleanly() {
     let h = Harness::new();
     let err = start_with(&h, options(), Some("gone".into())).await.err().expect("resume fails");

@@ -3,7 +3,6 @@
 //! Callbacks are encrypted and signed as Feishu does; assertions read the fake's recorded
 //! calls and the store, never log text.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,7 +20,22 @@ use taskgate_adapters::store::SeaStore;
 use taskgate_core::model::*;
 use taskgate_core::store::Store;
 use taskgate_tests::fake_feishu::{APP_ID, APP_SECRET, BOT_OPEN_ID, Call, FakeFeishu, SERVICE_ID};
+use taskgate_tests::harness::{Trial, eventually};
 use taskgate_tests::world::fake_agents_config;
+
+pub fn trials() -> Vec<Trial> {
+    taskgate_tests::trials! {
+        current_thread: [
+            every_sdk_vector_gets_the_sdk_verdict_over_http,
+            approval_by_card_click_and_follow_up,
+            a_turn_patches_one_status_card_in_place,
+            strangers_group_chatter_and_redelivery,
+            token_refresh_rate_limit_and_idempotent_retries,
+            long_connection_frames_acks_and_reconnect,
+            serve_starts_the_channel_from_config,
+        ],
+    }
+}
 
 const WAIT: Duration = Duration::from_secs(30);
 const ALICE: &str = "ou_alice00000000000000000000000001";
@@ -173,21 +187,6 @@ fn card_event(event_id: &str, from: &str, card_message: &str, value: &Value) -> 
             "host": "im_message", "context": {"open_message_id": card_message, "open_chat_id": P2P}}})
 }
 
-async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// The first successful send (or reply) whose text or card passes `pred`.
 async fn sent(fake: &FakeFeishu, what: &str, pred: impl Fn(&Call) -> bool) -> Call {
     eventually(what, || async { fake.sent().into_iter().find(|c| pred(c)) }).await
@@ -214,13 +213,12 @@ async fn drained(store: &SeaStore) {
 /// Every callback in the official SDK's vectors gets the SDK's verdict from the running
 /// webhook: accepted ones are answered 200 (challenges echoed, card presses with a toast)
 /// within 3 s and are in the inbox; refused ones get non-2xx and store nothing.
-#[tokio::test]
 async fn every_sdk_vector_gets_the_sdk_verdict_over_http() {
     let world = World::new().await;
     let signed = world.gateway("webhook", KEY, "signed.db").await;
     let plain = world.gateway("webhook", "", "plain.db").await;
     let vectors: Vec<Value> =
-        serde_json::from_str(include_str!("../data/feishu/vectors.json")).expect("the vectors parse");
+        serde_json::from_str(include_str!("../../data/feishu/vectors.json")).expect("the vectors parse");
     assert_eq!(vectors.len(), 10);
     for v in &vectors {
         let name = v["name"].as_str().unwrap();
@@ -275,7 +273,6 @@ async fn every_sdk_vector_gets_the_sdk_verdict_over_http() {
 /// callback within 3 s with a toast and the card replaced by "Approved by Alice", resolves
 /// exactly that approval, and the summary arrives; a reply to the summary continues the same
 /// task; a late press on the old card hears who decided.
-#[tokio::test]
 async fn approval_by_card_click_and_follow_up() {
     let world = World::new().await;
     let gw = world.gateway("webhook", KEY, "taskgate.db").await;
@@ -354,7 +351,6 @@ async fn approval_by_card_click_and_follow_up() {
 /// place as the turn goes on (coalesced, at least 250 ms apart, a 429 waited out for
 /// `x-ogw-ratelimit-reset`), ending on how the turn ended; the approval and the final summary
 /// are messages of their own.
-#[tokio::test]
 async fn a_turn_patches_one_status_card_in_place() {
     let world = World::new().await;
     let fake = &world.fake;
@@ -425,7 +421,6 @@ async fn a_turn_patches_one_status_card_in_place() {
 /// the engine; group chatter without a mention is ignored; an event redelivered under the
 /// same event_id, and resent under a new one, is processed once; a mention in the group is
 /// handled. A wrong signature is refused and stores nothing.
-#[tokio::test]
 async fn strangers_group_chatter_and_redelivery() {
     let world = World::new().await;
     let gw = world.gateway("webhook", KEY, "taskgate.db").await;
@@ -491,7 +486,6 @@ async fn strangers_group_chatter_and_redelivery() {
 
 /// Sending: an expired tenant token is refreshed and the send made again; a 429 waits
 /// `x-ogw-ratelimit-reset`; every attempt of one message carries the same uuid.
-#[tokio::test]
 async fn token_refresh_rate_limit_and_idempotent_retries() {
     let world = World::new().await;
     let gw = world.gateway("webhook", KEY, "taskgate.db").await;
@@ -519,7 +513,6 @@ async fn token_refresh_rate_limit_and_idempotent_retries() {
 /// frames is joined, stored and acknowledged with code 200; after the server drops the
 /// connection the client reconnects, and the same message resent under a new event id is
 /// acknowledged but not handled again; a card press is answered in its ack's `data`.
-#[tokio::test]
 async fn long_connection_frames_acks_and_reconnect() {
     let world = World::new().await;
     let fake = &world.fake;
@@ -569,7 +562,6 @@ async fn long_connection_frames_acks_and_reconnect() {
 
 /// `taskgate serve`'s own wiring: with `[feishu]` configured, the application checks the app
 /// and mounts the webhook, which answers the url_verification handshake.
-#[tokio::test]
 async fn serve_starts_the_channel_from_config() {
     let fake = FakeFeishu::start().await.expect("fake feishu");
     let dir = tempfile::tempdir().unwrap();

@@ -1,14 +1,34 @@
 //! The ACP adapter against a fake ACP agent written from the protocol schema with plain JSON.
 
-mod runtime_common;
+use taskgate_tests::harness::Trial;
 
-use runtime_common::*;
+use crate::runtime_common::*;
 use serde_json::{Value, json};
 use taskgate_adapters::runtime::{AcpRuntime, RuntimeOptions};
 use taskgate_core::runtime::{
     AgentKind, AgentRuntime, AgentSession, ApprovalDecision, ApprovalKind, ApprovalRequest, CommandStatus,
     RuntimeError, RuntimeEvent, TurnOutcome,
 };
+
+pub fn trials() -> Vec<Trial> {
+    taskgate_tests::trials! {
+        current_thread: [
+            handshake_and_turn_follow_the_protocol,
+            permission_allow_once_runs_the_command,
+            allow_for_session_picks_allow_always,
+            deny_picks_reject_once_and_the_turn_goes_on,
+            deny_and_stop_cancels_the_prompt,
+            edit_permission_shows_the_diff,
+            interrupt_sends_session_cancel,
+            interrupt_answers_pending_permissions_with_cancelled,
+            prompt_error_fails_the_turn_and_keeps_the_session,
+            plan_updates_are_relayed,
+            malformed_and_foreign_output_is_skipped,
+            crash_then_session_load_resumes_without_replaying,
+            resume_needs_load_session_support,
+        ],
+    }
+}
 
 async fn start(h: &Harness) -> Box<dyn AgentSession> {
     start_with(h, options(), None, false).await.expect("acp session starts")
@@ -52,7 +72,6 @@ fn outcome(events: &[RuntimeEvent]) -> TurnOutcome {
     }
 }
 
-#[tokio::test]
 async fn handshake_and_turn_follow_the_protocol() {
     let h = Harness::new();
     let mut s = start(&h).await;
@@ -76,7 +95,6 @@ async fn handshake_and_turn_follow_the_protocol() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn permission_allow_once_runs_the_command() {
     let h = Harness::new();
     let mut s = start(&h).await;
@@ -99,7 +117,6 @@ async fn permission_allow_once_runs_the_command() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn allow_for_session_picks_allow_always() {
     let h = Harness::new();
     let mut s = start(&h).await;
@@ -114,7 +131,6 @@ async fn allow_for_session_picks_allow_always() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn deny_picks_reject_once_and_the_turn_goes_on() {
     let h = Harness::new();
     let mut s = start(&h).await;
@@ -132,7 +148,6 @@ async fn deny_picks_reject_once_and_the_turn_goes_on() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn deny_and_stop_cancels_the_prompt() {
     let h = Harness::new();
     let mut s = start(&h).await;
@@ -148,7 +163,6 @@ async fn deny_and_stop_cancels_the_prompt() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn edit_permission_shows_the_diff() {
     let h = Harness::new();
     let mut s = start(&h).await;
@@ -164,7 +178,6 @@ async fn edit_permission_shows_the_diff() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn interrupt_sends_session_cancel() {
     let h = Harness::new();
     let mut s = start(&h).await;
@@ -178,7 +191,6 @@ async fn interrupt_sends_session_cancel() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn interrupt_answers_pending_permissions_with_cancelled() {
     let h = Harness::new();
     let mut s = start(&h).await;
@@ -193,7 +205,6 @@ async fn interrupt_answers_pending_permissions_with_cancelled() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn prompt_error_fails_the_turn_and_keeps_the_session() {
     let h = Harness::new();
     let mut s = start(&h).await;
@@ -205,7 +216,6 @@ async fn prompt_error_fails_the_turn_and_keeps_the_session() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn plan_updates_are_relayed() {
     let h = Harness::new();
     let mut s = start(&h).await;
@@ -223,7 +233,6 @@ async fn plan_updates_are_relayed() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn malformed_and_foreign_output_is_skipped() {
     let h = Harness::new();
     let mut s = start_with(&h, RuntimeOptions { max_line_bytes: 64 * 1024, ..options() }, None, false).await.unwrap();
@@ -234,7 +243,6 @@ async fn malformed_and_foreign_output_is_skipped() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn crash_then_session_load_resumes_without_replaying() {
     let h = Harness::new();
     let mut s = start_with(&h, options(), None, true).await.unwrap();
@@ -258,7 +266,6 @@ async fn crash_then_session_load_resumes_without_replaying() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn resume_needs_load_session_support() {
     let h = Harness::new();
     let err = start_with(&h, options(), Some("any".into()), false).await.err().expect("no loadSession");

@@ -1,19 +1,36 @@
 //! The supervisor over real adapters and the fake agents: crash → resume → fresh with the
 //! restart note, the per-turn time limit (interrupt, then kill), and the process cap.
 
-mod runtime_common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use runtime_common::*;
+use taskgate_tests::harness::Trial;
+
+use crate::runtime_common::*;
 use serde_json::Value;
 use taskgate_adapters::runtime::{AgentRuntimes, RuntimeOptions, SupervisedSession, Supervisor, SupervisorOptions};
 use taskgate_core::runtime::{AgentKind, AgentSession, RuntimeEvent, SessionSpec, TurnOutcome};
 
+pub fn trials() -> Vec<Trial> {
+    taskgate_tests::trials! {
+        current_thread: [
+            codex_crash_mid_turn_resumes_and_finishes_the_turn,
+            claude_crash_mid_turn_resumes_and_finishes_the_turn,
+            acp_crash_mid_turn_resumes_and_finishes_the_turn,
+            failed_resume_starts_fresh_seeded_with_the_restart_note,
+            time_limit_interrupts_a_runaway_turn_and_says_so,
+            time_limit_kills_an_agent_that_ignores_the_interrupt,
+            process_cap_queues_extra_sessions,
+            repeated_crashes_give_up_with_one_final_died,
+        ],
+    }
+}
+
 fn supervisor(options: SupervisorOptions) -> Supervisor {
-    let runtime =
-        AgentRuntimes::new(RuntimeOptions { shutdown_grace: Duration::from_millis(300), ..runtime_common::options() });
+    let runtime = AgentRuntimes::new(RuntimeOptions {
+        shutdown_grace: Duration::from_millis(300),
+        ..crate::runtime_common::options()
+    });
     Supervisor::new(Arc::new(runtime), options)
 }
 
@@ -87,22 +104,18 @@ async fn crash_mid_turn_resumes_and_finishes(kind: AgentKind) {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn codex_crash_mid_turn_resumes_and_finishes_the_turn() {
     crash_mid_turn_resumes_and_finishes(AgentKind::Codex).await;
 }
 
-#[tokio::test]
 async fn claude_crash_mid_turn_resumes_and_finishes_the_turn() {
     crash_mid_turn_resumes_and_finishes(AgentKind::Claude).await;
 }
 
-#[tokio::test]
 async fn acp_crash_mid_turn_resumes_and_finishes_the_turn() {
     crash_mid_turn_resumes_and_finishes(AgentKind::Acp).await;
 }
 
-#[tokio::test]
 async fn failed_resume_starts_fresh_seeded_with_the_restart_note() {
     let h = Harness::new();
     let sup = supervisor(quick());
@@ -135,7 +148,6 @@ async fn failed_resume_starts_fresh_seeded_with_the_restart_note() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn time_limit_interrupts_a_runaway_turn_and_says_so() {
     let h = Harness::new();
     let sup = supervisor(quick());
@@ -154,7 +166,6 @@ async fn time_limit_interrupts_a_runaway_turn_and_says_so() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn time_limit_kills_an_agent_that_ignores_the_interrupt() {
     let h = Harness::new();
     let sup = supervisor(quick());
@@ -175,7 +186,6 @@ async fn time_limit_kills_an_agent_that_ignores_the_interrupt() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn process_cap_queues_extra_sessions() {
     let h = Harness::new();
     let sup = supervisor(SupervisorOptions { max_concurrent: 1, ..quick() });
@@ -197,7 +207,6 @@ async fn process_cap_queues_extra_sessions() {
     assert_eq!(sup.available_slots(), 1);
 }
 
-#[tokio::test]
 async fn repeated_crashes_give_up_with_one_final_died() {
     let h = Harness::new();
     let sup = supervisor(quick());

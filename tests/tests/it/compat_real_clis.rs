@@ -16,7 +16,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::{Value, json};
 use taskgate::config::Config;
 use taskgate::engine::Engine;
@@ -28,6 +27,7 @@ use taskgate_core::runtime::{
 };
 use taskgate_core::store::{NewExecution, NewTask, Store};
 use taskgate_tests::fake_model::FakeModel;
+use taskgate_tests::harness::{self, Failed, Flavor, Trial};
 use taskgate_tests::real_cli::{ClaudeSandbox, Cli, CodexSandbox, installed_version, pin};
 use tokio::time::{Instant, timeout};
 
@@ -60,35 +60,25 @@ impl Check {
     }
 }
 
-fn main() {
-    let args = Arguments::from_args();
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-    let mut trials = vec![Trial::test("fake_model::serves_both_apis", || run(fake_model_serves_both_apis()))];
+pub fn trials() -> Vec<Trial> {
+    let name = |test: &str| harness::name(module_path!(), test);
+    let mut trials = vec![harness::trial(name("fake_model::serves_both_apis"), || run(fake_model_serves_both_apis()))];
     for cli in [Cli::Codex, Cli::Claude] {
         for check in Check::ALL {
-            let name = format!("{}::{}", cli.name(), check.name());
-            let missing =
-                format!("{} is unset: run `bash .ci/agent-clis` and export the paths it prints", cli.bin_var());
-            trials.push(match cli.bin() {
-                Some(bin) => Trial::test(name, move || run(check_cli(cli, bin, check))),
-                None if ci => Trial::test(name, move || Err(format!("CI=true but {missing}").into())),
-                // Ignored, and failing if forced with --include-ignored: never a silent pass.
-                None => Trial::test(name, move || Err(missing.into())).with_ignored_flag(true),
+            let found = cli.bin().ok_or_else(|| {
+                format!("{} is unset: run `bash .ci/agent-clis` and export the paths it prints", cli.bin_var())
             });
+            let name = name(&format!("{}::{}", cli.name(), check.name()));
+            trials.push(harness::requires(name, found, move |bin| run(check_cli(cli, bin, check))));
         }
     }
-    libtest_mimic::run(&args, trials).exit();
+    trials
 }
 
 /// Runs one trial on its own runtime, bounded by [`TRIAL_LIMIT`].
 fn run(trial: impl Future<Output = Result<(), String>>) -> Result<(), Failed> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| format!("tokio runtime: {e}"))?;
     // The timer must be made inside the runtime.
-    match rt.block_on(async { timeout(TRIAL_LIMIT, trial).await }) {
+    match harness::block_on(Flavor::MultiThread(2), async { timeout(TRIAL_LIMIT, trial).await }) {
         Ok(result) => result.map_err(Failed::from),
         Err(_) => Err(format!("trial took longer than {TRIAL_LIMIT:?}").into()),
     }

@@ -2,7 +2,6 @@
 //! engine, store (SQLite in a temp dir) and runtime adapters, with the fake agent binary.
 //! Assertions read the fake's recorded calls and the store, never log text.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +17,24 @@ use taskgate_adapters::telegram::polling::PollOptions;
 use taskgate_core::model::*;
 use taskgate_core::store::Store;
 use taskgate_tests::fake_telegram::{BOT_ID, BOT_USERNAME, Call, FakeTelegram};
+use taskgate_tests::harness::{Trial, eventually};
 use taskgate_tests::world::fake_agents_config;
+
+pub fn trials() -> Vec<Trial> {
+    taskgate_tests::trials! {
+        current_thread: [
+            approval_button_follow_up_and_review,
+            a_turn_edits_one_status_message_in_place,
+            a_deleted_status_message_is_replaced_by_a_new_one,
+            a_clarify_button_approves_exactly_its_approval,
+            strangers_group_chatter_and_duplicates,
+            webhook_checks_the_secret_and_deduplicates,
+            rate_limited_send_is_retried_after_retry_after,
+            a_forum_topic_is_answered_in_its_topic,
+            serve_starts_the_channel_from_config,
+        ],
+    }
+}
 
 const WAIT: Duration = Duration::from_secs(30);
 const TOKEN: &str = "123456:TEST-token";
@@ -115,22 +131,6 @@ fn press_update(update_id: i64, chat_id: i64, from: u64, message: &Call, data: &
     }})
 }
 
-/// Polls `probe` until it yields a value, or fails the test after `WAIT`.
-async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// The first successful `sendMessage` to `chat` after the `skip` first, whose text passes `pred`.
 async fn sent(fake: &FakeTelegram, chat: i64, what: &str, pred: impl Fn(&str) -> bool) -> Call {
     eventually(what, || async {
@@ -159,7 +159,6 @@ async fn completed_turns(store: &SeaStore, exec: Id) -> usize {
 /// approval, the buttons become "Approved by @ada", the summary arrives; a reply continues the
 /// same runtime session; "use cc to review it too" adds a reviewer; a second press hears who
 /// decided. The reviewer's own approval is answered with "Always".
-#[tokio::test]
 async fn approval_button_follow_up_and_review() {
     let world = World::new().await;
     let (store, _engine, _channel) = world.gateway("polling").await;
@@ -263,7 +262,6 @@ async fn approval_button_follow_up_and_review() {
 /// One live status message per turn: sent silently once, then edited in place as the turn
 /// goes on (coalesced, at most about one edit a second, `retry_after` honoured), ending on how
 /// the turn ended; the approval and the final summary are messages of their own.
-#[tokio::test]
 async fn a_turn_edits_one_status_message_in_place() {
     let world = World::new().await;
     let fake = &world.fake;
@@ -334,7 +332,6 @@ async fn a_turn_edits_one_status_message_in_place() {
 
 /// A status message someone deleted cannot be edited: the status goes on in a new message,
 /// and later updates edit that one.
-#[tokio::test]
 async fn a_deleted_status_message_is_replaced_by_a_new_one() {
     let world = World::new().await;
     let fake = &world.fake;
@@ -374,7 +371,6 @@ async fn a_deleted_status_message_is_replaced_by_a_new_one() {
 /// Two approvals wait and a bare "ok" could mean either: the bot asks with two buttons, and
 /// pressing one completes the "ok" with that reading, approving exactly that approval. A
 /// second press changes nothing.
-#[tokio::test]
 async fn a_clarify_button_approves_exactly_its_approval() {
     let world = World::new().await;
     let (store, _engine, _channel) = world.gateway("polling").await;
@@ -438,7 +434,6 @@ async fn a_clarify_button_approves_exactly_its_approval() {
 /// A stranger is refused once, with their id, and nothing of theirs reaches the engine; group
 /// chatter without a mention is ignored without a reply; a mention in the group is handled;
 /// an update delivered twice is handled once.
-#[tokio::test]
 async fn strangers_group_chatter_and_duplicates() {
     let world = World::new().await;
     let (store, _engine, _channel) = world.gateway("polling").await;
@@ -473,7 +468,6 @@ async fn strangers_group_chatter_and_duplicates() {
 
 /// Webhook mode: a wrong or missing secret is 401 and stores nothing; the right one stores
 /// the update before the 200; a redelivery is acknowledged and not handled again.
-#[tokio::test]
 async fn webhook_checks_the_secret_and_deduplicates() {
     let world = World::new().await;
     let (store, _engine, channel) = world.gateway("webhook").await;
@@ -528,7 +522,6 @@ async fn webhook_checks_the_secret_and_deduplicates() {
 }
 
 /// A 429 on sendMessage: the message waits `retry_after` and is then sent, once.
-#[tokio::test]
 async fn rate_limited_send_is_retried_after_retry_after() {
     let world = World::new().await;
     let fake = &world.fake;
@@ -548,7 +541,6 @@ async fn rate_limited_send_is_retried_after_retry_after() {
 
 /// A forum topic is its own conversation: a mention in topic 42 is answered in topic 42, and
 /// the conversation is keyed by the topic.
-#[tokio::test]
 async fn a_forum_topic_is_answered_in_its_topic() {
     let world = World::new().await;
     let (store, _engine, _channel) = world.gateway("polling").await;
@@ -569,7 +561,6 @@ async fn a_forum_topic_is_answered_in_its_topic() {
 
 /// `taskgate serve`'s own wiring: with `[telegram]` configured, the application starts the
 /// channel (getMe, then polling or the webhook route) from config alone, and stops it cleanly.
-#[tokio::test]
 async fn serve_starts_the_channel_from_config() {
     for mode in ["polling", "webhook"] {
         let fake = FakeTelegram::start(TOKEN).await.expect("fake telegram");

@@ -1,15 +1,36 @@
 //! The codex app-server adapter against a fake `codex app-server` shaped after the recorded
 //! transcripts: handshake, turns, approvals, interrupt, crash and resume, bad output.
 
-mod runtime_common;
+use taskgate_tests::harness::Trial;
 
-use runtime_common::*;
+use crate::runtime_common::*;
 use serde_json::Value;
 use taskgate_adapters::runtime::{CodexRuntime, RuntimeOptions};
 use taskgate_core::runtime::{
     AgentKind, AgentRuntime, AgentSession, ApprovalDecision, ApprovalKind, CommandStatus, RuntimeError, RuntimeEvent,
     TurnOutcome,
 };
+
+pub fn trials() -> Vec<Trial> {
+    taskgate_tests::trials! {
+        current_thread: [
+            handshake_and_turn_follow_the_protocol,
+            command_approval_accept_runs_it,
+            allow_for_session_is_not_asked_again,
+            decline_lets_the_turn_go_on_without_the_command,
+            deny_and_stop_ends_the_turn_interrupted,
+            file_change_approval_carries_the_diff_from_item_started,
+            interrupt_ends_a_running_turn_and_the_session_stays,
+            interrupt_while_waiting_for_approval_withdraws_it,
+            failed_turn_reports_the_error_and_keeps_the_session,
+            plan_and_question_are_relayed,
+            malformed_output_is_skipped,
+            crash_mid_turn_reports_died_and_the_thread_resumes,
+            resume_of_an_unknown_thread_fails_cleanly,
+            a_missing_program_is_a_spawn_error,
+        ],
+    }
+}
 
 async fn start(h: &Harness) -> Box<dyn AgentSession> {
     start_with(h, options(), None).await.expect("codex session starts")
@@ -44,7 +65,6 @@ async fn approval(session: &mut Box<dyn AgentSession>) -> taskgate_core::runtime
     }
 }
 
-#[tokio::test]
 async fn handshake_and_turn_follow_the_protocol() {
     let h = Harness::new();
     let mut s = start(&h).await;
@@ -74,7 +94,6 @@ async fn handshake_and_turn_follow_the_protocol() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn command_approval_accept_runs_it() {
     let h = Harness::new();
     let mut s = start(&h).await;
@@ -106,7 +125,6 @@ async fn command_approval_accept_runs_it() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn allow_for_session_is_not_asked_again() {
     let h = Harness::new();
     let mut s = start(&h).await;
@@ -121,7 +139,6 @@ async fn allow_for_session_is_not_asked_again() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn decline_lets_the_turn_go_on_without_the_command() {
     let h = Harness::new();
     let mut s = start(&h).await;
@@ -137,7 +154,6 @@ async fn decline_lets_the_turn_go_on_without_the_command() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn deny_and_stop_ends_the_turn_interrupted() {
     let h = Harness::new();
     let mut s = start(&h).await;
@@ -155,7 +171,6 @@ async fn deny_and_stop_ends_the_turn_interrupted() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn file_change_approval_carries_the_diff_from_item_started() {
     let h = Harness::new();
     let mut s = start(&h).await;
@@ -176,7 +191,6 @@ async fn file_change_approval_carries_the_diff_from_item_started() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn interrupt_ends_a_running_turn_and_the_session_stays() {
     let h = Harness::new();
     let mut s = start(&h).await;
@@ -195,7 +209,6 @@ async fn interrupt_ends_a_running_turn_and_the_session_stays() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn interrupt_while_waiting_for_approval_withdraws_it() {
     let h = Harness::new();
     let mut s = start(&h).await;
@@ -210,7 +223,6 @@ async fn interrupt_while_waiting_for_approval_withdraws_it() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn failed_turn_reports_the_error_and_keeps_the_session() {
     let h = Harness::new();
     let mut s = start(&h).await;
@@ -226,7 +238,6 @@ async fn failed_turn_reports_the_error_and_keeps_the_session() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn plan_and_question_are_relayed() {
     let h = Harness::new();
     let mut s = start(&h).await;
@@ -252,7 +263,6 @@ async fn plan_and_question_are_relayed() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn malformed_output_is_skipped() {
     let h = Harness::new();
     let options = RuntimeOptions { max_line_bytes: 64 * 1024, ..options() };
@@ -264,7 +274,6 @@ async fn malformed_output_is_skipped() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn crash_mid_turn_reports_died_and_the_thread_resumes() {
     let h = Harness::new();
     let mut s = start(&h).await;
@@ -287,14 +296,12 @@ async fn crash_mid_turn_reports_died_and_the_thread_resumes() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn resume_of_an_unknown_thread_fails_cleanly() {
     let h = Harness::new();
     let err = start_with(&h, options(), Some("no-such-thread".into())).await.err().expect("resume fails");
     assert!(matches!(err, RuntimeError::Resume(ref m) if m.contains("no rollout")), "{err:?}");
 }
 
-#[tokio::test]
 async fn a_missing_program_is_a_spawn_error() {
     let h = Harness::new();
     let mut spec = h.spec(AgentKind::Codex);

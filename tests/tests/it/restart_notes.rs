@@ -6,7 +6,6 @@
 //! the exported file, never log text.
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +18,17 @@ use taskgate_adapters::store::SeaStore;
 use taskgate_core::classify::Chat;
 use taskgate_core::model::*;
 use taskgate_core::store::Store;
+use taskgate_tests::harness::{Trial, eventually};
+
+pub fn trials() -> Vec<Trial> {
+    taskgate_tests::trials! {
+        current_thread: [
+            an_investigation_survives_a_lost_session_and_goes_stale_when_its_file_changes,
+            an_acp_agent_without_http_mcp_writes_the_note_through_the_stdio_bridge,
+            the_mcp_endpoint_wants_a_session_token,
+        ],
+    }
+}
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -44,21 +54,6 @@ fn msg(text: &str) -> IncomingMessage {
         reply_to_task: None,
         chat: Chat::Direct,
         mentioned: false,
-    }
-}
-
-async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -111,7 +106,6 @@ fn prompts(log: &Path) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
 async fn an_investigation_survives_a_lost_session_and_goes_stale_when_its_file_changes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let work = dir.path().join("work");
@@ -280,7 +274,6 @@ async fn an_investigation_survives_a_lost_session_and_goes_stale_when_its_file_c
 /// `session/new`, the token only in its env block; the agent spawns it and writes the note
 /// through it. The fake also checks that a malformed line gets a parse error and that the
 /// bridge exits cleanly when its stdin closes (a problem would show as `error:` in its reply).
-#[tokio::test]
 async fn an_acp_agent_without_http_mcp_writes_the_note_through_the_stdio_bridge() {
     let dir = tempfile::tempdir().expect("tempdir");
     let work = dir.path().join("work");
@@ -382,7 +375,6 @@ async fn an_acp_agent_without_http_mcp_writes_the_note_through_the_stdio_bridge(
 }
 
 /// The MCP endpoint refuses callers without a live session's token.
-#[tokio::test]
 async fn the_mcp_endpoint_wants_a_session_token() {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("taskgate.db").display());

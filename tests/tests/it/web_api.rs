@@ -3,7 +3,6 @@
 //! Assertions read the API's JSON and the store, never log text.
 
 use std::collections::BTreeSet;
-use std::future::Future;
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -13,6 +12,20 @@ use taskgate_core::classify::Chat;
 use taskgate_core::model::Channel;
 use taskgate_core::store::Store;
 use taskgate_tests::console::Gateway;
+use taskgate_tests::harness::{Trial, eventually};
+
+pub fn trials() -> Vec<Trial> {
+    taskgate_tests::trials! {
+        multi_thread(2): [
+            every_api_route_needs_the_token_and_wrong_tokens_get_401,
+            openapi_file_lists_exactly_the_console_routes,
+            web_chat_task_timeline_and_an_approval_that_resolves_exactly_once,
+            link_joins_web_and_telegram_and_the_task_continues_across_them,
+            the_task_page_marks_a_finding_stale_when_its_file_changed,
+            a_clarify_button_completes_the_original_message_once,
+        ],
+    }
+}
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -22,22 +35,6 @@ async fn gateway() -> Gateway {
 
 fn client() -> reqwest::Client {
     reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("client")
-}
-
-/// Polls `probe` until it yields a value, or fails the test after `WAIT`.
-async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 struct Api<'a> {
@@ -72,7 +69,6 @@ impl Api<'_> {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_api_route_needs_the_token_and_wrong_tokens_get_401() {
     let gw = gateway().await;
     let http = client();
@@ -126,9 +122,8 @@ async fn every_api_route_needs_the_token_and_wrong_tokens_get_401() {
     gw.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openapi_file_lists_exactly_the_console_routes() {
-    let spec: Value = serde_json::from_str(include_str!("../../bot/openapi.json")).expect("openapi.json is JSON");
+    let spec: Value = serde_json::from_str(include_str!("../../../bot/openapi.json")).expect("openapi.json is JSON");
     assert!(spec["openapi"].as_str().is_some_and(|v| v.starts_with("3.")));
     let documented: BTreeSet<(String, String)> = spec["paths"]
         .as_object()
@@ -175,7 +170,6 @@ async fn openapi_file_lists_exactly_the_console_routes() {
     gw.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn web_chat_task_timeline_and_an_approval_that_resolves_exactly_once() {
     let gw = gateway().await;
     let api = Api { gw: &gw, http: client() };
@@ -325,7 +319,6 @@ fn telegram(text: &str) -> IncomingMessage {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn link_joins_web_and_telegram_and_the_task_continues_across_them() {
     let gw = gateway().await;
     let api = Api { gw: &gw, http: client() };
@@ -397,7 +390,6 @@ async fn link_joins_web_and_telegram_and_the_task_continues_across_them() {
 }
 
 /// The console never shows a finding as trusted once a file it cites has changed.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_task_page_marks_a_finding_stale_when_its_file_changed() {
     use taskgate_core::model::{NewNoteEntry, NoteKind};
     use taskgate_core::store::NewTask;
@@ -456,7 +448,6 @@ async fn the_task_page_marks_a_finding_stale_when_its_file_changed() {
 }
 
 /// A clarify button in web chat applies its reading to the original message, once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clarify_button_completes_the_original_message_once() {
     use taskgate_core::model::NewOutbound;
 
