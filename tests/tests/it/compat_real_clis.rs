@@ -17,18 +17,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use taskgate::config::Config;
 use taskgate::engine::Engine;
 use taskgate_adapters::runtime::AgentRuntimes;
-use taskgate_adapters::store::SeaStore;
 use taskgate_core::model::{Id, NoteKind, Role};
 use taskgate_core::runtime::{
     AgentRuntime, AgentSession, ApprovalDecision, ApprovalKind, RuntimeEvent, SessionSpec, TurnOutcome,
 };
 use taskgate_core::store::{NewExecution, NewTask, Store};
+use taskgate_tests::app::{Port, Server};
 use taskgate_tests::fake_model::FakeModel;
 use taskgate_tests::harness::{self, Failed, Flavor, Trial};
 use taskgate_tests::real_cli::{ClaudeSandbox, Cli, CodexSandbox, installed_version, pin};
+use taskgate_tests::world::World;
 use tokio::time::{Instant, timeout};
 
 /// Spawn plus handshake; codex needs a few seconds on a cold, busy machine.
@@ -295,21 +295,21 @@ fn check_model_saw_tool_result(cli: Cli, fake: &FakeModel, decision: ApprovalDec
 /// The gateway side of the note tools: a store with one task and execution, the engine's MCP
 /// route on 127.0.0.1, and a token for that execution, as `taskgate serve` issues per session.
 struct Gateway {
-    _dir: tempfile::TempDir,
+    _world: World,
     engine: Arc<Engine>,
     task: Id,
     execution: Id,
     url: String,
     token: String,
-    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    _server: Server,
 }
 
 impl Gateway {
     async fn start() -> Result<Self, String> {
-        let dir = tempfile::tempdir().map_err(|e| format!("tempdir: {e}"))?;
-        let db = format!("sqlite://{}?mode=rwc", dir.path().join("taskgate.db").display());
-        let store = SeaStore::connect(&db).await.map_err(|e| format!("store: {e}"))?;
-        store.migrate().await.map_err(|e| format!("migrate: {e}"))?;
+        // No agents: the engine only serves the MCP route; the CLI runs beside it.
+        let world = World::bare();
+        let engine = Arc::new(world.engine().await);
+        let store = engine.store();
         let task = store
             .create_task(NewTask {
                 project_id: None,
@@ -323,28 +323,17 @@ impl Gateway {
             .create_execution(NewExecution { task_id: task.id, agent: "real-cli".into(), role: Role::Editor })
             .await
             .map_err(|e| format!("execution: {e}"))?;
-        let engine =
-            Arc::new(Engine::new(Arc::new(store), Arc::new(Config::default()), Arc::new(AgentRuntimes::default())));
         let token = engine.issue_mcp_token(task.id, execution.id).ok_or("no MCP token")?;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| format!("bind: {e}"))?;
-        let addr = listener.local_addr().map_err(|e| format!("addr: {e}"))?;
-        let router = taskgate::notes::mcp::router(engine.clone());
-        let server = tokio::spawn(axum::serve(listener, router).into_future());
+        let server = Port::bind().await.serve(taskgate::notes::mcp::router(engine.clone()));
         Ok(Gateway {
-            _dir: dir,
+            url: format!("http://{}{}", server.addr, taskgate::notes::mcp::PATH),
+            _world: world,
             engine,
             task: task.id,
             execution: execution.id,
-            url: format!("http://{addr}{}", taskgate::notes::mcp::PATH),
             token,
-            server,
+            _server: server,
         })
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        self.server.abort();
     }
 }
 

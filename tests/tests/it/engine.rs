@@ -1,18 +1,15 @@
 //! The engine end to end, in-process: SQLite in a temp dir, the fake agent binary behind the
 //! real runtime adapters and supervisor. Assertions read the store, never log text.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use taskgate::config::Config;
-use taskgate::engine::{Engine, IncomingMessage};
-use taskgate_adapters::runtime::{AgentRuntimes, RuntimeOptions};
+use taskgate::engine::IncomingMessage;
 use taskgate_adapters::store::SeaStore;
-use taskgate_core::classify::Chat;
 use taskgate_core::model::*;
 use taskgate_core::store::Store;
-use taskgate_tests::harness::{Trial, eventually};
-use taskgate_tests::world::fake_agents_config;
+use taskgate_tests::harness::{Trial, WAIT, eventually};
+use taskgate_tests::reads::{agent_text, completed_turns, outbox_texts, results};
+use taskgate_tests::world::{World, message};
 
 pub fn trials() -> Vec<Trial> {
     taskgate_tests::trials! {
@@ -34,75 +31,8 @@ pub fn trials() -> Vec<Trial> {
     }
 }
 
-const WAIT: Duration = Duration::from_secs(30);
-
-struct World {
-    dir: tempfile::TempDir,
-    url: String,
-    config: Arc<Config>,
-}
-
-impl World {
-    fn new() -> Self {
-        Self::with(|_| {})
-    }
-
-    /// A world whose config `tune` adjusts (limits, policies) before the engine reads it.
-    fn with(tune: impl FnOnce(&mut Config)) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("taskgate.db").display());
-        let mut config = fake_agents_config(dir.path(), env!("CARGO_BIN_EXE_fake-agent"), WAIT).expect("config");
-        tune(&mut config);
-        World { dir, url, config: Arc::new(config) }
-    }
-
-    async fn engine(&self) -> Engine {
-        let store = SeaStore::connect(&self.url).await.expect("connect");
-        store.migrate().await.expect("migrate");
-        let runtime = AgentRuntimes::new(RuntimeOptions {
-            handshake_timeout: Duration::from_secs(10),
-            shutdown_grace: Duration::from_millis(300),
-            ..RuntimeOptions::default()
-        });
-        let _ = &self.dir;
-        // The supervisor's limits come from `[runtime]`, as in `taskgate serve`.
-        Engine::new(Arc::new(store), self.config.clone(), Arc::new(runtime))
-    }
-}
-
 fn msg(from: &str, name: &str, text: &str) -> IncomingMessage {
-    msg_in("chat-1", from, name, text)
-}
-
-fn msg_in(chat: &str, from: &str, name: &str, text: &str) -> IncomingMessage {
-    IncomingMessage {
-        channel: Channel::Telegram,
-        chat_id: chat.into(),
-        thread_id: String::new(),
-        sender_id: from.into(),
-        sender_name: name.into(),
-        text: text.into(),
-        reply_to_task: None,
-        chat: Chat::Direct,
-        mentioned: false,
-    }
-}
-
-async fn outbox_texts(store: &SeaStore) -> Vec<(Option<Id>, Option<Id>, String)> {
-    // Everything enqueued, in order: mark nothing sent, read the heads one chat at a time.
-    let mut out = Vec::new();
-    let far = chrono::Utc::now() + chrono::Duration::days(1);
-    loop {
-        let due = store.outbox_due(Channel::Telegram, far, 100).await.expect("outbox");
-        if due.is_empty() {
-            break;
-        }
-        for o in due {
-            out.push((o.task_id, o.approval_id, o.payload["text"].as_str().unwrap_or_default().to_owned()));
-            store.outbox_sent(o.id, Some(&format!("m-{}", o.id))).await.expect("sent");
-        }
-    }
-    out
+    message("chat-1", from, name, text)
 }
 
 async fn pending(store: &SeaStore) -> Option<Approval> {
@@ -117,17 +47,6 @@ async fn only_task(store: &SeaStore) -> Task {
 
 async fn idle_task(store: &SeaStore, id: Id) -> Option<Task> {
     store.task(id).await.ok().filter(|t| t.status == TaskStatus::Idle)
-}
-
-/// Turns of the execution's latest session that ended, however they ended.
-async fn completed_turns(store: &SeaStore, exec: Id) -> usize {
-    store
-        .timeline(store.execution(exec).await.expect("exec").task_id)
-        .await
-        .expect("timeline")
-        .into_iter()
-        .filter(|e| e.kind == EventKind::Result && e.execution_id == Some(exec))
-        .count()
 }
 
 /// (a) + (d): a RUN_CMD message opens a task whose approval waits in the store and the outbox;
@@ -288,23 +207,6 @@ async fn running(store: &SeaStore, exec: Id) -> RuntimeSession {
 async fn turns_done(store: &SeaStore, exec: Id, n: usize) {
     eventually(&format!("{n} turn(s) done"), || async { (completed_turns(store, exec).await >= n).then_some(()) })
         .await;
-}
-
-/// The end-of-turn events of the task, oldest first.
-async fn results(store: &SeaStore, task: Id) -> Vec<serde_json::Value> {
-    let timeline = store.timeline(task).await.expect("timeline");
-    timeline.into_iter().filter(|e| e.kind == EventKind::Result).map(|e| e.body).collect()
-}
-
-/// Everything the agent said on the task, in one string.
-async fn agent_text(store: &SeaStore, task: Id) -> String {
-    let timeline = store.timeline(task).await.expect("timeline");
-    timeline
-        .iter()
-        .filter(|e| e.body["type"] == "agent_text")
-        .filter_map(|e| e.body["text"].as_str())
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 /// "stop" while a turn runs: the turn ends interrupted, the session stays, and the next
@@ -485,12 +387,12 @@ async fn process_cap_makes_the_second_task_wait_then_run() {
     let engine = world.engine().await;
     let store = engine.store().clone();
 
-    engine.handle(msg_in("chat-1", "u1", "Ada", "RUN_CMD: echo first")).await.expect("first");
+    engine.handle(message("chat-1", "u1", "Ada", "RUN_CMD: echo first")).await.expect("first");
     let approval = eventually("the first task waiting", || pending(&store)).await;
     let first_exec = store.executions(approval.task_id).await.unwrap()[0].clone();
     let first_session = store.latest_session(first_exec.id).await.unwrap().expect("session");
 
-    engine.handle(msg_in("chat-2", "u2", "Bob", "fix the greeting in hello.txt")).await.expect("second");
+    engine.handle(message("chat-2", "u2", "Bob", "fix the greeting in hello.txt")).await.expect("second");
     let second = eventually("the second task", || async {
         store.tasks(10).await.ok()?.into_iter().find(|t| t.id != approval.task_id)
     })
@@ -501,13 +403,13 @@ async fn process_cap_makes_the_second_task_wait_then_run() {
     let queued = store.latest_session(second_exec.id).await.unwrap().expect("session row");
     assert!(queued.provider_session_id.is_none(), "no process started: {queued:?}");
 
-    engine.handle(msg_in("chat-1", "u1", "Ada", "ok")).await.expect("approve");
+    engine.handle(message("chat-1", "u1", "Ada", "ok")).await.expect("approve");
     turns_done(&store, first_exec.id, 1).await;
     turns_done(&store, second_exec.id, 1).await;
     assert!(agent_text(&store, second.id).await.contains("you said 'fix the greeting in hello.txt'"));
 
     // The first task's session gave its process up while idle; it resumes, same row.
-    engine.handle(msg_in("chat-1", "u1", "Ada", "make it say hello again")).await.expect("follow-up");
+    engine.handle(message("chat-1", "u1", "Ada", "make it say hello again")).await.expect("follow-up");
     turns_done(&store, first_exec.id, 2).await;
     let resumed = store.latest_session(first_exec.id).await.unwrap().expect("session");
     assert_eq!((resumed.id, resumed.provider_session_id), (first_session.id, first_session.provider_session_id));
@@ -526,7 +428,7 @@ async fn recovery_expires_approvals_whose_turn_ended() {
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     // As if the turn ended (another replica, or a crash after it) with the approval left open.
-    let store = SeaStore::connect(&world.url).await.expect("connect");
+    let store = SeaStore::connect(&world.db_url("taskgate.db")).await.expect("connect");
     for mut turn in store.open_turns(None).await.unwrap() {
         turn.status = TurnStatus::Failed;
         store.update_turn(&turn).await.expect("end the turn");

@@ -15,7 +15,6 @@ mod restart_notes;
 mod runtime_acp;
 mod runtime_claude;
 mod runtime_codex;
-mod runtime_common;
 mod runtime_supervisor;
 mod store_contract;
 mod telegram;
@@ -24,6 +23,8 @@ mod web_browser;
 
 fn main() {
     let args = libtest_mimic::Arguments::from_args();
+    // Only an integration test can name its package's binaries; the shared world needs this one.
+    taskgate_tests::world::set_fake_agent(env!("CARGO_BIN_EXE_fake-agent"));
     let mut trials = Vec::new();
     for module in [
         cli::trials,

@@ -10,17 +10,13 @@ use std::time::Duration;
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use serde_json::json;
 use taskgate::config::TelegramConfig;
-use taskgate::engine::Engine;
-use taskgate::telegram::{self, Telegram, TelegramOptions};
-use taskgate_adapters::runtime::{AgentRuntimes, RuntimeOptions};
+use taskgate::telegram::{self, Telegram};
 use taskgate_adapters::store::{LeaseOptions, SeaStore, Singleton, lock_key};
-use taskgate_adapters::telegram::outbound::OutboxOptions;
-use taskgate_adapters::telegram::polling::PollOptions;
 use taskgate_core::model::Channel;
 use taskgate_tests::db::{self, Backend, TestDb};
-use taskgate_tests::fake_telegram::FakeTelegram;
+use taskgate_tests::fake_telegram::{FakeTelegram, channel_options};
 use taskgate_tests::harness::{Flavor, Trial, eventually};
-use taskgate_tests::world::fake_agents_config;
+use taskgate_tests::world::World;
 
 const SQLITE_CASES: &[(&str, db::Case)] = taskgate_tests::db_cases![sqlite_always_leads];
 const POSTGRES_CASES: &[(&str, db::Case)] = taskgate_tests::db_cases![
@@ -41,8 +37,6 @@ pub fn trials() -> Vec<Trial> {
 }
 
 const LIMIT: Duration = Duration::from_secs(90);
-/// The agents' turn limit.
-const WAIT: Duration = Duration::from_secs(20);
 const TOKEN: &str = "123456:TEST-token";
 const ADA: u64 = 111;
 
@@ -187,27 +181,15 @@ async fn guarded_work_runs_on_one_replica_and_fails_over(db: &TestDb) -> anyhow:
 
 /// One replica: its own store on the shared database, its engine and Telegram channel, talking
 /// to the fake under the path prefix `via`.
-async fn replica(db: &TestDb, fake: &FakeTelegram, dir: &std::path::Path, via: &str) -> anyhow::Result<Telegram> {
-    let store = db.store().await?;
-    let config = fake_agents_config(dir, env!("CARGO_BIN_EXE_fake-agent"), WAIT)?;
+async fn replica(db: &TestDb, fake: &FakeTelegram, world: &World, via: &str) -> anyhow::Result<Telegram> {
     let text = format!(
         "token = \"{TOKEN}\"\napi_url = \"{}{via}\"\nmode = \"polling\"\nallowed_users = [{ADA}]\n",
         fake.url()
     );
     let tg: TelegramConfig = toml::from_str(&text)?;
-    let runtime = AgentRuntimes::new(RuntimeOptions::default());
-    let engine = Engine::new(Arc::new(store), Arc::new(config), Arc::new(runtime));
+    let engine = world.engine_with_store(db.store().await?);
     engine.set_admission(Channel::Telegram, telegram::admission(&tg));
-    let options = TelegramOptions {
-        outbox: OutboxOptions {
-            poll_interval: Duration::from_millis(50),
-            chat_interval: Duration::ZERO,
-            ..Default::default()
-        },
-        poll: PollOptions { timeout_secs: 1, ..PollOptions::default() },
-        inbox_interval: Duration::from_millis(100),
-    };
-    Telegram::start(Arc::new(engine), &tg, None, options).await
+    Telegram::start(Arc::new(engine), &tg, None, channel_options()).await
 }
 
 fn help(update_id: i64) -> serde_json::Value {
@@ -221,10 +203,10 @@ fn help(update_id: i64) -> serde_json::Value {
 /// Two replicas on one database: only one calls getUpdates, a message is answered once; when
 /// that replica stops, the other polls and answers the next one (once).
 async fn two_telegram_replicas_poll_and_answer_once(db: &TestDb) -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
+    let (world_a, world_b) = (World::new(), World::new());
     let fake = FakeTelegram::start(TOKEN).await?;
-    let a = replica(db, &fake, &dir.path().join("a"), "a").await?;
-    let b = replica(db, &fake, &dir.path().join("b"), "b").await?;
+    let a = replica(db, &fake, &world_a, "a").await?;
+    let b = replica(db, &fake, &world_b, "b").await?;
     let pollers = || {
         let mut via: Vec<String> = fake.calls_to("getUpdates").into_iter().map(|c| c.via).collect();
         via.dedup();

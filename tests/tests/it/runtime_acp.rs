@@ -1,14 +1,13 @@
 //! The ACP adapter against a fake ACP agent written from the protocol schema with plain JSON.
 
-use taskgate_tests::harness::Trial;
-
-use crate::runtime_common::*;
 use serde_json::{Value, json};
 use taskgate_adapters::runtime::{AcpRuntime, RuntimeOptions};
 use taskgate_core::runtime::{
     AgentKind, AgentRuntime, AgentSession, ApprovalDecision, ApprovalKind, ApprovalRequest, CommandStatus,
     RuntimeError, RuntimeEvent, TurnOutcome,
 };
+use taskgate_tests::harness::Trial;
+use taskgate_tests::sessions::*;
 
 pub fn trials() -> Vec<Trial> {
     taskgate_tests::trials! {
@@ -30,12 +29,12 @@ pub fn trials() -> Vec<Trial> {
     }
 }
 
-async fn start(h: &Harness) -> Box<dyn AgentSession> {
+async fn start(h: &Workspace) -> Box<dyn AgentSession> {
     start_with(h, options(), None, false).await.expect("acp session starts")
 }
 
 async fn start_with(
-    h: &Harness,
+    h: &Workspace,
     options: RuntimeOptions,
     resume: Option<String>,
     can_load: bool,
@@ -49,7 +48,7 @@ async fn start_with(
 }
 
 /// Our answers to the agent's permission requests.
-fn outcomes(h: &Harness) -> Vec<Value> {
+fn outcomes(h: &Workspace) -> Vec<Value> {
     h.received()
         .into_iter()
         .filter(|m| m.get("method").is_none())
@@ -73,7 +72,7 @@ fn outcome(events: &[RuntimeEvent]) -> TurnOutcome {
 }
 
 async fn handshake_and_turn_follow_the_protocol() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let mut s = start(&h).await;
     let Some(RuntimeEvent::SessionReady { provider_session_id, resumed: false }) = next(&mut s).await else { panic!() };
     assert_eq!(s.provider_session_id(), Some(provider_session_id.clone()));
@@ -96,7 +95,7 @@ async fn handshake_and_turn_follow_the_protocol() {
 }
 
 async fn permission_allow_once_runs_the_command() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let mut s = start(&h).await;
     s.send_turn("RUN_CMD: echo acp > ran.txt").await.unwrap();
     let req = approval(&mut s).await;
@@ -118,7 +117,7 @@ async fn permission_allow_once_runs_the_command() {
 }
 
 async fn allow_for_session_picks_allow_always() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let mut s = start(&h).await;
     s.send_turn("RUN_CMD: true").await.unwrap();
     let req = approval(&mut s).await;
@@ -132,7 +131,7 @@ async fn allow_for_session_picks_allow_always() {
 }
 
 async fn deny_picks_reject_once_and_the_turn_goes_on() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let mut s = start(&h).await;
     s.send_turn("RUN_CMD: touch nope.txt").await.unwrap();
     let req = approval(&mut s).await;
@@ -149,7 +148,7 @@ async fn deny_picks_reject_once_and_the_turn_goes_on() {
 }
 
 async fn deny_and_stop_cancels_the_prompt() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let mut s = start(&h).await;
     s.send_turn("RUN_CMD: touch nope.txt").await.unwrap();
     let req = approval(&mut s).await;
@@ -164,7 +163,7 @@ async fn deny_and_stop_cancels_the_prompt() {
 }
 
 async fn edit_permission_shows_the_diff() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let mut s = start(&h).await;
     s.send_turn("WRITE_FILE: acp.txt").await.unwrap();
     let req = approval(&mut s).await;
@@ -179,7 +178,7 @@ async fn edit_permission_shows_the_diff() {
 }
 
 async fn interrupt_sends_session_cancel() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let mut s = start(&h).await;
     s.send_turn("SLOW_REPLY please").await.unwrap();
     until(&mut s, |e| matches!(e, RuntimeEvent::TurnStarted { .. })).await;
@@ -192,7 +191,7 @@ async fn interrupt_sends_session_cancel() {
 }
 
 async fn interrupt_answers_pending_permissions_with_cancelled() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let mut s = start(&h).await;
     s.send_turn("RUN_CMD: touch late.txt").await.unwrap();
     let req = approval(&mut s).await;
@@ -206,7 +205,7 @@ async fn interrupt_answers_pending_permissions_with_cancelled() {
 }
 
 async fn prompt_error_fails_the_turn_and_keeps_the_session() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let mut s = start(&h).await;
     s.send_turn("FAIL_TURN").await.unwrap();
     let TurnOutcome::Failed { message } = outcome(&until_turn_finished(&mut s).await) else { panic!() };
@@ -217,7 +216,7 @@ async fn prompt_error_fails_the_turn_and_keeps_the_session() {
 }
 
 async fn plan_updates_are_relayed() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let mut s = start(&h).await;
     s.send_turn("PLAN").await.unwrap();
     let events = until_turn_finished(&mut s).await;
@@ -234,7 +233,7 @@ async fn plan_updates_are_relayed() {
 }
 
 async fn malformed_and_foreign_output_is_skipped() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let mut s = start_with(&h, RuntimeOptions { max_line_bytes: 64 * 1024, ..options() }, None, false).await.unwrap();
     s.send_turn("GARBAGE").await.unwrap();
     let events = until_turn_finished(&mut s).await;
@@ -244,7 +243,7 @@ async fn malformed_and_foreign_output_is_skipped() {
 }
 
 async fn crash_then_session_load_resumes_without_replaying() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let mut s = start_with(&h, options(), None, true).await.unwrap();
     let id = s.provider_session_id().unwrap();
     s.send_turn("remember this").await.unwrap();
@@ -267,7 +266,7 @@ async fn crash_then_session_load_resumes_without_replaying() {
 }
 
 async fn resume_needs_load_session_support() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let err = start_with(&h, options(), Some("any".into()), false).await.err().expect("no loadSession");
     assert!(matches!(err, RuntimeError::Resume(_)), "{err:?}");
     let err = start_with(&h, options(), Some("unknown".into()), true).await.err().expect("unknown session");

@@ -1,15 +1,14 @@
 //! The claude adapter against a fake `claude` speaking stream-json and the stdio control
 //! protocol, shaped after the recorded transcripts.
 
-use taskgate_tests::harness::Trial;
-
-use crate::runtime_common::*;
 use serde_json::Value;
 use taskgate_adapters::runtime::{ClaudeRuntime, RuntimeOptions};
 use taskgate_core::runtime::{
     AgentKind, AgentRuntime, AgentSession, ApprovalDecision, ApprovalKind, ApprovalRequest, CommandStatus,
     RuntimeError, RuntimeEvent, TurnOutcome,
 };
+use taskgate_tests::harness::Trial;
+use taskgate_tests::sessions::*;
 
 pub fn trials() -> Vec<Trial> {
     taskgate_tests::trials! {
@@ -31,12 +30,12 @@ pub fn trials() -> Vec<Trial> {
     }
 }
 
-async fn start(h: &Harness) -> Box<dyn AgentSession> {
+async fn start(h: &Workspace) -> Box<dyn AgentSession> {
     start_with(h, options(), None).await.expect("claude session starts")
 }
 
 async fn start_with(
-    h: &Harness,
+    h: &Workspace,
     options: RuntimeOptions,
     resume: Option<String>,
 ) -> Result<Box<dyn AgentSession>, RuntimeError> {
@@ -47,7 +46,7 @@ async fn start_with(
 }
 
 /// The `response` bodies of the control responses we sent for permission prompts.
-fn permission_answers(h: &Harness) -> Vec<Value> {
+fn permission_answers(h: &Workspace) -> Vec<Value> {
     h.received()
         .into_iter()
         .filter(|m| m["type"] == "control_response")
@@ -68,7 +67,7 @@ fn completed(events: &[RuntimeEvent]) -> bool {
 }
 
 async fn handshake_then_turn_with_usage_and_cost() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let mut s = start(&h).await;
     // Claude names its session only once the first turn starts.
     assert_eq!(s.provider_session_id(), None);
@@ -103,7 +102,7 @@ async fn handshake_then_turn_with_usage_and_cost() {
 }
 
 async fn bash_approval_allow_runs_the_command() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let mut s = start(&h).await;
     s.send_turn("RUN_CMD: touch sdk_ok.txt").await.unwrap();
     let req = approval(&mut s).await;
@@ -128,7 +127,7 @@ async fn bash_approval_allow_runs_the_command() {
 }
 
 async fn failing_command_reports_its_exit_code() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let mut s = start(&h).await;
     s.send_turn("RUN_CMD: exit 4").await.unwrap();
     let req = approval(&mut s).await;
@@ -145,7 +144,7 @@ async fn failing_command_reports_its_exit_code() {
 }
 
 async fn allow_for_session_adds_session_rules() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let mut s = start(&h).await;
     s.send_turn("RUN_CMD: true").await.unwrap();
     let req = approval(&mut s).await;
@@ -161,7 +160,7 @@ async fn allow_for_session_adds_session_rules() {
 }
 
 async fn deny_lets_the_turn_go_on() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let mut s = start(&h).await;
     s.send_turn("RUN_CMD: touch sdk_denied.txt").await.unwrap();
     let req = approval(&mut s).await;
@@ -180,7 +179,7 @@ async fn deny_lets_the_turn_go_on() {
 }
 
 async fn deny_and_stop_interrupts_the_turn() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let mut s = start(&h).await;
     s.send_turn("RUN_CMD: touch stop.txt").await.unwrap();
     let req = approval(&mut s).await;
@@ -197,7 +196,7 @@ async fn deny_and_stop_interrupts_the_turn() {
 }
 
 async fn write_approval_shows_the_content_and_reports_the_change() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let mut s = start(&h).await;
     s.send_turn("WRITE_FILE: sdk_write.txt").await.unwrap();
     let req = approval(&mut s).await;
@@ -212,7 +211,7 @@ async fn write_approval_shows_the_content_and_reports_the_change() {
 }
 
 async fn interrupt_ends_the_turn_not_the_session() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let mut s = start(&h).await;
     s.send_turn("SLOW_REPLY please").await.unwrap();
     until(&mut s, |e| matches!(e, RuntimeEvent::SessionReady { .. })).await;
@@ -230,7 +229,7 @@ async fn interrupt_ends_the_turn_not_the_session() {
 }
 
 async fn api_error_fails_the_turn_and_keeps_the_session() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let mut s = start(&h).await;
     s.send_turn("FAIL_TURN").await.unwrap();
     let events = until_turn_finished(&mut s).await;
@@ -244,7 +243,7 @@ async fn api_error_fails_the_turn_and_keeps_the_session() {
 }
 
 async fn todos_become_a_plan_and_questions_get_answers() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let mut s = start(&h).await;
     s.send_turn("PLAN").await.unwrap();
     let events = until_turn_finished(&mut s).await;
@@ -268,7 +267,7 @@ async fn todos_become_a_plan_and_questions_get_answers() {
 }
 
 async fn malformed_output_is_skipped() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let mut s = start_with(&h, RuntimeOptions { max_line_bytes: 64 * 1024, ..options() }, None).await.unwrap();
     s.send_turn("GARBAGE").await.unwrap();
     let events = until_turn_finished(&mut s).await;
@@ -278,7 +277,7 @@ async fn malformed_output_is_skipped() {
 }
 
 async fn crash_then_resume_with_the_same_session_id() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let mut s = start(&h).await;
     s.send_turn("remember this").await.unwrap();
     until_turn_finished(&mut s).await;
@@ -298,7 +297,7 @@ async fn crash_then_resume_with_the_same_session_id() {
 }
 
 async fn resume_of_an_unknown_session_fails_cleanly() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let err = start_with(&h, options(), Some("gone".into())).await.err().expect("resume fails");
     assert!(matches!(err, RuntimeError::Resume(ref m) if m.contains("No conversation found")), "{err:?}");
 }

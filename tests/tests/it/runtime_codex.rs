@@ -1,15 +1,14 @@
 //! The codex app-server adapter against a fake `codex app-server` shaped after the recorded
 //! transcripts: handshake, turns, approvals, interrupt, crash and resume, bad output.
 
-use taskgate_tests::harness::Trial;
-
-use crate::runtime_common::*;
 use serde_json::Value;
 use taskgate_adapters::runtime::{CodexRuntime, RuntimeOptions};
 use taskgate_core::runtime::{
     AgentKind, AgentRuntime, AgentSession, ApprovalDecision, ApprovalKind, CommandStatus, RuntimeError, RuntimeEvent,
     TurnOutcome,
 };
+use taskgate_tests::harness::Trial;
+use taskgate_tests::sessions::*;
 
 pub fn trials() -> Vec<Trial> {
     taskgate_tests::trials! {
@@ -32,12 +31,12 @@ pub fn trials() -> Vec<Trial> {
     }
 }
 
-async fn start(h: &Harness) -> Box<dyn AgentSession> {
+async fn start(h: &Workspace) -> Box<dyn AgentSession> {
     start_with(h, options(), None).await.expect("codex session starts")
 }
 
 async fn start_with(
-    h: &Harness,
+    h: &Workspace,
     options: RuntimeOptions,
     resume: Option<String>,
 ) -> Result<Box<dyn AgentSession>, RuntimeError> {
@@ -49,7 +48,7 @@ async fn start_with(
     CodexRuntime::new(options).start(spec).await
 }
 
-fn decisions(h: &Harness) -> Vec<String> {
+fn decisions(h: &Workspace) -> Vec<String> {
     h.received()
         .iter()
         .filter(|m| m.get("method").is_none())
@@ -66,7 +65,7 @@ async fn approval(session: &mut Box<dyn AgentSession>) -> taskgate_core::runtime
 }
 
 async fn handshake_and_turn_follow_the_protocol() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let mut s = start(&h).await;
     let ready = next(&mut s).await.unwrap();
     let RuntimeEvent::SessionReady { provider_session_id, resumed: false } = ready else { panic!("{ready:?}") };
@@ -95,7 +94,7 @@ async fn handshake_and_turn_follow_the_protocol() {
 }
 
 async fn command_approval_accept_runs_it() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let mut s = start(&h).await;
     s.send_turn("RUN_CMD: echo hi > ran.txt").await.unwrap();
     let req = approval(&mut s).await;
@@ -126,7 +125,7 @@ async fn command_approval_accept_runs_it() {
 }
 
 async fn allow_for_session_is_not_asked_again() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let mut s = start(&h).await;
     s.send_turn("RUN_CMD: true").await.unwrap();
     let req = approval(&mut s).await;
@@ -140,7 +139,7 @@ async fn allow_for_session_is_not_asked_again() {
 }
 
 async fn decline_lets_the_turn_go_on_without_the_command() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let mut s = start(&h).await;
     s.send_turn("RUN_CMD: touch nope.txt").await.unwrap();
     let req = approval(&mut s).await;
@@ -155,7 +154,7 @@ async fn decline_lets_the_turn_go_on_without_the_command() {
 }
 
 async fn deny_and_stop_ends_the_turn_interrupted() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let mut s = start(&h).await;
     s.send_turn("RUN_CMD: touch nope.txt").await.unwrap();
     let req = approval(&mut s).await;
@@ -172,7 +171,7 @@ async fn deny_and_stop_ends_the_turn_interrupted() {
 }
 
 async fn file_change_approval_carries_the_diff_from_item_started() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let mut s = start(&h).await;
     s.send_turn("WRITE_FILE: new.txt").await.unwrap();
     let req = approval(&mut s).await;
@@ -192,7 +191,7 @@ async fn file_change_approval_carries_the_diff_from_item_started() {
 }
 
 async fn interrupt_ends_a_running_turn_and_the_session_stays() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let mut s = start(&h).await;
     s.send_turn("SLOW_REPLY please").await.unwrap();
     until(&mut s, |e| matches!(e, RuntimeEvent::TurnStarted { .. })).await;
@@ -210,7 +209,7 @@ async fn interrupt_ends_a_running_turn_and_the_session_stays() {
 }
 
 async fn interrupt_while_waiting_for_approval_withdraws_it() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let mut s = start(&h).await;
     s.send_turn("RUN_CMD: touch late.txt").await.unwrap();
     let req = approval(&mut s).await;
@@ -224,7 +223,7 @@ async fn interrupt_while_waiting_for_approval_withdraws_it() {
 }
 
 async fn failed_turn_reports_the_error_and_keeps_the_session() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let mut s = start(&h).await;
     s.send_turn("FAIL_TURN").await.unwrap();
     let events = until_turn_finished(&mut s).await;
@@ -239,7 +238,7 @@ async fn failed_turn_reports_the_error_and_keeps_the_session() {
 }
 
 async fn plan_and_question_are_relayed() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let mut s = start(&h).await;
     s.send_turn("PLAN").await.unwrap();
     let events = until_turn_finished(&mut s).await;
@@ -264,7 +263,7 @@ async fn plan_and_question_are_relayed() {
 }
 
 async fn malformed_output_is_skipped() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let options = RuntimeOptions { max_line_bytes: 64 * 1024, ..options() };
     let mut s = start_with(&h, options, None).await.unwrap();
     s.send_turn("GARBAGE").await.unwrap();
@@ -275,7 +274,7 @@ async fn malformed_output_is_skipped() {
 }
 
 async fn crash_mid_turn_reports_died_and_the_thread_resumes() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let mut s = start(&h).await;
     let thread = s.provider_session_id().expect("thread id");
     s.send_turn("remember this").await.unwrap();
@@ -297,13 +296,13 @@ async fn crash_mid_turn_reports_died_and_the_thread_resumes() {
 }
 
 async fn resume_of_an_unknown_thread_fails_cleanly() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let err = start_with(&h, options(), Some("no-such-thread".into())).await.err().expect("resume fails");
     assert!(matches!(err, RuntimeError::Resume(ref m) if m.contains("no rollout")), "{err:?}");
 }
 
 async fn a_missing_program_is_a_spawn_error() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let mut spec = h.spec(AgentKind::Codex);
     spec.program = "/nonexistent/codex".into();
     let err = CodexRuntime::new(options()).start(spec).await.err().expect("spawn fails");

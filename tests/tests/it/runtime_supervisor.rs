@@ -4,12 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use taskgate_tests::harness::Trial;
-
-use crate::runtime_common::*;
 use serde_json::Value;
 use taskgate_adapters::runtime::{AgentRuntimes, RuntimeOptions, SupervisedSession, Supervisor, SupervisorOptions};
 use taskgate_core::runtime::{AgentKind, AgentSession, RuntimeEvent, SessionSpec, TurnOutcome};
+use taskgate_tests::harness::Trial;
+use taskgate_tests::sessions::*;
 
 pub fn trials() -> Vec<Trial> {
     taskgate_tests::trials! {
@@ -29,7 +28,7 @@ pub fn trials() -> Vec<Trial> {
 fn supervisor(options: SupervisorOptions) -> Supervisor {
     let runtime = AgentRuntimes::new(RuntimeOptions {
         shutdown_grace: Duration::from_millis(300),
-        ..crate::runtime_common::options()
+        ..taskgate_tests::sessions::options()
     });
     Supervisor::new(Arc::new(runtime), options)
 }
@@ -43,7 +42,7 @@ fn quick() -> SupervisorOptions {
     }
 }
 
-fn spec(h: &Harness, kind: AgentKind) -> SessionSpec {
+fn spec(h: &Workspace, kind: AgentKind) -> SessionSpec {
     let mut spec = h.spec(kind);
     if kind == AgentKind::Acp {
         spec.args.push("--acp-load".into());
@@ -64,7 +63,7 @@ fn outcome(events: &[RuntimeEvent]) -> TurnOutcome {
 }
 
 /// The texts of every turn the fake agent was sent, whatever the protocol.
-fn turn_inputs(h: &Harness) -> Vec<String> {
+fn turn_inputs(h: &Workspace) -> Vec<String> {
     h.received()
         .iter()
         .filter_map(|m| {
@@ -78,7 +77,7 @@ fn turn_inputs(h: &Harness) -> Vec<String> {
 }
 
 async fn crash_mid_turn_resumes_and_finishes(kind: AgentKind) {
-    let h = Harness::new();
+    let h = Workspace::new();
     let sup = supervisor(quick());
     let mut s = start(&sup, spec(&h, kind), None).await;
     s.send_turn("remember this").await.unwrap();
@@ -117,7 +116,7 @@ async fn acp_crash_mid_turn_resumes_and_finishes_the_turn() {
 }
 
 async fn failed_resume_starts_fresh_seeded_with_the_restart_note() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let sup = supervisor(quick());
     let session = sup.start_supervised(spec(&h, AgentKind::Codex), Some("old note".into())).await.unwrap();
     session.set_restart_note("NOTE: objective is the green button");
@@ -149,7 +148,7 @@ async fn failed_resume_starts_fresh_seeded_with_the_restart_note() {
 }
 
 async fn time_limit_interrupts_a_runaway_turn_and_says_so() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let sup = supervisor(quick());
     let mut spec = spec(&h, AgentKind::Claude);
     spec.turn_timeout = Some(Duration::from_millis(300));
@@ -167,7 +166,7 @@ async fn time_limit_interrupts_a_runaway_turn_and_says_so() {
 }
 
 async fn time_limit_kills_an_agent_that_ignores_the_interrupt() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let sup = supervisor(quick());
     let mut spec = spec(&h, AgentKind::Codex);
     spec.turn_timeout = Some(Duration::from_millis(300));
@@ -187,7 +186,7 @@ async fn time_limit_kills_an_agent_that_ignores_the_interrupt() {
 }
 
 async fn process_cap_queues_extra_sessions() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let sup = supervisor(SupervisorOptions { max_concurrent: 1, ..quick() });
     let mut first = start(&sup, spec(&h, AgentKind::Codex), None).await;
     assert_eq!(sup.available_slots(), 0);
@@ -208,7 +207,7 @@ async fn process_cap_queues_extra_sessions() {
 }
 
 async fn repeated_crashes_give_up_with_one_final_died() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let sup = supervisor(quick());
     let mut s = start(&sup, spec(&h, AgentKind::Codex), None).await;
     s.send_turn("CRASH always").await.unwrap();

@@ -11,8 +11,8 @@ use taskgate::engine::IncomingMessage;
 use taskgate_core::classify::Chat;
 use taskgate_core::model::Channel;
 use taskgate_core::store::Store;
-use taskgate_tests::console::Gateway;
-use taskgate_tests::harness::{Trial, eventually};
+use taskgate_tests::app::{TestApp, spawn_console};
+use taskgate_tests::harness::{Trial, WAIT, eventually};
 
 pub fn trials() -> Vec<Trial> {
     taskgate_tests::trials! {
@@ -27,10 +27,10 @@ pub fn trials() -> Vec<Trial> {
     }
 }
 
-const WAIT: Duration = Duration::from_secs(30);
-
-async fn gateway() -> Gateway {
-    Gateway::start(env!("CARGO_BIN_EXE_fake-agent"), WAIT).await.expect("gateway starts")
+/// The console's gateway. The tests stop it without asking for a clean stop: a test's open
+/// `/api/stream` keeps the server from finishing gracefully before the stop's time limit.
+async fn gateway() -> TestApp {
+    spawn_console().await.expect("gateway starts")
 }
 
 fn client() -> reqwest::Client {
@@ -38,7 +38,7 @@ fn client() -> reqwest::Client {
 }
 
 struct Api<'a> {
-    gw: &'a Gateway,
+    gw: &'a TestApp,
     http: reqwest::Client,
 }
 
@@ -119,7 +119,7 @@ async fn every_api_route_needs_the_token_and_wrong_tokens_get_401() {
     let stored = gw.store.setting(taskgate::web::auth::TOKEN_SETTING).await.unwrap().unwrap();
     assert_ne!(stored, new);
     assert_eq!(stored, taskgate::web::auth::hash(&new));
-    gw.stop().await;
+    let _ = gw.stop().await;
 }
 
 async fn openapi_file_lists_exactly_the_console_routes() {
@@ -167,7 +167,7 @@ async fn openapi_file_lists_exactly_the_console_routes() {
             assert!(body["error"].as_str().is_some_and(|e| e.contains("not found")), "{method} {path} is not routed");
         }
     }
-    gw.stop().await;
+    let _ = gw.stop().await;
 }
 
 async fn web_chat_task_timeline_and_an_approval_that_resolves_exactly_once() {
@@ -302,7 +302,7 @@ async fn web_chat_task_timeline_and_an_approval_that_resolves_exactly_once() {
     assert_eq!(two["duplicate"], true);
     let (empty, _) = api.post("/api/messages", json!({"text": "  "})).await;
     assert_eq!(empty, StatusCode::BAD_REQUEST);
-    gw.stop().await;
+    let _ = gw.stop().await;
 }
 
 fn telegram(text: &str) -> IncomingMessage {
@@ -386,7 +386,7 @@ async fn link_joins_web_and_telegram_and_the_task_continues_across_them() {
         "{events}"
     );
     assert_eq!(api.get("/api/tasks").await.as_array().unwrap().len(), 1, "no second task was started");
-    gw.stop().await;
+    let _ = gw.stop().await;
 }
 
 /// The console never shows a finding as trusted once a file it cites has changed.
@@ -444,7 +444,7 @@ async fn the_task_page_marks_a_finding_stale_when_its_file_changed() {
     let shown = api.get(&format!("/api/tasks/{}", task.id)).await;
     assert_eq!(shown["note_entries"][0]["kind"], "verified", "the stored entry is not overwritten");
     assert_eq!(shown["note_entries"][0]["stale_because"], json!(["src/a.rs"]), "{shown}");
-    gw.stop().await;
+    let _ = gw.stop().await;
 }
 
 /// A clarify button in web chat applies its reading to the original message, once.
@@ -490,5 +490,5 @@ async fn a_clarify_button_completes_the_original_message_once() {
     let (status, _) = api.post("/api/messages/in-1/choose", json!({"choice": 0})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(gw.store.tasks(10).await.unwrap().len(), 1);
-    gw.stop().await;
+    let _ = gw.stop().await;
 }

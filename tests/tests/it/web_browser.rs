@@ -10,11 +10,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::Value;
-use taskgate_tests::console::Gateway;
-use taskgate_tests::harness::{self, Failed, Flavor, Trial};
+use taskgate_tests::app::{TestApp, spawn_console};
+use taskgate_tests::harness::{self, Failed, Flavor, Trial, WAIT};
 use taskgate_tests::webdriver::{self, Browser};
-
-const WAIT: Duration = Duration::from_secs(30);
 
 pub fn trials() -> Vec<Trial> {
     let name = harness::name(module_path!(), "console_in_chromium_runs_a_task_and_approves_it_live");
@@ -34,7 +32,7 @@ fn run(chromium: &Path, chromedriver: &Path) -> Result<(), Failed> {
 }
 
 async fn scenario(chromium: &Path, chromedriver: &Path) -> anyhow::Result<()> {
-    let gw = Gateway::start(env!("CARGO_BIN_EXE_fake-agent"), WAIT).await?;
+    let gw = spawn_console().await?;
     let browser = Browser::start(chromium, chromedriver).await?;
     let result = steps(&gw, &browser).await;
     // The screenshot is taken whatever happened: on failure it shows where the page stood.
@@ -47,7 +45,7 @@ async fn scenario(chromium: &Path, chromedriver: &Path) -> anyhow::Result<()> {
         eprintln!("screenshot: {}", path.display());
     }
     browser.quit().await;
-    gw.stop().await;
+    let _ = gw.stop().await;
     result
 }
 
@@ -58,7 +56,7 @@ fn screenshot_path() -> PathBuf {
     target.join("web-console.png")
 }
 
-async fn steps(gw: &Gateway, browser: &Browser) -> anyhow::Result<()> {
+async fn steps(gw: &TestApp, browser: &Browser) -> anyhow::Result<()> {
     // Log in with the token.
     browser.goto(&format!("{}/", gw.url)).await?;
     let token = browser.wait("#token", WAIT).await?;
