@@ -214,7 +214,8 @@ async fn an_acp_agent_without_http_mcp_writes_the_note_through_the_stdio_bridge(
     let port = Port::bind().await;
     let mcp_url = format!("http://{}/mcp", port.addr);
     let log = world.dir.path().join("agent-stdin.jsonl");
-    let bridge = env!("CARGO_BIN_EXE_taskgate-mcp");
+    // `taskgate mcp`: the real binary's subcommand (see tests/Cargo.toml).
+    let bridge = env!("CARGO_BIN_EXE_taskgate-cli");
     // An ACP agent alone, and the project's default: no HTTP MCP, so it is offered the bridge.
     let acp = fake_agent_config(
         AgentKind::Acp,
