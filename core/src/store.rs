@@ -1,5 +1,5 @@
 //! The storage port. One trait, implemented by the sea-orm adapter for SQLite and PostgreSQL
-//! and checked by one contract suite against both (tests/tests/store_contract.rs).
+//! and checked by one contract suite against both (tests/tests/it/store_contract.rs).
 
 use async_trait::async_trait;
 

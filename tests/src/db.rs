@@ -1,10 +1,17 @@
 //! Fresh databases for tests: a SQLite file in a temp dir, or a new PostgreSQL database on the
 //! server named by `TASKGATE_TEST_DATABASE_URL`, dropped again afterwards.
 
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
 
+use futures_util::FutureExt;
 use sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
 use taskgate_adapters::store::SeaStore;
+
+use crate::harness::{self, Failed, Flavor, Trial};
 
 pub const PG_URL_VAR: &str = "TASKGATE_TEST_DATABASE_URL";
 
@@ -84,6 +91,66 @@ impl TestDb {
         }
         Ok(())
     }
+}
+
+/// One case of a database suite: it gets a fresh database of the trial's backend.
+pub type Case = fn(&TestDb) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + '_>>;
+
+/// `[(name, Case)]` from `async fn name(db: &TestDb) -> anyhow::Result<()>` functions.
+#[macro_export]
+macro_rules! db_cases {
+    ($($name:ident),+ $(,)?) => {
+        &[$((
+            stringify!($name),
+            |db| ::std::boxed::Box::pin($name(db))
+                as ::std::pin::Pin<::std::boxed::Box<dyn ::std::future::Future<Output = _> + '_>>,
+        )),+]
+    };
+}
+
+/// The trials of a database suite on `backend`, named `module::backend::case` (`module` from
+/// the caller's `module_path!()`). Each case runs on its own runtime of `flavor`, bounded by
+/// `limit` when given, with a fresh database that is dropped afterwards even when the case
+/// fails. The PostgreSQL trials need [`PG_URL_VAR`]: without it they are reported ignored
+/// (never passed), and under `CI=true` they fail (see [`harness::requires`]).
+pub fn trials(
+    module_path: &str,
+    backend: Backend,
+    cases: &'static [(&'static str, Case)],
+    flavor: Flavor,
+    limit: Option<Duration>,
+) -> Vec<Trial> {
+    cases
+        .iter()
+        .map(|&(case_name, case)| {
+            let name = harness::name(module_path, &format!("{}::{case_name}", backend.name()));
+            let found = match backend {
+                Backend::Sqlite => Ok(()),
+                Backend::Postgres => postgres_url()
+                    .map(drop)
+                    .ok_or_else(|| format!("{PG_URL_VAR} is not set: the PostgreSQL half did not run")),
+            };
+            harness::requires(name, found, move |()| run(backend, case, flavor, limit))
+        })
+        .collect()
+}
+
+fn run(backend: Backend, case: Case, flavor: Flavor, limit: Option<Duration>) -> Result<(), Failed> {
+    harness::block_on(flavor, async {
+        let db = TestDb::create(backend).await.map_err(|e| format!("creating test database: {e:#}"))?;
+        // A failed assertion (a panic) must not leave the PostgreSQL database behind either.
+        let ran = AssertUnwindSafe(case(&db)).catch_unwind();
+        let result = match limit {
+            Some(limit) => tokio::time::timeout(limit, ran).await.ok(),
+            None => Some(ran.await),
+        };
+        db.drop_db().await.map_err(|e| format!("dropping test database: {e:#}"))?;
+        match result {
+            Some(Ok(result)) => result.map_err(|e| Failed::from(format!("{e:#}"))),
+            Some(Err(panic)) => std::panic::resume_unwind(panic),
+            None => Err(format!("the case did not finish within {} s", limit.unwrap_or_default().as_secs()).into()),
+        }
+    })
 }
 
 /// `postgres://user@host:port/db?opts` with `db` replaced by `name`.

@@ -14,7 +14,7 @@
 //!   must support; the bridge reads the URL and token from its env.
 //!
 //! The note tools only read and append to the calling session's own task note, so they run
-//! without approval. Checked against the real CLIs in `tests/tests/compat_real_clis.rs`.
+//! without approval. Checked against the real CLIs in `tests/tests/it/compat_real_clis.rs`.
 
 use serde_json::{Value, json};
 use taskgate_core::runtime::McpServer;

@@ -23,10 +23,27 @@ use axum::body::Bytes;
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
+use taskgate::telegram::TelegramOptions;
+use taskgate_adapters::telegram::outbound::OutboxOptions;
+use taskgate_adapters::telegram::polling::PollOptions;
 use tokio::sync::{Notify, oneshot};
 
 pub const BOT_ID: u64 = 7_000_001;
 pub const BOT_USERNAME: &str = "taskgate_test_bot";
+
+/// The real Telegram channel's options against the fake: short polls, no pacing between
+/// messages, a quick inbox.
+pub fn channel_options() -> TelegramOptions {
+    TelegramOptions {
+        outbox: OutboxOptions {
+            poll_interval: Duration::from_millis(50),
+            chat_interval: Duration::ZERO,
+            ..OutboxOptions::default()
+        },
+        poll: PollOptions { timeout_secs: 1, ..PollOptions::default() },
+        inbox_interval: Duration::from_millis(100),
+    }
+}
 
 /// One call the fake received.
 #[derive(Debug, Clone)]

@@ -1,22 +1,41 @@
 //! The claude adapter against a fake `claude` speaking stream-json and the stdio control
 //! protocol, shaped after the recorded transcripts.
 
-mod runtime_common;
-
-use runtime_common::*;
 use serde_json::Value;
 use taskgate_adapters::runtime::{ClaudeRuntime, RuntimeOptions};
 use taskgate_core::runtime::{
     AgentKind, AgentRuntime, AgentSession, ApprovalDecision, ApprovalKind, ApprovalRequest, CommandStatus,
     RuntimeError, RuntimeEvent, TurnOutcome,
 };
+use taskgate_tests::harness::Trial;
+use taskgate_tests::sessions::*;
 
-async fn start(h: &Harness) -> Box<dyn AgentSession> {
+pub fn trials() -> Vec<Trial> {
+    taskgate_tests::trials! {
+        current_thread: [
+            handshake_then_turn_with_usage_and_cost,
+            bash_approval_allow_runs_the_command,
+            failing_command_reports_its_exit_code,
+            allow_for_session_adds_session_rules,
+            deny_lets_the_turn_go_on,
+            deny_and_stop_interrupts_the_turn,
+            write_approval_shows_the_content_and_reports_the_change,
+            interrupt_ends_the_turn_not_the_session,
+            api_error_fails_the_turn_and_keeps_the_session,
+            todos_become_a_plan_and_questions_get_answers,
+            malformed_output_is_skipped,
+            crash_then_resume_with_the_same_session_id,
+            resume_of_an_unknown_session_fails_cleanly,
+        ],
+    }
+}
+
+async fn start(h: &Workspace) -> Box<dyn AgentSession> {
     start_with(h, options(), None).await.expect("claude session starts")
 }
 
 async fn start_with(
-    h: &Harness,
+    h: &Workspace,
     options: RuntimeOptions,
     resume: Option<String>,
 ) -> Result<Box<dyn AgentSession>, RuntimeError> {
@@ -27,7 +46,7 @@ async fn start_with(
 }
 
 /// The `response` bodies of the control responses we sent for permission prompts.
-fn permission_answers(h: &Harness) -> Vec<Value> {
+fn permission_answers(h: &Workspace) -> Vec<Value> {
     h.received()
         .into_iter()
         .filter(|m| m["type"] == "control_response")
@@ -47,9 +66,8 @@ fn completed(events: &[RuntimeEvent]) -> bool {
     matches!(last(events), RuntimeEvent::TurnFinished { outcome: TurnOutcome::Completed, .. })
 }
 
-#[tokio::test]
 async fn handshake_then_turn_with_usage_and_cost() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let mut s = start(&h).await;
     // Claude names its session only once the first turn starts.
     assert_eq!(s.provider_session_id(), None);
@@ -83,9 +101,8 @@ async fn handshake_then_turn_with_usage_and_cost() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn bash_approval_allow_runs_the_command() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let mut s = start(&h).await;
     s.send_turn("RUN_CMD: touch sdk_ok.txt").await.unwrap();
     let req = approval(&mut s).await;
@@ -109,9 +126,8 @@ async fn bash_approval_allow_runs_the_command() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn failing_command_reports_its_exit_code() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let mut s = start(&h).await;
     s.send_turn("RUN_CMD: exit 4").await.unwrap();
     let req = approval(&mut s).await;
@@ -127,9 +143,8 @@ async fn failing_command_reports_its_exit_code() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn allow_for_session_adds_session_rules() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let mut s = start(&h).await;
     s.send_turn("RUN_CMD: true").await.unwrap();
     let req = approval(&mut s).await;
@@ -144,9 +159,8 @@ async fn allow_for_session_adds_session_rules() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn deny_lets_the_turn_go_on() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let mut s = start(&h).await;
     s.send_turn("RUN_CMD: touch sdk_denied.txt").await.unwrap();
     let req = approval(&mut s).await;
@@ -164,9 +178,8 @@ async fn deny_lets_the_turn_go_on() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn deny_and_stop_interrupts_the_turn() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let mut s = start(&h).await;
     s.send_turn("RUN_CMD: touch stop.txt").await.unwrap();
     let req = approval(&mut s).await;
@@ -182,9 +195,8 @@ async fn deny_and_stop_interrupts_the_turn() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn write_approval_shows_the_content_and_reports_the_change() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let mut s = start(&h).await;
     s.send_turn("WRITE_FILE: sdk_write.txt").await.unwrap();
     let req = approval(&mut s).await;
@@ -198,9 +210,8 @@ async fn write_approval_shows_the_content_and_reports_the_change() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn interrupt_ends_the_turn_not_the_session() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let mut s = start(&h).await;
     s.send_turn("SLOW_REPLY please").await.unwrap();
     until(&mut s, |e| matches!(e, RuntimeEvent::SessionReady { .. })).await;
@@ -217,9 +228,8 @@ async fn interrupt_ends_the_turn_not_the_session() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn api_error_fails_the_turn_and_keeps_the_session() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let mut s = start(&h).await;
     s.send_turn("FAIL_TURN").await.unwrap();
     let events = until_turn_finished(&mut s).await;
@@ -232,9 +242,8 @@ async fn api_error_fails_the_turn_and_keeps_the_session() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn todos_become_a_plan_and_questions_get_answers() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let mut s = start(&h).await;
     s.send_turn("PLAN").await.unwrap();
     let events = until_turn_finished(&mut s).await;
@@ -257,9 +266,8 @@ async fn todos_become_a_plan_and_questions_get_answers() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn malformed_output_is_skipped() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let mut s = start_with(&h, RuntimeOptions { max_line_bytes: 64 * 1024, ..options() }, None).await.unwrap();
     s.send_turn("GARBAGE").await.unwrap();
     let events = until_turn_finished(&mut s).await;
@@ -268,9 +276,8 @@ async fn malformed_output_is_skipped() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn crash_then_resume_with_the_same_session_id() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let mut s = start(&h).await;
     s.send_turn("remember this").await.unwrap();
     until_turn_finished(&mut s).await;
@@ -289,9 +296,8 @@ async fn crash_then_resume_with_the_same_session_id() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn resume_of_an_unknown_session_fails_cleanly() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let err = start_with(&h, options(), Some("gone".into())).await.err().expect("resume fails");
     assert!(matches!(err, RuntimeError::Resume(ref m) if m.contains("No conversation found")), "{err:?}");
 }

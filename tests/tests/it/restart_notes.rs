@@ -6,21 +6,30 @@
 //! the exported file, never log text.
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use taskgate::config::{AgentConfig, AgentKind, Command, Config, ProjectConfig};
-use taskgate::engine::{Engine, IncomingMessage};
-use taskgate_adapters::runtime::{AgentRuntimes, RuntimeOptions};
+use taskgate::config::AgentKind;
+use taskgate::engine::IncomingMessage;
 use taskgate_adapters::store::SeaStore;
-use taskgate_core::classify::Chat;
 use taskgate_core::model::*;
 use taskgate_core::store::Store;
+use taskgate_tests::app::Port;
+use taskgate_tests::harness::{Trial, eventually};
+use taskgate_tests::reads::{agent_text, outbox_texts, results};
+use taskgate_tests::world::{World, fake_agent_config, message};
 
-const WAIT: Duration = Duration::from_secs(30);
+pub fn trials() -> Vec<Trial> {
+    taskgate_tests::trials! {
+        current_thread: [
+            an_investigation_survives_a_lost_session_and_goes_stale_when_its_file_changes,
+            an_acp_agent_without_http_mcp_writes_the_note_through_the_stdio_bridge,
+            the_mcp_endpoint_wants_a_session_token,
+        ],
+    }
+}
 
 fn git(dir: &Path, args: &[&str]) {
     let status = std::process::Command::new("git")
@@ -34,37 +43,7 @@ fn git(dir: &Path, args: &[&str]) {
 }
 
 fn msg(text: &str) -> IncomingMessage {
-    IncomingMessage {
-        channel: Channel::Telegram,
-        chat_id: "chat-1".into(),
-        thread_id: String::new(),
-        sender_id: "u1".into(),
-        sender_name: "Ada".into(),
-        text: text.into(),
-        reply_to_task: None,
-        chat: Chat::Direct,
-        mentioned: false,
-    }
-}
-
-async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn results(store: &SeaStore, task: Id) -> Vec<Value> {
-    let timeline = store.timeline(task).await.expect("timeline");
-    timeline.into_iter().filter(|e| e.kind == EventKind::Result).map(|e| e.body).collect()
+    message("chat-1", "u1", "Ada", text)
 }
 
 async fn turns_done(store: &SeaStore, task: Id, n: usize) -> Vec<Value> {
@@ -75,30 +54,9 @@ async fn turns_done(store: &SeaStore, task: Id, n: usize) -> Vec<Value> {
     .await
 }
 
-async fn agent_text(store: &SeaStore, task: Id) -> String {
-    let timeline = store.timeline(task).await.expect("timeline");
-    timeline
-        .iter()
-        .filter(|e| e.body["type"] == "agent_text")
-        .filter_map(|e| e.body["text"].as_str())
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// Everything the gateway has enqueued for the chat so far, oldest first.
+/// Everything the gateway has enqueued for the chat since the last call, oldest first.
 async fn chat_lines(store: &SeaStore) -> Vec<String> {
-    let mut out = Vec::new();
-    let far = chrono::Utc::now() + chrono::Duration::days(1);
-    loop {
-        let due = store.outbox_due(Channel::Telegram, far, 100).await.expect("outbox");
-        if due.is_empty() {
-            return out;
-        }
-        for o in due {
-            out.push(o.payload["text"].as_str().unwrap_or_default().to_owned());
-            store.outbox_sent(o.id, Some(&format!("m-{}", o.id))).await.expect("sent");
-        }
-    }
+    outbox_texts(store).await.into_iter().map(|(_, _, text)| text).collect()
 }
 
 /// The prompts the fake codex received (`turn/start` inputs), in order.
@@ -111,10 +69,10 @@ fn prompts(log: &Path) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
 async fn an_investigation_survives_a_lost_session_and_goes_stale_when_its_file_changes() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let work = dir.path().join("work");
+    let mut world = World::new();
+    // The shared config's project.
+    let work = world.config.projects[0].path.clone();
     std::fs::create_dir_all(work.join("src")).expect("work dir");
     std::fs::write(work.join("src/session.rs"), "fn save() {}\n").expect("file");
     git(&work, &["init", "-q"]);
@@ -122,47 +80,18 @@ async fn an_investigation_survives_a_lost_session_and_goes_stale_when_its_file_c
     git(&work, &["commit", "-q", "-m", "start"]);
 
     // The MCP endpoint is served beside the in-process engine, as `taskgate serve` does.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let mcp_url = format!("http://{}/mcp", listener.local_addr().expect("addr"));
-    let log = dir.path().join("agent-stdin.jsonl");
-    let mut agents = BTreeMap::new();
-    agents.insert(
-        "codex".to_owned(),
-        AgentConfig {
-            command: Some(Command::Argv(vec![
-                env!("CARGO_BIN_EXE_fake-agent").into(),
-                "codex".into(),
-                "--state-dir".into(),
-                dir.path().join("fake-state").to_string_lossy().into_owned(),
-                "--log".into(),
-                log.to_string_lossy().into_owned(),
-            ])),
-            ..AgentConfig::new(AgentKind::Codex)
-        },
+    let port = Port::bind().await;
+    let log = world.dir.path().join("agent-stdin.jsonl");
+    // Codex alone, logging what it is sent (its prompts are checked below).
+    let state = world.dir.path().join("fake-state").to_string_lossy().into_owned();
+    let codex = fake_agent_config(
+        AgentKind::Codex,
+        ["--state-dir".into(), state, "--log".into(), log.to_string_lossy().into_owned()],
     );
-    let mut config = Config {
-        projects: vec![ProjectConfig {
-            name: "demo".into(),
-            path: work.clone(),
-            default_agent: Some("codex".into()),
-            busy_policy: Default::default(),
-        }],
-        agents,
-        ..Config::default()
-    };
-    config.runtime.turn_timeout_secs = WAIT.as_secs();
-    config.runtime.interrupt_grace_secs = 1;
-    config.notes.mcp_url = Some(mcp_url);
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("taskgate.db").display());
-    let store = SeaStore::connect(&url).await.expect("connect");
-    store.migrate().await.expect("migrate");
-    let runtime = AgentRuntimes::new(RuntimeOptions {
-        handshake_timeout: Duration::from_secs(10),
-        shutdown_grace: Duration::from_millis(300),
-        ..RuntimeOptions::default()
-    });
-    let engine = Arc::new(Engine::new(Arc::new(store), Arc::new(config), Arc::new(runtime)));
-    let server = tokio::spawn(axum::serve(listener, taskgate::notes::mcp::router(engine.clone())).into_future());
+    world.config.agents = BTreeMap::from([("codex".to_owned(), codex)]);
+    world.config.notes.mcp_url = Some(format!("http://{}/mcp", port.addr));
+    let engine = Arc::new(world.engine().await);
+    let server = port.serve(taskgate::notes::mcp::router(engine.clone()));
     let store = engine.store().clone();
 
     // Turn 1: the investigation starts.
@@ -273,61 +202,32 @@ async fn an_investigation_survives_a_lost_session_and_goes_stale_when_its_file_c
     assert_eq!(store.tasks(10).await.expect("tasks").len(), 1, "no message became a new task");
 
     engine.shutdown().await;
-    server.abort();
+    drop(server);
 }
 
 /// An ACP agent without HTTP MCP is offered the stdio bridge (`taskgate mcp`) in
 /// `session/new`, the token only in its env block; the agent spawns it and writes the note
 /// through it. The fake also checks that a malformed line gets a parse error and that the
 /// bridge exits cleanly when its stdin closes (a problem would show as `error:` in its reply).
-#[tokio::test]
 async fn an_acp_agent_without_http_mcp_writes_the_note_through_the_stdio_bridge() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let work = dir.path().join("work");
-    std::fs::create_dir_all(&work).expect("work dir");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let mcp_url = format!("http://{}/mcp", listener.local_addr().expect("addr"));
-    let log = dir.path().join("agent-stdin.jsonl");
-    let bridge = env!("CARGO_BIN_EXE_taskgate-mcp");
-    let mut agents = BTreeMap::new();
-    agents.insert(
-        "acp".to_owned(),
-        AgentConfig {
-            command: Some(Command::Argv(vec![
-                env!("CARGO_BIN_EXE_fake-agent").into(),
-                "acp".into(),
-                "--acp-stdio-mcp".into(),
-                "--log".into(),
-                log.to_string_lossy().into_owned(),
-            ])),
-            ..AgentConfig::new(AgentKind::Acp)
-        },
+    let mut world = World::new();
+    let port = Port::bind().await;
+    let mcp_url = format!("http://{}/mcp", port.addr);
+    let log = world.dir.path().join("agent-stdin.jsonl");
+    // `taskgate mcp`: the real binary's subcommand (see tests/Cargo.toml).
+    let bridge = env!("CARGO_BIN_EXE_taskgate-cli");
+    // An ACP agent alone, and the project's default: no HTTP MCP, so it is offered the bridge.
+    let acp = fake_agent_config(
+        AgentKind::Acp,
+        ["--acp-stdio-mcp".into(), "--log".into(), log.to_string_lossy().into_owned()],
     );
-    let mut config = Config {
-        projects: vec![ProjectConfig {
-            name: "demo".into(),
-            path: work.clone(),
-            default_agent: Some("acp".into()),
-            busy_policy: Default::default(),
-        }],
-        agents,
-        ..Config::default()
-    };
-    config.runtime.turn_timeout_secs = WAIT.as_secs();
-    config.runtime.interrupt_grace_secs = 1;
-    config.notes.mcp_url = Some(mcp_url.clone());
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("taskgate.db").display());
-    let store = SeaStore::connect(&url).await.expect("connect");
-    store.migrate().await.expect("migrate");
-    let runtime = AgentRuntimes::new(RuntimeOptions {
-        handshake_timeout: Duration::from_secs(10),
-        shutdown_grace: Duration::from_millis(300),
-        ..RuntimeOptions::default()
-    });
-    let engine = Arc::new(Engine::new(Arc::new(store), Arc::new(config), Arc::new(runtime)));
+    world.config.agents = BTreeMap::from([("acp".to_owned(), acp)]);
+    world.config.projects[0].default_agent = Some("acp".into());
+    world.config.notes.mcp_url = Some(mcp_url.clone());
+    let engine = Arc::new(world.engine().await);
     // In `taskgate serve` the running executable offers itself; this process is a test.
     engine.set_mcp_bridge(vec![bridge.to_owned(), "mcp".to_owned()]);
-    let server = tokio::spawn(axum::serve(listener, taskgate::notes::mcp::router(engine.clone())).into_future());
+    let server = port.serve(taskgate::notes::mcp::router(engine.clone()));
     let store = engine.store().clone();
 
     engine.handle(msg("look into the flaky upload")).await.expect("handle");
@@ -378,21 +278,15 @@ async fn an_acp_agent_without_http_mcp_writes_the_note_through_the_stdio_bridge(
     assert_eq!(env.get(taskgate::notes::mcp::TOKEN_ENV).map(String::len), Some(64), "{:?}", env.keys());
 
     engine.shutdown().await;
-    server.abort();
+    drop(server);
 }
 
 /// The MCP endpoint refuses callers without a live session's token.
-#[tokio::test]
 async fn the_mcp_endpoint_wants_a_session_token() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("taskgate.db").display());
-    let store = SeaStore::connect(&url).await.expect("connect");
-    store.migrate().await.expect("migrate");
-    let engine =
-        Arc::new(Engine::new(Arc::new(store), Arc::new(Config::default()), Arc::new(AgentRuntimes::default())));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let server = tokio::spawn(axum::serve(listener, taskgate::notes::mcp::router(engine.clone())).into_future());
+    let world = World::bare();
+    let engine = Arc::new(world.engine().await);
+    let server = Port::bind().await.serve(taskgate::notes::mcp::router(engine.clone()));
+    let addr = server.addr;
     let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("client");
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"});
     for auth in [None, Some("Bearer not-a-token")] {
@@ -402,5 +296,5 @@ async fn the_mcp_endpoint_wants_a_session_token() {
         }
         assert_eq!(request.send().await.expect("response").status(), 401);
     }
-    server.abort();
+    drop(server);
 }

@@ -2,7 +2,6 @@
 //! engine, store (SQLite in a temp dir) and runtime adapters, with the fake agent binary.
 //! Assertions read the fake's recorded calls and the store, never log text.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,34 +9,47 @@ use axum::Extension;
 use serde_json::{Value, json};
 use taskgate::config::{Config, TelegramConfig};
 use taskgate::engine::Engine;
-use taskgate::telegram::{self, Telegram, TelegramOptions};
-use taskgate_adapters::runtime::{AgentRuntimes, RuntimeOptions};
+use taskgate::telegram::{self, Telegram};
 use taskgate_adapters::store::SeaStore;
-use taskgate_adapters::telegram::outbound::OutboxOptions;
-use taskgate_adapters::telegram::polling::PollOptions;
 use taskgate_core::model::*;
 use taskgate_core::store::Store;
-use taskgate_tests::fake_telegram::{BOT_ID, BOT_USERNAME, Call, FakeTelegram};
-use taskgate_tests::world::fake_agents_config;
+use taskgate_tests::app::{Port, spawn_app};
+use taskgate_tests::fake_telegram::{BOT_ID, BOT_USERNAME, Call, FakeTelegram, channel_options};
+use taskgate_tests::harness::{Trial, eventually};
+use taskgate_tests::reads::completed_turns;
+use taskgate_tests::world::World;
 
-const WAIT: Duration = Duration::from_secs(30);
+pub fn trials() -> Vec<Trial> {
+    taskgate_tests::trials! {
+        current_thread: [
+            approval_button_follow_up_and_review,
+            a_turn_edits_one_status_message_in_place,
+            a_deleted_status_message_is_replaced_by_a_new_one,
+            a_clarify_button_approves_exactly_its_approval,
+            strangers_group_chatter_and_duplicates,
+            webhook_checks_the_secret_and_deduplicates,
+            rate_limited_send_is_retried_after_retry_after,
+            a_forum_topic_is_answered_in_its_topic,
+            serve_starts_the_channel_from_config,
+        ],
+    }
+}
+
 const TOKEN: &str = "123456:TEST-token";
 const ADA: u64 = 111;
 const STRANGER: u64 = 222;
 const SECRET: &str = "hook-secret_1";
 
-struct World {
-    dir: tempfile::TempDir,
-    config: Arc<Config>,
+/// The shared world and a fake Bot API.
+struct TelegramWorld {
+    world: World,
     fake: FakeTelegram,
 }
 
-impl World {
+impl TelegramWorld {
     async fn new() -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let config = fake_agents_config(dir.path(), env!("CARGO_BIN_EXE_fake-agent"), WAIT).expect("config");
         let fake = FakeTelegram::start(TOKEN).await.expect("fake telegram");
-        World { dir, config: Arc::new(config), fake }
+        TelegramWorld { world: World::new(), fake }
     }
 
     fn telegram_config(&self, mode: &str) -> TelegramConfig {
@@ -50,28 +62,11 @@ impl World {
 
     /// The engine (with the Telegram allow-lists as its admission hook) and the channel.
     async fn gateway(&self, mode: &str) -> (Arc<SeaStore>, Arc<Engine>, Telegram) {
-        let url = format!("sqlite://{}?mode=rwc", self.dir.path().join("taskgate.db").display());
-        let store = SeaStore::connect(&url).await.expect("connect");
-        store.migrate().await.expect("migrate");
-        let runtime = AgentRuntimes::new(RuntimeOptions {
-            handshake_timeout: Duration::from_secs(10),
-            shutdown_grace: Duration::from_millis(300),
-            ..RuntimeOptions::default()
-        });
         let config = self.telegram_config(mode);
-        let engine = Engine::new(Arc::new(store), self.config.clone(), Arc::new(runtime));
+        let engine = self.world.engine().await;
         engine.set_admission(Channel::Telegram, telegram::admission(&config));
         let engine = Arc::new(engine);
-        let options = TelegramOptions {
-            outbox: OutboxOptions {
-                poll_interval: Duration::from_millis(50),
-                chat_interval: Duration::ZERO,
-                ..OutboxOptions::default()
-            },
-            poll: PollOptions { timeout_secs: 1, ..PollOptions::default() },
-            inbox_interval: Duration::from_millis(100),
-        };
-        let channel = Telegram::start(engine.clone(), &config, None, options).await.expect("telegram starts");
+        let channel = Telegram::start(engine.clone(), &config, None, channel_options()).await.expect("telegram starts");
         (engine.store().clone(), engine, channel)
     }
 }
@@ -115,22 +110,6 @@ fn press_update(update_id: i64, chat_id: i64, from: u64, message: &Call, data: &
     }})
 }
 
-/// Polls `probe` until it yields a value, or fails the test after `WAIT`.
-async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// The first successful `sendMessage` to `chat` after the `skip` first, whose text passes `pred`.
 async fn sent(fake: &FakeTelegram, chat: i64, what: &str, pred: impl Fn(&str) -> bool) -> Call {
     eventually(what, || async {
@@ -144,24 +123,12 @@ async fn sent(fake: &FakeTelegram, chat: i64, what: &str, pred: impl Fn(&str) ->
     .clone()
 }
 
-async fn completed_turns(store: &SeaStore, exec: Id) -> usize {
-    let task = store.execution(exec).await.expect("exec").task_id;
-    store
-        .timeline(task)
-        .await
-        .expect("timeline")
-        .into_iter()
-        .filter(|e| e.kind == EventKind::Result && e.execution_id == Some(exec))
-        .count()
-}
-
 /// A task asks for approval; the Approve button (a callback query) resolves exactly that
 /// approval, the buttons become "Approved by @ada", the summary arrives; a reply continues the
 /// same runtime session; "use cc to review it too" adds a reviewer; a second press hears who
 /// decided. The reviewer's own approval is answered with "Always".
-#[tokio::test]
 async fn approval_button_follow_up_and_review() {
-    let world = World::new().await;
+    let world = TelegramWorld::new().await;
     let (store, _engine, _channel) = world.gateway("polling").await;
     let fake = &world.fake;
     let chat = ADA as i64;
@@ -263,9 +230,8 @@ async fn approval_button_follow_up_and_review() {
 /// One live status message per turn: sent silently once, then edited in place as the turn
 /// goes on (coalesced, at most about one edit a second, `retry_after` honoured), ending on how
 /// the turn ended; the approval and the final summary are messages of their own.
-#[tokio::test]
 async fn a_turn_edits_one_status_message_in_place() {
-    let world = World::new().await;
+    let world = TelegramWorld::new().await;
     let fake = &world.fake;
     // The first edit is rate limited: it waits out `retry_after` like a send does.
     fake.rate_limit("editMessageText", 1, 1);
@@ -334,9 +300,8 @@ async fn a_turn_edits_one_status_message_in_place() {
 
 /// A status message someone deleted cannot be edited: the status goes on in a new message,
 /// and later updates edit that one.
-#[tokio::test]
 async fn a_deleted_status_message_is_replaced_by_a_new_one() {
-    let world = World::new().await;
+    let world = TelegramWorld::new().await;
     let fake = &world.fake;
     fake.fail("editMessageText", 1, 400, "Bad Request: message to edit not found", None);
     let (_store, _engine, _channel) = world.gateway("polling").await;
@@ -374,9 +339,8 @@ async fn a_deleted_status_message_is_replaced_by_a_new_one() {
 /// Two approvals wait and a bare "ok" could mean either: the bot asks with two buttons, and
 /// pressing one completes the "ok" with that reading, approving exactly that approval. A
 /// second press changes nothing.
-#[tokio::test]
 async fn a_clarify_button_approves_exactly_its_approval() {
-    let world = World::new().await;
+    let world = TelegramWorld::new().await;
     let (store, _engine, _channel) = world.gateway("polling").await;
     let fake = &world.fake;
     let chat = ADA as i64;
@@ -438,9 +402,8 @@ async fn a_clarify_button_approves_exactly_its_approval() {
 /// A stranger is refused once, with their id, and nothing of theirs reaches the engine; group
 /// chatter without a mention is ignored without a reply; a mention in the group is handled;
 /// an update delivered twice is handled once.
-#[tokio::test]
 async fn strangers_group_chatter_and_duplicates() {
-    let world = World::new().await;
+    let world = TelegramWorld::new().await;
     let (store, _engine, _channel) = world.gateway("polling").await;
     let fake = &world.fake;
 
@@ -473,19 +436,16 @@ async fn strangers_group_chatter_and_duplicates() {
 
 /// Webhook mode: a wrong or missing secret is 401 and stores nothing; the right one stores
 /// the update before the 200; a redelivery is acknowledged and not handled again.
-#[tokio::test]
 async fn webhook_checks_the_secret_and_deduplicates() {
-    let world = World::new().await;
+    let world = TelegramWorld::new().await;
     let (store, _engine, channel) = world.gateway("webhook").await;
     let fake = &world.fake;
     assert!(fake.calls_to("getUpdates").is_empty(), "webhook mode does not poll");
 
     let state = taskgate::http::AppState { store: store.clone(), metrics: taskgate::metrics::Metrics::new() };
     let app = taskgate::http::router(state).layer(Extension(channel.webhook()));
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
-    let url = format!("http://{addr}/webhook/telegram");
+    let server = Port::bind().await.serve(app);
+    let url = format!("http://{}/webhook/telegram", server.addr);
     let client = reqwest::Client::new();
     let forged = text_update(40, ADA as i64, ADA, "RUN_CMD: echo forged");
     let update = text_update(42, ADA as i64, ADA, "/start");
@@ -524,13 +484,11 @@ async fn webhook_checks_the_secret_and_deduplicates() {
         .unwrap();
     assert!(matches!(forged_row, InboxOutcome::Accepted(_)), "the update with a wrong secret was never stored");
     assert!(store.tasks(10).await.unwrap().is_empty(), "and never reached the engine");
-    server.abort();
 }
 
 /// A 429 on sendMessage: the message waits `retry_after` and is then sent, once.
-#[tokio::test]
 async fn rate_limited_send_is_retried_after_retry_after() {
-    let world = World::new().await;
+    let world = TelegramWorld::new().await;
     let fake = &world.fake;
     fake.rate_limit("sendMessage", 1, 1);
     let (store, _engine, _channel) = world.gateway("polling").await;
@@ -548,9 +506,8 @@ async fn rate_limited_send_is_retried_after_retry_after() {
 
 /// A forum topic is its own conversation: a mention in topic 42 is answered in topic 42, and
 /// the conversation is keyed by the topic.
-#[tokio::test]
 async fn a_forum_topic_is_answered_in_its_topic() {
-    let world = World::new().await;
+    let world = TelegramWorld::new().await;
     let (store, _engine, _channel) = world.gateway("polling").await;
     let fake = &world.fake;
     let mut update = text_update(1, -100, ADA, &format!("@{BOT_USERNAME} write hello.txt"));
@@ -569,7 +526,6 @@ async fn a_forum_topic_is_answered_in_its_topic() {
 
 /// `taskgate serve`'s own wiring: with `[telegram]` configured, the application starts the
 /// channel (getMe, then polling or the webhook route) from config alone, and stops it cleanly.
-#[tokio::test]
 async fn serve_starts_the_channel_from_config() {
     for mode in ["polling", "webhook"] {
         let fake = FakeTelegram::start(TOKEN).await.expect("fake telegram");
@@ -585,12 +541,8 @@ async fn serve_starts_the_channel_from_config() {
         )
         .unwrap();
         let config = Config::load_from(Some(&file), std::iter::empty()).expect("config");
-        let app = taskgate::startup::Application::build(&config).await.expect("application builds");
-        let addr = app.local_addr();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(app.run_until(async move {
-            let _ = stopped.await;
-        }));
+        let app = spawn_app(&config).await.expect("application builds");
+        let addr = app.addr;
         assert_eq!(fake.calls_to("getMe").len(), 1, "{mode}: the token is checked at start");
         let hook = reqwest::Client::new()
             .post(format!("http://{addr}/webhook/telegram"))
@@ -610,7 +562,6 @@ async fn serve_starts_the_channel_from_config() {
             assert_eq!(hook.status(), 401, "the webhook route is mounted and checks the secret");
             assert!(fake.calls_to("getUpdates").is_empty());
         }
-        stop.send(()).unwrap();
-        tokio::time::timeout(WAIT, server).await.expect("stops").unwrap().expect("clean stop");
+        app.stop().await.expect("stops cleanly");
     }
 }

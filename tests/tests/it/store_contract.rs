@@ -1,27 +1,16 @@
 //! The store contract: one suite, run against SQLite always and against PostgreSQL when
 //! `TASKGATE_TEST_DATABASE_URL` names a server. Each case gets a fresh database. Without that
 //! variable the PostgreSQL cases are reported as ignored (never as passed), and under `CI=true`
-//! their absence is a failure.
-
-use std::future::Future;
-use std::pin::Pin;
+//! they fail.
 
 use chrono::{Duration, Utc};
-use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::json;
 use taskgate_core::model::*;
 use taskgate_core::store::*;
-use taskgate_tests::db::{Backend, PG_URL_VAR, TestDb, postgres_url};
+use taskgate_tests::db::{self, Backend, TestDb};
+use taskgate_tests::harness::{Flavor, Trial};
 
-type CaseFn = fn(&TestDb) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + '_>>;
-
-macro_rules! cases {
-    ($($name:ident),+ $(,)?) => {
-        &[$((stringify!($name), |db| Box::pin($name(db)) as Pin<Box<dyn Future<Output = _> + '_>>)),+]
-    };
-}
-
-const CASES: &[(&str, CaseFn)] = cases![
+const CASES: &[(&str, db::Case)] = taskgate_tests::db_cases![
     inbox_dedupes_on_channel_and_external_id,
     outbox_is_ordered_per_chat_with_retries,
     tasks_use_optimistic_concurrency,
@@ -39,34 +28,12 @@ const CASES: &[(&str, CaseFn)] = cases![
     link_codes_redeem_once_and_merge_people,
 ];
 
-fn main() {
-    let args = Arguments::from_args();
-    let pg = postgres_url();
-    let mut trials = Vec::new();
-    for backend in [Backend::Sqlite, Backend::Postgres] {
-        for (name, case) in CASES {
-            let case = *case;
-            let trial = Trial::test(format!("{}::{name}", backend.name()), move || run(backend, case))
-                .with_ignored_flag(backend == Backend::Postgres && pg.is_none());
-            trials.push(trial);
-        }
-    }
-    if pg.is_none() && std::env::var("CI").as_deref() == Ok("true") {
-        trials.push(Trial::test("postgres::configured", || {
-            Err(format!("CI=true but {PG_URL_VAR} is not set: the PostgreSQL half did not run").into())
-        }));
-    }
-    libtest_mimic::run(&args, trials).exit();
-}
-
-fn run(backend: Backend, case: CaseFn) -> Result<(), Failed> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    rt.block_on(async {
-        let db = TestDb::create(backend).await.map_err(|e| format!("creating test database: {e:#}"))?;
-        let result = case(&db).await;
-        db.drop_db().await.map_err(|e| format!("dropping test database: {e:#}"))?;
-        result.map_err(|e| Failed::from(format!("{e:#}")))
-    })
+/// Every case on both backends: `store_contract::sqlite::…` and `store_contract::postgres::…`.
+pub fn trials() -> Vec<Trial> {
+    [Backend::Sqlite, Backend::Postgres]
+        .into_iter()
+        .flat_map(|backend| db::trials(module_path!(), backend, CASES, Flavor::CurrentThread, None))
+        .collect()
 }
 
 async fn task(store: &dyn Store, title: &str) -> anyhow::Result<Task> {

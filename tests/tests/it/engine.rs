@@ -1,104 +1,38 @@
 //! The engine end to end, in-process: SQLite in a temp dir, the fake agent binary behind the
 //! real runtime adapters and supervisor. Assertions read the store, never log text.
 
-use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
-use taskgate::config::Config;
-use taskgate::engine::{Engine, IncomingMessage};
-use taskgate_adapters::runtime::{AgentRuntimes, RuntimeOptions};
+use taskgate::engine::IncomingMessage;
 use taskgate_adapters::store::SeaStore;
-use taskgate_core::classify::Chat;
 use taskgate_core::model::*;
 use taskgate_core::store::Store;
-use taskgate_tests::world::fake_agents_config;
+use taskgate_tests::harness::{Trial, WAIT, eventually};
+use taskgate_tests::reads::{agent_text, completed_turns, outbox_texts, results};
+use taskgate_tests::world::{World, message};
 
-const WAIT: Duration = Duration::from_secs(30);
-
-struct World {
-    dir: tempfile::TempDir,
-    url: String,
-    config: Arc<Config>,
-}
-
-impl World {
-    fn new() -> Self {
-        Self::with(|_| {})
-    }
-
-    /// A world whose config `tune` adjusts (limits, policies) before the engine reads it.
-    fn with(tune: impl FnOnce(&mut Config)) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("taskgate.db").display());
-        let mut config = fake_agents_config(dir.path(), env!("CARGO_BIN_EXE_fake-agent"), WAIT).expect("config");
-        tune(&mut config);
-        World { dir, url, config: Arc::new(config) }
-    }
-
-    async fn engine(&self) -> Engine {
-        let store = SeaStore::connect(&self.url).await.expect("connect");
-        store.migrate().await.expect("migrate");
-        let runtime = AgentRuntimes::new(RuntimeOptions {
-            handshake_timeout: Duration::from_secs(10),
-            shutdown_grace: Duration::from_millis(300),
-            ..RuntimeOptions::default()
-        });
-        let _ = &self.dir;
-        // The supervisor's limits come from `[runtime]`, as in `taskgate serve`.
-        Engine::new(Arc::new(store), self.config.clone(), Arc::new(runtime))
+pub fn trials() -> Vec<Trial> {
+    taskgate_tests::trials! {
+        current_thread: [
+            approval_round_trip_and_late_answer,
+            follow_up_is_sticky_and_review_spawns_an_execution,
+            restart_with_a_pending_approval_recovers_it,
+            stop_interrupts_the_turn_and_keeps_the_session,
+            new_session_starts_clean_with_the_restart_note,
+            deny_with_an_instruction_passes_it_to_the_agent,
+            a_crash_mid_turn_resumes_and_completes,
+            turn_time_limit_from_config_ends_the_turn,
+            process_cap_makes_the_second_task_wait_then_run,
+            recovery_expires_approvals_whose_turn_ended,
+            shutdown_leaves_open_work_for_recovery,
+            codex_question_is_answered_mid_turn,
+            claude_question_is_answered_mid_turn,
+        ],
     }
 }
 
 fn msg(from: &str, name: &str, text: &str) -> IncomingMessage {
-    msg_in("chat-1", from, name, text)
-}
-
-fn msg_in(chat: &str, from: &str, name: &str, text: &str) -> IncomingMessage {
-    IncomingMessage {
-        channel: Channel::Telegram,
-        chat_id: chat.into(),
-        thread_id: String::new(),
-        sender_id: from.into(),
-        sender_name: name.into(),
-        text: text.into(),
-        reply_to_task: None,
-        chat: Chat::Direct,
-        mentioned: false,
-    }
-}
-
-/// Polls `probe` until it yields a value, or fails the test after `WAIT`.
-async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn outbox_texts(store: &SeaStore) -> Vec<(Option<Id>, Option<Id>, String)> {
-    // Everything enqueued, in order: mark nothing sent, read the heads one chat at a time.
-    let mut out = Vec::new();
-    let far = chrono::Utc::now() + chrono::Duration::days(1);
-    loop {
-        let due = store.outbox_due(Channel::Telegram, far, 100).await.expect("outbox");
-        if due.is_empty() {
-            break;
-        }
-        for o in due {
-            out.push((o.task_id, o.approval_id, o.payload["text"].as_str().unwrap_or_default().to_owned()));
-            store.outbox_sent(o.id, Some(&format!("m-{}", o.id))).await.expect("sent");
-        }
-    }
-    out
+    message("chat-1", from, name, text)
 }
 
 async fn pending(store: &SeaStore) -> Option<Approval> {
@@ -115,21 +49,9 @@ async fn idle_task(store: &SeaStore, id: Id) -> Option<Task> {
     store.task(id).await.ok().filter(|t| t.status == TaskStatus::Idle)
 }
 
-/// Turns of the execution's latest session that ended, however they ended.
-async fn completed_turns(store: &SeaStore, exec: Id) -> usize {
-    store
-        .timeline(store.execution(exec).await.expect("exec").task_id)
-        .await
-        .expect("timeline")
-        .into_iter()
-        .filter(|e| e.kind == EventKind::Result && e.execution_id == Some(exec))
-        .count()
-}
-
 /// (a) + (d): a RUN_CMD message opens a task whose approval waits in the store and the outbox;
 /// "ok" approves it, the turn completes, the summary goes out, the task is idle; a second "ok"
 /// hears who approved first.
-#[tokio::test]
 async fn approval_round_trip_and_late_answer() {
     let world = World::new();
     let engine = world.engine().await;
@@ -190,7 +112,6 @@ async fn approval_round_trip_and_late_answer() {
 
 /// (b) + (c): a follow-up runs in the same runtime session; "use cc to review it too" adds a
 /// reviewer execution (claude) under the same task.
-#[tokio::test]
 async fn follow_up_is_sticky_and_review_spawns_an_execution() {
     let world = World::new();
     let engine = world.engine().await;
@@ -222,7 +143,6 @@ async fn follow_up_is_sticky_and_review_spawns_an_execution() {
 
 /// (e) The gateway stops while an approval waits; a new engine on the same database recovers:
 /// the approval is announced again, and approving it finishes the turn.
-#[tokio::test]
 async fn restart_with_a_pending_approval_recovers_it() {
     let world = World::new();
     let engine = world.engine().await;
@@ -289,26 +209,8 @@ async fn turns_done(store: &SeaStore, exec: Id, n: usize) {
         .await;
 }
 
-/// The end-of-turn events of the task, oldest first.
-async fn results(store: &SeaStore, task: Id) -> Vec<serde_json::Value> {
-    let timeline = store.timeline(task).await.expect("timeline");
-    timeline.into_iter().filter(|e| e.kind == EventKind::Result).map(|e| e.body).collect()
-}
-
-/// Everything the agent said on the task, in one string.
-async fn agent_text(store: &SeaStore, task: Id) -> String {
-    let timeline = store.timeline(task).await.expect("timeline");
-    timeline
-        .iter()
-        .filter(|e| e.body["type"] == "agent_text")
-        .filter_map(|e| e.body["text"].as_str())
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 /// "stop" while a turn runs: the turn ends interrupted, the session stays, and the next
 /// message runs in that same session.
-#[tokio::test]
 async fn stop_interrupts_the_turn_and_keeps_the_session() {
     let world = World::new();
     let engine = world.engine().await;
@@ -341,7 +243,6 @@ async fn stop_interrupts_the_turn_and_keeps_the_session() {
 
 /// `/new` closes the sticky session; the next message opens a new session row, and the agent
 /// gets the task's context and restart note before the message.
-#[tokio::test]
 async fn new_session_starts_clean_with_the_restart_note() {
     let world = World::new();
     let engine = world.engine().await;
@@ -387,7 +288,6 @@ async fn new_session_starts_clean_with_the_restart_note() {
 
 /// "no, run only the unit tests": the approval is denied, and the agent receives the
 /// instruction as its next turn.
-#[tokio::test]
 async fn deny_with_an_instruction_passes_it_to_the_agent() {
     let world = World::new();
     let engine = world.engine().await;
@@ -414,7 +314,6 @@ async fn deny_with_an_instruction_passes_it_to_the_agent() {
 
 /// The agent crashes mid-turn: a Died event on the timeline, one short line in the chat, and
 /// the turn still completes in the resumed session.
-#[tokio::test]
 async fn a_crash_mid_turn_resumes_and_completes() {
     let world = World::new();
     let engine = world.engine().await;
@@ -455,7 +354,6 @@ async fn a_crash_mid_turn_resumes_and_completes() {
 
 /// A turn that ignores the interrupt at its configured limit ends timed out, the chat is told,
 /// and the session takes the next message.
-#[tokio::test]
 async fn turn_time_limit_from_config_ends_the_turn() {
     let world = World::with(|config| {
         if let Some(codex) = config.agents.get_mut("codex") {
@@ -484,18 +382,17 @@ async fn turn_time_limit_from_config_ends_the_turn() {
 
 /// With one process allowed, a second task waits while the first holds it, runs once the
 /// first goes idle, and the first resumes in its own session afterwards.
-#[tokio::test]
 async fn process_cap_makes_the_second_task_wait_then_run() {
     let world = World::with(|config| config.runtime.max_processes = 1);
     let engine = world.engine().await;
     let store = engine.store().clone();
 
-    engine.handle(msg_in("chat-1", "u1", "Ada", "RUN_CMD: echo first")).await.expect("first");
+    engine.handle(message("chat-1", "u1", "Ada", "RUN_CMD: echo first")).await.expect("first");
     let approval = eventually("the first task waiting", || pending(&store)).await;
     let first_exec = store.executions(approval.task_id).await.unwrap()[0].clone();
     let first_session = store.latest_session(first_exec.id).await.unwrap().expect("session");
 
-    engine.handle(msg_in("chat-2", "u2", "Bob", "fix the greeting in hello.txt")).await.expect("second");
+    engine.handle(message("chat-2", "u2", "Bob", "fix the greeting in hello.txt")).await.expect("second");
     let second = eventually("the second task", || async {
         store.tasks(10).await.ok()?.into_iter().find(|t| t.id != approval.task_id)
     })
@@ -506,13 +403,13 @@ async fn process_cap_makes_the_second_task_wait_then_run() {
     let queued = store.latest_session(second_exec.id).await.unwrap().expect("session row");
     assert!(queued.provider_session_id.is_none(), "no process started: {queued:?}");
 
-    engine.handle(msg_in("chat-1", "u1", "Ada", "ok")).await.expect("approve");
+    engine.handle(message("chat-1", "u1", "Ada", "ok")).await.expect("approve");
     turns_done(&store, first_exec.id, 1).await;
     turns_done(&store, second_exec.id, 1).await;
     assert!(agent_text(&store, second.id).await.contains("you said 'fix the greeting in hello.txt'"));
 
     // The first task's session gave its process up while idle; it resumes, same row.
-    engine.handle(msg_in("chat-1", "u1", "Ada", "make it say hello again")).await.expect("follow-up");
+    engine.handle(message("chat-1", "u1", "Ada", "make it say hello again")).await.expect("follow-up");
     turns_done(&store, first_exec.id, 2).await;
     let resumed = store.latest_session(first_exec.id).await.unwrap().expect("session");
     assert_eq!((resumed.id, resumed.provider_session_id), (first_session.id, first_session.provider_session_id));
@@ -520,7 +417,6 @@ async fn process_cap_makes_the_second_task_wait_then_run() {
 
 /// An approval still pending after its turn ended cannot be answered by anyone: recovery
 /// expires it through the state machine and says so on the timeline.
-#[tokio::test]
 async fn recovery_expires_approvals_whose_turn_ended() {
     let world = World::new();
     let engine = world.engine().await;
@@ -532,7 +428,7 @@ async fn recovery_expires_approvals_whose_turn_ended() {
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     // As if the turn ended (another replica, or a crash after it) with the approval left open.
-    let store = SeaStore::connect(&world.url).await.expect("connect");
+    let store = SeaStore::connect(&world.db_url("taskgate.db")).await.expect("connect");
     for mut turn in store.open_turns(None).await.unwrap() {
         turn.status = TurnStatus::Failed;
         store.update_turn(&turn).await.expect("end the turn");
@@ -557,7 +453,6 @@ async fn recovery_expires_approvals_whose_turn_ended() {
 }
 
 /// Stopping the engine ends its agent processes but leaves the turn open for the next start.
-#[tokio::test]
 async fn shutdown_leaves_open_work_for_recovery() {
     let world = World::new();
     let engine = world.engine().await;
@@ -621,12 +516,10 @@ async fn question_is_answered_mid_turn(prompt: &str, display: &str) {
     assert!(store.open_turns(None).await.unwrap().is_empty());
 }
 
-#[tokio::test]
 async fn codex_question_is_answered_mid_turn() {
     question_is_answered_mid_turn("ASK: which colour?", "Codex").await;
 }
 
-#[tokio::test]
 async fn claude_question_is_answered_mid_turn() {
     question_is_answered_mid_turn("/cc ASK: which colour?", "Claude").await;
 }

@@ -3,7 +3,6 @@
 //! Assertions read the API's JSON and the store, never log text.
 
 use std::collections::BTreeSet;
-use std::future::Future;
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -12,36 +11,34 @@ use taskgate::engine::IncomingMessage;
 use taskgate_core::classify::Chat;
 use taskgate_core::model::Channel;
 use taskgate_core::store::Store;
-use taskgate_tests::console::Gateway;
+use taskgate_tests::app::{TestApp, spawn_console};
+use taskgate_tests::harness::{Trial, WAIT, eventually};
 
-const WAIT: Duration = Duration::from_secs(30);
+pub fn trials() -> Vec<Trial> {
+    taskgate_tests::trials! {
+        multi_thread(2): [
+            every_api_route_needs_the_token_and_wrong_tokens_get_401,
+            openapi_file_lists_exactly_the_console_routes,
+            web_chat_task_timeline_and_an_approval_that_resolves_exactly_once,
+            link_joins_web_and_telegram_and_the_task_continues_across_them,
+            the_task_page_marks_a_finding_stale_when_its_file_changed,
+            a_clarify_button_completes_the_original_message_once,
+        ],
+    }
+}
 
-async fn gateway() -> Gateway {
-    Gateway::start(env!("CARGO_BIN_EXE_fake-agent"), WAIT).await.expect("gateway starts")
+/// The console's gateway. The tests stop it without asking for a clean stop: a test's open
+/// `/api/stream` keeps the server from finishing gracefully before the stop's time limit.
+async fn gateway() -> TestApp {
+    spawn_console().await.expect("gateway starts")
 }
 
 fn client() -> reqwest::Client {
     reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("client")
 }
 
-/// Polls `probe` until it yields a value, or fails the test after `WAIT`.
-async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 struct Api<'a> {
-    gw: &'a Gateway,
+    gw: &'a TestApp,
     http: reqwest::Client,
 }
 
@@ -72,7 +69,6 @@ impl Api<'_> {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_api_route_needs_the_token_and_wrong_tokens_get_401() {
     let gw = gateway().await;
     let http = client();
@@ -123,12 +119,11 @@ async fn every_api_route_needs_the_token_and_wrong_tokens_get_401() {
     let stored = gw.store.setting(taskgate::web::auth::TOKEN_SETTING).await.unwrap().unwrap();
     assert_ne!(stored, new);
     assert_eq!(stored, taskgate::web::auth::hash(&new));
-    gw.stop().await;
+    let _ = gw.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openapi_file_lists_exactly_the_console_routes() {
-    let spec: Value = serde_json::from_str(include_str!("../../bot/openapi.json")).expect("openapi.json is JSON");
+    let spec: Value = serde_json::from_str(include_str!("../../../bot/openapi.json")).expect("openapi.json is JSON");
     assert!(spec["openapi"].as_str().is_some_and(|v| v.starts_with("3.")));
     let documented: BTreeSet<(String, String)> = spec["paths"]
         .as_object()
@@ -172,10 +167,9 @@ async fn openapi_file_lists_exactly_the_console_routes() {
             assert!(body["error"].as_str().is_some_and(|e| e.contains("not found")), "{method} {path} is not routed");
         }
     }
-    gw.stop().await;
+    let _ = gw.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn web_chat_task_timeline_and_an_approval_that_resolves_exactly_once() {
     let gw = gateway().await;
     let api = Api { gw: &gw, http: client() };
@@ -308,7 +302,7 @@ async fn web_chat_task_timeline_and_an_approval_that_resolves_exactly_once() {
     assert_eq!(two["duplicate"], true);
     let (empty, _) = api.post("/api/messages", json!({"text": "  "})).await;
     assert_eq!(empty, StatusCode::BAD_REQUEST);
-    gw.stop().await;
+    let _ = gw.stop().await;
 }
 
 fn telegram(text: &str) -> IncomingMessage {
@@ -325,7 +319,6 @@ fn telegram(text: &str) -> IncomingMessage {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn link_joins_web_and_telegram_and_the_task_continues_across_them() {
     let gw = gateway().await;
     let api = Api { gw: &gw, http: client() };
@@ -393,11 +386,10 @@ async fn link_joins_web_and_telegram_and_the_task_continues_across_them() {
         "{events}"
     );
     assert_eq!(api.get("/api/tasks").await.as_array().unwrap().len(), 1, "no second task was started");
-    gw.stop().await;
+    let _ = gw.stop().await;
 }
 
 /// The console never shows a finding as trusted once a file it cites has changed.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_task_page_marks_a_finding_stale_when_its_file_changed() {
     use taskgate_core::model::{NewNoteEntry, NoteKind};
     use taskgate_core::store::NewTask;
@@ -452,11 +444,10 @@ async fn the_task_page_marks_a_finding_stale_when_its_file_changed() {
     let shown = api.get(&format!("/api/tasks/{}", task.id)).await;
     assert_eq!(shown["note_entries"][0]["kind"], "verified", "the stored entry is not overwritten");
     assert_eq!(shown["note_entries"][0]["stale_because"], json!(["src/a.rs"]), "{shown}");
-    gw.stop().await;
+    let _ = gw.stop().await;
 }
 
 /// A clarify button in web chat applies its reading to the original message, once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clarify_button_completes_the_original_message_once() {
     use taskgate_core::model::NewOutbound;
 
@@ -499,5 +490,5 @@ async fn a_clarify_button_completes_the_original_message_once() {
     let (status, _) = api.post("/api/messages/in-1/choose", json!({"choice": 0})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(gw.store.tasks(10).await.unwrap().len(), 1);
-    gw.stop().await;
+    let _ = gw.stop().await;
 }

@@ -1,22 +1,42 @@
 //! The codex app-server adapter against a fake `codex app-server` shaped after the recorded
 //! transcripts: handshake, turns, approvals, interrupt, crash and resume, bad output.
 
-mod runtime_common;
-
-use runtime_common::*;
 use serde_json::Value;
 use taskgate_adapters::runtime::{CodexRuntime, RuntimeOptions};
 use taskgate_core::runtime::{
     AgentKind, AgentRuntime, AgentSession, ApprovalDecision, ApprovalKind, CommandStatus, RuntimeError, RuntimeEvent,
     TurnOutcome,
 };
+use taskgate_tests::harness::Trial;
+use taskgate_tests::sessions::*;
 
-async fn start(h: &Harness) -> Box<dyn AgentSession> {
+pub fn trials() -> Vec<Trial> {
+    taskgate_tests::trials! {
+        current_thread: [
+            handshake_and_turn_follow_the_protocol,
+            command_approval_accept_runs_it,
+            allow_for_session_is_not_asked_again,
+            decline_lets_the_turn_go_on_without_the_command,
+            deny_and_stop_ends_the_turn_interrupted,
+            file_change_approval_carries_the_diff_from_item_started,
+            interrupt_ends_a_running_turn_and_the_session_stays,
+            interrupt_while_waiting_for_approval_withdraws_it,
+            failed_turn_reports_the_error_and_keeps_the_session,
+            plan_and_question_are_relayed,
+            malformed_output_is_skipped,
+            crash_mid_turn_reports_died_and_the_thread_resumes,
+            resume_of_an_unknown_thread_fails_cleanly,
+            a_missing_program_is_a_spawn_error,
+        ],
+    }
+}
+
+async fn start(h: &Workspace) -> Box<dyn AgentSession> {
     start_with(h, options(), None).await.expect("codex session starts")
 }
 
 async fn start_with(
-    h: &Harness,
+    h: &Workspace,
     options: RuntimeOptions,
     resume: Option<String>,
 ) -> Result<Box<dyn AgentSession>, RuntimeError> {
@@ -28,7 +48,7 @@ async fn start_with(
     CodexRuntime::new(options).start(spec).await
 }
 
-fn decisions(h: &Harness) -> Vec<String> {
+fn decisions(h: &Workspace) -> Vec<String> {
     h.received()
         .iter()
         .filter(|m| m.get("method").is_none())
@@ -44,9 +64,8 @@ async fn approval(session: &mut Box<dyn AgentSession>) -> taskgate_core::runtime
     }
 }
 
-#[tokio::test]
 async fn handshake_and_turn_follow_the_protocol() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let mut s = start(&h).await;
     let ready = next(&mut s).await.unwrap();
     let RuntimeEvent::SessionReady { provider_session_id, resumed: false } = ready else { panic!("{ready:?}") };
@@ -74,9 +93,8 @@ async fn handshake_and_turn_follow_the_protocol() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn command_approval_accept_runs_it() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let mut s = start(&h).await;
     s.send_turn("RUN_CMD: echo hi > ran.txt").await.unwrap();
     let req = approval(&mut s).await;
@@ -106,9 +124,8 @@ async fn command_approval_accept_runs_it() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn allow_for_session_is_not_asked_again() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let mut s = start(&h).await;
     s.send_turn("RUN_CMD: true").await.unwrap();
     let req = approval(&mut s).await;
@@ -121,9 +138,8 @@ async fn allow_for_session_is_not_asked_again() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn decline_lets_the_turn_go_on_without_the_command() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let mut s = start(&h).await;
     s.send_turn("RUN_CMD: touch nope.txt").await.unwrap();
     let req = approval(&mut s).await;
@@ -137,9 +153,8 @@ async fn decline_lets_the_turn_go_on_without_the_command() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn deny_and_stop_ends_the_turn_interrupted() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let mut s = start(&h).await;
     s.send_turn("RUN_CMD: touch nope.txt").await.unwrap();
     let req = approval(&mut s).await;
@@ -155,9 +170,8 @@ async fn deny_and_stop_ends_the_turn_interrupted() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn file_change_approval_carries_the_diff_from_item_started() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let mut s = start(&h).await;
     s.send_turn("WRITE_FILE: new.txt").await.unwrap();
     let req = approval(&mut s).await;
@@ -176,9 +190,8 @@ async fn file_change_approval_carries_the_diff_from_item_started() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn interrupt_ends_a_running_turn_and_the_session_stays() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let mut s = start(&h).await;
     s.send_turn("SLOW_REPLY please").await.unwrap();
     until(&mut s, |e| matches!(e, RuntimeEvent::TurnStarted { .. })).await;
@@ -195,9 +208,8 @@ async fn interrupt_ends_a_running_turn_and_the_session_stays() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn interrupt_while_waiting_for_approval_withdraws_it() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let mut s = start(&h).await;
     s.send_turn("RUN_CMD: touch late.txt").await.unwrap();
     let req = approval(&mut s).await;
@@ -210,9 +222,8 @@ async fn interrupt_while_waiting_for_approval_withdraws_it() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn failed_turn_reports_the_error_and_keeps_the_session() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let mut s = start(&h).await;
     s.send_turn("FAIL_TURN").await.unwrap();
     let events = until_turn_finished(&mut s).await;
@@ -226,9 +237,8 @@ async fn failed_turn_reports_the_error_and_keeps_the_session() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn plan_and_question_are_relayed() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let mut s = start(&h).await;
     s.send_turn("PLAN").await.unwrap();
     let events = until_turn_finished(&mut s).await;
@@ -252,9 +262,8 @@ async fn plan_and_question_are_relayed() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn malformed_output_is_skipped() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let options = RuntimeOptions { max_line_bytes: 64 * 1024, ..options() };
     let mut s = start_with(&h, options, None).await.unwrap();
     s.send_turn("GARBAGE").await.unwrap();
@@ -264,9 +273,8 @@ async fn malformed_output_is_skipped() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn crash_mid_turn_reports_died_and_the_thread_resumes() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let mut s = start(&h).await;
     let thread = s.provider_session_id().expect("thread id");
     s.send_turn("remember this").await.unwrap();
@@ -287,16 +295,14 @@ async fn crash_mid_turn_reports_died_and_the_thread_resumes() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn resume_of_an_unknown_thread_fails_cleanly() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let err = start_with(&h, options(), Some("no-such-thread".into())).await.err().expect("resume fails");
     assert!(matches!(err, RuntimeError::Resume(ref m) if m.contains("no rollout")), "{err:?}");
 }
 
-#[tokio::test]
 async fn a_missing_program_is_a_spawn_error() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let mut spec = h.spec(AgentKind::Codex);
     spec.program = "/nonexistent/codex".into();
     let err = CodexRuntime::new(options()).start(spec).await.err().expect("spawn fails");

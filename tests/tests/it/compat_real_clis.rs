@@ -16,19 +16,19 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::{Value, json};
-use taskgate::config::Config;
 use taskgate::engine::Engine;
 use taskgate_adapters::runtime::AgentRuntimes;
-use taskgate_adapters::store::SeaStore;
 use taskgate_core::model::{Id, NoteKind, Role};
 use taskgate_core::runtime::{
     AgentRuntime, AgentSession, ApprovalDecision, ApprovalKind, RuntimeEvent, SessionSpec, TurnOutcome,
 };
 use taskgate_core::store::{NewExecution, NewTask, Store};
+use taskgate_tests::app::{Port, Server};
 use taskgate_tests::fake_model::FakeModel;
+use taskgate_tests::harness::{self, Failed, Flavor, Trial};
 use taskgate_tests::real_cli::{ClaudeSandbox, Cli, CodexSandbox, installed_version, pin};
+use taskgate_tests::world::World;
 use tokio::time::{Instant, timeout};
 
 /// Spawn plus handshake; codex needs a few seconds on a cold, busy machine.
@@ -60,35 +60,25 @@ impl Check {
     }
 }
 
-fn main() {
-    let args = Arguments::from_args();
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-    let mut trials = vec![Trial::test("fake_model::serves_both_apis", || run(fake_model_serves_both_apis()))];
+pub fn trials() -> Vec<Trial> {
+    let name = |test: &str| harness::name(module_path!(), test);
+    let mut trials = vec![harness::trial(name("fake_model::serves_both_apis"), || run(fake_model_serves_both_apis()))];
     for cli in [Cli::Codex, Cli::Claude] {
         for check in Check::ALL {
-            let name = format!("{}::{}", cli.name(), check.name());
-            let missing =
-                format!("{} is unset: run `bash .ci/agent-clis` and export the paths it prints", cli.bin_var());
-            trials.push(match cli.bin() {
-                Some(bin) => Trial::test(name, move || run(check_cli(cli, bin, check))),
-                None if ci => Trial::test(name, move || Err(format!("CI=true but {missing}").into())),
-                // Ignored, and failing if forced with --include-ignored: never a silent pass.
-                None => Trial::test(name, move || Err(missing.into())).with_ignored_flag(true),
+            let found = cli.bin().ok_or_else(|| {
+                format!("{} is unset: run `bash .ci/agent-clis` and export the paths it prints", cli.bin_var())
             });
+            let name = name(&format!("{}::{}", cli.name(), check.name()));
+            trials.push(harness::requires(name, found, move |bin| run(check_cli(cli, bin, check))));
         }
     }
-    libtest_mimic::run(&args, trials).exit();
+    trials
 }
 
 /// Runs one trial on its own runtime, bounded by [`TRIAL_LIMIT`].
 fn run(trial: impl Future<Output = Result<(), String>>) -> Result<(), Failed> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| format!("tokio runtime: {e}"))?;
     // The timer must be made inside the runtime.
-    match rt.block_on(async { timeout(TRIAL_LIMIT, trial).await }) {
+    match harness::block_on(Flavor::MultiThread(2), async { timeout(TRIAL_LIMIT, trial).await }) {
         Ok(result) => result.map_err(Failed::from),
         Err(_) => Err(format!("trial took longer than {TRIAL_LIMIT:?}").into()),
     }
@@ -305,21 +295,21 @@ fn check_model_saw_tool_result(cli: Cli, fake: &FakeModel, decision: ApprovalDec
 /// The gateway side of the note tools: a store with one task and execution, the engine's MCP
 /// route on 127.0.0.1, and a token for that execution, as `taskgate serve` issues per session.
 struct Gateway {
-    _dir: tempfile::TempDir,
+    _world: World,
     engine: Arc<Engine>,
     task: Id,
     execution: Id,
     url: String,
     token: String,
-    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    _server: Server,
 }
 
 impl Gateway {
     async fn start() -> Result<Self, String> {
-        let dir = tempfile::tempdir().map_err(|e| format!("tempdir: {e}"))?;
-        let db = format!("sqlite://{}?mode=rwc", dir.path().join("taskgate.db").display());
-        let store = SeaStore::connect(&db).await.map_err(|e| format!("store: {e}"))?;
-        store.migrate().await.map_err(|e| format!("migrate: {e}"))?;
+        // No agents: the engine only serves the MCP route; the CLI runs beside it.
+        let world = World::bare();
+        let engine = Arc::new(world.engine().await);
+        let store = engine.store();
         let task = store
             .create_task(NewTask {
                 project_id: None,
@@ -333,28 +323,17 @@ impl Gateway {
             .create_execution(NewExecution { task_id: task.id, agent: "real-cli".into(), role: Role::Editor })
             .await
             .map_err(|e| format!("execution: {e}"))?;
-        let engine =
-            Arc::new(Engine::new(Arc::new(store), Arc::new(Config::default()), Arc::new(AgentRuntimes::default())));
         let token = engine.issue_mcp_token(task.id, execution.id).ok_or("no MCP token")?;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| format!("bind: {e}"))?;
-        let addr = listener.local_addr().map_err(|e| format!("addr: {e}"))?;
-        let router = taskgate::notes::mcp::router(engine.clone());
-        let server = tokio::spawn(axum::serve(listener, router).into_future());
+        let server = Port::bind().await.serve(taskgate::notes::mcp::router(engine.clone()));
         Ok(Gateway {
-            _dir: dir,
+            url: format!("http://{}{}", server.addr, taskgate::notes::mcp::PATH),
+            _world: world,
             engine,
             task: task.id,
             execution: execution.id,
-            url: format!("http://{addr}{}", taskgate::notes::mcp::PATH),
             token,
-            server,
+            _server: server,
         })
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        self.server.abort();
     }
 }
 

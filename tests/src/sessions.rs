@@ -1,6 +1,5 @@
-//! Shared helpers for the runtime tests: a temp workspace, specs for the fake agent, and
-//! event collection with timeouts so a hung agent fails the test instead of hanging CI.
-#![allow(dead_code)]
+//! For the runtime tests: a temp workspace, session specs for the fake agent, and event
+//! collection with timeouts so a hung agent fails the test instead of hanging CI.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -11,18 +10,25 @@ use taskgate_core::runtime::{AgentKind, AgentSession, RuntimeEvent, SessionSpec}
 
 pub const STEP: Duration = Duration::from_secs(15);
 
-pub struct Harness {
+/// A temp dir the fake agent works in, keeps its state in and logs what it receives to.
+pub struct Workspace {
     pub dir: tempfile::TempDir,
     pub state: PathBuf,
     pub log: PathBuf,
 }
 
-impl Harness {
+impl Default for Workspace {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Workspace {
     pub fn new() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let state = dir.path().join(".fake-state");
         let log = dir.path().join(".fake-log.jsonl");
-        Harness { dir, state, log }
+        Workspace { dir, state, log }
     }
 
     pub fn spec(&self, kind: AgentKind) -> SessionSpec {
@@ -31,7 +37,7 @@ impl Harness {
             AgentKind::Claude => "claude",
             AgentKind::Acp => "acp",
         };
-        let mut spec = SessionSpec::new(kind, env!("CARGO_BIN_EXE_fake-agent"), self.dir.path());
+        let mut spec = SessionSpec::new(kind, crate::world::fake_agent(), self.dir.path());
         spec.args = vec![
             mode.to_string(),
             "--state-dir".into(),

@@ -1,19 +1,35 @@
 //! The supervisor over real adapters and the fake agents: crash → resume → fresh with the
 //! restart note, the per-turn time limit (interrupt, then kill), and the process cap.
 
-mod runtime_common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use runtime_common::*;
 use serde_json::Value;
 use taskgate_adapters::runtime::{AgentRuntimes, RuntimeOptions, SupervisedSession, Supervisor, SupervisorOptions};
 use taskgate_core::runtime::{AgentKind, AgentSession, RuntimeEvent, SessionSpec, TurnOutcome};
+use taskgate_tests::harness::Trial;
+use taskgate_tests::sessions::*;
+
+pub fn trials() -> Vec<Trial> {
+    taskgate_tests::trials! {
+        current_thread: [
+            codex_crash_mid_turn_resumes_and_finishes_the_turn,
+            claude_crash_mid_turn_resumes_and_finishes_the_turn,
+            acp_crash_mid_turn_resumes_and_finishes_the_turn,
+            failed_resume_starts_fresh_seeded_with_the_restart_note,
+            time_limit_interrupts_a_runaway_turn_and_says_so,
+            time_limit_kills_an_agent_that_ignores_the_interrupt,
+            process_cap_queues_extra_sessions,
+            repeated_crashes_give_up_with_one_final_died,
+        ],
+    }
+}
 
 fn supervisor(options: SupervisorOptions) -> Supervisor {
-    let runtime =
-        AgentRuntimes::new(RuntimeOptions { shutdown_grace: Duration::from_millis(300), ..runtime_common::options() });
+    let runtime = AgentRuntimes::new(RuntimeOptions {
+        shutdown_grace: Duration::from_millis(300),
+        ..taskgate_tests::sessions::options()
+    });
     Supervisor::new(Arc::new(runtime), options)
 }
 
@@ -26,7 +42,7 @@ fn quick() -> SupervisorOptions {
     }
 }
 
-fn spec(h: &Harness, kind: AgentKind) -> SessionSpec {
+fn spec(h: &Workspace, kind: AgentKind) -> SessionSpec {
     let mut spec = h.spec(kind);
     if kind == AgentKind::Acp {
         spec.args.push("--acp-load".into());
@@ -47,7 +63,7 @@ fn outcome(events: &[RuntimeEvent]) -> TurnOutcome {
 }
 
 /// The texts of every turn the fake agent was sent, whatever the protocol.
-fn turn_inputs(h: &Harness) -> Vec<String> {
+fn turn_inputs(h: &Workspace) -> Vec<String> {
     h.received()
         .iter()
         .filter_map(|m| {
@@ -61,7 +77,7 @@ fn turn_inputs(h: &Harness) -> Vec<String> {
 }
 
 async fn crash_mid_turn_resumes_and_finishes(kind: AgentKind) {
-    let h = Harness::new();
+    let h = Workspace::new();
     let sup = supervisor(quick());
     let mut s = start(&sup, spec(&h, kind), None).await;
     s.send_turn("remember this").await.unwrap();
@@ -87,24 +103,20 @@ async fn crash_mid_turn_resumes_and_finishes(kind: AgentKind) {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn codex_crash_mid_turn_resumes_and_finishes_the_turn() {
     crash_mid_turn_resumes_and_finishes(AgentKind::Codex).await;
 }
 
-#[tokio::test]
 async fn claude_crash_mid_turn_resumes_and_finishes_the_turn() {
     crash_mid_turn_resumes_and_finishes(AgentKind::Claude).await;
 }
 
-#[tokio::test]
 async fn acp_crash_mid_turn_resumes_and_finishes_the_turn() {
     crash_mid_turn_resumes_and_finishes(AgentKind::Acp).await;
 }
 
-#[tokio::test]
 async fn failed_resume_starts_fresh_seeded_with_the_restart_note() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let sup = supervisor(quick());
     let session = sup.start_supervised(spec(&h, AgentKind::Codex), Some("old note".into())).await.unwrap();
     session.set_restart_note("NOTE: objective is the green button");
@@ -135,9 +147,8 @@ async fn failed_resume_starts_fresh_seeded_with_the_restart_note() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn time_limit_interrupts_a_runaway_turn_and_says_so() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let sup = supervisor(quick());
     let mut spec = spec(&h, AgentKind::Claude);
     spec.turn_timeout = Some(Duration::from_millis(300));
@@ -154,9 +165,8 @@ async fn time_limit_interrupts_a_runaway_turn_and_says_so() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn time_limit_kills_an_agent_that_ignores_the_interrupt() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let sup = supervisor(quick());
     let mut spec = spec(&h, AgentKind::Codex);
     spec.turn_timeout = Some(Duration::from_millis(300));
@@ -175,9 +185,8 @@ async fn time_limit_kills_an_agent_that_ignores_the_interrupt() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn process_cap_queues_extra_sessions() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let sup = supervisor(SupervisorOptions { max_concurrent: 1, ..quick() });
     let mut first = start(&sup, spec(&h, AgentKind::Codex), None).await;
     assert_eq!(sup.available_slots(), 0);
@@ -197,9 +206,8 @@ async fn process_cap_queues_extra_sessions() {
     assert_eq!(sup.available_slots(), 1);
 }
 
-#[tokio::test]
 async fn repeated_crashes_give_up_with_one_final_died() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let sup = supervisor(quick());
     let mut s = start(&sup, spec(&h, AgentKind::Codex), None).await;
     s.send_turn("CRASH always").await.unwrap();

@@ -1,39 +1,25 @@
 //! Several replicas on one database: leader election for the channel singletons (the store's
 //! `Singleton`/`Lease`) and, end to end, two Telegram channels on one PostgreSQL database
 //! against the fake Bot API. The PostgreSQL cases are reported as ignored (never as passed)
-//! without `TASKGATE_TEST_DATABASE_URL`, and under `CI=true` their absence is a failure.
+//! without `TASKGATE_TEST_DATABASE_URL`, and under `CI=true` they fail.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use libtest_mimic::{Arguments, Failed, Trial};
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use serde_json::json;
 use taskgate::config::TelegramConfig;
-use taskgate::engine::Engine;
-use taskgate::telegram::{self, Telegram, TelegramOptions};
-use taskgate_adapters::runtime::{AgentRuntimes, RuntimeOptions};
+use taskgate::telegram::{self, Telegram};
 use taskgate_adapters::store::{LeaseOptions, SeaStore, Singleton, lock_key};
-use taskgate_adapters::telegram::outbound::OutboxOptions;
-use taskgate_adapters::telegram::polling::PollOptions;
 use taskgate_core::model::Channel;
-use taskgate_tests::db::{Backend, PG_URL_VAR, TestDb, postgres_url};
-use taskgate_tests::fake_telegram::FakeTelegram;
-use taskgate_tests::world::fake_agents_config;
+use taskgate_tests::db::{self, Backend, TestDb};
+use taskgate_tests::fake_telegram::{FakeTelegram, channel_options};
+use taskgate_tests::harness::{Flavor, Trial, eventually};
+use taskgate_tests::world::World;
 
-type CaseFn = fn(&TestDb) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + '_>>;
-
-macro_rules! cases {
-    ($($name:ident),+ $(,)?) => {
-        &[$((stringify!($name), |db| Box::pin($name(db)) as Pin<Box<dyn Future<Output = _> + '_>>)),+]
-    };
-}
-
-const SQLITE_CASES: &[(&str, CaseFn)] = cases![sqlite_always_leads];
-const POSTGRES_CASES: &[(&str, CaseFn)] = cases![
+const SQLITE_CASES: &[(&str, db::Case)] = taskgate_tests::db_cases![sqlite_always_leads];
+const POSTGRES_CASES: &[(&str, db::Case)] = taskgate_tests::db_cases![
     two_stores_one_leader,
     follower_takes_over_when_the_leader_stops,
     leadership_is_lost_with_its_connection,
@@ -41,8 +27,16 @@ const POSTGRES_CASES: &[(&str, CaseFn)] = cases![
     two_telegram_replicas_poll_and_answer_once,
 ];
 
-/// Every wait in these tests is bounded by this.
-const WAIT: Duration = Duration::from_secs(20);
+/// `replicas::sqlite::…` and `replicas::postgres::…`, each case on two worker threads and
+/// bounded by 90 s.
+pub fn trials() -> Vec<Trial> {
+    let run = |backend, cases| db::trials(module_path!(), backend, cases, Flavor::MultiThread(2), Some(LIMIT));
+    let mut trials = run(Backend::Sqlite, SQLITE_CASES);
+    trials.extend(run(Backend::Postgres, POSTGRES_CASES));
+    trials
+}
+
+const LIMIT: Duration = Duration::from_secs(90);
 const TOKEN: &str = "123456:TEST-token";
 const ADA: u64 = 111;
 
@@ -52,49 +46,6 @@ fn fast() -> LeaseOptions {
         heartbeat: Duration::from_millis(200),
         timeout: Duration::from_secs(2),
     }
-}
-
-fn main() {
-    let args = Arguments::from_args();
-    let pg = postgres_url();
-    let mut trials = Vec::new();
-    for (backend, cases) in [(Backend::Sqlite, SQLITE_CASES), (Backend::Postgres, POSTGRES_CASES)] {
-        for (name, case) in cases {
-            let case = *case;
-            let trial = Trial::test(format!("{}::{name}", backend.name()), move || run(backend, case))
-                .with_ignored_flag(backend == Backend::Postgres && pg.is_none());
-            trials.push(trial);
-        }
-    }
-    if pg.is_none() && std::env::var("CI").as_deref() == Ok("true") {
-        trials.push(Trial::test("postgres::configured", || {
-            Err(format!("CI=true but {PG_URL_VAR} is not set: the PostgreSQL half did not run").into())
-        }));
-    }
-    libtest_mimic::run(&args, trials).exit();
-}
-
-fn run(backend: Backend, case: CaseFn) -> Result<(), Failed> {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    rt.block_on(async {
-        let db = TestDb::create(backend).await.map_err(|e| format!("creating test database: {e:#}"))?;
-        let result = tokio::time::timeout(Duration::from_secs(90), case(&db)).await;
-        db.drop_db().await.map_err(|e| format!("dropping test database: {e:#}"))?;
-        match result {
-            Ok(r) => r.map_err(|e| Failed::from(format!("{e:#}"))),
-            Err(_) => Err(Failed::from("the case did not finish within 90 s")),
-        }
-    })
-}
-
-/// Polls `probe` until it holds, or fails after `WAIT`.
-async fn eventually(what: &str, mut probe: impl FnMut() -> bool) -> anyhow::Result<()> {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !probe() {
-        anyhow::ensure!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Ok(())
 }
 
 async fn sqlite_always_leads(db: &TestDb) -> anyhow::Result<()> {
@@ -214,14 +165,15 @@ async fn guarded_work_runs_on_one_replica_and_fails_over(db: &TestDb) -> anyhow:
     let ta = guarded(a.singleton("test:work", fast()), running.clone(), "a");
     let tb = guarded(b.singleton("test:work", fast()), running.clone(), "b");
     let who = || running.now.lock().map(|n| n.clone()).unwrap_or_default();
-    eventually("one replica running the work", || who().len() == 1).await?;
+    eventually("one replica running the work", || async { (who().len() == 1).then_some(()) }).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let leader = who();
     anyhow::ensure!(leader.len() == 1, "still exactly one: {leader:?}");
     let (gone, other) = if leader[0] == "a" { (ta, tb) } else { (tb, ta) };
     gone.abort();
     let _ = gone.await;
-    eventually("the other replica taking over", || who().len() == 1 && who()[0] != leader[0]).await?;
+    eventually("the other replica taking over", || async { (who().len() == 1 && who()[0] != leader[0]).then_some(()) })
+        .await;
     other.abort();
     anyhow::ensure!(running.most.load(Ordering::SeqCst) == 1, "never two at once");
     Ok(())
@@ -229,27 +181,15 @@ async fn guarded_work_runs_on_one_replica_and_fails_over(db: &TestDb) -> anyhow:
 
 /// One replica: its own store on the shared database, its engine and Telegram channel, talking
 /// to the fake under the path prefix `via`.
-async fn replica(db: &TestDb, fake: &FakeTelegram, dir: &std::path::Path, via: &str) -> anyhow::Result<Telegram> {
-    let store = db.store().await?;
-    let config = fake_agents_config(dir, env!("CARGO_BIN_EXE_fake-agent"), WAIT)?;
+async fn replica(db: &TestDb, fake: &FakeTelegram, world: &World, via: &str) -> anyhow::Result<Telegram> {
     let text = format!(
         "token = \"{TOKEN}\"\napi_url = \"{}{via}\"\nmode = \"polling\"\nallowed_users = [{ADA}]\n",
         fake.url()
     );
     let tg: TelegramConfig = toml::from_str(&text)?;
-    let runtime = AgentRuntimes::new(RuntimeOptions::default());
-    let engine = Engine::new(Arc::new(store), Arc::new(config), Arc::new(runtime));
+    let engine = world.engine_with_store(db.store().await?);
     engine.set_admission(Channel::Telegram, telegram::admission(&tg));
-    let options = TelegramOptions {
-        outbox: OutboxOptions {
-            poll_interval: Duration::from_millis(50),
-            chat_interval: Duration::ZERO,
-            ..Default::default()
-        },
-        poll: PollOptions { timeout_secs: 1, ..PollOptions::default() },
-        inbox_interval: Duration::from_millis(100),
-    };
-    Telegram::start(Arc::new(engine), &tg, None, options).await
+    Telegram::start(Arc::new(engine), &tg, None, channel_options()).await
 }
 
 fn help(update_id: i64) -> serde_json::Value {
@@ -263,19 +203,19 @@ fn help(update_id: i64) -> serde_json::Value {
 /// Two replicas on one database: only one calls getUpdates, a message is answered once; when
 /// that replica stops, the other polls and answers the next one (once).
 async fn two_telegram_replicas_poll_and_answer_once(db: &TestDb) -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
+    let (world_a, world_b) = (World::new(), World::new());
     let fake = FakeTelegram::start(TOKEN).await?;
-    let a = replica(db, &fake, &dir.path().join("a"), "a").await?;
-    let b = replica(db, &fake, &dir.path().join("b"), "b").await?;
+    let a = replica(db, &fake, &world_a, "a").await?;
+    let b = replica(db, &fake, &world_b, "b").await?;
     let pollers = || {
         let mut via: Vec<String> = fake.calls_to("getUpdates").into_iter().map(|c| c.via).collect();
         via.dedup();
         via
     };
-    eventually("a replica polling", || !pollers().is_empty()).await?;
+    eventually("a replica polling", || async { (!pollers().is_empty()).then_some(()) }).await;
     fake.push_update(help(1));
     let answers = || fake.calls_to("sendMessage").into_iter().filter(|c| c.status == 200).count();
-    eventually("the /help answered", || answers() >= 1).await?;
+    eventually("the /help answered", || async { (answers() >= 1).then_some(()) }).await;
     // Long enough for a second poller's long poll and a second sender's pass to show.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let polled = pollers();
@@ -290,9 +230,12 @@ async fn two_telegram_replicas_poll_and_answer_once(db: &TestDb) -> anyhow::Resu
     } else {
         drop(b)
     }
-    eventually("the other replica polling", || pollers().last().map(String::as_str) == Some(survivor)).await?;
+    eventually("the other replica polling", || async {
+        (pollers().last().map(String::as_str) == Some(survivor)).then_some(())
+    })
+    .await;
     fake.push_update(help(2));
-    eventually("the second /help answered", || answers() >= 2).await?;
+    eventually("the second /help answered", || async { (answers() >= 2).then_some(()) }).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     anyhow::ensure!(answers() == 2, "each message answered once: {}", fake.summary());
     Ok(())

@@ -1,21 +1,40 @@
 //! The ACP adapter against a fake ACP agent written from the protocol schema with plain JSON.
 
-mod runtime_common;
-
-use runtime_common::*;
 use serde_json::{Value, json};
 use taskgate_adapters::runtime::{AcpRuntime, RuntimeOptions};
 use taskgate_core::runtime::{
     AgentKind, AgentRuntime, AgentSession, ApprovalDecision, ApprovalKind, ApprovalRequest, CommandStatus,
     RuntimeError, RuntimeEvent, TurnOutcome,
 };
+use taskgate_tests::harness::Trial;
+use taskgate_tests::sessions::*;
 
-async fn start(h: &Harness) -> Box<dyn AgentSession> {
+pub fn trials() -> Vec<Trial> {
+    taskgate_tests::trials! {
+        current_thread: [
+            handshake_and_turn_follow_the_protocol,
+            permission_allow_once_runs_the_command,
+            allow_for_session_picks_allow_always,
+            deny_picks_reject_once_and_the_turn_goes_on,
+            deny_and_stop_cancels_the_prompt,
+            edit_permission_shows_the_diff,
+            interrupt_sends_session_cancel,
+            interrupt_answers_pending_permissions_with_cancelled,
+            prompt_error_fails_the_turn_and_keeps_the_session,
+            plan_updates_are_relayed,
+            malformed_and_foreign_output_is_skipped,
+            crash_then_session_load_resumes_without_replaying,
+            resume_needs_load_session_support,
+        ],
+    }
+}
+
+async fn start(h: &Workspace) -> Box<dyn AgentSession> {
     start_with(h, options(), None, false).await.expect("acp session starts")
 }
 
 async fn start_with(
-    h: &Harness,
+    h: &Workspace,
     options: RuntimeOptions,
     resume: Option<String>,
     can_load: bool,
@@ -29,7 +48,7 @@ async fn start_with(
 }
 
 /// Our answers to the agent's permission requests.
-fn outcomes(h: &Harness) -> Vec<Value> {
+fn outcomes(h: &Workspace) -> Vec<Value> {
     h.received()
         .into_iter()
         .filter(|m| m.get("method").is_none())
@@ -52,9 +71,8 @@ fn outcome(events: &[RuntimeEvent]) -> TurnOutcome {
     }
 }
 
-#[tokio::test]
 async fn handshake_and_turn_follow_the_protocol() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let mut s = start(&h).await;
     let Some(RuntimeEvent::SessionReady { provider_session_id, resumed: false }) = next(&mut s).await else { panic!() };
     assert_eq!(s.provider_session_id(), Some(provider_session_id.clone()));
@@ -76,9 +94,8 @@ async fn handshake_and_turn_follow_the_protocol() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn permission_allow_once_runs_the_command() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let mut s = start(&h).await;
     s.send_turn("RUN_CMD: echo acp > ran.txt").await.unwrap();
     let req = approval(&mut s).await;
@@ -99,9 +116,8 @@ async fn permission_allow_once_runs_the_command() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn allow_for_session_picks_allow_always() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let mut s = start(&h).await;
     s.send_turn("RUN_CMD: true").await.unwrap();
     let req = approval(&mut s).await;
@@ -114,9 +130,8 @@ async fn allow_for_session_picks_allow_always() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn deny_picks_reject_once_and_the_turn_goes_on() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let mut s = start(&h).await;
     s.send_turn("RUN_CMD: touch nope.txt").await.unwrap();
     let req = approval(&mut s).await;
@@ -132,9 +147,8 @@ async fn deny_picks_reject_once_and_the_turn_goes_on() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn deny_and_stop_cancels_the_prompt() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let mut s = start(&h).await;
     s.send_turn("RUN_CMD: touch nope.txt").await.unwrap();
     let req = approval(&mut s).await;
@@ -148,9 +162,8 @@ async fn deny_and_stop_cancels_the_prompt() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn edit_permission_shows_the_diff() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let mut s = start(&h).await;
     s.send_turn("WRITE_FILE: acp.txt").await.unwrap();
     let req = approval(&mut s).await;
@@ -164,9 +177,8 @@ async fn edit_permission_shows_the_diff() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn interrupt_sends_session_cancel() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let mut s = start(&h).await;
     s.send_turn("SLOW_REPLY please").await.unwrap();
     until(&mut s, |e| matches!(e, RuntimeEvent::TurnStarted { .. })).await;
@@ -178,9 +190,8 @@ async fn interrupt_sends_session_cancel() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn interrupt_answers_pending_permissions_with_cancelled() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let mut s = start(&h).await;
     s.send_turn("RUN_CMD: touch late.txt").await.unwrap();
     let req = approval(&mut s).await;
@@ -193,9 +204,8 @@ async fn interrupt_answers_pending_permissions_with_cancelled() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn prompt_error_fails_the_turn_and_keeps_the_session() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let mut s = start(&h).await;
     s.send_turn("FAIL_TURN").await.unwrap();
     let TurnOutcome::Failed { message } = outcome(&until_turn_finished(&mut s).await) else { panic!() };
@@ -205,9 +215,8 @@ async fn prompt_error_fails_the_turn_and_keeps_the_session() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn plan_updates_are_relayed() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let mut s = start(&h).await;
     s.send_turn("PLAN").await.unwrap();
     let events = until_turn_finished(&mut s).await;
@@ -223,9 +232,8 @@ async fn plan_updates_are_relayed() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn malformed_and_foreign_output_is_skipped() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let mut s = start_with(&h, RuntimeOptions { max_line_bytes: 64 * 1024, ..options() }, None, false).await.unwrap();
     s.send_turn("GARBAGE").await.unwrap();
     let events = until_turn_finished(&mut s).await;
@@ -234,9 +242,8 @@ async fn malformed_and_foreign_output_is_skipped() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn crash_then_session_load_resumes_without_replaying() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let mut s = start_with(&h, options(), None, true).await.unwrap();
     let id = s.provider_session_id().unwrap();
     s.send_turn("remember this").await.unwrap();
@@ -258,9 +265,8 @@ async fn crash_then_session_load_resumes_without_replaying() {
     s.shutdown().await;
 }
 
-#[tokio::test]
 async fn resume_needs_load_session_support() {
-    let h = Harness::new();
+    let h = Workspace::new();
     let err = start_with(&h, options(), Some("any".into()), false).await.err().expect("no loadSession");
     assert!(matches!(err, RuntimeError::Resume(_)), "{err:?}");
     let err = start_with(&h, options(), Some("unknown".into()), true).await.err().expect("unknown session");

@@ -9,38 +9,20 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::Value;
-use taskgate_tests::console::Gateway;
+use taskgate_tests::app::{TestApp, spawn_console};
+use taskgate_tests::harness::{self, Failed, Flavor, Trial, WAIT};
 use taskgate_tests::webdriver::{self, Browser};
 
-const WAIT: Duration = Duration::from_secs(30);
-
-fn main() {
-    let args = Arguments::from_args();
-    let browser = webdriver::browser();
-    let mut trials = Vec::new();
-    let installed = browser.clone();
-    trials.push(
-        Trial::test("console_in_chromium_runs_a_task_and_approves_it_live", move || {
-            let Some((chromium, chromedriver)) = installed.clone() else {
-                return Err("chromium or chromedriver is missing".into());
-            };
-            run(&chromium, &chromedriver)
-        })
-        .with_ignored_flag(browser.is_none()),
-    );
-    if browser.is_none() && std::env::var("CI").as_deref() == Ok("true") {
-        trials.push(Trial::test("browser::installed", || {
-            Err("CI=true but chromium/chromedriver are not installed: the browser test did not run".into())
-        }));
-    }
-    libtest_mimic::run(&args, trials).exit();
+pub fn trials() -> Vec<Trial> {
+    let name = harness::name(module_path!(), "console_in_chromium_runs_a_task_and_approves_it_live");
+    let found = webdriver::browser()
+        .ok_or_else(|| "chromium or chromedriver is not installed: the browser test did not run".to_owned());
+    vec![harness::requires(name, found, |(chromium, chromedriver)| run(&chromium, &chromedriver))]
 }
 
 fn run(chromium: &Path, chromedriver: &Path) -> Result<(), Failed> {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    rt.block_on(async {
+    harness::block_on(Flavor::MultiThread(2), async {
         // Bounded as a whole: a hung browser fails the test instead of hanging CI.
         match tokio::time::timeout(Duration::from_secs(180), scenario(chromium, chromedriver)).await {
             Ok(result) => result.map_err(|e| Failed::from(format!("{e:#}"))),
@@ -50,7 +32,7 @@ fn run(chromium: &Path, chromedriver: &Path) -> Result<(), Failed> {
 }
 
 async fn scenario(chromium: &Path, chromedriver: &Path) -> anyhow::Result<()> {
-    let gw = Gateway::start(env!("CARGO_BIN_EXE_fake-agent"), WAIT).await?;
+    let gw = spawn_console().await?;
     let browser = Browser::start(chromium, chromedriver).await?;
     let result = steps(&gw, &browser).await;
     // The screenshot is taken whatever happened: on failure it shows where the page stood.
@@ -63,7 +45,7 @@ async fn scenario(chromium: &Path, chromedriver: &Path) -> anyhow::Result<()> {
         eprintln!("screenshot: {}", path.display());
     }
     browser.quit().await;
-    gw.stop().await;
+    let _ = gw.stop().await;
     result
 }
 
@@ -74,7 +56,7 @@ fn screenshot_path() -> PathBuf {
     target.join("web-console.png")
 }
 
-async fn steps(gw: &Gateway, browser: &Browser) -> anyhow::Result<()> {
+async fn steps(gw: &TestApp, browser: &Browser) -> anyhow::Result<()> {
     // Log in with the token.
     browser.goto(&format!("{}/", gw.url)).await?;
     let token = browser.wait("#token", WAIT).await?;

@@ -3,7 +3,6 @@
 //! Callbacks are encrypted and signed as Feishu does; assertions read the fake's recorded
 //! calls and the store, never log text.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,14 +15,29 @@ use taskgate::feishu::{self, Feishu, FeishuOptions};
 use taskgate_adapters::feishu::crypto;
 use taskgate_adapters::feishu::outbound::OutboxOptions;
 use taskgate_adapters::feishu::ws::WsOptions;
-use taskgate_adapters::runtime::{AgentRuntimes, RuntimeOptions};
 use taskgate_adapters::store::SeaStore;
 use taskgate_core::model::*;
 use taskgate_core::store::Store;
+use taskgate_tests::app::{Port, Server, spawn_app};
 use taskgate_tests::fake_feishu::{APP_ID, APP_SECRET, BOT_OPEN_ID, Call, FakeFeishu, SERVICE_ID};
-use taskgate_tests::world::fake_agents_config;
+use taskgate_tests::harness::{Trial, eventually};
+use taskgate_tests::reads::completed_turns;
+use taskgate_tests::world::World;
 
-const WAIT: Duration = Duration::from_secs(30);
+pub fn trials() -> Vec<Trial> {
+    taskgate_tests::trials! {
+        current_thread: [
+            every_sdk_vector_gets_the_sdk_verdict_over_http,
+            approval_by_card_click_and_follow_up,
+            a_turn_patches_one_status_card_in_place,
+            strangers_group_chatter_and_redelivery,
+            token_refresh_rate_limit_and_idempotent_retries,
+            long_connection_frames_acks_and_reconnect,
+            serve_starts_the_channel_from_config,
+        ],
+    }
+}
+
 const ALICE: &str = "ou_alice00000000000000000000000001";
 const MALLORY: &str = "ou_mallory000000000000000000000009";
 const KEY: &str = "test key";
@@ -31,34 +45,26 @@ const TOKEN: &str = "v-token";
 const P2P: &str = "oc_p2p_alice";
 const GROUP: &str = "oc_team";
 
-struct World {
-    dir: tempfile::TempDir,
-    config: Arc<Config>,
+/// The shared world and a fake open platform that knows Alice's name.
+struct FeishuWorld {
+    world: World,
     fake: FakeFeishu,
 }
 
-/// A running gateway: the channel, and its webhook served on a local port.
+/// A running gateway: the channel, and its webhook served on a local port (stopped first).
 struct Gateway {
+    _server: Server,
     store: Arc<SeaStore>,
     _engine: Arc<Engine>,
     _channel: Feishu,
     url: String,
-    server: tokio::task::JoinHandle<()>,
 }
 
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        self.server.abort();
-    }
-}
-
-impl World {
+impl FeishuWorld {
     async fn new() -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let config = fake_agents_config(dir.path(), env!("CARGO_BIN_EXE_fake-agent"), WAIT).expect("config");
         let fake = FakeFeishu::start().await.expect("fake feishu");
         fake.set_name(ALICE, "Alice");
-        World { dir, config: Arc::new(config), fake }
+        FeishuWorld { world: World::new(), fake }
     }
 
     fn feishu_config(&self, mode: &str, encrypt_key: &str) -> FeishuConfig {
@@ -70,17 +76,11 @@ impl World {
         toml::from_str(&text).expect("feishu config")
     }
 
+    /// An engine on database `db` in the world's dir (one world may run several), its Feishu
+    /// channel, and the HTTP routes with the channel's webhook.
     async fn gateway(&self, mode: &str, encrypt_key: &str, db: &str) -> Gateway {
-        let url = format!("sqlite://{}?mode=rwc", self.dir.path().join(db).display());
-        let store = SeaStore::connect(&url).await.expect("connect");
-        store.migrate().await.expect("migrate");
-        let runtime = AgentRuntimes::new(RuntimeOptions {
-            handshake_timeout: Duration::from_secs(10),
-            shutdown_grace: Duration::from_millis(300),
-            ..RuntimeOptions::default()
-        });
         let config = self.feishu_config(mode, encrypt_key);
-        let engine = Engine::new(Arc::new(store), self.config.clone(), Arc::new(runtime));
+        let engine = self.world.engine_on(db).await;
         engine.set_admission(Channel::Feishu, feishu::admission(&config));
         let engine = Arc::new(engine);
         let options = FeishuOptions {
@@ -101,13 +101,9 @@ impl World {
         let channel = Feishu::start(engine.clone(), &config, options).await.expect("feishu starts");
         let store = engine.store().clone();
         let state = taskgate::http::AppState { store: store.clone(), metrics: taskgate::metrics::Metrics::new() };
-        let app = taskgate::http::router(state).layer(Extension(channel.webhook()));
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Gateway { store, _engine: engine, _channel: channel, url: format!("http://{addr}/webhook/feishu"), server }
+        let server = Port::bind().await.serve(taskgate::http::router(state).layer(Extension(channel.webhook())));
+        let url = format!("http://{}/webhook/feishu", server.addr);
+        Gateway { _server: server, store, _engine: engine, _channel: channel, url }
     }
 }
 
@@ -173,35 +169,9 @@ fn card_event(event_id: &str, from: &str, card_message: &str, value: &Value) -> 
             "host": "im_message", "context": {"open_message_id": card_message, "open_chat_id": P2P}}})
 }
 
-async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// The first successful send (or reply) whose text or card passes `pred`.
 async fn sent(fake: &FakeFeishu, what: &str, pred: impl Fn(&Call) -> bool) -> Call {
     eventually(what, || async { fake.sent().into_iter().find(|c| pred(c)) }).await
-}
-
-async fn completed_turns(store: &SeaStore, exec: Id) -> usize {
-    let task = store.execution(exec).await.expect("exec").task_id;
-    store
-        .timeline(task)
-        .await
-        .expect("timeline")
-        .into_iter()
-        .filter(|e| e.kind == EventKind::Result && e.execution_id == Some(exec))
-        .count()
 }
 
 async fn drained(store: &SeaStore) {
@@ -214,13 +184,12 @@ async fn drained(store: &SeaStore) {
 /// Every callback in the official SDK's vectors gets the SDK's verdict from the running
 /// webhook: accepted ones are answered 200 (challenges echoed, card presses with a toast)
 /// within 3 s and are in the inbox; refused ones get non-2xx and store nothing.
-#[tokio::test]
 async fn every_sdk_vector_gets_the_sdk_verdict_over_http() {
-    let world = World::new().await;
+    let world = FeishuWorld::new().await;
     let signed = world.gateway("webhook", KEY, "signed.db").await;
     let plain = world.gateway("webhook", "", "plain.db").await;
     let vectors: Vec<Value> =
-        serde_json::from_str(include_str!("../data/feishu/vectors.json")).expect("the vectors parse");
+        serde_json::from_str(include_str!("../../data/feishu/vectors.json")).expect("the vectors parse");
     assert_eq!(vectors.len(), 10);
     for v in &vectors {
         let name = v["name"].as_str().unwrap();
@@ -275,9 +244,8 @@ async fn every_sdk_vector_gets_the_sdk_verdict_over_http() {
 /// callback within 3 s with a toast and the card replaced by "Approved by Alice", resolves
 /// exactly that approval, and the summary arrives; a reply to the summary continues the same
 /// task; a late press on the old card hears who decided.
-#[tokio::test]
 async fn approval_by_card_click_and_follow_up() {
-    let world = World::new().await;
+    let world = FeishuWorld::new().await;
     let gw = world.gateway("webhook", KEY, "taskgate.db").await;
     let (fake, store) = (&world.fake, &gw.store);
 
@@ -354,9 +322,8 @@ async fn approval_by_card_click_and_follow_up() {
 /// place as the turn goes on (coalesced, at least 250 ms apart, a 429 waited out for
 /// `x-ogw-ratelimit-reset`), ending on how the turn ended; the approval and the final summary
 /// are messages of their own.
-#[tokio::test]
 async fn a_turn_patches_one_status_card_in_place() {
-    let world = World::new().await;
+    let world = FeishuWorld::new().await;
     let fake = &world.fake;
     // The first PATCH is rate limited: it waits out the reset like a send does.
     fake.rate_limit("PATCH /open-apis/im/v1/messages", 1, 1);
@@ -425,9 +392,8 @@ async fn a_turn_patches_one_status_card_in_place() {
 /// the engine; group chatter without a mention is ignored; an event redelivered under the
 /// same event_id, and resent under a new one, is processed once; a mention in the group is
 /// handled. A wrong signature is refused and stores nothing.
-#[tokio::test]
 async fn strangers_group_chatter_and_redelivery() {
-    let world = World::new().await;
+    let world = FeishuWorld::new().await;
     let gw = world.gateway("webhook", KEY, "taskgate.db").await;
     let (fake, store) = (&world.fake, &gw.store);
 
@@ -491,9 +457,8 @@ async fn strangers_group_chatter_and_redelivery() {
 
 /// Sending: an expired tenant token is refreshed and the send made again; a 429 waits
 /// `x-ogw-ratelimit-reset`; every attempt of one message carries the same uuid.
-#[tokio::test]
 async fn token_refresh_rate_limit_and_idempotent_retries() {
-    let world = World::new().await;
+    let world = FeishuWorld::new().await;
     let gw = world.gateway("webhook", KEY, "taskgate.db").await;
     let fake = &world.fake;
     assert_eq!(fake.calls_to("tenant_access_token").len(), 1, "one token for bot info");
@@ -519,9 +484,8 @@ async fn token_refresh_rate_limit_and_idempotent_retries() {
 /// frames is joined, stored and acknowledged with code 200; after the server drops the
 /// connection the client reconnects, and the same message resent under a new event id is
 /// acknowledged but not handled again; a card press is answered in its ack's `data`.
-#[tokio::test]
 async fn long_connection_frames_acks_and_reconnect() {
-    let world = World::new().await;
+    let world = FeishuWorld::new().await;
     let fake = &world.fake;
     fake.set_ping_interval(1);
     let gw = world.gateway("websocket", "", "taskgate.db").await;
@@ -569,7 +533,6 @@ async fn long_connection_frames_acks_and_reconnect() {
 
 /// `taskgate serve`'s own wiring: with `[feishu]` configured, the application checks the app
 /// and mounts the webhook, which answers the url_verification handshake.
-#[tokio::test]
 async fn serve_starts_the_channel_from_config() {
     let fake = FakeFeishu::start().await.expect("fake feishu");
     let dir = tempfile::tempdir().unwrap();
@@ -584,18 +547,13 @@ async fn serve_starts_the_channel_from_config() {
     )
     .unwrap();
     let config = Config::load_from(Some(&file), std::iter::empty()).expect("config");
-    let app = taskgate::startup::Application::build(&config).await.expect("application builds");
-    let addr = app.local_addr();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app.run_until(async move {
-        let _ = stopped.await;
-    }));
+    let app = spawn_app(&config).await.expect("application builds");
+    let addr = app.addr;
     assert_eq!(fake.calls_to("/bot/v3/info").len(), 1, "the app is checked at start");
     let url = format!("http://{addr}/webhook/feishu");
     let body = json!({"challenge": "c-1", "token": TOKEN, "type": "url_verification"}).to_string();
     assert_eq!(post_raw(&url, &body, &[]).await.1, json!({"challenge": "c-1"}));
     let wrong = json!({"challenge": "c-1", "token": "nope", "type": "url_verification"}).to_string();
     assert_eq!(post_raw(&url, &wrong, &[]).await.0, 401);
-    stop.send(()).unwrap();
-    tokio::time::timeout(WAIT, server).await.expect("stops").unwrap().expect("clean stop");
+    app.stop().await.expect("stops cleanly");
 }
