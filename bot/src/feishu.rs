@@ -125,7 +125,8 @@ impl Feishu {
         if config.mode == FeishuMode::Websocket {
             let ws_lease = store.singleton(&format!("feishu-ws:{}", config.app_id), LeaseOptions::default());
             let (api, sink, ws_options) = (api.clone(), intake.clone() as Arc<dyn EventSink>, options.ws.clone());
-            intake_workers.push(tokio::spawn(ws_lease.run(move || ws::run(api.clone(), sink.clone(), ws_options.clone()))));
+            intake_workers
+                .push(tokio::spawn(ws_lease.run(move || ws::run(api.clone(), sink.clone(), ws_options.clone()))));
         }
         let inbox_lease = store.singleton(&format!("inbox:{}", Channel::Feishu), LeaseOptions::default());
         let (drain_store, drain_me, drain_policy, drain_intake, interval) =

@@ -144,7 +144,9 @@ async fn audit(config: &Config, verify: bool) -> anyhow::Result<bool> {
             Ok(true)
         }
         Some(id) => {
-            eprintln!("taskgate: the audit chain is broken at entry #{id}: it was changed, or one before it was removed");
+            eprintln!(
+                "taskgate: the audit chain is broken at entry #{id}: it was changed, or one before it was removed"
+            );
             Ok(false)
         }
     }

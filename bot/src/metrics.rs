@@ -62,5 +62,8 @@ pub fn queue_gauges(stats: &taskgate_core::store::StoreStats) -> String {
         ("taskgate_outbox_pending", "Outbound messages not delivered yet", stats.outbox_pending),
         ("taskgate_executions_with_work", "Executions with work waiting for a runner", stats.executions_with_work),
     ];
-    gauges.iter().map(|(name, help, value)| format!("# HELP {name} {help}.\n# TYPE {name} gauge\n{name} {value}\n")).collect()
+    gauges
+        .iter()
+        .map(|(name, help, value)| format!("# HELP {name} {help}.\n# TYPE {name} gauge\n{name} {value}\n"))
+        .collect()
 }

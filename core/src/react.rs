@@ -5,9 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::model::{
-    Body, CommandRun, ExecutionStatus, Id, Role, SessionStatus, TaskStatus, TurnEvidence, TurnStatus,
-};
+use crate::model::{Body, CommandRun, ExecutionStatus, Id, Role, SessionStatus, TaskStatus, TurnEvidence, TurnStatus};
 use crate::plan::{Effect, Plan, TaskRef};
 use crate::reply::{Reply, ReplyKind};
 use crate::runtime::{ApprovalDecision, RuntimeEvent, TurnOutcome, one_line, summarize};
@@ -113,7 +111,8 @@ pub fn react(event: &RuntimeEvent, view: &ExecView<'_>) -> Plan {
                 live(&mut plan, view, line);
                 return plan;
             }
-            let line = live_line(view.agent, event).unwrap_or_else(|| format!("{} is waiting for approval", view.agent));
+            let line =
+                live_line(view.agent, event).unwrap_or_else(|| format!("{} is waiting for approval", view.agent));
             if let Some(turn) = turn {
                 plan.push(Effect::SetTurn { turn, to: TurnStatus::WaitingApproval, summary: None });
             }
@@ -268,7 +267,6 @@ pub fn handed_over(view: &ExecView<'_>, turn: Id, input: &str, reason: &str, not
     });
     plan.push(Effect::QueueTurn { execution: view.execution, input: rerun_input(input) });
     if let Some(line) = notice {
-        plan.push(Effect::Live { turn, line: line.clone() });
         plan.push(Effect::Reply(Reply::text(line)));
     }
     plan

@@ -151,8 +151,12 @@ pub trait Store: Send + Sync {
     /// Revokes an active rule; `false` when there is none with that id.
     async fn revoke_rule(&self, id: Id) -> StoreResult<bool>;
     /// The active rule that approves exactly `action` of `agent` in `project_id`.
-    async fn matching_rule(&self, project_id: Option<Id>, agent: &str, action: &str)
-    -> StoreResult<Option<ApprovalRule>>;
+    async fn matching_rule(
+        &self,
+        project_id: Option<Id>,
+        agent: &str,
+        action: &str,
+    ) -> StoreResult<Option<ApprovalRule>>;
     /// Appends a decision to the audit log, chained to the entry before (the chain is
     /// extended by one writer at a time on every backend).
     async fn append_audit(&self, entry: NewAuditEntry) -> StoreResult<AuditEntry>;
@@ -206,7 +210,13 @@ pub trait Store: Send + Sync {
     async fn approval_cards(&self, approval: Id) -> StoreResult<Vec<Outbound>>;
     /// Whether the outbox wrote about `approval` (or, with `approval` `None`, about `task`) to
     /// this chat: a button press counts only where its message was shown.
-    async fn shown_in(&self, channel: Channel, chat_id: &str, approval: Option<Id>, task: Option<Id>) -> StoreResult<bool>;
+    async fn shown_in(
+        &self,
+        channel: Channel,
+        chat_id: &str,
+        approval: Option<Id>,
+        task: Option<Id>,
+    ) -> StoreResult<bool>;
 
     /// Whether the database answers (readiness).
     async fn ping(&self) -> StoreResult<()>;

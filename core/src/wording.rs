@@ -102,7 +102,8 @@ mod tests {
 
     #[test]
     fn a_command_card_shows_where_and_why() {
-        let (head, detail) = approval_card("Codex", &request(ApprovalKind::Command, "run `npm test`", None), "/srv/web", 4);
+        let (head, detail) =
+            approval_card("Codex", &request(ApprovalKind::Command, "run `npm test`", None), "/srv/web", 4);
         assert_eq!(head, "Codex is waiting for approval: run `npm test`");
         assert_eq!(detail.as_deref(), Some("in /srv/web\nWhy: the tests must pass first"));
     }

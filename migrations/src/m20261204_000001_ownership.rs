@@ -46,7 +46,12 @@ impl MigrationTrait for Migration {
         )
         .await?;
         m.create_index(
-            Index::create().name("ix_orders_execution_id_done_at").table("orders").col("execution_id").col("done_at").take(),
+            Index::create()
+                .name("ix_orders_execution_id_done_at")
+                .table("orders")
+                .col("execution_id")
+                .col("done_at")
+                .take(),
         )
         .await?;
 
@@ -56,8 +61,10 @@ impl MigrationTrait for Migration {
         add(m, "inbox", integer("attempts").default(0).take()).await?;
         add(m, "inbox", text_null("last_error")).await?;
 
-        m.create_index(Index::create().name("ix_turns_session_id_status").table("turns").col("session_id").col("status").take())
-            .await?;
+        m.create_index(
+            Index::create().name("ix_turns_session_id_status").table("turns").col("session_id").col("status").take(),
+        )
+        .await?;
         m.create_index(Index::create().name("ix_turns_status").table("turns").col("status").take()).await
     }
 

@@ -24,7 +24,12 @@ impl MigrationTrait for Migration {
         )
         .await?;
         m.create_index(
-            Index::create().name("ix_approval_rules_project_id_agent").table("approval_rules").col("project_id").col("agent").take(),
+            Index::create()
+                .name("ix_approval_rules_project_id_agent")
+                .table("approval_rules")
+                .col("project_id")
+                .col("agent")
+                .take(),
         )
         .await?;
         m.create_table(

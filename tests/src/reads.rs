@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 use taskgate_adapters::store::SeaStore;
-use taskgate_core::model::{Channel, EventKind, Id};
+use taskgate_core::model::{Body, Channel, EventKind, Id};
 use taskgate_core::store::Store;
 
 /// Everything enqueued for Telegram since the last call, oldest first, as (task, approval,
@@ -17,7 +17,7 @@ pub async fn outbox_texts(store: &SeaStore) -> Vec<(Option<Id>, Option<Id>, Stri
             return out;
         }
         for o in due {
-            out.push((o.task_id, o.approval_id, o.payload["text"].as_str().unwrap_or_default().to_owned()));
+            out.push((o.task_id, o.approval_id, o.payload.text.clone()));
             store.outbox_sent(o.id, Some(&format!("m-{}", o.id))).await.expect("sent");
         }
     }
@@ -38,7 +38,7 @@ pub async fn completed_turns(store: &SeaStore, exec: Id) -> usize {
 /// The end-of-turn events of the task, oldest first.
 pub async fn results(store: &SeaStore, task: Id) -> Vec<Value> {
     let timeline = store.timeline(task).await.expect("timeline");
-    timeline.into_iter().filter(|e| e.kind == EventKind::Result).map(|e| e.body).collect()
+    timeline.into_iter().filter(|e| e.kind == EventKind::Result).map(|e| e.body.to_json()).collect()
 }
 
 /// Everything the agent said on the task, in one string.
@@ -46,8 +46,10 @@ pub async fn agent_text(store: &SeaStore, task: Id) -> String {
     let timeline = store.timeline(task).await.expect("timeline");
     timeline
         .iter()
-        .filter(|e| e.body["type"] == "agent_text")
-        .filter_map(|e| e.body["text"].as_str())
+        .filter_map(|e| match e.body.known() {
+            Some(Body::AgentText { text }) => Some(text.as_str()),
+            _ => None,
+        })
         .collect::<Vec<_>>()
         .join("\n")
 }

@@ -58,6 +58,7 @@ pub fn fake_agents_config(dir: &Path, turn_timeout: Duration) -> std::io::Result
             path: work,
             default_agent: Some("codex".into()),
             busy_policy: Default::default(),
+            approvers: Vec::new(),
         }],
         agents,
         ..Config::default()
@@ -116,13 +117,19 @@ impl World {
         self.engine_on("taskgate.db").await
     }
 
-    /// A new engine on database `file` in the world's dir.
+    /// A new engine on database `file` in the world's dir, running: as `taskgate serve` on
+    /// SQLite, it first frees what an earlier engine on the file held (one process owns a
+    /// SQLite database), then takes over open work.
     pub async fn engine_on(&self, file: &str) -> Engine {
         let store = self.store_on(file).await;
-        self.engine_with_store(store)
+        taskgate_core::store::Store::release_all(&store).await.expect("release");
+        let engine = self.engine_with_store(store);
+        engine.start();
+        engine
     }
 
-    /// A new engine on `store` (a database elsewhere, such as a shared PostgreSQL one).
+    /// A new engine on `store` (a database elsewhere, such as a shared PostgreSQL one), not yet
+    /// started (see `Engine::start`).
     pub fn engine_with_store(&self, store: SeaStore) -> Engine {
         // The supervisor's limits come from `[runtime]`, as in `taskgate serve`.
         Engine::new(Arc::new(store), Arc::new(self.config.clone()), Arc::new(runtime()))
@@ -151,5 +158,6 @@ pub fn message(chat: &str, from: &str, name: &str, text: &str) -> IncomingMessag
         reply_to_task: None,
         chat: Chat::Direct,
         mentioned: false,
+        message_id: None,
     }
 }

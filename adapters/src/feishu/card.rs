@@ -15,7 +15,11 @@ use taskgate_core::reply::{self, Action};
 pub enum ButtonValue {
     /// The nonce is the approval's own random value: a press cannot name an approval it was
     /// never shown.
-    Approval { approval: Id, nonce: String, answer: Answer },
+    Approval {
+        approval: Id,
+        nonce: String,
+        answer: Answer,
+    },
     Choice(usize),
     Stop(Id),
 }

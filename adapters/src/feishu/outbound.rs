@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use serde_json::{Value, json};
-use taskgate_core::reply::Reply;
 use sha2::{Digest, Sha256};
 use taskgate_core::model::{Channel, Id, Outbound};
+use taskgate_core::reply::Reply;
 use taskgate_core::store::{Store, StoreResult};
 use tokio::sync::Notify;
 

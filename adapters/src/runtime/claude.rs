@@ -200,7 +200,14 @@ impl Claude {
             .or_else(|| input.get("description").and_then(Value::as_str).map(str::to_owned));
         self.permissions
             .insert(request_id.clone(), Permission { claude_id, tool_use_id, input, suggestions, question: false });
-        io.emit(RuntimeEvent::ApprovalRequested(ApprovalRequest { request_id, kind, action, detail, cwd: None, reason }));
+        io.emit(RuntimeEvent::ApprovalRequested(ApprovalRequest {
+            request_id,
+            kind,
+            action,
+            detail,
+            cwd: None,
+            reason,
+        }));
     }
 
     fn on_assistant(&mut self, message: &Value, io: &mut Io) {

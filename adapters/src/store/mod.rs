@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::sync::{Mutex, MutexGuard, OwnedMutexGuard};
 use chrono::Utc;
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
@@ -22,6 +21,7 @@ use sea_orm::{
 };
 use taskgate_core::model::*;
 use taskgate_core::store::*;
+use tokio::sync::{Mutex, MutexGuard, OwnedMutexGuard};
 
 use entities::*;
 
@@ -478,7 +478,7 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
         let _w = self.writing().await;
         let row = runtime_sessions::ActiveModel {
             id: Set(session.id),
-            provider_session_id: Set(session.provider_session_id.clone()),
+            provider_session_id: Set(session.provider_session_id.clone().map(txt)),
             model: Set(session.model.clone()),
             pid: Set(session.pid),
             status: Set(session.status.name().into()),
@@ -557,8 +557,11 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
         }
         let row = by_id::<executions::Entity>(&self.db, "execution", execution).await?;
         // Read back in the same statement's wake: another claim can only follow after expiry.
-        Ok((row.owner.as_deref() == Some(owner))
-            .then(|| Lease { execution, owner: owner.to_owned(), fence: row.fence }))
+        Ok((row.owner.as_deref() == Some(owner)).then(|| Lease {
+            execution,
+            owner: owner.to_owned(),
+            fence: row.fence,
+        }))
     }
 
     async fn renew_leases(&self, owner: &str, until: Timestamp) -> StoreResult<u64> {
@@ -894,7 +897,7 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
             execution_id: Set(event.execution_id),
             kind: Set(event.body.kind().name().into()),
             channel: Set(event.channel.map(|c| c.name().into())),
-            actor: Set(event.actor),
+            actor: Set(event.actor.map(txt)),
             body: Set(js(event.body.to_json())),
             at: Set(Utc::now()),
         };
@@ -914,7 +917,7 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
             kind: Set(entry.kind.name().into()),
             text: Set(txt(entry.text)),
             evidence: Set(js(serde_json::json!(entry.evidence))),
-            author: Set(entry.author),
+            author: Set(txt(entry.author)),
             commit: Set(entry.commit),
             at: Set(Utc::now()),
         };
@@ -1041,7 +1044,7 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
         let _w = self.writing().await;
         let result = outbox::Entity::update_many()
             .col_expr(outbox::Column::NextAttemptAt, Expr::value(next_attempt_at))
-            .col_expr(outbox::Column::LastError, Expr::value(error))
+            .col_expr(outbox::Column::LastError, Expr::value(txt(error)))
             .col_expr(outbox::Column::Attempts, Expr::col(outbox::Column::Attempts).add(1))
             .filter(outbox::Column::Id.eq(id))
             .exec(&self.db)
@@ -1101,11 +1104,18 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
     }
 
     async fn approval_cards(&self, approval: Id) -> StoreResult<Vec<Outbound>> {
-        let query = outbox::Entity::find().filter(outbox::Column::ApprovalId.eq(approval)).order_by_asc(outbox::Column::Id);
+        let query =
+            outbox::Entity::find().filter(outbox::Column::ApprovalId.eq(approval)).order_by_asc(outbox::Column::Id);
         rows(&self.db, query, convert::outbound).await
     }
 
-    async fn shown_in(&self, channel: Channel, chat_id: &str, approval: Option<Id>, task: Option<Id>) -> StoreResult<bool> {
+    async fn shown_in(
+        &self,
+        channel: Channel,
+        chat_id: &str,
+        approval: Option<Id>,
+        task: Option<Id>,
+    ) -> StoreResult<bool> {
         let mut query = outbox::Entity::find()
             .filter(outbox::Column::Channel.eq(channel.name()))
             .filter(outbox::Column::ChatId.eq(txt(chat_id)));
@@ -1134,12 +1144,7 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
             .count(&self.db)
             .await
             .map_err(db_err)?;
-        Ok(StoreStats {
-            inbox_pending,
-            inbox_set_aside,
-            outbox_pending,
-            executions_with_work,
-        })
+        Ok(StoreStats { inbox_pending, inbox_set_aside, outbox_pending, executions_with_work })
     }
 
     async fn ping(&self) -> StoreResult<()> {

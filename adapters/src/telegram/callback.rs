@@ -58,7 +58,9 @@ impl ButtonData {
         }
         let mut parts = data.split(':');
         let parsed = match (parts.next()?, parts.next(), parts.next(), parts.next()) {
-            ("a", Some(id), Some(nonce), Some(answer)) if !nonce.is_empty() && nonce.chars().all(|c| c.is_ascii_alphanumeric()) => {
+            ("a", Some(id), Some(nonce), Some(answer))
+                if !nonce.is_empty() && nonce.chars().all(|c| c.is_ascii_alphanumeric()) =>
+            {
                 let answer = match answer {
                     "o" => Answer::Approve(Scope::Once),
                     "a" => Answer::Approve(Scope::Always),
@@ -100,8 +102,21 @@ mod tests {
     #[test]
     fn refuses_what_it_did_not_write() {
         for bad in [
-            "", "a", "a:1", "a:1:o", "a:x:n:o", "a:1:n:z", "a:1::o", "a:1:n-x:o", "a:1:n:o:extra", "c:", "c:-1", "s:",
-            "s:x", "zz:1", &"c:1".repeat(30),
+            "",
+            "a",
+            "a:1",
+            "a:1:o",
+            "a:x:n:o",
+            "a:1:n:z",
+            "a:1::o",
+            "a:1:n-x:o",
+            "a:1:n:o:extra",
+            "c:",
+            "c:-1",
+            "s:",
+            "s:x",
+            "zz:1",
+            &"c:1".repeat(30),
         ] {
             assert_eq!(ButtonData::decode(bad), None, "{bad}");
         }

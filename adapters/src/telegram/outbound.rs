@@ -205,8 +205,10 @@ impl OutboxSender {
                 return (Delivery::Later, Vec::new());
             }
             // An edit without a keyboard removes the buttons (a decided approval card).
-            let mut edit =
-                self.bot.edit_message_text(ChatId(chat), MessageId(message_id), text.clone()).parse_mode(ParseMode::Html);
+            let mut edit = self
+                .bot
+                .edit_message_text(ChatId(chat), MessageId(message_id), text.clone())
+                .parse_mode(ParseMode::Html);
             if let Some(keyboard) = rendered.keyboard.clone() {
                 edit = edit.reply_markup(keyboard);
             }

@@ -16,11 +16,11 @@ use taskgate_core::model::{
     Answer, Approval, ApprovalStatus, Body, Channel, Conversation, Id, Lease, NewApprovalRule, NewAuditEntry, NewEvent,
     NewOutbound, Order, RuntimeSession, Scope, SessionStatus, StateMachine, TaskStatus,
 };
-use taskgate_core::wording::{self, Decider};
 use taskgate_core::plan::{Effect, ExecRef, Plan, TaskRef};
 use taskgate_core::reply::{Action, Button, Reply, ReplyKind};
 use taskgate_core::route::Sender;
 use taskgate_core::store::{NewApproval, NewExecution, NewTask, Store, StoreError, StoreResult};
+use taskgate_core::wording::{self, Decider};
 
 use super::status;
 
@@ -132,7 +132,9 @@ pub async fn apply(tx: &dyn Store, plan: &Plan, origin: &Origin<'_>) -> StoreRes
     let task_of = |r: TaskRef, created: Option<Id>| -> StoreResult<Id> {
         match r {
             TaskRef::Existing(id) => Ok(id),
-            TaskRef::Created => created.ok_or_else(|| StoreError::NotFound { entity: "created task", id: "plan".into() }),
+            TaskRef::Created => {
+                created.ok_or_else(|| StoreError::NotFound { entity: "created task", id: "plan".into() })
+            }
         }
     };
 
@@ -144,7 +146,12 @@ pub async fn apply(tx: &dyn Store, plan: &Plan, origin: &Origin<'_>) -> StoreRes
                     Origin::Agent { .. } => None,
                 };
                 let task = tx
-                    .create_task(NewTask { project_id: Some(*project_id), title: title.clone(), goal: goal.clone(), created_by })
+                    .create_task(NewTask {
+                        project_id: Some(*project_id),
+                        title: title.clone(),
+                        goal: goal.clone(),
+                        created_by,
+                    })
                     .await?;
                 created_task = Some(task.id);
                 current_task = Some(task.id);
@@ -262,7 +269,10 @@ pub async fn apply(tx: &dyn Store, plan: &Plan, origin: &Origin<'_>) -> StoreRes
                     row = tx.update_session(&row).await?;
                 }
                 // Ready after a start; a session already busy with a turn stays busy.
-                let to = if *to == SessionStatus::Ready && row.status == SessionStatus::Busy && provider_session_id.is_some() {
+                let to = if *to == SessionStatus::Ready
+                    && row.status == SessionStatus::Busy
+                    && provider_session_id.is_some()
+                {
                     SessionStatus::Busy
                 } else {
                     *to
@@ -290,10 +300,13 @@ pub async fn apply(tx: &dyn Store, plan: &Plan, origin: &Origin<'_>) -> StoreRes
                         action: request.action.clone(),
                     })
                     .await?;
-                record(tx, *task, Some(*execution), origin, Body::ApprovalRequested {
-                    approval: approval.id,
-                    request: request.clone(),
-                })
+                record(
+                    tx,
+                    *task,
+                    Some(*execution),
+                    origin,
+                    Body::ApprovalRequested { approval: approval.id, request: request.clone() },
+                )
                 .await?;
                 applied.approvals.push(approval.id);
                 if let Some(rule) = rule {
@@ -343,7 +356,12 @@ pub async fn apply(tx: &dyn Store, plan: &Plan, origin: &Origin<'_>) -> StoreRes
                 }
             }
             Effect::Live { turn, line } => {
-                let reply = Reply { text: line.clone(), kind: ReplyKind::Status, live: Some(live_key(*turn)), ..Reply::default() };
+                let reply = Reply {
+                    text: line.clone(),
+                    kind: ReplyKind::Status,
+                    live: Some(live_key(*turn)),
+                    ..Reply::default()
+                };
                 send(tx, reply, current_task, None, origin).await?;
             }
         }
@@ -380,7 +398,13 @@ pub fn approval_buttons(approval: &Approval) -> Vec<Button> {
 /// Enqueues `reply`. A person's plan answers in their conversation (threaded to their message
 /// in groups); an agent's news goes to the chat that last heard about the task (the web
 /// console's task page when no chat has).
-async fn send(tx: &dyn Store, mut reply: Reply, task: Option<Id>, approval: Option<Id>, origin: &Origin<'_>) -> StoreResult<()> {
+async fn send(
+    tx: &dyn Store,
+    mut reply: Reply,
+    task: Option<Id>,
+    approval: Option<Id>,
+    origin: &Origin<'_>,
+) -> StoreResult<()> {
     let (channel, chat_id) = match origin {
         Origin::Person { conversation, text, message_id, .. } => {
             reply.thread_id = conversation.thread_id.clone();
@@ -426,7 +450,8 @@ async fn expire(tx: &dyn Store, mut approval: Approval, reason: &str, origin: &O
         Err(StoreError::Conflict { .. }) => return Ok(()),
         Err(e) => return Err(e),
     };
-    let body = Body::ApprovalExpired { approval: approval.id, action: approval.action.clone(), reason: reason.to_owned() };
+    let body =
+        Body::ApprovalExpired { approval: approval.id, action: approval.action.clone(), reason: reason.to_owned() };
     record(tx, approval.task_id, approval.execution_id, origin, body).await?;
     audit(tx, &approval, origin, None).await?;
     show_decision(tx, &approval, Decider::Person { name: "the gateway", channel: None }, Some(reason)).await
@@ -479,12 +504,9 @@ async fn show_decision(tx: &dyn Store, approval: &Approval, by: Decider<'_>, rea
 async fn audit(tx: &dyn Store, approval: &Approval, origin: &Origin<'_>, rule: Option<Id>) -> StoreResult<()> {
     let (who, person_id, channel, place) = match (origin, rule) {
         (_, Some(rule)) if approval.decided_by.is_none() => (format!("rule #{rule}"), None, None, String::new()),
-        (Origin::Person { sender, conversation, .. }, _) => (
-            sender.name.clone(),
-            Some(sender.person_id),
-            Some(sender.channel),
-            conversation.chat_id.clone(),
-        ),
+        (Origin::Person { sender, conversation, .. }, _) => {
+            (sender.name.clone(), Some(sender.person_id), Some(sender.channel), conversation.chat_id.clone())
+        }
         (Origin::Agent { .. }, _) => ("gateway".to_owned(), None, None, String::new()),
     };
     tx.append_audit(NewAuditEntry {
@@ -614,7 +636,9 @@ fn channel_name(channel: Channel) -> &'static str {
 pub fn reading(reply: &Reply, choice: usize) -> Option<(Decision, String, String)> {
     let source = reply.source_text.clone()?;
     reply.buttons.iter().find_map(|b| match &b.action {
-        Action::Choose { choice: c, reading } if *c == choice => Some((reading.clone(), source.clone(), b.label.clone())),
+        Action::Choose { choice: c, reading } if *c == choice => {
+            Some((reading.clone(), source.clone(), b.label.clone()))
+        }
         _ => None,
     })
 }

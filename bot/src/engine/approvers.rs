@@ -43,7 +43,9 @@ impl Engine {
             (Channel::Telegram, None) => {
                 config.telegram.as_ref().is_some_and(|t| t.allowed_users.iter().any(|u| u.to_string() == sender_id))
             }
-            (Channel::Feishu, None) => config.feishu.as_ref().is_some_and(|f| f.allowed_users.iter().any(|u| u == sender_id)),
+            (Channel::Feishu, None) => {
+                config.feishu.as_ref().is_some_and(|f| f.allowed_users.iter().any(|u| u == sender_id))
+            }
         }
     }
 

@@ -108,6 +108,7 @@ impl Engine {
             supervisor,
             releasing: Mutex::new(0),
             replica: replica_name(),
+            dropped: Default::default(),
         });
         Engine {
             runner: Runner::new(shared.clone()),

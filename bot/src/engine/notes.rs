@@ -44,7 +44,8 @@ impl Engine {
                 Err(StoreError::NotFound { .. }) => format!("There is no task {task}."),
                 Err(e) => return Err(e.into()),
             },
-            (Some(task), Some(write), None) => match self.notes().write(task, write, &format!("person:{person}")).await {
+            (Some(task), Some(write), None) => match self.notes().write(task, write, &format!("person:{person}")).await
+            {
                 Ok(done) => done,
                 Err(NoteError::Invalid(why)) => format!("Not noted: {why}."),
                 Err(NoteError::Store(StoreError::NotFound { .. })) => format!("There is no task {task}."),

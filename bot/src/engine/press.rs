@@ -4,10 +4,10 @@
 
 use taskgate_core::classify::{Decision, Intent};
 use taskgate_core::model::{Answer, Approval, ApprovalStatus, Channel, Id};
-use taskgate_core::wording::{self, Decider};
 use taskgate_core::plan::{Effect, Plan};
 use taskgate_core::route::Sender;
 use taskgate_core::store::{Store, StoreError};
+use taskgate_core::wording::{self, Decider};
 
 use super::apply::{self, Origin};
 use super::{Engine, EngineError, IncomingMessage};

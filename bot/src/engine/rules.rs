@@ -25,7 +25,8 @@ pub fn parse(text: &str) -> Option<RulesCommand> {
     }
     Some(match (words.next(), words.next(), words.next()) {
         (None, _, _) => RulesCommand::List,
-        (Some(verb), Some(id), None) if verb.eq_ignore_ascii_case("revoke") => match id.trim_start_matches('#').parse() {
+        (Some(verb), Some(id), None) if verb.eq_ignore_ascii_case("revoke") => match id.trim_start_matches('#').parse()
+        {
             Ok(id) => RulesCommand::Revoke(id),
             Err(_) => RulesCommand::Usage,
         },
@@ -49,15 +50,18 @@ impl Engine {
                 if rules.is_empty() {
                     "No standing approvals: every action is asked for.".to_owned()
                 } else {
-                    let lines: Vec<String> =
-                        rules.iter().map(|r| format!("#{} {}: {}", r.id, super::display_agent(&r.agent), r.action)).collect();
+                    let lines: Vec<String> = rules
+                        .iter()
+                        .map(|r| format!("#{} {}: {}", r.id, super::display_agent(&r.agent), r.action))
+                        .collect();
                     format!("Always allowed:\n{}\nRevoke one with /rules revoke <id>.", lines.join("\n"))
                 }
             }
             RulesCommand::Revoke(id) => {
                 // Rules are few and listed together: revoking one takes being an approver
                 // of every project, the same standing as deciding approvals.
-                let allowed = self.config().projects.iter().all(|p| self.is_approver(msg.channel, &msg.sender_id, Some(&p.name)));
+                let allowed =
+                    self.config().projects.iter().all(|p| self.is_approver(msg.channel, &msg.sender_id, Some(&p.name)));
                 if !allowed {
                     "Only the project's approvers can revoke rules.".to_owned()
                 } else if store.revoke_rule(id).await? {

@@ -209,25 +209,25 @@ impl Keeper {
         self.sessions.issue(task, execution)
     }
 
-/// `task`'s note as rendered now, with the export rewritten when it no longer matches
-/// (staleness comes from commits, which write nothing). Export failures are logged: the
-/// note itself is what the caller wants.
+    /// `task`'s note as rendered now, with the export rewritten when it no longer matches
+    /// (staleness comes from commits, which write nothing). Export failures are logged: the
+    /// note itself is what the caller wants.
     pub async fn load_and_export(&self, task: &Task) -> StoreResult<RestartNote> {
-    let store = self.store.as_ref();
-    if !self.export {
-        return super::load(store, task).await;
-    }
-    let dir = super::project_dir(store, task).await?;
-    // Loaded under the lock, so the file never goes back to an older rendering.
-    let _export = self.exporting.lock().await;
-    let note = super::load(store, task).await?;
-    if let Some(dir) = dir {
-        match super::export::sync(&dir, &note).await {
-            Ok(true) => tracing::debug!(task = task.id, "re-exported an out-of-date note"),
-            Ok(false) => {}
-            Err(e) => tracing::warn!(task = task.id, error = %e, "could not export the note"),
+        let store = self.store.as_ref();
+        if !self.export {
+            return super::load(store, task).await;
         }
+        let dir = super::project_dir(store, task).await?;
+        // Loaded under the lock, so the file never goes back to an older rendering.
+        let _export = self.exporting.lock().await;
+        let note = super::load(store, task).await?;
+        if let Some(dir) = dir {
+            match super::export::sync(&dir, &note).await {
+                Ok(true) => tracing::debug!(task = task.id, "re-exported an out-of-date note"),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(task = task.id, error = %e, "could not export the note"),
+            }
+        }
+        Ok(note)
     }
-    Ok(note)
-}
 }

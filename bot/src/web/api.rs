@@ -244,8 +244,12 @@ pub async fn approve(
     let answer = match body.scope.as_deref() {
         None | Some("once") => Answer::Approve(Scope::Once),
         Some("always") => Answer::Approve(Scope::Always),
+        Some("project") => Answer::Approve(Scope::Project),
         Some(other) => {
-            return Err(ApiError::new(StatusCode::BAD_REQUEST, format!("scope must be once or always, not `{other}`")));
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("scope must be once, always or project, not `{other}`"),
+            ));
         }
     };
     decide(&console, id, answer).await
@@ -338,7 +342,7 @@ pub async fn revoke_rule(Extension(console): Extension<Arc<Console>>, Path(id): 
         tracing::info!(rule = id, "approval rule revoked from the web console");
         Ok(Json(json!({"revoked": id})))
     } else {
-        Err(ApiError::new(StatusCode::NOT_FOUND, format!("there is no active rule {id}")))
+        Err(ApiError::new(StatusCode::NOT_FOUND, format!("rule {id} not found (or already revoked)")))
     }
 }
 

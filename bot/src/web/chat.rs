@@ -13,9 +13,9 @@ use axum::http::StatusCode;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use taskgate_core::reply::{Action, Reply};
 use taskgate_core::classify::Chat;
-use taskgate_core::model::{Channel, Id, InboxOutcome, Inbound, NewInbound, Timestamp};
+use taskgate_core::model::{Channel, Id, Inbound, InboxOutcome, NewInbound, Timestamp};
+use taskgate_core::reply::{Action, Reply};
 use taskgate_core::store::{Store, StoreError};
 
 use super::sse::Hint;

@@ -63,7 +63,9 @@ fn an_approval_request_waits_with_a_card_and_says_so_live() {
     });
     let plan = react(&ask, &view(Some(&turn)));
     assert_eq!(kinds(&plan), ["turn", "task", "ask", "live"]);
-    assert!(plan.effects.contains(&Effect::Live { turn: 9, line: "Codex is waiting for approval: run `npm test`".into() }));
+    assert!(
+        plan.effects.contains(&Effect::Live { turn: 9, line: "Codex is waiting for approval: run `npm test`".into() })
+    );
     let card = plan.effects.iter().find_map(|e| match e {
         Effect::AskApproval { text, detail, rule: None, .. } => Some((text.clone(), detail.clone())),
         _ => None,
@@ -153,7 +155,7 @@ fn a_death_without_restart_fails_the_turn_once() {
 fn a_handed_over_turn_runs_again_with_one_notice() {
     let turn = TurnProgress::new(9);
     let plan = handed_over(&view(Some(&turn)), 9, "make it green", "gateway restart", Some(restart_notice("Codex")));
-    assert_eq!(kinds(&plan), ["turn", "expire", "record", "queue", "live", "reply"]);
+    assert_eq!(kinds(&plan), ["turn", "expire", "record", "queue", "reply"]);
     let input = plan.effects.iter().find_map(|e| match e {
         Effect::QueueTurn { execution: 3, input } => Some(input.clone()),
         _ => None,

@@ -113,7 +113,11 @@ pub fn route(
                             a.approval.status == ApprovalStatus::Pending
                                 && a.approval.execution_id.is_none_or(|e| e == exec.execution.id)
                         }) {
-                            plan.push(Effect::Resolve { approval: pending.approval.id, answer: Answer::DenyAndStop, note: None });
+                            plan.push(Effect::Resolve {
+                                approval: pending.approval.id,
+                                answer: Answer::DenyAndStop,
+                                note: None,
+                            });
                         }
                         plan.push(Effect::InterruptTurn { execution: exec.execution.id });
                         plan.reply(format!(

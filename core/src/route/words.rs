@@ -58,8 +58,22 @@ pub fn title_from(text: &str) -> String {
 /// Whether the text asks to stop (rather than only to refuse one action).
 pub fn is_stop(text: &str) -> bool {
     const STOP: [&str; 16] = [
-        "stop", "/cancel", "/stop", "cancel", "abort", "halt", "kill it", "stop it", "stop now", "forget it",
-        "停", "停下", "停止", "停一下", "别跑了", "取消",
+        "stop",
+        "/cancel",
+        "/stop",
+        "cancel",
+        "abort",
+        "halt",
+        "kill it",
+        "stop it",
+        "stop now",
+        "forget it",
+        "停",
+        "停下",
+        "停止",
+        "停一下",
+        "别跑了",
+        "取消",
     ];
     let t = text.trim().trim_matches(|c: char| c.is_ascii_punctuation() && c != '/' || "！。，、 ".contains(c));
     let t = t.to_lowercase();

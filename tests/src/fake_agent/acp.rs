@@ -152,7 +152,7 @@ impl Fake {
             }
             Script::RunCmd(cmd) => self.run_cmd(session, &cmd),
             Script::WriteFile(path) => self.write(session, &path),
-            Script::Slow => match self.wait(None, Duration::from_secs(20)) {
+            Script::Slow(limit) => match self.wait(None, limit) {
                 Some(Waited::Cancelled) => "cancelled",
                 _ => {
                     self.say(session, "FAKE-REPLY: slow reply done");

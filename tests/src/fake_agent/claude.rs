@@ -150,7 +150,7 @@ impl Fake {
             }
             Script::RunCmd(cmd) => self.run_cmd(&cmd),
             Script::WriteFile(path) => self.write(&path),
-            Script::Slow => match self.wait(None, Duration::from_secs(20)) {
+            Script::Slow(limit) => match self.wait(None, limit) {
                 Some(Waited::Interrupted) => self.interrupted("[Request interrupted by user]"),
                 _ => self.reply("FAKE-REPLY: slow reply done"),
             },

@@ -148,7 +148,7 @@ impl Fake {
             }
             Script::RunCmd(cmd) => self.run_cmd(thread, turn, &cmd),
             Script::WriteFile(path) => self.write(thread, turn, &path),
-            Script::Slow => match self.wait_for(None, Duration::from_secs(20)) {
+            Script::Slow(limit) => match self.wait_for(None, limit) {
                 Some(Waited::Interrupted) => "interrupted",
                 _ => self.reply(thread, turn, "FAKE-REPLY: slow reply done"),
             },

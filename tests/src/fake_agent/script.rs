@@ -2,7 +2,7 @@
 //!
 //! - `RUN_CMD: <cmd>`  ask to run a shell command (runs it with `sh -c` if allowed)
 //! - `WRITE_FILE: <path>`  ask to create a file (writes it if allowed)
-//! - `SLOW_REPLY`  keep working until interrupted (or 20 s)
+//! - `SLOW_REPLY`  keep working until interrupted (or 20 s); `SLOW_MS: <n>` the same for n ms
 //! - `STUBBORN`  work for 20 s without reading anything (ignores interrupts)
 //! - `PLAN`  publish a three-step plan, then reply
 //! - `ASK: <question>`  ask the person a question and echo the answer
@@ -16,12 +16,16 @@
 pub enum Script {
     RunCmd(String),
     WriteFile(String),
-    Slow,
+    /// Work this long, or until interrupted.
+    Slow(std::time::Duration),
     Stubborn,
     Plan,
     Ask(String),
     Fail,
-    Crash { once: bool, forget: bool },
+    Crash {
+        once: bool,
+        forget: bool,
+    },
     Garbage,
     Recall,
     Note(String),
@@ -37,8 +41,10 @@ pub fn parse(text: &str) -> Script {
         Script::WriteFile(path)
     } else if text.contains("STUBBORN") {
         Script::Stubborn
+    } else if let Some(ms) = after("SLOW_MS:") {
+        Script::Slow(std::time::Duration::from_millis(ms.parse().unwrap_or(1000)))
     } else if text.contains("SLOW_REPLY") {
-        Script::Slow
+        Script::Slow(std::time::Duration::from_secs(20))
     } else if let Some(q) = after("ASK:") {
         Script::Ask(q)
     } else if text.contains("PLAN") {

@@ -323,8 +323,8 @@ impl Gateway {
             .create_execution(NewExecution { task_id: task.id, agent: "real-cli".into(), role: Role::Editor })
             .await
             .map_err(|e| format!("execution: {e}"))?;
-        let token = engine.issue_mcp_token(task.id, execution.id).ok_or("no MCP token")?;
-        let server = Port::bind().await.serve(taskgate::notes::mcp::router(engine.clone()));
+        let token = engine.notes().issue_token(task.id, execution.id).ok_or("no MCP token")?;
+        let server = Port::bind().await.serve(taskgate::notes::mcp::router(engine.notes().clone()));
         Ok(Gateway {
             url: format!("http://{}{}", server.addr, taskgate::notes::mcp::PATH),
             _world: world,

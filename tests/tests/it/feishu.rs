@@ -258,15 +258,16 @@ async fn approval_by_card_click_and_follow_up() {
     assert_eq!(card["config"]["update_multi"], true, "{card}");
     assert!(card.to_string().contains("echo feishu-ok"), "{card}");
     let approval = store.pending_approvals(None).await.unwrap().into_iter().next().expect("a pending approval");
-    let id = approval.id.to_string();
+    let (id, nonce) = (approval.id.to_string(), approval.nonce.clone());
     let values: Vec<Value> =
         card["elements"][1]["actions"].as_array().unwrap().iter().map(|a| a["value"].clone()).collect();
     assert_eq!(
         values,
         vec![
-            json!({"op": "approve", "approval": id}),
-            json!({"op": "always", "approval": id}),
-            json!({"op": "deny", "approval": id})
+            json!({"op": "approve", "approval": id, "nonce": nonce}),
+            json!({"op": "deny", "approval": id, "nonce": nonce}),
+            json!({"op": "always", "approval": id, "nonce": nonce}),
+            json!({"op": "project", "approval": id, "nonce": nonce})
         ]
     );
     let card_id = ask.message_id().unwrap();
@@ -277,9 +278,9 @@ async fn approval_by_card_click_and_follow_up() {
     let (status, answer, took) = post_event(&gw, &card_event("ev-2", ALICE, &card_id, &values[0])).await;
     assert_eq!(status, 200);
     assert!(took < Duration::from_secs(3), "answered in {took:?}");
-    assert_eq!(answer["toast"], json!({"type": "success", "content": "Approved by Alice"}), "{answer}");
+    assert_eq!(answer["toast"], json!({"type": "success", "content": "Approved by Alice (Feishu)"}), "{answer}");
     let replaced = answer["card"]["data"].to_string();
-    assert!(replaced.contains("Approved by Alice") && replaced.contains("echo feishu-ok"), "{answer}");
+    assert!(replaced.contains("Approved by Alice (Feishu)") && replaced.contains("echo feishu-ok"), "{answer}");
     assert!(
         answer["card"]["data"]["elements"].as_array().unwrap().iter().all(|e| e["tag"] != "action"),
         "no buttons left"
@@ -293,9 +294,8 @@ async fn approval_by_card_click_and_follow_up() {
     let summary = sent(fake, "the result summary", |c| c.text().starts_with("Codex finished")).await;
     // The command's status line went to the turn's status card (maybe coalesced away).
     let rows = store.outbox_recent(Channel::Feishu, P2P, 100).await.unwrap();
-    let ran =
-        rows.iter().find(|r| r.payload["text"] == "Codex ran `echo feishu-ok` (exit 0)").expect("the status line");
-    assert_eq!(ran.payload["live"].as_str().map(|k| k.starts_with("turn:")), Some(true), "{ran:?}");
+    let ran = rows.iter().find(|r| r.payload.text == "Codex ran `echo feishu-ok` (exit 0)").expect("the status line");
+    assert_eq!(ran.payload.live.as_deref().map(|k| k.starts_with("turn:")), Some(true), "{ran:?}");
     let task = approval.task_id;
     let exec = store.executions(task).await.unwrap()[0].clone();
     eventually("the first turn done", || async { (completed_turns(store, exec.id).await == 1).then_some(()) }).await;
@@ -311,7 +311,7 @@ async fn approval_by_card_click_and_follow_up() {
     // A late press on the old card: told who decided, nothing changes.
     let (status, late, _) = post_event(&gw, &card_event("ev-4", ALICE, &card_id, &values[2])).await;
     assert_eq!(status, 200);
-    assert_eq!(late["toast"]["content"], "Already approved by Alice", "{late}");
+    assert_eq!(late["toast"]["content"], "Already approved by Alice (Feishu)", "{late}");
     assert_eq!(store.approval(approval.id).await.unwrap(), decided, "the approval resolves once");
     // A press from a stranger is refused in its toast, with their open_id.
     let (_, refused, _) = post_event(&gw, &card_event("ev-5", MALLORY, &card_id, &values[2])).await;
@@ -380,7 +380,8 @@ async fn a_turn_patches_one_status_card_in_place() {
     // Coalesced: fewer PATCHes than status updates, every update marked sent as that card.
     drained(store).await;
     let rows = store.outbox_recent(Channel::Feishu, P2P, 100).await.unwrap();
-    let live: Vec<_> = rows.iter().filter(|r| r.payload.get("live").is_some()).collect();
+    let live: Vec<_> =
+        rows.iter().filter(|r| r.payload.live.as_deref().is_some_and(|k| k.starts_with("turn:"))).collect();
     assert!(live.len() > patches.len() + 1, "{} updates, {} patches: {live:#?}", live.len(), patches.len());
     assert!(
         live.iter().all(|r| r.sent_at.is_some() && r.external_message_id.as_deref() == Some(status_id.as_str())),
@@ -516,7 +517,8 @@ async fn long_connection_frames_acks_and_reconnect() {
     let ack = eventually("the second ack", || async { fake.ws_acks(&again).into_iter().next() }).await;
     assert_eq!(ack.ack()["code"], 200);
 
-    let press = card_event("ev-ws-2", ALICE, "om_unknown", &json!({"op": "approve", "approval": "999"}));
+    let press =
+        card_event("ev-ws-2", ALICE, "om_unknown", &json!({"op": "approve", "approval": "999", "nonce": "n0nce"}));
     let pressed = fake.push_ws_event(&press, 1);
     let ack = eventually("the card ack", || async { fake.ws_acks(&pressed).into_iter().next() }).await;
     let data = base64::engine::general_purpose::STANDARD.decode(ack.ack()["data"].as_str().expect("data")).unwrap();

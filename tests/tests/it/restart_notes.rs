@@ -91,7 +91,7 @@ async fn an_investigation_survives_a_lost_session_and_goes_stale_when_its_file_c
     world.config.agents = BTreeMap::from([("codex".to_owned(), codex)]);
     world.config.notes.mcp_url = Some(format!("http://{}/mcp", port.addr));
     let engine = Arc::new(world.engine().await);
-    let server = port.serve(taskgate::notes::mcp::router(engine.clone()));
+    let server = port.serve(taskgate::notes::mcp::router(engine.notes().clone()));
     let store = engine.store().clone();
 
     // Turn 1: the investigation starts.
@@ -136,7 +136,7 @@ async fn an_investigation_survives_a_lost_session_and_goes_stale_when_its_file_c
 
     // The exported file matches the store.
     let exported = work.join(".taskgate/tasks").join(format!("{}.md", task.id));
-    let note = engine.restart_note(task.id).await.expect("note");
+    let note = engine.notes().restart_note(task.id).await.expect("note");
     assert_eq!(std::fs::read_to_string(&exported).expect("exported note"), note.markdown());
 
     // Turn 3: the agent dies and its session is gone; the replacement starts fresh from the note.
@@ -181,7 +181,7 @@ async fn an_investigation_survives_a_lost_session_and_goes_stale_when_its_file_c
     let after = std::fs::read_to_string(&exported).expect("exported note");
     assert!(after.contains("- **stale (was verified;"), "{after}");
 
-    let note = engine.restart_note(task.id).await.expect("note");
+    let note = engine.notes().restart_note(task.id).await.expect("note");
     assert_eq!(after, note.markdown());
     let verified = note.entries.iter().find(|e| e.entry.kind == NoteKind::Verified).expect("verified");
     assert_eq!(verified.stale_because, ["src/session.rs"]);
@@ -196,12 +196,12 @@ async fn an_investigation_survives_a_lost_session_and_goes_stale_when_its_file_c
     assert!(lines.iter().any(|l| l.starts_with("Recorded open #")), "{lines:#?}");
     let entries = store.note_entries(task.id).await.expect("entries");
     assert_eq!(entries.last().map(|e| (e.kind, e.author.starts_with("person:"))), Some((NoteKind::Open, true)));
-    let note = engine.restart_note(task.id).await.expect("note");
+    let note = engine.notes().restart_note(task.id).await.expect("note");
     assert_eq!(std::fs::read_to_string(&exported).expect("exported note"), note.markdown());
     assert!(note.markdown().contains("stale (was verified;"));
     assert_eq!(store.tasks(10).await.expect("tasks").len(), 1, "no message became a new task");
 
-    engine.shutdown().await;
+    engine.shutdown(std::time::Duration::ZERO).await;
     drop(server);
 }
 
@@ -226,8 +226,8 @@ async fn an_acp_agent_without_http_mcp_writes_the_note_through_the_stdio_bridge(
     world.config.notes.mcp_url = Some(mcp_url.clone());
     let engine = Arc::new(world.engine().await);
     // In `taskgate serve` the running executable offers itself; this process is a test.
-    engine.set_mcp_bridge(vec![bridge.to_owned(), "mcp".to_owned()]);
-    let server = port.serve(taskgate::notes::mcp::router(engine.clone()));
+    engine.notes().set_mcp_bridge(vec![bridge.to_owned(), "mcp".to_owned()]);
+    let server = port.serve(taskgate::notes::mcp::router(engine.notes().clone()));
     let store = engine.store().clone();
 
     engine.handle(msg("look into the flaky upload")).await.expect("handle");
@@ -277,7 +277,7 @@ async fn an_acp_agent_without_http_mcp_writes_the_note_through_the_stdio_bridge(
     assert_eq!(env.get("TASKGATE_MCP_URL"), Some(&mcp_url));
     assert_eq!(env.get(taskgate::notes::mcp::TOKEN_ENV).map(String::len), Some(64), "{:?}", env.keys());
 
-    engine.shutdown().await;
+    engine.shutdown(std::time::Duration::ZERO).await;
     drop(server);
 }
 
@@ -285,7 +285,7 @@ async fn an_acp_agent_without_http_mcp_writes_the_note_through_the_stdio_bridge(
 async fn the_mcp_endpoint_wants_a_session_token() {
     let world = World::bare();
     let engine = Arc::new(world.engine().await);
-    let server = Port::bind().await.serve(taskgate::notes::mcp::router(engine.clone()));
+    let server = Port::bind().await.serve(taskgate::notes::mcp::router(engine.notes().clone()));
     let addr = server.addr;
     let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("client");
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"});

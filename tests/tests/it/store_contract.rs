@@ -26,6 +26,12 @@ const CASES: &[(&str, db::Case)] = taskgate_tests::db_cases![
     engine_lookups_find_open_work_and_chat_tasks,
     console_feeds_and_settings,
     link_codes_redeem_once_and_merge_people,
+    executions_are_owned_through_leases_with_fencing,
+    work_is_flagged_by_turns_and_orders,
+    text_with_nul_is_stored_faithfully,
+    poison_inbox_rows_are_set_aside_with_their_error,
+    rules_approve_exactly_their_action_until_revoked,
+    the_audit_log_is_a_chain_that_detects_edits,
 ];
 
 /// Every case on both backends: `store_contract::sqlite::…` and `store_contract::postgres::…`.
@@ -82,7 +88,7 @@ async fn outbox_is_ordered_per_chat_with_retries(db: &TestDb) -> anyhow::Result<
         chat_id: chat.into(),
         task_id: None,
         approval_id: None,
-        payload: json!({"text": text}),
+        payload: taskgate_core::reply::Reply::text(text),
     };
     let a1 = store.outbox_enqueue(msg("a", "a1")).await?;
     let a2 = store.outbox_enqueue(msg("a", "a2")).await?;
@@ -191,6 +197,7 @@ async fn approvals_resolve_once_across_workers(db: &TestDb) -> anyhow::Result<()
     let approval = store
         .create_approval(NewApproval {
             task_id: t.id,
+            execution_id: None,
             turn_id: None,
             request_id: "req-7".into(),
             action: "run `npm test`".into(),
@@ -224,18 +231,37 @@ async fn timeline_is_append_only_and_ordered(db: &TestDb) -> anyhow::Result<()> 
     let store = db.store().await?;
     let t1 = task(&store, "fix routing").await?;
     let t2 = task(&store, "release notes").await?;
-    let event = |task_id, kind, body| NewEvent {
+    let event = |task_id, body: Body| NewEvent {
         task_id,
         execution_id: None,
-        kind,
         channel: Some(Channel::Web),
         actor: Some("alice".into()),
-        body,
+        body: body.into(),
     };
-    store.append_event(event(t1.id, EventKind::Message, json!({"text": "fix it"}))).await?;
-    store.append_event(event(t2.id, EventKind::Message, json!({"text": "other task"}))).await?;
-    store.append_event(event(t1.id, EventKind::Command, json!({"command": "npm test", "exit_code": 1}))).await?;
-    store.append_event(event(t1.id, EventKind::Result, json!({"summary": "tests still red"}))).await?;
+    let said = |text: &str| Body::Message {
+        text: text.into(),
+        from: "alice".into(),
+        person_id: None,
+        channel: Some(Channel::Web),
+    };
+    store.append_event(event(t1.id, said("fix it"))).await?;
+    store.append_event(event(t2.id, said("other task"))).await?;
+    let ran = Body::CommandFinished {
+        id: "c1".into(),
+        command: "npm test".into(),
+        status: taskgate_core::runtime::CommandStatus::Failed,
+        exit_code: Some(1),
+        output_tail: String::new(),
+    };
+    store.append_event(event(t1.id, ran.clone())).await?;
+    let ended = Body::TurnFinished {
+        turn: 1,
+        outcome: taskgate_core::runtime::TurnOutcome::Failed { message: "tests still red".into() },
+        usage: None,
+        summary: "tests still red".into(),
+        evidence: TurnEvidence::default(),
+    };
+    store.append_event(event(t1.id, ended)).await?;
 
     let timeline = store.timeline(t1.id).await?;
     assert_eq!(
@@ -243,7 +269,7 @@ async fn timeline_is_append_only_and_ordered(db: &TestDb) -> anyhow::Result<()> 
         vec![EventKind::Message, EventKind::Command, EventKind::Result]
     );
     assert!(timeline.windows(2).all(|w| w[0].id < w[1].id));
-    assert_eq!(timeline[1].body["exit_code"], 1);
+    assert_eq!(timeline[1].body, EventBody::from(ran), "a typed body comes back as it went in");
     assert_eq!(timeline[0].channel, Some(Channel::Web));
     assert_eq!(store.timeline(t2.id).await?.len(), 1);
     Ok(())
@@ -378,10 +404,9 @@ async fn transactions_apply_all_or_nothing(db: &TestDb) -> anyhow::Result<()> {
     tx.append_event(NewEvent {
         task_id: lost.id,
         execution_id: None,
-        kind: EventKind::Message,
         channel: None,
         actor: None,
-        body: json!({}),
+        body: Body::AgentText { text: "lost".into() }.into(),
     })
     .await?;
     drop(tx);
@@ -443,6 +468,7 @@ async fn engine_lookups_find_open_work_and_chat_tasks(db: &TestDb) -> anyhow::Re
 
     let new = |request: &str| NewApproval {
         task_id: t1.id,
+        execution_id: None,
         turn_id: Some(waiting.id),
         request_id: request.into(),
         action: "run `ls`".into(),
@@ -462,7 +488,7 @@ async fn engine_lookups_find_open_work_and_chat_tasks(db: &TestDb) -> anyhow::Re
         chat_id: chat.into(),
         task_id: task,
         approval_id: None,
-        payload: json!({"text": "x"}),
+        payload: taskgate_core::reply::Reply::text("x"),
     };
     assert_eq!(store.latest_outbound(t1.id).await?, None);
     store.outbox_enqueue(msg("a", Some(t1.id))).await?;
@@ -485,10 +511,9 @@ async fn console_feeds_and_settings(db: &TestDb) -> anyhow::Result<()> {
     let event = |task_id: Id, n: i64| NewEvent {
         task_id,
         execution_id: None,
-        kind: EventKind::Runtime,
         channel: None,
         actor: None,
-        body: json!({"n": n}),
+        body: Body::AgentText { text: n.to_string() }.into(),
     };
     let e1 = store.append_event(event(t1.id, 1)).await?;
     let e2 = store.append_event(event(t2.id, 2)).await?;
@@ -505,7 +530,7 @@ async fn console_feeds_and_settings(db: &TestDb) -> anyhow::Result<()> {
         chat_id: chat.into(),
         task_id: None,
         approval_id: None,
-        payload: json!({"text": n.to_string()}),
+        payload: taskgate_core::reply::Reply::text(n.to_string()),
     };
     let o1 = store.outbox_enqueue(out("console", 1)).await?;
     store.outbox_enqueue(out("elsewhere", 2)).await?;
@@ -575,5 +600,193 @@ async fn link_codes_redeem_once_and_merge_people(db: &TestDb) -> anyhow::Result<
     assert_eq!(store.task(started.id).await?.created_by, Some(web.id));
     store.merge_person(web.id, web.id).await?;
     assert!(matches!(store.merge_person(tg.id, web.id + 100).await, Err(StoreError::NotFound { .. })));
+    Ok(())
+}
+
+/// A task with one execution and one session, for the ownership cases.
+async fn execution(store: &dyn Store) -> anyhow::Result<(Task, Execution, RuntimeSession)> {
+    let t = task(store, "own it").await?;
+    let exec =
+        store.create_execution(NewExecution { task_id: t.id, agent: "codex".into(), role: Role::Editor }).await?;
+    let session = store.create_session(exec.id, None).await?;
+    Ok((t, exec, session))
+}
+
+async fn executions_are_owned_through_leases_with_fencing(db: &TestDb) -> anyhow::Result<()> {
+    let store = db.store().await?;
+    let (_, exec, _) = execution(&store).await?;
+    let now = Utc::now();
+    let a = store.claim(exec.id, "replica-a", now, now + Duration::seconds(15)).await?.expect("free: a claims it");
+    assert_eq!((a.owner.as_str(), a.execution), ("replica-a", exec.id));
+    // A live lease is not taken by another replica.
+    assert_eq!(store.claim(exec.id, "replica-b", now, now + Duration::seconds(15)).await?, None);
+    store.check_lease(&a, now + Duration::seconds(15)).await?;
+    assert_eq!(store.renew_leases("replica-a", now + Duration::seconds(30)).await?, 1);
+    // Expired: b takes it over with a newer fence, and a's writes are refused from then on.
+    let later = now + Duration::seconds(31);
+    let b =
+        store.claim(exec.id, "replica-b", later, later + Duration::seconds(15)).await?.expect("expired: b takes it");
+    assert!(b.fence > a.fence, "{a:?} then {b:?}");
+    assert!(matches!(store.check_lease(&a, later).await, Err(StoreError::Fenced(id)) if id == exec.id));
+    assert!(!store.work_done(&a, 0).await?, "a stale owner clears nothing");
+    // A stale release does not free b's execution; b's own does.
+    store.release(&a).await?;
+    assert_eq!(store.claim(exec.id, "replica-c", later, later + Duration::seconds(15)).await?, None);
+    store.release(&b).await?;
+    let c = store.claim(exec.id, "replica-c", later, later + Duration::seconds(15)).await?.expect("released: c claims");
+    assert!(c.fence > b.fence);
+    assert_eq!(store.release_all().await?, 1);
+    assert!(store.claim(exec.id, "replica-d", later, later + Duration::seconds(15)).await?.is_some());
+    Ok(())
+}
+
+async fn work_is_flagged_by_turns_and_orders(db: &TestDb) -> anyhow::Result<()> {
+    let store = db.store().await?;
+    let (_, exec, session) = execution(&store).await?;
+    let (_, idle, _) = execution(&store).await?;
+    assert!(store.work(10).await?.is_empty(), "nothing to run yet");
+    let turn = store.create_turn(session.id, "make it green").await?;
+    let work = store.work(10).await?;
+    assert_eq!(work.iter().map(|w| w.execution).collect::<Vec<_>>(), vec![exec.id], "{work:?}");
+    assert_eq!(work[0].owner, None);
+    assert_eq!(store.execution_turns(exec.id).await?.iter().map(|t| t.id).collect::<Vec<_>>(), vec![turn.id]);
+    assert!(store.execution_turns(idle.id).await?.is_empty());
+
+    let now = Utc::now();
+    let lease = store.claim(exec.id, "replica-a", now, now + Duration::seconds(15)).await?.expect("claim");
+    let seen = store.work_seq(exec.id).await?;
+    // An order arriving after the owner looked keeps the flag up.
+    let order = store.give_order(exec.id, &Order::Answer { text: "the blue one".into() }).await?;
+    assert!(!store.work_done(&lease, seen).await?, "work arrived after `seen`");
+    let orders = store.orders(exec.id).await?;
+    assert_eq!(orders.len(), 1);
+    assert_eq!((orders[0].id, &orders[0].order), (order, &Order::Answer { text: "the blue one".into() }));
+    store.order_done(order).await?;
+    assert!(store.orders(exec.id).await?.is_empty());
+    assert!(store.work_done(&lease, store.work_seq(exec.id).await?).await?);
+    assert!(store.work(10).await?.is_empty());
+    Ok(())
+}
+
+async fn text_with_nul_is_stored_faithfully(db: &TestDb) -> anyhow::Result<()> {
+    let store = db.store().await?;
+    let nul = "make\u{0}it green";
+    let cleaned = "make\u{FFFD}it green";
+    let accepted = store
+        .inbox_accept(NewInbound {
+            channel: Channel::Telegram,
+            external_id: "1\u{0}".into(),
+            payload: json!({"text": nul, nul: [nul]}),
+        })
+        .await?;
+    assert!(matches!(accepted, InboxOutcome::Accepted(_)));
+    let stored = store.inbox_pending(Channel::Telegram, 10).await?;
+    assert_eq!(stored[0].payload["text"], cleaned);
+    assert_eq!(stored[0].payload[cleaned][0], cleaned, "keys and nested strings too");
+    // The same update again is a duplicate, not a second row.
+    let again = NewInbound { channel: Channel::Telegram, external_id: "1\u{0}".into(), payload: json!({}) };
+    assert!(matches!(store.inbox_accept(again).await?, InboxOutcome::Duplicate(_)));
+
+    let t =
+        store.create_task(NewTask { project_id: None, title: nul.into(), goal: nul.into(), created_by: None }).await?;
+    assert_eq!(store.task(t.id).await?.title, cleaned);
+    let person = store.create_person(nul).await?;
+    store.link_identity(person.id, Channel::Feishu, "ou_\u{0}", Some(nul)).await?;
+    assert!(store.find_identity(Channel::Feishu, "ou_\u{0}").await?.is_some(), "looked up the way it was stored");
+    store
+        .append_event(NewEvent {
+            task_id: t.id,
+            execution_id: None,
+            channel: None,
+            actor: Some(nul.into()),
+            body: Body::AgentText { text: nul.into() }.into(),
+        })
+        .await?;
+    assert_eq!(store.timeline(t.id).await?[0].body, EventBody::from(Body::AgentText { text: cleaned.into() }));
+    let out = store
+        .outbox_enqueue(NewOutbound {
+            channel: Channel::Telegram,
+            chat_id: "c".into(),
+            task_id: Some(t.id),
+            approval_id: None,
+            payload: taskgate_core::reply::Reply::text(nul),
+        })
+        .await?;
+    assert_eq!(store.outbound(out.id).await?.payload.text, cleaned);
+    Ok(())
+}
+
+async fn poison_inbox_rows_are_set_aside_with_their_error(db: &TestDb) -> anyhow::Result<()> {
+    let store = db.store().await?;
+    let update = |id: &str| NewInbound { channel: Channel::Feishu, external_id: id.into(), payload: json!({"n": id}) };
+    let InboxOutcome::Accepted(bad) = store.inbox_accept(update("bad")).await? else { anyhow::bail!("accepted") };
+    store.inbox_accept(update("good")).await?;
+    store.inbox_failed(bad, "cannot parse", false).await?;
+    let pending = store.inbox_pending(Channel::Feishu, 10).await?;
+    assert_eq!((pending[0].id, pending[0].attempts, pending[0].last_error.as_deref()), (bad, 1, Some("cannot parse")));
+    store.inbox_failed(bad, "cannot parse, again", true).await?;
+    let pending = store.inbox_pending(Channel::Feishu, 10).await?;
+    assert_eq!(pending.len(), 1, "set aside: the row behind it is next");
+    assert_ne!(pending[0].id, bad);
+    let aside = store.inbox_set_aside(10).await?;
+    assert_eq!((aside[0].id, aside[0].attempts, aside[0].last_error.as_deref()), (bad, 2, Some("cannot parse, again")));
+    let stats = store.stats().await?;
+    assert_eq!((stats.inbox_pending, stats.inbox_set_aside), (1, 1));
+    Ok(())
+}
+
+async fn rules_approve_exactly_their_action_until_revoked(db: &TestDb) -> anyhow::Result<()> {
+    let store = db.store().await?;
+    let project = store.upsert_project("web", "/srv/web", Some("codex")).await?;
+    let rule = store
+        .add_rule(NewApprovalRule {
+            project_id: Some(project.id),
+            agent: "codex".into(),
+            action: "run `npm test`".into(),
+            created_by: None,
+        })
+        .await?;
+    let find = |agent: &'static str, action: &'static str| store.matching_rule(Some(project.id), agent, action);
+    assert_eq!(find("codex", "run `npm test`").await?.map(|r| r.id), Some(rule.id));
+    assert_eq!(find("codex", "run `npm test -- --all`").await?, None, "exactly the action");
+    assert_eq!(find("claude", "run `npm test`").await?, None, "of that agent");
+    assert_eq!(store.matching_rule(None, "codex", "run `npm test`").await?, None, "in that project");
+    assert_eq!(store.rules(Some(project.id)).await?.len(), 1);
+    assert!(store.revoke_rule(rule.id).await?);
+    assert!(!store.revoke_rule(rule.id).await?, "once");
+    assert_eq!(find("codex", "run `npm test`").await?, None);
+    assert!(store.rules(None).await?.is_empty());
+    Ok(())
+}
+
+async fn the_audit_log_is_a_chain_that_detects_edits(db: &TestDb) -> anyhow::Result<()> {
+    use sea_orm::ConnectionTrait;
+    let store = db.store().await?;
+    let t = task(&store, "audit me").await?;
+    let entry = |n: i64| NewAuditEntry {
+        approval_id: n,
+        task_id: t.id,
+        who: "Ada".into(),
+        person_id: None,
+        channel: Some(Channel::Telegram),
+        place: "chat-1".into(),
+        action: format!("run `step {n}`"),
+        decision: ApprovalStatus::Approved,
+        scope: Some(Scope::Once),
+        rule_id: None,
+    };
+    let first = store.append_audit(entry(1)).await?;
+    let second = store.append_audit(entry(2)).await?;
+    assert_eq!(first.prev_hash, "");
+    assert_eq!(second.prev_hash, first.hash);
+    let (entries, broken) = taskgate_adapters::store::audit_log(&store).await?;
+    assert_eq!((entries.len(), broken), (2, None));
+    // Someone with database access rewrites history: the chain says where.
+    store
+        .connection()
+        .execute_unprepared(&format!("UPDATE audit SET decision = 'denied' WHERE id = {}", first.id))
+        .await?;
+    let (_, broken) = taskgate_adapters::store::audit_log(&store).await?;
+    assert_eq!(broken, Some(first.id));
     Ok(())
 }

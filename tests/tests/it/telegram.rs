@@ -136,10 +136,15 @@ async fn approval_button_follow_up_and_review() {
     fake.push_update(text_update(1, chat, ADA, "RUN_CMD: echo telegram-ok"));
     let ask = sent(fake, chat, "the approval request", |t| t.contains("waiting for approval")).await;
     let approval = store.pending_approvals(None).await.unwrap().into_iter().next().expect("a pending approval");
-    let id = approval.id;
+    let (id, nonce) = (approval.id, approval.nonce.clone());
     assert_eq!(
         ask.callback_data(),
-        vec![format!("a:{id}:o"), format!("a:{id}:a"), format!("a:{id}:d")],
+        vec![
+            format!("a:{id}:{nonce}:o"),
+            format!("a:{id}:{nonce}:d"),
+            format!("a:{id}:{nonce}:a"),
+            format!("a:{id}:{nonce}:p")
+        ],
         "{}",
         fake.summary()
     );
@@ -156,7 +161,7 @@ async fn approval_button_follow_up_and_review() {
         "the sent message is stored with its task and approval"
     );
 
-    fake.push_update(press_update(2, chat, ADA, &ask, &format!("a:{id}:o")));
+    fake.push_update(press_update(2, chat, ADA, &ask, &format!("a:{id}:{nonce}:o")));
     let edit = eventually("the buttons replaced by the decision", || async {
         fake.calls_to("editMessageText")
             .into_iter()
@@ -164,11 +169,12 @@ async fn approval_button_follow_up_and_review() {
     })
     .await;
     assert_eq!(edit.body["message_id"].as_i64(), ask.message_id());
-    assert!(edit.body["text"].as_str().unwrap().ends_with("<b>Approved by @ada</b>"), "{}", edit.body);
+    assert!(edit.body["text"].as_str().unwrap().ends_with("Approved by Ada (Telegram)"), "{}", edit.body);
     assert!(edit.body.get("reply_markup").is_none(), "the keyboard is gone: {}", edit.body);
     let answers = fake.calls_to("answerCallbackQuery");
     assert_eq!(answers.len(), 1);
     assert_eq!(answers[0].body["callback_query_id"], "cb-2");
+    assert_eq!(answers[0].body["text"], "Approved by Ada (Telegram)");
     let decided = store.approval(id).await.unwrap();
     assert_eq!(
         (decided.status, decided.scope, decided.decided_channel),
@@ -200,16 +206,21 @@ async fn approval_button_follow_up_and_review() {
     let ask2 =
         sent(fake, chat, "the reviewer's approval request", |t| t.starts_with("Claude is waiting for approval")).await;
     let data = ask2.callback_data();
-    assert_eq!(data.len(), 3, "{}", ask2.body);
-    assert_ne!(data[0], format!("a:{id}:o"), "the reviewer's request is a new approval");
-    fake.push_update(press_update(5, chat, ADA, &ask2, &data[1]));
+    assert_eq!(data.len(), 4, "{}", ask2.body);
+    assert_ne!(data[0], format!("a:{id}:{nonce}:o"), "the reviewer's request is a new approval");
+    assert!(data[2].ends_with(":a"), "{data:?}");
+    fake.push_update(press_update(5, chat, ADA, &ask2, &data[2]));
     let edit2 = eventually("the reviewer's buttons replaced", || async {
         fake.calls_to("editMessageText")
             .into_iter()
             .find(|c| c.status == 200 && c.body["message_id"].as_i64() == ask2.message_id())
     })
     .await;
-    assert!(edit2.body["text"].as_str().unwrap().ends_with("<b>Always approved by @ada</b>"), "{}", edit2.body);
+    assert!(
+        edit2.body["text"].as_str().unwrap().ends_with("Approved for this session by Ada (Telegram)"),
+        "{}",
+        edit2.body
+    );
     eventually("the review done", || async { (completed_turns(&store, execs[1].id).await == 1).then_some(()) }).await;
     sent(fake, chat, "the review's summary", |t| t.starts_with("Claude finished")).await;
     let reviewer_approval =
@@ -218,12 +229,12 @@ async fn approval_button_follow_up_and_review() {
     assert_eq!(store.tasks(10).await.unwrap().len(), 1);
 
     // A second press on the old keyboard: told who decided, nothing changes.
-    fake.push_update(press_update(6, chat, ADA, &ask, &format!("a:{id}:d")));
+    fake.push_update(press_update(6, chat, ADA, &ask, &format!("a:{id}:{nonce}:d")));
     let late = eventually("the late press answered", || async {
         fake.calls_to("answerCallbackQuery").into_iter().find(|c| c.body["callback_query_id"] == "cb-6")
     })
     .await;
-    assert_eq!(late.body["text"], "Already approved by Ada", "{}", late.body);
+    assert_eq!(late.body["text"], "Already approved by Ada (Telegram)", "{}", late.body);
     assert_eq!(store.approval(id).await.unwrap(), decided, "the approval resolves once");
 }
 
@@ -240,7 +251,8 @@ async fn a_turn_edits_one_status_message_in_place() {
 
     fake.push_update(text_update(1, chat, ADA, "RUN_CMD: echo live-ok"));
     let ask = sent(fake, chat, "the approval request", |t| t.contains("waiting for approval")).await;
-    let id = store.pending_approvals(None).await.unwrap().into_iter().next().expect("a pending approval").id;
+    let approval = store.pending_approvals(None).await.unwrap().into_iter().next().expect("a pending approval");
+    let (id, nonce) = (approval.id, approval.nonce);
     // The status message says it too, once the chat's edit pacing lets it.
     let status_messages = || {
         fake.calls_to("sendMessage")
@@ -270,11 +282,11 @@ async fn a_turn_edits_one_status_message_in_place() {
     let waited = retried.at.duration_since(limited.at);
     assert!(waited >= Duration::from_millis(900), "edited again after {waited:?}, before retry_after");
 
-    fake.push_update(press_update(2, chat, ADA, &ask, &format!("a:{id}:o")));
+    fake.push_update(press_update(2, chat, ADA, &ask, &format!("a:{id}:{nonce}:o")));
     let summary = sent(fake, chat, "the result summary", |t| t.starts_with("Codex finished")).await;
     assert_ne!(summary.message_id(), status_id, "the summary is a message of its own");
-    assert!(summary.body.get("disable_notification").is_none(), "the summary notifies: {}", summary.body);
-    assert!(ask.body.get("disable_notification").is_none(), "the approval notifies: {}", ask.body);
+    assert!(summary.body["disable_notification"] != true, "the summary notifies: {}", summary.body);
+    assert!(ask.body["disable_notification"] != true, "the approval notifies: {}", ask.body);
 
     let edits = edits_of_status();
     assert_eq!(edits.last().and_then(|c| c.body["text"].as_str()), Some("Codex finished"), "{}", fake.summary());
@@ -289,7 +301,8 @@ async fn a_turn_edits_one_status_message_in_place() {
     let task = store.pending_approvals(None).await.unwrap();
     assert!(task.is_empty());
     let rows = store.outbox_recent(Channel::Telegram, &chat.to_string(), 100).await.unwrap();
-    let live: Vec<_> = rows.iter().filter(|r| r.payload.get("live").is_some()).collect();
+    let live: Vec<_> =
+        rows.iter().filter(|r| r.payload.live.as_deref().is_some_and(|k| k.starts_with("turn:"))).collect();
     assert!(live.len() > edits.len() + 1, "{} updates, {} edits: {live:#?}", live.len(), edits.len());
     let status_ext = status_id.map(|m| m.to_string());
     assert!(
@@ -383,7 +396,7 @@ async fn a_clarify_button_approves_exactly_its_approval() {
     // The timeline shows what was said, with the reading picked.
     let timeline = store.timeline(two.task_id).await.unwrap();
     assert!(
-        timeline.iter().any(|e| e.kind == EventKind::Message && e.body["text"] == "ok"),
+        timeline.iter().any(|e| e.kind == EventKind::Message && e.body.to_json()["text"] == "ok"),
         "the original message is on the task: {timeline:#?}"
     );
     sent(fake, chat, "the chosen task's summary", |t| t.starts_with("Codex finished") && t.contains("exit=0")).await;

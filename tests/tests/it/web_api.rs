@@ -251,7 +251,7 @@ async fn web_chat_task_timeline_and_an_approval_that_resolves_exactly_once() {
         .await
         .unwrap()
         .into_iter()
-        .filter(|e| e.kind == taskgate_core::model::EventKind::Approval && e.body.get("status").is_some())
+        .filter(|e| e.body.to_json()["type"] == "approval_decided")
         .count();
     assert_eq!(decisions, 1, "exactly one decision on the timeline");
 
@@ -292,7 +292,8 @@ async fn web_chat_task_timeline_and_an_approval_that_resolves_exactly_once() {
     assert_eq!(lines[0]["from"], "you");
     assert_eq!(lines[0]["text"], "RUN_CMD: echo hi");
     let asking = lines.iter().find(|m| m["approval"] == id).unwrap();
-    assert_eq!(asking["buttons"].as_array().unwrap().len(), 3);
+    assert!(asking["text"].as_str().unwrap().starts_with("Codex is waiting for approval"), "{asking}");
+    assert_eq!(asking["buttons"], json!([]), "the page draws an approval's own buttons from its id");
 
     // A client id makes a resend idempotent.
     let body = json!({"text": "thanks", "task": task, "client_id": "abc-1"});
@@ -316,6 +317,7 @@ fn telegram(text: &str) -> IncomingMessage {
         reply_to_task: None,
         chat: Chat::Direct,
         mentioned: false,
+        message_id: None,
     }
 }
 
@@ -347,7 +349,7 @@ async fn link_joins_web_and_telegram_and_the_task_continues_across_them() {
     let web = gw.store.find_identity(Channel::Web, "console").await.unwrap().unwrap();
     assert_ne!(web.person_id, tg_before.person_id);
     // /link is a command, never a task.
-    assert!(gw.store.timeline(task).await.unwrap().iter().all(|e| e.body["text"] != "/link"));
+    assert!(gw.store.timeline(task).await.unwrap().iter().all(|e| e.body.to_json()["text"] != "/link"));
 
     // A wrong code links nothing; the right one, entered on Telegram, joins Ada's identities.
     gw.engine.handle(telegram("/link ZZZZ-ZZZZ")).await.unwrap();
@@ -356,15 +358,12 @@ async fn link_joins_web_and_telegram_and_the_task_continues_across_them() {
     let tg = gw.store.find_identity(Channel::Telegram, "111").await.unwrap().unwrap();
     assert_eq!(tg.person_id, web.person_id, "one person across web and telegram");
     let replies = gw.store.outbox_recent(Channel::Telegram, "555", 20).await.unwrap();
-    let linked = replies
-        .iter()
-        .find(|o| o.payload["text"].as_str().is_some_and(|t| t.starts_with("Linked")))
-        .expect("a Linked reply");
+    let linked = replies.iter().find(|o| o.payload.text.starts_with("Linked")).expect("a Linked reply");
     assert_eq!(linked.task_id, Some(task), "the telegram chat now follows the web task");
     // A code works once.
     gw.engine.handle(telegram(&format!("/link {code}"))).await.unwrap();
     let last = gw.store.outbox_recent(Channel::Telegram, "555", 1).await.unwrap();
-    assert!(last[0].payload["text"].as_str().unwrap().contains("unknown, used or expired"));
+    assert!(last[0].payload.text.contains("unknown, used or expired"));
 
     // Continued from Telegram: the same task, and its page shows each message's channel.
     gw.engine.handle(telegram("also mention the new console")).await.unwrap();
@@ -458,6 +457,7 @@ async fn a_clarify_button_completes_the_original_message_once() {
         json!({"intent": intent, "task": null, "agent": null, "role": null, "approval": null, "scope": null,
                "confidence": 0.5, "reason": reason})
     };
+    let choice = |choice: usize, label: &str, reading: serde_json::Value| json!({"label": label, "action": {"do": "choose", "choice": choice, "reading": reading}});
     let row = gw
         .store
         .outbox_enqueue(NewOutbound {
@@ -465,13 +465,15 @@ async fn a_clarify_button_completes_the_original_message_once() {
             chat_id: "console".into(),
             task_id: None,
             approval_id: None,
-            payload: json!({
+            payload: taskgate_core::reply::Reply::from_json(json!({
                 "text": "Did you mean:",
-                "buttons": [{"label": "Start a new task", "choice": 0}, {"label": "Show status", "choice": 1}],
-                "options": [reading("new_task", "a new goal"), reading("status", "status")],
+                "buttons": [
+                    choice(0, "Start a new task", reading("new_task", "a new goal")),
+                    choice(1, "Show status", reading("status", "status")),
+                ],
                 "thread_id": "",
                 "source_text": "RUN_CMD: echo chosen",
-            }),
+            })),
         })
         .await
         .unwrap();

@@ -160,7 +160,10 @@ fn a_card_press_names_its_approval() {
     e["event"]["action"]["value"] = json!({"op": "deny", "approval": "9", "nonce": "n0nce"});
     match normalise(&e, &bot(), &policy(), Facts::default()) {
         Inbound::Press(p) => {
-            assert_eq!(p.value, Some(ButtonValue::Approval { approval: 9, nonce: "n0nce".into(), answer: Answer::Deny }));
+            assert_eq!(
+                p.value,
+                Some(ButtonValue::Approval { approval: 9, nonce: "n0nce".into(), answer: Answer::Deny })
+            );
             assert_eq!(
                 (p.message_id.as_str(), p.chat_id.as_str(), p.chat),
                 ("om_card_0001", "oc_dev_p2p", Chat::Direct)

@@ -249,7 +249,11 @@ fn a_button_press_names_its_approval() {
             assert_eq!(p.place, Some(Place { chat_id: 111, thread_id: None }));
             assert_eq!(
                 p.data,
-                Some(ButtonData::Approval { approval: 42, nonce: "n0nce".into(), answer: Answer::Approve(Scope::Always) })
+                Some(ButtonData::Approval {
+                    approval: 42,
+                    nonce: "n0nce".into(),
+                    answer: Answer::Approve(Scope::Always)
+                })
             );
             assert_eq!(p.message_text.as_deref(), Some("Codex is waiting for approval: run `x`"));
             assert_eq!(p.from.handle(), "@ada");

@@ -127,6 +127,7 @@ impl Actor {
             let _ = self.store().release(&self.lease).await;
             return;
         }
+        self.expire_orphans().await;
         self.sync().await;
         let mut idle_since = Instant::now();
         loop {
@@ -140,7 +141,16 @@ impl Actor {
             // Without a process an idle actor holds nothing worth keeping; with one, the
             // process stays for a while for the next message.
             let keep = if self.live.is_some() { self.shared.config.runtime.idle() } else { Duration::ZERO };
+            let dropped = self.shared.dropped.clone();
             tokio::select! {
+                () = dropped.cancelled() => {
+                    // The engine is gone without a shutdown: end the agent, leave the rows as
+                    // they are (the next owner takes over, as after a crash).
+                    if let Some(mut live) = self.live.take() {
+                        live.session.shutdown().await;
+                    }
+                    return;
+                }
                 msg = rx.recv() => match msg {
                     Some(Msg::Wake) => self.sync().await,
                     Some(Msg::Stop { deadline }) => {
@@ -164,6 +174,29 @@ impl Actor {
             }
         }
         self.leave().await;
+    }
+
+    /// Approvals of this execution still pending for a turn that is no longer open wait for
+    /// an answer nothing can deliver: a new owner expires them, so their buttons stop working.
+    async fn expire_orphans(&mut self) {
+        let (Ok(pending), Ok(open)) = (
+            self.store().pending_approvals(Some(self.exec.task_id)).await,
+            self.store().execution_turns(self.exec.id).await,
+        ) else {
+            return;
+        };
+        let mut plan = Plan::default();
+        for approval in pending.iter().filter(|a| a.execution_id == Some(self.exec.id)) {
+            if let Some(turn) = approval.turn_id.filter(|t| !open.iter().any(|o| o.id == *t)) {
+                plan.push(Effect::ExpireApprovals {
+                    turn,
+                    reason: "its turn ended before the gateway restarted".into(),
+                });
+            }
+        }
+        if !plan.effects.is_empty() {
+            self.commit(&plan).await;
+        }
     }
 
     /// Idle and nothing new: the actor goes (its process shut down, its lease released), and
@@ -253,8 +286,18 @@ impl Actor {
             let Some(turn) = turns.into_iter().next() else { return };
             if turn.status != TurnStatus::Queued {
                 let notice = Some(react::restart_notice(&self.display));
-                let plan = react::handed_over(&self.view(None), turn.id, &turn.input, "interrupted by a gateway restart", notice);
-                tracing::info!(execution = self.exec.id, turn = turn.id, "took over a turn in flight; running it again");
+                let plan = react::handed_over(
+                    &self.view(None),
+                    turn.id,
+                    &turn.input,
+                    "interrupted by a gateway restart",
+                    notice,
+                );
+                tracing::info!(
+                    execution = self.exec.id,
+                    turn = turn.id,
+                    "took over a turn in flight; running it again"
+                );
                 if self.commit(&plan).await.is_none() {
                     return;
                 }
@@ -503,7 +546,8 @@ impl Actor {
                     current.progress.observe(&event);
                 }
                 let plan = react::react(&event, &self.view(None));
-                if !plan.effects.is_empty() && self.commit(&plan).await.is_some()
+                if !plan.effects.is_empty()
+                    && self.commit(&plan).await.is_some()
                     && let Some(current) = &mut self.current
                 {
                     current.progress.unsaved.clear();
@@ -512,7 +556,13 @@ impl Actor {
             if let Some(current) = self.current.take() {
                 let view = ExecView { turn: Some(&current.progress), ..self.view(None) };
                 let notice = Some(react::restart_notice(&self.display));
-                let plan = react::handed_over(&view, current.turn.id, &current.turn.input, "interrupted by a gateway stop", notice);
+                let plan = react::handed_over(
+                    &view,
+                    current.turn.id,
+                    &current.turn.input,
+                    "interrupted by a gateway stop",
+                    notice,
+                );
                 self.commit(&plan).await;
                 tracing::info!(execution = self.exec.id, turn = current.turn.id, "handed a running turn over");
             }

@@ -52,6 +52,9 @@ pub(super) struct Shared {
     pub notes: Arc<crate::notes::Keeper>,
     /// This process's name as an owner of executions: unique per process start.
     pub replica: String,
+    /// Cancelled when the runner is dropped without a shutdown: actors end their agents and
+    /// stop at once, writing nothing (as if the process had died).
+    pub dropped: CancellationToken,
 }
 
 impl Shared {
@@ -109,6 +112,7 @@ pub(super) struct Runner {
 impl Drop for Runner {
     fn drop(&mut self) {
         self.stopping.cancel();
+        self.shared.dropped.cancel();
     }
 }
 
@@ -156,7 +160,10 @@ impl Runner {
     /// Work for `exec` was committed here: its actor looks now, or this replica claims it.
     pub fn wake(self: &Arc<Self>, exec: Id) {
         if self.stopping.is_cancelled() {
-            tracing::info!(execution = exec, "the gateway is stopping; the work waits for another replica or the next start");
+            tracing::info!(
+                execution = exec,
+                "the gateway is stopping; the work waits for another replica or the next start"
+            );
             return;
         }
         if let Ok(actors) = self.actors.lock()
