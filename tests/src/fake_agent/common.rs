@@ -10,6 +10,9 @@ use serde_json::Value;
 pub struct Context {
     pub state_dir: Option<PathBuf>,
     pub log: Option<PathBuf>,
+    /// Every prompt received, one JSON line each (`{"pid", "ppid", "at_ms", "text"}`): which
+    /// agent process (and gateway) got which input, for the replica tests.
+    pub prompts: Option<PathBuf>,
     pub acp_load: bool,
     /// ACP without `mcpCapabilities.http`: the agent then gets a stdio MCP server.
     pub acp_stdio_mcp: bool,
@@ -34,6 +37,7 @@ impl Context {
         Context {
             state_dir: value("--state-dir"),
             log: value("--log"),
+            prompts: value("--prompts"),
             acp_load: args.iter().any(|a| a == "--acp-load"),
             acp_stdio_mcp: args.iter().any(|a| a == "--acp-stdio-mcp"),
             cwd: std::env::current_dir().unwrap_or_default(),
@@ -66,6 +70,22 @@ impl Context {
                 eprintln!("fake-agent: ignoring non-JSON input");
                 self.recv(timeout)
             }
+        }
+    }
+
+    /// Records a prompt in the `--prompts` file (appended whole, one line, by every process
+    /// sharing the file).
+    pub fn log_prompt(&self, text: &str) {
+        let Some(path) = &self.prompts else { return };
+        let at_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+        let line = serde_json::json!({
+            "pid": std::process::id(),
+            "ppid": std::os::unix::process::parent_id(),
+            "at_ms": at_ms,
+            "text": text,
+        });
+        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+            let _ = f.write_all(format!("{line}\n").as_bytes());
         }
     }
 
