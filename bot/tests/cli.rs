@@ -97,6 +97,11 @@ fn serve_in_an_empty_directory_answers_health_ready_and_metrics_then_stops_on_si
     );
     assert!(dir.path().join("data/taskgate.db").exists(), "SQLite file under the data dir");
 
+    // The container health check: `taskgate health` asks /healthz at server.listen.
+    let (out, stdout, stderr) = run(taskgate(dir.path()).arg("health").env("TASKGATE_SERVER__LISTEN", &server.addr));
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stdout.trim(), format!("ok (http://{}/healthz)", server.addr));
+
     // A second gateway on the same SQLite file is refused with a reason.
     let (out, _, stderr) = run(taskgate(dir.path()).arg("serve").env("TASKGATE_SERVER__LISTEN", "127.0.0.1:0"));
     assert!(!out.status.success());
@@ -114,6 +119,31 @@ fn serve_in_an_empty_directory_answers_health_ready_and_metrics_then_stops_on_si
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "{status}");
+
+    let (out, _, stderr) = run(taskgate(dir.path()).arg("health").env("TASKGATE_SERVER__LISTEN", &server.addr));
+    assert!(!out.status.success(), "healthy after stopping");
+    assert!(stderr.starts_with(&format!("taskgate: GET http://{}/healthz", server.addr)), "{stderr}");
+}
+
+/// `token` never creates a database: with a wrong --config or working directory it would
+/// put the login token where no gateway looks.
+#[test]
+fn token_needs_the_gateways_database_and_says_which_it_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, stdout, stderr) = run(taskgate(dir.path()).arg("token"));
+    assert!(!out.status.success());
+    assert_eq!(stdout, "");
+    assert!(stderr.contains("no database at") && stderr.contains("data/taskgate.db"), "{stderr}");
+    assert!(!dir.path().join("data").exists(), "nothing created");
+
+    assert!(run(taskgate(dir.path()).arg("migrate")).0.status.success());
+    let (out, first, stderr) = run(taskgate(dir.path()).arg("token"));
+    assert!(out.status.success(), "{stderr}");
+    assert!(first.trim().starts_with("tgw_"), "{first}");
+    assert!(stderr.contains("database: sqlite://./data/taskgate.db"), "{stderr}");
+    let (out, rotated, _) = run(taskgate(dir.path()).args(["token", "--rotate"]));
+    assert!(out.status.success());
+    assert!(rotated.trim().starts_with("tgw_") && rotated != first);
 }
 
 /// A bad config is one line naming what is wrong, and a non-zero exit.
