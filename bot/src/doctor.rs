@@ -85,11 +85,36 @@ fn shown(path: &Path) -> String {
 
 /// Who the checks run as, for messages about files and logins that depend on it.
 fn whoami() -> String {
-    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "this user".into());
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .ok()
+        .filter(|u| !u.is_empty())
+        .or_else(user_from_uid)
+        .unwrap_or_else(|| "this user".into());
     match std::env::var("HOME") {
         Ok(home) => format!("{user} (HOME={home})"),
         Err(_) => user,
     }
+}
+
+/// The name of this process's user from `/etc/passwd` (containers set no `USER`), else
+/// `uid N`. Linux only: the owner of `/proc/self` is the process's user.
+#[cfg(unix)]
+fn user_from_uid() -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata("/proc/self").ok()?.uid();
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let name = passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        (fields.nth(1)?.parse::<u32>().ok()? == uid).then(|| name.to_owned())
+    });
+    Some(name.unwrap_or_else(|| format!("uid {uid}")))
+}
+
+#[cfg(not(unix))]
+fn user_from_uid() -> Option<String> {
+    None
 }
 
 /// SQLite's file and the single-process lock live in the data dir: it must be writable (or
@@ -306,8 +331,8 @@ async fn login(name: &str, agent: &AgentConfig, program: &Path) -> Option<Check>
         AgentKind::Acp => return None,
     };
     let login_hint = match agent.kind {
-        AgentKind::Codex => "run `codex login` (or `codex login --with-api-key`)",
-        _ => "run `claude` once and /login, or set ANTHROPIC_API_KEY or CLAUDE_CODE_OAUTH_TOKEN in its env",
+        AgentKind::Codex => "run `codex login --device-auth` (or `--with-api-key`)",
+        _ => "run `claude auth login`, or set ANTHROPIC_API_KEY or CLAUDE_CODE_OAUTH_TOKEN",
     };
     let out = match probe(program, args, agent).await {
         Ok(out) => out,
@@ -563,7 +588,7 @@ fn web(config: &Config) -> Check {
             Verdict::Warn,
             "web console",
             format!(
-                "listening on {listen} without an https server.public_url: the login token would cross the network in clear (docs/tls.md)"
+                "listening on {listen} without an https server.public_url: let only a TLS proxy or a loopback port mapping reach it, or the login token crosses the network in clear (docs/tls.md)"
             ),
         );
     }
