@@ -236,6 +236,15 @@ fn migrate_then_doctor_reports_each_check() {
 }
 
 #[test]
+fn classify_help_points_to_the_contract_in_the_repository() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, stdout, _) = run(taskgate(dir.path()).args(["classify", "--help"]));
+    assert!(out.status.success());
+    assert!(stdout.contains("docs/classify.md"), "{stdout}");
+    assert!(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/classify.md").exists());
+}
+
+#[test]
 fn classify_scores_the_dev_corpus_and_answers_each_line() {
     let dir = tempfile::tempdir().unwrap();
     let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../core/tests/data/intents-dev.jsonl");
