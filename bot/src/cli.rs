@@ -28,7 +28,10 @@ pub enum Command {
         #[arg(long)]
         rotate: bool,
     },
-    /// Classify chat messages (JSON Lines in, JSON Lines out); see shared/contracts/classify.md.
+    /// Exit 0 when this machine's gateway answers `GET /healthz` (for container health checks).
+    /// Asks `server.listen`, with 0.0.0.0 or :: as loopback.
+    Health,
+    /// Classify chat messages (JSON Lines in, JSON Lines out); see docs/classify.md.
     Classify {
         /// Input file (default: standard input).
         #[arg(long, value_name = "FILE", conflicts_with = "eval")]

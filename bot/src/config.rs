@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use config::{Environment, File, FileFormat};
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
 
 pub use taskgate_core::route::BusyPolicy;
 pub use taskgate_core::runtime::AgentKind;
@@ -33,16 +34,58 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
+    /// An IP address and port; host names are refused with a message saying so.
+    #[serde(deserialize_with = "socket_addr")]
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     /// Where the outside world reaches this server (webhooks, links in messages).
     pub public_url: Option<String>,
+    /// HTTP connections open at once; beyond it new connections wait in the listen backlog.
+    pub max_connections: usize,
+    /// A client must send a request's headers within this; also how long an idle keep-alive
+    /// connection is kept.
+    pub header_timeout_secs: u64,
+    /// A connection on which no byte moves either way for this long is closed (a stalled
+    /// body upload, a client that stopped reading).
+    pub idle_timeout_secs: u64,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { listen: SocketAddr::from(([127, 0, 0, 1], 8700)), data_dir: PathBuf::from("./data"), public_url: None }
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8700)),
+            data_dir: PathBuf::from("./data"),
+            public_url: None,
+            max_connections: 512,
+            header_timeout_secs: 10,
+            idle_timeout_secs: 120,
+        }
     }
+}
+
+impl ServerConfig {
+    /// Where a process on this machine reaches the server: `listen`, with an unspecified
+    /// address (`0.0.0.0`, `::`) replaced by loopback.
+    pub fn local_addr(&self) -> SocketAddr {
+        let ip = match self.listen.ip() {
+            ip if ip.is_unspecified() && ip.is_ipv4() => std::net::IpAddr::from([127, 0, 0, 1]),
+            ip if ip.is_unspecified() => std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+            ip => ip,
+        };
+        SocketAddr::new(ip, self.listen.port())
+    }
+}
+
+/// `server.listen`: `SocketAddr`'s own message ("invalid socket address syntax") does not say
+/// what is expected, and `localhost:8700` is the usual first try.
+fn socket_addr<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SocketAddr, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    text.trim().parse().map_err(|_| {
+        serde::de::Error::custom(format!(
+            "`{text}` is not an IP address and port: write e.g. 127.0.0.1:8700 (0.0.0.0:8700 for every \
+             interface); host names such as localhost are not accepted"
+        ))
+    })
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -333,12 +376,8 @@ impl NotesConfig {
         if let Some(url) = &self.mcp_url {
             return url.clone();
         }
-        let ip = match listen.ip() {
-            ip if ip.is_unspecified() && ip.is_ipv4() => std::net::IpAddr::from([127, 0, 0, 1]),
-            ip if ip.is_unspecified() => std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
-            ip => ip,
-        };
-        format!("http://{}/mcp", SocketAddr::new(ip, listen.port()))
+        let local = ServerConfig { listen, ..ServerConfig::default() }.local_addr();
+        format!("http://{local}/mcp")
     }
 }
 
@@ -398,8 +437,8 @@ impl Config {
             let key = e.path().to_string();
             let message = e.into_inner().to_string();
             // The config crate appends the key itself; we already lead with it.
-            let message = message.split(" for key `").next().unwrap_or_default().to_owned();
-            ConfigError::Key { key, message }
+            let message = message.split(" for key `").next().unwrap_or_default();
+            ConfigError::Key { key, message: readable(message) }
         })?;
         config.validate()?;
         Ok(config)
@@ -407,6 +446,17 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         let key_err = |key: String, message: &str| ConfigError::Key { key, message: message.into() };
+        self.validate_secrets()?;
+        let server = &self.server;
+        for (key, value) in [
+            ("server.max_connections", server.max_connections as u64),
+            ("server.header_timeout_secs", server.header_timeout_secs),
+            ("server.idle_timeout_secs", server.idle_timeout_secs),
+        ] {
+            if value == 0 {
+                return Err(key_err(key.into(), "must be at least 1"));
+            }
+        }
         for (i, project) in self.projects.iter().enumerate() {
             if let Some(agent) = &project.default_agent
                 && !self.agents.contains_key(agent)
@@ -436,6 +486,56 @@ impl Config {
         Ok(())
     }
 
+    /// An empty secret is a mistake (an unset variable in a template, a key left blank), never
+    /// a setting: it would fail later, at the platform, with a message that does not name it.
+    fn validate_secrets(&self) -> Result<(), ConfigError> {
+        let blank = |s: &SecretString| s.expose_secret().trim().is_empty();
+        let empty = |key: &str, hint: &str| ConfigError::Key { key: key.into(), message: format!("is empty; {hint}") };
+        let remove = "set it or remove the key";
+        if self.database.url.as_ref().is_some_and(blank) {
+            return Err(empty(
+                "database.url",
+                "set a postgres:// URL, or remove the key for SQLite in server.data_dir",
+            ));
+        }
+        if let Some(tg) = &self.telegram {
+            if blank(&tg.token) {
+                return Err(empty("telegram.token", "put the token @BotFather gave you here"));
+            }
+            if let Some(secret) = &tg.webhook_secret {
+                let secret = secret.expose_secret();
+                if secret.trim().is_empty() {
+                    return Err(empty("telegram.webhook_secret", remove));
+                }
+                // Telegram refuses any other `secret_token` when the webhook is set.
+                let valid =
+                    secret.len() <= 256 && secret.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+                if !valid {
+                    return Err(ConfigError::Key {
+                        key: "telegram.webhook_secret".into(),
+                        message: "must be 1 to 256 characters of A-Z, a-z, 0-9, _ and - (Telegram's rule)".into(),
+                    });
+                }
+            }
+        }
+        if let Some(fs) = &self.feishu {
+            if fs.app_id.trim().is_empty() {
+                return Err(empty("feishu.app_id", "copy the App ID (cli_...) from the app's Credentials page"));
+            }
+            if blank(&fs.app_secret) {
+                return Err(empty("feishu.app_secret", "copy the App Secret from the app's Credentials page"));
+            }
+            for (key, value) in
+                [("feishu.verification_token", &fs.verification_token), ("feishu.encrypt_key", &fs.encrypt_key)]
+            {
+                if value.as_ref().is_some_and(blank) {
+                    return Err(empty(key, remove));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The database URL: the configured one, else SQLite in `data_dir`.
     pub fn database_url(&self) -> String {
         match &self.database.url {
@@ -451,6 +551,69 @@ impl Config {
     pub fn uses_sqlite(&self) -> bool {
         self.database_url().starts_with("sqlite:")
     }
+}
+
+/// The deserializer's message in the words of someone editing the file: the config crate
+/// says "enum AgentKind does not have variant constructor codexx"; this says which values are
+/// accepted.
+fn readable(message: &str) -> String {
+    let bad_variant =
+        message.strip_prefix("enum ").and_then(|rest| rest.split_once(" does not have variant constructor "));
+    if let Some((name, value)) = bad_variant {
+        return match enum_variants(name) {
+            Some(variants) => format!("unknown value `{value}`; expected one of: {}", variants.join(", ")),
+            None => format!("unknown value `{value}`"),
+        };
+    }
+    let wrong_shape = message
+        .strip_prefix("value of enum ")
+        .and_then(|rest| rest.split_once(' '))
+        .and_then(|(name, _)| enum_variants(name));
+    if let Some(variants) = wrong_shape {
+        return format!("expected one of: {} (as a string)", variants.join(", "));
+    }
+    message.to_owned()
+}
+
+/// The accepted spellings of each enum in the config, by the Rust name serde reports.
+fn enum_variants(name: &str) -> Option<&'static [&'static str]> {
+    Some(match name {
+        "AgentKind" => variants::<AgentKind>(),
+        "BusyPolicy" => variants::<BusyPolicy>(),
+        "ApprovalPolicy" => variants::<ApprovalPolicy>(),
+        "SandboxMode" => variants::<SandboxMode>(),
+        "TelegramMode" => variants::<TelegramMode>(),
+        "FeishuMode" => variants::<FeishuMode>(),
+        _ => return None,
+    })
+}
+
+/// The variant names `T`'s `Deserialize` accepts, as serde hands them to the deserializer
+/// (after `rename_all`), so the list in a message cannot drift from the enum.
+fn variants<T: DeserializeOwned>() -> &'static [&'static str] {
+    struct Probe<'a>(&'a mut &'static [&'static str]);
+    impl<'de> Deserializer<'de> for Probe<'_> {
+        type Error = serde::de::value::Error;
+        fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+            Err(serde::de::Error::custom("not an enum"))
+        }
+        fn deserialize_enum<V: serde::de::Visitor<'de>>(
+            self,
+            _name: &'static str,
+            variants: &'static [&'static str],
+            _visitor: V,
+        ) -> Result<V::Value, Self::Error> {
+            *self.0 = variants;
+            Err(serde::de::Error::custom("probed"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option unit
+            unit_struct newtype_struct seq tuple tuple_struct map struct identifier ignored_any
+        }
+    }
+    let mut found: &'static [&'static str] = &[];
+    let _ = T::deserialize(Probe(&mut found));
+    found
 }
 
 /// The parser's multi-line report (with a source excerpt and a caret) as one line: its first
@@ -624,6 +787,134 @@ mod tests {
             let err = Config::load_from(Some(f.path()), env(&[])).unwrap_err();
             assert!(err.to_string().starts_with(&format!("config key `{key}`")), "{toml}: {err}");
         }
+    }
+
+    #[test]
+    fn a_bad_enum_value_lists_the_values_accepted() {
+        let cases = [
+            (
+                "[agents.x]\nkind = \"codexx\"\n",
+                "agents.x.kind",
+                "unknown value `codexx`; expected one of: codex, claude, acp",
+            ),
+            (
+                "[[projects]]\nname = \"a\"\npath = \"/a\"\nbusy_policy = \"wait\"\n",
+                "projects[0].busy_policy",
+                "expected one of: queue, steer, interrupt",
+            ),
+            (
+                "[agents.x]\nkind = \"codex\"\napproval_policy = \"always\"\n",
+                "agents.x.approval_policy",
+                "expected one of: untrusted, on-request, on-failure, never",
+            ),
+            (
+                "[agents.x]\nkind = \"codex\"\nsandbox = \"none\"\n",
+                "agents.x.sandbox",
+                "expected one of: read-only, workspace-write, danger-full-access",
+            ),
+            ("[telegram]\ntoken = \"1:a\"\nmode = \"push\"\n", "telegram.mode", "expected one of: polling, webhook"),
+            (
+                "[feishu]\napp_id = \"cli_1\"\napp_secret = \"s\"\nmode = \"ws\"\n",
+                "feishu.mode",
+                "expected one of: webhook, websocket",
+            ),
+            ("[agents.x]\nkind = 5\n", "agents.x.kind", "expected one of: codex, claude, acp"),
+        ];
+        for (toml, key, expected) in cases {
+            let f = file(toml);
+            let err = Config::load_from(Some(f.path()), env(&[])).unwrap_err().to_string();
+            assert!(err.starts_with(&format!("config key `{key}`: ")), "{toml}: {err}");
+            assert!(err.contains(expected), "{toml}: {err}");
+            assert!(!err.contains("variant constructor"), "{err}");
+        }
+    }
+
+    #[test]
+    fn listen_wants_an_ip_and_port_and_says_so() {
+        for bad in ["localhost:8700", "8700", "0.0.0.0"] {
+            let err = Config::load_from(None, env(&[("TASKGATE_SERVER__LISTEN", bad)])).unwrap_err().to_string();
+            assert!(err.starts_with("config key `server.listen`: "), "{err}");
+            assert!(err.contains(&format!("`{bad}` is not an IP address and port")), "{err}");
+            assert!(err.contains("e.g. 127.0.0.1:8700"), "{err}");
+        }
+        let f = file("[server]\nlisten = \"[::1]:9000\"\n");
+        let config = Config::load_from(Some(f.path()), env(&[])).unwrap();
+        assert_eq!(config.server.listen.to_string(), "[::1]:9000");
+        let any = Config::load_from(None, env(&[("TASKGATE_SERVER__LISTEN", "0.0.0.0:9")])).unwrap();
+        assert_eq!(any.server.local_addr().to_string(), "127.0.0.1:9");
+        assert_eq!(any.notes.mcp_url(any.server.listen), "http://127.0.0.1:9/mcp");
+    }
+
+    #[test]
+    fn empty_secrets_are_refused_naming_the_key() {
+        let cases = [
+            ("[telegram]\ntoken = \"\"\n", "telegram.token"),
+            ("[telegram]\ntoken = \"  \"\n", "telegram.token"),
+            ("[telegram]\ntoken = \"1:a\"\nwebhook_secret = \"\"\n", "telegram.webhook_secret"),
+            ("[feishu]\napp_id = \"\"\napp_secret = \"s\"\n", "feishu.app_id"),
+            ("[feishu]\napp_id = \"cli_1\"\napp_secret = \"\"\n", "feishu.app_secret"),
+            (
+                "[feishu]\napp_id = \"cli_1\"\napp_secret = \"s\"\nverification_token = \"\"\n",
+                "feishu.verification_token",
+            ),
+            ("[feishu]\napp_id = \"cli_1\"\napp_secret = \"s\"\nencrypt_key = \"\"\n", "feishu.encrypt_key"),
+            ("[database]\nurl = \"\"\n", "database.url"),
+        ];
+        for (toml, key) in cases {
+            let f = file(toml);
+            let err = Config::load_from(Some(f.path()), env(&[])).unwrap_err().to_string();
+            assert!(err.starts_with(&format!("config key `{key}`: is empty")), "{toml}: {err}");
+        }
+        // From the environment too: an unset variable in a template is the usual way in.
+        let f = file("[telegram]\ntoken = \"1:a\"\n");
+        let err = Config::load_from(Some(f.path()), env(&[("TASKGATE_TELEGRAM__TOKEN", "")])).unwrap_err();
+        assert!(err.to_string().starts_with("config key `telegram.token`: is empty"), "{err}");
+        // Telegram's own rule for the webhook secret.
+        let f = file("[telegram]\ntoken = \"1:a\"\nwebhook_secret = \"has space\"\n");
+        let err = Config::load_from(Some(f.path()), env(&[])).unwrap_err().to_string();
+        assert!(err.contains("A-Z, a-z, 0-9, _ and -"), "{err}");
+    }
+
+    #[test]
+    fn http_limits_have_defaults_and_refuse_zero() {
+        let config = Config::load_from(None, env(&[])).unwrap();
+        assert_eq!(
+            (config.server.max_connections, config.server.header_timeout_secs, config.server.idle_timeout_secs),
+            (512, 10, 120)
+        );
+        for key in ["MAX_CONNECTIONS", "HEADER_TIMEOUT_SECS", "IDLE_TIMEOUT_SECS"] {
+            let err = Config::load_from(None, env(&[(&format!("TASKGATE_SERVER__{key}"), "0")])).unwrap_err();
+            assert_eq!(err.to_string(), format!("config key `server.{}`: must be at least 1", key.to_lowercase()));
+        }
+    }
+
+    /// Every `# key = value` line of the example, uncommented, is a key in the right section:
+    /// a commented key that would be refused once uncommented misleads whoever follows it.
+    #[test]
+    fn the_example_config_parses_with_every_commented_key_uncommented() {
+        let example =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/taskgate.toml")).unwrap();
+        let key_line = |line: &str| {
+            let first = line.split_whitespace().next().unwrap_or_default();
+            let is_key = first.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') && !first.is_empty();
+            (is_key && line.contains(" = ")) || line.starts_with('[')
+        };
+        let mut uncommented = 0;
+        let text: String = example
+            .lines()
+            .map(|line| match line.strip_prefix("# ") {
+                Some(rest) if key_line(rest) => {
+                    uncommented += 1;
+                    format!("{rest}\n")
+                }
+                _ => format!("{line}\n"),
+            })
+            .collect();
+        assert!(uncommented > 20, "the example's commented keys were found: {uncommented}");
+        let f = file(&text);
+        let config = Config::load_from(Some(f.path()), env(&[])).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert!(config.telegram.is_some() && config.feishu.is_some() && config.agents.len() >= 3, "{config:?}");
+        assert_eq!(config.web.display_name, "Web console");
     }
 
     #[test]

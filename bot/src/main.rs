@@ -52,10 +52,20 @@ fn main() -> ExitCode {
                 Ok(false) => ExitCode::FAILURE,
                 Err(e) => report(Err(e)),
             },
+            Command::Health => match taskgate::http::probe(&config.server, HEALTH_WAIT).await {
+                Ok(url) => {
+                    println!("ok ({url})");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => report(Err(e)),
+            },
             Command::Classify { .. } | Command::Mcp { .. } => unreachable!("handled above"),
         }
     })
 }
+
+/// `taskgate health`: inside a container's health-check timeout (3 s in deploy/Containerfile).
+const HEALTH_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 async fn serve(config: &Config) -> anyhow::Result<()> {
     // This binary is the stdio MCP bridge for agents that only speak stdio MCP.
@@ -86,6 +96,15 @@ async fn migrate(config: &Config) -> anyhow::Result<()> {
 /// `taskgate token`: creates the console login token when there is none; `--rotate` replaces
 /// it. An existing token cannot be shown again: only its hash is stored.
 async fn token(config: &Config, rotate: bool) -> anyhow::Result<()> {
+    // Creating a database here would hide a wrong --config or working directory: the token
+    // would go to a database no gateway reads.
+    if config.uses_sqlite() && !config.sqlite_path().exists() {
+        anyhow::bail!(
+            "no database at {}: start `taskgate serve` (or run `taskgate migrate`) with this config first, \
+             or check --config / TASKGATE_CONFIG and server.data_dir",
+            std::path::absolute(config.sqlite_path()).unwrap_or_else(|_| config.sqlite_path()).display()
+        );
+    }
     let store = startup::open_store(config).await?;
     store.migrate().await?;
     let outcome = if rotate {
@@ -97,6 +116,7 @@ async fn token(config: &Config, rotate: bool) -> anyhow::Result<()> {
         }
     };
     store.close().await?;
+    eprintln!("database: {}", taskgate::config::redact_url(&config.database_url()));
     match outcome {
         Some(token) => {
             if rotate {

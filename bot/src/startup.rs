@@ -34,6 +34,8 @@ pub struct Application {
     web: Option<WebConsole>,
     /// The console login token when this start created it (first start): shown once.
     new_token: Option<String>,
+    /// Connection limits and timeouts of the HTTP server (`[server]`).
+    limits: http::Limits,
     /// Held for the life of the process: a second `serve` on the same SQLite file is refused.
     _lock: Option<File>,
 }
@@ -41,6 +43,8 @@ pub struct Application {
 impl Application {
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
         let lock = if config.uses_sqlite() { Some(lock_data_dir(config)?) } else { None };
+        // A missing agent program is news for the operator now, not when a task first fails.
+        crate::doctor::warn_missing_agent_programs(config);
         let store = open_store(config).await?;
         store.migrate().await.context("applying database migrations")?;
         for project in &config.projects {
@@ -94,7 +98,8 @@ impl Application {
             (None, None)
         };
         let state = AppState { store, metrics: Metrics::new() };
-        Ok(Self { listener, state, engine, telegram, feishu, web, new_token, _lock: lock })
+        let limits = http::Limits::from_config(&config.server);
+        Ok(Self { listener, state, engine, telegram, feishu, web, new_token, limits, _lock: lock })
     }
 
     /// The engine channels feed messages to.
@@ -122,7 +127,7 @@ impl Application {
     /// and the database is closed. Bounded: the process ends within the grace plus a few
     /// seconds. Work accepted before the stop is in the database, so nothing accepted is lost.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Application { listener, state, engine, mut telegram, mut feishu, web, new_token: _, _lock } = self;
+        let Application { listener, state, engine, mut telegram, mut feishu, web, new_token: _, limits, _lock } = self;
         let store = state.store.clone();
         // The MCP server (restart-note tools) answers through the notes keeper.
         let mut router = http::router(state).layer(axum::Extension(engine.notes().clone()));
@@ -138,9 +143,7 @@ impl Application {
         let stopping = tokio_util::sync::CancellationToken::new();
         let mut server = {
             let stopping = stopping.clone();
-            tokio::spawn(async move {
-                axum::serve(listener, router).with_graceful_shutdown(stopping.cancelled_owned()).await
-            })
+            tokio::spawn(async move { http::serve(listener, router, limits, stopping.cancelled_owned()).await })
         };
         // The server ending on its own (it cannot, short of a bug) also stops the gateway.
         let mut served = tokio::select! {

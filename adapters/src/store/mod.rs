@@ -1328,7 +1328,9 @@ fn nonce() -> String {
     let mut bytes = [0u8; 12];
     if getrandom::fill(&mut bytes).is_err() {
         // No OS randomness: fall back to the thread-local generator rather than fail a request.
-        bytes.iter_mut().for_each(|b| *b = fastrand::u8(..));
+        for b in &mut bytes {
+            *b = fastrand::u8(..);
+        }
     }
     bytes.iter().map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char).collect()
 }

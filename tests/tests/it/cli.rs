@@ -16,6 +16,10 @@ pub fn trials() -> Vec<Trial> {
             bad_config_is_one_clear_line_naming_the_key,
             migrate_then_doctor_reports_each_check,
             classify_scores_the_dev_corpus_and_answers_each_line,
+            classify_help_points_to_the_contract_in_the_repository,
+            token_needs_the_gateways_database_and_says_which_it_used,
+            doctor_on_a_fresh_install_checks_paths_programs_and_logins,
+            config_errors_say_what_is_accepted,
         ],
     }
 }
@@ -116,6 +120,11 @@ fn serve_in_an_empty_directory_answers_health_ready_and_metrics_then_stops_on_si
     );
     assert!(dir.path().join("data/taskgate.db").exists(), "SQLite file under the data dir");
 
+    // The container health check: `taskgate health` asks /healthz at server.listen.
+    let (out, stdout, stderr) = run(taskgate(dir.path()).arg("health").env("TASKGATE_SERVER__LISTEN", &server.addr));
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stdout.trim(), format!("ok (http://{}/healthz)", server.addr));
+
     // A second gateway on the same SQLite file is refused with a reason.
     let (out, _, stderr) = run(taskgate(dir.path()).arg("serve").env("TASKGATE_SERVER__LISTEN", "127.0.0.1:0"));
     assert!(!out.status.success());
@@ -133,6 +142,30 @@ fn serve_in_an_empty_directory_answers_health_ready_and_metrics_then_stops_on_si
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "{status}");
+
+    let (out, _, stderr) = run(taskgate(dir.path()).arg("health").env("TASKGATE_SERVER__LISTEN", &server.addr));
+    assert!(!out.status.success(), "healthy after stopping");
+    assert!(stderr.starts_with(&format!("taskgate: GET http://{}/healthz", server.addr)), "{stderr}");
+}
+
+/// `token` never creates a database: with a wrong --config or working directory it would
+/// put the login token where no gateway looks.
+fn token_needs_the_gateways_database_and_says_which_it_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, stdout, stderr) = run(taskgate(dir.path()).arg("token"));
+    assert!(!out.status.success());
+    assert_eq!(stdout, "");
+    assert!(stderr.contains("no database at") && stderr.contains("data/taskgate.db"), "{stderr}");
+    assert!(!dir.path().join("data").exists(), "nothing created");
+
+    assert!(run(taskgate(dir.path()).arg("migrate")).0.status.success());
+    let (out, first, stderr) = run(taskgate(dir.path()).arg("token"));
+    assert!(out.status.success(), "{stderr}");
+    assert!(first.trim().starts_with("tgw_"), "{first}");
+    assert!(stderr.contains("database: sqlite://./data/taskgate.db"), "{stderr}");
+    let (out, rotated, _) = run(taskgate(dir.path()).args(["token", "--rotate"]));
+    assert!(out.status.success());
+    assert!(rotated.trim().starts_with("tgw_") && rotated != first);
 }
 
 /// A bad config is one line naming what is wrong, and a non-zero exit.
@@ -186,16 +219,16 @@ fn migrate_then_doctor_reports_each_check() {
     std::fs::write(
         dir.path().join("taskgate.toml"),
         format!(
-            "[agents.codex]\nkind = \"codex\"\ncommand = [\"{}\", \"app-server\"]\n\n[agents.ghost]\nkind = \"claude\"\ncommand = \"no-such-agent-cli --verbose\"\n\n[telegram]\ntoken = \"123:SECRET-TOKEN\"\n",
+            "[agents.codex]\nkind = \"codex\"\ncommand = [\"{}\", \"app-server\"]\n\n[agents.ghost]\nkind = \"claude\"\ncommand = \"no-such-agent-cli --verbose\"\n\n[telegram]\ntoken = \"123:SECRET-TOKEN\"\nallowed_users = [1]\n",
             agent.display()
         ),
     )
     .unwrap();
 
-    // Before migrate: the database is missing, and doctor says so.
-    let (out, stdout, _) = run(taskgate(dir.path()).arg("doctor"));
-    assert!(!out.status.success());
-    assert!(stdout.contains("FAIL database"), "{stdout}");
+    // Before migrate: the database is missing, and doctor says so (serve would create it).
+    let (_, stdout, _) = run(taskgate(dir.path()).arg("doctor"));
+    assert!(stdout.contains("WARN database:") && stdout.contains("no database yet"), "{stdout}");
+    assert!(!dir.path().join("data").exists(), "doctor creates nothing");
 
     let (out, stdout, stderr) = run(taskgate(dir.path()).arg("migrate"));
     assert!(out.status.success(), "{stderr}");
@@ -211,12 +244,23 @@ fn migrate_then_doctor_reports_each_check() {
     assert!(lines.iter().any(|l| l.starts_with("ok   config: parsed")), "{stdout}");
     assert!(lines.iter().any(|l| l.starts_with("ok   database:") && l.contains("schema up to date")), "{stdout}");
     assert!(lines.iter().any(|l| l.starts_with("ok   agent codex:") && l.contains("codex-cli 0.169.0")), "{stdout}");
-    assert!(lines.iter().any(|l| l.starts_with("FAIL agent ghost: command `no-such-agent-cli` not found")), "{stdout}");
-    assert!(lines.iter().any(|l| l.starts_with("ok   telegram: token present")), "{stdout}");
+    assert!(
+        lines.iter().any(|l| l.starts_with("FAIL agent ghost: command `no-such-agent-cli` not found on PATH")),
+        "{stdout}"
+    );
+    assert!(lines.iter().any(|l| l.starts_with("ok   telegram: token present; polling")), "{stdout}");
     assert!(lines.iter().any(|l| l.starts_with("--   feishu: not configured")), "{stdout}");
     assert!(!stdout.contains("SECRET-TOKEN"));
     // One failing check fails the command.
     assert!(!out.status.success());
+}
+
+fn classify_help_points_to_the_contract_in_the_repository() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, stdout, _) = run(taskgate(dir.path()).args(["classify", "--help"]));
+    assert!(out.status.success());
+    assert!(stdout.contains("docs/classify.md"), "{stdout}");
+    assert!(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/classify.md").exists());
 }
 
 fn classify_scores_the_dev_corpus_and_answers_each_line() {
@@ -245,4 +289,84 @@ fn classify_scores_the_dev_corpus_and_answers_each_line() {
     assert_eq!(lines.len(), 2);
     assert_eq!((lines[0]["id"].as_str(), lines[0]["intent"].as_str()), (Some("a"), Some("status")));
     assert!(lines[1]["id"].is_null() && lines[1]["error"].is_string());
+}
+
+fn executable(path: &Path, script: &str) {
+    std::fs::write(path, script).unwrap();
+    let mut perms = std::fs::metadata(path).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(path, perms).unwrap();
+}
+
+/// A fresh install passes doctor (so the unit's `ExecStartPre=taskgate doctor` lets `serve`
+/// start) while it warns about projects that are not git checkouts or missing, and about an
+/// agent that is not logged in; a data dir that cannot be created fails.
+fn doctor_on_a_fresh_install_checks_paths_programs_and_logins() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    // Stand-ins that answer like the real CLIs: codex not logged in, claude with an API key.
+    executable(
+        &bin.join("codex"),
+        "#!/bin/sh\ncase \"$1\" in\n--version) echo 'codex-cli 0.169.0';;\nlogin) echo 'Not logged in' >&2; exit 1;;\nesac\n",
+    );
+    executable(
+        &bin.join("claude"),
+        "#!/bin/sh\ncase \"$1\" in\n--version) echo '2.1.197 (Claude Code)';;\nauth) echo '{\"loggedIn\": true, \"authMethod\": \"api_key\"}';;\nesac\n",
+    );
+    let repo = dir.path().join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    let git = Command::new("git").arg("init").arg("-q").arg(&repo).status().expect("git runs");
+    assert!(git.success());
+    let plain = dir.path().join("plain");
+    std::fs::create_dir(&plain).unwrap();
+    let config = format!(
+        "[server]\ndata_dir = \"{data}\"\n\n\
+         [[projects]]\nname = \"repo\"\npath = \"{repo}\"\ndefault_agent = \"codex\"\n\n\
+         [[projects]]\nname = \"plain\"\npath = \"{plain}\"\n\n\
+         [[projects]]\nname = \"gone\"\npath = \"{gone}\"\n\n\
+         [agents.codex]\nkind = \"codex\"\ncommand = [\"{bin}/codex\", \"app-server\"]\n\n\
+         [agents.claude]\nkind = \"claude\"\ncommand = \"{bin}/claude\"\n",
+        data = dir.path().join("state/data").display(),
+        repo = repo.display(),
+        plain = plain.display(),
+        gone = dir.path().join("gone").display(),
+        bin = bin.display(),
+    );
+    std::fs::write(dir.path().join("taskgate.toml"), &config).unwrap();
+    let (out, stdout, stderr) = run(taskgate(dir.path()).arg("doctor"));
+    let has = |prefix: &str, needle: &str| stdout.lines().any(|l| l.starts_with(prefix) && l.contains(needle));
+    assert!(has("ok   data dir:", "not there yet; serve creates it"), "{stdout}");
+    assert!(has("WARN database:", "no database yet"), "{stdout}");
+    assert!(has("ok   project repo:", "a git checkout"), "{stdout}");
+    assert!(has("WARN project plain:", "not a git repository"), "{stdout}");
+    assert!(has("WARN project gone:", "No such file or directory"), "{stdout}");
+    assert!(has("ok   agent codex:", "codex-cli 0.169.0"), "{stdout}");
+    assert!(has("WARN agent codex login:", "not logged in as"), "{stdout}");
+    assert!(has("ok   agent claude:", "2.1.197 (Claude Code)"), "{stdout}");
+    assert!(has("ok   agent claude login:", "logged in with an API key"), "{stdout}");
+    assert!(out.status.success(), "warnings only: {stdout}{stderr}");
+
+    // A data dir that cannot be created is a failure.
+    let blocker = dir.path().join("a-file");
+    std::fs::write(&blocker, "").unwrap();
+    let (out, stdout, _) =
+        run(taskgate(dir.path()).arg("doctor").env("TASKGATE_SERVER__DATA_DIR", blocker.join("data")));
+    assert!(stdout.lines().any(|l| l.starts_with("FAIL data dir:")), "{stdout}");
+    assert!(!out.status.success());
+}
+
+fn config_errors_say_what_is_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_config_error(
+        dir.path(),
+        "[agents.x]\nkind = \"codexx\"\n",
+        &["agents.x.kind", "unknown value `codexx`; expected one of: codex, claude, acp"],
+    );
+    assert_config_error(
+        dir.path(),
+        "[server]\nlisten = \"localhost:8700\"\n",
+        &["server.listen", "is not an IP address and port", "127.0.0.1:8700"],
+    );
+    assert_config_error(dir.path(), "[telegram]\ntoken = \"\"\n", &["telegram.token", "is empty"]);
 }

@@ -8,6 +8,8 @@
 
 mod cli;
 mod compat_real_clis;
+mod deploy;
+mod docs;
 mod engine;
 mod feishu;
 mod replicas;
@@ -29,6 +31,8 @@ fn main() {
     for module in [
         cli::trials,
         compat_real_clis::trials,
+        deploy::trials,
+        docs::trials,
         engine::trials,
         feishu::trials,
         replicas::trials,

@@ -29,9 +29,9 @@ use crate::engine::display_agent;
 
 /// After the grace, how long a handover may take: the interrupt, the agent's answer to it,
 /// the plan committed, the lease released.
-pub(super) const HANDOVER: Duration = Duration::from_secs(4);
+pub(super) const HANDOVER: Duration = Duration::from_secs(3);
 /// How long an interrupted turn may take to report its end during a handover.
-const INTERRUPT_WAIT: Duration = Duration::from_secs(3);
+const INTERRUPT_WAIT: Duration = Duration::from_secs(2);
 
 pub(super) struct Live {
     pub session: SupervisedSession,
@@ -202,10 +202,7 @@ impl Actor {
     /// Idle and nothing new: the actor goes (its process shut down, its lease released), and
     /// the store rebuilds it on the next work. `false` when work arrived meanwhile.
     async fn idle_done(&mut self) -> bool {
-        let seq = match self.store().work_seq(self.exec.id).await {
-            Ok(seq) => seq,
-            Err(_) => return false,
-        };
+        let Ok(seq) = self.store().work_seq(self.exec.id).await else { return false };
         let quiet = match self.store().orders(self.exec.id).await {
             Ok(orders) => orders.is_empty(),
             Err(_) => false,
