@@ -3,6 +3,7 @@
 //! stand in for the outside world (network edge only).
 
 pub mod app;
+pub mod cluster;
 pub mod db;
 pub mod fake_feishu;
 pub mod fake_model;

@@ -42,7 +42,8 @@ pub fn parse(text: &str) -> Script {
     } else if text.contains("STUBBORN") {
         Script::Stubborn
     } else if let Some(ms) = after("SLOW_MS:") {
-        Script::Slow(std::time::Duration::from_millis(ms.parse().unwrap_or(1000)))
+        let ms = ms.split_whitespace().next().and_then(|n| n.parse().ok()).unwrap_or(1000);
+        Script::Slow(std::time::Duration::from_millis(ms))
     } else if text.contains("SLOW_REPLY") {
         Script::Slow(std::time::Duration::from_secs(20))
     } else if let Some(q) = after("ASK:") {

@@ -25,7 +25,14 @@ use taskgate_tests::reads::completed_turns;
 use taskgate_tests::world::World;
 
 pub fn trials() -> Vec<Trial> {
-    taskgate_tests::trials! {
+    let mut trials = taskgate_tests::db::trials(
+        module_path!(),
+        taskgate_tests::db::Backend::Postgres,
+        POSTGRES_CASES,
+        taskgate_tests::harness::Flavor::CurrentThread,
+        None,
+    );
+    trials.extend(taskgate_tests::trials! {
         current_thread: [
             every_sdk_vector_gets_the_sdk_verdict_over_http,
             approval_by_card_click_and_follow_up,
@@ -35,7 +42,34 @@ pub fn trials() -> Vec<Trial> {
             long_connection_frames_acks_and_reconnect,
             serve_starts_the_channel_from_config,
         ],
-    }
+    });
+    trials
+}
+
+const POSTGRES_CASES: &[(&str, taskgate_tests::db::Case)] =
+    taskgate_tests::db_cases![a_nul_in_a_message_is_stored_and_the_next_is_answered];
+
+/// PostgreSQL cannot keep a NUL in text: a message with one is still stored (the NUL replaced),
+/// acknowledged 200, and the message after it is answered (no poison row stops the channel).
+async fn a_nul_in_a_message_is_stored_and_the_next_is_answered(db: &taskgate_tests::db::TestDb) -> anyhow::Result<()> {
+    let world = FeishuWorld::new().await;
+    let gw = world.gateway_on(db.store().await?).await;
+    let (status, _, _) = post_event(&gw, &message_event("ev-nul", "om_nul", P2P, ALICE, "make\u{0}it green")).await;
+    assert_eq!(status, 200, "stored and acknowledged");
+    let (status, _, _) = post_event(&gw, &message_event("ev-next", "om_next", P2P, ALICE, "/status")).await;
+    assert_eq!(status, 200);
+    let store = gw.store.clone();
+    eventually("both handled", || async {
+        let pending = store.inbox_pending(Channel::Feishu, 10).await.ok()?;
+        pending.is_empty().then_some(())
+    })
+    .await;
+    let task =
+        eventually("the task of the first message", || async { store.tasks(10).await.ok()?.into_iter().next() }).await;
+    assert_eq!(task.goal, "make\u{FFFD}it green");
+    assert!(store.inbox_set_aside(10).await?.is_empty(), "nothing set aside");
+    sent(&world.fake, "the answer to the next message", |c| c.text().contains("make\u{FFFD}it green")).await;
+    Ok(())
 }
 
 const ALICE: &str = "ou_alice00000000000000000000000001";
@@ -79,8 +113,18 @@ impl FeishuWorld {
     /// An engine on database `db` in the world's dir (one world may run several), its Feishu
     /// channel, and the HTTP routes with the channel's webhook.
     async fn gateway(&self, mode: &str, encrypt_key: &str, db: &str) -> Gateway {
+        self.gateway_with(mode, encrypt_key, self.world.engine_on(db).await).await
+    }
+
+    /// As [`FeishuWorld::gateway`], on a database of the caller's (PostgreSQL).
+    async fn gateway_on(&self, store: SeaStore) -> Gateway {
+        let engine = self.world.engine_with_store(store);
+        engine.start();
+        self.gateway_with("webhook", KEY, engine).await
+    }
+
+    async fn gateway_with(&self, mode: &str, encrypt_key: &str, engine: Engine) -> Gateway {
         let config = self.feishu_config(mode, encrypt_key);
-        let engine = self.world.engine_on(db).await;
         engine.set_admission(Channel::Feishu, feishu::admission(&config));
         let engine = Arc::new(engine);
         let options = FeishuOptions {

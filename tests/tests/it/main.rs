@@ -7,6 +7,7 @@
 //! `cargo test -p taskgate-tests --test it -- engine::` runs one module; `--list` lists them.
 
 mod cli;
+mod cluster;
 mod compat_real_clis;
 mod deploy;
 mod docs;
@@ -30,6 +31,7 @@ fn main() {
     let mut trials = Vec::new();
     for module in [
         cli::trials,
+        cluster::trials,
         compat_real_clis::trials,
         deploy::trials,
         docs::trials,

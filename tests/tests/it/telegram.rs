@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Extension;
+use futures_util::StreamExt;
 use serde_json::{Value, json};
 use taskgate::config::{Config, TelegramConfig};
 use taskgate::engine::Engine;
@@ -20,7 +21,15 @@ use taskgate_tests::reads::completed_turns;
 use taskgate_tests::world::World;
 
 pub fn trials() -> Vec<Trial> {
-    taskgate_tests::trials! {
+    let mut trials = taskgate_tests::db::trials(
+        module_path!(),
+        taskgate_tests::db::Backend::Postgres,
+        POSTGRES_CASES,
+        taskgate_tests::harness::Flavor::MultiThread(2),
+        None,
+    );
+    trials.extend(taskgate_tests::trials! {
+        multi_thread(2): [a_thousand_webhook_deliveries_with_a_concurrent_writer_are_all_stored],
         current_thread: [
             approval_button_follow_up_and_review,
             a_turn_edits_one_status_message_in_place,
@@ -32,7 +41,109 @@ pub fn trials() -> Vec<Trial> {
             a_forum_topic_is_answered_in_its_topic,
             serve_starts_the_channel_from_config,
         ],
+    });
+    trials
+}
+
+const POSTGRES_CASES: &[(&str, taskgate_tests::db::Case)] =
+    taskgate_tests::db_cases![a_nul_in_an_update_is_stored_and_the_next_is_answered];
+
+/// The webhook route and channel of an engine on `store`, served on a local port: the URL.
+async fn webhook_on(
+    world: &TelegramWorld,
+    engine: Engine,
+) -> (String, Arc<SeaStore>, taskgate_tests::app::Server, Telegram) {
+    let (store, _engine, channel) = world.gateway_with("webhook", engine).await;
+    let state = taskgate::http::AppState { store: store.clone(), metrics: taskgate::metrics::Metrics::new() };
+    let app = taskgate::http::router(state).layer(Extension(channel.webhook()));
+    let server = Port::bind().await.serve(app);
+    (format!("http://{}/webhook/telegram", server.addr), store, server, channel)
+}
+
+/// PostgreSQL cannot keep a NUL in text: an update with one is still stored (the NUL replaced)
+/// and acknowledged 200, and the update after it is answered (no poison row stops polling or
+/// the webhook).
+async fn a_nul_in_an_update_is_stored_and_the_next_is_answered(db: &taskgate_tests::db::TestDb) -> anyhow::Result<()> {
+    let world = TelegramWorld::new().await;
+    let engine = world.world.engine_with_store(db.store().await?);
+    engine.start();
+    let (url, store, _server, _channel) = webhook_on(&world, engine).await;
+    let client = reqwest::Client::new();
+    for update in [text_update(50, ADA as i64, ADA, "make\u{0}it green"), text_update(51, ADA as i64, ADA, "/status")] {
+        let response = client.post(&url).header("X-Telegram-Bot-Api-Secret-Token", SECRET).json(&update).send().await?;
+        assert_eq!(response.status(), 200, "stored and acknowledged");
     }
+    sent(&world.fake, ADA as i64, "the answer to the next update", |t| t.contains("make\u{FFFD}it green")).await;
+    let task = store.tasks(10).await?.into_iter().next().expect("the first update's task");
+    assert_eq!(task.goal, "make\u{FFFD}it green");
+    assert!(store.inbox_set_aside(10).await?.is_empty(), "nothing set aside");
+    Ok(())
+}
+
+/// The webhook at full speed on SQLite while the engine writes beside it (each update is
+/// handled, answered and written to the outbox, and a writer appends to a timeline): every
+/// delivery is acknowledged 200 once stored, none 5xx, and every update is stored exactly once.
+async fn a_thousand_webhook_deliveries_with_a_concurrent_writer_are_all_stored() {
+    let world = TelegramWorld::new().await;
+    let (url, store, _server, _channel) = webhook_on(&world, world.world.engine().await).await;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (store, stop) = (store.clone(), stop.clone());
+        tokio::spawn(async move {
+            let task = store
+                .create_task(taskgate_core::store::NewTask {
+                    project_id: None,
+                    title: "busy".into(),
+                    goal: "busy".into(),
+                    created_by: None,
+                })
+                .await
+                .expect("task");
+            let mut writes = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let event = NewEvent {
+                    task_id: task.id,
+                    execution_id: None,
+                    channel: None,
+                    actor: None,
+                    body: Body::AgentText { text: format!("write {writes}") }.into(),
+                };
+                store.append_event(event).await.expect("a concurrent write");
+                writes += 1;
+            }
+            writes
+        })
+    };
+    let client = reqwest::Client::new();
+    let statuses: Vec<u16> = futures_util::stream::iter(0..1000i64)
+        .map(|n| {
+            let (client, url) = (client.clone(), url.clone());
+            async move {
+                // Updates from a stranger: refused by the drain (one refusal), stored all the same.
+                let update = text_update(10_000 + n, STRANGER as i64, STRANGER, &format!("hello {n}"));
+                let response = client
+                    .post(&url)
+                    .header("X-Telegram-Bot-Api-Secret-Token", SECRET)
+                    .json(&update)
+                    .timeout(Duration::from_secs(30))
+                    .send()
+                    .await;
+                response.map(|r| r.status().as_u16()).unwrap_or(0)
+            }
+        })
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let writes = writer.await.expect("writer");
+    let failed: Vec<&u16> = statuses.iter().filter(|s| **s != 200).collect();
+    assert!(failed.is_empty(), "{} of 1000 not acknowledged 200: {:?}", failed.len(), &failed[..failed.len().min(10)]);
+    assert!(writes > 0, "the writer wrote alongside");
+    let stored = store.inbox_recent(Channel::Telegram, 2000).await.unwrap();
+    let mut ids: Vec<&str> = stored.iter().map(|r| r.external_id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!((stored.len(), ids.len()), (1000, 1000), "every update stored exactly once");
 }
 
 const TOKEN: &str = "123456:TEST-token";
@@ -62,8 +173,11 @@ impl TelegramWorld {
 
     /// The engine (with the Telegram allow-lists as its admission hook) and the channel.
     async fn gateway(&self, mode: &str) -> (Arc<SeaStore>, Arc<Engine>, Telegram) {
+        self.gateway_with(mode, self.world.engine().await).await
+    }
+
+    async fn gateway_with(&self, mode: &str, engine: Engine) -> (Arc<SeaStore>, Arc<Engine>, Telegram) {
         let config = self.telegram_config(mode);
-        let engine = self.world.engine().await;
         engine.set_admission(Channel::Telegram, telegram::admission(&config));
         let engine = Arc::new(engine);
         let channel = Telegram::start(engine.clone(), &config, None, channel_options()).await.expect("telegram starts");
