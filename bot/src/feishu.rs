@@ -308,6 +308,11 @@ pub async fn webhook(hook: Option<Extension<Arc<Webhook>>>, headers: HeaderMap, 
         Ok(Opened::Event(envelope)) => match hook.intake.accept(envelope).await {
             Ok(Some(answer)) => axum::Json(answer).into_response(),
             Ok(None) => axum::Json(json!({"msg": "success"})).into_response(),
+            // A database that stays busy past the store's retries: Feishu delivers it again.
+            Err(e @ StoreError::Busy(_)) => {
+                tracing::warn!(error = %e, "feishu webhook: the database is busy; asking for a redelivery");
+                StatusCode::SERVICE_UNAVAILABLE.into_response()
+            }
             Err(e) => {
                 tracing::error!(error = %e, "feishu webhook: storing the callback failed");
                 StatusCode::INTERNAL_SERVER_ERROR.into_response()

@@ -18,7 +18,7 @@ use taskgate_adapters::telegram::polling::{self, PollOptions};
 use taskgate_adapters::telegram::{self as tg, Bot, BotIdentity};
 use taskgate_core::model::{Channel, NewOutbound};
 use taskgate_core::reply::Reply;
-use taskgate_core::store::Store;
+use taskgate_core::store::{Store, StoreError};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
@@ -206,6 +206,11 @@ pub async fn webhook(hook: Option<Extension<Arc<Webhook>>>, headers: HeaderMap, 
         Ok(_) => {
             hook.stored.notify_one();
             StatusCode::OK
+        }
+        // A database that stays busy past the store's retries: Telegram delivers it again.
+        Err(e @ StoreError::Busy(_)) => {
+            tracing::warn!(error = %e, "telegram webhook: the database is busy; asking for a redelivery");
+            StatusCode::SERVICE_UNAVAILABLE
         }
         Err(e) => {
             tracing::error!(error = %e, "telegram webhook: storing the update failed");

@@ -121,10 +121,12 @@ pub enum Effect {
     WithdrawApproval {
         request_id: String,
     },
-    /// The turn's live status line (one message per turn, edited in place).
+    /// The turn's live status line (one message per turn, edited in place). While the turn
+    /// runs (`running`), the line carries a Stop button.
     Live {
         turn: Id,
         line: String,
+        running: bool,
     },
 }
 

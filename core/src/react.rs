@@ -224,7 +224,7 @@ pub fn finished(view: &ExecView<'_>, outcome: &TurnOutcome, usage: Option<crate:
             evidence: turn.evidence(),
         },
     });
-    plan.push(Effect::Live { turn: turn.id, line: status_line });
+    plan.push(Effect::Live { turn: turn.id, line: status_line, running: false });
     plan.push(Effect::Reply(Reply::text(summary).kind(ReplyKind::Final)));
     plan
 }
@@ -342,7 +342,7 @@ fn record(plan: &mut Plan, view: &ExecView<'_>, event: &RuntimeEvent) {
 
 fn live(plan: &mut Plan, view: &ExecView<'_>, line: String) {
     if let Some(turn) = view.turn {
-        plan.push(Effect::Live { turn: turn.id, line });
+        plan.push(Effect::Live { turn: turn.id, line, running: true });
     }
 }
 

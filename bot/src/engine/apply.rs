@@ -355,9 +355,15 @@ pub async fn apply(tx: &dyn Store, plan: &Plan, origin: &Origin<'_>) -> StoreRes
                     }
                 }
             }
-            Effect::Live { turn, line } => {
+            Effect::Live { turn, line, running } => {
+                // While the turn runs, its status carries the brake.
+                let buttons = match (running, current_task) {
+                    (true, Some(task)) => vec![Button { label: "Stop".into(), action: Action::Stop { task } }],
+                    _ => Vec::new(),
+                };
                 let reply = Reply {
                     text: line.clone(),
+                    buttons,
                     kind: ReplyKind::Status,
                     live: Some(live_key(*turn)),
                     ..Reply::default()

@@ -63,9 +63,11 @@ fn an_approval_request_waits_with_a_card_and_says_so_live() {
     });
     let plan = react(&ask, &view(Some(&turn)));
     assert_eq!(kinds(&plan), ["turn", "task", "ask", "live"]);
-    assert!(
-        plan.effects.contains(&Effect::Live { turn: 9, line: "Codex is waiting for approval: run `npm test`".into() })
-    );
+    assert!(plan.effects.contains(&Effect::Live {
+        turn: 9,
+        line: "Codex is waiting for approval: run `npm test`".into(),
+        running: true
+    }));
     let card = plan.effects.iter().find_map(|e| match e {
         Effect::AskApproval { text, detail, rule: None, .. } => Some((text.clone(), detail.clone())),
         _ => None,

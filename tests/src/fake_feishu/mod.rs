@@ -75,9 +75,21 @@ impl Call {
         self.content().pointer("/elements/0/text/content").and_then(Value::as_str).unwrap_or_default().to_owned()
     }
 
-    /// A card with buttons (a question), as opposed to a status card.
+    /// The `op` of each button on a card (`approve`, `deny`, `stop`, `choice`, …).
+    pub fn button_ops(&self) -> Vec<String> {
+        let elements = self.content()["elements"].as_array().cloned().unwrap_or_default();
+        elements
+            .iter()
+            .filter(|e| e["tag"] == "action")
+            .flat_map(|e| e["actions"].as_array().cloned().unwrap_or_default())
+            .filter_map(|b| b["value"]["op"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    /// A card asking a question (an approval, a choice), as opposed to a status card, whose
+    /// only button is Stop while its turn runs.
     pub fn has_buttons(&self) -> bool {
-        self.content()["elements"].as_array().is_some_and(|e| e.iter().any(|e| e["tag"] == "action"))
+        self.button_ops().iter().any(|op| op != "stop")
     }
 
     pub fn is_send(&self) -> bool {

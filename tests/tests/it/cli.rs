@@ -17,6 +17,7 @@ pub fn trials() -> Vec<Trial> {
             migrate_then_doctor_reports_each_check,
             classify_scores_the_dev_corpus_and_answers_each_line,
             classify_help_points_to_the_contract_in_the_repository,
+            audit_verify_detects_an_edited_row,
             token_needs_the_gateways_database_and_says_which_it_used,
             doctor_on_a_fresh_install_checks_paths_programs_and_logins,
             config_errors_say_what_is_accepted,
@@ -369,4 +370,50 @@ fn config_errors_say_what_is_accepted() {
         &["server.listen", "is not an IP address and port", "127.0.0.1:8700"],
     );
     assert_config_error(dir.path(), "[telegram]\ntoken = \"\"\n", &["telegram.token", "is empty"]);
+}
+
+/// `taskgate audit` prints every approval decision; `--verify` checks the hash chain and
+/// fails, naming the entry, once a row was edited behind its back.
+fn audit_verify_detects_an_edited_row() {
+    use sea_orm::ConnectionTrait;
+    use taskgate_core::model::{ApprovalStatus, Channel, NewAuditEntry, Scope};
+    use taskgate_core::store::Store;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let url = format!("sqlite://{}?mode=rwc", data.join("taskgate.db").display());
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let store = runtime.block_on(async {
+        let store = taskgate_adapters::store::SeaStore::connect(&url).await.unwrap();
+        store.migrate().await.unwrap();
+        for (n, who) in [(1, "Ada"), (2, "Bob")] {
+            store
+                .append_audit(NewAuditEntry {
+                    approval_id: n,
+                    task_id: 1,
+                    who: who.into(),
+                    person_id: None,
+                    channel: Some(Channel::Telegram),
+                    place: "555".into(),
+                    action: format!("run `step {n}`"),
+                    decision: ApprovalStatus::Approved,
+                    scope: Some(Scope::Once),
+                    rule_id: None,
+                })
+                .await
+                .unwrap();
+        }
+        store
+    });
+    let (out, stdout, stderr) = run(taskgate(dir.path()).args(["audit", "--verify"]));
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("approved (once) by Ada via telegram in 555: run `step 1`"), "{stdout}");
+    assert!(stdout.contains("audit chain verified: 2 entries"), "{stdout}");
+
+    runtime.block_on(async {
+        store.connection().execute_unprepared("UPDATE audit SET who = 'Mallory' WHERE id = 1").await.unwrap();
+    });
+    let (out, stdout, stderr) = run(taskgate(dir.path()).args(["audit", "--verify"]));
+    assert!(!out.status.success(), "{stdout}{stderr}");
+    assert!(stderr.contains("broken at entry #1"), "{stderr}");
 }

@@ -44,11 +44,17 @@ enum Check {
     ApprovalAccepted,
     ApprovalDenied,
     NoteTools,
+    StopKillsTheCommand,
 }
 
 impl Check {
-    const ALL: [Check; 4] =
-        [Check::VersionMatchesPin, Check::ApprovalAccepted, Check::ApprovalDenied, Check::NoteTools];
+    const ALL: [Check; 5] = [
+        Check::VersionMatchesPin,
+        Check::ApprovalAccepted,
+        Check::ApprovalDenied,
+        Check::NoteTools,
+        Check::StopKillsTheCommand,
+    ];
 
     fn name(self) -> &'static str {
         match self {
@@ -56,6 +62,7 @@ impl Check {
             Check::ApprovalAccepted => "command_approval_accepted",
             Check::ApprovalDenied => "command_approval_denied",
             Check::NoteTools => "mcp_note_tools_record_an_entry",
+            Check::StopKillsTheCommand => "stop_interrupts_an_approved_command_and_its_process",
         }
     }
 }
@@ -143,7 +150,85 @@ async fn check_cli(cli: Cli, bin: PathBuf, check: Check) -> Result<(), String> {
         Check::ApprovalAccepted => approval_turn(cli, &bin, &sandbox, &fake, ApprovalDecision::AllowOnce).await,
         Check::ApprovalDenied => approval_turn(cli, &bin, &sandbox, &fake, ApprovalDecision::Deny).await,
         Check::NoteTools => note_tools_turn(cli, &bin, &sandbox, &fake).await,
+        Check::StopKillsTheCommand => stop_turn(cli, &bin, &sandbox, &fake).await,
     }
+}
+
+/// The agent runs `sleep 37` after approval; the interrupt (what "stop" sends) ends the turn
+/// within 2 s and the command's process is gone.
+async fn stop_turn(cli: Cli, bin: &Path, sandbox: &Sandbox, fake: &FakeModel) -> Result<(), String> {
+    let runtime = AgentRuntimes::default();
+    let mut session = match timeout(START_LIMIT, runtime.start(sandbox.spec(bin))).await {
+        Ok(Ok(session)) => session,
+        Ok(Err(e)) => return Err(format!("starting {}: {e}", cli.name())),
+        Err(_) => return Err(format!("starting {} took longer than {START_LIMIT:?}", cli.name())),
+    };
+    let mut seen = Vec::new();
+    let result = async {
+        let deadline = Instant::now() + TURN_LIMIT;
+        session
+            .send_turn("Please wait a while.\nRUN_CMD: sleep 37 && touch stopped.txt")
+            .await
+            .map_err(|e| format!("send_turn: {e}"))?;
+        let request = loop {
+            match next_event(&mut *session, deadline, &mut seen).await? {
+                RuntimeEvent::ApprovalRequested(request) => break request,
+                RuntimeEvent::TurnFinished { outcome, .. } => {
+                    return Err(format!("ended ({outcome:?}) without asking"));
+                }
+                _ => {}
+            }
+        };
+        session.decide(&request.request_id, ApprovalDecision::AllowOnce).await.map_err(|e| format!("decide: {e}"))?;
+        // The command is running once a process with its arguments exists.
+        let started = Instant::now() + Duration::from_secs(30);
+        while sleepers().is_empty() {
+            if Instant::now() > started {
+                return Err("the approved command never started".into());
+            }
+            if let Ok(Some(event)) = tokio::time::timeout(Duration::from_millis(100), session.next_event()).await {
+                seen.push(event);
+            }
+        }
+        let stopped = Instant::now();
+        session.interrupt().await.map_err(|e| format!("interrupt: {e}"))?;
+        let outcome = loop {
+            if let RuntimeEvent::TurnFinished { outcome, .. } = next_event(&mut *session, deadline, &mut seen).await? {
+                break outcome;
+            }
+        };
+        let took = stopped.elapsed();
+        if outcome != TurnOutcome::Interrupted {
+            return Err(format!("the turn ended {outcome:?}, expected Interrupted"));
+        }
+        if took > Duration::from_secs(2) {
+            return Err(format!("the interrupt took {took:?}"));
+        }
+        let gone = Instant::now() + Duration::from_secs(2);
+        while !sleepers().is_empty() {
+            if Instant::now() > gone {
+                return Err(format!("the command still runs after the stop: pids {:?}", sleepers()));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+    .await;
+    session.shutdown().await;
+    result.map_err(|e| format!("{}: {e}\nevents:\n{}\nmodel requests:\n{}", cli.name(), lines(&seen), fake.summary()))
+}
+
+/// Processes running `sleep 37` (the stop test's command), from /proc.
+fn sleepers() -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(|e| {
+            let pid: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            (args.first().is_some_and(|a| a.ends_with(b"sleep")) && args.get(1) == Some(&&b"37"[..])).then_some(pid)
+        })
+        .collect()
 }
 
 /// One turn through the adapter: the agent asks to `touch` a file, the person decides.

@@ -27,6 +27,14 @@ pub fn trials() -> Vec<Trial> {
             shutdown_hands_a_running_turn_over_to_the_next_start,
             codex_question_is_answered_mid_turn,
             claude_question_is_answered_mid_turn,
+            stop_after_an_earlier_approval_interrupts,
+            yes_do_that_with_nothing_pending_reaches_the_agent,
+            presses_from_elsewhere_or_from_non_approvers_change_nothing,
+            a_listed_approver_decides_for_the_requester,
+            every_decision_path_edits_the_card,
+            a_file_change_approval_card_holds_the_diff,
+            always_here_stores_a_rule_that_approves_without_asking,
+            the_stop_button_interrupts_the_running_turn,
         ],
     }
 }
@@ -541,4 +549,248 @@ async fn codex_question_is_answered_mid_turn() {
 
 async fn claude_question_is_answered_mid_turn() {
     question_is_answered_mid_turn("/cc ASK: which colour?", "Claude").await;
+}
+
+/// A direct message from Bob in Ada's chat (a second person of the same chat).
+fn from_bob(text: &str) -> IncomingMessage {
+    msg("u2", "Bob", text)
+}
+
+/// "stop" right after an earlier approval was decided stops the running turn: a decided
+/// approval is never offered to the classifier as pending, so "stop" is a cancel, not a late
+/// "deny" answered "Already approved".
+async fn stop_after_an_earlier_approval_interrupts() {
+    let world = World::new();
+    let engine = world.engine().await;
+    let store = engine.store().clone();
+    engine.handle(msg("u1", "Ada", "RUN_CMD: echo first")).await.expect("handle");
+    let approval = eventually("a pending approval", || pending(&store)).await;
+    engine.handle(msg("u1", "Ada", "yes")).await.expect("approve");
+    eventually("the task idle", || idle_task(&store, approval.task_id)).await;
+    let exec = store.executions(approval.task_id).await.unwrap()[0].clone();
+
+    let reply = store.latest_outbound(approval.task_id).await.unwrap().expect("a reply");
+    let mut follow = msg("u1", "Ada", "SLOW_MS: 60000 now the slow part");
+    follow.reply_to_task = reply.task_id;
+    engine.handle(follow).await.expect("follow-up");
+    running(&store, exec.id).await;
+    let asked = tokio::time::Instant::now();
+    engine.handle(msg("u1", "Ada", "stop")).await.expect("stop");
+    turns_done(&store, exec.id, 2).await;
+    assert!(asked.elapsed() < Duration::from_secs(5), "stopped in {:?}", asked.elapsed());
+    let ended = results(&store, approval.task_id).await;
+    assert_eq!(ended[1]["outcome"]["status"], "interrupted", "{ended:#?}");
+    let sent = outbox_texts(&store).await;
+    assert!(!sent.iter().any(|(_, _, t)| t.starts_with("Already")), "{sent:#?}");
+    assert!(sent.iter().any(|(_, _, t)| t.starts_with("Stopping Codex")), "{sent:#?}");
+}
+
+/// "yes, do that" with nothing pending is a message for the agent, not a late approval.
+async fn yes_do_that_with_nothing_pending_reaches_the_agent() {
+    let world = World::new();
+    let engine = world.engine().await;
+    let store = engine.store().clone();
+    engine.handle(msg("u1", "Ada", "RUN_CMD: echo first")).await.expect("handle");
+    let approval = eventually("a pending approval", || pending(&store)).await;
+    engine.handle(msg("u1", "Ada", "ok")).await.expect("approve");
+    eventually("the task idle", || idle_task(&store, approval.task_id)).await;
+    let exec = store.executions(approval.task_id).await.unwrap()[0].clone();
+
+    engine.handle(msg("u1", "Ada", "yes, do that")).await.expect("yes");
+    turns_done(&store, exec.id, 2).await;
+    assert!(agent_text(&store, approval.task_id).await.contains("you said 'yes, do that'"));
+    let sent = outbox_texts(&store).await;
+    assert!(!sent.iter().any(|(_, _, t)| t.starts_with("Already")), "{sent:#?}");
+}
+
+/// A decision counts only where the approval was asked, with the nonce its buttons carry,
+/// from someone allowed to decide: anything else is refused and changes nothing.
+async fn presses_from_elsewhere_or_from_non_approvers_change_nothing() {
+    use taskgate::engine::Pressed;
+    let world = World::new();
+    let engine = world.engine().await;
+    let store = engine.store().clone();
+    engine.handle(msg("u1", "Ada", "RUN_CMD: echo guarded")).await.expect("handle");
+    let approval = eventually("a pending approval", || pending(&store)).await;
+    let approve = Answer::Approve(Scope::Once);
+
+    // From another chat, where the card was never shown (ids are sequential: guessable).
+    let elsewhere = message("chat-2", "u1", "Ada", "");
+    let refused = engine.decide(&elsewhere, approval.id, Some(&approval.nonce), approve).await.unwrap();
+    assert!(matches!(&refused, Pressed::Refused(why) if why.contains("not asked here")), "{refused:?}");
+    // In the chat, with a made-up nonce.
+    let forged = engine.decide(&msg("u1", "Ada", ""), approval.id, Some("guessed"), approve).await.unwrap();
+    assert!(matches!(forged, Pressed::Refused(_)), "{forged:?}");
+    // In the chat, with the right nonce, by someone who may not decide (not the requester, not
+    // an approver of the project).
+    let bob = engine.decide(&from_bob(""), approval.id, Some(&approval.nonce), approve).await.unwrap();
+    assert!(matches!(&bob, Pressed::Refused(why) if why.contains("approvers")), "{bob:?}");
+    // Typing "yes" does not get around it.
+    engine.handle(from_bob("yes")).await.expect("bob says yes");
+    assert_eq!(store.approval(approval.id).await.unwrap().status, ApprovalStatus::Pending, "nothing changed");
+    let sent = outbox_texts(&store).await;
+    assert!(sent.iter().any(|(_, _, t)| t.starts_with("Only the project's approvers")), "{sent:#?}");
+    assert!(taskgate_adapters::store::audit_log(store.as_ref()).await.unwrap().0.is_empty(), "no decision on record");
+
+    // The requester decides: it counts, once, and is on the audit log with where it came from.
+    let ada = engine.decide(&msg("u1", "Ada", ""), approval.id, Some(&approval.nonce), approve).await.unwrap();
+    assert_eq!(ada, Pressed::Done("Approved by Ada (Telegram)".into()));
+    let (log, broken) = taskgate_adapters::store::audit_log(store.as_ref()).await.unwrap();
+    assert_eq!(broken, None);
+    assert_eq!(log.len(), 1);
+    assert_eq!(
+        (log[0].who.as_str(), log[0].place.as_str(), log[0].channel),
+        ("Ada", "chat-1", Some(Channel::Telegram))
+    );
+    assert_eq!(log[0].decision, ApprovalStatus::Approved);
+}
+
+/// A project's `approvers` may decide, in the chat the approval was asked in.
+async fn a_listed_approver_decides_for_the_requester() {
+    let world = World::with(|config| config.projects[0].approvers = vec!["u2".into()]);
+    let engine = world.engine().await;
+    let store = engine.store().clone();
+    engine.handle(msg("u1", "Ada", "RUN_CMD: echo approved-by-bob")).await.expect("handle");
+    let approval = eventually("a pending approval", || pending(&store)).await;
+    engine.handle(from_bob("ok")).await.expect("bob approves");
+    let decided = store.approval(approval.id).await.unwrap();
+    assert_eq!(decided.status, ApprovalStatus::Approved);
+    eventually("the task idle", || idle_task(&store, approval.task_id)).await;
+}
+
+/// Whatever decides an approval (a typed answer, the console, a stop), its card is edited to
+/// say so and loses its buttons.
+async fn every_decision_path_edits_the_card() {
+    use taskgate::engine::Pressed;
+    let world = World::new();
+    let engine = world.engine().await;
+    let store = engine.store().clone();
+    // A card edit: the row that shares the card's live key, without buttons.
+    let edit_of = |approval: Id| {
+        let store = store.clone();
+        async move {
+            let rows = store.outbox_recent(Channel::Telegram, "chat-1", 200).await.ok()?;
+            let key = format!("approval:{approval}");
+            rows.into_iter().find(|r| r.payload.live.as_deref() == Some(key.as_str()) && r.payload.buttons.is_empty())
+        }
+    };
+
+    // Typed.
+    engine.handle(msg("u1", "Ada", "RUN_CMD: echo one")).await.expect("handle");
+    let first = eventually("an approval", || pending(&store)).await;
+    let card = store.approval_cards(first.id).await.unwrap();
+    assert_eq!(card.len(), 1);
+    assert_eq!(card[0].payload.buttons.len(), 4, "Approve, Deny, This session, Always here");
+    engine.handle(msg("u1", "Ada", "yes")).await.expect("typed yes");
+    let edit = eventually("the card edited", || edit_of(first.id)).await;
+    assert!(edit.payload.text.ends_with("Approved by Ada (Telegram)"), "{:?}", edit.payload);
+    assert!(edit.payload.text.starts_with(&card[0].payload.text));
+    eventually("idle", || idle_task(&store, first.task_id)).await;
+
+    // From the web console.
+    let reply = store.latest_outbound(first.task_id).await.unwrap();
+    let mut next = msg("u1", "Ada", "RUN_CMD: echo two");
+    next.reply_to_task = reply.and_then(|r| r.task_id);
+    engine.handle(next).await.expect("second");
+    let second = eventually("a second approval", || pending(&store)).await;
+    let console = IncomingMessage { channel: Channel::Web, chat_id: "console".into(), ..msg("web", "Ada (web)", "") };
+    let done = engine.decide(&console, second.id, None, Answer::Deny).await.unwrap();
+    assert_eq!(done, Pressed::Done("Denied by Ada (web) from the web console".into()));
+    let edit = eventually("the card edited", || edit_of(second.id)).await;
+    assert!(edit.payload.text.ends_with("Denied by Ada (web) from the web console"), "{:?}", edit.payload);
+    eventually("idle", || idle_task(&store, second.task_id)).await;
+
+    // By a stop: denied with it, and the card says so.
+    let mut third = msg("u1", "Ada", "RUN_CMD: echo three");
+    third.reply_to_task = Some(first.task_id);
+    engine.handle(third).await.expect("third");
+    let third = eventually("a third approval", || pending(&store)).await;
+    engine.handle(msg("u1", "Ada", "/cancel")).await.expect("cancel");
+    let edit = eventually("the card edited", || edit_of(third.id)).await;
+    assert!(edit.payload.text.ends_with("Denied and stopped by Ada (Telegram)"), "{:?}", edit.payload);
+    assert_eq!(store.approval(third.id).await.unwrap().status, ApprovalStatus::Cancelled);
+    let (log, broken) = taskgate_adapters::store::audit_log(store.as_ref()).await.unwrap();
+    assert_eq!((log.len(), broken), (3, None), "three decisions on the audit log: {log:#?}");
+}
+
+/// A file-change approval shows what would be written before anyone decides.
+async fn a_file_change_approval_card_holds_the_diff() {
+    let world = World::new();
+    let engine = world.engine().await;
+    let store = engine.store().clone();
+    engine.handle(msg("u1", "Ada", "WRITE_FILE: notes/y.txt")).await.expect("handle");
+    let approval = eventually("a pending approval", || pending(&store)).await;
+    assert!(approval.action.starts_with("edit "), "{approval:?}");
+    let card = store.approval_cards(approval.id).await.unwrap().remove(0);
+    let detail = card.payload.detail.clone().unwrap_or_default();
+    assert!(detail.contains("hello from fake model"), "the diff is on the card: {:?}", card.payload);
+    assert!(card.payload.text.starts_with("Codex is waiting for approval: edit "), "{:?}", card.payload);
+}
+
+/// "Always here" stores a rule: the next identical request is approved without asking, by the
+/// rule, on the audit log; `/rules revoke` makes it ask again.
+async fn always_here_stores_a_rule_that_approves_without_asking() {
+    use taskgate::engine::Pressed;
+    // Ada is the project's approver: only approvers revoke rules.
+    let world = World::with(|config| config.projects[0].approvers = vec!["u1".into()]);
+    let engine = world.engine().await;
+    let store = engine.store().clone();
+    engine.handle(msg("u1", "Ada", "RUN_CMD: echo trusted")).await.expect("handle");
+    let first = eventually("an approval", || pending(&store)).await;
+    let pressed = engine
+        .decide(&msg("u1", "Ada", ""), first.id, Some(&first.nonce), Answer::Approve(Scope::Project))
+        .await
+        .unwrap();
+    assert_eq!(pressed, Pressed::Done("Always approved in this project by Ada (Telegram)".into()));
+    eventually("idle", || idle_task(&store, first.task_id)).await;
+    let rules = store.rules(None).await.unwrap();
+    assert_eq!((rules.len(), rules[0].action.as_str()), (1, "run `echo trusted`"));
+
+    let mut again = msg("u1", "Ada", "RUN_CMD: echo trusted");
+    again.reply_to_task = Some(first.task_id);
+    engine.handle(again).await.expect("again");
+    let exec = store.executions(first.task_id).await.unwrap()[0].clone();
+    turns_done(&store, exec.id, 2).await;
+    let approvals = store.approvals(first.task_id, 10).await.unwrap();
+    assert_eq!(approvals.len(), 2);
+    assert_eq!((approvals[0].status, approvals[0].rule_id), (ApprovalStatus::Approved, Some(rules[0].id)));
+    assert!(store.approval_cards(approvals[0].id).await.unwrap().is_empty(), "nobody was asked");
+    let (log, _) = taskgate_adapters::store::audit_log(store.as_ref()).await.unwrap();
+    assert_eq!(
+        log.last().map(|e| (e.who.clone(), e.rule_id)),
+        Some((format!("rule #{}", rules[0].id), Some(rules[0].id)))
+    );
+
+    engine.handle(msg("u1", "Ada", &format!("/rules revoke {}", rules[0].id))).await.expect("revoke");
+    assert!(store.rules(None).await.unwrap().is_empty());
+    let mut third = msg("u1", "Ada", "RUN_CMD: echo trusted");
+    third.reply_to_task = Some(first.task_id);
+    engine.handle(third).await.expect("third");
+    eventually("asked again", || pending(&store)).await;
+}
+
+/// The Stop button on a live status: it interrupts the running turn, and only from a chat
+/// where the task's messages were shown.
+async fn the_stop_button_interrupts_the_running_turn() {
+    use taskgate::engine::Pressed;
+    let world = World::new();
+    let engine = world.engine().await;
+    let store = engine.store().clone();
+    engine.handle(msg("u1", "Ada", "SLOW_MS: 60000 index everything")).await.expect("handle");
+    let (task, exec) = first_task(&store).await;
+    running(&store, exec.id).await;
+    let live = eventually("a live status with a Stop button", || async {
+        let rows = store.outbox_recent(Channel::Telegram, "chat-1", 50).await.ok()?;
+        rows.into_iter().find(|r| r.payload.buttons.iter().any(|b| b.label == "Stop"))
+    })
+    .await;
+    assert!(live.payload.live.as_deref().is_some_and(|k| k.starts_with("turn:")), "{:?}", live.payload);
+
+    let elsewhere = engine.stop(&message("chat-9", "u1", "Ada", ""), task.id).await.unwrap();
+    assert!(matches!(elsewhere, Pressed::Refused(_)), "{elsewhere:?}");
+    let asked = tokio::time::Instant::now();
+    assert_eq!(engine.stop(&msg("u1", "Ada", ""), task.id).await.unwrap(), Pressed::Done("Stopping".into()));
+    turns_done(&store, exec.id, 1).await;
+    assert!(asked.elapsed() < Duration::from_secs(5), "{:?}", asked.elapsed());
+    assert_eq!(results(&store, task.id).await[0]["outcome"]["status"], "interrupted");
 }

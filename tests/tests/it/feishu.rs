@@ -418,7 +418,8 @@ async fn a_turn_patches_one_status_card_in_place() {
     }
     for p in &patches {
         assert_eq!(p.content()["config"]["update_multi"], true, "kept shared: {}", p.body);
-        assert!(!p.has_buttons(), "a status has no buttons");
+        assert!(!p.has_buttons(), "a status asks nothing");
+        assert!(p.button_ops().iter().all(|op| op == "stop"), "at most its Stop: {}", p.body);
     }
     assert_eq!(status_cards().len(), 1, "one status card for the turn: {}", fake.summary());
     // Coalesced: fewer PATCHes than status updates, every update marked sent as that card.

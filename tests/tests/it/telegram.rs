@@ -409,7 +409,9 @@ async fn a_turn_edits_one_status_message_in_place() {
         let gap = pair[1].at.duration_since(pair[0].at);
         assert!(gap >= Duration::from_millis(900), "two edits {gap:?} apart: {}", fake.summary());
     }
-    assert!(edits.iter().all(|c| c.body.get("reply_markup").is_none()), "a status has no buttons");
+    let stop_only = |c: &Call| c.callback_data().iter().all(|d| d.starts_with("s:"));
+    assert!(edits.iter().all(stop_only), "a status has at most its Stop button");
+    assert!(edits.last().is_some_and(|c| c.body.get("reply_markup").is_none()), "the end takes Stop away");
     assert_eq!(status_messages().len(), 1, "one status message for the turn: {}", fake.summary());
     // Coalesced: fewer edits than status updates, every update marked sent as that message.
     let task = store.pending_approvals(None).await.unwrap();
