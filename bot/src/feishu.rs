@@ -416,7 +416,8 @@ impl InboxWorker {
                 reply_to_task,
                 chat: text.chat,
                 mentioned: text.mentioned,
-                message_id: Some(text.message_id.clone()),
+                // Answers in groups reply to what they answer; a private chat needs no thread.
+                message_id: (text.chat == Chat::Group).then(|| text.message_id.clone()),
             })
             .await?;
         Ok(())

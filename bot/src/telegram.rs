@@ -304,7 +304,8 @@ impl InboxWorker {
                 reply_to_task,
                 chat: text.chat,
                 mentioned: text.mentioned,
-                message_id: Some(text.message_id.to_string()),
+                // Answers in groups reply to what they answer; a private chat needs no thread.
+                message_id: (text.chat == taskgate_core::classify::Chat::Group).then(|| text.message_id.to_string()),
             })
             .await?;
         Ok(())

@@ -82,6 +82,10 @@ pub enum Effect {
     },
     /// A reply to whoever spoke (the router), or news for the task's chat (agents).
     Reply(Reply),
+    /// What the person is told about the turn the effect before started, queued, interrupted
+    /// or answered ("Queued for Codex, 1 ahead"): not a message of its own but that turn's live
+    /// status, shown (silently) only if the turn lasts.
+    Ack(String),
 
     // From agents (the reaction to a runtime event, applied by the execution's owner).
     /// Move the owner's turn.
@@ -145,12 +149,13 @@ impl Plan {
         self.push(Effect::Reply(Reply::text(text)))
     }
 
-    /// The text of the plan's replies, joined: what the user reads.
+    /// The text of the plan's replies and acknowledgements, joined: what the user reads.
     pub fn reply_text(&self) -> String {
         self.effects
             .iter()
             .filter_map(|e| match e {
                 Effect::Reply(reply) => Some(reply.text.as_str()),
+                Effect::Ack(line) => Some(line.as_str()),
                 _ => None,
             })
             .collect::<Vec<_>>()

@@ -224,9 +224,70 @@ pub fn finished(view: &ExecView<'_>, outcome: &TurnOutcome, usage: Option<crate:
             evidence: turn.evidence(),
         },
     });
+    let text = final_text(view, outcome, &status_line, &turn.text);
     plan.push(Effect::Live { turn: turn.id, line: status_line, running: false });
-    plan.push(Effect::Reply(Reply::text(summary).kind(ReplyKind::Final)));
+    plan.push(Effect::Reply(Reply { closes: Some(live_key(turn.id)), ..Reply::text(text).kind(ReplyKind::Final) }));
     plan
+}
+
+/// The key every status update of `turn` shares: channels edit one message per key.
+pub fn live_key(turn: Id) -> String {
+    format!("turn:{turn}")
+}
+
+/// Longest final message, in characters: a phone screen or two.
+const MAX_FINAL: usize = 1200;
+
+/// The one notifying message of a turn: what the agent said, condensed to a phone's size,
+/// after a headline only where the chat needs one (another role than the editor, or a turn
+/// that did not complete).
+fn final_text(view: &ExecView<'_>, outcome: &TurnOutcome, status_line: &str, said: &str) -> String {
+    let result = condensed(said, MAX_FINAL, view.task);
+    match (outcome, view.role, result) {
+        (TurnOutcome::Completed, Role::Editor, Some(result)) => result,
+        (TurnOutcome::Completed, _, Some(result)) => format!("{status_line}:\n{result}"),
+        _ => status_line.to_owned(),
+    }
+}
+
+/// The end of `text` within `max` characters, cut on a paragraph (else line) boundary, with
+/// code fences kept balanced and a pointer to the whole text when anything was cut.
+pub fn condensed(text: &str, max: usize, task: Id) -> Option<String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return None;
+    }
+    if text.chars().count() <= max {
+        return Some(text.to_owned());
+    }
+    let budget = max.saturating_sub(80);
+    let mut kept: Vec<String> = Vec::new();
+    let mut used = 0;
+    for line in text.lines().rev() {
+        let n = line.chars().count() + 1;
+        if used + n > budget {
+            break;
+        }
+        used += n;
+        kept.push(line.to_owned());
+    }
+    if kept.is_empty() {
+        // One enormous last line: its end.
+        let chars: Vec<char> = text.chars().collect();
+        kept.push(chars[chars.len().saturating_sub(budget)..].iter().collect());
+    }
+    kept.reverse();
+    // Start at a paragraph when one begins in what was kept.
+    if let Some(start) = kept.iter().position(|l| l.trim().is_empty())
+        && start + 1 < kept.len()
+    {
+        kept.drain(..=start);
+    }
+    let mut body = kept.join("\n");
+    if body.matches("```").count() % 2 == 1 {
+        body = format!("```\n{body}");
+    }
+    Some(format!("…\n{body}\n\n(cut: the whole result is on task #{task} in the web console)"))
 }
 
 /// A turn that never got to the agent (the session could not start): failed, with why.

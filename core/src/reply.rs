@@ -23,6 +23,9 @@ pub enum ReplyKind {
     Final,
     /// A turn's live status line (edited in place, silent).
     Status,
+    /// The agent's text as it streams, where a chat can show a draft (Telegram private chats,
+    /// Feishu streaming cards); replaced by the turn's final message, never kept as a message.
+    Draft,
 }
 
 impl ReplyKind {
@@ -74,6 +77,10 @@ pub struct Reply {
     /// Shown below the text in a quieter style (an approval's diff or working directory).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// A turn's final message names the turn's live key: status updates of that key that
+    /// were never shown (the turn was quick) are dropped rather than sent after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closes: Option<String>,
 }
 
 impl Reply {

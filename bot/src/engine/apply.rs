@@ -14,9 +14,10 @@ use taskgate_adapters::store::SeaStore;
 use taskgate_core::classify::Decision;
 use taskgate_core::model::{
     Answer, Approval, ApprovalStatus, Body, Channel, Conversation, Id, Lease, NewApprovalRule, NewAuditEntry, NewEvent,
-    NewOutbound, Order, RuntimeSession, Scope, SessionStatus, StateMachine, TaskStatus,
+    NewOutbound, Order, RuntimeSession, Scope, SessionStatus, StateMachine, TaskStatus, TurnStatus,
 };
 use taskgate_core::plan::{Effect, ExecRef, Plan, TaskRef};
+use taskgate_core::react;
 use taskgate_core::reply::{Action, Button, Reply, ReplyKind};
 use taskgate_core::route::Sender;
 use taskgate_core::store::{NewApproval, NewExecution, NewTask, Store, StoreError, StoreResult};
@@ -42,6 +43,8 @@ pub enum Origin<'a> {
     Agent {
         task: Id,
         execution: Id,
+        /// The turn in flight: its final message answers the message that asked for it.
+        turn: Option<Id>,
         /// Display name ("Codex"), the timeline's actor.
         agent: &'a str,
         model: Option<&'a str>,
@@ -126,8 +129,10 @@ pub async fn apply(tx: &dyn Store, plan: &Plan, origin: &Origin<'_>) -> StoreRes
         Origin::Agent { task, .. } => Some(*task),
         Origin::Person { .. } => None,
     };
-    // A Resolve that found the approval already decided replaces the router's "Approved: …".
+    // A Resolve that found the approval already decided says who decided first.
     let mut replace_next_reply: Option<String> = None;
+    // The turn the last effect started, queued, interrupted or answered: what an `Ack` is about.
+    let mut last_turn: Option<Id> = None;
 
     let task_of = |r: TaskRef, created: Option<Id>| -> StoreResult<Id> {
         match r {
@@ -175,13 +180,13 @@ pub async fn apply(tx: &dyn Store, plan: &Plan, origin: &Origin<'_>) -> StoreRes
                     ExecRef::Created => created_exec
                         .ok_or_else(|| StoreError::NotFound { entity: "created execution", id: "plan".into() })?,
                 };
-                queue_turn(tx, exec, input, origin).await?;
+                last_turn = Some(queue_turn(tx, exec, input, origin).await?);
                 applied.wake.push(exec);
             }
             // No adapter steers a running turn yet; the router only steers when told it can,
             // so a steer that arrives anyway waits its turn rather than being lost.
             Effect::QueueTurn { execution, input } | Effect::SteerTurn { execution, input } => {
-                queue_turn(tx, *execution, input, origin).await?;
+                last_turn = Some(queue_turn(tx, *execution, input, origin).await?);
                 applied.wake.push(*execution);
             }
             Effect::AnswerQuestion { execution, text } => {
@@ -196,11 +201,24 @@ pub async fn apply(tx: &dyn Store, plan: &Plan, origin: &Origin<'_>) -> StoreRes
                 status::task(tx, task_id, TaskStatus::Running).await?;
                 current_task = Some(task_id);
                 tx.give_order(*execution, &Order::Answer { text: text.clone() }).await?;
+                last_turn = running_turn(tx, *execution).await?;
                 applied.wake.push(*execution);
             }
             Effect::InterruptTurn { execution } => {
                 tx.give_order(*execution, &Order::Interrupt).await?;
+                last_turn = running_turn(tx, *execution).await?;
                 applied.wake.push(*execution);
+            }
+            Effect::Ack(line) => {
+                // Not news of its own: the status line of the turn it is about.
+                let Some(turn) = last_turn else { continue };
+                let reply = Reply {
+                    text: line.clone(),
+                    kind: ReplyKind::Status,
+                    live: Some(react::live_key(turn)),
+                    ..Reply::default()
+                };
+                send(tx, reply, current_task, None, origin).await?;
             }
             Effect::CloseSession { execution } => {
                 if let Some(mut session) = tx.latest_session(*execution).await?
@@ -365,7 +383,7 @@ pub async fn apply(tx: &dyn Store, plan: &Plan, origin: &Origin<'_>) -> StoreRes
                     text: line.clone(),
                     buttons,
                     kind: ReplyKind::Status,
-                    live: Some(live_key(*turn)),
+                    live: Some(react::live_key(*turn)),
                     ..Reply::default()
                 };
                 send(tx, reply, current_task, None, origin).await?;
@@ -379,11 +397,6 @@ pub async fn apply(tx: &dyn Store, plan: &Plan, origin: &Origin<'_>) -> StoreRes
     applied.task = current_task;
     applied.wake.dedup();
     Ok(applied)
-}
-
-/// The key every status update of `turn` shares: channels edit one message per key.
-pub fn live_key(turn: Id) -> String {
-    format!("turn:{turn}")
 }
 
 /// Approve (once), for this session, always in this project, deny: each naming the approval
@@ -422,9 +435,15 @@ async fn send(
             }
             (conversation.channel, conversation.chat_id.clone())
         }
-        Origin::Agent { task, .. } => match tx.latest_outbound(*task).await? {
+        Origin::Agent { task, turn, .. } => match tx.latest_outbound(*task).await? {
             Some(o) => {
                 reply.thread_id = o.payload.thread_id.clone();
+                if reply.reply_to.is_none()
+                    && reply.kind != ReplyKind::Status
+                    && let Some(turn) = turn
+                {
+                    reply.reply_to = asked_by(tx, o.channel, &o.chat_id, *turn).await?;
+                }
                 (o.channel, o.chat_id)
             }
             None => (Channel::Web, format!("task-{task}")),
@@ -432,6 +451,14 @@ async fn send(
     };
     tx.outbox_enqueue(NewOutbound { channel, chat_id, task_id: task, approval_id: approval, payload: reply }).await?;
     Ok(())
+}
+
+/// The platform id of the message that asked for `turn` (set only where answers are threaded,
+/// in groups): its acknowledgement, the turn's first status, replied to it.
+async fn asked_by(tx: &dyn Store, channel: Channel, chat: &str, turn: Id) -> StoreResult<Option<String>> {
+    let key = react::live_key(turn);
+    let recent = tx.outbox_recent(channel, chat, 50).await?;
+    Ok(recent.into_iter().find(|r| r.payload.live.as_deref() == Some(key.as_str())).and_then(|r| r.payload.reply_to))
 }
 
 async fn record(tx: &dyn Store, task: Id, execution: Option<Id>, origin: &Origin<'_>, body: Body) -> StoreResult<()> {
@@ -555,10 +582,15 @@ async fn approval_execution(tx: &dyn Store, approval: &Approval) -> StoreResult<
     Ok(Some(tx.session(turn.session_id).await?.execution_id))
 }
 
+/// The turn `exec` runs now (running or waiting for an approval), if any.
+async fn running_turn(tx: &dyn Store, exec: Id) -> StoreResult<Option<Id>> {
+    Ok(tx.execution_turns(exec).await?.into_iter().find(|t| t.status != TurnStatus::Queued).map(|t| t.id))
+}
+
 /// A queued turn for `exec`: in its sticky session when that is usable, else in a new session
 /// row. A new row after a dead one keeps the dead one's provider id, so the owner resumes it;
 /// after `/new` (closed) it starts clean.
-async fn queue_turn(tx: &dyn Store, exec: Id, input: &str, origin: &Origin<'_>) -> StoreResult<()> {
+async fn queue_turn(tx: &dyn Store, exec: Id, input: &str, origin: &Origin<'_>) -> StoreResult<Id> {
     let latest = tx.latest_session(exec).await?;
     let session: RuntimeSession = match latest {
         Some(s) if s.status.is_usable() => s,
@@ -578,8 +610,7 @@ async fn queue_turn(tx: &dyn Store, exec: Id, input: &str, origin: &Origin<'_>) 
             fresh
         }
     };
-    tx.create_turn(session.id, input).await?;
-    Ok(())
+    Ok(tx.create_turn(session.id, input).await?.id)
 }
 
 /// Decides the approval once. `Err(text)` is the reply for a late answer: who decided first.

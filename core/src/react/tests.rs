@@ -121,8 +121,9 @@ fn the_end_of_a_turn_records_evidence_and_sends_one_final_message() {
         })
         .collect();
     assert_eq!(finals.len(), 1);
-    assert_eq!(finals[0].text, "Codex finished: All green");
+    assert_eq!(finals[0].text, "done.\nAll green", "the agent's words, not a second \"Codex finished\"");
     assert_eq!(finals[0].kind, ReplyKind::Final);
+    assert_eq!(finals[0].closes.as_deref(), Some("turn:9"));
     let evidence = plan.effects.iter().find_map(|e| match e {
         Effect::Record { body: Body::TurnFinished { evidence, .. }, .. } => Some(evidence.clone()),
         _ => None,
@@ -165,4 +166,33 @@ fn a_handed_over_turn_runs_again_with_one_notice() {
     assert_eq!(input.as_deref(), Some("(The gateway restarted during this request; do it again.)\n\nmake it green"));
     // Running it again does not stack the prefix.
     assert_eq!(rerun_input(&input.unwrap()).matches("restarted").count(), 1);
+}
+
+#[test]
+fn a_long_result_is_condensed_to_its_end_with_a_pointer() {
+    let mut text = String::from("```\n");
+    for i in 0..200 {
+        text.push_str(&format!("line {i} of the agent's long answer\n"));
+    }
+    let short = condensed(&text, 1200, 7).expect("something");
+    assert!(short.chars().count() <= 1200, "{}", short.chars().count());
+    assert!(short.contains("line 199"), "the end is kept");
+    assert!(!short.contains("line 0 "), "the start is cut");
+    assert!(short.ends_with("(cut: the whole result is on task #7 in the web console)"));
+    assert_eq!(short.matches("```").count() % 2, 0, "fences stay balanced: {short}");
+    assert_eq!(condensed("  ", 10, 1), None);
+    assert_eq!(condensed("short", 10, 1).as_deref(), Some("short"));
+}
+
+#[test]
+fn a_reviewer_final_says_who_reviewed_what() {
+    let mut turn = TurnProgress::new(9);
+    turn.observe(&RuntimeEvent::AgentText { text: "two findings: a race in cache.rs".into() });
+    let reviewer = ExecView { role: Role::Reviewer, agent: "Claude", ..view(Some(&turn)) };
+    let plan = finished(&reviewer, &TurnOutcome::Completed, None);
+    let text = plan.effects.iter().find_map(|e| match e {
+        Effect::Reply(r) if r.kind == ReplyKind::Final => Some(r.text.clone()),
+        _ => None,
+    });
+    assert_eq!(text.as_deref(), Some("Claude finished reviewing 'fix routing':\ntwo findings: a race in cache.rs"));
 }

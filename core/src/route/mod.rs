@@ -120,11 +120,7 @@ pub fn route(
                             });
                         }
                         plan.push(Effect::InterruptTurn { execution: exec.execution.id });
-                        plan.reply(format!(
-                            "Stopping {} on '{}'; the session stays for your next message.",
-                            agent_name(&exec.execution.agent),
-                            task.task.title
-                        ));
+                        plan.push(Effect::Ack(format!("Stopping {}…", agent_name(&exec.execution.agent))));
                     }
                     None => {
                         plan.reply(format!("Nothing is running on '{}'.", task.task.title));
@@ -151,7 +147,7 @@ fn continue_task(plan: &mut Plan, state: &ConversationState, task: &TaskState, t
     // time limit, and the busy policy is about work in progress, not a question asked.
     if let Some(exec) = task.asking_execution() {
         plan.push(Effect::AnswerQuestion { execution: exec.execution.id, text: text.to_owned() });
-        plan.reply(format!("Answered {} on '{}'.", agent_name(&exec.execution.agent), task.task.title));
+        plan.push(Effect::Ack(format!("{} got your answer", agent_name(&exec.execution.agent))));
         return;
     }
     let Some(exec) = task.main_execution() else {
@@ -167,7 +163,7 @@ fn continue_task(plan: &mut Plan, state: &ConversationState, task: &TaskState, t
             input: prompt::first_turn(task, Role::Editor, text),
             fresh_session: true,
         });
-        plan.reply(format!("{} is working on '{}'.", agent_name(&agent), task.task.title));
+        plan.push(Effect::Ack(format!("{} is on it", agent_name(&agent))));
         return;
     };
     let id = exec.execution.id;
@@ -186,11 +182,11 @@ fn continue_task(plan: &mut Plan, state: &ConversationState, task: &TaskState, t
     match policy {
         BusyPolicy::Queue => {
             plan.push(Effect::QueueTurn { execution: id, input: text.to_owned() });
-            plan.reply(format!("Queued for {agent} on '{}', {} ahead.", task.task.title, exec.queued + 1));
+            plan.push(Effect::Ack(format!("Queued for {agent}, {} ahead", exec.queued + 1)));
         }
         BusyPolicy::Steer => {
             plan.push(Effect::SteerTurn { execution: id, input: text.to_owned() });
-            plan.reply(format!("Passed to {agent} while it works on '{}'.", task.task.title));
+            plan.push(Effect::Ack(format!("Passed to {agent} while it works")));
         }
         BusyPolicy::Interrupt => {
             plan.push(Effect::InterruptTurn { execution: id });
@@ -199,7 +195,7 @@ fn continue_task(plan: &mut Plan, state: &ConversationState, task: &TaskState, t
                 input: text.to_owned(),
                 fresh_session: false,
             });
-            plan.reply(format!("Stopped {agent}'s current turn on '{}' to take your message.", task.task.title));
+            plan.push(Effect::Ack(format!("{agent} stopped its last turn to take this one")));
         }
     }
 }
@@ -216,7 +212,7 @@ fn spawn(plan: &mut Plan, task: &TaskState, agent: &str, role: Role, text: &str)
         Role::Tester => "testing",
         Role::Editor => "working on",
     };
-    plan.reply(format!("{} is {doing} '{}'.", agent_name(agent), task.task.title));
+    plan.push(Effect::Ack(format!("{} is {doing} '{}'", agent_name(agent), task.task.title)));
 }
 
 fn new_task(
@@ -233,7 +229,7 @@ fn new_task(
     plan.push(Effect::CreateExecution { task: TaskRef::Created, agent: agent.clone(), role: Role::Editor });
     plan.push(Effect::Focus { task: TaskRef::Created });
     plan.push(Effect::StartTurn { execution: ExecRef::Created, input: text.to_owned(), fresh_session: true });
-    plan.reply(format!("New task '{title}': {} is on it.", agent_name(&agent)));
+    plan.push(Effect::Ack(format!("New task '{title}': {} is on it", agent_name(&agent))));
 }
 
 fn resolve(plan: &mut Plan, decision: &Decision, approval: &ApprovalState, text: &str) {
@@ -250,21 +246,19 @@ fn resolve(plan: &mut Plan, decision: &Decision, approval: &ApprovalState, text:
         plan.reply(format!("Already {} by {who}{details}.", approval_verdict(a.status)));
         return;
     }
-    let (answer, verb) = if decision.intent == Intent::Approve {
-        let scope = decision.scope.unwrap_or(Scope::Once);
-        let verb = if scope == Scope::Always { "Approved for this session" } else { "Approved" };
-        (Answer::Approve(scope), verb)
+    let answer = if decision.intent == Intent::Approve {
+        Answer::Approve(decision.scope.unwrap_or(Scope::Once))
     } else if words::is_stop(text) {
         // "stop" answering an approval denies it and stops the turn: the person wants the
         // agent to halt, not to go on without this one action.
-        (Answer::DenyAndStop, "Denied and stopped")
+        Answer::DenyAndStop
     } else {
-        (Answer::Deny, "Denied")
+        Answer::Deny
     };
     // "no, run only the unit tests": the instruction travels with the denial.
     let note = (answer == Answer::Deny && words::has_instruction(text)).then(|| text.to_owned());
+    // The card itself is edited to say how it was decided: no message of its own.
     plan.push(Effect::Resolve { approval: a.id, answer, note });
-    plan.reply(format!("{verb}: {}", a.action));
 }
 
 fn clarify(plan: &mut Plan, alternatives: &[Decision], state: &ConversationState) {

@@ -35,24 +35,92 @@ pub fn when(at: Timestamp) -> String {
     at.format("%H:%M").to_string()
 }
 
-/// A task title from its first message: the first line, without a leading command, at most
-/// 60 characters cut on a word boundary.
+/// A task title from its first message: a short phrase for the goal. The first line, without
+/// leading commands (`/new`, `/cc`), mentions, markers (`BUG:`, `RUN_CMD:`), polite openings
+/// ("please", "can you", "帮我") or a delegation ("use codex to", "have claude"), at most 60
+/// characters cut on a word boundary.
 pub fn title_from(text: &str) -> String {
     let line = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
-    let line = match line.strip_prefix('/') {
-        Some(rest) => rest.split_once(char::is_whitespace).map_or("", |(_, r)| r.trim()),
-        None => line,
-    };
-    const MAX: usize = 60;
-    if line.chars().count() <= MAX {
-        return line.to_owned();
+    let mut rest = line;
+    loop {
+        let before = rest;
+        rest = strip_opening(rest);
+        if rest == before {
+            break;
+        }
     }
-    let cut: String = line.chars().take(MAX).collect();
+    let rest = rest.trim_end_matches(['.', '!', '?', '。', '！', '？']).trim();
+    let rest = if rest.is_empty() { line } else { rest };
+    const MAX: usize = 60;
+    if rest.chars().count() <= MAX {
+        return rest.to_owned();
+    }
+    let cut: String = rest.chars().take(MAX).collect();
     let cut = match cut.rfind(' ') {
         Some(space) if space > MAX / 2 => &cut[..space],
         _ => &cut,
     };
     format!("{}…", cut.trim_end())
+}
+
+/// One opening stripped off the front of a title, or `text` unchanged.
+fn strip_opening(text: &str) -> &str {
+    let text = text.trim_start_matches([' ', ',', '，', ':', '：', '-']);
+    let first = text.split_whitespace().next().unwrap_or("");
+    // `/new`, `/cc@bot`, `@taskgate_bot`.
+    if first.starts_with('/') || first.starts_with('@') {
+        return text[first.len()..].trim_start();
+    }
+    // `BUG:` or `RUN_CMD:`: an upper-case marker with a colon.
+    if let Some(marker) = first.strip_suffix(':')
+        && !marker.is_empty()
+        && marker.chars().all(|c| c.is_ascii_uppercase() || c == '_')
+    {
+        return text[first.len()..].trim_start();
+    }
+    const OPENINGS: [&str; 22] = [
+        "please ",
+        "pls ",
+        "hey ",
+        "hi ",
+        "ok ",
+        "okay ",
+        "can you ",
+        "could you ",
+        "would you ",
+        "can u ",
+        "i need you to ",
+        "i want you to ",
+        "let's ",
+        "lets ",
+        "请你",
+        "请",
+        "帮我",
+        "帮忙",
+        "麻烦",
+        "你能不能",
+        "能不能",
+        "可以帮我",
+    ];
+    let lower = text.to_lowercase();
+    for opening in OPENINGS {
+        if lower.starts_with(opening) && text.is_char_boundary(opening.len()) {
+            return &text[opening.len()..];
+        }
+    }
+    // "use codex to …", "have claude …", "ask cc to …".
+    for verb in ["use ", "have ", "ask ", "let ", "get "] {
+        if let Some(after) = lower.strip_prefix(verb) {
+            let mut words = after.splitn(2, ' ');
+            let (agent, rest) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+            let is_agent = ["codex", "cx", "claude", "cc", "gemini", "agent"].contains(&agent);
+            if is_agent {
+                let rest = rest.strip_prefix("to ").unwrap_or(rest);
+                return &text[text.len() - rest.len()..];
+            }
+        }
+    }
+    text
 }
 
 /// Whether the text asks to stop (rather than only to refuse one action).

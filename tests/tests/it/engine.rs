@@ -97,13 +97,19 @@ async fn approval_round_trip_and_late_answer() {
     assert_eq!(store.execution(execs[0].id).await.unwrap().status, ExecutionStatus::Idle);
     let sent = outbox_texts(&store).await;
     assert!(
-        sent.iter().any(|(t, _, text)| *t == Some(task.id) && text.starts_with("Approved: run `echo engine-ok`")),
-        "{sent:#?}"
+        sent.iter().any(|(t, _, text)| *t == Some(task.id) && text == "Codex is working (approved)"),
+        "the decision shows on the live status, not as a message of its own: {sent:#?}"
     );
     assert!(
-        sent.iter()
-            .any(|(t, _, text)| *t == Some(task.id) && text.starts_with("Codex finished") && text.contains("exit=0")),
-        "{sent:#?}"
+        sent.iter().any(|(t, _, text)| *t == Some(task.id)
+            && text.starts_with("Codex is waiting for approval: run `echo engine-ok`")
+            && text.ends_with("Approved by Ada (Telegram)")),
+        "the card says who decided: {sent:#?}"
+    );
+    assert_eq!(
+        sent.last().map(|(_, _, text)| text.as_str()),
+        Some("FAKE-REPLY: tool finished. exit=0"),
+        "the final message is the agent's own answer: {sent:#?}"
     );
 
     // (d) A teammate's "ok" after the decision finds nothing pending: it decides nothing (no
@@ -186,7 +192,7 @@ async fn restart_with_a_pending_approval_asks_again() {
     assert_eq!(session.provider_session_id, session_before.provider_session_id);
     assert!(store.open_turns(None).await.unwrap().is_empty());
     let sent = outbox_texts(&store).await;
-    assert!(sent.iter().any(|(_, _, text)| text.starts_with("Codex finished") && text.contains("exit=0")), "{sent:#?}");
+    assert!(sent.iter().any(|(_, _, text)| text.starts_with("FAKE-REPLY") && text.contains("exit=0")), "{sent:#?}");
 }
 
 /// The first task to appear, with its first execution.
@@ -230,7 +236,7 @@ async fn stop_interrupts_the_turn_and_keeps_the_session() {
     assert_eq!(after.id, session.id);
     assert!(after.status.is_usable(), "{after:?}");
     let sent = outbox_texts(&store).await;
-    assert!(sent.iter().any(|(_, _, t)| t.starts_with("Stopping Codex on")), "{sent:#?}");
+    assert!(sent.iter().any(|(_, _, t)| t == "Stopping Codex…"), "{sent:#?}");
     assert!(sent.iter().any(|(_, _, t)| t == "Codex stopped (interrupted)"), "{sent:#?}");
 
     engine.handle(msg("u1", "Ada", "make it say hello again")).await.expect("follow-up");
@@ -539,7 +545,7 @@ async fn question_is_answered_mid_turn(prompt: &str, display: &str) {
         "{timeline:#?}"
     );
     let sent = outbox_texts(&store).await;
-    assert!(sent.iter().any(|(_, _, t)| t.starts_with(&format!("Answered {display} on"))), "{sent:#?}");
+    assert!(sent.iter().any(|(_, _, t)| *t == format!("{display} got your answer")), "{sent:#?}");
     assert!(store.open_turns(None).await.unwrap().is_empty());
 }
 

@@ -335,7 +335,7 @@ async fn approval_by_card_click_and_follow_up() {
         (ApprovalStatus::Approved, Some(Scope::Once), Some(Channel::Feishu))
     );
 
-    let summary = sent(fake, "the result summary", |c| c.text().starts_with("Codex finished")).await;
+    let summary = sent(fake, "the result summary", |c| c.text().starts_with("FAKE-REPLY")).await;
     // The command's status line went to the turn's status card (maybe coalesced away).
     let rows = store.outbox_recent(Channel::Feishu, P2P, 100).await.unwrap();
     let ran = rows.iter().find(|r| r.payload.text == "Codex ran `echo feishu-ok` (exit 0)").expect("the status line");
@@ -402,7 +402,7 @@ async fn a_turn_patches_one_status_card_in_place() {
     let approve = ask.content()["elements"][1]["actions"][0]["value"].clone();
     let (status_code, _, _) = post_event(&gw, &card_event("ev-2", ALICE, &ask.message_id().unwrap(), &approve)).await;
     assert_eq!(status_code, 200);
-    let summary = sent(fake, "the result summary", |c| c.text().starts_with("Codex finished")).await;
+    let summary = sent(fake, "the result summary", |c| c.text().starts_with("FAKE-REPLY")).await;
     assert_ne!(summary.message_id().as_deref(), Some(status_id.as_str()), "the summary is a message of its own");
     assert!(matches!(summary.body["msg_type"].as_str(), Some("text" | "post")), "{}", summary.body);
 

@@ -295,7 +295,7 @@ async fn approval_button_follow_up_and_review() {
         (ApprovalStatus::Approved, Some(Scope::Once), Some(Channel::Telegram))
     );
 
-    let summary = sent(fake, chat, "the result summary", |t| t.starts_with("Codex finished")).await;
+    let summary = sent(fake, chat, "the result summary", |t| t.starts_with("FAKE-REPLY")).await;
     assert!(summary.body["text"].as_str().unwrap().contains("exit=0"), "{}", summary.body);
     let exec = store.executions(task).await.unwrap()[0].clone();
     eventually("the first turn done", || async { (completed_turns(&store, exec.id).await == 1).then_some(()) }).await;
@@ -397,7 +397,7 @@ async fn a_turn_edits_one_status_message_in_place() {
     assert!(waited >= Duration::from_millis(900), "edited again after {waited:?}, before retry_after");
 
     fake.push_update(press_update(2, chat, ADA, &ask, &format!("a:{id}:{nonce}:o")));
-    let summary = sent(fake, chat, "the result summary", |t| t.starts_with("Codex finished")).await;
+    let summary = sent(fake, chat, "the result summary", |t| t.starts_with("FAKE-REPLY")).await;
     assert_ne!(summary.message_id(), status_id, "the summary is a message of its own");
     assert!(summary.body["disable_notification"] != true, "the summary notifies: {}", summary.body);
     assert!(ask.body["disable_notification"] != true, "the approval notifies: {}", ask.body);
@@ -455,7 +455,7 @@ async fn a_deleted_status_message_is_replaced_by_a_new_one() {
 
     let id = ask.callback_data()[0].clone();
     fake.push_update(press_update(2, chat, ADA, &ask, &id));
-    sent(fake, chat, "the result summary", |t| t.starts_with("Codex finished")).await;
+    sent(fake, chat, "the result summary", |t| t.starts_with("FAKE-REPLY")).await;
     let last_edit = fake
         .calls_to("editMessageText")
         .into_iter()
@@ -515,7 +515,7 @@ async fn a_clarify_button_approves_exactly_its_approval() {
         timeline.iter().any(|e| e.kind == EventKind::Message && e.body.to_json()["text"] == "ok"),
         "the original message is on the task: {timeline:#?}"
     );
-    sent(fake, chat, "the chosen task's summary", |t| t.starts_with("Codex finished") && t.contains("exit=0")).await;
+    sent(fake, chat, "the chosen task's summary", |t| t.starts_with("FAKE-REPLY") && t.contains("exit=0")).await;
 
     // The other button, pressed late: nothing happens to the first approval.
     let other = if data == "c:0" { "c:1" } else { "c:0" };

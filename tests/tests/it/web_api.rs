@@ -485,7 +485,7 @@ async fn a_clarify_button_completes_the_original_message_once() {
         gw.store.tasks(10).await.ok()?.into_iter().find(|t| t.goal == "RUN_CMD: echo chosen")
     })
     .await;
-    assert_eq!(task.title, "RUN_CMD: echo chosen", "the original message, not the button's label");
+    assert_eq!(task.title, "echo chosen", "from the original message, not the button's label");
 
     let (status, _) = api.post(&format!("/api/messages/out-{}/choose", row.id), json!({"choice": 1})).await;
     assert_eq!(status, StatusCode::CONFLICT, "a second press does nothing");

@@ -609,6 +609,7 @@ impl Actor {
         let origin = Origin::Agent {
             task: self.exec.task_id,
             execution: self.exec.id,
+            turn: self.current.as_ref().map(|c| c.turn.id),
             agent: &self.display,
             model: self.model.as_deref(),
         };
