@@ -180,11 +180,17 @@ pub struct ApprovalView {
     task_title: Option<String>,
     decided_by_name: Option<String>,
     request: Option<RequestView>,
+    /// The task's project directory: the page shows paths relative to it.
+    project_path: Option<String>,
 }
 
 impl ApprovalView {
     pub fn id(&self) -> Id {
         self.approval.id
+    }
+
+    pub fn status(&self) -> ApprovalStatus {
+        self.approval.status
     }
 }
 
@@ -256,7 +262,9 @@ pub async fn task(Extension(console): Extension<Arc<Console>>, Path(id): Path<Id
     let mut approvals = Vec::new();
     for approval in store.approvals(id, 200).await? {
         let request = asked.remove(&approval.id);
-        approvals.push(approval_view(store, approval, Some(task.title.clone()), request).await?);
+        let mut view = approval_view(store, approval, Some(task.title.clone()), request).await?;
+        view.project_path = project.as_ref().map(|p| p.path.clone());
+        approvals.push(view);
     }
     let note = crate::notes::load(store, &task).await?;
     let note_entries = note
@@ -323,18 +331,23 @@ pub async fn approvals(
 
 /// Views of `list`, in its order, reading each task's title and requests once.
 pub(crate) async fn approval_views(store: &dyn Store, list: Vec<Approval>) -> Result<Vec<ApprovalView>, ApiError> {
-    let mut tasks: HashMap<Id, (Option<String>, HashMap<Id, RequestView>)> = HashMap::new();
+    type Known = (Option<String>, Option<String>, HashMap<Id, RequestView>);
+    let mut tasks: HashMap<Id, Known> = HashMap::new();
+    let paths: HashMap<Id, String> = store.projects().await?.into_iter().map(|p| (p.id, p.path)).collect();
     let mut out = Vec::with_capacity(list.len());
     for approval in list {
-        let (title, asked) = match tasks.entry(approval.task_id) {
+        let (title, path, asked) = match tasks.entry(approval.task_id) {
             std::collections::hash_map::Entry::Occupied(known) => known.into_mut(),
             std::collections::hash_map::Entry::Vacant(slot) => {
-                let title = store.task(approval.task_id).await.ok().map(|t| t.title);
-                slot.insert((title, requests(store, approval.task_id).await?))
+                let task = store.task(approval.task_id).await.ok();
+                let path = task.as_ref().and_then(|t| t.project_id).and_then(|p| paths.get(&p).cloned());
+                slot.insert((task.map(|t| t.title), path, requests(store, approval.task_id).await?))
             }
         };
         let request = asked.get(&approval.id).cloned();
-        out.push(approval_view(store, approval, title.clone(), request).await?);
+        let mut view = approval_view(store, approval, title.clone(), request).await?;
+        view.project_path = path.clone();
+        out.push(view);
     }
     Ok(out)
 }
@@ -345,11 +358,13 @@ pub async fn approval(Extension(console): Extension<Arc<Console>>, Path(id): Pat
     Ok(Json(full_view(store, approval).await?))
 }
 
-/// An approval's view with its task's title and its request (one task's timeline read).
+/// An approval's view with its task's title, project and request.
 async fn full_view(store: &dyn Store, approval: Approval) -> Result<ApprovalView, ApiError> {
-    let title = store.task(approval.task_id).await.ok().map(|t| t.title);
-    let request = requests(store, approval.task_id).await?.remove(&approval.id);
-    approval_view(store, approval, title, request).await
+    let id = approval.id;
+    approval_views(store, vec![approval])
+        .await?
+        .pop()
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("approval {id} not found")))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -431,7 +446,7 @@ async fn approval_view(
     request: Option<RequestView>,
 ) -> Result<ApprovalView, ApiError> {
     let decided_by_name = name_of(store, approval.decided_by).await?;
-    Ok(ApprovalView { approval, task_title, decided_by_name, request })
+    Ok(ApprovalView { approval, task_title, decided_by_name, request, project_path: None })
 }
 
 async fn name_of(store: &dyn Store, person: Option<Id>) -> Result<Option<String>, StoreError> {

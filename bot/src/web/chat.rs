@@ -14,7 +14,7 @@ use axum::http::StatusCode;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use taskgate_core::model::{Channel, Id, Inbound, InboxOutcome, NewInbound, Timestamp};
+use taskgate_core::model::{ApprovalStatus, Channel, Id, Inbound, InboxOutcome, NewInbound, Timestamp};
 use taskgate_core::reply::{Action, Reply};
 use taskgate_core::store::{Store, StoreError};
 
@@ -124,6 +124,9 @@ pub struct ChatMessage {
     at: Timestamp,
     /// In: handled by the engine. Out: pushed to a browser.
     done: bool,
+    /// A turn's live status line (shown only while it is the newest word on its task).
+    #[serde(skip)]
+    live_status: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -150,10 +153,16 @@ pub async fn history(
             approval_state: None,
             at: row.received_at,
             done: row.processed_at.is_some(),
+            live_status: false,
         });
     }
+    // Rows with one live key are one message, edited in place (as Telegram and Feishu show
+    // them): an approval card and its edits are the card, where it was asked; a turn's status
+    // line is its newest text, where that was written.
+    let mut outs: Vec<Option<ChatMessage>> = Vec::new();
+    let mut live: HashMap<String, usize> = HashMap::new();
     for row in store.outbox_recent(Channel::Web, CHAT_ID, limit).await? {
-        lines.push(ChatMessage {
+        let line = ChatMessage {
             id: format!("out-{}", row.id),
             from: "taskgate",
             text: row.payload.text.clone(),
@@ -163,8 +172,31 @@ pub async fn history(
             approval_state: None,
             at: row.created_at,
             done: row.sent_at.is_some(),
-        });
+            live_status: false,
+        };
+        match row.payload.live.clone() {
+            Some(key) if key.starts_with("approval:") => match live.get(&key).and_then(|&i| outs[i].as_mut()) {
+                Some(card) => card.done = line.done,
+                None => {
+                    live.insert(key, outs.len());
+                    outs.push(Some(line));
+                }
+            },
+            Some(key) => {
+                if let Some(&i) = live.get(&key) {
+                    outs[i] = None;
+                }
+                live.insert(key, outs.len());
+                outs.push(Some(ChatMessage { live_status: true, ..line }));
+            }
+            None => outs.push(Some(line)),
+        }
     }
+    let outs: Vec<ChatMessage> = outs.into_iter().flatten().collect();
+    // A turn's status line says what the agent does now: shown only while nothing newer was
+    // said about its task.
+    let newest: HashMap<Option<Id>, usize> = outs.iter().enumerate().map(|(i, l)| (l.task, i)).collect();
+    lines.extend(outs.into_iter().enumerate().filter(|(i, l)| !l.live_status || newest[&l.task] == *i).map(|(_, l)| l));
     lines.sort_by_key(|l| l.at);
     let skip = lines.len().saturating_sub(limit as usize);
     let mut lines: Vec<ChatMessage> = lines.into_iter().skip(skip).collect();
@@ -184,6 +216,13 @@ pub async fn history(
     for line in &mut lines {
         line.approval_state = line.approval.and_then(|id| views.get(&id).cloned());
     }
+    // While an approval card waits, it says what the status line would.
+    let waiting: Vec<Option<Id>> = lines
+        .iter()
+        .filter(|l| l.approval_state.as_ref().is_some_and(|a| a.status() == ApprovalStatus::Pending))
+        .map(|l| l.task)
+        .collect();
+    lines.retain(|l| !(l.live_status && waiting.contains(&l.task)));
     Ok(Json(lines))
 }
 
