@@ -208,6 +208,12 @@ impl Browser {
         }
     }
 
+    /// Runs a Chrome DevTools Protocol command (chromedriver's `goog/cdp/execute`), e.g.
+    /// `Emulation.setDeviceMetricsOverride` to try another screen size in the same session.
+    pub async fn cdp(&self, cmd: &str, params: Value) -> anyhow::Result<Value> {
+        self.call(reqwest::Method::POST, "/goog/cdp/execute", Some(json!({"cmd": cmd, "params": params}))).await
+    }
+
     /// The page's cookies, `HttpOnly` ones included (WebDriver sees what scripts cannot).
     pub async fn cookies(&self) -> anyhow::Result<Vec<Value>> {
         Ok(self.call(reqwest::Method::GET, "/cookie", None).await?.as_array().cloned().unwrap_or_default())

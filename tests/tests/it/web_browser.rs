@@ -505,6 +505,21 @@ async fn phone_steps(gw: &TestApp, browser: &Browser) -> anyhow::Result<()> {
         )
         .await?;
     fits(browser, "task after approving", 390).await?;
+
+    // The narrowest and the widest phones of the range fit too.
+    for width in [360u32, 430] {
+        let metrics = serde_json::json!({"width": width, "height": 844, "deviceScaleFactor": 2, "mobile": true});
+        browser.cdp("Emulation.setDeviceMetricsOverride", metrics).await?;
+        for (page, hash, ready) in [
+            ("task list", "#/tasks".to_owned(), "#task-list li[data-task]"),
+            ("task", format!("#/tasks/{}", write.id), "#timeline li.file_change"),
+            ("approvals", "#/approvals".to_owned(), "#approvals"),
+            ("chat", "#/chat".to_owned(), ".bubble"),
+        ] {
+            open(gw, browser, &hash, ready).await?;
+            fits(browser, &format!("{page} at {width} px"), u64::from(width)).await?;
+        }
+    }
     Ok(())
 }
 
