@@ -157,6 +157,14 @@ async fn finished(gw: &TestApp, task: i64) -> anyhow::Result<()> {
     }
 }
 
+/// Clicks a control of the task page's toolbar. The page opens at its newest entry, so the
+/// toolbar is scrolled away first; WebDriver would scroll it in at the bottom edge, under the
+/// sticky message box.
+async fn click_in_toolbar(browser: &Browser, css: &str) -> anyhow::Result<()> {
+    browser.script("window.scrollTo(0, 0);", Vec::new()).await?;
+    browser.click_css(css, WAIT).await
+}
+
 async fn count(browser: &Browser, css: &str) -> anyhow::Result<u64> {
     let n = browser.script("return document.querySelectorAll(arguments[0]).length;", vec![Value::from(css)]).await?;
     Ok(n.as_u64().unwrap_or(0))
@@ -264,11 +272,11 @@ async fn desktop_steps(gw: &TestApp, browser: &Browser) -> anyhow::Result<()> {
     let reloaded = browser.script("return window.__noReload !== true;", Vec::new()).await?;
     ensure!(reloaded == Value::Bool(false), "the page was reloaded; updates must arrive live");
     // Details shows the internals: the classifier's decision, the session, the turn start.
-    browser.click_css("#show-details", WAIT).await?;
+    click_in_toolbar(browser, "#show-details").await?;
     browser.wait("#timeline li.internal", WAIT).await?;
     let internals = browser.text(&browser.wait("#timeline", WAIT).await?).await?;
     ensure!(internals.contains("new_task (0.") && internals.contains("session"), "details: {internals}");
-    browser.click_css("#show-details", WAIT).await?;
+    click_in_toolbar(browser, "#show-details").await?;
     ensure!(count(browser, "#timeline li.internal").await? == 0, "details off again");
     let left = gw.store.pending_approvals(None).await?;
     ensure!(left.is_empty(), "approvals still pending: {left:?}");
@@ -289,7 +297,7 @@ async fn desktop_steps(gw: &TestApp, browser: &Browser) -> anyhow::Result<()> {
         )
         .await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    browser.click_css("#task-stop", WAIT).await?;
+    click_in_toolbar(browser, "#task-stop").await?;
     browser
         .wait_until(
             "the stopped turn",
@@ -311,7 +319,7 @@ async fn desktop_steps(gw: &TestApp, browser: &Browser) -> anyhow::Result<()> {
     ensure!(outcome == "interrupted", "the turn was interrupted, not {outcome}");
 
     // Rename it, and ask another agent to review it.
-    browser.click_css("#task-rename", WAIT).await?;
+    click_in_toolbar(browser, "#task-rename").await?;
     let input = browser.wait("#rename-input", WAIT).await?;
     browser.script("document.getElementById('rename-input').value = '';", Vec::new()).await?;
     browser.type_text(&input, "Think the *slow* path over").await?;
@@ -330,7 +338,7 @@ async fn desktop_steps(gw: &TestApp, browser: &Browser) -> anyhow::Result<()> {
             WAIT,
         )
         .await?;
-    browser.click_css("#task-spawn", WAIT).await?;
+    click_in_toolbar(browser, "#task-spawn").await?;
     browser.wait("#spawn-form:not([hidden])", WAIT).await?;
     browser.script("document.getElementById('spawn-agent').value = 'claude';", Vec::new()).await?;
     browser.click_css("#spawn-form button[type=submit]", WAIT).await?;
