@@ -22,15 +22,25 @@ pub enum Command {
     Migrate,
     /// Check config, database, agents and channel credentials; one line per check.
     Doctor,
-    /// Print the web console's login token, creating it if there is none; `--rotate` replaces it.
+    /// Create and print the web console's login token. An existing token is stored hashed and
+    /// cannot be shown again: then this fails, and `--rotate` replaces it.
     Token {
-        /// Replace the token: the old one stops working and browsers must log in again.
+        /// Replace the token: the old one stops working and every browser session ends.
         #[arg(long)]
         rotate: bool,
     },
     /// Exit 0 when this machine's gateway answers `GET /healthz` (for container health checks).
     /// Asks `server.listen`, with 0.0.0.0 or :: as loopback.
     Health,
+    /// List the web console's login sessions (one per browser that logged in), or end them.
+    Sessions {
+        /// End the session with this id (from the list); may be given more than once.
+        #[arg(long, value_name = "ID")]
+        revoke: Vec<i64>,
+        /// End every session: every browser must log in again.
+        #[arg(long, conflicts_with = "revoke")]
+        revoke_all: bool,
+    },
     /// Classify chat messages (JSON Lines in, JSON Lines out); see docs/classify.md.
     Classify {
         /// Input file (default: standard input).

@@ -47,6 +47,7 @@ fn main() -> ExitCode {
                 if checks.iter().any(|c| c.verdict == Verdict::Fail) { ExitCode::FAILURE } else { ExitCode::SUCCESS }
             }
             Command::Token { rotate } => report(token(&config, rotate).await),
+            Command::Sessions { revoke, revoke_all } => report(sessions(&config, &revoke, revoke_all).await),
             Command::Audit { verify } => match audit(&config, verify).await {
                 Ok(true) => ExitCode::SUCCESS,
                 Ok(false) => ExitCode::FAILURE,
@@ -93,9 +94,11 @@ async fn migrate(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `taskgate token`: creates the console login token when there is none; `--rotate` replaces
-/// it. An existing token cannot be shown again: only its hash is stored.
+/// `taskgate token`: creates and prints the console login token when there is none; an
+/// existing one cannot be shown (only its hash is stored), which is an error pointing at
+/// `--rotate`. `--rotate` replaces it and ends every browser session.
 async fn token(config: &Config, rotate: bool) -> anyhow::Result<()> {
+    use taskgate::web::auth::{self, TokenState};
     // Creating a database here would hide a wrong --config or working directory: the token
     // would go to a database no gateway reads.
     if config.uses_sqlite() && !config.sqlite_path().exists() {
@@ -108,28 +111,72 @@ async fn token(config: &Config, rotate: bool) -> anyhow::Result<()> {
     let store = startup::open_store(config).await?;
     store.migrate().await?;
     let outcome = if rotate {
-        Some(taskgate::web::auth::rotate_token(&store).await?)
+        auth::rotate_token(&store).await.map(Some)
     } else {
-        match taskgate::web::auth::ensure_token(&store).await? {
-            taskgate::web::auth::TokenState::Created(token) => Some(token),
-            taskgate::web::auth::TokenState::Existing => None,
-        }
+        auth::ensure_token(&store).await.map(|state| match state {
+            TokenState::Created(token) => Some(token),
+            TokenState::Existing => None,
+        })
     };
     store.close().await?;
     eprintln!("database: {}", taskgate::config::redact_url(&config.database_url()));
-    match outcome {
+    match outcome? {
         Some(token) => {
             if rotate {
-                eprintln!("New console login token (the old one no longer works; browsers must log in again):");
+                eprintln!("New console login token (the old one no longer works; every browser must log in again):");
             }
             println!("{token}");
+            Ok(())
         }
-        None => eprintln!(
-            "A console login token is already set; it is stored hashed and cannot be shown again.\n\
-             Run `taskgate token --rotate` to replace it."
+        None => anyhow::bail!(
+            "a console login token is already set; it is stored hashed and cannot be shown again.\n\
+             Run `taskgate token --rotate` to replace it (every browser must log in again)."
         ),
     }
-    Ok(())
+}
+
+/// `taskgate sessions [--revoke ID]... [--revoke-all]`: the console's login sessions, or
+/// ending them. Revoking an id that is not there is an error (a typo must not look done).
+async fn sessions(config: &Config, revoke: &[i64], revoke_all: bool) -> anyhow::Result<()> {
+    let store = startup::open_store(config).await?;
+    store.migrate().await?;
+    let result = async {
+        if revoke_all {
+            let ended = store.revoke_web_sessions().await?;
+            println!("ended {ended} session(s); every browser must log in again");
+            return Ok(());
+        }
+        if !revoke.is_empty() {
+            let mut missing = Vec::new();
+            for id in revoke {
+                if store.revoke_web_session(*id).await? {
+                    println!("ended session {id}");
+                } else {
+                    missing.push(id.to_string());
+                }
+            }
+            anyhow::ensure!(missing.is_empty(), "no session {} (see `taskgate sessions`)", missing.join(", "));
+            return Ok(());
+        }
+        let list = store.web_sessions(chrono::Utc::now()).await?;
+        if list.is_empty() {
+            println!("no console sessions");
+        }
+        for s in list {
+            let agent = if s.user_agent.is_empty() { "unknown browser".to_owned() } else { s.user_agent };
+            println!(
+                "{:>4}  logged in {}  last seen {}  expires {}  {agent}",
+                s.id,
+                s.created_at.format("%Y-%m-%d %H:%M"),
+                s.last_seen_at.format("%Y-%m-%d %H:%M"),
+                s.expires_at.format("%Y-%m-%d"),
+            );
+        }
+        Ok(())
+    }
+    .await;
+    store.close().await?;
+    result
 }
 
 /// `taskgate audit [--verify]`: every approval decision, oldest first. `Ok(false)` when the

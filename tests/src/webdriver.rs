@@ -24,6 +24,20 @@ pub fn browser() -> Option<(PathBuf, PathBuf)> {
     Some((which("chromium").or_else(|| which("chromium-browser"))?, which("chromedriver")?))
 }
 
+/// The screen a session emulates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Screen {
+    /// A desktop window of this size (CSS pixels, the window including its frame).
+    Desktop { width: u32, height: u32 },
+    /// A phone: Chromium's mobile emulation with this viewport (CSS pixels), pixel ratio and
+    /// touch, and a phone's user agent.
+    Phone { width: u32, height: u32, scale: u32 },
+}
+
+/// A phone's user agent, so the page sees what a phone sends.
+const PHONE_UA: &str = "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) \
+Chrome/130.0.0.0 Mobile Safari/537.36";
+
 pub struct Browser {
     http: reqwest::Client,
     base: String,
@@ -35,6 +49,11 @@ impl Browser {
     /// Starts chromedriver and a headless Chromium session with a fresh profile. The flags keep
     /// Chromium off the network except for the pages it is sent to.
     pub async fn start(chromium: &Path, chromedriver: &Path) -> anyhow::Result<Self> {
+        Self::start_on(chromium, chromedriver, Screen::Desktop { width: 1280, height: 1400 }).await
+    }
+
+    /// [`Browser::start`] on a given screen.
+    pub async fn start_on(chromium: &Path, chromedriver: &Path, screen: Screen) -> anyhow::Result<Self> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let driver = Command::new(chromedriver)
             .arg(format!("--port={port}"))
@@ -70,15 +89,26 @@ impl Browser {
             "--disable-component-update",
             "--disable-sync",
             "--disable-dev-shm-usage",
-            "--window-size=1280,1400",
+            "--hide-scrollbars",
         ]
         .iter()
         .map(|a| a.to_string())
         .chain([format!("--user-data-dir={}", profile.path().display())])
+        .chain(match screen {
+            Screen::Desktop { width, height } => Some(format!("--window-size={width},{height}")),
+            Screen::Phone { .. } => None,
+        })
         .collect::<Vec<_>>();
+        let mut options = json!({"binary": chromium.to_string_lossy(), "args": args});
+        if let Screen::Phone { width, height, scale } = screen {
+            options["mobileEmulation"] = json!({
+                "deviceMetrics": {"width": width, "height": height, "pixelRatio": scale, "touch": true, "mobile": true},
+                "userAgent": PHONE_UA,
+            });
+        }
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
-            "goog:chromeOptions": {"binary": chromium.to_string_lossy(), "args": args},
+            "goog:chromeOptions": options,
         }}});
         let created: Value = http.post(format!("{root}/session")).json(&caps).send().await?.json().await?;
         let Some(session) = created["value"]["sessionId"].as_str() else {
@@ -176,6 +206,17 @@ impl Browser {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Runs a Chrome DevTools Protocol command (chromedriver's `goog/cdp/execute`), e.g.
+    /// `Emulation.setDeviceMetricsOverride` to try another screen size in the same session.
+    pub async fn cdp(&self, cmd: &str, params: Value) -> anyhow::Result<Value> {
+        self.call(reqwest::Method::POST, "/goog/cdp/execute", Some(json!({"cmd": cmd, "params": params}))).await
+    }
+
+    /// The page's cookies, `HttpOnly` ones included (WebDriver sees what scripts cannot).
+    pub async fn cookies(&self) -> anyhow::Result<Vec<Value>> {
+        Ok(self.call(reqwest::Method::GET, "/cookie", None).await?.as_array().cloned().unwrap_or_default())
     }
 
     /// A PNG of the viewport.

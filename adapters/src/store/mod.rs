@@ -4,8 +4,10 @@
 mod convert;
 mod entities;
 mod lease;
+mod web;
 
 pub use lease::{Leadership, LeaseOptions, Singleton, lock_key};
+pub use web::WebSession;
 
 use std::sync::Arc;
 use std::time::Duration;

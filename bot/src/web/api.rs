@@ -11,24 +11,41 @@ use axum::extract::{Path, Query};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use taskgate_core::classify::Chat;
 use taskgate_core::model::{
-    Answer, Approval, ApprovalRule, ApprovalStatus, AuditEntry, Channel, Event, Execution, Id, NoteEntry, Project,
-    RuntimeSession, Scope, Task, TaskStatus,
+    Answer, Approval, ApprovalRule, ApprovalStatus, AuditEntry, Body, Event, Execution, Id, NoteEntry, Project, Role,
+    RuntimeSession, Scope, Task, TaskStatus, Timestamp,
 };
+use taskgate_core::runtime::ApprovalKind;
 use taskgate_core::store::{Store, StoreError};
 
+use super::auth::Authenticated;
 use super::{ApiError, Console};
-use crate::engine::{IncomingMessage, Pressed};
+use crate::engine::Pressed;
 
 type ApiResult<T> = Result<Json<T>, ApiError>;
 
 /// Tasks listed at most (newest first).
 const MAX_TASKS: u64 = 500;
 
-/// `GET /api/session`: reached only with a valid token, so it says who the console user is.
-pub async fn session(Extension(console): Extension<Arc<Console>>) -> Json<Value> {
-    Json(json!({"authenticated": true, "display_name": console.display_name}))
+/// `GET /api/session`: reached only when logged in, so it says who the console user is, how
+/// they got in, and the agents (and roles) a task can be given.
+pub async fn session(
+    Extension(console): Extension<Arc<Console>>,
+    who: Option<Extension<Authenticated>>,
+) -> Json<Value> {
+    let (via, expires_at) = match who.map(|Extension(w)| w) {
+        Some(Authenticated::Session(s)) => ("session", Some(s.expires_at)),
+        _ => ("token", None),
+    };
+    let agents: Vec<&String> = console.engine.config().agents.keys().collect();
+    Json(json!({
+        "authenticated": true,
+        "display_name": console.display_name,
+        "via": via,
+        "expires_at": expires_at,
+        "agents": agents,
+        "roles": [Role::Editor, Role::Reviewer, Role::Tester],
+    }))
 }
 
 pub async fn projects(Extension(console): Extension<Arc<Console>>) -> ApiResult<Vec<Project>> {
@@ -42,6 +59,8 @@ pub struct TaskFilter {
     status: Option<String>,
     /// Agent name: tasks with an execution of that agent.
     agent: Option<String>,
+    /// Words the task's title, goal, messages or agent replies contain (all of them, any case).
+    q: Option<String>,
     limit: Option<u64>,
 }
 
@@ -53,6 +72,11 @@ pub struct TaskSummary {
     project: Option<String>,
     agents: Vec<String>,
     pending_approvals: usize,
+    /// When something last happened to it: its newest timeline entry or status change.
+    last_activity: Timestamp,
+    /// With `q`: the line of the timeline that matched, when the title alone did not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    matched: Option<String>,
 }
 
 pub async fn tasks(
@@ -70,6 +94,8 @@ pub async fn tasks(
         *pending.entry(approval.task_id).or_default() += 1;
     }
     let limit = filter.limit.unwrap_or(200).min(MAX_TASKS);
+    let words: Vec<String> = filter.q.as_deref().unwrap_or("").split_whitespace().map(str::to_lowercase).collect();
+    let latest = console.activity.latest(store).await?;
     let mut out = Vec::new();
     for task in store.tasks(limit).await? {
         if status.is_some_and(|s| s != task.status) {
@@ -84,10 +110,56 @@ pub async fn tasks(
         if filter.agent.as_deref().is_some_and(|a| !a.is_empty() && !agents.iter().any(|x| x == a)) {
             continue;
         }
+        let matched = match search(store, &task, &words).await? {
+            Found::No => continue,
+            Found::Title => None,
+            Found::Line(line) => Some(line),
+        };
         let pending_approvals = pending.get(&task.id).copied().unwrap_or(0);
-        out.push(TaskSummary { task, project, agents, pending_approvals });
+        let last_activity = latest.get(&task.id).map_or(task.updated_at, |at| (*at).max(task.updated_at));
+        out.push(TaskSummary { task, project, agents, pending_approvals, last_activity, matched });
     }
+    out.sort_by(|a, b| b.last_activity.cmp(&a.last_activity).then(b.task.id.cmp(&a.task.id)));
     Ok(Json(out))
+}
+
+enum Found {
+    No,
+    /// The title or goal holds every word (or there are none).
+    Title,
+    /// A timeline line does: people's messages, agent replies, questions, turn summaries.
+    Line(String),
+}
+
+/// Whether `task` holds every one of `words` (lowercase): its title and goal first, else one
+/// line of its timeline's text.
+async fn search(store: &dyn Store, task: &Task, words: &[String]) -> Result<Found, StoreError> {
+    let holds = |text: &str| {
+        let text = text.to_lowercase();
+        words.iter().all(|w| text.contains(w.as_str()))
+    };
+    if words.is_empty() || holds(&format!("{} {}", task.title, task.goal)) {
+        return Ok(Found::Title);
+    }
+    for event in store.timeline(task.id).await?.iter().rev() {
+        let text = match event.body.known() {
+            Some(
+                Body::Message { text, .. }
+                | Body::AgentText { text }
+                | Body::Question { text, .. }
+                | Body::QuestionAnswered { text, .. }
+                | Body::NoteEntry { text, .. },
+            ) => text.as_str(),
+            Some(Body::TurnFinished { summary, .. }) => summary.as_str(),
+            Some(Body::CommandFinished { command, .. }) => command.as_str(),
+            _ => continue,
+        };
+        if holds(text) {
+            let line = text.lines().find(|l| holds(l)).unwrap_or(text);
+            return Ok(Found::Line(line.chars().take(160).collect()));
+        }
+    }
+    Ok(Found::No)
 }
 
 /// An execution with its newest runtime session.
@@ -98,13 +170,62 @@ pub struct ExecutionView {
     session: Option<RuntimeSession>,
 }
 
-/// An approval with the names people read: the task's title and who decided.
-#[derive(Debug, Serialize)]
+/// An approval with the names people read: the task's title and who decided, and what the
+/// agent asked in full (a command's directory, a file change's diff) so it is seen before it
+/// is decided.
+#[derive(Debug, Clone, Serialize)]
 pub struct ApprovalView {
     #[serde(flatten)]
     approval: Approval,
     task_title: Option<String>,
     decided_by_name: Option<String>,
+    request: Option<RequestView>,
+    /// The task's project directory: the page shows paths relative to it.
+    project_path: Option<String>,
+}
+
+impl ApprovalView {
+    pub fn id(&self) -> Id {
+        self.approval.id
+    }
+
+    pub fn status(&self) -> ApprovalStatus {
+        self.approval.status
+    }
+}
+
+/// The agent's request behind an approval, from its `approval_requested` timeline entry.
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestView {
+    kind: ApprovalKind,
+    /// A file change's diff, or a tool's input.
+    detail: Option<String>,
+    /// Where a command would run.
+    cwd: Option<String>,
+    /// Why the agent wants it, when it said.
+    reason: Option<String>,
+    /// The agent that asked.
+    agent: Option<String>,
+}
+
+/// The requests behind a task's approvals, by approval id.
+async fn requests(store: &dyn Store, task: Id) -> Result<HashMap<Id, RequestView>, StoreError> {
+    let mut out = HashMap::new();
+    for event in store.timeline(task).await? {
+        if let Some(Body::ApprovalRequested { approval, request }) = event.body.known() {
+            out.insert(
+                *approval,
+                RequestView {
+                    kind: request.kind,
+                    detail: request.detail.clone(),
+                    cwd: request.cwd.clone(),
+                    reason: request.reason.clone(),
+                    agent: event.actor.clone(),
+                },
+            );
+        }
+    }
+    Ok(out)
 }
 
 #[derive(Debug, Serialize)]
@@ -137,9 +258,13 @@ pub async fn task(Extension(console): Extension<Arc<Console>>, Path(id): Path<Id
     };
     let created_by_name = name_of(store, task.created_by).await?;
     let executions = execution_views(store, id).await?;
+    let mut asked = requests(store, id).await?;
     let mut approvals = Vec::new();
     for approval in store.approvals(id, 200).await? {
-        approvals.push(approval_view(store, approval, Some(task.title.clone())).await?);
+        let request = asked.remove(&approval.id);
+        let mut view = approval_view(store, approval, Some(task.title.clone()), request).await?;
+        view.project_path = project.as_ref().map(|p| p.path.clone());
+        approvals.push(view);
     }
     let note = crate::notes::load(store, &task).await?;
     let note_entries = note
@@ -201,27 +326,45 @@ pub async fn approvals(
         Some(task) => store.approvals(task, 200).await?,
         None => store.pending_approvals(None).await?,
     };
-    let mut titles: HashMap<Id, String> = HashMap::new();
+    Ok(Json(approval_views(store, list).await?))
+}
+
+/// Views of `list`, in its order, reading each task's title and requests once.
+pub(crate) async fn approval_views(store: &dyn Store, list: Vec<Approval>) -> Result<Vec<ApprovalView>, ApiError> {
+    type Known = (Option<String>, Option<String>, HashMap<Id, RequestView>);
+    let mut tasks: HashMap<Id, Known> = HashMap::new();
+    let paths: HashMap<Id, String> = store.projects().await?.into_iter().map(|p| (p.id, p.path)).collect();
     let mut out = Vec::with_capacity(list.len());
     for approval in list {
-        let title = match titles.get(&approval.task_id) {
-            Some(t) => t.clone(),
-            None => {
-                let t = store.task(approval.task_id).await?.title;
-                titles.insert(approval.task_id, t.clone());
-                t
+        let (title, path, asked) = match tasks.entry(approval.task_id) {
+            std::collections::hash_map::Entry::Occupied(known) => known.into_mut(),
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                let task = store.task(approval.task_id).await.ok();
+                let path = task.as_ref().and_then(|t| t.project_id).and_then(|p| paths.get(&p).cloned());
+                slot.insert((task.map(|t| t.title), path, requests(store, approval.task_id).await?))
             }
         };
-        out.push(approval_view(store, approval, Some(title)).await?);
+        let request = asked.get(&approval.id).cloned();
+        let mut view = approval_view(store, approval, title.clone(), request).await?;
+        view.project_path = path.clone();
+        out.push(view);
     }
-    Ok(Json(out))
+    Ok(out)
 }
 
 pub async fn approval(Extension(console): Extension<Arc<Console>>, Path(id): Path<Id>) -> ApiResult<ApprovalView> {
     let store = console.store.as_ref();
     let approval = store.approval(id).await?;
-    let title = store.task(approval.task_id).await.ok().map(|t| t.title);
-    Ok(Json(approval_view(store, approval, title).await?))
+    Ok(Json(full_view(store, approval).await?))
+}
+
+/// An approval's view with its task's title, project and request.
+async fn full_view(store: &dyn Store, approval: Approval) -> Result<ApprovalView, ApiError> {
+    let id = approval.id;
+    approval_views(store, vec![approval])
+        .await?
+        .pop()
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("approval {id} not found")))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -269,26 +412,12 @@ async fn decide(console: &Console, id: Id, answer: Answer) -> ApiResult<Approval
     if before.status != ApprovalStatus::Pending {
         return Err(already_decided(store, before).await);
     }
-    let by = IncomingMessage {
-        channel: Channel::Web,
-        chat_id: super::chat::CHAT_ID.to_owned(),
-        thread_id: String::new(),
-        sender_id: super::chat::SENDER_ID.to_owned(),
-        sender_name: console.display_name.clone(),
-        text: String::new(),
-        reply_to_task: Some(before.task_id),
-        chat: Chat::Direct,
-        mentioned: true,
-        message_id: None,
-    };
+    let by = console.user(Some(before.task_id), "");
     let pressed = console.engine.decide(&by, id, None, answer).await?;
     console.outbox.notify_one();
     let after = store.approval(id).await?;
     match pressed {
-        Pressed::Done(_) => {
-            let title = store.task(after.task_id).await.ok().map(|t| t.title);
-            Ok(Json(approval_view(store, after, title).await?))
-        }
+        Pressed::Done(_) => Ok(Json(full_view(store, after).await?)),
         Pressed::Refused(_) if after.status != ApprovalStatus::Pending => Err(already_decided(store, after).await),
         Pressed::Refused(why) => Err(ApiError::new(StatusCode::CONFLICT, why)),
     }
@@ -296,8 +425,7 @@ async fn decide(console: &Console, id: Id, answer: Answer) -> ApiResult<Approval
 
 /// 409 with the approval as decided: "already approved by Ada via telegram".
 async fn already_decided(store: &dyn Store, approval: Approval) -> ApiError {
-    let title = store.task(approval.task_id).await.ok().map(|t| t.title);
-    let view = match approval_view(store, approval, title).await {
+    let view = match full_view(store, approval).await {
         Ok(view) => view,
         Err(e) => return e,
     };
@@ -315,9 +443,10 @@ async fn approval_view(
     store: &dyn Store,
     approval: Approval,
     task_title: Option<String>,
+    request: Option<RequestView>,
 ) -> Result<ApprovalView, ApiError> {
     let decided_by_name = name_of(store, approval.decided_by).await?;
-    Ok(ApprovalView { approval, task_title, decided_by_name })
+    Ok(ApprovalView { approval, task_title, decided_by_name, request, project_path: None })
 }
 
 async fn name_of(store: &dyn Store, person: Option<Id>) -> Result<Option<String>, StoreError> {

@@ -3,6 +3,7 @@
 //! are outbox rows for channel `web`, marked delivered when the drain pushes them to a
 //! connected browser (rows wait while no browser is open, and show in the history either way).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,8 +14,7 @@ use axum::http::StatusCode;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use taskgate_core::classify::Chat;
-use taskgate_core::model::{Channel, Id, Inbound, InboxOutcome, NewInbound, Timestamp};
+use taskgate_core::model::{ApprovalStatus, Channel, Id, Inbound, InboxOutcome, NewInbound, Timestamp};
 use taskgate_core::reply::{Action, Reply};
 use taskgate_core::store::{Store, StoreError};
 
@@ -61,18 +61,7 @@ pub async fn choose(
         .strip_prefix("out-")
         .and_then(|n| n.parse().ok())
         .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "not a message of taskgate's (out-<id>)"))?;
-    let sender = IncomingMessage {
-        channel: Channel::Web,
-        chat_id: CHAT_ID.to_owned(),
-        thread_id: String::new(),
-        sender_id: SENDER_ID.to_owned(),
-        sender_name: console.display_name.clone(),
-        text: String::new(),
-        reply_to_task: None,
-        chat: Chat::Direct,
-        mentioned: true,
-        message_id: None,
-    };
+    let sender = console.user(None, "");
     match console.engine.choose(sender, outbound, choice.choice).await? {
         Chosen::Applied { label } => {
             console.hub.send(Hint::Chat { task: None });
@@ -128,9 +117,16 @@ pub struct ChatMessage {
     approval: Option<Id>,
     /// A clarify's choices: `[{label, choice}]`.
     buttons: Value,
+    /// The approval it asks for, as it stands now (who decided, or the request in full while
+    /// it waits), so the page shows buttons only while they can still act.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    approval_state: Option<super::api::ApprovalView>,
     at: Timestamp,
     /// In: handled by the engine. Out: pushed to a browser.
     done: bool,
+    /// A turn's live status line (shown only while it is the newest word on its task).
+    #[serde(skip)]
+    live_status: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -154,25 +150,80 @@ pub async fn history(
             task: row.payload.get("task").and_then(Value::as_i64),
             approval: None,
             buttons: json!([]),
+            approval_state: None,
             at: row.received_at,
             done: row.processed_at.is_some(),
+            live_status: false,
         });
     }
+    // Rows with one live key are one message, edited in place (as Telegram and Feishu show
+    // them): an approval card and its edits are the card, where it was asked; a turn's status
+    // line is its newest text, where that was written.
+    let mut outs: Vec<Option<ChatMessage>> = Vec::new();
+    let mut live: HashMap<String, usize> = HashMap::new();
     for row in store.outbox_recent(Channel::Web, CHAT_ID, limit).await? {
-        lines.push(ChatMessage {
+        let line = ChatMessage {
             id: format!("out-{}", row.id),
             from: "taskgate",
             text: row.payload.text.clone(),
             task: row.task_id,
             approval: row.approval_id,
             buttons: choice_buttons(&row.payload),
+            approval_state: None,
             at: row.created_at,
             done: row.sent_at.is_some(),
-        });
+            live_status: false,
+        };
+        match row.payload.live.clone() {
+            Some(key) if key.starts_with("approval:") => match live.get(&key).and_then(|&i| outs[i].as_mut()) {
+                Some(card) => card.done = line.done,
+                None => {
+                    live.insert(key, outs.len());
+                    outs.push(Some(line));
+                }
+            },
+            Some(key) => {
+                if let Some(&i) = live.get(&key) {
+                    outs[i] = None;
+                }
+                live.insert(key, outs.len());
+                outs.push(Some(ChatMessage { live_status: true, ..line }));
+            }
+            None => outs.push(Some(line)),
+        }
     }
+    let outs: Vec<ChatMessage> = outs.into_iter().flatten().collect();
+    // A turn's status line says what the agent does now: shown only while nothing newer was
+    // said about its task.
+    let newest: HashMap<Option<Id>, usize> = outs.iter().enumerate().map(|(i, l)| (l.task, i)).collect();
+    lines.extend(outs.into_iter().enumerate().filter(|(i, l)| !l.live_status || newest[&l.task] == *i).map(|(_, l)| l));
     lines.sort_by_key(|l| l.at);
     let skip = lines.len().saturating_sub(limit as usize);
-    Ok(Json(lines.into_iter().skip(skip).collect()))
+    let mut lines: Vec<ChatMessage> = lines.into_iter().skip(skip).collect();
+    let mut ids: Vec<Id> = lines.iter().filter_map(|l| l.approval).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut approvals = Vec::with_capacity(ids.len());
+    for id in ids {
+        match store.approval(id).await {
+            Ok(a) => approvals.push(a),
+            Err(StoreError::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let views: HashMap<Id, super::api::ApprovalView> =
+        super::api::approval_views(store, approvals).await?.into_iter().map(|v| (v.id(), v)).collect();
+    for line in &mut lines {
+        line.approval_state = line.approval.and_then(|id| views.get(&id).cloned());
+    }
+    // While an approval card waits, it says what the status line would.
+    let waiting: Vec<Option<Id>> = lines
+        .iter()
+        .filter(|l| l.approval_state.as_ref().is_some_and(|a| a.status() == ApprovalStatus::Pending))
+        .map(|l| l.task)
+        .collect();
+    lines.retain(|l| !(l.live_status && waiting.contains(&l.task)));
+    Ok(Json(lines))
 }
 
 /// Hands stored web messages to the engine, oldest first, through the drain every channel
@@ -193,21 +244,8 @@ impl InboxHandler for WebInbox {
         let console = &self.console;
         let text = row.payload.get("text").and_then(Value::as_str).unwrap_or_default().to_owned();
         let task = row.payload.get("task").and_then(Value::as_i64);
-        console
-            .engine
-            .handle(IncomingMessage {
-                channel: Channel::Web,
-                chat_id: CHAT_ID.to_owned(),
-                thread_id: String::new(),
-                sender_id: SENDER_ID.to_owned(),
-                sender_name: console.display_name.clone(),
-                text,
-                reply_to_task: task,
-                chat: Chat::Direct,
-                mentioned: true,
-                message_id: Some(format!("in-{}", row.id)),
-            })
-            .await?;
+        let message = IncomingMessage { message_id: Some(format!("in-{}", row.id)), ..console.user(task, &text) };
+        console.engine.handle(message).await?;
         console.hub.send(Hint::Chat { task });
         Ok(())
     }

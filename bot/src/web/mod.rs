@@ -5,9 +5,11 @@
 //! The routes need a [`Console`] installed as an `Extension` (see [`WebConsole::start`]); without
 //! one (console disabled, or a test that starts only a channel) they answer 404.
 
+pub mod activity;
 pub mod api;
 pub mod auth;
 pub mod chat;
+pub mod control;
 pub mod sse;
 
 use std::sync::Arc;
@@ -19,12 +21,14 @@ use axum::routing::{MethodRouter, get, post};
 use axum::{Router, middleware};
 use serde_json::json;
 use taskgate_adapters::store::SeaStore;
+use taskgate_core::classify::Chat;
+use taskgate_core::model::{Channel, Id};
 use taskgate_core::store::StoreError;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
-use crate::engine::Engine;
+use crate::engine::{Engine, IncomingMessage};
 
 /// What the console's handlers share.
 pub struct Console {
@@ -41,6 +45,26 @@ pub struct Console {
     outbox: Arc<Notify>,
     /// Cancelled when the gateway stops: open event streams end.
     closing: tokio_util::sync::CancellationToken,
+    /// When each task last had something happen (the task list's order).
+    activity: activity::Activity,
+}
+
+impl Console {
+    /// The console's user as the sender of a message or a press on the web chat, about `task`.
+    pub(crate) fn user(&self, task: Option<Id>, text: &str) -> IncomingMessage {
+        IncomingMessage {
+            channel: Channel::Web,
+            chat_id: chat::CHAT_ID.to_owned(),
+            thread_id: String::new(),
+            sender_id: chat::SENDER_ID.to_owned(),
+            sender_name: self.display_name.clone(),
+            text: text.to_owned(),
+            reply_to_task: task,
+            chat: Chat::Direct,
+            mentioned: true,
+            message_id: None,
+        }
+    }
 }
 
 /// The running console: its state for the router, and its workers (web chat inbox, web outbox
@@ -62,6 +86,7 @@ impl WebConsole {
             inbox: Arc::new(Notify::new()),
             outbox: Arc::new(Notify::new()),
             closing: Default::default(),
+            activity: Default::default(),
         });
         let workers = vec![
             tokio::spawn(chat::inbox_worker(console.clone())),
@@ -106,6 +131,12 @@ fn routes<S: Clone + Send + Sync + 'static>() -> Routes<S> {
         .add("GET", "/", get(page))
         .add("GET", "/app.js", get(script))
         .add("GET", "/style.css", get(style))
+        .add("GET", "/manifest.webmanifest", get(manifest))
+        .add("GET", "/sw.js", get(service_worker))
+        .add("GET", "/icon.svg", get(icon_svg))
+        .add("GET", "/icon-192.png", get(icon_192))
+        .add("GET", "/icon-512.png", get(icon_512))
+        .add("GET", "/api/openapi.json", get(openapi))
         .add("POST", "/api/login", post(auth::login))
         .add("POST", "/api/logout", post(auth::logout))
         .add("GET", "/api/session", get(api::session))
@@ -114,6 +145,10 @@ fn routes<S: Clone + Send + Sync + 'static>() -> Routes<S> {
         .add("GET", "/api/tasks/{id}", get(api::task))
         .add("GET", "/api/tasks/{id}/events", get(api::events))
         .add("GET", "/api/tasks/{id}/executions", get(api::executions))
+        .add("POST", "/api/tasks/{id}/stop", post(control::stop))
+        .add("POST", "/api/tasks/{id}/new-session", post(control::new_session))
+        .add("POST", "/api/tasks/{id}/rename", post(control::rename))
+        .add("POST", "/api/tasks/{id}/agents", post(control::spawn))
         .add("GET", "/api/approvals", get(api::approvals))
         .add("GET", "/api/approvals/{id}", get(api::approval))
         .add("POST", "/api/approvals/{id}/approve", post(api::approve))
@@ -145,17 +180,30 @@ impl<S: Clone + Send + Sync + 'static> Routes<S> {
 const INDEX_HTML: &str = include_str!("assets/index.html");
 const APP_JS: &str = include_str!("assets/app.js");
 const STYLE_CSS: &str = include_str!("assets/style.css");
+const MANIFEST: &str = include_str!("assets/manifest.webmanifest");
+const SERVICE_WORKER: &str = include_str!("assets/sw.js");
+const ICON_SVG: &str = include_str!("assets/icon.svg");
+const ICON_192: &[u8] = include_bytes!("assets/icon-192.png");
+const ICON_512: &[u8] = include_bytes!("assets/icon-512.png");
+/// The API's description, the same file the tests hold the router to.
+const OPENAPI: &str = include_str!("../../openapi.json");
+
+/// Paths served without a login: the page shows the login form, and browsers fetch the
+/// manifest and icons without cookies.
+pub(crate) const PUBLIC_ASSETS: [&str; 8] =
+    ["/", "/app.js", "/style.css", "/manifest.webmanifest", "/sw.js", "/icon.svg", "/icon-192.png", "/icon-512.png"];
 
 /// Same-origin only, no inline script: the page loads nothing from anywhere else.
 const CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \
 connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
-fn asset(content_type: &'static str, body: &'static str) -> Response {
+fn asset(content_type: &'static str, body: impl IntoResponse) -> Response {
     (
         [
             (header::CONTENT_TYPE, content_type),
             (header::CONTENT_SECURITY_POLICY, CSP),
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::REFERRER_POLICY, "no-referrer"),
             (header::CACHE_CONTROL, "no-cache"),
         ],
         body,
@@ -173,6 +221,33 @@ async fn script() -> Response {
 
 async fn style() -> Response {
     asset("text/css; charset=utf-8", STYLE_CSS)
+}
+
+async fn manifest() -> Response {
+    asset("application/manifest+json", MANIFEST)
+}
+
+/// The service worker only shows notifications (and focuses the console when one is
+/// clicked); it caches nothing, so the page is always the server's current one.
+async fn service_worker() -> Response {
+    asset("text/javascript; charset=utf-8", SERVICE_WORKER)
+}
+
+async fn icon_svg() -> Response {
+    asset("image/svg+xml", ICON_SVG)
+}
+
+async fn icon_192() -> Response {
+    asset("image/png", ICON_192)
+}
+
+async fn icon_512() -> Response {
+    asset("image/png", ICON_512)
+}
+
+/// `GET /api/openapi.json`: this API's OpenAPI 3 description.
+async fn openapi() -> Response {
+    asset("application/json", OPENAPI)
 }
 
 /// An API error: a status and `{"error": "..."}`.

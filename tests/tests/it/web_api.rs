@@ -12,10 +12,11 @@ use taskgate_core::classify::Chat;
 use taskgate_core::model::Channel;
 use taskgate_core::store::Store;
 use taskgate_tests::app::{TestApp, spawn_console};
-use taskgate_tests::harness::{Trial, WAIT, eventually};
+use taskgate_tests::db::{self, Backend, TestDb};
+use taskgate_tests::harness::{Flavor, Trial, WAIT, eventually};
 
 pub fn trials() -> Vec<Trial> {
-    taskgate_tests::trials! {
+    let mut trials = taskgate_tests::trials! {
         multi_thread(2): [
             every_api_route_needs_the_token_and_wrong_tokens_get_401,
             openapi_file_lists_exactly_the_console_routes,
@@ -23,9 +24,21 @@ pub fn trials() -> Vec<Trial> {
             link_joins_web_and_telegram_and_the_task_continues_across_them,
             the_task_page_marks_a_finding_stale_when_its_file_changed,
             a_clarify_button_completes_the_original_message_once,
+            task_controls_stop_rename_new_session_and_another_agent,
+            search_finds_tasks_by_title_and_text_and_the_list_follows_last_activity,
+            a_file_change_approval_carries_its_diff_before_the_decision,
         ],
+        blocking: [
+            token_without_rotate_fails_once_a_token_exists_and_sessions_lists_and_revokes,
+        ],
+    };
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        trials.extend(db::trials(module_path!(), backend, DB_CASES, Flavor::MultiThread(4), Some(WAIT)));
     }
+    trials
 }
+
+const DB_CASES: &[(&str, db::Case)] = taskgate_tests::db_cases![racing_replicas_create_the_login_token_once];
 
 /// The console's gateway. The tests stop it without asking for a clean stop: a test's open
 /// `/api/stream` keeps the server from finishing gracefully before the stop's time limit.
@@ -95,31 +108,87 @@ async fn every_api_route_needs_the_token_and_wrong_tokens_get_401() {
     assert_eq!(denied.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(http.get(url("/api/tasks")).bearer_auth(&gw.token).send().await.unwrap().status(), StatusCode::OK);
 
-    // Login: a wrong token sets nothing; the right one sets an HttpOnly, SameSite=Strict cookie.
+    // The manifest, icons and service worker (fetched without cookies), the API description
+    // and logging out need nothing.
+    for path in ["/manifest.webmanifest", "/icon-192.png", "/icon-512.png", "/icon.svg", "/sw.js", "/api/openapi.json"]
+    {
+        assert_eq!(http.get(url(path)).send().await.unwrap().status(), StatusCode::OK, "{path} is public");
+    }
+    assert_eq!(http.post(url("/api/logout")).send().await.unwrap().status(), StatusCode::NO_CONTENT);
+
+    // Login: a wrong token sets nothing; the right one opens a server-side session whose random
+    // id (never the token) is an HttpOnly, SameSite=Strict cookie; Secure only behind https.
     let bad = http.post(url("/api/login")).json(&json!({"token": "nope"})).send().await.unwrap();
     assert_eq!(bad.status(), StatusCode::UNAUTHORIZED);
     assert!(bad.headers().get("set-cookie").is_none());
-    let good = http.post(url("/api/login")).json(&json!({"token": gw.token})).send().await.unwrap();
-    assert_eq!(good.status(), StatusCode::NO_CONTENT);
-    let cookie = good.headers()["set-cookie"].to_str().unwrap().to_owned();
-    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
-    let pair = cookie.split(';').next().unwrap().to_owned();
+    let pair = login(&http, &gw, None).await;
+    assert!(!pair.contains(&gw.token), "the login token is never the cookie: {pair}");
+    assert!(pair.starts_with("taskgate_session=tgs_"), "{pair}");
     let session = http.get(url("/api/session")).header("cookie", &pair).send().await.unwrap();
     assert_eq!(session.status(), StatusCode::OK);
-    assert_eq!(session.json::<Value>().await.unwrap()["display_name"], "Ada (web)");
-    let out = http.post(url("/api/logout")).header("cookie", &pair).send().await.unwrap();
-    assert!(out.headers()["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
+    let session: Value = session.json().await.unwrap();
+    assert_eq!(session["display_name"], "Ada (web)");
+    assert_eq!(session["via"], "session");
+    assert_eq!(session["agents"], json!(["claude", "codex"]));
+    let as_cookie = format!("taskgate_session={}", gw.token);
+    let token_cookie = http.get(url("/api/tasks")).header("cookie", &as_cookie).send().await.unwrap();
+    assert_eq!(token_cookie.status(), StatusCode::UNAUTHORIZED, "the token is not a session id");
+    // Only the session id's hash is stored, with an expiry about 30 days out.
+    let sessions = gw.store.web_sessions(chrono::Utc::now()).await.unwrap();
+    assert_eq!(sessions.len(), 1);
+    let days = (sessions[0].expires_at - chrono::Utc::now()).num_days();
+    assert!((29..=30).contains(&days), "expires in {days} days");
 
-    // Rotating the token (what `taskgate token --rotate` does) locks the old one out at once.
+    // Behind an https proxy the cookie is Secure.
+    let https = http
+        .post(url("/api/login"))
+        .header("x-forwarded-proto", "https")
+        .json(&json!({"token": gw.token}))
+        .send()
+        .await
+        .unwrap();
+    let secure = https.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(secure.contains("; Secure"), "{secure}");
+
+    // Logging out ends the session on the server: the same cookie, replayed, gets 401.
+    let out = http.post(url("/api/logout")).header("cookie", &pair).send().await.unwrap();
+    assert_eq!(out.status(), StatusCode::NO_CONTENT);
+    assert!(out.headers()["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
+    for path in ["/api/tasks", "/api/session", "/api/stream"] {
+        let replayed = http.get(url(path)).header("cookie", &pair).send().await.unwrap();
+        assert_eq!(replayed.status(), StatusCode::UNAUTHORIZED, "{path} with a logged-out cookie");
+    }
+    assert_eq!(gw.store.web_sessions(chrono::Utc::now()).await.unwrap().len(), 1, "only the https one is left");
+
+    // Rotating the token (what `taskgate token --rotate` does) locks the old one out at once
+    // and ends every session.
+    let pair = login(&http, &gw, None).await;
     let new = taskgate::web::auth::rotate_token(gw.store.as_ref()).await.unwrap();
     let old = http.get(url("/api/tasks")).bearer_auth(&gw.token).send().await.unwrap();
     assert_eq!(old.status(), StatusCode::UNAUTHORIZED);
+    let ended = http.get(url("/api/tasks")).header("cookie", &pair).send().await.unwrap();
+    assert_eq!(ended.status(), StatusCode::UNAUTHORIZED, "sessions end with the token they were opened with");
+    assert!(gw.store.web_sessions(chrono::Utc::now()).await.unwrap().is_empty());
     assert_eq!(http.get(url("/api/tasks")).bearer_auth(&new).send().await.unwrap().status(), StatusCode::OK);
     // Only the hash is stored.
     let stored = gw.store.setting(taskgate::web::auth::TOKEN_SETTING).await.unwrap().unwrap();
     assert_ne!(stored, new);
     assert_eq!(stored, taskgate::web::auth::hash(&new));
     let _ = gw.stop().await;
+}
+
+/// Logs in with the gateway's token; the `name=value` of the session cookie it set.
+async fn login(http: &reqwest::Client, gw: &TestApp, proto: Option<&str>) -> String {
+    let mut request = http.post(format!("{}/api/login", gw.url)).json(&json!({"token": gw.token}));
+    if let Some(proto) = proto {
+        request = request.header("x-forwarded-proto", proto);
+    }
+    let good = request.send().await.unwrap();
+    assert_eq!(good.status(), StatusCode::NO_CONTENT);
+    let cookie = good.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    assert!(!cookie.contains("Secure") || proto == Some("https"), "no Secure over plain http: {cookie}");
+    cookie.split(';').next().unwrap().to_owned()
 }
 
 async fn openapi_file_lists_exactly_the_console_routes() {
@@ -148,6 +217,9 @@ async fn openapi_file_lists_exactly_the_console_routes() {
     // something other than 404/405 (ids that do not exist may 404 with a JSON error body).
     let gw = gateway().await;
     let http = client();
+    // The server serves the same document.
+    let served: Value = http.get(format!("{}/api/openapi.json", gw.url)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(served, spec, "GET /api/openapi.json is bot/openapi.json");
     for (method, path) in &documented {
         let concrete = path.replace("{id}", "999999");
         let request = match method.as_str() {
@@ -492,5 +564,242 @@ async fn a_clarify_button_completes_the_original_message_once() {
     let (status, _) = api.post("/api/messages/in-1/choose", json!({"choice": 0})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(gw.store.tasks(10).await.unwrap().len(), 1);
+    let _ = gw.stop().await;
+}
+
+/// Several replicas starting on one fresh database: exactly one creates (and may print) the
+/// login token; the others find it, and it is the one that works.
+async fn racing_replicas_create_the_login_token_once(db: &TestDb) -> anyhow::Result<()> {
+    use taskgate::web::auth::{TokenState, ensure_token, verify};
+    let mut replicas = Vec::new();
+    for _ in 0..6 {
+        replicas.push(std::sync::Arc::new(db.store().await?));
+    }
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(replicas.len()));
+    let runs = replicas.iter().cloned().map(|store| {
+        let barrier = barrier.clone();
+        tokio::spawn(async move {
+            barrier.wait().await;
+            ensure_token(&store).await
+        })
+    });
+    let mut created = Vec::new();
+    for run in futures_util::future::join_all(runs).await {
+        if let TokenState::Created(token) = run?? {
+            created.push(token);
+        }
+    }
+    anyhow::ensure!(created.len() == 1, "exactly one replica creates the token, not {}", created.len());
+    anyhow::ensure!(verify(replicas[0].as_ref(), &created[0]).await?, "the printed token is the stored one");
+    anyhow::ensure!(ensure_token(&replicas[1]).await? == TokenState::Existing);
+    Ok(())
+}
+
+/// The CLI: `taskgate token` creates and prints the token once, then fails (non-zero, saying
+/// why) instead of printing nothing; `--rotate` replaces it; `taskgate sessions` lists and
+/// revokes console sessions.
+fn token_without_rotate_fails_once_a_token_exists_and_sessions_lists_and_revokes() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_taskgate-cli"));
+        cmd.current_dir(dir.path()).args(args);
+        for (key, _) in std::env::vars() {
+            if key.starts_with("TASKGATE_") {
+                cmd.env_remove(key);
+            }
+        }
+        let out = cmd.output().expect("taskgate runs");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, first, _) = run(&["token"]);
+    assert!(ok && first.trim().starts_with("tgw_"), "first `taskgate token` prints the new token: {first}");
+    let (ok, out, err) = run(&["token"]);
+    assert!(!ok, "a second `taskgate token` fails");
+    assert!(out.is_empty(), "and prints no token: {out}");
+    assert!(err.contains("already set") && err.contains("taskgate token --rotate"), "{err}");
+    let (ok, rotated, err) = run(&["token", "--rotate"]);
+    assert!(ok && rotated.trim().starts_with("tgw_") && rotated != first, "{rotated} {err}");
+
+    let (ok, out, _) = run(&["sessions"]);
+    assert!(ok && out.contains("no console sessions"), "{out}");
+    let ids: Vec<i64> = harness_block_on(async {
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("data/taskgate.db").display());
+        let store = taskgate_adapters::store::SeaStore::connect(&url).await.unwrap();
+        let until = chrono::Utc::now() + chrono::Duration::days(1);
+        let a = store.create_web_session("a".repeat(64).as_str(), "Firefox on a phone", until).await.unwrap();
+        let b = store.create_web_session("b".repeat(64).as_str(), "", until).await.unwrap();
+        store.close().await.unwrap();
+        vec![a.id, b.id]
+    });
+    let (ok, out, _) = run(&["sessions"]);
+    assert!(ok && out.contains("Firefox on a phone") && out.contains("unknown browser"), "{out}");
+    let (ok, out, _) = run(&["sessions", "--revoke", &ids[0].to_string()]);
+    assert!(ok && out.contains(&format!("ended session {}", ids[0])), "{out}");
+    let (ok, _, err) = run(&["sessions", "--revoke", "999"]);
+    assert!(!ok && err.contains("no session 999"), "{err}");
+    let (ok, out, _) = run(&["sessions", "--revoke-all"]);
+    assert!(ok && out.contains("ended 1 session(s)"), "{out}");
+    let (_, out, _) = run(&["sessions"]);
+    assert!(out.contains("no console sessions"), "{out}");
+}
+
+fn harness_block_on<F: std::future::Future>(future: F) -> F::Output {
+    taskgate_tests::harness::block_on(Flavor::CurrentThread, future)
+}
+
+/// The events of `task` whose body has `type` equal to `kind`.
+async fn bodies(api: &Api<'_>, task: i64, kind: &str) -> Vec<Value> {
+    let events = api.get(&format!("/api/tasks/{task}/events")).await;
+    events.as_array().unwrap().iter().filter(|e| e["body"]["type"] == kind).map(|e| e["body"].clone()).collect()
+}
+
+async fn task_controls_stop_rename_new_session_and_another_agent() {
+    let gw = gateway().await;
+    let api = Api { gw: &gw, http: client() };
+    api.say("SLOW_REPLY: take your time", None).await;
+    let task = eventually("the running task", || async {
+        let tasks = api.get("/api/tasks?status=running").await;
+        tasks.as_array()?.first()?["id"].as_i64()
+    })
+    .await;
+    eventually("the turn to have started", || async {
+        (!bodies(&api, task, "turn_started").await.is_empty()).then_some(())
+    })
+    .await;
+
+    // Stop interrupts the running turn.
+    let (status, body) = api.post(&format!("/api/tasks/{task}/stop"), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let outcome = eventually("the interrupted turn", || async {
+        bodies(&api, task, "turn_finished").await.first().map(|b| b["outcome"]["status"].clone())
+    })
+    .await;
+    assert_eq!(outcome, "interrupted");
+    eventually("the task to stop running", || async {
+        let t = api.get(&format!("/api/tasks/{task}")).await;
+        (t["task"]["status"] != "running").then_some(())
+    })
+    .await;
+    let (again, body) = api.post(&format!("/api/tasks/{task}/stop"), json!({})).await;
+    assert_eq!(again, StatusCode::CONFLICT, "nothing runs any more: {body}");
+    let (missing, _) = api.post("/api/tasks/999999/stop", json!({})).await;
+    assert_eq!(missing, StatusCode::NOT_FOUND);
+
+    // Rename: the title changes, the old one stays on the timeline.
+    let (status, renamed) =
+        api.post(&format!("/api/tasks/{task}/rename"), json!({"title": "  Slow   reply check "})).await;
+    assert_eq!(status, StatusCode::OK, "{renamed}");
+    assert_eq!(renamed["title"], "Slow reply check");
+    let field = bodies(&api, task, "note_field").await;
+    assert_eq!(field.len(), 1);
+    assert_eq!(field[0]["field"], "title");
+    assert_eq!(field[0]["previous"], "SLOW_REPLY: take your time");
+    let (empty, _) = api.post(&format!("/api/tasks/{task}/rename"), json!({"title": "  "})).await;
+    assert_eq!(empty, StatusCode::BAD_REQUEST);
+
+    // Another agent joins as reviewer; an unknown agent or role is refused.
+    let (status, spawned) =
+        api.post(&format!("/api/tasks/{task}/agents"), json!({"agent": "claude", "role": "reviewer"})).await;
+    assert_eq!(status, StatusCode::OK, "{spawned}");
+    assert_eq!(spawned["execution"]["agent"], "claude");
+    assert_eq!(spawned["execution"]["role"], "reviewer");
+    let (unknown, _) = api.post(&format!("/api/tasks/{task}/agents"), json!({"agent": "nobody"})).await;
+    assert_eq!(unknown, StatusCode::BAD_REQUEST);
+    let (role, _) = api.post(&format!("/api/tasks/{task}/agents"), json!({"agent": "claude", "role": "boss"})).await;
+    assert_eq!(role, StatusCode::BAD_REQUEST);
+    let detail = api.get(&format!("/api/tasks/{task}")).await;
+    let agents: Vec<(&str, &str)> = detail["executions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["agent"].as_str().unwrap(), e["role"].as_str().unwrap()))
+        .collect();
+    assert_eq!(agents, vec![("codex", "editor"), ("claude", "reviewer")]);
+
+    // New session: the engine hears `/new` on the task.
+    let (status, body) = api.post(&format!("/api/tasks/{task}/new-session"), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let decisions = bodies(&api, task, "decision").await;
+    assert!(decisions.iter().any(|d| d["intent"] == "new_session"), "{decisions:?}");
+    let _ = gw.stop().await;
+}
+
+async fn search_finds_tasks_by_title_and_text_and_the_list_follows_last_activity() {
+    let gw = gateway().await;
+    let api = Api { gw: &gw, http: client() };
+    api.say("write the changelog", None).await;
+    let first = eventually("the first task's reply", || async {
+        let tasks = api.get("/api/tasks").await;
+        let t = tasks.as_array()?.first()?.clone();
+        (t["status"] != "running" && !bodies(&api, t["id"].as_i64()?, "turn_finished").await.is_empty())
+            .then(|| t["id"].as_i64())
+            .flatten()
+    })
+    .await;
+    api.say("/new tune the database pool", None).await;
+    let second = eventually("the second task", || async {
+        let tasks = api.get("/api/tasks").await;
+        let list = tasks.as_array()?;
+        (list.len() == 2 && list[0]["id"] != first).then(|| list[0]["id"].as_i64()).flatten()
+    })
+    .await;
+
+    // By title (any case, every word), and by what was said on the timeline.
+    let by_title = api.get("/api/tasks?q=Database%20POOL").await;
+    assert_eq!(by_title.as_array().unwrap().len(), 1, "{by_title}");
+    assert_eq!(by_title[0]["id"], second);
+    assert!(by_title[0].get("matched").is_none());
+    let by_text = api.get("/api/tasks?q=fake-reply%20changelog").await;
+    assert_eq!(by_text.as_array().unwrap().len(), 1, "{by_text}");
+    assert_eq!(by_text[0]["id"], first);
+    let line = by_text[0]["matched"].as_str().unwrap_or_default();
+    assert!(line.to_lowercase().contains("fake-reply"), "the matching line: {by_text}");
+    assert_eq!(api.get("/api/tasks?q=nothing%20like%20this").await, json!([]));
+
+    // The list is ordered by last activity: a follow-up on the first task puts it on top.
+    api.say("and mention the console", Some(first)).await;
+    eventually("the first task back on top", || async {
+        let tasks = api.get("/api/tasks").await;
+        let list = tasks.as_array()?;
+        let top = list.first()?;
+        let ordered = list.windows(2).all(|w| w[0]["last_activity"].as_str() >= w[1]["last_activity"].as_str());
+        (top["id"] == first && ordered).then_some(())
+    })
+    .await;
+    let _ = gw.stop().await;
+}
+
+async fn a_file_change_approval_carries_its_diff_before_the_decision() {
+    let gw = gateway().await;
+    let api = Api { gw: &gw, http: client() };
+    api.say("WRITE_FILE: notes.txt", None).await;
+    let approval = eventually("the file-change approval", || async {
+        api.get("/api/approvals").await.as_array().and_then(|l| l.first().cloned())
+    })
+    .await;
+    let id = approval["id"].as_i64().unwrap();
+    let task = approval["task_id"].as_i64().unwrap();
+    assert_eq!(approval["request"]["kind"], "file_change", "{approval}");
+    let diff = approval["request"]["detail"].as_str().unwrap_or_default();
+    assert!(diff.contains("notes.txt") && diff.contains("hello from fake model"), "{approval}");
+    assert_eq!(approval["request"]["agent"], "Codex");
+    // The same on the task, one approval, and in the chat line that asks.
+    let detail = api.get(&format!("/api/tasks/{task}")).await;
+    assert_eq!(detail["approvals"][0]["request"]["detail"], approval["request"]["detail"]);
+    assert_eq!(api.get(&format!("/api/approvals/{id}")).await["request"]["kind"], "file_change");
+    let asking = eventually("the chat line asking for it", || async {
+        let chat = api.get("/api/messages").await;
+        chat.as_array()?.iter().find(|m| m["approval"] == id).cloned()
+    })
+    .await;
+    assert_eq!(asking["approval_state"]["status"], "pending");
+    assert_eq!(asking["approval_state"]["request"]["kind"], "file_change");
+    let (status, decided) = api.post(&format!("/api/approvals/{id}/approve"), json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(decided["request"]["kind"], "file_change", "{decided}");
     let _ = gw.stop().await;
 }
