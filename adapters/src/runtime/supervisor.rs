@@ -4,7 +4,10 @@
 //!
 //! The cap counts processes: sessions whose runtime gives them the same process key (codex
 //! threads of one app-server) hold one slot between them, taken by the first and given back
-//! when the last of them ends.
+//! when the last of them ends. (The process itself lingers for
+//! [`super::RuntimeOptions::shared_linger`] after that, so for that long one process more than
+//! the cap may run.) A session of a shared process that ends while starts wait gives nothing
+//! back, so the owners of idle sessions are asked again (`slot_wanted` changes).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
