@@ -15,6 +15,8 @@ pub struct Workspace {
     pub dir: tempfile::TempDir,
     pub state: PathBuf,
     pub log: PathBuf,
+    /// Every prompt the fake got, with the pid of the process that got it.
+    pub prompts: PathBuf,
 }
 
 impl Default for Workspace {
@@ -28,7 +30,8 @@ impl Workspace {
         let dir = tempfile::tempdir().expect("tempdir");
         let state = dir.path().join(".fake-state");
         let log = dir.path().join(".fake-log.jsonl");
-        Workspace { dir, state, log }
+        let prompts = dir.path().join(".fake-prompts.jsonl");
+        Workspace { dir, state, log, prompts }
     }
 
     pub fn spec(&self, kind: AgentKind) -> SessionSpec {
@@ -44,8 +47,25 @@ impl Workspace {
             self.state.to_string_lossy().into_owned(),
             "--log".into(),
             self.log.to_string_lossy().into_owned(),
+            "--prompts".into(),
+            self.prompts.to_string_lossy().into_owned(),
         ];
         spec
+    }
+
+    /// The pid of the fake process that got each prompt (codex and ACP fakes), in order.
+    pub fn prompt_pids(&self) -> Vec<(u32, String)> {
+        std::fs::read_to_string(&self.prompts)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .map(|v| (v["pid"].as_u64().unwrap_or_default() as u32, v["text"].as_str().unwrap_or_default().to_owned()))
+            .collect()
+    }
+
+    /// The pid of the process that got the prompt `text` (the last one, if sent twice).
+    pub fn pid_of(&self, text: &str) -> Option<u32> {
+        self.prompt_pids().into_iter().rev().find(|(_, t)| t == text).map(|(pid, _)| pid)
     }
 
     pub fn path(&self, name: &str) -> PathBuf {

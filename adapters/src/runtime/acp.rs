@@ -4,8 +4,16 @@
 //! `initialize` → `session/new` (or `session/load` when resuming and advertised) → one
 //! `session/prompt` per turn, whose response carries the stop reason; `session/update`
 //! notifications stream text, plans and tool calls; `session/request_permission` asks.
+//!
+//! One connection can host several sessions, but agents do not advertise whether they cope
+//! with that (ACP has no capability for it), so a session shares its agent process only when
+//! its spec asks (`share_process: Some(true)`); then sessions of one process key (program,
+//! arguments, environment) are sessions of one connection (see [`super::shared`]), each with
+//! its own `cwd` and MCP servers in `session/new`. A session that leaves is closed with
+//! `session/close` where the agent advertises `sessionCapabilities.close`, else forgotten.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use agent_client_protocol_schema::ProtocolVersion;
 use agent_client_protocol_schema::v1::{
@@ -27,24 +35,48 @@ use tokio::sync::mpsc;
 use super::RuntimeOptions;
 use super::jsonrpc::{METHOD_NOT_FOUND, Message, Rpc, RpcError, id_text, parse};
 use super::session::{self, Command, Driver, Io};
+use super::shared::{Dialect, Pool};
 
 /// Starts sessions with any ACP agent (`gemini --experimental-acp`, `opencode acp`, ...).
 #[derive(Debug, Clone, Default)]
 pub struct AcpRuntime {
     options: RuntimeOptions,
+    pool: Arc<Pool>,
 }
 
 impl AcpRuntime {
     pub fn new(options: RuntimeOptions) -> Self {
-        AcpRuntime { options }
+        AcpRuntime { options, pool: Arc::default() }
     }
+
+    pub(crate) fn on_pool(options: RuntimeOptions, pool: Arc<Pool>) -> Self {
+        AcpRuntime { options, pool }
+    }
+}
+
+/// Only sessions that ask for it share a connection.
+pub(crate) fn process_key(spec: &SessionSpec) -> Option<String> {
+    (spec.share_process == Some(true)).then(|| super::shared_key(spec, &spec.args))
 }
 
 #[async_trait]
 impl AgentRuntime for AcpRuntime {
     async fn start(&self, spec: SessionSpec) -> Result<Box<dyn AgentSession>, RuntimeError> {
         let options = self.options.clone();
-        session::start(&spec, &spec.args, &self.options, |out| Acp::new(&spec, &options, out)).await
+        let make = |out| Acp::new(&spec, &options, out);
+        let Some(key) = process_key(&spec) else {
+            return session::start(&spec, &spec.args, &self.options, make).await;
+        };
+        // `session/new` carries the MCP servers (token included): the shared process has none.
+        let mut process = spec.clone();
+        process.mcp = None;
+        process.cwd = super::absolute_cwd(&spec);
+        let link = self.pool.connect(&key, Dialect::Acp, &process, &spec.args, &self.options)?;
+        session::start_on(link, &spec.agent, &self.options, make).await
+    }
+
+    fn process_key(&self, spec: &SessionSpec) -> Option<String> {
+        process_key(spec)
     }
 }
 
@@ -93,7 +125,7 @@ impl Acp {
     fn new(spec: &SessionSpec, options: &RuntimeOptions, out: mpsc::UnboundedSender<String>) -> Self {
         Acp {
             rpc: Rpc::new(out, true),
-            cwd: spec.cwd.clone(),
+            cwd: super::absolute_cwd(spec),
             resume: spec.resume.clone(),
             mcp: spec.mcp.clone(),
             client: Implementation::new(options.client_name.clone(), options.client_version.clone()),
@@ -509,6 +541,12 @@ impl Driver for Acp {
                 let _ = reply.send(Ok(()));
             }
         }
+    }
+
+    /// The connection goes on: the running prompt is cancelled (pending permissions answered
+    /// `cancelled`); the host closes the session afterwards where the agent can.
+    fn on_leave(&mut self, io: &mut Io) {
+        self.cancel(io);
     }
 
     fn on_exit(&mut self, io: &mut Io) {

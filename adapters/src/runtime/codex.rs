@@ -3,8 +3,15 @@
 //! `initialize` → `initialized` → `thread/start` (or `thread/resume`) → one `turn/start` per turn.
 //! Approvals arrive as server requests; file-change approvals carry no diff, so the diff comes
 //! from the preceding `item/started` of that item.
+//!
+//! One app-server hosts many threads: sessions with the same process key (program, arguments,
+//! environment, which includes `CODEX_HOME`) are threads of one process (see [`super::shared`]).
+//! Everything else is set per thread in `thread/start` / `thread/resume`: `cwd`,
+//! `approvalPolicy`, `sandbox`, `model`, and the gateway's MCP server with the session's own
+//! token (as `config` overrides, which codex applies to that thread only).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
@@ -17,30 +24,61 @@ use tokio::sync::mpsc;
 use super::RuntimeOptions;
 use super::jsonrpc::{METHOD_NOT_FOUND, Message, Rpc, id_text, parse};
 use super::session::{self, Command, Driver, Io, Reply};
+use super::shared::{Dialect, Pool};
 
-/// Starts `codex app-server` sessions.
+/// Starts `codex app-server` sessions; its clones share their app-servers.
 #[derive(Debug, Clone, Default)]
 pub struct CodexRuntime {
     options: RuntimeOptions,
+    pool: Arc<Pool>,
 }
 
 impl CodexRuntime {
     pub fn new(options: RuntimeOptions) -> Self {
-        CodexRuntime { options }
+        CodexRuntime { options, pool: Arc::default() }
     }
+
+    pub(crate) fn on_pool(options: RuntimeOptions, pool: Arc<Pool>) -> Self {
+        CodexRuntime { options, pool }
+    }
+}
+
+/// `app-server` unless the operator's arguments name it.
+fn app_server_args(spec: &SessionSpec) -> Vec<String> {
+    let mut args = spec.args.clone();
+    if !args.iter().any(|a| a == "app-server") {
+        args.insert(0, "app-server".to_string());
+    }
+    args
+}
+
+/// Sessions share an app-server unless the spec asks for one of its own.
+pub(crate) fn process_key(spec: &SessionSpec) -> Option<String> {
+    (spec.share_process != Some(false)).then(|| super::shared_key(spec, &app_server_args(spec)))
 }
 
 #[async_trait]
 impl AgentRuntime for CodexRuntime {
     async fn start(&self, spec: SessionSpec) -> Result<Box<dyn AgentSession>, RuntimeError> {
-        let mut args = spec.args.clone();
-        if !args.iter().any(|a| a == "app-server") {
-            args.insert(0, "app-server".to_string());
-        }
-        // Root-level `-c` overrides, ahead of the subcommand: codex applies them to app-server.
-        let args = [super::mcp::codex_args(spec.mcp.as_ref()), args].concat();
+        let args = app_server_args(&spec);
+        // The process carries nothing of one session: the MCP server (and its token) goes
+        // with the thread, and a shared process outlives the session that started it.
+        let mut process = spec.clone();
+        process.mcp = None;
+        process.cwd = super::absolute_cwd(&spec);
         let options = self.options.clone();
-        session::start(&spec, &args, &self.options, |out| Codex::new(&spec, &options, out)).await
+        let make = |out| Codex::new(&spec, &options, out);
+        match process_key(&spec) {
+            Some(key) => {
+                let link = self.pool.connect(&key, Dialect::Codex, &process, &args, &self.options)?;
+                session::start_on(link, &spec.agent, &self.options, make).await
+            }
+            None => session::start(&process, &args, &self.options, make).await,
+        }
+    }
+
+    fn process_key(&self, spec: &SessionSpec) -> Option<String> {
+        process_key(spec)
     }
 }
 
@@ -77,6 +115,8 @@ struct Codex {
     model: Option<String>,
     approval_policy: Option<String>,
     sandbox: Option<String>,
+    /// Per-thread config overrides: the gateway's MCP server with this session's token.
+    config: Option<Value>,
     resume: Option<String>,
     thread_id: Option<String>,
     turn: Option<Turn>,
@@ -93,10 +133,11 @@ impl Codex {
             rpc: Rpc::new(out, false),
             client_name: options.client_name.clone(),
             client_version: options.client_version.clone(),
-            cwd: spec.cwd.to_string_lossy().into_owned(),
+            cwd: super::absolute_cwd(spec).to_string_lossy().into_owned(),
             model: spec.model.clone(),
             approval_policy: spec.approval_policy.clone(),
             sandbox: spec.sandbox.clone(),
+            config: spec.mcp.as_ref().map(super::mcp::codex_thread_config),
             resume: spec.resume.clone(),
             thread_id: None,
             turn: None,
@@ -117,6 +158,9 @@ impl Codex {
         }
         if let Some(model) = &self.model {
             params["model"] = json!(model);
+        }
+        if let Some(config) = &self.config {
+            params["config"] = config.clone();
         }
         params
     }
@@ -473,6 +517,25 @@ impl Driver for Codex {
                 }
                 let _ = reply.send(Ok(()));
             }
+        }
+    }
+
+    /// The thread stays on a process that goes on: its turn must not run on unattended. The
+    /// host releases the thread (`thread/unsubscribe`) once this session's lines are through.
+    fn on_leave(&mut self, io: &mut Io) {
+        for approval in self.approvals.values() {
+            self.rpc.respond(&approval.rpc_id, json!({ "decision": "cancel" }));
+        }
+        for question in self.questions.values() {
+            self.rpc.respond_error(&question.rpc_id, -32000, "the session ended");
+        }
+        self.questions.clear();
+        match self.turn.as_ref().map(|t| t.id.is_some()) {
+            Some(true) => self.send_interrupt(),
+            Some(false) => {
+                tracing::warn!(agent = %io.agent, "leaving before the turn's id is known; it is not interrupted")
+            }
+            None => {}
         }
     }
 

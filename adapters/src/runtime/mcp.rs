@@ -2,9 +2,13 @@
 //! that agent adds MCP servers. The server speaks streamable HTTP; the token is bound to one
 //! runtime session.
 //!
-//! - codex: `-c mcp_servers.<name>.url=…` and `bearer_token_env_var`, the token in the env,
-//!   and `default_tools_approval_mode="approve"`: codex otherwise asks before every MCP call
-//!   (`mcpServer/elicitation/request`, which this client refuses, so the call is "rejected").
+//! - codex: per-thread `config` overrides in `thread/start` / `thread/resume`:
+//!   `mcp_servers.<name>.url`, the token in `http_headers.Authorization` (sent on the
+//!   app-server's stdin, so neither on a command line nor in the environment of a process
+//!   that other sessions share), and `default_tools_approval_mode = "approve"`: codex otherwise
+//!   asks before every MCP call (`mcpServer/elicitation/request`, which this client refuses,
+//!   so the call is "rejected"). Checked with codex 0.169.0: two threads on one app-server
+//!   each reach the server with their own token, and a resumed thread takes a new one.
 //! - claude: `--mcp-config <json>` with an `http` server, and `--allowedTools mcp__<name>` so
 //!   the note tools do not wait for a person (`can_use_tool`). The token is written into the
 //!   header itself: `${VAR}` expansion in `headers` has been reported not to happen
@@ -27,30 +31,22 @@ pub(super) fn child_env(mcp: &McpServer) -> Vec<(String, String)> {
     vec![(mcp.token_env.clone(), mcp.token.clone()), (URL_ENV.to_owned(), mcp.url.clone())]
 }
 
-/// TOML basic strings accept JSON's escapes for everything a URL or a name can hold.
-fn toml_string(value: &str) -> String {
-    Value::String(value.to_owned()).to_string()
-}
-
 /// A server name that is safe as a TOML bare key and a claude server id.
 fn key(mcp: &McpServer) -> String {
     let key: String = mcp.name.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-').collect();
     if key.is_empty() { "taskgate".to_owned() } else { key }
 }
 
-pub(super) fn codex_args(mcp: Option<&McpServer>) -> Vec<String> {
-    let Some(mcp) = mcp else { return Vec::new() };
+/// The `config` overrides of a codex thread that offer `mcp` to it (dotted keys, as `-c`).
+pub(super) fn codex_thread_config(mcp: &McpServer) -> Value {
     let key = key(mcp);
-    vec![
-        "-c".into(),
-        format!("mcp_servers.{key}.url={}", toml_string(&mcp.url)),
-        "-c".into(),
-        format!("mcp_servers.{key}.bearer_token_env_var={}", toml_string(&mcp.token_env)),
+    json!({
+        format!("mcp_servers.{key}.url"): mcp.url,
+        format!("mcp_servers.{key}.http_headers"): { "Authorization": format!("Bearer {}", mcp.token) },
         // Without it, codex asks before every MCP tool call under `untrusted` and, through the
         // app-server, the call ends up "rejected" without a person ever being asked.
-        "-c".into(),
-        format!("mcp_servers.{key}.default_tools_approval_mode=\"approve\""),
-    ]
+        format!("mcp_servers.{key}.default_tools_approval_mode"): "approve",
+    })
 }
 
 pub(super) fn claude_args(mcp: Option<&McpServer>) -> Vec<String> {
@@ -102,21 +98,16 @@ mod tests {
     }
 
     #[test]
-    fn codex_gets_the_url_and_the_name_of_the_token_variable_not_the_token() {
-        let args = codex_args(Some(&server()));
+    fn codex_gets_the_server_and_its_token_as_thread_config() {
+        let config = codex_thread_config(&server());
         assert_eq!(
-            args,
-            [
-                "-c",
-                "mcp_servers.taskgate.url=\"http://127.0.0.1:8700/mcp\"",
-                "-c",
-                "mcp_servers.taskgate.bearer_token_env_var=\"TASKGATE_MCP_TOKEN\"",
-                "-c",
-                "mcp_servers.taskgate.default_tools_approval_mode=\"approve\"",
-            ]
+            config,
+            json!({
+                "mcp_servers.taskgate.url": "http://127.0.0.1:8700/mcp",
+                "mcp_servers.taskgate.http_headers": { "Authorization": "Bearer tok-1" },
+                "mcp_servers.taskgate.default_tools_approval_mode": "approve",
+            })
         );
-        assert!(!args.concat().contains("tok-1"));
-        assert!(codex_args(None).is_empty());
         assert_eq!(child_env(&server())[0], ("TASKGATE_MCP_TOKEN".into(), "tok-1".into()));
     }
 

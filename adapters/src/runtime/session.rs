@@ -2,14 +2,17 @@
 //! process: it feeds stdout lines and caller commands to a protocol [`Driver`] one at a time.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use taskgate_core::runtime::{AgentSession, ApprovalDecision, RuntimeError, RuntimeEvent, SessionSpec};
+use tokio::process::Child;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::RuntimeOptions;
 use super::process::{self, AgentProcess, Line};
+use super::shared::Member;
 
 pub(crate) type Reply = oneshot::Sender<Result<(), RuntimeError>>;
 
@@ -24,6 +27,7 @@ pub(crate) enum Command {
 pub(crate) enum Control {
     Command(Command),
     Shutdown(oneshot::Sender<()>),
+    Kill(oneshot::Sender<()>),
 }
 
 /// What a driver may do besides writing to the agent: emit events and report readiness.
@@ -80,8 +84,58 @@ pub(crate) trait Driver: Send + 'static {
     /// Handles one stdout line (not blank).
     fn on_line(&mut self, line: &str, io: &mut Io);
     fn on_command(&mut self, command: Command, io: &mut Io);
+    /// The session leaves a process that goes on hosting others: stop its running turn and
+    /// answer what the agent waits for, so nothing of it runs on unattended.
+    fn on_leave(&mut self, _io: &mut Io) {}
     /// The process is gone or going: withdraw pending approvals, fail waiting replies.
     fn on_exit(&mut self, io: &mut Io);
+}
+
+/// Where a session's lines come from and go to: a child process of its own, or its share of
+/// a process hosting several sessions (see [`super::shared`]).
+pub(crate) struct Link {
+    pub stdin: mpsc::UnboundedSender<String>,
+    pub lines: Lines,
+    /// The process's last stderr line, for handshake errors.
+    pub last_stderr: Arc<Mutex<Option<String>>>,
+    pub end: End,
+}
+
+pub(crate) enum Lines {
+    Own(mpsc::Receiver<Line>),
+    Shared(mpsc::UnboundedReceiver<Line>),
+}
+
+impl Lines {
+    async fn recv(&mut self) -> Option<Line> {
+        match self {
+            Lines::Own(rx) => rx.recv().await,
+            Lines::Shared(rx) => rx.recv().await,
+        }
+    }
+}
+
+pub(crate) enum End {
+    Own(Child),
+    Shared(Member),
+}
+
+impl Link {
+    pub fn own(process: AgentProcess) -> Self {
+        let AgentProcess { child, stdin, lines, last_stderr } = process;
+        Link { stdin, lines: Lines::Own(lines), last_stderr, end: End::Own(child) }
+    }
+}
+
+/// How a session actor's loop ended.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// Asked to shut down (or every handle is gone).
+    Shutdown,
+    /// Asked to kill the process.
+    Kill,
+    /// The agent's output ended: the process died.
+    Exited,
 }
 
 /// Spawns the agent, runs `driver` on it and waits for its handshake.
@@ -92,15 +146,24 @@ pub(crate) async fn start<D: Driver>(
     make_driver: impl FnOnce(mpsc::UnboundedSender<String>) -> D,
 ) -> Result<Box<dyn AgentSession>, RuntimeError> {
     let process = process::spawn(spec, args, options.max_line_bytes)?;
-    let last_stderr = process.last_stderr.clone();
-    let driver = make_driver(process.stdin.clone());
+    start_on(Link::own(process), &spec.agent, options, make_driver).await
+}
+
+/// Runs `driver` on `link` and waits for its handshake.
+pub(crate) async fn start_on<D: Driver>(
+    link: Link,
+    agent: &str,
+    options: &RuntimeOptions,
+    make_driver: impl FnOnce(mpsc::UnboundedSender<String>) -> D,
+) -> Result<Box<dyn AgentSession>, RuntimeError> {
+    let last_stderr = link.last_stderr.clone();
+    let driver = make_driver(link.stdin.clone());
     let (ready_tx, ready_rx) = oneshot::channel();
     let (control_tx, control_rx) = mpsc::unbounded_channel();
     let (event_tx, event_rx) = mpsc::unbounded_channel();
     let provider_id = Arc::new(Mutex::new(None));
-    let io =
-        Io { agent: spec.agent.clone(), events: event_tx, provider_id: provider_id.clone(), ready: Some(ready_tx) };
-    let task = tokio::spawn(run(driver, process, control_rx, io, options.clone()));
+    let io = Io { agent: agent.to_string(), events: event_tx, provider_id: provider_id.clone(), ready: Some(ready_tx) };
+    let task = tokio::spawn(run(driver, link, control_rx, io, options.clone()));
     let mut session = SessionHandle::new(control_tx, event_rx, provider_id, task);
 
     let outcome = tokio::time::timeout(options.handshake_timeout, ready_rx).await;
@@ -122,45 +185,77 @@ pub(crate) async fn start<D: Driver>(
 
 async fn run<D: Driver>(
     mut driver: D,
-    mut process: AgentProcess,
+    link: Link,
     mut control: mpsc::UnboundedReceiver<Control>,
     mut io: Io,
     options: RuntimeOptions,
 ) {
+    let Link { stdin, mut lines, last_stderr, end } = link;
     driver.begin(&mut io);
-    let mut shutdown_reply = None;
-    let requested = loop {
+    let mut reply = None;
+    let ending = loop {
         tokio::select! {
-            line = process.lines.recv() => match line {
+            line = lines.recv() => match line {
                 Some(Line::Text(text)) if text.trim().is_empty() => {}
                 Some(Line::Text(text)) => driver.on_line(&text, &mut io),
                 Some(Line::TooLong(len)) => {
                     tracing::warn!(agent = %io.agent, len, "skipping an oversized line from the agent");
                 }
-                None => break false,
+                None => break Ending::Exited,
             },
             message = control.recv() => match message {
                 Some(Control::Command(command)) => driver.on_command(command, &mut io),
-                Some(Control::Shutdown(reply)) => {
-                    shutdown_reply = Some(reply);
-                    break true;
+                Some(Control::Shutdown(tx)) => {
+                    reply = Some(tx);
+                    break Ending::Shutdown;
+                }
+                Some(Control::Kill(tx)) => {
+                    reply = Some(tx);
+                    break Ending::Kill;
                 }
                 // Every handle is gone: nobody listens, so stop.
-                None => break true,
+                None => break Ending::Shutdown,
             },
         }
     };
+    if ending == Ending::Shutdown && matches!(end, End::Shared(_)) {
+        driver.on_leave(&mut io);
+    }
     driver.on_exit(&mut io);
     drop(driver);
-    let AgentProcess { mut child, stdin, last_stderr, .. } = process;
-    // Closing stdin is the polite way to ask every one of these agents to exit.
+    // Closing stdin is the polite way to ask every one of these agents to exit; on a shared
+    // process it tells the host this session left (after what `on_leave` wrote).
     drop(stdin);
-    let grace = if requested { options.shutdown_grace } else { options.exit_wait };
-    let status = process::stop(&mut child, grace).await;
-    if requested {
-        tracing::info!(agent = %io.agent, ?status, "agent process stopped");
-    } else {
-        let reason = process::exit_reason(status);
+    drop(lines);
+    let died = match end {
+        End::Own(mut child) => {
+            let grace = match ending {
+                Ending::Shutdown => options.shutdown_grace,
+                Ending::Kill => Duration::ZERO,
+                Ending::Exited => options.exit_wait,
+            };
+            let status = process::stop(&mut child, grace).await;
+            if ending == Ending::Exited {
+                Some(process::exit_reason(status))
+            } else {
+                tracing::info!(agent = %io.agent, ?status, "agent process stopped");
+                None
+            }
+        }
+        End::Shared(member) => match ending {
+            Ending::Shutdown => {
+                tracing::debug!(agent = %io.agent, "session left its shared agent process");
+                None
+            }
+            Ending::Kill => {
+                tracing::warn!(agent = %io.agent, "killing a shared agent process");
+                member.kill();
+                None
+            }
+            Ending::Exited => Some(member.exit_reason()),
+        },
+    };
+    if let Some(reason) = died {
         tracing::warn!(agent = %io.agent, "{reason}");
         if io.is_ready() {
             io.emit(RuntimeEvent::Died { reason, restarting: false });
@@ -173,7 +268,7 @@ async fn run<D: Driver>(
         }
     }
     io.fail(RuntimeError::Dead);
-    if let Some(reply) = shutdown_reply {
+    if let Some(reply) = reply {
         let _ = reply.send(());
     }
 }
@@ -187,7 +282,7 @@ pub struct SessionHandle {
     task: Option<JoinHandle<()>>,
 }
 
-/// A live agent session backed by one child process.
+/// A live agent session backed by an agent process (its own or a shared one).
 pub type ProcessSession = SessionHandle;
 
 impl SessionHandle {
@@ -198,6 +293,16 @@ impl SessionHandle {
         task: JoinHandle<()>,
     ) -> Self {
         Self { control, events, provider_id, task: Some(task) }
+    }
+
+    async fn stop(&mut self, make: impl FnOnce(oneshot::Sender<()>) -> Control) {
+        let (tx, rx) = oneshot::channel();
+        if self.control.send(make(tx)).is_ok() {
+            let _ = rx.await;
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
     }
 
     async fn call(&self, make: impl FnOnce(Reply) -> Command) -> Result<(), RuntimeError> {
@@ -237,12 +342,10 @@ impl AgentSession for SessionHandle {
     }
 
     async fn shutdown(&mut self) {
-        let (tx, rx) = oneshot::channel();
-        if self.control.send(Control::Shutdown(tx)).is_ok() {
-            let _ = rx.await;
-        }
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
+        self.stop(Control::Shutdown).await;
+    }
+
+    async fn kill(&mut self) {
+        self.stop(Control::Kill).await;
     }
 }

@@ -1,7 +1,15 @@
 //! Keeps runtime sessions alive and bounded: replaces a crashed agent (resume by provider id,
 //! else a fresh session seeded with the restart note and the last input), ends runaway turns
 //! at a time limit (interrupt, then kill), and caps concurrent agent processes.
+//!
+//! The cap counts processes: sessions whose runtime gives them the same process key (codex
+//! threads of one app-server) hold one slot between them, taken by the first and given back
+//! when the last of them ends. (The process itself lingers for
+//! [`super::RuntimeOptions::shared_linger`] after that, so for that long one process more than
+//! the cap may run.) A session of a shared process that ends while starts wait gives nothing
+//! back, so the owners of idle sessions are asked again (`slot_wanted` changes).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,7 +23,8 @@ use super::session::{Command, Control, SessionHandle};
 
 #[derive(Debug, Clone)]
 pub struct SupervisorOptions {
-    /// Agent processes allowed at once; further sessions wait in `start`.
+    /// Agent processes allowed at once; further sessions wait in `start` (sessions sharing a
+    /// process count once).
     pub max_concurrent: usize,
     /// Turn time limit for specs without their own.
     pub default_turn_timeout: Option<Duration>,
@@ -47,13 +56,70 @@ pub struct Supervisor {
     /// Bumped each time a start begins to wait, so owners of idle sessions can give theirs back
     /// (a session holds its slot for life; only its owner knows when it is idle).
     wanted: Arc<watch::Sender<u64>>,
+    /// The slots of processes shared by several sessions, by process key.
+    shared: Arc<Mutex<HashMap<String, Arc<SharedSlot>>>>,
+}
+
+/// One slot held by every session of a shared process.
+#[derive(Default)]
+struct SharedSlot {
+    /// One start at a time waits for the key's slot; the others then join it.
+    acquiring: tokio::sync::Mutex<()>,
+    state: Mutex<SharedState>,
+}
+
+#[derive(Default)]
+struct SharedState {
+    permit: Option<OwnedSemaphorePermit>,
+    users: usize,
+}
+
+impl SharedSlot {
+    fn join(self: &Arc<Self>, supervisor: &Supervisor) -> Option<Slot> {
+        let mut state = self.state.lock().ok()?;
+        state.permit.as_ref()?;
+        state.users += 1;
+        Some(Slot::Shared {
+            slot: self.clone(),
+            waiting: supervisor.waiting.clone(),
+            wanted: supervisor.wanted.clone(),
+        })
+    }
+}
+
+/// A session's claim on a process slot, given back when dropped.
+enum Slot {
+    Own(#[allow(dead_code, reason = "held, not read")] OwnedSemaphorePermit),
+    Shared { slot: Arc<SharedSlot>, waiting: Arc<AtomicUsize>, wanted: Arc<watch::Sender<u64>> },
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let Slot::Shared { slot, waiting, wanted } = self else { return };
+        let Ok(mut state) = slot.state.lock() else { return };
+        state.users = state.users.saturating_sub(1);
+        if state.users == 0 {
+            state.permit = None;
+        } else if waiting.load(Ordering::SeqCst) > 0 {
+            // This session gave nothing back: its process goes on for the others. Owners of
+            // idle sessions are asked again, so one that does free a slot gets the chance.
+            wanted.send_modify(|generation| *generation = generation.wrapping_add(1));
+        }
+    }
 }
 
 impl Supervisor {
     pub fn new(runtime: Arc<dyn AgentRuntime>, options: SupervisorOptions) -> Self {
         let permits = Arc::new(Semaphore::new(options.max_concurrent.max(1)));
         let (wanted, _) = watch::channel(0);
-        Supervisor { runtime, permits, options, waiting: Arc::new(AtomicUsize::new(0)), wanted: Arc::new(wanted) }
+        Supervisor {
+            runtime,
+            permits,
+            options,
+            waiting: Arc::new(AtomicUsize::new(0)),
+            wanted: Arc::new(wanted),
+            shared: Arc::default(),
+        }
     }
 
     /// Free process slots right now.
@@ -83,6 +149,29 @@ impl Supervisor {
         self.permits.clone().acquire_owned().await.map_err(|_| RuntimeError::Dead)
     }
 
+    /// The slot for `spec`'s process: its own, or a share of its process key's.
+    async fn slot(&self, spec: &SessionSpec) -> Result<Slot, RuntimeError> {
+        let Some(key) = self.runtime.process_key(spec) else {
+            return Ok(Slot::Own(self.acquire().await?));
+        };
+        let shared = {
+            let mut slots = self.shared.lock().map_err(|_| RuntimeError::Dead)?;
+            slots.entry(key).or_default().clone()
+        };
+        if let Some(slot) = shared.join(self) {
+            return Ok(slot);
+        }
+        let _first = shared.acquiring.lock().await;
+        if let Some(slot) = shared.join(self) {
+            return Ok(slot);
+        }
+        let permit = self.acquire().await?;
+        let mut state = shared.state.lock().map_err(|_| RuntimeError::Dead)?;
+        state.permit = Some(permit);
+        state.users += 1;
+        Ok(Slot::Shared { slot: shared.clone(), waiting: self.waiting.clone(), wanted: self.wanted.clone() })
+    }
+
     /// Waits for a process slot, then starts the agent. `restart_note` seeds a fresh session
     /// if the agent later dies and cannot be resumed (it can be updated with
     /// [`SupervisedSession::set_restart_note`]).
@@ -91,7 +180,7 @@ impl Supervisor {
         spec: SessionSpec,
         restart_note: Option<String>,
     ) -> Result<SupervisedSession, RuntimeError> {
-        let permit = self.acquire().await?;
+        let slot = self.slot(&spec).await?;
         let inner = self.runtime.start(spec.clone()).await?;
         let (control_tx, control_rx) = mpsc::unbounded_channel();
         let (event_tx, event_rx) = mpsc::unbounded_channel();
@@ -104,7 +193,7 @@ impl Supervisor {
             options: self.options.clone(),
             turn_timeout,
             inner: Some(inner),
-            _permit: permit,
+            _slot: slot,
             events: event_tx,
             provider_id: provider_id.clone(),
             note: note.clone(),
@@ -140,6 +229,10 @@ impl Drop for Waiting {
 impl AgentRuntime for Supervisor {
     async fn start(&self, spec: SessionSpec) -> Result<Box<dyn AgentSession>, RuntimeError> {
         Ok(Box::new(self.start_supervised(spec, None).await?.into_handle()))
+    }
+
+    fn process_key(&self, spec: &SessionSpec) -> Option<String> {
+        self.runtime.process_key(spec)
     }
 }
 
@@ -204,7 +297,7 @@ struct Actor {
     /// `None` after the process was killed at a time limit: restarted on the next turn.
     inner: Option<Box<dyn AgentSession>>,
     /// The process slot, held for the session's life so restarts never queue behind others.
-    _permit: OwnedSemaphorePermit,
+    _slot: Slot,
     events: mpsc::UnboundedSender<RuntimeEvent>,
     provider_id: Arc<Mutex<Option<String>>>,
     note: Arc<Mutex<Option<String>>>,
@@ -235,6 +328,11 @@ impl Actor {
                     }
                     Some(Control::Shutdown(reply)) => {
                         self.stop_inner().await;
+                        let _ = reply.send(());
+                        Step::Stop
+                    }
+                    Some(Control::Kill(reply)) => {
+                        self.kill_inner().await;
                         let _ = reply.send(());
                         Step::Stop
                     }
@@ -424,8 +522,9 @@ impl Actor {
             }
             return;
         }
+        // Kills the process even when other sessions share it: they report `Died` and resume.
         tracing::warn!(agent = %self.spec.agent, "turn ignored the interrupt; killing the agent");
-        self.stop_inner().await;
+        self.kill_inner().await;
         self.deadline = None;
         self.interrupted_at_limit = false;
         self.turn_running = false;
@@ -438,6 +537,12 @@ impl Actor {
     async fn stop_inner(&mut self) {
         if let Some(mut inner) = self.inner.take() {
             inner.shutdown().await;
+        }
+    }
+
+    async fn kill_inner(&mut self) {
+        if let Some(mut inner) = self.inner.take() {
+            inner.kill().await;
         }
     }
 

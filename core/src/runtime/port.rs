@@ -9,9 +9,16 @@ use super::{ApprovalDecision, RuntimeEvent, SessionSpec};
 pub trait AgentRuntime: Send + Sync {
     /// Spawns the agent and completes its handshake (and resume, when `spec.resume` is set).
     async fn start(&self, spec: SessionSpec) -> Result<Box<dyn AgentSession>, RuntimeError>;
+
+    /// Sessions whose specs have the same key run on one agent process (and so take one
+    /// process slot between them); `None` means the session gets a process of its own.
+    fn process_key(&self, _spec: &SessionSpec) -> Option<String> {
+        None
+    }
 }
 
-/// One live runtime session: a process plus its provider session.
+/// One live runtime session: a provider session on an agent process (its own, or one shared
+/// with other sessions of the same configuration; see [`AgentRuntime::process_key`]).
 ///
 /// Commands take `&self`; `next_event` takes `&mut self` and is cancel-safe, so a caller can
 /// `select!` on it alongside its own inbox.
@@ -35,8 +42,15 @@ pub trait AgentSession: Send + Sync {
     /// The next event; `None` once the session is gone and every event was read.
     async fn next_event(&mut self) -> Option<RuntimeEvent>;
 
-    /// Ends the process (politely first) and waits for it.
+    /// Ends the session politely and waits for it: its process ends, or, on a process shared
+    /// with other sessions, its thread is interrupted and released while the process goes on.
     async fn shutdown(&mut self);
+
+    /// Ends the session at once, killing its process even when other sessions share it (they
+    /// report [`RuntimeEvent::Died`]): for a turn that ignores the interrupt.
+    async fn kill(&mut self) {
+        self.shutdown().await;
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

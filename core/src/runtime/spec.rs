@@ -54,6 +54,13 @@ pub struct SessionSpec {
     pub turn_timeout: Option<Duration>,
     /// The gateway's MCP server for this session (restart-note tools), if it offers one.
     pub mcp: Option<McpServer>,
+    /// Whether this session may share its agent process with other sessions of the same
+    /// process configuration (program, arguments, environment). `None` is the protocol's
+    /// default: codex shares (one `codex app-server` hosts many threads), claude and ACP run a
+    /// process per session. `Some(true)` asks an ACP agent to host several sessions on one
+    /// connection (the protocol allows it; agents do not advertise whether they cope);
+    /// `Some(false)` gives a codex session an app-server of its own. Claude ignores it.
+    pub share_process: Option<bool>,
 }
 
 /// An MCP server the agent should connect to: streamable HTTP at `url` with a bearer token
@@ -101,6 +108,7 @@ impl SessionSpec {
             sandbox: None,
             turn_timeout: None,
             mcp: None,
+            share_process: None,
         }
     }
 }

@@ -1,7 +1,10 @@
 //! Fake ACP agent: JSON-RPC 2.0 over stdio, written from the protocol schema with plain JSON
 //! (not the crate the adapter uses) so the two sides are checked against each other.
+//!
+//! One connection hosts any number of sessions (one prompt at a time), each with the MCP
+//! servers of its `session/new`; it advertises `session/close`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -13,7 +16,8 @@ const WAIT: Duration = Duration::from_secs(60);
 
 struct Fake {
     ctx: Context,
-    session: Option<String>,
+    /// Live sessions and the MCP server each was offered.
+    sessions: HashMap<String, Option<crate::mcp::Mcp>>,
     next_request: u64,
     next_tool: u64,
     allowed: HashSet<String>,
@@ -25,7 +29,7 @@ enum Waited {
 }
 
 pub fn run(ctx: Context) -> i32 {
-    let mut fake = Fake { ctx, session: None, next_request: 0, next_tool: 0, allowed: HashSet::new() };
+    let mut fake = Fake { ctx, sessions: HashMap::new(), next_request: 0, next_tool: 0, allowed: HashSet::new() };
     loop {
         match fake.ctx.recv(None) {
             Recv::Msg(msg) => fake.handle(msg),
@@ -70,7 +74,7 @@ impl Fake {
                 }
                 self.respond(&id, json!({
                     "protocolVersion": 1,
-                    "agentCapabilities": { "loadSession": self.ctx.acp_load, "promptCapabilities": {}, "mcpCapabilities": { "http": !self.ctx.acp_stdio_mcp } },
+                    "agentCapabilities": { "loadSession": self.ctx.acp_load, "promptCapabilities": {}, "mcpCapabilities": { "http": !self.ctx.acp_stdio_mcp }, "sessionCapabilities": { "close": {} } },
                     "authMethods": [],
                     "agentInfo": { "name": "fake-acp", "version": "0.0.1" },
                 }));
@@ -79,13 +83,10 @@ impl Fake {
                 if !params.get("mcpServers").is_some_and(Value::is_array) || params.get("cwd").is_none() {
                     return self.error(&id, -32602, "cwd and mcpServers are required");
                 }
-                if let Some(mcp) = crate::mcp::Mcp::from_acp(&params) {
-                    self.ctx.mcp = Some(mcp);
-                }
                 let session = new_id("sess");
                 self.ctx.save_session(&session, "");
                 self.respond(&id, json!({ "sessionId": session }));
-                self.session = Some(session);
+                self.sessions.insert(session, crate::mcp::Mcp::from_acp(&params));
             }
             "session/load" => {
                 let session = params.get("sessionId").and_then(Value::as_str).unwrap_or_default().to_string();
@@ -103,14 +104,23 @@ impl Fake {
                 );
                 self.update(&session, json!({ "sessionUpdate": "agent_message_chunk", "content": { "type": "text", "text": "REPLAYED" } }));
                 self.respond(&id, json!({}));
-                self.session = Some(session);
+                self.sessions.insert(session, crate::mcp::Mcp::from_acp(&params));
+            }
+            "session/close" => {
+                let session = params.get("sessionId").and_then(Value::as_str).unwrap_or_default();
+                match self.sessions.remove(session) {
+                    Some(_) => self.respond(&id, json!({})),
+                    None => self.error(&id, -32602, "unknown sessionId"),
+                }
             }
             "session/prompt" => {
-                let Some(session) = self.session.clone() else {
-                    return self.error(&id, -32602, "no session");
-                };
-                if params.get("sessionId").and_then(Value::as_str) != Some(session.as_str()) {
+                let session = params.get("sessionId").and_then(Value::as_str).unwrap_or_default().to_string();
+                let Some(mcp) = self.sessions.get(&session) else {
                     return self.error(&id, -32602, "unknown sessionId");
+                };
+                // Its own MCP server, for the `NOTE:` marker.
+                if mcp.is_some() {
+                    self.ctx.mcp = mcp.clone();
                 }
                 let text: String = params
                     .get("prompt")

@@ -73,6 +73,56 @@ impl Context {
         }
     }
 
+    /// What a fake needs besides stdin, for threads that run turns beside the reader.
+    pub fn tools(&self) -> Tools {
+        Tools { state_dir: self.state_dir.clone(), prompts: self.prompts.clone() }
+    }
+
+    pub fn log_prompt(&self, text: &str) {
+        self.tools().log_prompt(text);
+    }
+
+    pub fn send(&self, msg: &Value) {
+        self.tools().send(msg);
+    }
+
+    pub fn send_raw(&self, line: &str) {
+        self.tools().send_raw(line);
+    }
+
+    pub fn send_garbage(&self, unknown_method: &str, unknown_response: Value) {
+        self.tools().send_garbage(unknown_method, unknown_response);
+    }
+
+    pub fn session_exists(&self, id: &str) -> bool {
+        self.tools().session_exists(id)
+    }
+
+    pub fn save_session(&self, id: &str, last_input: &str) {
+        self.tools().save_session(id, last_input);
+    }
+
+    pub fn forget_session(&self, id: &str) {
+        self.tools().forget_session(id);
+    }
+
+    pub fn recall(&self, id: &str) -> String {
+        self.tools().recall(id)
+    }
+
+    pub fn crash_once(&self, flag: &str) -> bool {
+        self.tools().crash_once(flag)
+    }
+}
+
+/// Output, the session store and the prompt log: everything but stdin, shareable by threads.
+#[derive(Debug, Clone)]
+pub struct Tools {
+    pub state_dir: Option<PathBuf>,
+    pub prompts: Option<PathBuf>,
+}
+
+impl Tools {
     /// Records a prompt in the `--prompts` file (appended whole, one line, by every process
     /// sharing the file).
     pub fn log_prompt(&self, text: &str) {
@@ -163,7 +213,12 @@ pub enum Recv {
 
 /// Runs a shell command in the working directory, like an agent's shell tool.
 pub fn run_command(command: &str) -> (i32, String) {
-    match std::process::Command::new("sh").arg("-c").arg(command).output() {
+    run_command_in(command, &std::env::current_dir().unwrap_or_default())
+}
+
+/// Runs a shell command in `cwd` (a thread's working directory).
+pub fn run_command_in(command: &str, cwd: &std::path::Path) -> (i32, String) {
+    match std::process::Command::new("sh").arg("-c").arg(command).current_dir(cwd).output() {
         Ok(out) => {
             let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
             text.push_str(&String::from_utf8_lossy(&out.stderr));

@@ -1,4 +1,5 @@
-//! The fake's MCP client: finds the server it was offered (codex `-c mcp_servers.*`, claude
+//! The fake's MCP client: finds the server it was offered (codex `-c mcp_servers.*` or a
+//! thread's `config` overrides, claude
 //! `--mcp-config`, ACP `session/new {mcpServers}`) and calls its tools over streamable HTTP,
 //! with a bare HTTP/1.1 client (loopback only, one request per connection), or, for an ACP
 //! stdio server, by spawning it like an agent would and speaking JSON lines to it.
@@ -46,6 +47,20 @@ impl Mcp {
         let server = config.get("mcpServers")?.as_object()?.values().next()?;
         let token = server.pointer("/headers/Authorization")?.as_str()?.strip_prefix("Bearer ")?.to_owned();
         Some(Mcp::Http { url: server.get("url")?.as_str()?.to_owned(), token })
+    }
+
+    /// From a codex thread's `config` overrides (`thread/start` / `thread/resume`):
+    /// `mcp_servers.<n>.url` with the token in `mcp_servers.<n>.http_headers.Authorization`.
+    pub fn from_codex_config(config: &Value) -> Option<Mcp> {
+        let config = config.as_object()?;
+        let setting = |suffix: &str| {
+            config
+                .iter()
+                .find_map(|(key, value)| (key.starts_with("mcp_servers.") && key.ends_with(suffix)).then_some(value))
+        };
+        let url = setting(".url")?.as_str()?.to_owned();
+        let token = setting(".http_headers")?.get("Authorization")?.as_str()?.strip_prefix("Bearer ")?.to_owned();
+        Some(Mcp::Http { url, token })
     }
 
     /// From ACP's `session/new` params: the first http server, else the first stdio server.

@@ -14,7 +14,7 @@ const API_KEY_VAR: &str = "FAKE_API_KEY";
 
 /// Temp HOME, CODEX_HOME and a git working directory, removed on drop.
 pub struct CodexSandbox {
-    _root: TempDir,
+    root: TempDir,
     pub home: PathBuf,
     pub codex_home: PathBuf,
     pub workdir: PathBuf,
@@ -33,7 +33,7 @@ impl CodexSandbox {
         std::fs::create_dir_all(&codex_home)?;
         std::fs::write(codex_home.join("config.toml"), config_toml(&fake.origin()))?;
         super::git_workdir(&workdir)?;
-        Ok(CodexSandbox { _root: root, home, codex_home, workdir })
+        Ok(CodexSandbox { root, home, codex_home, workdir })
     }
 
     pub fn env(&self) -> Vec<(String, String)> {
@@ -53,6 +53,16 @@ impl CodexSandbox {
         spec.approval_policy = Some("untrusted".into());
         spec.sandbox = Some("danger-full-access".into());
         spec
+    }
+
+    /// A spec like [`Self::spec`] working in another git directory of the sandbox, `work-<name>`:
+    /// the same process configuration, so a thread of the same app-server.
+    pub fn spec_in(&self, bin: &Path, name: &str) -> io::Result<SessionSpec> {
+        let dir = self.root.path().join(format!("work-{name}"));
+        super::git_workdir(&dir)?;
+        let mut spec = self.spec(bin);
+        spec.cwd = dir;
+        Ok(spec)
     }
 }
 

@@ -79,6 +79,12 @@ pub fn trials() -> Vec<Trial> {
             trials.push(harness::requires(name, found, move |bin| run(check_cli(cli, bin, check))));
         }
     }
+    let codex = Cli::Codex.bin().ok_or_else(|| {
+        format!("{} is unset: run `bash .ci/agent-clis` and export the paths it prints", Cli::Codex.bin_var())
+    });
+    trials.push(harness::requires(name("codex::two_threads_share_one_app_server"), codex, |bin| {
+        run(two_threads_on_one_app_server(bin))
+    }));
     trials
 }
 
@@ -528,6 +534,142 @@ async fn check_note_written(gateway: &Gateway, fake: &FakeModel) -> Result<(), S
         return Err("the model never saw the tool's confirmation".into());
     }
     Ok(())
+}
+
+/// Two sessions of one codex configuration are two threads of one `codex app-server`: their
+/// turns run at the same time, each asks for its own command, one is approved and the other
+/// denied, and each thread gets its own outcome in its own directory. One leaving does not
+/// disturb the other.
+async fn two_threads_on_one_app_server(bin: PathBuf) -> Result<(), String> {
+    let fake = FakeModel::start().await.map_err(|e| format!("starting the fake model: {e}"))?;
+    let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join("compat-real-clis");
+    let sandbox = CodexSandbox::new(&base, &fake).map_err(|e| format!("preparing the codex sandbox: {e}"))?;
+    let spec = |name| sandbox.spec_in(&bin, name).map_err(|e| format!("workdir {name}: {e}"));
+    let (spec_a, spec_b) = (spec("a")?, spec("b")?);
+    let (dir_a, dir_b) = (spec_a.cwd.clone(), spec_b.cwd.clone());
+    let runtime = AgentRuntimes::default();
+    if runtime.process_key(&spec_a) != runtime.process_key(&spec_b) {
+        return Err("two sessions of one configuration have different process keys".into());
+    }
+    let mut a = match timeout(START_LIMIT, runtime.start(spec_a)).await {
+        Ok(Ok(session)) => session,
+        Ok(Err(e)) => return Err(format!("starting codex: {e}\nmodel requests:\n{}", fake.summary())),
+        Err(_) => return Err(format!("starting codex took longer than {START_LIMIT:?}")),
+    };
+    let mut b = match timeout(START_LIMIT, runtime.start(spec_b)).await {
+        Ok(Ok(session)) => session,
+        Ok(Err(e)) => {
+            a.shutdown().await;
+            return Err(format!("starting the second thread: {e}"));
+        }
+        Err(_) => return Err(format!("starting the second thread took longer than {START_LIMIT:?}")),
+    };
+    let (mut seen_a, mut seen_b) = (Vec::new(), Vec::new());
+    let result = async {
+        let servers = app_servers(&sandbox.codex_home);
+        if servers.len() != 1 {
+            return Err(format!("expected one app-server for two threads, found pids {servers:?}"));
+        }
+        if a.provider_session_id() == b.provider_session_id() {
+            return Err("both sessions got the same thread".into());
+        }
+        let deadline = Instant::now() + TURN_LIMIT;
+        for (s, file) in [(&a, "a.txt"), (&b, "b.txt")] {
+            s.send_turn(&format!("Please create a marker file.\nRUN_CMD: touch {file}"))
+                .await
+                .map_err(|e| format!("send_turn: {e}"))?;
+        }
+        let mut requests = Vec::new();
+        for (s, seen) in [(&mut a, &mut seen_a), (&mut b, &mut seen_b)] {
+            let request = loop {
+                match next_event(&mut **s, deadline, seen).await? {
+                    RuntimeEvent::ApprovalRequested(request) => break request,
+                    RuntimeEvent::TurnFinished { outcome, .. } => {
+                        return Err(format!("ended ({outcome:?}) without asking"));
+                    }
+                    _ => {}
+                }
+            };
+            requests.push(request);
+        }
+        for (request, file) in requests.iter().zip(["a.txt", "b.txt"]) {
+            if !request.action.contains(&format!("touch {file}")) {
+                return Err(format!("a thread got another thread's approval: {request:?}"));
+            }
+        }
+        a.decide(&requests[0].request_id, ApprovalDecision::AllowOnce).await.map_err(|e| format!("decide a: {e}"))?;
+        b.decide(&requests[1].request_id, ApprovalDecision::Deny).await.map_err(|e| format!("decide b: {e}"))?;
+        for (s, seen) in [(&mut a, &mut seen_a), (&mut b, &mut seen_b)] {
+            let outcome = loop {
+                if let RuntimeEvent::TurnFinished { outcome, .. } = next_event(&mut **s, deadline, seen).await? {
+                    break outcome;
+                }
+            };
+            if outcome != TurnOutcome::Completed {
+                return Err(format!("a turn ended {outcome:?}, expected Completed"));
+            }
+            let text: String = seen
+                .iter()
+                .filter_map(|e| match e {
+                    RuntimeEvent::AgentText { text } => Some(text.as_str()),
+                    _ => None,
+                })
+                .collect();
+            if !text.contains("FAKE-REPLY: tool finished") {
+                return Err(format!("the closing reply did not arrive; agent text: {text:?}"));
+            }
+        }
+        if !dir_a.join("a.txt").exists() || dir_b.join("b.txt").exists() || dir_a.join("b.txt").exists() {
+            return Err("the approved command must run in a's directory only, the denied one nowhere".into());
+        }
+        // One thread leaves; the other goes on on the same process.
+        a.shutdown().await;
+        b.send_turn("still there?").await.map_err(|e| format!("send_turn: {e}"))?;
+        let deadline = Instant::now() + TURN_LIMIT;
+        loop {
+            if let RuntimeEvent::TurnFinished { outcome, .. } = next_event(&mut *b, deadline, &mut seen_b).await? {
+                if outcome != TurnOutcome::Completed {
+                    return Err(format!("the remaining thread's turn ended {outcome:?}"));
+                }
+                break;
+            }
+        }
+        if app_servers(&sandbox.codex_home) != servers {
+            return Err("the app-server changed while a thread was left".into());
+        }
+        Ok(())
+    }
+    .await;
+    a.shutdown().await;
+    b.shutdown().await;
+    result.map_err(|e| {
+        format!(
+            "two codex threads: {e}\nevents of a:\n{}events of b:\n{}model requests:\n{}",
+            lines(&seen_a),
+            lines(&seen_b),
+            fake.summary()
+        )
+    })
+}
+
+/// The agent processes this test process started with `CODEX_HOME` = `codex_home` (a node
+/// wrapper's own child, the native binary, is not counted).
+fn app_servers(codex_home: &Path) -> Vec<u32> {
+    let me = std::process::id();
+    let want = format!("CODEX_HOME={}", codex_home.display());
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let mut pids: Vec<u32> = entries
+        .filter_map(|e| {
+            let pid: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let ppid: u32 = stat.rsplit(')').next()?.split_whitespace().nth(1)?.parse().ok()?;
+            let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+            let ours = environ.split(|b| *b == 0).any(|kv| kv == want.as_bytes());
+            (ppid == me && ours).then_some(pid)
+        })
+        .collect();
+    pids.sort_unstable();
+    pids
 }
 
 fn lines(events: &[RuntimeEvent]) -> String {

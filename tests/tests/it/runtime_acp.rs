@@ -25,6 +25,7 @@ pub fn trials() -> Vec<Trial> {
             malformed_and_foreign_output_is_skipped,
             crash_then_session_load_resumes_without_replaying,
             resume_needs_load_session_support,
+            sessions_that_ask_share_one_connection,
         ],
     }
 }
@@ -271,4 +272,45 @@ async fn resume_needs_load_session_support() {
     assert!(matches!(err, RuntimeError::Resume(_)), "{err:?}");
     let err = start_with(&h, options(), Some("unknown".into()), true).await.err().expect("unknown session");
     assert!(matches!(err, RuntimeError::Resume(ref m) if m.contains("not found")), "{err:?}");
+}
+
+/// `share_process: Some(true)`: sessions of one configuration are sessions of one ACP
+/// connection; one that leaves is closed (the fake advertises `session/close`) and the other
+/// goes on. Without it, every session has its process.
+async fn sessions_that_ask_share_one_connection() {
+    let h = Workspace::new();
+    let runtime = AcpRuntime::new(options());
+    let mut spec = h.spec(AgentKind::Acp);
+    assert_eq!(runtime.process_key(&spec), None, "a process per session unless asked");
+    spec.share_process = Some(true);
+    assert!(runtime.process_key(&spec).is_some());
+    let mut a = runtime.start(spec.clone()).await.unwrap();
+    let mut b = runtime.start(spec).await.unwrap();
+    let (id_a, id_b) = (a.provider_session_id().unwrap(), b.provider_session_id().unwrap());
+    assert_ne!(id_a, id_b);
+    for (s, text) in [(&mut a, "one from a"), (&mut b, "one from b")] {
+        s.send_turn(text).await.unwrap();
+        let events = until_turn_finished(s).await;
+        assert_eq!(text_of(&events), format!("FAKE-REPLY: you said '{text}'"));
+    }
+    assert!(h.pid_of("one from a").is_some() && h.pid_of("one from a") == h.pid_of("one from b"));
+    let methods = |h: &Workspace| -> Vec<String> {
+        h.received().iter().filter_map(|m| m["method"].as_str().map(str::to_owned)).collect()
+    };
+    assert_eq!(methods(&h), ["initialize", "session/new", "session/new", "session/prompt", "session/prompt"]);
+
+    a.shutdown().await;
+    let closed = tokio::time::timeout(STEP, async {
+        while !h.received().iter().any(|m| m["method"] == "session/close") {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "session/close sent: {:?}", methods(&h));
+    let close = h.received().into_iter().find(|m| m["method"] == "session/close").unwrap();
+    assert_eq!(close["params"]["sessionId"], id_a.as_str());
+    b.send_turn("two from b").await.unwrap();
+    assert_eq!(text_of(&until_turn_finished(&mut b).await), "FAKE-REPLY: you said 'two from b'");
+    assert_eq!(h.pid_of("two from b"), h.pid_of("one from a"));
+    b.shutdown().await;
 }

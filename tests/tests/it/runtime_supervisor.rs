@@ -192,7 +192,10 @@ async fn process_cap_queues_extra_sessions() {
     assert_eq!(sup.available_slots(), 0);
     let second = {
         let sup = sup.clone();
-        let spec = spec(&h, AgentKind::Codex);
+        // Another configuration: another app-server (one of the same would be a thread of
+        // the first; see runtime_codex::the_process_cap_counts_processes_not_threads).
+        let mut spec = spec(&h, AgentKind::Codex);
+        spec.env.push(("CODEX_HOME".into(), h.path("second-home").to_string_lossy().into_owned()));
         tokio::spawn(async move { sup.start_supervised(spec, None).await })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
