@@ -135,6 +135,11 @@ pub struct AgentConfig {
     /// This agent's per-turn time limit; unset: `runtime.turn_timeout_secs`.
     #[serde(default)]
     pub turn_timeout_secs: Option<u64>,
+    /// Whether this agent's sessions share one process. Unset: codex shares (one app-server
+    /// runs many threads), Claude and ACP agents do not (ACP has no capability saying an agent
+    /// copes with several sessions, so `true` is the operator's promise that it does).
+    #[serde(default)]
+    pub shared_process: Option<bool>,
 }
 
 /// Codex's `approvalPolicy`, spelled as codex spells it.
@@ -249,6 +254,7 @@ impl AgentConfig {
             approval_policy: ApprovalPolicy::default(),
             sandbox: SandboxMode::default(),
             turn_timeout_secs: None,
+            shared_process: None,
         }
     }
 

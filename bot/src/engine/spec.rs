@@ -31,6 +31,7 @@ pub fn session_spec(
     spec.approval_policy = Some(conf.approval_policy.as_str().to_owned());
     spec.sandbox = Some(conf.sandbox.as_str().to_owned());
     spec.turn_timeout = Some(conf.turn_timeout(&config.runtime));
+    spec.share_process = conf.shared_process;
     Ok(spec)
 }
 

@@ -615,6 +615,10 @@ fn token_without_rotate_fails_once_a_token_exists_and_sessions_lists_and_revokes
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     };
+    let (ok, _, err) = run(&["token"]);
+    assert!(!ok && err.contains("no database"), "no token into a database no gateway reads: {err}");
+    let (ok, _, err) = run(&["migrate"]);
+    assert!(ok, "{err}");
     let (ok, first, _) = run(&["token"]);
     assert!(ok && first.trim().starts_with("tgw_"), "first `taskgate token` prints the new token: {first}");
     let (ok, out, err) = run(&["token"]);
@@ -697,7 +701,7 @@ async fn task_controls_stop_rename_new_session_and_another_agent() {
     let field = bodies(&api, task, "note_field").await;
     assert_eq!(field.len(), 1);
     assert_eq!(field[0]["field"], "title");
-    assert_eq!(field[0]["previous"], "SLOW_REPLY: take your time");
+    assert_eq!(field[0]["previous"], "take your time");
     let (empty, _) = api.post(&format!("/api/tasks/{task}/rename"), json!({"title": "  "})).await;
     assert_eq!(empty, StatusCode::BAD_REQUEST);
 

@@ -132,14 +132,14 @@ async fn say(browser: &Browser, text: &str) -> anyhow::Result<()> {
     browser.click_css("#composer-send", WAIT).await
 }
 
-/// The task whose title is `title`, once it exists.
-async fn task_titled(gw: &TestApp, title: &str) -> anyhow::Result<Task> {
+/// The task that `goal` (the whole message) started, once it exists.
+async fn task_for(gw: &TestApp, goal: &str) -> anyhow::Result<Task> {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        if let Some(t) = gw.store.tasks(100).await?.into_iter().find(|t| t.title == title) {
+        if let Some(t) = gw.store.tasks(100).await?.into_iter().find(|t| t.goal == goal) {
             return Ok(t);
         }
-        ensure!(tokio::time::Instant::now() < deadline, "no task titled {title:?}");
+        ensure!(tokio::time::Instant::now() < deadline, "no task for {goal:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -284,7 +284,7 @@ async fn desktop_steps(gw: &TestApp, browser: &Browser) -> anyhow::Result<()> {
     // Stop interrupts a running turn.
     open(gw, browser, "#/chat", "#composer-text").await?;
     say(browser, "/new SLOW_REPLY: think it over").await?;
-    let slow = task_titled(gw, "SLOW_REPLY: think it over").await?;
+    let slow = task_for(gw, "/new SLOW_REPLY: think it over").await?;
     open(gw, browser, &format!("#/tasks/{}", slow.id), "#timeline").await?;
     browser
         .wait_until("the Stop button", "const s = document.getElementById('task-stop'); return s && !s.hidden", WAIT)
@@ -355,13 +355,13 @@ async fn desktop_steps(gw: &TestApp, browser: &Browser) -> anyhow::Result<()> {
     // A file change waits for approval: the screenshots show it.
     open(gw, browser, "#/chat", "#composer-text").await?;
     say(browser, "/new WRITE_FILE: notes.txt").await?;
-    let write = task_titled(gw, "WRITE_FILE: notes.txt").await?;
+    let write = task_for(gw, "/new WRITE_FILE: notes.txt").await?;
     let deadline = tokio::time::Instant::now() + WAIT;
     while gw.store.pending_approvals(Some(write.id)).await?.is_empty() {
         ensure!(tokio::time::Instant::now() < deadline, "the file change asked for no approval");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let first = task_titled(gw, "RUN_CMD: echo hi").await?;
+    let first = task_for(gw, "RUN_CMD: echo hi").await?;
     screenshots(gw, browser, "desktop", first.id, "#timeline li.result").await?;
 
     // Log out: the session ends on the server, so its cookie, replayed, is refused.
@@ -390,15 +390,15 @@ async fn phone_steps(gw: &TestApp, browser: &Browser) -> anyhow::Result<()> {
     open(gw, browser, "#/chat", "#composer-text").await?;
     for text in ["write the release notes for `v2.3` **today**", "tidy up the flaky checkout test"] {
         say(browser, &format!("/new {text}")).await?;
-        finished(gw, task_titled(gw, text).await?.id).await?;
+        finished(gw, task_for(gw, &format!("/new {text}")).await?.id).await?;
     }
     say(browser, "/new RUN_CMD: ls").await?;
-    let ls = task_titled(gw, "RUN_CMD: ls").await?;
+    let ls = task_for(gw, "/new RUN_CMD: ls").await?;
     browser.click_css(".bubble.taskgate [data-approval] [data-action=approve]", WAIT).await?;
     finished(gw, ls.id).await?;
     ensure!(gw.store.pending_approvals(None).await?.is_empty(), "approved from the chat bubble");
     say(browser, "/new WRITE_FILE: notes.txt").await?;
-    let write = task_titled(gw, "WRITE_FILE: notes.txt").await?;
+    let write = task_for(gw, "/new WRITE_FILE: notes.txt").await?;
     let deadline = tokio::time::Instant::now() + WAIT;
     while gw.store.pending_approvals(Some(write.id)).await?.is_empty() {
         ensure!(tokio::time::Instant::now() < deadline, "the file change asked for no approval");
@@ -460,7 +460,7 @@ async fn phone_steps(gw: &TestApp, browser: &Browser) -> anyhow::Result<()> {
     fits(browser, "task list", 390).await?;
     let first = browser.text(&browser.wait("#task-list li[data-task]", WAIT).await?).await?;
     ensure!(
-        first.contains("WRITE_FILE") && first.contains("1 waiting"),
+        first.contains("notes.txt") && first.contains("1 waiting"),
         "the most recently active task first, with its waiting count: {first}"
     );
     let search = browser.wait("#task-search", WAIT).await?;
