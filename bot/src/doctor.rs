@@ -65,10 +65,61 @@ pub async fn run(config: &Config, source: &str) -> Vec<Check> {
     for (name, agent) in &config.agents {
         checks.extend(agent_checks(name, agent).await);
     }
-    checks.push(telegram(config));
-    checks.push(feishu(config));
+    let telegram = telegram(config);
+    let reach_telegram = telegram.verdict == Verdict::Ok;
+    checks.push(telegram);
+    if reach_telegram {
+        checks.push(telegram_reach(config).await);
+    }
+    let feishu = feishu(config);
+    let reach_feishu = feishu.verdict == Verdict::Ok;
+    checks.push(feishu);
+    if reach_feishu {
+        checks.push(feishu_reach(config).await);
+    }
     checks.push(web(config));
     checks
+}
+
+/// How long doctor waits for a chat platform's API.
+const REACH_WAIT: Duration = Duration::from_secs(5);
+
+/// A platform that does not answer is a warning, not a failure: `serve` starts anyway and
+/// keeps retrying the channel in the background (`/readyz` shows how that goes).
+fn reach(name: &str, answer: Result<Result<String, String>, tokio::time::error::Elapsed>) -> Check {
+    match answer {
+        Ok(Ok(who)) => check(Verdict::Ok, name, format!("reached; the bot is {who}")),
+        Ok(Err(why)) => check(Verdict::Warn, name, format!("{why}; serve starts anyway and retries the channel")),
+        Err(_) => check(
+            Verdict::Warn,
+            name,
+            format!("no answer within {REACH_WAIT:?}; serve starts anyway and retries the channel"),
+        ),
+    }
+}
+
+/// `getMe` with the configured token: the token is valid and the API reachable.
+async fn telegram_reach(config: &Config) -> Check {
+    let Some(tg) = &config.telegram else { return check(Verdict::Skip, "telegram api", "not configured") };
+    let answer = tokio::time::timeout(REACH_WAIT, async {
+        let bot = taskgate_adapters::telegram::bot(tg.token.expose_secret(), &tg.api_url)?;
+        let me = taskgate_adapters::telegram::identity(&bot).await?;
+        Ok(format!("@{}", me.username))
+    })
+    .await;
+    reach("telegram api", answer)
+}
+
+/// The tenant token and `bot/v3/info`: the app credentials are valid and the API reachable.
+async fn feishu_reach(config: &Config) -> Check {
+    let Some(fs) = &config.feishu else { return check(Verdict::Skip, "feishu api", "not configured") };
+    let answer = tokio::time::timeout(REACH_WAIT, async {
+        let api = taskgate_adapters::feishu::FeishuApi::new(&fs.api_url, &fs.app_id, fs.app_secret.clone())?;
+        let me = api.bot_info().await.map_err(|e| format!("checking the app: {e}"))?;
+        Ok(format!("\"{}\"", me.name))
+    })
+    .await;
+    reach("feishu api", answer)
 }
 
 /// `path` as given, and absolute when it is relative (where a relative path lands depends on

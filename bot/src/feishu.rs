@@ -26,8 +26,8 @@ use taskgate_core::model::{Channel, Id, InboxOutcome, NewInbound, NewOutbound};
 use taskgate_core::reply::Reply;
 use taskgate_core::store::{Store, StoreError};
 use tokio::sync::{Notify, oneshot};
-use tokio::task::JoinHandle;
 
+use crate::channel::{Backoff, Links, Started, Workers};
 use crate::config::{FeishuConfig, FeishuMode};
 use crate::engine::{AdmissionHook, Chosen, Engine, IncomingMessage, Pressed};
 use crate::inbox::{InboxDrain, InboxHandler};
@@ -44,6 +44,10 @@ pub struct FeishuOptions {
     /// How long a card callback waits for the worker's decision before answering without it
     /// (Feishu wants an answer within 3 s).
     pub answer_wait: Duration,
+    /// Where the channel reports its connection state (`/readyz`).
+    pub links: Links,
+    /// Between connection attempts while Feishu cannot be reached.
+    pub connect: Backoff,
 }
 
 impl Default for FeishuOptions {
@@ -53,6 +57,8 @@ impl Default for FeishuOptions {
             ws: WsOptions::default(),
             inbox_interval: Duration::from_secs(1),
             answer_wait: Duration::from_millis(2000),
+            links: Links::default(),
+            connect: Backoff::default(),
         }
     }
 }
@@ -70,22 +76,20 @@ fn policy(config: &FeishuConfig) -> AccessPolicy {
 
 /// A running Feishu channel; its workers stop when it is dropped.
 pub struct Feishu {
-    me: BotIdentity,
     webhook: Arc<Webhook>,
-    workers: Vec<JoinHandle<()>>,
-    /// The workers that take updates in (poller or long connection, inbox drain).
-    intake: Vec<JoinHandle<()>>,
+    workers: Workers,
 }
 
 impl Feishu {
-    /// Checks the app credentials (tenant token, then `bot/v3/info`), then starts the inbox
-    /// worker, the outbox sender and, in websocket mode, the long connection. In webhook mode
-    /// callbacks arrive through [`webhook`] (mount [`Feishu::webhook`] as an axum `Extension`).
+    /// Starts the channel: the webhook route (mount [`Feishu::webhook`] as an axum
+    /// `Extension`) stores callbacks at once; in the background the app credentials are
+    /// checked (tenant token, then `bot/v3/info`), retried with backoff while Feishu cannot be
+    /// reached, and then the inbox worker, the outbox sender and, in websocket mode, the long
+    /// connection start. Fails only on a config error.
     pub async fn start(engine: Arc<Engine>, config: &FeishuConfig, options: FeishuOptions) -> anyhow::Result<Self> {
         let api = Arc::new(
             FeishuApi::new(&config.api_url, &config.app_id, config.app_secret.clone()).map_err(anyhow::Error::msg)?,
         );
-        let me = api.bot_info().await.map_err(|e| anyhow::anyhow!("feishu: checking the app: {e}"))?;
         if config.allowed_users.is_empty() && config.allowed_chats.is_empty() {
             tracing::warn!("feishu: allowed_users and allowed_chats are empty; every sender will be refused");
         }
@@ -103,14 +107,65 @@ impl Feishu {
         }
         let store: Arc<SeaStore> = engine.store().clone();
         let inbox = Arc::new(Notify::new());
-        let outbox = Arc::new(Notify::new());
         let intake = Arc::new(Intake {
             store: store.clone(),
             stored: inbox.clone(),
             waiting: Mutex::new(HashMap::new()),
             answer_wait: options.answer_wait,
         });
-        let (mut workers, mut intake_workers) = (Vec::new(), Vec::new());
+        let connect = {
+            let api = api.clone();
+            move || {
+                let api = api.clone();
+                async move { api.bot_info().await.map_err(|e| format!("checking the app: {e}")) }
+            }
+        };
+        let webhook = Arc::new(Webhook { intake: intake.clone(), keys, enabled: config.mode == FeishuMode::Webhook });
+        let (links, backoff) = (options.links.clone(), options.connect);
+        let plan = WorkersPlan {
+            engine,
+            store,
+            api,
+            mode: config.mode,
+            ws_lease: format!("feishu-ws:{}", config.app_id),
+            policy: policy(config),
+            intake,
+            inbox,
+            options,
+        };
+        let workers = Workers::connect(Channel::Feishu, links, backoff, connect, move |me| plan.start(me));
+        Ok(Self { webhook, workers })
+    }
+
+    /// The webhook route's state, for `router.layer(Extension(feishu.webhook()))`.
+    pub fn webhook(&self) -> Arc<Webhook> {
+        self.webhook.clone()
+    }
+
+    /// Stops taking updates in (the gateway stops); the outbox sender goes on until dropped.
+    pub fn stop_intake(&mut self) {
+        self.workers.stop_intake();
+    }
+}
+
+/// What the channel's workers are started from once Feishu answered.
+struct WorkersPlan {
+    engine: Arc<Engine>,
+    store: Arc<SeaStore>,
+    api: Arc<FeishuApi>,
+    mode: FeishuMode,
+    ws_lease: String,
+    policy: AccessPolicy,
+    intake: Arc<Intake>,
+    inbox: Arc<Notify>,
+    options: FeishuOptions,
+}
+
+impl WorkersPlan {
+    fn start(self, me: BotIdentity) -> Started {
+        let WorkersPlan { engine, store, api, mode, ws_lease, policy, intake, inbox, options } = self;
+        let outbox = Arc::new(Notify::new());
+        let mut started = Started::default();
         // The outbox sender, the inbox drain and the long connection run on one replica each
         // (the leases' holders), so nothing is sent or handled twice and Feishu sees one
         // connection per app; the webhook route stays on every replica (it only stores,
@@ -118,62 +173,35 @@ impl Feishu {
         // through the API once decided. Single-process: always granted.
         let sender_lease = store.singleton(&format!("outbox:{}", Channel::Feishu), LeaseOptions::default());
         let sending = (api.clone(), store.clone() as Arc<dyn Store>, options.outbox.clone(), outbox.clone());
-        workers.push(tokio::spawn(sender_lease.run(move || {
+        started.outbox.push(tokio::spawn(sender_lease.run(move || {
             let (api, store, opts, wake) = sending.clone();
             OutboxSender::new(api, store, opts).run(wake)
         })));
-        if config.mode == FeishuMode::Websocket {
-            let ws_lease = store.singleton(&format!("feishu-ws:{}", config.app_id), LeaseOptions::default());
+        if mode == FeishuMode::Websocket {
+            let ws_lease = store.singleton(&ws_lease, LeaseOptions::default());
             let (api, sink, ws_options) = (api.clone(), intake.clone() as Arc<dyn EventSink>, options.ws.clone());
-            intake_workers
+            started
+                .intake
                 .push(tokio::spawn(ws_lease.run(move || ws::run(api.clone(), sink.clone(), ws_options.clone()))));
         }
         let inbox_lease = store.singleton(&format!("inbox:{}", Channel::Feishu), LeaseOptions::default());
-        let (drain_store, drain_me, drain_policy, drain_intake, interval) =
-            (store.clone(), me.clone(), policy(config), intake.clone(), options.inbox_interval);
-        intake_workers.push(tokio::spawn(inbox_lease.run(move || {
+        let (drain_me, interval) = (me.clone(), options.inbox_interval);
+        started.intake.push(tokio::spawn(inbox_lease.run(move || {
             // A fresh worker per leadership term: its in-memory set only guards one run.
             let worker = InboxWorker {
                 engine: engine.clone(),
-                store: drain_store.clone(),
+                store: store.clone(),
                 api: api.clone(),
                 me: drain_me.clone(),
-                policy: drain_policy.clone(),
-                intake: drain_intake.clone(),
+                policy: policy.clone(),
+                intake: intake.clone(),
                 refused: HashSet::new(),
             };
-            let drain = InboxDrain { store: drain_store.clone(), channel: Channel::Feishu, outbox: outbox.clone() };
+            let drain = InboxDrain { store: store.clone(), channel: Channel::Feishu, outbox: outbox.clone() };
             drain.run(worker, inbox.clone(), interval)
         })));
-        tracing::info!(bot = %me.name, mode = ?config.mode, "feishu channel started");
-        let webhook = Arc::new(Webhook { intake, keys, enabled: config.mode == FeishuMode::Webhook });
-        Ok(Self { me, webhook, workers, intake: intake_workers })
-    }
-
-    pub fn identity(&self) -> &BotIdentity {
-        &self.me
-    }
-
-    /// The webhook route's state, for `router.layer(Extension(feishu.webhook()))`.
-    pub fn webhook(&self) -> Arc<Webhook> {
-        self.webhook.clone()
-    }
-}
-
-impl Feishu {
-    /// Stops taking updates in (the gateway stops); the outbox sender goes on until dropped.
-    pub fn stop_intake(&mut self) {
-        for worker in self.intake.drain(..) {
-            worker.abort();
-        }
-    }
-}
-
-impl Drop for Feishu {
-    fn drop(&mut self) {
-        for worker in self.workers.iter().chain(&self.intake) {
-            worker.abort();
-        }
+        tracing::info!(bot = %me.name, ?mode, "feishu channel started");
+        started
     }
 }
 

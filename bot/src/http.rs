@@ -26,6 +26,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tower_http::limit::RequestBodyLimitLayer;
 
+use crate::channel::Links;
 use crate::config::ServerConfig;
 use crate::metrics::{self, Metrics};
 
@@ -33,6 +34,8 @@ use crate::metrics::{self, Metrics};
 pub struct AppState {
     pub store: Arc<SeaStore>,
     pub metrics: Arc<Metrics>,
+    /// The chat channels' connection states.
+    pub links: Links,
 }
 
 /// Webhook bodies are small; anything bigger is refused before it is read.
@@ -61,13 +64,22 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Readiness: the database answers and its schema is current.
+/// Readiness: the database answers and its schema is current. Then one line per chat
+/// channel with its connection state (`telegram: connected`, `feishu: retrying (attempt 3):
+/// …`). A channel that cannot reach its platform does not make the replica unready: every
+/// replica would be equally affected, and the console and the other channels still serve.
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     if let Err(e) = state.store.ping().await {
         return (StatusCode::SERVICE_UNAVAILABLE, format!("database unreachable: {e}"));
     }
     match state.store.pending_migrations().await {
-        Ok(pending) if pending.is_empty() => (StatusCode::OK, "ready".to_owned()),
+        Ok(pending) if pending.is_empty() => {
+            let mut body = "ready".to_owned();
+            for (channel, link) in state.links.snapshot() {
+                body.push_str(&format!("\n{channel}: {link}"));
+            }
+            (StatusCode::OK, body)
+        }
         Ok(pending) => {
             (StatusCode::SERVICE_UNAVAILABLE, format!("{} migration(s) pending: {}", pending.len(), pending.join(", ")))
         }
@@ -370,7 +382,7 @@ mod tests {
     async fn app(dir: &tempfile::TempDir) -> Router {
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
         let store = Arc::new(SeaStore::connect(&url).await.unwrap());
-        router(AppState { store, metrics: Metrics::new() })
+        router(AppState { store, metrics: Metrics::new(), links: Default::default() })
             .route(
                 "/test/slow",
                 get(|| async {

@@ -14,6 +14,7 @@ use taskgate_core::model::Channel;
 use taskgate_core::store::Store;
 use tokio::net::TcpListener;
 
+use crate::channel::Links;
 use crate::config::{Config, redact_url};
 use crate::engine::Engine;
 use crate::feishu::{self, Feishu, FeishuOptions};
@@ -72,10 +73,13 @@ impl Application {
         }
         // Takes over what nobody runs (what the last run left open) and runs new work.
         engine.start();
+        // Channels connect in the background: one that cannot reach its platform retries
+        // without holding up the console and the other channels.
+        let links = Links::default();
         let telegram = match &config.telegram {
             Some(tg) => {
                 engine.set_admission(Channel::Telegram, telegram::admission(tg));
-                let options = TelegramOptions::default();
+                let options = TelegramOptions { links: links.clone(), ..TelegramOptions::default() };
                 let public_url = config.server.public_url.as_deref();
                 Some(Telegram::start(engine.clone(), tg, public_url, options).await.context("starting Telegram")?)
             }
@@ -84,7 +88,8 @@ impl Application {
         let feishu = match &config.feishu {
             Some(fs) => {
                 engine.set_admission(Channel::Feishu, feishu::admission(fs));
-                Some(Feishu::start(engine.clone(), fs, FeishuOptions::default()).await.context("starting Feishu")?)
+                let options = FeishuOptions { links: links.clone(), ..FeishuOptions::default() };
+                Some(Feishu::start(engine.clone(), fs, options).await.context("starting Feishu")?)
             }
             None => None,
         };
@@ -97,7 +102,7 @@ impl Application {
         } else {
             (None, None)
         };
-        let state = AppState { store, metrics: Metrics::new() };
+        let state = AppState { store, metrics: Metrics::new(), links };
         let limits = http::Limits::from_config(&config.server);
         Ok(Self { listener, state, engine, telegram, feishu, web, new_token, limits, _lock: lock })
     }

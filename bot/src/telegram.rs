@@ -20,8 +20,8 @@ use taskgate_core::model::{Channel, NewOutbound};
 use taskgate_core::reply::Reply;
 use taskgate_core::store::{Store, StoreError};
 use tokio::sync::Notify;
-use tokio::task::JoinHandle;
 
+use crate::channel::{Backoff, Links, Started, Workers};
 use crate::config::{TelegramConfig, TelegramMode};
 use crate::engine::{AdmissionHook, Chosen, Engine, IncomingMessage, Pressed};
 use crate::inbox::{InboxDrain, InboxHandler};
@@ -36,11 +36,21 @@ pub struct TelegramOptions {
     pub poll: PollOptions,
     /// How often the inbox is read when nothing wakes the worker.
     pub inbox_interval: Duration,
+    /// Where the channel reports its connection state (`/readyz`).
+    pub links: Links,
+    /// Between connection attempts while Telegram cannot be reached.
+    pub connect: Backoff,
 }
 
 impl Default for TelegramOptions {
     fn default() -> Self {
-        Self { outbox: OutboxOptions::default(), poll: PollOptions::default(), inbox_interval: Duration::from_secs(1) }
+        Self {
+            outbox: OutboxOptions::default(),
+            poll: PollOptions::default(),
+            inbox_interval: Duration::from_secs(1),
+            links: Links::default(),
+            connect: Backoff::default(),
+        }
     }
 }
 
@@ -60,18 +70,16 @@ fn policy(config: &TelegramConfig) -> AccessPolicy {
 
 /// A running Telegram channel; its workers stop when it is dropped.
 pub struct Telegram {
-    me: BotIdentity,
     webhook: Arc<Webhook>,
-    workers: Vec<JoinHandle<()>>,
-    /// The workers that take updates in (poller or long connection, inbox drain).
-    intake: Vec<JoinHandle<()>>,
+    workers: Workers,
 }
 
 impl Telegram {
-    /// Checks the token (`getMe`), then starts the inbox worker, the outbox sender and, in
-    /// polling mode, the poller. In webhook mode, updates arrive through [`webhook`] (mount
-    /// [`Telegram::webhook`] as an axum `Extension`); with a `public_url` the webhook is
-    /// registered with Telegram.
+    /// Starts the channel: the webhook route (mount [`Telegram::webhook`] as an axum
+    /// `Extension`) stores updates at once; in the background the token is checked
+    /// (`getMe`), the webhook registered (with a `public_url`) or removed (polling), retried
+    /// with backoff while Telegram cannot be reached, and then the inbox worker, the outbox
+    /// sender and, in polling mode, the poller start. Fails only on a config error.
     pub async fn start(
         engine: Arc<Engine>,
         config: &TelegramConfig,
@@ -79,13 +87,11 @@ impl Telegram {
         options: TelegramOptions,
     ) -> anyhow::Result<Self> {
         let bot = tg::bot(config.token.expose_secret(), &config.api_url).map_err(anyhow::Error::msg)?;
-        let me = tg::identity(&bot).await.map_err(anyhow::Error::msg)?;
         if config.allowed_users.is_empty() && config.allowed_chats.is_empty() {
             tracing::warn!("telegram: allowed_users and allowed_chats are empty; every sender will be refused");
         }
         let store: Arc<SeaStore> = engine.store().clone();
         let inbox = Arc::new(Notify::new());
-        let outbox = Arc::new(Notify::new());
         let secret = match config.mode {
             TelegramMode::Webhook => Some(
                 config
@@ -95,83 +101,119 @@ impl Telegram {
             ),
             TelegramMode::Polling => None,
         };
-        let (mut workers, mut intake_workers) = (Vec::new(), Vec::new());
-        match config.mode {
-            TelegramMode::Polling => {
-                // getUpdates answers 409 while a webhook is set.
-                tg::delete_webhook(&bot).await.map_err(anyhow::Error::msg)?;
-                // Only one getUpdates consumer per token (else 409): the poller runs on the
-                // replica holding this bot's lease.
-                let lease = store.singleton(&format!("telegram-poller:{}", me.id), LeaseOptions::default());
-                let (bot, store, inbox, poll) =
-                    (bot.clone(), store.clone() as Arc<dyn Store>, inbox.clone(), options.poll.clone());
-                intake_workers.push(tokio::spawn(
-                    lease.run(move || polling::run(bot.clone(), store.clone(), inbox.clone(), poll.clone())),
-                ));
-            }
-            TelegramMode::Webhook => match (public_url, &secret) {
-                (Some(base), Some(secret)) => {
-                    let url = format!("{}{WEBHOOK_PATH}", base.trim_end_matches('/'));
-                    tg::set_webhook(&bot, &url, secret.expose_secret()).await.map_err(anyhow::Error::msg)?;
-                }
-                _ => tracing::warn!("telegram webhook mode without server.public_url: register the webhook yourself"),
+        let registration = match (config.mode, public_url, &secret) {
+            // getUpdates answers 409 while a webhook is set.
+            (TelegramMode::Polling, ..) => Registration::Remove,
+            (TelegramMode::Webhook, Some(base), Some(secret)) => Registration::Set {
+                url: format!("{}{WEBHOOK_PATH}", base.trim_end_matches('/')),
+                secret: secret.clone(),
             },
-        }
-        // The outbox sender and the inbox drain run on one replica each (the leases' holders),
-        // so no row is sent or handled twice; the webhook route stays on every replica (it
-        // only stores, deduplicated). Single-process: always granted.
-        let sender_lease = store.singleton(&format!("outbox:{}", Channel::Telegram), LeaseOptions::default());
-        let sending = (bot.clone(), store.clone() as Arc<dyn Store>, options.outbox.clone(), outbox.clone());
-        workers.push(tokio::spawn(sender_lease.run(move || {
-            let (bot, store, opts, wake) = sending.clone();
-            OutboxSender::new(bot, store, opts).run(wake)
-        })));
-        let inbox_lease = store.singleton(&format!("inbox:{}", Channel::Telegram), LeaseOptions::default());
-        let (drain_store, drain_me, drain_policy, wake, interval) =
-            (store.clone(), me.clone(), policy(config), inbox.clone(), options.inbox_interval);
-        intake_workers.push(tokio::spawn(inbox_lease.run(move || {
-            // A fresh worker per leadership term: its in-memory sets only guard one run.
-            let worker = InboxWorker {
-                engine: engine.clone(),
-                store: drain_store.clone(),
-                bot: bot.clone(),
-                me: drain_me.clone(),
-                policy: drain_policy.clone(),
-                refused: HashSet::new(),
-                chosen: HashSet::new(),
-            };
-            let drain = InboxDrain { store: drain_store.clone(), channel: Channel::Telegram, outbox: outbox.clone() };
-            drain.run(worker, wake.clone(), interval)
-        })));
-        tracing::info!(bot = %me.username, mode = ?config.mode, "telegram channel started");
-        let webhook = Arc::new(Webhook { store, secret, stored: inbox });
-        Ok(Self { me, webhook, workers, intake: intake_workers })
-    }
-
-    pub fn identity(&self) -> &BotIdentity {
-        &self.me
+            (TelegramMode::Webhook, ..) => {
+                tracing::warn!("telegram webhook mode without server.public_url: register the webhook yourself");
+                Registration::Leave
+            }
+        };
+        let connect = {
+            let bot = bot.clone();
+            move || {
+                let (bot, registration) = (bot.clone(), registration.clone());
+                async move {
+                    let me = tg::identity(&bot).await?;
+                    match registration {
+                        Registration::Remove => tg::delete_webhook(&bot).await?,
+                        Registration::Set { url, secret } => {
+                            tg::set_webhook(&bot, &url, secret.expose_secret()).await?
+                        }
+                        Registration::Leave => {}
+                    }
+                    Ok(me)
+                }
+            }
+        };
+        let webhook = Arc::new(Webhook { store: store.clone(), secret, stored: inbox.clone() });
+        let (links, backoff) = (options.links.clone(), options.connect);
+        let workers = WorkersPlan { engine, store, bot, mode: config.mode, policy: policy(config), inbox, options };
+        let workers = Workers::connect(Channel::Telegram, links, backoff, connect, move |me| workers.start(me));
+        Ok(Self { webhook, workers })
     }
 
     /// The webhook route's state, for `router.layer(Extension(telegram.webhook()))`.
     pub fn webhook(&self) -> Arc<Webhook> {
         self.webhook.clone()
     }
-}
 
-impl Telegram {
     /// Stops taking updates in (the gateway stops); the outbox sender goes on until dropped.
     pub fn stop_intake(&mut self) {
-        for worker in self.intake.drain(..) {
-            worker.abort();
-        }
+        self.workers.stop_intake();
     }
 }
 
-impl Drop for Telegram {
-    fn drop(&mut self) {
-        for worker in self.workers.iter().chain(&self.intake) {
-            worker.abort();
+/// What `connect` does about Telegram's webhook setting.
+#[derive(Clone)]
+enum Registration {
+    /// Polling: getUpdates answers 409 while a webhook is set.
+    Remove,
+    Set {
+        url: String,
+        secret: SecretString,
+    },
+    /// Webhook mode without a public URL: the operator registers it.
+    Leave,
+}
+
+/// What the channel's workers are started from once Telegram answered.
+struct WorkersPlan {
+    engine: Arc<Engine>,
+    store: Arc<SeaStore>,
+    bot: Bot,
+    mode: TelegramMode,
+    policy: AccessPolicy,
+    inbox: Arc<Notify>,
+    options: TelegramOptions,
+}
+
+impl WorkersPlan {
+    fn start(self, me: BotIdentity) -> Started {
+        let WorkersPlan { engine, store, bot, mode, policy, inbox, options } = self;
+        let outbox = Arc::new(Notify::new());
+        let mut started = Started::default();
+        if mode == TelegramMode::Polling {
+            // Only one getUpdates consumer per token (else 409): the poller runs on the
+            // replica holding this bot's lease.
+            let lease = store.singleton(&format!("telegram-poller:{}", me.id), LeaseOptions::default());
+            let (bot, store, inbox, poll) =
+                (bot.clone(), store.clone() as Arc<dyn Store>, inbox.clone(), options.poll.clone());
+            started.intake.push(tokio::spawn(
+                lease.run(move || polling::run(bot.clone(), store.clone(), inbox.clone(), poll.clone())),
+            ));
         }
+        // The outbox sender and the inbox drain run on one replica each (the leases' holders),
+        // so no row is sent or handled twice; the webhook route stays on every replica (it
+        // only stores, deduplicated). Single-process: always granted.
+        let sender_lease = store.singleton(&format!("outbox:{}", Channel::Telegram), LeaseOptions::default());
+        let sending = (bot.clone(), store.clone() as Arc<dyn Store>, options.outbox.clone(), outbox.clone());
+        started.outbox.push(tokio::spawn(sender_lease.run(move || {
+            let (bot, store, opts, wake) = sending.clone();
+            OutboxSender::new(bot, store, opts).run(wake)
+        })));
+        let inbox_lease = store.singleton(&format!("inbox:{}", Channel::Telegram), LeaseOptions::default());
+        let (drain_me, interval) = (me.clone(), options.inbox_interval);
+        started.intake.push(tokio::spawn(inbox_lease.run(move || {
+            // A fresh worker per leadership term: its in-memory sets only guard one run.
+            let worker = InboxWorker {
+                engine: engine.clone(),
+                store: store.clone(),
+                bot: bot.clone(),
+                me: drain_me.clone(),
+                policy: policy.clone(),
+                refused: HashSet::new(),
+                chosen: HashSet::new(),
+            };
+            let drain = InboxDrain { store: store.clone(), channel: Channel::Telegram, outbox: outbox.clone() };
+            drain.run(worker, inbox.clone(), interval)
+        })));
+        tracing::info!(bot = %me.username, ?mode, "telegram channel started");
+        started
     }
 }
 

@@ -146,3 +146,13 @@ macro_rules! trials {
         trials
     }};
 }
+
+/// Waits until every channel reporting to `links` has connected to its (fake) platform.
+pub async fn connected(links: &taskgate::channel::Links) {
+    use taskgate::channel::Link;
+    eventually("the channel connects", || async {
+        let all = links.snapshot();
+        (!all.is_empty() && all.iter().all(|(_, link)| *link == Link::Connected)).then_some(())
+    })
+    .await;
+}

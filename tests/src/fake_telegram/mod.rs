@@ -42,6 +42,7 @@ pub fn channel_options() -> TelegramOptions {
         },
         poll: PollOptions { timeout_secs: 1, ..PollOptions::default() },
         inbox_interval: Duration::from_millis(100),
+        ..TelegramOptions::default()
     }
 }
 
@@ -105,7 +106,12 @@ pub struct FakeTelegram {
 impl FakeTelegram {
     /// Serves the bot `token` on a free port of 127.0.0.1, on the current tokio runtime.
     pub async fn start(token: &str) -> std::io::Result<Self> {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+        Self::serve_on(token, tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?)
+    }
+
+    /// Serves the bot `token` on `listener` (e.g. a port the gateway was configured with
+    /// before the API came up).
+    pub fn serve_on(token: &str, listener: tokio::net::TcpListener) -> std::io::Result<Self> {
         let addr = listener.local_addr()?;
         let state = Arc::new(State {
             token: token.to_owned(),

@@ -220,7 +220,7 @@ fn migrate_then_doctor_reports_each_check() {
     std::fs::write(
         dir.path().join("taskgate.toml"),
         format!(
-            "[agents.codex]\nkind = \"codex\"\ncommand = [\"{}\", \"app-server\"]\n\n[agents.ghost]\nkind = \"claude\"\ncommand = \"no-such-agent-cli --verbose\"\n\n[telegram]\ntoken = \"123:SECRET-TOKEN\"\nallowed_users = [1]\n",
+            "[agents.codex]\nkind = \"codex\"\ncommand = [\"{}\", \"app-server\"]\n\n[agents.ghost]\nkind = \"claude\"\ncommand = \"no-such-agent-cli --verbose\"\n\n[telegram]\ntoken = \"123:SECRET-TOKEN\"\nallowed_users = [1]\n# nothing listens on port 1\napi_url = \"http://127.0.0.1:1/\"\n",
             agent.display()
         ),
     )
@@ -250,6 +250,12 @@ fn migrate_then_doctor_reports_each_check() {
         "{stdout}"
     );
     assert!(lines.iter().any(|l| l.starts_with("ok   telegram: token present; polling")), "{stdout}");
+    // Telegram unreachable: a warning (serve starts and retries), with the token kept out.
+    assert!(
+        lines.iter().any(|l| l.starts_with("WARN telegram api: telegram getMe")
+            && l.ends_with("serve starts anyway and retries the channel")),
+        "{stdout}"
+    );
     assert!(lines.iter().any(|l| l.starts_with("--   feishu: not configured")), "{stdout}");
     assert!(!stdout.contains("SECRET-TOKEN"));
     // One failing check fails the command.

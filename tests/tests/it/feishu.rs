@@ -20,7 +20,7 @@ use taskgate_core::model::*;
 use taskgate_core::store::Store;
 use taskgate_tests::app::{Port, Server, spawn_app};
 use taskgate_tests::fake_feishu::{APP_ID, APP_SECRET, BOT_OPEN_ID, Call, FakeFeishu, SERVICE_ID};
-use taskgate_tests::harness::{Trial, eventually};
+use taskgate_tests::harness::{Trial, connected, eventually};
 use taskgate_tests::reads::completed_turns;
 use taskgate_tests::world::World;
 
@@ -142,9 +142,15 @@ impl FeishuWorld {
             inbox_interval: Duration::from_millis(100),
             ..FeishuOptions::default()
         };
+        let links = options.links.clone();
         let channel = Feishu::start(engine.clone(), &config, options).await.expect("feishu starts");
+        connected(&links).await;
         let store = engine.store().clone();
-        let state = taskgate::http::AppState { store: store.clone(), metrics: taskgate::metrics::Metrics::new() };
+        let state = taskgate::http::AppState {
+            store: store.clone(),
+            metrics: taskgate::metrics::Metrics::new(),
+            links: Default::default(),
+        };
         let server = Port::bind().await.serve(taskgate::http::router(state).layer(Extension(channel.webhook())));
         let url = format!("http://{}/webhook/feishu", server.addr);
         Gateway { _server: server, store, _engine: engine, _channel: channel, url }
@@ -596,7 +602,8 @@ async fn serve_starts_the_channel_from_config() {
     let config = Config::load_from(Some(&file), std::iter::empty()).expect("config");
     let app = spawn_app(&config).await.expect("application builds");
     let addr = app.addr;
-    assert_eq!(fake.calls_to("/bot/v3/info").len(), 1, "the app is checked at start");
+    eventually("the app is checked at start", || async { (fake.calls_to("/bot/v3/info").len() == 1).then_some(()) })
+        .await;
     let url = format!("http://{addr}/webhook/feishu");
     let body = json!({"challenge": "c-1", "token": TOKEN, "type": "url_verification"}).to_string();
     assert_eq!(post_raw(&url, &body, &[]).await.1, json!({"challenge": "c-1"}));

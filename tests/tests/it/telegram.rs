@@ -16,7 +16,7 @@ use taskgate_core::model::*;
 use taskgate_core::store::Store;
 use taskgate_tests::app::{Port, spawn_app};
 use taskgate_tests::fake_telegram::{BOT_ID, BOT_USERNAME, Call, FakeTelegram, channel_options};
-use taskgate_tests::harness::{Trial, eventually};
+use taskgate_tests::harness::{Trial, connected, eventually};
 use taskgate_tests::reads::completed_turns;
 use taskgate_tests::world::World;
 
@@ -40,6 +40,7 @@ pub fn trials() -> Vec<Trial> {
             rate_limited_send_is_retried_after_retry_after,
             a_forum_topic_is_answered_in_its_topic,
             serve_starts_the_channel_from_config,
+            serve_starts_while_telegram_is_down_and_connects_when_it_comes_up,
         ],
     });
     trials
@@ -54,7 +55,11 @@ async fn webhook_on(
     engine: Engine,
 ) -> (String, Arc<SeaStore>, taskgate_tests::app::Server, Telegram) {
     let (store, _engine, channel) = world.gateway_with("webhook", engine).await;
-    let state = taskgate::http::AppState { store: store.clone(), metrics: taskgate::metrics::Metrics::new() };
+    let state = taskgate::http::AppState {
+        store: store.clone(),
+        metrics: taskgate::metrics::Metrics::new(),
+        links: Default::default(),
+    };
     let app = taskgate::http::router(state).layer(Extension(channel.webhook()));
     let server = Port::bind().await.serve(app);
     (format!("http://{}/webhook/telegram", server.addr), store, server, channel)
@@ -180,7 +185,10 @@ impl TelegramWorld {
         let config = self.telegram_config(mode);
         engine.set_admission(Channel::Telegram, telegram::admission(&config));
         let engine = Arc::new(engine);
-        let channel = Telegram::start(engine.clone(), &config, None, channel_options()).await.expect("telegram starts");
+        let options = channel_options();
+        let links = options.links.clone();
+        let channel = Telegram::start(engine.clone(), &config, None, options).await.expect("telegram starts");
+        connected(&links).await;
         (engine.store().clone(), engine, channel)
     }
 }
@@ -571,7 +579,11 @@ async fn webhook_checks_the_secret_and_deduplicates() {
     let fake = &world.fake;
     assert!(fake.calls_to("getUpdates").is_empty(), "webhook mode does not poll");
 
-    let state = taskgate::http::AppState { store: store.clone(), metrics: taskgate::metrics::Metrics::new() };
+    let state = taskgate::http::AppState {
+        store: store.clone(),
+        metrics: taskgate::metrics::Metrics::new(),
+        links: Default::default(),
+    };
     let app = taskgate::http::router(state).layer(Extension(channel.webhook()));
     let server = Port::bind().await.serve(app);
     let url = format!("http://{}/webhook/telegram", server.addr);
@@ -672,7 +684,8 @@ async fn serve_starts_the_channel_from_config() {
         let config = Config::load_from(Some(&file), std::iter::empty()).expect("config");
         let app = spawn_app(&config).await.expect("application builds");
         let addr = app.addr;
-        assert_eq!(fake.calls_to("getMe").len(), 1, "{mode}: the token is checked at start");
+        eventually("the token is checked at start", || async { (fake.calls_to("getMe").len() == 1).then_some(()) })
+            .await;
         let hook = reqwest::Client::new()
             .post(format!("http://{addr}/webhook/telegram"))
             .header("X-Telegram-Bot-Api-Secret-Token", "wrong")
@@ -693,4 +706,48 @@ async fn serve_starts_the_channel_from_config() {
         }
         app.stop().await.expect("stops cleanly");
     }
+}
+
+/// Telegram unreachable at boot: the gateway starts anyway, serves health and the console,
+/// reports the channel as retrying, and connects and answers once the API is up.
+async fn serve_starts_while_telegram_is_down_and_connects_when_it_comes_up() {
+    // The API's port is reserved but nobody listens yet: connections are refused.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let api = socket.local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("taskgate.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n\n[telegram]\ntoken = \"{TOKEN}\"\napi_url = \"http://{api}/\"\nallowed_users = [{ADA}]\n",
+            dir.path().join("data").display(),
+        ),
+    )
+    .unwrap();
+    let config = Config::load_from(Some(&file), std::iter::empty()).expect("config");
+    let app = spawn_app(&config).await.expect("the gateway starts without Telegram");
+    let get = |path: &str| {
+        let url = format!("{}{path}", app.url);
+        async move {
+            let res = reqwest::Client::new().get(url).timeout(Duration::from_secs(10)).send().await.unwrap();
+            (res.status().as_u16(), res.text().await.unwrap())
+        }
+    };
+    assert_eq!(get("/healthz").await, (200, "ok".to_owned()));
+    assert_eq!(get("/").await.0, 200, "the console is served");
+    let ready = eventually("readyz reports the channel retrying", || async {
+        let (status, body) = get("/readyz").await;
+        body.contains("telegram: retrying").then_some((status, body))
+    })
+    .await;
+    assert_eq!(ready.0, 200, "a channel outage does not make the replica unready: {}", ready.1);
+    assert!(ready.1.starts_with("ready\n") && ready.1.contains("telegram getMe"), "says why: {}", ready.1);
+
+    let fake = FakeTelegram::serve_on(TOKEN, socket.listen(64).unwrap()).expect("fake telegram");
+    fake.push_update(text_update(1, ADA as i64, ADA, "/help"));
+    sent(&fake, ADA as i64, "the help, once Telegram is back", |t| t.contains("/status")).await;
+    assert_eq!(get("/readyz").await, (200, "ready\ntelegram: connected".to_owned()));
+    assert_eq!(fake.calls_to("getMe").len(), 1, "{}", fake.summary());
+    app.stop().await.expect("stops cleanly");
 }
