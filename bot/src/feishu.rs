@@ -164,7 +164,7 @@ struct WorkersPlan {
 impl WorkersPlan {
     fn start(self, me: BotIdentity) -> Started {
         let WorkersPlan { engine, store, api, mode, ws_lease, policy, intake, inbox, options } = self;
-        let outbox = Arc::new(Notify::new());
+        let outbox = engine.outbox_wake(Channel::Feishu);
         let mut started = Started::default();
         // The outbox sender, the inbox drain and the long connection run on one replica each
         // (the leases' holders), so nothing is sent or handled twice and Feishu sees one

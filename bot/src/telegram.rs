@@ -175,7 +175,7 @@ struct WorkersPlan {
 impl WorkersPlan {
     fn start(self, me: BotIdentity) -> Started {
         let WorkersPlan { engine, store, bot, mode, policy, inbox, options } = self;
-        let outbox = Arc::new(Notify::new());
+        let outbox = engine.outbox_wake(Channel::Telegram);
         let mut started = Started::default();
         if mode == TelegramMode::Polling {
             // Only one getUpdates consumer per token (else 409): the poller runs on the

@@ -145,6 +145,24 @@ impl Plan {
         self
     }
 
+    /// Whether applying the plan may queue a message for a chat (a reply, a card, a status
+    /// line, a decision shown): the outbox senders are then woken instead of finding it at
+    /// their next poll.
+    pub fn speaks(&self) -> bool {
+        self.effects.iter().any(|e| {
+            matches!(
+                e,
+                Effect::Reply(_)
+                    | Effect::Ack(_)
+                    | Effect::Resolve { .. }
+                    | Effect::AskApproval { .. }
+                    | Effect::ExpireApprovals { .. }
+                    | Effect::WithdrawApproval { .. }
+                    | Effect::Live { .. }
+            )
+        })
+    }
+
     pub fn reply(&mut self, text: impl Into<String>) -> &mut Self {
         self.push(Effect::Reply(Reply::text(text)))
     }

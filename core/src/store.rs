@@ -167,6 +167,9 @@ pub trait Store: Send + Sync {
     async fn append_event(&self, event: NewEvent) -> StoreResult<Event>;
     /// A task's events in the order they were appended.
     async fn timeline(&self, task_id: Id) -> StoreResult<Vec<Event>>;
+    /// A task's newest `limit` events, oldest first: what reading a conversation needs,
+    /// in time that does not grow with the task's history.
+    async fn recent_events(&self, task_id: Id, limit: u64) -> StoreResult<Vec<Event>>;
     async fn add_note_entry(&self, entry: NewNoteEntry) -> StoreResult<NoteEntry>;
     async fn note_entries(&self, task_id: Id) -> StoreResult<Vec<NoteEntry>>;
 
@@ -201,7 +204,9 @@ pub trait Store: Send + Sync {
     ) -> StoreResult<Option<Outbound>>;
 
     /// Tasks the outbox has written about in a chat, most recently first: the tasks that chat
-    /// has seen, whichever channel started them.
+    /// has seen, whichever channel started them. Read from the chat's newest rows only (a
+    /// bounded window), so a long history costs nothing: a task the chat has not heard of in
+    /// the last few hundred messages is no longer "visible" there.
     async fn chat_tasks(&self, channel: Channel, chat_id: &str, limit: u64) -> StoreResult<Vec<Id>>;
     /// The newest outbound message about a task: where its news goes when no one is asking.
     async fn latest_outbound(&self, task_id: Id) -> StoreResult<Option<Outbound>>;

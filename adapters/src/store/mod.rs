@@ -911,6 +911,16 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
         rows(&self.db, query, convert::event).await
     }
 
+    async fn recent_events(&self, task_id: Id, limit: u64) -> StoreResult<Vec<Event>> {
+        let query = events::Entity::find()
+            .filter(events::Column::TaskId.eq(task_id))
+            .order_by_desc(events::Column::Id)
+            .limit(limit);
+        let mut events = rows(&self.db, query, convert::event).await?;
+        events.reverse();
+        Ok(events)
+    }
+
     async fn add_note_entry(&self, entry: NewNoteEntry) -> StoreResult<NoteEntry> {
         let _w = self.writing().await;
         let row = note_entries::ActiveModel {
@@ -1082,22 +1092,29 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
 
     async fn chat_tasks(&self, channel: Channel, chat_id: &str, limit: u64) -> StoreResult<Vec<Id>> {
         use outbox::Column as C;
-        // Newest message per task in this chat, newest first.
-        let rows: Vec<(Option<i64>, Option<i64>)> = outbox::Entity::find()
+        // The chat's newest rows through (channel, chat_id, id), tasks in order of first
+        // appearance: newest message per task, newest first, within the window.
+        let newest: Vec<Option<i64>> = outbox::Entity::find()
             .select_only()
             .column(C::TaskId)
-            .column_as(Expr::col(C::Id).max(), "newest")
             .filter(C::Channel.eq(channel.name()))
             .filter(C::ChatId.eq(chat_id))
-            .filter(C::TaskId.is_not_null())
-            .group_by(C::TaskId)
-            .order_by_desc(Expr::col(C::Id).max())
-            .limit(limit)
+            .order_by_desc(C::Id)
+            .limit(CHAT_TASKS_WINDOW)
             .into_tuple()
             .all(&self.db)
             .await
             .map_err(db_err)?;
-        Ok(rows.into_iter().filter_map(|(task, _)| task).collect())
+        let mut tasks: Vec<Id> = Vec::new();
+        for task in newest.into_iter().flatten() {
+            if !tasks.contains(&task) {
+                tasks.push(task);
+                if tasks.len() as u64 == limit {
+                    break;
+                }
+            }
+        }
+        Ok(tasks)
     }
 
     async fn latest_outbound(&self, task_id: Id) -> StoreResult<Option<Outbound>> {
@@ -1360,3 +1377,8 @@ pub fn audit_hash(preimage: &str) -> String {
     use sha2::{Digest, Sha256};
     hex::encode(Sha256::digest(preimage.as_bytes()))
 }
+
+/// How many of a chat's newest outbox rows `chat_tasks` reads: enough for the visible tasks of
+/// a busy chat (a turn writes a handful of rows), few enough that reading them is one short
+/// index range.
+const CHAT_TASKS_WINDOW: u64 = 500;

@@ -14,6 +14,10 @@ use super::display_agent;
 
 /// How many tasks a conversation shows the classifier.
 const VISIBLE_TASKS: u64 = 10;
+/// How much of each visible task's timeline a decision reads: its latest result, the files it
+/// touched lately and a question still open are in its newest events. Bounded, so a message
+/// costs the same on a task with ten events and on one with ten thousand.
+const RECENT_EVENTS: u64 = 200;
 
 /// The inputs of one decision.
 pub struct Loaded {
@@ -97,9 +101,9 @@ pub async fn load(
 }
 
 async fn task_state(store: &dyn Store, task: Task) -> StoreResult<TaskState> {
-    // The timeline gives the latest result, the files touched (for seeding new sessions) and
-    // the questions agents asked.
-    let timeline = store.timeline(task.id).await?;
+    // The newest events give the latest result, the files touched lately (for seeding new
+    // sessions) and the questions agents asked.
+    let timeline = store.recent_events(task.id, RECENT_EVENTS).await?;
     let mut executions = Vec::new();
     for execution in store.executions(task.id).await? {
         let session = store.latest_session(execution.id).await?;

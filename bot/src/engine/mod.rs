@@ -12,6 +12,7 @@ mod rules;
 mod runner;
 mod spec;
 mod status;
+mod wake;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
@@ -109,6 +110,7 @@ impl Engine {
             releasing: Mutex::new(0),
             replica: replica_name(),
             dropped: Default::default(),
+            outbox: Default::default(),
         });
         Engine {
             runner: Runner::new(shared.clone()),
@@ -153,6 +155,11 @@ impl Engine {
 
     pub fn store(&self) -> &Arc<SeaStore> {
         &self.shared.store
+    }
+
+    /// What `channel`'s outbox sender waits on: woken when this engine queued a message.
+    pub fn outbox_wake(&self, channel: Channel) -> Arc<tokio::sync::Notify> {
+        self.shared.outbox.of(channel)
     }
 
     pub fn config(&self) -> &Config {
@@ -277,6 +284,7 @@ impl Engine {
             model_of: &model_of,
         };
         let applied = apply::commit(store, &plan, &origin, None).await?;
+        self.shared.outbox.after(&plan);
         tracing::debug!(task = ?applied.task, wake = ?applied.wake, "plan applied");
         for exec in applied.wake {
             self.runner.wake(exec);

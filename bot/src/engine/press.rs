@@ -72,6 +72,7 @@ impl Engine {
             model_of: &model_of,
         };
         let applied = apply::commit(store, &plan, &origin, None).await?;
+        self.shared.outbox.after(&plan);
         for exec in applied.wake {
             self.runner.wake(exec);
         }

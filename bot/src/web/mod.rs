@@ -77,6 +77,7 @@ pub struct WebConsole {
 impl WebConsole {
     pub fn start(engine: Arc<Engine>, config: &Config) -> Self {
         let store = engine.store().clone();
+        let outbox = engine.outbox_wake(Channel::Web);
         let console = Arc::new(Console {
             store: store.clone(),
             engine,
@@ -84,7 +85,7 @@ impl WebConsole {
             secure_cookie: config.server.public_url.as_deref().is_some_and(|u| u.starts_with("https://")),
             display_name: config.web.display_name.clone(),
             inbox: Arc::new(Notify::new()),
-            outbox: Arc::new(Notify::new()),
+            outbox,
             closing: Default::default(),
             activity: Default::default(),
         });

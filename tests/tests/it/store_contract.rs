@@ -500,6 +500,9 @@ async fn engine_lookups_find_open_work_and_chat_tasks(db: &TestDb) -> anyhow::Re
     assert_eq!(store.chat_tasks(Channel::Telegram, "a", 1).await?, vec![t1.id]);
     assert_eq!(store.chat_tasks(Channel::Telegram, "b", 10).await?, vec![t2.id]);
     assert_eq!(store.chat_tasks(Channel::Feishu, "a", 10).await?, Vec::<Id>::new());
+    // Rows without a task (refusals, help) take no place among the tasks.
+    store.outbox_enqueue(msg("a", None)).await?;
+    assert_eq!(store.chat_tasks(Channel::Telegram, "a", 10).await?, vec![t1.id, t2.id]);
     assert_eq!(store.latest_outbound(t1.id).await?.map(|o| o.id), Some(last_t1.id));
     Ok(())
 }
@@ -523,6 +526,10 @@ async fn console_feeds_and_settings(db: &TestDb) -> anyhow::Result<()> {
     assert_eq!(ids(store.events_after(e1.id, 10).await?), vec![e2.id, e3.id]);
     assert_eq!(ids(store.events_after(e1.id, 1).await?), vec![e2.id]);
     assert!(store.events_after(e3.id, 10).await?.is_empty());
+    // A task's newest events, oldest first, of that task only.
+    assert_eq!(ids(store.recent_events(t1.id, 10).await?), vec![e1.id, e3.id]);
+    assert_eq!(ids(store.recent_events(t1.id, 1).await?), vec![e3.id]);
+    assert_eq!(ids(store.recent_events(t2.id, 10).await?), vec![e2.id]);
 
     // Chat history: the newest rows, oldest first, sent or not, of one chat only.
     let out = |chat: &str, n: i64| NewOutbound {

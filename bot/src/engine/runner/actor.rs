@@ -615,7 +615,10 @@ impl Actor {
         };
         let length = self.shared.lease_length();
         match apply::commit(&self.shared.store, plan, &origin, Some((&self.lease, length))).await {
-            Ok(applied) => Some(applied),
+            Ok(applied) => {
+                self.shared.outbox.after(plan);
+                Some(applied)
+            }
             Err(StoreError::Fenced(_)) => {
                 tracing::warn!(execution = self.exec.id, "another replica owns this execution now; stopping here");
                 self.fenced = true;

@@ -55,6 +55,8 @@ pub(super) struct Shared {
     /// Cancelled when the runner is dropped without a shutdown: actors end their agents and
     /// stop at once, writing nothing (as if the process had died).
     pub dropped: CancellationToken,
+    /// This process's outbox senders, woken when a committed plan queued a message.
+    pub outbox: super::wake::OutboxWake,
 }
 
 impl Shared {
