@@ -208,6 +208,18 @@ pub trait Store: Send + Sync {
     /// bounded window), so a long history costs nothing: a task the chat has not heard of in
     /// the last few hundred messages is no longer "visible" there.
     async fn chat_tasks(&self, channel: Channel, chat_id: &str, limit: u64) -> StoreResult<Vec<Id>>;
+    // Several rows in one read each, so a conversation's context costs a fixed number of
+    // queries however many tasks it shows.
+    /// The tasks of `ids` that exist, in no particular order.
+    async fn tasks_by_id(&self, ids: &[Id]) -> StoreResult<Vec<Task>>;
+    /// The executions of several tasks, oldest first.
+    async fn executions_of(&self, task_ids: &[Id]) -> StoreResult<Vec<Execution>>;
+    /// Each execution's newest session, for several executions (those that have one).
+    async fn latest_sessions(&self, execution_ids: &[Id]) -> StoreResult<Vec<RuntimeSession>>;
+    /// The open turns (queued, running, waiting) of several sessions, oldest first.
+    async fn open_turns_of(&self, session_ids: &[Id]) -> StoreResult<Vec<Turn>>;
+    /// The pending approvals of several tasks, oldest first.
+    async fn pending_approvals_of(&self, task_ids: &[Id]) -> StoreResult<Vec<Approval>>;
     /// The newest outbound message about a task: where its news goes when no one is asking.
     async fn latest_outbound(&self, task_id: Id) -> StoreResult<Option<Outbound>>;
     /// The cards that showed `approval` (outbound messages carrying it), oldest first: every

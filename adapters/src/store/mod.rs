@@ -1117,6 +1117,45 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
         Ok(tasks)
     }
 
+    async fn tasks_by_id(&self, ids: &[Id]) -> StoreResult<Vec<Task>> {
+        let query = tasks::Entity::find().filter(tasks::Column::Id.is_in(ids.iter().copied()));
+        rows(&self.db, query, convert::task).await
+    }
+
+    async fn executions_of(&self, task_ids: &[Id]) -> StoreResult<Vec<Execution>> {
+        let query = executions::Entity::find()
+            .filter(executions::Column::TaskId.is_in(task_ids.iter().copied()))
+            .order_by_asc(executions::Column::Id);
+        rows(&self.db, query, convert::execution).await
+    }
+
+    async fn latest_sessions(&self, execution_ids: &[Id]) -> StoreResult<Vec<RuntimeSession>> {
+        // Newest first, then the first of each execution: an execution has a few sessions
+        // (one per fresh start), so reading them all stays small.
+        let query = runtime_sessions::Entity::find()
+            .filter(runtime_sessions::Column::ExecutionId.is_in(execution_ids.iter().copied()))
+            .order_by_desc(runtime_sessions::Column::Id);
+        let mut seen = std::collections::HashSet::new();
+        Ok(rows(&self.db, query, convert::session).await?.into_iter().filter(|s| seen.insert(s.execution_id)).collect())
+    }
+
+    async fn open_turns_of(&self, session_ids: &[Id]) -> StoreResult<Vec<Turn>> {
+        let open = [TurnStatus::Queued, TurnStatus::Running, TurnStatus::WaitingApproval];
+        let query = turns::Entity::find()
+            .filter(turns::Column::SessionId.is_in(session_ids.iter().copied()))
+            .filter(turns::Column::Status.is_in(open.map(TurnStatus::name)))
+            .order_by_asc(turns::Column::Id);
+        rows(&self.db, query, convert::turn).await
+    }
+
+    async fn pending_approvals_of(&self, task_ids: &[Id]) -> StoreResult<Vec<Approval>> {
+        let query = approvals::Entity::find()
+            .filter(approvals::Column::TaskId.is_in(task_ids.iter().copied()))
+            .filter(approvals::Column::Status.eq(ApprovalStatus::Pending.name()))
+            .order_by_asc(approvals::Column::Id);
+        rows(&self.db, query, convert::approval).await
+    }
+
     async fn latest_outbound(&self, task_id: Id) -> StoreResult<Option<Outbound>> {
         let query = outbox::Entity::find().filter(outbox::Column::TaskId.eq(task_id)).order_by_desc(outbox::Column::Id);
         row(&self.db, query, convert::outbound).await

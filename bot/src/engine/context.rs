@@ -49,21 +49,25 @@ pub async fn load(
             ids.push(extra);
         }
     }
-    let mut tasks = Vec::with_capacity(ids.len());
-    for id in ids {
-        match store.task(id).await {
-            Ok(task) => tasks.push(task),
-            // A reply to a message about a task that no longer exists: not visible, not fatal.
-            Err(taskgate_core::store::StoreError::NotFound { .. }) => {}
-            Err(e) => return Err(e),
-        }
-    }
+    // A reply to a message about a task that no longer exists: not visible, not fatal.
+    let mut tasks = store.tasks_by_id(&ids).await?;
     tasks.sort_by(|a, b| b.updated_at.cmp(&a.updated_at).then(b.id.cmp(&a.id)));
     tasks.truncate(VISIBLE_TASKS as usize);
 
+    // Executions, their sessions, open turns and pending approvals of every visible task, in
+    // one read each.
+    let task_ids: Vec<Id> = tasks.iter().map(|t| t.id).collect();
+    let executions = store.executions_of(&task_ids).await?;
+    let exec_ids: Vec<Id> = executions.iter().map(|e| e.id).collect();
+    let sessions = store.latest_sessions(&exec_ids).await?;
+    let session_ids: Vec<Id> = sessions.iter().map(|s| s.id).collect();
+    let open_turns = store.open_turns_of(&session_ids).await?;
+    let approvals = store.pending_approvals_of(&task_ids).await?;
+    let rows = Rows { executions, sessions, open_turns, approvals };
+
     let mut states = Vec::with_capacity(tasks.len());
     for task in tasks {
-        states.push(task_state(store, task).await?);
+        states.push(task_state(store, task, &rows).await?);
     }
 
     let mut pending: Vec<&ApprovalState> = states
@@ -100,15 +104,23 @@ pub async fn load(
     Ok(Loaded { context, state })
 }
 
-async fn task_state(store: &dyn Store, task: Task) -> StoreResult<TaskState> {
+/// The rows of the visible tasks read in one go, handed out per task.
+struct Rows {
+    executions: Vec<taskgate_core::model::Execution>,
+    sessions: Vec<taskgate_core::model::RuntimeSession>,
+    open_turns: Vec<taskgate_core::model::Turn>,
+    approvals: Vec<Approval>,
+}
+
+async fn task_state(store: &dyn Store, task: Task, rows: &Rows) -> StoreResult<TaskState> {
     // The newest events give the latest result, the files touched lately (for seeding new
     // sessions) and the questions agents asked.
     let timeline = store.recent_events(task.id, RECENT_EVENTS).await?;
     let mut executions = Vec::new();
-    for execution in store.executions(task.id).await? {
-        let session = store.latest_session(execution.id).await?;
-        let open = match &session {
-            Some(s) => store.open_turns(Some(s.id)).await?,
+    for execution in rows.executions.iter().filter(|e| e.task_id == task.id).cloned() {
+        let session = rows.sessions.iter().find(|s| s.execution_id == execution.id).cloned();
+        let open: Vec<&taskgate_core::model::Turn> = match &session {
+            Some(s) => rows.open_turns.iter().filter(|t| t.session_id == s.id).collect(),
             None => Vec::new(),
         };
         let in_flight = open.iter().any(|t| t.status != TurnStatus::Queued);
@@ -132,8 +144,8 @@ async fn task_state(store: &dyn Store, task: Task) -> StoreResult<TaskState> {
     }
 
     let mut approvals = Vec::new();
-    for approval in store.pending_approvals(Some(task.id)).await? {
-        approvals.push(approval_state(store, approval, &executions).await?);
+    for approval in rows.approvals.iter().filter(|a| a.task_id == task.id).cloned() {
+        approvals.push(approval_state(store, approval, &executions, &rows.open_turns).await?);
     }
 
     let latest_result = timeline.iter().rev().find_map(|e| match e.body.known() {
@@ -174,8 +186,9 @@ async fn approval_state(
     store: &dyn Store,
     approval: Approval,
     executions: &[ExecutionState],
+    open_turns: &[taskgate_core::model::Turn],
 ) -> StoreResult<ApprovalState> {
-    let agent = agent_of(store, &approval, executions).await?;
+    let agent = agent_of(&approval, executions, open_turns);
     let decided_by_name = match approval.decided_by {
         Some(person) => match store.person(person).await {
             Ok(p) => Some(p.name),
@@ -189,18 +202,16 @@ async fn approval_state(
 
 /// The display name of the agent that asked: the execution owning the approval's turn, else
 /// the task's main execution.
-async fn agent_of(store: &dyn Store, approval: &Approval, executions: &[ExecutionState]) -> StoreResult<String> {
-    if let Some(turn) = approval.turn_id {
-        for e in executions {
-            if let Some(session) = &e.session
-                && store.open_turns(Some(session.id)).await?.iter().any(|t| t.id == turn)
-            {
-                return Ok(display_agent(&e.execution.agent));
-            }
-        }
-    }
-    let main = executions.iter().rev().find(|e| e.execution.role == taskgate_core::model::Role::Editor);
-    Ok(main.or(executions.last()).map_or_else(|| "The agent".to_owned(), |e| display_agent(&e.execution.agent)))
+fn agent_of(approval: &Approval, executions: &[ExecutionState], open_turns: &[taskgate_core::model::Turn]) -> String {
+    let owner = approval.turn_id.and_then(|turn| {
+        let session = open_turns.iter().find(|t| t.id == turn)?.session_id;
+        executions.iter().find(|e| e.session.as_ref().is_some_and(|s| s.id == session))
+    });
+    let main = || executions.iter().rev().find(|e| e.execution.role == taskgate_core::model::Role::Editor);
+    owner
+        .or_else(main)
+        .or(executions.last())
+        .map_or_else(|| "The agent".to_owned(), |e| display_agent(&e.execution.agent))
 }
 
 /// The task's restart note in a few lines: objective, entries, next action.

@@ -11,9 +11,10 @@
 //! - `idle`: the gateway's resident memory per idle task after one turn each (fake agent).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use taskgate::engine::{Engine, IncomingMessage};
+use taskgate_core::runtime::{AgentRuntime, AgentSession, RuntimeError, SessionSpec};
 use taskgate_core::store::Store;
 use taskgate_tests::world::{self, World};
 
@@ -67,11 +68,21 @@ fn new_task(i: usize) -> String {
     format!("/new fix the {} bug number {i}", TOPICS[i % TOPICS.len()])
 }
 
+/// Agents that never finish starting: every execution stays busy, so follow-ups queue behind
+/// their first turn, and the figure is the engine's alone (no agent process runs).
+struct Parked;
+
+#[async_trait::async_trait]
+impl AgentRuntime for Parked {
+    async fn start(&self, _spec: SessionSpec) -> Result<Box<dyn AgentSession>, RuntimeError> {
+        std::future::pending().await
+    }
+}
+
 async fn engine(more_tasks: usize) -> anyhow::Result<()> {
     let world = World::new();
     let store = world.store_on("bench.db").await;
-    // Not started: turns are decided and queued, no agent runs (the figure is the engine's).
-    let engine = world.engine_with_store(store);
+    let engine = Engine::new(Arc::new(store), Arc::new(world.config.clone()), Arc::new(Parked));
     let chats = 100;
     println!("engine: messages decided and stored per second (SQLite, {chats} chats, agents not running)");
     let rate = feed(&engine, (0..1_000).map(|i| text(i % chats, new_task(i))).collect()).await?;
@@ -95,8 +106,7 @@ async fn engine(more_tasks: usize) -> anyhow::Result<()> {
     );
     let rate = feed(&engine, follow(2)).await?;
     println!("  follow-ups (queued turns), {} tasks:        {rate:8.0} msg/s", 1_000 + more_tasks);
-    let stats = Arc::new(engine).store().stats().await?;
+    let stats = engine.store().stats().await?;
     println!("  store: {stats:?}");
-    let _ = Duration::ZERO;
     Ok(())
 }

@@ -483,6 +483,21 @@ async fn engine_lookups_find_open_work_and_chat_tasks(db: &TestDb) -> anyhow::Re
     assert_eq!(store.approvals(t1.id, 1).await?.len(), 1);
     assert!(store.approvals(t2.id, 10).await?.is_empty());
 
+    // The same, for several rows at once (a conversation's context).
+    let mut both: Vec<Id> = store.tasks_by_id(&[t2.id, t1.id, t2.id + 100]).await?.iter().map(|t| t.id).collect();
+    both.sort();
+    assert_eq!(both, vec![t1.id, t2.id], "missing ids are left out");
+    let execs = store.executions_of(&[t1.id, t2.id]).await?;
+    assert_eq!(execs.iter().map(|e| e.id).collect::<Vec<_>>(), vec![exec.id]);
+    let newer = store.create_session(exec.id, None).await?;
+    assert_eq!(store.latest_sessions(&[exec.id]).await?.iter().map(|s| s.id).collect::<Vec<_>>(), vec![newer.id]);
+    assert!(store.latest_sessions(&[exec.id + 100]).await?.is_empty());
+    assert_eq!(ids(store.open_turns_of(&[session.id, newer.id]).await?), vec![waiting.id, queued.id]);
+    assert!(store.open_turns_of(&[newer.id]).await?.is_empty());
+    let pending: Vec<Id> = store.pending_approvals_of(&[t1.id, t2.id]).await?.iter().map(|a| a.id).collect();
+    assert_eq!(pending, vec![second.id], "the decided one is not pending");
+    assert!(store.pending_approvals_of(&[t2.id]).await?.is_empty());
+
     let msg = |chat: &str, task: Option<Id>| NewOutbound {
         channel: Channel::Telegram,
         chat_id: chat.into(),
