@@ -1,17 +1,16 @@
 //! taskgate's performance figures on this machine, printed, never asserted (timed assertions
 //! stay out of the test suite).
 //!
-//! `cargo run -p taskgate-tests --bin taskgate-bench --release [-- engine|ack|idle ...]`
+//! `cargo run -p taskgate-tests --bin taskgate-bench --release [-- engine|ack ...] [--tasks N]`
 //!
 //! - `engine`: the in-process engine over SQLite, agents not running, fed messages as the
 //!   inbox worker feeds them: new tasks, then follow-ups to them (queued turns). Prints messages
 //!   decided and stored per second, with 1,000 tasks in the store and with `--tasks` more.
 //! - `ack`: `taskgate serve`'s Telegram webhook on SQLite: acknowledgement latency (p50, p99,
 //!   max) at a fixed 1,000 msg/s, then the closed-loop rate with 32 concurrent senders.
-//! - `idle`: the gateway's resident memory per idle task after one turn each (fake agent).
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use taskgate::engine::{Engine, IncomingMessage};
 use taskgate_core::runtime::{AgentRuntime, AgentSession, RuntimeError, SessionSpec};
@@ -32,6 +31,9 @@ fn main() -> anyhow::Result<()> {
     rt.block_on(async {
         if all || scenarios.contains(&"engine") {
             engine(more_tasks).await?;
+        }
+        if all || scenarios.contains(&"ack") {
+            ack().await?;
         }
         anyhow::Ok(())
     })
@@ -108,5 +110,101 @@ async fn engine(more_tasks: usize) -> anyhow::Result<()> {
     println!("  follow-ups (queued turns), {} tasks:        {rate:8.0} msg/s", 1_000 + more_tasks);
     let stats = engine.store().stats().await?;
     println!("  store: {stats:?}");
+    Ok(())
+}
+
+const TOKEN: &str = "123456:BENCH-token";
+const SECRET: &str = "bench-webhook-secret";
+
+/// A Telegram text update from one of 100 allowed users.
+fn update(id: u64) -> serde_json::Value {
+    let user = 1000 + id % 100;
+    serde_json::json!({"update_id": id, "message": {
+        "message_id": id, "date": 1_700_000_000,
+        "chat": {"id": user, "type": "private", "first_name": "U"},
+        "from": {"id": user, "is_bot": false, "first_name": "U"},
+        "text": "/status"
+    }})
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// `taskgate serve` on SQLite with the Telegram webhook, the engine answering every update
+/// (`/status`, so no agent starts) while acknowledgements are measured.
+async fn ack() -> anyhow::Result<()> {
+    let fake = taskgate_tests::fake_telegram::FakeTelegram::start(TOKEN).await?;
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("taskgate.toml");
+    let users: Vec<String> = (1000..1100).map(|u| u.to_string()).collect();
+    std::fs::write(
+        &file,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = {:?}\n\n[telegram]\ntoken = \"{TOKEN}\"\napi_url = \"{}\"\nmode = \"webhook\"\nwebhook_secret = \"{SECRET}\"\nallowed_users = [{}]\n",
+            dir.path().join("data").display().to_string(),
+            fake.url(),
+            users.join(", ")
+        ),
+    )?;
+    let config = taskgate::config::Config::load_from(Some(&file), std::iter::empty())?;
+    let app = taskgate_tests::app::spawn_app(&config).await?;
+    let url = format!("{}/webhook/telegram", app.url);
+    let client = reqwest::Client::builder().pool_max_idle_per_host(64).build()?;
+    let post = move |id: u64| {
+        let request = client.post(&url).header("X-Telegram-Bot-Api-Secret-Token", SECRET).json(&update(id));
+        async move {
+            let started = Instant::now();
+            let status = request.send().await.map(|r| r.status().as_u16()).unwrap_or(0);
+            (status, started.elapsed())
+        }
+    };
+    println!("ack: Telegram webhook acknowledgements (SQLite, the engine answering meanwhile)");
+    for rate in [1_000u64] {
+        let (n, mut next) = (rate * 10, Instant::now());
+        let mut sent = tokio::task::JoinSet::new();
+        for i in 0..n {
+            next += Duration::from_micros(1_000_000 / rate);
+            tokio::time::sleep_until(next.into()).await;
+            sent.spawn(post(1_000_000 + i));
+        }
+        let mut latencies = Vec::with_capacity(n as usize);
+        let mut failed = 0;
+        while let Some(done) = sent.join_next().await {
+            let (status, took) = done?;
+            if status == 200 { latencies.push(took) } else { failed += 1 }
+        }
+        latencies.sort();
+        println!(
+            "  {rate} msg/s for 10 s: p50 {:?}  p99 {:?}  max {:?}  ({failed} not 200)",
+            percentile(&latencies, 0.5),
+            percentile(&latencies, 0.99),
+            latencies.last().copied().unwrap_or_default()
+        );
+    }
+    // Closed loop: 32 senders, each posting its next update when the last was acknowledged.
+    let (senders, window) = (32u64, Duration::from_secs(5));
+    let started = Instant::now();
+    let mut loops = tokio::task::JoinSet::new();
+    for s in 0..senders {
+        let post = post.clone();
+        loops.spawn(async move {
+            let mut ok = 0u64;
+            let mut id = 2_000_000 + s * 1_000_000;
+            while started.elapsed() < window {
+                id += 1;
+                if post(id).await.0 == 200 {
+                    ok += 1;
+                }
+            }
+            ok
+        });
+    }
+    let mut accepted = 0;
+    while let Some(ok) = loops.join_next().await {
+        accepted += ok?;
+    }
+    println!("  closed loop, {senders} senders: {:.0} msg/s accepted", accepted as f64 / started.elapsed().as_secs_f64());
+    app.stop().await?;
     Ok(())
 }

@@ -75,7 +75,7 @@ impl Cluster {
         let users: Vec<String> = (FIRST_USER..FIRST_USER + 10).map(|u| u.to_string()).collect();
         let telegram = if channels.telegram {
             format!(
-                "[telegram]\ntoken = \"{TOKEN}\"\napi_url = \"{}\"\nmode = \"polling\"\nallowed_users = [{}]\n",
+                "[telegram]\ntoken = \"{TOKEN}\"\napi_url = \"{}{name}/\"\nmode = \"polling\"\nallowed_users = [{}]\n",
                 self.fake.url(),
                 users.join(", ")
             )
@@ -171,8 +171,12 @@ async fn a_killed_owners_turns_are_taken_over_and_each_message_answered_once(db:
     let cluster = Cluster::new(db).await?;
     let store = db.store().await?;
     let mut a = cluster.start("a", BOTH).await?;
-    // The first replica leads the channel (poller and inbox drain) and so owns what it decides.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The first replica leads the channel (poller and inbox drain) and so owns what it decides:
+    // it polls before the second one starts. (Each replica calls the Bot API under its name.)
+    within(Duration::from_secs(30), "the first replica polls", || async {
+        cluster.fake.calls_to("getUpdates").iter().any(|c| c.via == "a").then_some(())
+    })
+    .await?;
     let b = cluster.start("b", BOTH).await?;
     let chats: Vec<u64> = (FIRST_USER..FIRST_USER + 10).collect();
     let mut id = 0;
