@@ -37,6 +37,7 @@ pub async fn load(
     project: ProjectInfo,
     agents: Vec<String>,
     addressing: Addressing,
+    seed_chars: usize,
 ) -> StoreResult<Loaded> {
     let Addressing { chat, mentioned, reply_to } = addressing;
     let mut ids: Vec<Id> = store.chat_tasks(conversation.channel, &conversation.chat_id, VISIBLE_TASKS).await?;
@@ -59,7 +60,7 @@ pub async fn load(
 
     let mut states = Vec::with_capacity(tasks.len());
     for task in tasks {
-        states.push(task_state(store, task).await?);
+        states.push(task_state(store, task, seed_chars).await?);
     }
 
     let mut pending: Vec<&ApprovalState> = states
@@ -96,12 +97,13 @@ pub async fn load(
     Ok(Loaded { context, state })
 }
 
-async fn task_state(store: &dyn Store, task: Task) -> StoreResult<TaskState> {
+async fn task_state(store: &dyn Store, task: Task, seed_chars: usize) -> StoreResult<TaskState> {
     // The timeline gives the latest result, the files touched (for seeding new sessions) and
     // the questions agents asked.
     let timeline = store.timeline(task.id).await?;
     let mut executions = Vec::new();
-    for execution in store.executions(task.id).await? {
+    let rows = store.executions(task.id).await?;
+    for execution in rows.iter().cloned() {
         let session = store.latest_session(execution.id).await?;
         let open = match &session {
             Some(s) => store.open_turns(Some(s.id)).await?,
@@ -142,7 +144,8 @@ async fn task_state(store: &dyn Store, task: Task) -> StoreResult<TaskState> {
             files.extend(changes.iter().map(|c| c.path.clone()));
         }
     }
-    let restart_note = restart_note(store, &task).await?;
+    // What a fresh session is seeded with: the note within `notes.seed_chars`.
+    let restart_note = crate::notes::load_from(store, &task, &timeline, &rows).await?.seed(seed_chars);
     Ok(TaskState {
         task,
         executions,
@@ -197,12 +200,6 @@ async fn agent_of(store: &dyn Store, approval: &Approval, executions: &[Executio
     }
     let main = executions.iter().rev().find(|e| e.execution.role == taskgate_core::model::Role::Editor);
     Ok(main.or(executions.last()).map_or_else(|| "The agent".to_owned(), |e| display_agent(&e.execution.agent)))
-}
-
-/// The task's restart note in a few lines: objective, entries, next action.
-/// Stale entries are marked as such (see `crate::notes::load`).
-pub async fn restart_note(store: &dyn Store, task: &Task) -> StoreResult<Option<String>> {
-    Ok(crate::notes::load(store, task).await?.condensed())
 }
 
 fn task_ref(t: &TaskState) -> classify::TaskRef {

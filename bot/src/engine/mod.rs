@@ -102,7 +102,9 @@ impl Engine {
         // Configured agent names classify as themselves, beside the contract's built-in aliases.
         let aliases: Vec<(String, String)> = config.agents.keys().map(|k| (k.clone(), k.clone())).collect();
         let shared = Arc::new(Shared {
-            notes: Arc::new(crate::notes::Keeper::new(store.clone(), config.notes.export)),
+            notes: Arc::new(
+                crate::notes::Keeper::new(store.clone(), config.notes.export).with_seed_chars(config.notes.seed_chars),
+            ),
             store,
             config,
             supervisor,
@@ -254,6 +256,7 @@ impl Engine {
             project,
             agents,
             context::Addressing { chat: msg.chat, mentioned: msg.mentioned, reply_to: msg.reply_to_task },
+            self.shared.config.notes.seed_chars,
         )
         .await?;
         let chosen = given.is_some();

@@ -71,6 +71,8 @@ pub struct Keeper {
     store: Arc<SeaStore>,
     /// `[notes] export`: keep `<project>/.taskgate/tasks/<id>.md` current.
     export: bool,
+    /// `[notes] seed_chars`: the longest note a fresh session is seeded with.
+    seed_chars: usize,
     /// MCP tokens of live sessions and where each keeps its restart note.
     sessions: Sessions,
     /// Serializes exports (load, compare, write), so an older rendering never lands after a
@@ -80,7 +82,29 @@ pub struct Keeper {
 
 impl Keeper {
     pub fn new(store: Arc<SeaStore>, export: bool) -> Self {
-        Keeper { store, export, sessions: Sessions::default(), exporting: tokio::sync::Mutex::new(()) }
+        Keeper {
+            store,
+            export,
+            seed_chars: crate::config::NotesConfig::default().seed_chars,
+            sessions: Sessions::default(),
+            exporting: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// With `[notes] seed_chars`.
+    pub fn with_seed_chars(mut self, seed_chars: usize) -> Self {
+        self.seed_chars = seed_chars;
+        self
+    }
+
+    /// The longest note a fresh session is seeded with.
+    pub fn seed_chars(&self) -> usize {
+        self.seed_chars
+    }
+
+    /// What a fresh session of `task` is seeded with (see `notes::seed`).
+    pub fn seed(&self, task: &Task, note: &RestartNote) -> String {
+        super::seed(task, note, self.seed_chars)
     }
 
     /// The MCP tokens and note slots of this process's live sessions.
@@ -185,7 +209,7 @@ impl Keeper {
                 return;
             }
         };
-        let seed = super::seed(&task, &note);
+        let seed = self.seed(&task, &note);
         for slot in self.sessions.slots(task_id) {
             slot.set(seed.clone());
         }

@@ -24,7 +24,7 @@ impl Actor {
         let task = self.shared.store.task(self.exec.task_id).await.map_err(|e| e.to_string())?;
         // Rendered for a new session: the export catches up with commits since it was written.
         let note = self.shared.notes.load_and_export(&task).await.map_err(|e| e.to_string())?;
-        let seed = crate::notes::seed(&task, &note);
+        let seed = self.shared.notes.seed(&task, &note);
         // A closed row (`/new`) starts clean; any other resumes what the provider still has.
         let resume = row.provider_session_id.clone().filter(|_| row.status != SessionStatus::Closed);
         let mut spec = self.spec(resume.clone())?;
