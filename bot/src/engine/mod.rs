@@ -281,6 +281,10 @@ impl Engine {
         };
         let applied = apply::commit(store, &plan, &origin, None).await?;
         tracing::debug!(task = ?applied.task, wake = ?applied.wake, "plan applied");
+        if let Some(task) = applied.task {
+            // What the gateway captures for the restart note grew with this message.
+            self.shared.notes.keep_current(task);
+        }
         for exec in applied.wake {
             self.runner.wake(exec);
         }
@@ -344,7 +348,13 @@ impl Engine {
             .clone()
             .or_else(|| self.shared.config.agents.keys().next().cloned())
             .unwrap_or_else(|| "codex".to_owned());
-        Ok(Some(ProjectInfo { id: project.id, name: project.name, default_agent, busy_policy: config.busy_policy }))
+        Ok(Some(ProjectInfo {
+            id: project.id,
+            name: project.name,
+            default_agent,
+            busy_policy: config.busy_policy,
+            handoff: self.shared.config.notes.handoff,
+        }))
     }
 }
 

@@ -221,6 +221,25 @@ impl Keeper {
         }
     }
 
+    /// The timeline of `task` grew (a message, a turn's end): what the gateway captures from it
+    /// changed, so the exported file follows, in the background. Nothing when export is off.
+    pub fn keep_current(self: &Arc<Self>, task: Id) {
+        if !self.export {
+            return;
+        }
+        let keeper = self.clone();
+        tokio::spawn(async move {
+            let result = async {
+                let task = keeper.store.task(task).await?;
+                keeper.load_and_export(&task).await
+            }
+            .await;
+            if let Err(e) = result {
+                tracing::warn!(task, error = %e, "could not bring the exported note up to date");
+            }
+        });
+    }
+
     /// Who an MCP token speaks for.
     pub fn binding(&self, token: &str) -> Option<Binding> {
         self.sessions.binding(token)

@@ -93,7 +93,13 @@ fn state(policy: BusyPolicy) -> ConversationState {
     ConversationState {
         conversation_id: 1,
         focused_task: Some(1),
-        project: ProjectInfo { id: 1, name: "web".into(), default_agent: "codex".into(), busy_policy: policy },
+        project: ProjectInfo {
+            id: 1,
+            name: "web".into(),
+            default_agent: "codex".into(),
+            busy_policy: policy,
+            handoff: false,
+        },
         tasks: vec![
             with(
                 task(1, "fix routing for /api/v2", TaskStatus::WaitingApproval),
