@@ -11,7 +11,7 @@
 //! - `GARBAGE`  print malformed lines first, then reply
 //! - `RECALL`  reply with the previous input of this session
 //! - `NOTE: <json>`  call the offered MCP server's tools: `{"tool", "arguments"}` or a list
-//! - `REPLY: <text>`  reply exactly `<text>` (the rest of that line)
+//! - `SAY_EXACTLY: <text>`  reply exactly `<text>` (the rest of that line)
 //! - a prompt starting `taskgate handoff:` (the gateway's `/new` handoff), with the fake started
 //!   with `--handoff-note <json>`: call those tools as `NOTE:` would
 //! - anything else  reply `FAKE-REPLY: you said '<text>'`
@@ -79,7 +79,7 @@ pub fn parse(text: &str) -> Script {
         Script::Recall
     } else if let Some(spec) = after("NOTE:") {
         Script::Note(spec)
-    } else if let Some(reply) = after("REPLY:") {
+    } else if let Some(reply) = after("SAY_EXACTLY:") {
         Script::Reply(reply)
     } else {
         Script::Echo

@@ -352,7 +352,7 @@ async fn the_gateway_notes_what_it_saw_and_new_seeds_it() {
     engine.handle(on_task("make the button green instead")).await.expect("follow-up");
     turns_done(&store, task.id, 2).await;
     engine
-        .handle(on_task("use cc to review it too REPLY: REVIEW-FINDING the green button fails WCAG AA contrast"))
+        .handle(on_task("use cc to review it too SAY_EXACTLY: REVIEW-FINDING the green button fails WCAG AA contrast"))
         .await
         .expect("review");
     turns_done(&store, task.id, 3).await;
