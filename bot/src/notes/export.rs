@@ -11,7 +11,7 @@
 //! without following, and a target that is a link or not a regular file is refused, never
 //! replaced.
 
-use std::io::{self, Read as _, Write as _};
+use std::io::{self, Write as _};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
@@ -105,8 +105,9 @@ fn read_at(dir: &OwnedFd, task: Id) -> io::Result<Option<Vec<u8>>> {
             if !file.metadata()?.is_file() {
                 return Ok(Some(Vec::new()));
             }
+            // Through the descriptor opened without following (not `fs::read`, which would).
             let mut bytes = Vec::new();
-            file.read_to_end(&mut bytes)?;
+            io::copy(&mut file, &mut bytes)?;
             Ok(Some(bytes))
         }
         Err(rustix::io::Errno::NOENT) => Ok(None),

@@ -151,7 +151,7 @@ impl RestartNote {
         let reserve = more_line(9999).chars().count() + 1;
 
         let mut agent: Vec<(usize, &ShownEntry)> = self.entries.iter().enumerate().collect();
-        agent.sort_by_key(|(i, e)| (!(e.entry.kind == NoteKind::Verified && !e.is_stale()), std::cmp::Reverse(*i)));
+        agent.sort_by_key(|(i, e)| (e.entry.kind != NoteKind::Verified || e.is_stale(), std::cmp::Reverse(*i)));
         let mut agent_lines: Vec<Option<String>> = vec![None; self.entries.len()];
         let mut captured_lines: Vec<Option<String>> = vec![None; self.captured.entries.len()];
         let mut left_out = 0;
