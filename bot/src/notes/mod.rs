@@ -49,12 +49,15 @@ pub async fn load_from(
     let dir = project_dir(store, task).await?;
     // Captured file changes go stale like entries do: when a commit after them touches a file.
     if let Some(dir) = &dir
-        && let Some(first) = captured.entries.iter().filter(|e| !e.files.is_empty()).map(|e| e.at).min()
+        && let Some(first) = captured.entries.iter().filter(|e| !e.files.is_empty()).map(|e| e.settled_at).min()
         && let Some(commits) = git::commits_since(dir, first).await
     {
         for entry in captured.entries.iter_mut().filter(|e| !e.files.is_empty()) {
-            let changed: Vec<String> =
-                commits.iter().filter(|(at, _)| *at > entry.at).flat_map(|(_, files)| files.iter().cloned()).collect();
+            let changed: Vec<String> = commits
+                .iter()
+                .filter(|(at, _)| *at > entry.settled_at)
+                .flat_map(|(_, files)| files.iter().cloned())
+                .collect();
             entry.stale_because = stale_files(&entry.files, &changed);
         }
     }

@@ -68,8 +68,11 @@ pub struct CapturedEntry {
     pub files: Vec<String>,
     /// The git branch the execution worked on, when it had its own (worktree per execution).
     pub branch: Option<String>,
-    /// Of `files`, those changed by commits since the entry; filled by the reader with git.
+    /// Of `files`, those changed by commits since `settled_at`; filled by the reader with git.
     pub stale_because: Vec<String>,
+    /// When the work the entry records was over (its turn's end): commits after this make it
+    /// stale, not the agent's own commit within the turn.
+    pub settled_at: Timestamp,
 }
 
 /// Everything captured from one timeline.
@@ -139,6 +142,7 @@ pub fn capture(events: &[Event], executions: &[Execution]) -> Captured {
         files: Vec::new(),
         branch: None,
         stale_because: Vec::new(),
+        settled_at: event.at,
     };
     // A message waits for its decision (the next event of the same plan) to say what it was.
     let mut message: Option<(&Event, String, String)> = None;
@@ -148,6 +152,8 @@ pub fn capture(events: &[Event], executions: &[Execution]) -> Captured {
     let mut stop_reason: Option<String> = None;
     // The last request and whether a turn completed since.
     let mut last_request: Option<(String, bool)> = None;
+    // The last turn end seen per execution (event id).
+    let mut last_end: HashMap<Option<Id>, Id> = HashMap::new();
 
     for event in events {
         let Some(body) = event.body.known() else { continue };
@@ -238,6 +244,17 @@ pub fn capture(events: &[Event], executions: &[Execution]) -> Captured {
                 out.push(e);
             }
             Body::TurnFinished { turn, outcome, summary, .. } => {
+                // The turn's file changes are judged from its end on.
+                for e in out
+                    .iter_mut()
+                    .rev()
+                    .take_while(|e| e.event > last_end.get(&event.execution_id).copied().unwrap_or(0))
+                {
+                    if e.execution == event.execution_id && !e.files.is_empty() {
+                        e.settled_at = event.at;
+                    }
+                }
+                last_end.insert(event.execution_id, event.id);
                 let who = label(&execs, event.execution_id);
                 let role = event.execution_id.and_then(|e| execs.get(&e)).map(|e| e.role);
                 // A turn's end settles the question it asked (nobody can answer it any more).

@@ -334,7 +334,9 @@ mod captured {
                 "changed src/button.css (+2 −1)",
             ]
         );
-        assert_eq!(c.section(Section::Evidence).nth(2).map(|e| e.files.clone()), Some(vec!["src/button.css".into()]));
+        let change = c.section(Section::Evidence).nth(2).expect("the file change");
+        assert_eq!(change.files, ["src/button.css"]);
+        assert!(change.settled_at > change.at, "judged stale from its turn's end on, not from the edit");
         assert_eq!(
             texts(&c, Section::Outcome),
             [
