@@ -152,6 +152,8 @@ pub fn capture(events: &[Event], executions: &[Execution]) -> Captured {
     let mut stop_reason: Option<String> = None;
     // The last request and whether a turn completed since.
     let mut last_request: Option<(String, bool)> = None;
+    // A `/new` was the last word: the next turn to finish is its handoff.
+    let mut handoff = false;
     // The last turn end seen per execution (event id).
     let mut last_end: HashMap<Option<Id>, Id> = HashMap::new();
 
@@ -170,7 +172,11 @@ pub fn capture(events: &[Event], executions: &[Execution]) -> Captured {
                         let words = one_line(&text, MAX_TEXT);
                         out.push(entry(Section::Instruction, format!("{words} ({who})"), one_line(&text, 100), at));
                         last_request = Some((words, false));
+                        handoff = false;
                     }
+                    // The next turn to finish is the old session's handoff (if it gets one): it
+                    // does not complete what was asked before.
+                    Intent::NewSession => handoff = true,
                     Intent::Cancel => stop_reason = Some(format!("stopped by a person: {}", one_line(&text, 200))),
                     _ => {}
                 }
@@ -268,10 +274,14 @@ pub fn capture(events: &[Event], executions: &[Execution]) -> Captured {
                         if let Some(exec) = event.execution_id {
                             settle(&mut out, &mut open, &format!("failed:{exec}"));
                         }
-                        if let Some((_, done)) = &mut last_request {
+                        let was_handoff = std::mem::take(&mut handoff);
+                        if let Some((_, done)) = &mut last_request
+                            && !was_handoff
+                        {
                             *done = true;
                         }
                         let verb = match role {
+                            _ if was_handoff => "handoff",
                             Some(Role::Reviewer) => "reviewer's findings",
                             Some(Role::Tester) => "tester's result",
                             _ => "finished",

@@ -366,6 +366,12 @@ mod captured {
         let c = capture(&t.0, &executions());
         assert_eq!(c.next_action.as_deref(), Some("finish what was last asked: try again with the cache off"));
         assert_eq!(texts(&c, Section::Open), ["editor (codex) turn 1 failed: model overloaded"]);
+        // `/new`: the old session's handoff turn completes, the request is still to do.
+        let mut with_new = Timeline(t.0.clone());
+        with_new.said("/new", Intent::NewSession).finished(1, 9, TurnOutcome::Completed, "noted two findings");
+        let c = capture(&with_new.0, &executions());
+        assert_eq!(c.next_action.as_deref(), Some("finish what was last asked: try again with the cache off"));
+        assert_eq!(texts(&c, Section::Outcome), ["editor (codex) turn 9 handoff: noted two findings"]);
         // A later success settles the failure and the request.
         t.finished(1, 2, TurnOutcome::Completed, "done");
         let c = capture(&t.0, &executions());

@@ -407,6 +407,11 @@ async fn the_gateway_notes_what_it_saw_and_new_seeds_it() {
 
     // The export holds the same, and matches the note as rendered now.
     let note = engine.notes().restart_note(task.id).await.expect("note");
+    // What the console's note panel lists (`note_captured` in the task's API answer).
+    let outcomes: Vec<&str> =
+        note.captured.section(taskgate_core::notes::Section::Outcome).map(|e| e.text.as_str()).collect();
+    assert!(outcomes.iter().any(|o| o.starts_with("reviewer (claude)")), "{outcomes:#?}");
+    assert!(outcomes.iter().any(|o| o.contains(" handoff: ")), "the handoff turn is labelled: {outcomes:#?}");
     let exported_now = std::fs::read_to_string(&exported).expect("export");
     assert_eq!(exported_now, note.markdown());
     for expected in [
