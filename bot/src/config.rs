@@ -368,11 +368,20 @@ pub struct NotesConfig {
     /// Where agents reach that server. Unset: `http://<server.listen>/mcp` (loopback when
     /// listening on all addresses).
     pub mcp_url: Option<String>,
+    /// Longest restart note a fresh session is seeded with, in characters: newest and
+    /// agent-verified entries first, older captured evidence one line each (the whole note is
+    /// in the export and the console).
+    pub seed_chars: usize,
+    /// `/new` first asks the old session (when it is still usable) for a short handoff turn
+    /// recording its findings through the note tools; `/new!` skips it.
+    pub handoff: bool,
+    /// How long that handoff turn may take, in seconds, before it is stopped.
+    pub handoff_secs: u64,
 }
 
 impl Default for NotesConfig {
     fn default() -> Self {
-        Self { export: true, mcp: true, mcp_url: None }
+        Self { export: true, mcp: true, mcp_url: None, seed_chars: 4000, handoff: true, handoff_secs: 120 }
     }
 }
 

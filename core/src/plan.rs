@@ -69,6 +69,13 @@ pub enum Effect {
     CloseSession {
         execution: Id,
     },
+    /// `/new` with a handoff: one last turn (`input`) in the sticky session, asking the agent
+    /// to record its findings in the restart note; the session is closed with it, so the next
+    /// turn starts a fresh one seeded with the note.
+    Handoff {
+        execution: Id,
+        input: String,
+    },
     /// Answer an approval. `note` carries the rest of a "no, do X instead" to the agent.
     Resolve {
         approval: Id,

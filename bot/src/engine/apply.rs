@@ -230,6 +230,19 @@ pub async fn apply(tx: &dyn Store, plan: &Plan, origin: &Origin<'_>) -> StoreRes
                 tx.give_order(*execution, &Order::Close).await?;
                 applied.wake.push(*execution);
             }
+            Effect::Handoff { execution, input } => {
+                // The last turn of the sticky session, then the row is closed: the next turn
+                // gets a fresh one. No close order: the handoff needs the process; the actor
+                // ends it when the fresh session starts.
+                last_turn = Some(queue_turn(tx, *execution, input, origin).await?);
+                if let Some(mut session) = tx.latest_session(*execution).await?
+                    && session.status.allows(SessionStatus::Closed)
+                {
+                    session.status = SessionStatus::Closed;
+                    tx.update_session(&session).await?;
+                }
+                applied.wake.push(*execution);
+            }
             Effect::Resolve { approval, answer, note } => match resolve(tx, *approval, *answer, origin).await? {
                 Ok(decided) => {
                     let exec = approval_execution(tx, &decided).await?;

@@ -158,12 +158,12 @@ async fn task_state(store: &dyn Store, task: Task, rows: &Rows) -> StoreResult<T
             files.extend(changes.iter().map(|c| c.path.clone()));
         }
     }
-    let restart_note = restart_note(store, &task).await?;
     Ok(TaskState {
         task,
         executions,
         approvals,
-        restart_note,
+        // Filled by [`seed_notes`] for the tasks the message may act on.
+        restart_note: None,
         latest_result,
         changed_files: files.into_iter().collect(),
     })
@@ -214,10 +214,22 @@ fn agent_of(approval: &Approval, executions: &[ExecutionState], open_turns: &[ta
         .map_or_else(|| "The agent".to_owned(), |e| display_agent(&e.execution.agent))
 }
 
-/// The task's restart note in a few lines: objective, entries, next action.
-/// Stale entries are marked as such (see `crate::notes::load`).
-pub async fn restart_note(store: &dyn Store, task: &Task) -> StoreResult<Option<String>> {
-    Ok(crate::notes::load(store, task).await?.condensed())
+/// Fills in the restart note, within `seed_chars`, of the tasks among `tasks` that are
+/// visible: what a fresh session of them is seeded with. Only for the tasks a decision can
+/// act on (its target, the focused one), because the note reads a task's whole timeline
+/// (and git): for every visible task on every message, that cost would grow with history.
+pub async fn seed_notes(
+    store: &dyn Store,
+    state: &mut ConversationState,
+    tasks: &[Id],
+    seed_chars: usize,
+) -> StoreResult<()> {
+    for t in state.tasks.iter_mut().filter(|t| tasks.contains(&t.task.id) && t.restart_note.is_none()) {
+        let timeline = store.timeline(t.task.id).await?;
+        let executions: Vec<_> = t.executions.iter().map(|e| e.execution.clone()).collect();
+        t.restart_note = crate::notes::load_from(store, &t.task, &timeline, &executions).await?.seed(seed_chars);
+    }
+    Ok(())
 }
 
 fn task_ref(t: &TaskState) -> classify::TaskRef {

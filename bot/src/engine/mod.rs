@@ -103,7 +103,9 @@ impl Engine {
         // Configured agent names classify as themselves, beside the contract's built-in aliases.
         let aliases: Vec<(String, String)> = config.agents.keys().map(|k| (k.clone(), k.clone())).collect();
         let shared = Arc::new(Shared {
-            notes: Arc::new(crate::notes::Keeper::new(store.clone(), config.notes.export)),
+            notes: Arc::new(
+                crate::notes::Keeper::new(store.clone(), config.notes.export).with_seed_chars(config.notes.seed_chars),
+            ),
             store,
             config,
             supervisor,
@@ -255,7 +257,7 @@ impl Engine {
             return Ok(());
         };
         let agents: Vec<String> = self.shared.config.agents.keys().cloned().collect();
-        let loaded = context::load(
+        let mut loaded = context::load(
             store,
             &conversation,
             project,
@@ -265,6 +267,12 @@ impl Engine {
         .await?;
         let chosen = given.is_some();
         let decision = given.unwrap_or_else(|| self.classifier.classify(&msg.text, &loaded.context));
+        // The tasks this decision can act on get their restart notes (a fresh session's seed).
+        let targets: Vec<Id> = [decision.task.as_deref().and_then(|t| t.parse().ok()), conversation.focused_task_id]
+            .into_iter()
+            .flatten()
+            .collect();
+        context::seed_notes(store, &mut loaded.state, &targets, self.shared.config.notes.seed_chars).await?;
         tracing::debug!(intent = %decision.intent, reason = %decision.reason, chosen, "decided");
         // A clarify shows the likeliest readings as buttons; pressing one acts on this message.
         // A chosen reading is never asked about again.
@@ -286,6 +294,10 @@ impl Engine {
         let applied = apply::commit(store, &plan, &origin, None).await?;
         self.shared.outbox.after(&plan);
         tracing::debug!(task = ?applied.task, wake = ?applied.wake, "plan applied");
+        if let Some(task) = applied.task {
+            // What the gateway captures for the restart note grew with this message.
+            self.shared.notes.keep_current(task);
+        }
         for exec in applied.wake {
             self.runner.wake(exec);
         }
@@ -349,7 +361,13 @@ impl Engine {
             .clone()
             .or_else(|| self.shared.config.agents.keys().next().cloned())
             .unwrap_or_else(|| "codex".to_owned());
-        Ok(Some(ProjectInfo { id: project.id, name: project.name, default_agent, busy_policy: config.busy_policy }))
+        Ok(Some(ProjectInfo {
+            id: project.id,
+            name: project.name,
+            default_agent,
+            busy_policy: config.busy_policy,
+            handoff: self.shared.config.notes.handoff,
+        }))
     }
 }
 

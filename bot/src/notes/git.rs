@@ -30,6 +30,25 @@ pub async fn changed_since(dir: &Path, commit: &str) -> Option<Vec<String>> {
     Some(out.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect())
 }
 
+/// The commits on HEAD made since `since` (committer time), each with the files it touched:
+/// what a captured file change is judged stale by (it has no commit of its own).
+pub async fn commits_since(
+    dir: &Path,
+    since: chrono::DateTime<chrono::Utc>,
+) -> Option<Vec<(chrono::DateTime<chrono::Utc>, Vec<String>)>> {
+    let since = format!("--since=@{}", since.timestamp());
+    let out = git(dir, &["log", &since, "--format=@%ct", "--name-only", "--no-renames", "HEAD", "--"]).await?;
+    let mut commits: Vec<(chrono::DateTime<chrono::Utc>, Vec<String>)> = Vec::new();
+    for line in out.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if let Some(secs) = line.strip_prefix('@').and_then(|t| t.parse::<i64>().ok()) {
+            commits.push((chrono::DateTime::from_timestamp(secs, 0)?, Vec::new()));
+        } else if let Some((_, files)) = commits.last_mut() {
+            files.push(line.to_owned());
+        }
+    }
+    Some(commits)
+}
+
 fn is_commit(s: &str) -> bool {
     (4..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_hexdigit())
 }

@@ -71,16 +71,46 @@ pub struct Keeper {
     store: Arc<SeaStore>,
     /// `[notes] export`: keep `<project>/.taskgate/tasks/<id>.md` current.
     export: bool,
+    /// `[notes] seed_chars`: the longest note a fresh session is seeded with.
+    seed_chars: usize,
     /// MCP tokens of live sessions and where each keeps its restart note.
     sessions: Sessions,
     /// Serializes exports (load, compare, write), so an older rendering never lands after a
     /// newer one.
     exporting: tokio::sync::Mutex<()>,
+    /// Tasks whose export [`Keeper::keep_current`] has queued and not yet begun.
+    due: std::sync::Mutex<std::collections::HashSet<Id>>,
+    /// One background export at a time; the others wait (and coalesce) behind it.
+    background: tokio::sync::Mutex<()>,
 }
 
 impl Keeper {
     pub fn new(store: Arc<SeaStore>, export: bool) -> Self {
-        Keeper { store, export, sessions: Sessions::default(), exporting: tokio::sync::Mutex::new(()) }
+        Keeper {
+            store,
+            export,
+            seed_chars: crate::config::NotesConfig::default().seed_chars,
+            sessions: Sessions::default(),
+            exporting: tokio::sync::Mutex::new(()),
+            due: Default::default(),
+            background: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// With `[notes] seed_chars`.
+    pub fn with_seed_chars(mut self, seed_chars: usize) -> Self {
+        self.seed_chars = seed_chars;
+        self
+    }
+
+    /// The longest note a fresh session is seeded with.
+    pub fn seed_chars(&self) -> usize {
+        self.seed_chars
+    }
+
+    /// What a fresh session of `task` is seeded with (see `notes::seed`).
+    pub fn seed(&self, task: &Task, note: &RestartNote) -> String {
+        super::seed(task, note, self.seed_chars)
     }
 
     /// The MCP tokens and note slots of this process's live sessions.
@@ -185,7 +215,7 @@ impl Keeper {
                 return;
             }
         };
-        let seed = super::seed(&task, &note);
+        let seed = self.seed(&task, &note);
         for slot in self.sessions.slots(task_id) {
             slot.set(seed.clone());
         }
@@ -195,6 +225,34 @@ impl Keeper {
         {
             tracing::warn!(task = task_id, error = %e, "could not export the note");
         }
+    }
+
+    /// The timeline of `task` grew (a message, a turn's end): what the gateway captures from it
+    /// changed, so the exported file follows, in the background. Nothing when export is off.
+    pub fn keep_current(self: &Arc<Self>, task: Id) {
+        if !self.export {
+            return;
+        }
+        // Coalesced: a burst of messages on one task is one export, not one per message. The
+        // task leaves `due` before its timeline is read, so a later change exports again.
+        if !self.due.lock().is_ok_and(|mut due| due.insert(task)) {
+            return;
+        }
+        let keeper = self.clone();
+        tokio::spawn(async move {
+            let _turn = keeper.background.lock().await;
+            if let Ok(mut due) = keeper.due.lock() {
+                due.remove(&task);
+            }
+            let result = async {
+                let task = keeper.store.task(task).await?;
+                keeper.load_and_export(&task).await
+            }
+            .await;
+            if let Err(e) = result {
+                tracing::warn!(task, error = %e, "could not bring the exported note up to date");
+            }
+        });
     }
 
     /// Who an MCP token speaks for.

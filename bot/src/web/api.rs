@@ -237,6 +237,10 @@ pub struct TaskDetail {
     approvals: Vec<ApprovalView>,
     /// The restart note's entries (its headline fields are on the task), staleness judged.
     note_entries: Vec<NoteEntryView>,
+    /// What the gateway captured for the note from the timeline (instructions, rejected,
+    /// evidence, outcomes, open), each with the event it comes from, and the next action it
+    /// derived when none was set.
+    note_captured: taskgate_core::notes::Captured,
 }
 
 /// A restart-note entry as the console shows it: never trusted blindly, so an entry whose
@@ -267,12 +271,13 @@ pub async fn task(Extension(console): Extension<Arc<Console>>, Path(id): Path<Id
         approvals.push(view);
     }
     let note = crate::notes::load(store, &task).await?;
+    let note_captured = note.captured;
     let note_entries = note
         .entries
         .into_iter()
         .map(|shown| NoteEntryView { entry: shown.entry, stale_because: shown.stale_because })
         .collect();
-    Ok(Json(TaskDetail { task, project, created_by_name, executions, approvals, note_entries }))
+    Ok(Json(TaskDetail { task, project, created_by_name, executions, approvals, note_entries, note_captured }))
 }
 
 #[derive(Debug, Deserialize)]

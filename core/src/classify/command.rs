@@ -33,6 +33,8 @@ pub(crate) fn parse(m: &Msg) -> Option<Command> {
         }
         None => (None, after),
     };
+    // `/new!`: a fresh session without the handoff turn (the router reads the `!`).
+    let tail = if name == "new" { tail.strip_prefix('!').unwrap_or(tail) } else { tail };
     // `/api/v2 is down` is a path, not a command.
     if !tail.is_empty() && !tail.starts_with(char::is_whitespace) {
         return None;

@@ -72,11 +72,31 @@ pub fn route(
         Intent::NewSession => match target.and_then(|t| t.main_execution().map(|e| (t, e))) {
             Some((task, exec)) => {
                 record(&mut plan, TaskRef::Existing(task.task.id));
-                plan.push(Effect::CloseSession { execution: exec.execution.id });
-                plan.reply(format!(
-                    "Fresh session for '{}': the next message starts clean, with the restart note.",
-                    task.task.title
-                ));
+                let usable = exec.session.as_ref().is_some_and(|s| s.status.is_usable()) && !exec.busy;
+                // `/new!`: straight to a fresh session.
+                let skipped = text.trim_start().starts_with("/new!");
+                let agent = agent_name(&exec.execution.agent);
+                if state.project.handoff && usable && !skipped {
+                    plan.push(Effect::Handoff { execution: exec.execution.id, input: prompt::HANDOFF.to_owned() });
+                    plan.reply(format!(
+                        "Fresh session for '{}': {agent} first writes down what it found in the restart note \
+                         (a short handoff; /new! skips it), then your next message starts clean, with the note.",
+                        task.task.title
+                    ));
+                } else {
+                    plan.push(Effect::CloseSession { execution: exec.execution.id });
+                    let why = if !state.project.handoff {
+                        ""
+                    } else if skipped {
+                        " No handoff (/new!)."
+                    } else {
+                        " No handoff: the old session is not usable."
+                    };
+                    plan.reply(format!(
+                        "Fresh session for '{}': the next message starts clean, with the restart note.{why}",
+                        task.task.title
+                    ));
+                }
             }
             None => {
                 plan.reply("There is no task here to restart; send a goal to start one.");
@@ -181,7 +201,11 @@ fn continue_task(plan: &mut Plan, state: &ConversationState, task: &TaskState, t
     };
     match policy {
         BusyPolicy::Queue => {
-            plan.push(Effect::QueueTurn { execution: id, input: text.to_owned() });
+            // Behind a closed session's last turn (a `/new` handoff): the turn starts the fresh
+            // session, so it carries the note like any first prompt.
+            let usable = exec.session.as_ref().is_some_and(|s| s.status.is_usable());
+            let input = if usable { text.to_owned() } else { prompt::reseeded(task, text) };
+            plan.push(Effect::QueueTurn { execution: id, input });
             plan.push(Effect::Ack(format!("Queued for {agent}, {} ahead", exec.queued + 1)));
         }
         BusyPolicy::Steer => {
@@ -190,11 +214,9 @@ fn continue_task(plan: &mut Plan, state: &ConversationState, task: &TaskState, t
         }
         BusyPolicy::Interrupt => {
             plan.push(Effect::InterruptTurn { execution: id });
-            plan.push(Effect::StartTurn {
-                execution: ExecRef::Existing(id),
-                input: text.to_owned(),
-                fresh_session: false,
-            });
+            let usable = exec.session.as_ref().is_some_and(|s| s.status.is_usable());
+            let input = if usable { text.to_owned() } else { prompt::reseeded(task, text) };
+            plan.push(Effect::StartTurn { execution: ExecRef::Existing(id), input, fresh_session: !usable });
             plan.push(Effect::Ack(format!("{agent} stopped its last turn to take this one")));
         }
     }

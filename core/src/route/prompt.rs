@@ -50,3 +50,10 @@ pub fn first_turn(task: &TaskState, role: Role, request: &str) -> String {
 pub fn reseeded(task: &TaskState, message: &str) -> String {
     format!("{}\nContinue from the restart note.\n\n{message}", context(task))
 }
+
+/// The handoff turn `/new` asks of the old session before a fresh one takes over.
+pub const HANDOFF: &str = "taskgate handoff: a fresh session will continue this task from its restart note. \
+Before it does, record what you found through the taskgate note tools: record_entry for what you \
+verified, ruled out (rejected), left open or are blocked on, each with evidence (turn:<id>, \
+file:<path>), and set_next_action for the one next step. Then reply in one short line. Do not \
+start new work.";

@@ -31,6 +31,8 @@ pub struct ProjectInfo {
     pub name: String,
     pub default_agent: String,
     pub busy_policy: BusyPolicy,
+    /// `[notes] handoff`: `/new` first asks a usable session to record its findings.
+    pub handoff: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

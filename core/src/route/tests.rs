@@ -93,7 +93,13 @@ fn state(policy: BusyPolicy) -> ConversationState {
     ConversationState {
         conversation_id: 1,
         focused_task: Some(1),
-        project: ProjectInfo { id: 1, name: "web".into(), default_agent: "codex".into(), busy_policy: policy },
+        project: ProjectInfo {
+            id: 1,
+            name: "web".into(),
+            default_agent: "codex".into(),
+            busy_policy: policy,
+            handoff: false,
+        },
         tasks: vec![
             with(
                 task(1, "fix routing for /api/v2", TaskStatus::WaitingApproval),
@@ -541,4 +547,35 @@ fn titles_are_short_and_drop_commands() {
     assert_eq!(words::title_from("帮我把首页的按钮改成绿色"), "把首页的按钮改成绿色");
     assert_eq!(words::title_from("BUG: login fails on Safari"), "login fails on Safari");
     assert_eq!(words::title_from("/new"), "/new", "nothing left: the text as it was");
+}
+
+#[test]
+fn new_asks_a_usable_session_for_a_handoff_unless_told_not_to() {
+    let mut s = state(BusyPolicy::Queue);
+    s.project.handoff = true;
+    let new = on(decision(Intent::NewSession), 2);
+    let plan = route(&new, &[], "/new", &sender(), &s);
+    assert_eq!(actions(&plan), [Effect::Handoff { execution: 21, input: prompt::HANDOFF.to_owned() }]);
+    assert!(plan.reply_text().contains("first writes down what it found"), "{}", plan.reply_text());
+
+    let plan = route(&new, &[], "/new!", &sender(), &s);
+    assert_eq!(actions(&plan), [Effect::CloseSession { execution: 21 }]);
+    assert!(plan.reply_text().ends_with("No handoff (/new!)."), "{}", plan.reply_text());
+
+    // A busy session is not asked: its turn is not over.
+    let plan = route(&on(decision(Intent::NewSession), 1), &[], "/new", &sender(), &s);
+    assert_eq!(actions(&plan), [Effect::CloseSession { execution: 11 }]);
+    assert!(plan.reply_text().ends_with("No handoff: the old session is not usable."), "{}", plan.reply_text());
+
+    // A message while the handoff runs (the session closed, its last turn busy) is queued as
+    // the fresh session's first prompt, with the note.
+    s.tasks[1].executions[0].session.as_mut().expect("session").status = SessionStatus::Closed;
+    s.tasks[1].executions[0].busy = true;
+    let plan = route(&on(decision(Intent::Continue), 2), &[], "go on", &sender(), &s);
+    match actions(&plan).as_slice() {
+        [Effect::Focus { .. }, Effect::QueueTurn { execution: 21, input }] => {
+            assert!(input.contains("verified: the 404 comes from the v2 prefix") && input.ends_with("go on"), "{input}")
+        }
+        other => panic!("{other:?}"),
+    }
 }

@@ -204,7 +204,10 @@ async fn ack() -> anyhow::Result<()> {
     while let Some(ok) = loops.join_next().await {
         accepted += ok?;
     }
-    println!("  closed loop, {senders} senders: {:.0} msg/s accepted", accepted as f64 / started.elapsed().as_secs_f64());
+    println!(
+        "  closed loop, {senders} senders: {:.0} msg/s accepted",
+        accepted as f64 / started.elapsed().as_secs_f64()
+    );
     app.stop().await?;
     Ok(())
 }

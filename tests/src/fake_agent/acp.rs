@@ -151,6 +151,10 @@ impl Fake {
                 self.say(session, &format!("FAKE-REPLY: you said '{text}'"));
                 "end_turn"
             }
+            Script::Reply(reply) => {
+                self.say(session, &reply);
+                "end_turn"
+            }
             Script::Note(spec) => {
                 let said = self.ctx.note(&spec);
                 self.say(session, &said);

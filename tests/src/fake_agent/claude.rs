@@ -140,6 +140,7 @@ impl Fake {
         self.emit("system", json!({ "subtype": "init", "cwd": self.ctx.cwd, "tools": ["Bash", "Write", "TodoWrite", "AskUserQuestion"], "mcp_servers": [], "model": "fake-model", "permissionMode": "default" }));
         match parse(text) {
             Script::Echo => self.reply(&format!("FAKE-REPLY: you said '{text}'")),
+            Script::Reply(reply) => self.reply(&reply),
             Script::Note(spec) => {
                 let said = self.ctx.note(&spec);
                 self.reply(&said)

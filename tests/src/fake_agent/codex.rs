@@ -280,6 +280,7 @@ impl TurnRun {
         self.notify("item/completed", json!({ "item": user_item, "turnId": turn }));
         let status = match parse(text) {
             Script::Echo => self.reply(&format!("FAKE-REPLY: you said '{text}'")),
+            Script::Reply(reply) => self.reply(&reply),
             Script::Note(spec) => {
                 let said = match &self.mcp {
                     Some(mcp) => format!("FAKE-REPLY: noted: {}", mcp.run(&spec)),

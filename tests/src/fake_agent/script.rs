@@ -11,6 +11,9 @@
 //! - `GARBAGE`  print malformed lines first, then reply
 //! - `RECALL`  reply with the previous input of this session
 //! - `NOTE: <json>`  call the offered MCP server's tools: `{"tool", "arguments"}` or a list
+//! - `SAY_EXACTLY: <text>`  reply exactly `<text>` (the rest of that line)
+//! - a prompt starting `taskgate handoff:` (the gateway's `/new` handoff), with the fake started
+//!   with `--handoff-note <json>`: call those tools as `NOTE:` would
 //! - anything else  reply `FAKE-REPLY: you said '<text>'`
 
 pub enum Script {
@@ -29,12 +32,24 @@ pub enum Script {
     Garbage,
     Recall,
     Note(String),
+    Reply(String),
     Echo,
+}
+
+/// `--handoff-note <json>` on the fake's command line.
+fn handoff_note() -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().position(|a| a == "--handoff-note").and_then(|i| args.get(i + 1)).cloned()
 }
 
 pub fn parse(text: &str) -> Script {
     let after =
         |marker: &str| text.split_once(marker).map(|(_, rest)| rest.lines().next().unwrap_or("").trim().to_string());
+    if text.starts_with("taskgate handoff:")
+        && let Some(spec) = handoff_note()
+    {
+        return Script::Note(spec);
+    }
     if let Some(cmd) = after("RUN_CMD:") {
         Script::RunCmd(cmd)
     } else if let Some(path) = after("WRITE_FILE:") {
@@ -64,6 +79,8 @@ pub fn parse(text: &str) -> Script {
         Script::Recall
     } else if let Some(spec) = after("NOTE:") {
         Script::Note(spec)
+    } else if let Some(reply) = after("SAY_EXACTLY:") {
+        Script::Reply(reply)
     } else {
         Script::Echo
     }

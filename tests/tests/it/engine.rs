@@ -249,8 +249,9 @@ async fn stop_interrupts_the_turn_and_keeps_the_session() {
     assert_eq!(store.tasks(10).await.unwrap().len(), 1);
 }
 
-/// `/new` closes the sticky session; the next message opens a new session row, and the agent
-/// gets the task's context and restart note before the message.
+/// `/new` closes the sticky session (after its handoff turn); the next message, sent while the
+/// handoff may still run, opens a new session row, and the agent gets the task's context and
+/// restart note before the message.
 async fn new_session_starts_clean_with_the_restart_note() {
     let world = World::new();
     let engine = world.engine().await;
@@ -276,7 +277,8 @@ async fn new_session_starts_clean_with_the_restart_note() {
     assert_eq!(store.session(old.id).await.unwrap().status, SessionStatus::Closed);
 
     engine.handle(msg("u1", "Ada", "make it say hello again")).await.expect("next");
-    turns_done(&store, exec.id, 2).await;
+    // The handoff turn `/new` asked of the old session (`notes.handoff`), then the message.
+    turns_done(&store, exec.id, 3).await;
     let fresh = store.latest_session(exec.id).await.unwrap().expect("session");
     assert_ne!(fresh.id, old.id, "a new session row");
     assert_ne!(fresh.provider_session_id, old.provider_session_id, "a new provider session, not a resume");

@@ -64,6 +64,8 @@ pub(super) struct Actor {
     pub(super) quiet_resume: bool,
     /// The lease is gone (another replica took the execution): stop at once, write nothing.
     fenced: bool,
+    /// When the `/new` handoff turn in flight is stopped (`notes.handoff_secs`).
+    handoff_deadline: Option<Instant>,
 }
 
 impl Actor {
@@ -92,6 +94,7 @@ impl Actor {
             current: None,
             quiet_resume: false,
             fenced: false,
+            handoff_deadline: None,
         }
     }
 
@@ -142,7 +145,14 @@ impl Actor {
             // process stays for a while for the next message.
             let keep = if self.live.is_some() { self.shared.config.runtime.idle() } else { Duration::ZERO };
             let dropped = self.shared.dropped.clone();
+            let handoff_deadline = self.handoff_deadline.filter(|_| self.current.is_some());
             tokio::select! {
+                () = sleep_until_some(handoff_deadline) => {
+                    // The handoff had its time: the fresh session must not wait for it.
+                    tracing::info!(execution = self.exec.id, "the handoff turn hit its time limit; interrupting");
+                    self.handoff_deadline = None;
+                    self.interrupt().await;
+                }
                 () = dropped.cancelled() => {
                     // The engine is gone without a shutdown: end the agent, leave the rows as
                     // they are (the next owner takes over, as after a crash).
@@ -309,7 +319,10 @@ impl Actor {
             Ok(row) => row,
             Err(e) => return self.log_err("reading the session", e),
         };
-        let seeded = match self.ensure_session(row).await {
+        let handoff = turn.input == taskgate_core::route::prompt::HANDOFF;
+        self.handoff_deadline =
+            handoff.then(|| Instant::now() + Duration::from_secs(self.shared.config.notes.handoff_secs.max(1)));
+        let seeded = match self.ensure_session(row, handoff).await {
             Ok(seeded) => seeded,
             Err(message) => {
                 let message = format!("{} could not start: {message}", self.display);
@@ -411,6 +424,9 @@ impl Actor {
     /// The turn in flight ended: the next one starts, or the actor goes idle.
     async fn turn_ended(&mut self) {
         self.current = None;
+        self.handoff_deadline = None;
+        // The turn's commands, files and outcome are on the timeline: the export follows.
+        self.shared.notes.keep_current(self.exec.task_id);
         self.sync().await;
         // Idle now: a session waiting for a slot may have missed our earlier look.
         self.release_if_wanted().await;
@@ -656,5 +672,13 @@ async fn next_event_or_none(live: &mut Option<Live>) -> Option<RuntimeEvent> {
     match live {
         Some(live) => live.session.next_event().await,
         None => None,
+    }
+}
+
+/// Sleeps until `deadline`; never wakes without one.
+async fn sleep_until_some(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }

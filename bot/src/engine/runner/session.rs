@@ -12,8 +12,13 @@ use crate::engine::spec;
 
 impl Actor {
     /// Makes `row`'s session live. Returns the restart note to put before the input when a
-    /// resume was wanted but only a fresh session could be started.
-    pub(super) async fn ensure_session(&mut self, row: RuntimeSession) -> Result<Option<String>, String> {
+    /// resume was wanted but only a fresh session could be started. `handoff`: the `/new`
+    /// handoff turn, which runs in the session `/new` closed (resumed if its process went).
+    pub(super) async fn ensure_session(
+        &mut self,
+        row: RuntimeSession,
+        handoff: bool,
+    ) -> Result<Option<String>, String> {
         if self.live.as_ref().is_some_and(|l| l.row == row.id) {
             return Ok(None);
         }
@@ -24,9 +29,9 @@ impl Actor {
         let task = self.shared.store.task(self.exec.task_id).await.map_err(|e| e.to_string())?;
         // Rendered for a new session: the export catches up with commits since it was written.
         let note = self.shared.notes.load_and_export(&task).await.map_err(|e| e.to_string())?;
-        let seed = crate::notes::seed(&task, &note);
+        let seed = self.shared.notes.seed(&task, &note);
         // A closed row (`/new`) starts clean; any other resumes what the provider still has.
-        let resume = row.provider_session_id.clone().filter(|_| row.status != SessionStatus::Closed);
+        let resume = row.provider_session_id.clone().filter(|_| handoff || row.status != SessionStatus::Closed);
         let mut spec = self.spec(resume.clone())?;
         // The restart-note tools, under a token for this session only.
         let notes = &self.shared.config.notes;

@@ -750,7 +750,7 @@ function taskPage(id) {
     const visible = entries.filter((e) => (details || !e.internal) && !(e.kind === "approval" && waitingIds.has(e.approval) && !e.decided && !e.expired));
     timeline.replaceChildren(...(visible.length ? visible.map((e) => renderEntry(e, ctx)) : [h("li", { class: "empty" }, "Nothing happened yet.")]));
     pending.replaceChildren(...waiting.map((a) => approvalCard(a, false, refresh)));
-    side.replaceChildren(changedFiles(events, waiting), agentsPanel(detail.executions, details), restartNote(t, detail.note_entries));
+    side.replaceChildren(changedFiles(events, waiting), agentsPanel(detail.executions, details), restartNote(t, detail.note_entries, detail.note_captured));
     const grew = visible.length - shown;
     shown = visible.length;
     return grew;
@@ -1077,16 +1077,32 @@ function agentsPanel(executions, details) {
     : h("p", { class: "muted small" }, "No agent yet."), false, "panel");
 }
 
-function restartNote(t, entries) {
-  const fields = [["Goal", t.goal], ["Objective", t.objective], ["Reproduction", t.reproduction], ["Next action", t.next_action]].filter(([, v]) => v);
-  return fold("panel/note", `Restart note${entries.length ? ` (${entries.length})` : ""}`, [
+const CAPTURED_SECTIONS = [["instruction", "Instructions"], ["rejected", "Rejected"], ["evidence", "Evidence"], ["outcome", "Outcomes"], ["open", "Open"]];
+
+/** The note's sections: the agents' entries on top, then what taskgate captured from the timeline. */
+function restartNote(t, entries, captured) {
+  const seen = (captured && captured.entries) || [];
+  const next = t.next_action || (captured && captured.next_action);
+  const fields = [["Goal", t.goal], ["Objective", t.objective], ["Reproduction", t.reproduction], ["Next action", next]].filter(([, v]) => v);
+  const count = entries.length + seen.length;
+  const sections = CAPTURED_SECTIONS.map(([key, title]) => [title, seen.filter((c) => c.section === key)]).filter(([, list]) => list.length);
+  return fold("panel/note", `Restart note${count ? ` (${count})` : ""}`, [
     h("dl", { class: "kv" }, fields.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])),
     entries.length ? h("ul", { class: "notes" }, entries.map((n) => h("li", { class: "note" },
       h("div", { class: "entry-head" }, badge(n.kind), (n.stale_because || []).length ? badge("stale") : null, h("span", {}, noteAuthor(n.author)), timeEl(n.at)),
       md(n.text),
       (n.evidence || []).length ? h("div", { class: "internals" }, "evidence: ", n.evidence.join(", ")) : null,
       (n.stale_because || []).length ? h("div", { class: "internals" }, "changed since: ", n.stale_because.join(", ")) : null)))
-      : h("p", { class: "muted small" }, "No findings recorded yet."),
+      : (seen.length ? null : h("p", { class: "muted small" }, "No findings recorded yet.")),
+    sections.map(([title, list]) => [
+      h("div", { class: "muted small" }, `${title} (captured by taskgate)`),
+      h("ul", { class: "notes" }, list.map((c) => h("li", { class: "note", "data-captured-event": c.event },
+        h("div", { class: "entry-head" }, c.stale_because.length ? badge("stale") : null, timeEl(c.at),
+          h("a", { href: `#ev-${c.event}`, onclick: (ev) => { ev.preventDefault(); const el = document.querySelector(`[data-event="${c.event}"]`); if (el) el.scrollIntoView({ block: "center" }); } }, "timeline")),
+        h("div", {}, c.text),
+        c.branch ? h("div", { class: "internals" }, "branch: ", c.branch) : null,
+        c.stale_because.length ? h("div", { class: "internals" }, "changed since: ", c.stale_because.join(", ")) : null))),
+    ]),
   ], false, "panel");
 }
 
