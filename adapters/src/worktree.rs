@@ -102,8 +102,7 @@ pub async fn snapshot(dir: &Path) -> GitResult<String> {
         return Ok(head);
     }
     let id = identity(dir).await;
-    git(dir, &["commit-tree", &tree, "-p", &head, "-m", "taskgate: snapshot of the working tree"], &env_refs(&id))
-        .await
+    git(dir, &["commit-tree", &tree, "-p", &head, "-m", "taskgate: snapshot of the working tree"], &env_refs(&id)).await
 }
 
 /// The tree object of `dir`'s working tree (through a copy of its index).

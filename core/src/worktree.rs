@@ -69,6 +69,13 @@ pub fn joined(executions: &[(Id, Role)]) -> Option<Id> {
     executions.iter().find(|(_, role)| *role == Role::Editor).or(executions.first()).map(|(id, _)| *id)
 }
 
+/// Where a new worktree for `role` starts from: a tester tests the work it joins (the
+/// editor's current state, uncommitted changes included); an editor makes an attempt of its
+/// own from the project's current state (which, under `spawned`, is the first editor's).
+pub fn branches_from_joined(role: Role) -> bool {
+    role == Role::Tester
+}
+
 /// `taskgate/<task>-<slug>`; with `execution`, `taskgate/<task>-<slug>-<execution>` (for a task
 /// with more than one branch).
 pub fn branch_name(task: Id, title: &str, execution: Option<Id>) -> String {
@@ -298,6 +305,8 @@ mod tests {
         assert_eq!(joined(&[(3, Role::Reviewer), (4, Role::Editor), (5, Role::Editor)]), Some(4));
         assert_eq!(joined(&[(3, Role::Tester)]), Some(3));
         assert_eq!(joined(&[]), None);
+        assert!(branches_from_joined(Role::Tester));
+        assert!(!branches_from_joined(Role::Editor));
     }
 
     #[test]

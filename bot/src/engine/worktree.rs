@@ -83,7 +83,8 @@ pub(crate) async fn prepare(
             }
             let branch = rules::branch_name(task.id, &task.title, None);
             let fallback = rules::branch_name(task.id, &task.title, Some(exec.id));
-            let made = git::create(Path::new(project_dir), Path::new(&joined_dir), &path, &branch, &fallback)
+            let from = if rules::branches_from_joined(exec.role) { joined_dir.as_str() } else { project_dir };
+            let made = git::create(Path::new(project_dir), Path::new(from), &path, &branch, &fallback)
                 .await
                 .map_err(|e| format!("cannot make a worktree for it: {e}"))?;
             let worktree = Worktree {
@@ -115,7 +116,8 @@ fn worktrees_dir(shared: &Shared, project_dir: &str) -> PathBuf {
         .map(|p| rules::slug(&p.name))
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "project".to_owned());
-    let data = std::path::absolute(&shared.config.server.data_dir).unwrap_or_else(|_| shared.config.server.data_dir.clone());
+    let data =
+        std::path::absolute(&shared.config.server.data_dir).unwrap_or_else(|_| shared.config.server.data_dir.clone());
     data.join("worktrees").join(name)
 }
 
@@ -208,14 +210,14 @@ impl Engine {
     /// Merges or discards `w`'s branch for the sender of `by`; the line that says what happened.
     async fn hand_back(&self, by: &IncomingMessage, w: &Worktree, merge: bool) -> Result<String, EngineError> {
         if w.state != WorktreeState::Active {
-            return Ok(format!("{} was already {}.", w.branch, if w.state == WorktreeState::Merged { "merged" } else { "discarded" }));
+            return Ok(format!(
+                "{} was already {}.",
+                w.branch,
+                if w.state == WorktreeState::Merged { "merged" } else { "discarded" }
+            ));
         }
-        let project = self
-            .config()
-            .projects
-            .iter()
-            .find(|p| Path::new(&w.project_dir) == p.path)
-            .map(|p| p.name.clone());
+        let project =
+            self.config().projects.iter().find(|p| Path::new(&w.project_dir) == p.path).map(|p| p.name.clone());
         if !self.is_approver(by.channel, &by.sender_id, project.as_deref()) {
             return Ok("Only the project's approvers can merge or discard branches.".into());
         }

@@ -396,7 +396,8 @@ impl Actor {
         // message says so (with Merge and Discard).
         let handed_back = match &self.worktree {
             Some(w) if ends => {
-                let files = crate::engine::worktree::settle(w, &self.display, self.current.as_ref().map(|c| c.turn.id)).await;
+                let files =
+                    crate::engine::worktree::settle(w, &self.display, self.current.as_ref().map(|c| c.turn.id)).await;
                 Some((files, w.branch.clone()))
             }
             _ => None,
