@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
-use taskgate::engine::IncomingMessage;
+use taskgate::engine::{Engine, IncomingMessage};
 use taskgate_adapters::store::SeaStore;
 use taskgate_core::model::*;
 use taskgate_core::store::Store;
@@ -286,4 +286,95 @@ async fn a_reviewer_works_read_only_where_the_work_lives() {
     app.engine.decide(&web(), asks.id, None, Answer::Deny).await.expect("deny");
     turns_done(&store, reviewer.id, 1).await;
     assert!(store.worktree(reviewer.id).await.unwrap().is_none(), "a reviewer gets no worktree");
+}
+
+/// Compatibility tier (`compat_real_clis::codex::…`): the real codex CLI as both editor and
+/// reviewer, against the fake model. Under `isolation = "worktree"` the editor works in its
+/// worktree; the reviewer joins it there with codex's `read-only` sandbox and runs the
+/// `touch` the model asks for: the file appears nowhere, and the model got the command's
+/// failure back.
+pub async fn real_codex_reviewer_is_read_only(bin: std::path::PathBuf) -> Result<(), String> {
+    use std::sync::Arc;
+
+    use taskgate::config::{AgentConfig, AgentKind, Command as Argv};
+    use taskgate_tests::fake_model::FakeModel;
+    use taskgate_tests::real_cli::CodexSandbox;
+
+    let fake = FakeModel::start().await.map_err(|e| format!("starting the fake model: {e}"))?;
+    // Under target/tmp, not /tmp: see CodexSandbox::new.
+    let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join("compat-real-clis");
+    let sandbox = CodexSandbox::new(&base, &fake).map_err(|e| format!("preparing the codex sandbox: {e}"))?;
+    let project = sandbox.workdir.clone();
+    repository(&project);
+    let data = project.parent().ok_or("the workdir has a parent")?.join("data");
+
+    let mut world = World::with(|config| {
+        config.projects[0].path = project.clone();
+        config.projects[0].isolation = Some(Isolation::Worktree);
+        let mut codex = AgentConfig::new(AgentKind::Codex);
+        codex.command = Some(Argv::Argv(vec![bin.to_string_lossy().into_owned(), "app-server".into()]));
+        codex.env = sandbox.env().into_iter().collect();
+        // The editor may write without asking; the reviewer's session is read-only anyway.
+        codex.approval_policy = taskgate::config::ApprovalPolicy::Never;
+        codex.sandbox = taskgate::config::SandboxMode::DangerFullAccess;
+        config.agents.insert("codex".into(), codex);
+        config.runtime.turn_timeout_secs = 90;
+    });
+    world.config.server.data_dir = data;
+    let store = world.store_on("taskgate.db").await;
+    let engine = Engine::new(
+        Arc::new(store),
+        Arc::new(world.config.clone()),
+        Arc::new(taskgate_adapters::runtime::AgentRuntimes::default()),
+    );
+    engine.start();
+    let store = engine.store().clone();
+    let wait = |what: &'static str| move |ok: bool| if ok { Ok(()) } else { Err(format!("timed out: {what}")) };
+
+    engine.handle(msg("fix the greeting in shared.txt")).await.map_err(|e| e.to_string())?;
+    let task = poll(|| async { store.tasks(1).await.ok()?.into_iter().next() }).await.ok_or("no task")?;
+    let editor =
+        poll(|| async { store.executions(task.id).await.ok()?.into_iter().next() }).await.ok_or("no editor")?;
+    wait("the editor's turn")(
+        poll(|| async { (completed_turns(&store, editor.id).await >= 1).then_some(()) }).await.is_some(),
+    )?;
+    let wt = store.worktree(editor.id).await.map_err(|e| e.to_string())?.ok_or("the editor has no worktree")?;
+
+    engine.handle(msg("use codex to review it too RUN_CMD: touch reviewed.txt")).await.map_err(|e| e.to_string())?;
+    let reviewer = poll(|| async { store.executions(task.id).await.ok()?.into_iter().nth(1) })
+        .await
+        .ok_or_else(|| "no reviewer joined".to_owned())?;
+    if reviewer.role != Role::Reviewer {
+        return Err(format!("the second execution is a {}, not a reviewer", reviewer.role));
+    }
+    let done = poll(|| async { (completed_turns(&store, reviewer.id).await >= 1).then_some(()) }).await;
+    let requests = fake.summary();
+    wait("the reviewer's turn")(done.is_some()).map_err(|e| format!("{e}\nmodel requests:\n{requests}"))?;
+    let tried = fake.requests_to("/v1/responses").iter().any(|r| r.body.to_string().contains("function_call_output"));
+    if !tried {
+        return Err(format!("the reviewer never ran the command\nmodel requests:\n{requests}"));
+    }
+    for dir in [Path::new(&wt.path), project.as_path()] {
+        if dir.join("reviewed.txt").exists() {
+            return Err(format!("the read-only reviewer wrote {}", dir.join("reviewed.txt").display()));
+        }
+    }
+    engine.shutdown(std::time::Duration::from_secs(1)).await;
+    Ok(())
+}
+
+/// Polls like `eventually` within the real CLIs' turn limit, without panicking.
+async fn poll<T, F, Fut>(mut probe: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(120);
+    while tokio::time::Instant::now() < deadline {
+        if let Some(v) = probe().await {
+            return Some(v);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    None
 }

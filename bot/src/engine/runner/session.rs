@@ -69,8 +69,11 @@ impl Actor {
     fn spec(&self, resume: Option<String>) -> Result<SessionSpec, String> {
         let mut spec = spec::session_spec(&self.shared.config, &self.exec.agent, &self.display, &self.cwd, resume)?;
         if self.read_only {
-            // A reviewer looks at the work where it lives and changes nothing there.
+            // A reviewer looks at the work where it lives and changes nothing there: codex runs
+            // its commands in the read-only sandbox and never asks to leave it (an approved
+            // command would run outside the sandbox); claude plans instead of editing.
             spec.sandbox = Some("read-only".to_owned());
+            spec.approval_policy = Some("never".to_owned());
         }
         Ok(spec)
     }
