@@ -166,6 +166,32 @@ pub async fn create(project: &Path, from: &Path, path: &Path, branch: &str, fall
     Ok(Made { branch: branch.to_owned(), base })
 }
 
+/// Puts worktree `path` back on its existing branch `branch` (after it was closed).
+pub async fn reopen(project: &Path, path: &Path, branch: &str) -> GitResult<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let _ = run(project, &["worktree", "prune"], &[]).await;
+    git(project, &["worktree", "add", &path.to_string_lossy(), branch], &[]).await?;
+    Ok(())
+}
+
+/// Removes worktree `path` but keeps its branch (when the branch holds nothing `project`'s
+/// `HEAD` lacks, it goes too). Whether the branch was kept.
+pub async fn close(project: &Path, path: &Path, branch: &str) -> GitResult<bool> {
+    let path_str = path.to_string_lossy();
+    if path.exists() {
+        git(project, &["worktree", "remove", "--force", "--force", &path_str], &[]).await?;
+    }
+    let _ = run(project, &["worktree", "prune"], &[]).await;
+    let merged = run(project, &["merge-base", "--is-ancestor", &format!("refs/heads/{branch}"), "HEAD"], &[]).await?;
+    if merged.code == 0 {
+        git(project, &["branch", "-D", "-q", branch], &[]).await?;
+        return Ok(false);
+    }
+    Ok(true)
+}
+
 /// Commits whatever the agent left uncommitted in worktree `path` onto its branch, and
 /// returns the paths its branch changed since `base`.
 pub async fn settle(path: &Path, base: &str, message: &str) -> GitResult<Vec<String>> {

@@ -115,9 +115,9 @@ pub fn slug(title: &str) -> String {
 pub enum WorktreeState {
     /// On disk, its branch not merged yet.
     Active,
-    /// Its branch was merged into the project; the worktree is gone.
-    Merged,
-    /// Dropped with its branch (`/discard`, or the task completed).
+    /// The worktree is gone (its task completed), its branch kept for `/merge`.
+    Closed,
+    /// Dropped with its branch (`/discard`).
     Removed,
 }
 
@@ -125,13 +125,18 @@ impl WorktreeState {
     pub fn name(self) -> &'static str {
         match self {
             WorktreeState::Active => "active",
-            WorktreeState::Merged => "merged",
+            WorktreeState::Closed => "closed",
             WorktreeState::Removed => "removed",
         }
     }
 
+    /// Its branch still exists (it can be merged or discarded).
+    pub fn has_branch(self) -> bool {
+        matches!(self, WorktreeState::Active | WorktreeState::Closed)
+    }
+
     pub fn parse(s: &str) -> Option<Self> {
-        [WorktreeState::Active, WorktreeState::Merged, WorktreeState::Removed].into_iter().find(|w| w.name() == s)
+        [WorktreeState::Active, WorktreeState::Closed, WorktreeState::Removed].into_iter().find(|w| w.name() == s)
     }
 }
 
@@ -364,6 +369,7 @@ mod tests {
         );
         assert_eq!(parse_command("/merged"), None);
         assert_eq!(parse_command("merge it"), None);
-        assert_eq!(WorktreeState::parse("merged"), Some(WorktreeState::Merged));
+        assert_eq!(WorktreeState::parse("closed"), Some(WorktreeState::Closed));
+        assert!(WorktreeState::Closed.has_branch() && !WorktreeState::Removed.has_branch());
     }
 }

@@ -90,10 +90,10 @@ impl<C: ConnectionTrait + Send + Sync> SeaStore<C> {
         rows.into_iter().map(worktree).collect()
     }
 
-    /// Every worktree still on disk by the records.
-    pub async fn active_worktrees(&self) -> StoreResult<Vec<Worktree>> {
+    /// Every worktree whose branch still exists by the records (on disk, or closed).
+    pub async fn live_worktrees(&self) -> StoreResult<Vec<Worktree>> {
         let rows = execution_worktrees::Entity::find()
-            .filter(W::State.eq(WorktreeState::Active.name()))
+            .filter(W::State.is_in([WorktreeState::Active.name(), WorktreeState::Closed.name()]))
             .order_by_asc(W::ExecutionId)
             .all(&self.db)
             .await

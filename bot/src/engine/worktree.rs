@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use taskgate_adapters::worktree as git;
-use taskgate_core::model::{Channel, Conversation, Execution, Id, NewOutbound, Role, Task};
+use taskgate_core::model::{Channel, Conversation, Execution, Id, NewOutbound, Role, Task, TaskStatus};
 use taskgate_core::plan::{Effect, Plan};
 use taskgate_core::reply::Reply;
 use taskgate_core::store::{Store, StoreError};
@@ -55,6 +55,15 @@ pub(crate) async fn prepare(
     let recorded = store.worktree(exec.id).await.map_err(|e| e.to_string())?;
     if let Some(w) = recorded.as_ref().filter(|w| w.state == WorktreeState::Active && Path::new(&w.path).is_dir()) {
         return Ok(Workspace { cwd: w.path.clone(), read_only: false, worktree: Some(w.clone()) });
+    }
+    if let Some(w) = recorded.as_ref().filter(|w| w.state == WorktreeState::Closed) {
+        // Its task was completed and has work again: the worktree comes back on its branch.
+        git::reopen(Path::new(&w.project_dir), Path::new(&w.path), &w.branch)
+            .await
+            .map_err(|e| format!("cannot reopen its worktree: {e}"))?;
+        store.set_worktree_state(w.execution, WorktreeState::Active).await.map_err(|e| e.to_string())?;
+        let w = Worktree { state: WorktreeState::Active, ..w.clone() };
+        return Ok(Workspace { cwd: w.path.clone(), read_only: false, worktree: Some(w) });
     }
     let project = Workspace { cwd: project_dir.to_owned(), read_only: false, worktree: None };
     let isolation = isolation(shared, project_dir).await;
@@ -137,6 +146,33 @@ pub(crate) async fn settle(worktree: &Worktree, agent: &str, turn: Option<Id>) -
     }
 }
 
+/// The execution's task is completed or cancelled and its owner leaves it: its worktree goes
+/// (what the agent left uncommitted is committed first), its branch stays for `/merge` unless
+/// the project already has all of it.
+pub(crate) async fn close_if_finished(shared: &Shared, execution: Id) {
+    let store = shared.store.as_ref();
+    let Ok(Some(w)) = store.worktree(execution).await else { return };
+    if w.state != WorktreeState::Active {
+        return;
+    }
+    let finished =
+        store.task(w.task).await.is_ok_and(|t| matches!(t.status, TaskStatus::Completed | TaskStatus::Cancelled));
+    if !finished {
+        return;
+    }
+    settle(&w, "taskgate", None).await;
+    match git::close(Path::new(&w.project_dir), Path::new(&w.path), &w.branch).await {
+        Ok(kept) => {
+            let state = if kept { WorktreeState::Closed } else { WorktreeState::Removed };
+            if let Err(e) = store.set_worktree_state(execution, state).await {
+                tracing::warn!(execution, error = %e, "recording a closed worktree failed");
+            }
+            tracing::info!(execution, branch = %w.branch, kept, "the task is finished; its worktree is removed");
+        }
+        Err(e) => tracing::warn!(execution, error = %e, "removing a finished task's worktree failed"),
+    }
+}
+
 /// An execution's changes as `git diff` prints them, for the console.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ExecutionDiff {
@@ -209,12 +245,8 @@ impl Engine {
 
     /// Merges or discards `w`'s branch for the sender of `by`; the line that says what happened.
     async fn hand_back(&self, by: &IncomingMessage, w: &Worktree, merge: bool) -> Result<String, EngineError> {
-        if w.state != WorktreeState::Active {
-            return Ok(format!(
-                "{} was already {}.",
-                w.branch,
-                if w.state == WorktreeState::Merged { "merged" } else { "discarded" }
-            ));
+        if !w.state.has_branch() {
+            return Ok(format!("{} was already discarded.", w.branch));
         }
         let project =
             self.config().projects.iter().find(|p| Path::new(&w.project_dir) == p.path).map(|p| p.name.clone());
@@ -278,11 +310,9 @@ impl Engine {
         let store = self.store();
         Ok(match target {
             Target::Execution(id) => store.worktree(*id).await?,
-            Target::Branch(name) => store.active_worktrees().await?.into_iter().find(|w| &w.branch == name),
+            Target::Branch(name) => store.live_worktrees().await?.into_iter().find(|w| &w.branch == name),
             Target::Latest => match task {
-                Some(task) => {
-                    store.task_worktrees(task).await?.into_iter().rev().find(|w| w.state == WorktreeState::Active)
-                }
+                Some(task) => store.task_worktrees(task).await?.into_iter().rev().find(|w| w.state.has_branch()),
                 None => None,
             },
         })

@@ -258,6 +258,16 @@ async fn discard_drops_the_worktree_and_the_branch() {
     assert_eq!(store.worktree(exec.id).await.unwrap().unwrap().state, WorktreeState::Removed);
     app.engine.handle(msg("/merge")).await.expect("merge nothing");
     said(&store, "Nothing to merge").await;
+
+    // `taskgate doctor` names a taskgate worktree nobody recorded as stale.
+    let stray = world.dir.path().join("stray");
+    git(&project, &["worktree", "add", "-q", "-b", "taskgate/99-stray", &stray.to_string_lossy()]);
+    app.stop().await.expect("the gateway stops");
+    let checks = taskgate::doctor::run(&world.config, "test").await;
+    let check = checks.iter().find(|c| c.name == "worktrees demo").expect("a worktrees check");
+    assert_eq!(check.verdict, taskgate::doctor::Verdict::Warn, "{check}");
+    assert!(check.detail.starts_with("1 stale of 1"), "{check}");
+    assert!(check.detail.contains("(taskgate/99-stray: not recorded on any execution)"), "{check}");
 }
 
 /// A reviewer under isolation works where the work it reviews lives (the tester's worktree

@@ -228,6 +228,9 @@ impl Actor {
         if let Some(mut live) = self.live.take() {
             live.session.shutdown().await;
         }
+        if !self.fenced {
+            crate::engine::worktree::close_if_finished(&self.shared, self.exec.id).await;
+        }
         if !self.fenced
             && let Err(e) = self.store().release(&self.lease).await
         {
