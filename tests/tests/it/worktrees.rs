@@ -22,6 +22,7 @@ pub fn trials() -> Vec<Trial> {
             a_spawned_tester_writes_on_its_branch_and_merges_once_rebased,
             worktree_isolation_merges_the_first_editor_and_refuses_the_conflicting_second,
             discard_drops_the_worktree_and_the_branch,
+            a_finished_task_loses_its_worktree_but_keeps_the_branch_for_merge,
             a_reviewer_works_read_only_where_the_work_lives,
         ],
     }
@@ -209,9 +210,12 @@ async fn worktree_isolation_merges_the_first_editor_and_refuses_the_conflicting_
     assert_eq!(two.branch, format!("{}-{}", one.branch, second.id), "the task's second branch is named apart");
     assert_eq!(std::fs::read_to_string(project.join("shared.txt")).unwrap(), "original\n", "the project is untouched");
 
-    app.engine.handle(msg(&format!("/merge {}", first.id))).await.expect("merge the first");
-    let line = said(&store, "Merged").await;
-    assert_eq!(line, format!("Merged {} into main (fast-forward, 1 file).", one.branch));
+    // The Merge button of the first editor's final message.
+    let pressed = app.engine.merge_press(&web(), first.id, true).await.expect("press Merge");
+    assert_eq!(
+        pressed,
+        taskgate::engine::Pressed::Done(format!("Merged {} into main (fast-forward, 1 file).", one.branch))
+    );
     assert_eq!(std::fs::read_to_string(project.join("shared.txt")).unwrap(), "one\n");
 
     let head = git(&project, &["rev-parse", "HEAD"]);
@@ -268,6 +272,41 @@ async fn discard_drops_the_worktree_and_the_branch() {
     assert_eq!(check.verdict, taskgate::doctor::Verdict::Warn, "{check}");
     assert!(check.detail.starts_with("1 stale of 1"), "{check}");
     assert!(check.detail.contains("(taskgate/99-stray: not recorded on any execution)"), "{check}");
+}
+
+/// A task completed while its execution idles: when the owner leaves it, the worktree goes
+/// and its branch stays, still mergeable.
+async fn a_finished_task_loses_its_worktree_but_keeps_the_branch_for_merge() {
+    let mut world = world(Some(Isolation::Worktree));
+    world.config.runtime.idle_secs = 1;
+    let project = world.config.projects[0].path.clone();
+    let app = spawn_app(&world.config).await.expect("app");
+    let store = app.store.clone();
+
+    app.engine.handle(msg("RUN_CMD: printf 'done\\n' > new.txt")).await.expect("task");
+    let task = eventually("the task", || async { store.tasks(1).await.ok()?.into_iter().next() }).await;
+    let exec = new_execution(&store, task.id, 1).await;
+    approve(&app, exec.id).await;
+    turns_done(&store, exec.id, 1).await;
+    let wt = store.worktree(exec.id).await.unwrap().expect("worktree");
+    let mut finished = eventually("the task idle", || async {
+        store.task(task.id).await.ok().filter(|t| t.status == TaskStatus::Idle)
+    })
+    .await;
+    finished.status = TaskStatus::Completed;
+    store.update_task(&finished).await.expect("complete the task");
+
+    eventually("the worktree closed", || async {
+        let w = store.worktree(exec.id).await.ok()??;
+        (w.state == WorktreeState::Closed).then_some(())
+    })
+    .await;
+    assert!(!Path::new(&wt.path).exists(), "the worktree is removed");
+    assert_eq!(git(&project, &["branch", "--list", &wt.branch, "--format=%(refname:short)"]), wt.branch);
+    app.engine.handle(msg(&format!("/merge {}", wt.branch))).await.expect("merge");
+    let line = said(&store, "Merged").await;
+    assert_eq!(line, format!("Merged {} into main (fast-forward, 1 file).", wt.branch));
+    assert_eq!(std::fs::read_to_string(project.join("new.txt")).unwrap(), "done\n");
 }
 
 /// A reviewer under isolation works where the work it reviews lives (the tester's worktree
