@@ -254,6 +254,16 @@ async fn discard_drops_the_worktree_and_the_branch() {
     let labels: Vec<&str> = last.payload.buttons.iter().map(|b| b.label.as_str()).collect();
     assert_eq!(labels, ["Merge", "Discard"]);
 
+    // What the agent records in the restart note names its branch.
+    let write = taskgate::notes::NoteWrite::Entry {
+        kind: NoteKind::Verified,
+        text: "new.txt is written".into(),
+        evidence: vec!["file:new.txt".into()],
+    };
+    app.engine.notes().write(task.id, write, &format!("execution:{}", exec.id)).await.expect("note");
+    let entries = store.note_entries(task.id).await.unwrap();
+    assert_eq!(entries[0].evidence, ["file:new.txt".to_owned(), format!("branch:{}", wt.branch)]);
+
     app.engine.handle(msg("/discard")).await.expect("discard");
     let line = said(&store, "Discarded").await;
     assert_eq!(line, format!("Discarded {}: its worktree and branch are gone.", wt.branch));
