@@ -12,11 +12,23 @@ use taskgate_core::model::*;
 use taskgate_core::store::Store;
 use taskgate_core::worktree::{Isolation, WorktreeState};
 use taskgate_tests::app::{TestApp, spawn_app};
-use taskgate_tests::harness::{Trial, eventually};
+use taskgate_tests::db::{self, TestDb};
+use taskgate_tests::harness::{Flavor, Trial, eventually};
 use taskgate_tests::reads::{completed_turns, outbox_texts};
 use taskgate_tests::world::{World, message};
 
 pub fn trials() -> Vec<Trial> {
+    let mut trials: Vec<Trial> = [db::Backend::Sqlite, db::Backend::Postgres]
+        .into_iter()
+        .flat_map(|backend| db::trials(module_path!(), backend, DB_CASES, Flavor::CurrentThread, None))
+        .collect();
+    trials.extend(cases());
+    trials
+}
+
+const DB_CASES: &[(&str, db::Case)] = taskgate_tests::db_cases![worktree_records_round_trip];
+
+fn cases() -> Vec<Trial> {
     taskgate_tests::trials! {
         current_thread: [
             a_spawned_tester_writes_on_its_branch_and_merges_once_rebased,
@@ -26,6 +38,52 @@ pub fn trials() -> Vec<Trial> {
             a_reviewer_works_read_only_where_the_work_lives,
         ],
     }
+}
+
+/// The records of executions' worktrees: one per execution, found by execution, task, branch
+/// state; moved through their states; replaced when a discarded one is made again.
+async fn worktree_records_round_trip(db: &TestDb) -> anyhow::Result<()> {
+    let store = db.store().await?;
+    let task = store
+        .create_task(taskgate_core::store::NewTask {
+            project_id: None,
+            title: "fix login".into(),
+            goal: "fix login".into(),
+            created_by: None,
+        })
+        .await?;
+    let mut ids = Vec::new();
+    for role in [Role::Editor, Role::Tester] {
+        let new = taskgate_core::store::NewExecution { task_id: task.id, agent: "codex".into(), role };
+        ids.push(store.create_execution(new).await?.id);
+    }
+    let record = |execution: Id, branch: &str| taskgate_core::worktree::Worktree {
+        execution,
+        task: task.id,
+        project_dir: "/srv/web".into(),
+        path: format!("/data/worktrees/web/{}-{execution}", task.id),
+        branch: branch.into(),
+        base: "0123abcd".into(),
+        state: WorktreeState::Active,
+    };
+    assert!(store.worktree(ids[0]).await?.is_none());
+    store.record_worktree(&record(ids[0], "taskgate/1-fix-login")).await?;
+    store.record_worktree(&record(ids[1], "taskgate/1-fix-login-2")).await?;
+    assert!(store.record_worktree(&record(ids[1], "again")).await.is_err(), "one record per execution");
+    assert_eq!(store.worktree(ids[0]).await?, Some(record(ids[0], "taskgate/1-fix-login")));
+    let branches: Vec<String> = store.task_worktrees(task.id).await?.into_iter().map(|w| w.branch).collect();
+    assert_eq!(branches, ["taskgate/1-fix-login", "taskgate/1-fix-login-2"]);
+
+    store.set_worktree_state(ids[0], WorktreeState::Closed).await?;
+    store.set_worktree_state(ids[1], WorktreeState::Removed).await?;
+    let live: Vec<(Id, WorktreeState)> =
+        store.live_worktrees().await?.into_iter().map(|w| (w.execution, w.state)).collect();
+    assert_eq!(live, [(ids[0], WorktreeState::Closed)], "a removed worktree has no branch left");
+
+    store.forget_worktree(ids[1]).await?;
+    store.record_worktree(&record(ids[1], "taskgate/1-fix-login-2")).await?;
+    assert_eq!(store.worktree(ids[1]).await?.map(|w| w.state), Some(WorktreeState::Active));
+    Ok(())
 }
 
 /// `git <args>` in `dir`, which must succeed; its trimmed stdout.
