@@ -7,3 +7,4 @@ pub mod outbox;
 pub mod runtime;
 pub mod store;
 pub mod telegram;
+pub mod worktree;

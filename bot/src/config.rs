@@ -111,6 +111,13 @@ pub struct ProjectConfig {
     /// chat (`allowed_chats`) lets its members talk to the bot, not approve commands.
     #[serde(default)]
     pub approvers: Vec<String>,
+    /// How the executions of one task are kept apart: `spawned` (a task's first editor works
+    /// in `path`, every other editor or tester in a git worktree of its own, reviewers
+    /// read-only where the work they review lives), `worktree` (every editor and tester in a
+    /// worktree) or `shared` (everyone in `path`, as without git). Unset: `spawned` when `path`
+    /// is a git repository, else `shared`. Worktrees live under `<data_dir>/worktrees`.
+    #[serde(default)]
+    pub isolation: Option<taskgate_core::worktree::Isolation>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -59,6 +59,7 @@ pub async fn run(config: &Config, source: &str) -> Vec<Check> {
     checks.push(data_dir(config));
     checks.push(database(config).await);
     checks.extend(projects(config).await);
+    checks.extend(worktrees(config).await);
     if config.agents.is_empty() {
         checks.push(check(Verdict::Warn, "agents", "none configured in [agents]: no task can start"));
     }
@@ -285,6 +286,81 @@ async fn projects(config: &Config) -> Vec<Check> {
         checks.push(check_path);
     }
     checks
+}
+
+/// Each git project's execution worktrees (`taskgate/…` branches): how many and their disk
+/// use, and the stale ones by name: on disk but not recorded as in use (a crash between making
+/// and recording one, or a record lost), recorded but gone from disk, or of a finished task.
+async fn worktrees(config: &Config) -> Vec<Check> {
+    use taskgate_adapters::worktree as git;
+    use taskgate_core::model::TaskStatus;
+    use taskgate_core::store::Store;
+    use taskgate_core::worktree::WorktreeState;
+
+    let store =
+        if config.uses_sqlite() && !config.sqlite_path().exists() { None } else { open_store(config).await.ok() };
+    let recorded = match &store {
+        Some(store) => store.live_worktrees().await.unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let mut checks = Vec::new();
+    for project in &config.projects {
+        if !git::is_repository(&project.path).await {
+            continue;
+        }
+        let Ok(on_disk) = git::list(&project.path).await else { continue };
+        let mut stale = Vec::new();
+        let mut bytes = 0;
+        for (path, branch) in &on_disk {
+            bytes += git::disk_use(Path::new(path));
+            let record = recorded.iter().find(|w| same_path(&w.path, path) && w.state == WorktreeState::Active);
+            let why = match record {
+                None => Some("not recorded on any execution"),
+                Some(w) => match &store {
+                    Some(store) => match store.task(w.task).await.map(|t| t.status) {
+                        Ok(TaskStatus::Completed | TaskStatus::Cancelled) => Some("its task is finished"),
+                        _ => None,
+                    },
+                    None => None,
+                },
+            };
+            if let Some(why) = why {
+                stale.push(format!("{path} ({branch}: {why})"));
+            }
+        }
+        let root = project.path.to_string_lossy();
+        for w in recorded.iter().filter(|w| w.state == WorktreeState::Active && same_path(&w.project_dir, &root)) {
+            if !on_disk.iter().any(|(p, _)| same_path(p, &w.path)) {
+                stale.push(format!("{} ({}: recorded, but gone from disk)", w.path, w.branch));
+            }
+        }
+        let name = format!("worktrees {}", project.name);
+        let size = format!("{:.1} MB", bytes as f64 / 1_048_576.0);
+        checks.push(if stale.is_empty() {
+            check(Verdict::Ok, name, format!("{} in use, {size}", on_disk.len()))
+        } else {
+            check(
+                Verdict::Warn,
+                name,
+                format!(
+                    "{} stale of {} ({size}): {}; remove one with `git worktree remove --force <path>` (and `git branch -D <branch>`)",
+                    stale.len(),
+                    on_disk.len(),
+                    stale.join("; ")
+                ),
+            )
+        });
+    }
+    if let Some(store) = store {
+        let _ = store.close().await;
+    }
+    checks
+}
+
+/// Whether two paths name one directory (symlinks resolved where they exist).
+fn same_path(a: &str, b: &str) -> bool {
+    let real = |p: &str| Path::new(p).canonicalize().unwrap_or_else(|_| PathBuf::from(p));
+    a == b || real(a) == real(b)
 }
 
 async fn git_checkout(name: String, path: &Path) -> Check {

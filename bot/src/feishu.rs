@@ -482,6 +482,8 @@ impl InboxWorker {
                 self.engine.decide(&by, approval, Some(&nonce), answer).await?
             }
             Some(ButtonValue::Stop(task)) => self.engine.stop(&by, task).await?,
+            Some(ButtonValue::Merge(execution)) => self.engine.merge_press(&by, execution, true).await?,
+            Some(ButtonValue::Discard(execution)) => self.engine.merge_press(&by, execution, false).await?,
             Some(ButtonValue::Choice(choice)) => {
                 // The reading applies to the original message (Engine::choose), not to the
                 // button's label as new text.

@@ -375,6 +375,8 @@ impl InboxWorker {
                 self.engine.decide(&by(), approval, Some(&nonce), answer).await?
             }
             Some(ButtonData::Stop(task)) => self.engine.stop(&by(), task).await?,
+            Some(ButtonData::Merge(execution)) => self.engine.merge_press(&by(), execution, true).await?,
+            Some(ButtonData::Discard(execution)) => self.engine.merge_press(&by(), execution, false).await?,
             Some(ButtonData::Choice(choice)) => return self.choice_press(&press, place, message_id, choice).await,
             None => Pressed::Refused("This button is no longer active.".into()),
         };

@@ -12,3 +12,4 @@ pub mod route;
 pub mod runtime;
 pub mod store;
 pub mod wording;
+pub mod worktree;

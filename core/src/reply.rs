@@ -46,6 +46,10 @@ pub enum Action {
     Choose { choice: usize, reading: Decision },
     /// Stop the task's running turn.
     Stop { task: Id },
+    /// Merge execution `execution`'s worktree branch into the project (`/merge`).
+    Merge { execution: Id },
+    /// Drop execution `execution`'s worktree and branch (`/discard`).
+    Discard { execution: Id },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -59,6 +59,7 @@ pub fn fake_agents_config(dir: &Path, turn_timeout: Duration) -> std::io::Result
             default_agent: Some("codex".into()),
             busy_policy: Default::default(),
             approvers: Vec::new(),
+            isolation: None,
         }],
         agents,
         ..Config::default()

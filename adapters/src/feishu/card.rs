@@ -22,6 +22,10 @@ pub enum ButtonValue {
     },
     Choice(usize),
     Stop(Id),
+    /// Merge the execution's worktree branch.
+    Merge(Id),
+    /// Drop the execution's worktree and branch.
+    Discard(Id),
 }
 
 impl From<&Action> for ButtonValue {
@@ -32,6 +36,8 @@ impl From<&Action> for ButtonValue {
             }
             Action::Choose { choice, .. } => ButtonValue::Choice(*choice),
             Action::Stop { task } => ButtonValue::Stop(*task),
+            Action::Merge { execution } => ButtonValue::Merge(*execution),
+            Action::Discard { execution } => ButtonValue::Discard(*execution),
         }
     }
 }
@@ -50,6 +56,8 @@ impl ButtonValue {
             }
             ButtonValue::Choice(n) => json!({"op": "choice", "choice": n.to_string()}),
             ButtonValue::Stop(task) => json!({"op": "stop", "task": task.to_string()}),
+            ButtonValue::Merge(execution) => json!({"op": "merge", "execution": execution.to_string()}),
+            ButtonValue::Discard(execution) => json!({"op": "discard", "execution": execution.to_string()}),
         }
     }
 
@@ -67,6 +75,8 @@ impl ButtonValue {
             "deny" => Answer::Deny,
             "choice" => return Some(ButtonValue::Choice(usize::try_from(number("choice")?).ok()?)),
             "stop" => return Some(ButtonValue::Stop(number("task")?)),
+            "merge" => return Some(ButtonValue::Merge(number("execution")?)),
+            "discard" => return Some(ButtonValue::Discard(number("execution")?)),
             _ => return None,
         };
         let nonce = value.get("nonce")?.as_str().filter(|n| !n.is_empty())?.to_owned();
@@ -154,6 +164,8 @@ mod tests {
             ButtonValue::Approval { approval: 3, nonce, answer: Answer::Approve(Scope::Project) },
             ButtonValue::Choice(3),
             ButtonValue::Stop(9),
+            ButtonValue::Merge(4),
+            ButtonValue::Discard(5),
         ] {
             assert_eq!(ButtonValue::decode(&v.encode()), Some(v));
         }

@@ -45,6 +45,11 @@ impl AgentRuntime for ClaudeRuntime {
         ] {
             args.push(flag.to_string());
         }
+        // A read-only session (a reviewer) plans instead of editing, unless the operator chose
+        // a permission mode.
+        if spec.sandbox.as_deref() == Some("read-only") && !args.iter().any(|a| a == "--permission-mode") {
+            args.extend(["--permission-mode".to_string(), "plan".to_string()]);
+        }
         if let Some(id) = &spec.resume {
             args.extend(["--resume".to_string(), id.clone()]);
         }

@@ -5,6 +5,7 @@ mod convert;
 mod entities;
 mod lease;
 mod web;
+mod worktree;
 
 pub use lease::{Leadership, LeaseOptions, Singleton, lock_key};
 pub use web::WebSession;

@@ -20,6 +20,10 @@ pub enum ButtonData {
     Choice(usize),
     /// `s:<task>`: stop the task's running turn.
     Stop(Id),
+    /// `m:<execution>`: merge the execution's worktree branch.
+    Merge(Id),
+    /// `x:<execution>`: discard the execution's worktree and branch.
+    Discard(Id),
 }
 
 impl From<&Action> for ButtonData {
@@ -30,6 +34,8 @@ impl From<&Action> for ButtonData {
             }
             Action::Choose { choice, .. } => ButtonData::Choice(*choice),
             Action::Stop { task } => ButtonData::Stop(*task),
+            Action::Merge { execution } => ButtonData::Merge(*execution),
+            Action::Discard { execution } => ButtonData::Discard(*execution),
         }
     }
 }
@@ -48,6 +54,8 @@ impl ButtonData {
             }
             ButtonData::Choice(n) => format!("c:{n}"),
             ButtonData::Stop(task) => format!("s:{task}"),
+            ButtonData::Merge(execution) => format!("m:{execution}"),
+            ButtonData::Discard(execution) => format!("x:{execution}"),
         }
     }
 
@@ -72,6 +80,8 @@ impl ButtonData {
             }
             ("c", Some(n), None, None) => ButtonData::Choice(n.parse().ok()?),
             ("s", Some(task), None, None) => ButtonData::Stop(task.parse().ok()?),
+            ("m", Some(execution), None, None) => ButtonData::Merge(execution.parse().ok()?),
+            ("x", Some(execution), None, None) => ButtonData::Discard(execution.parse().ok()?),
             _ => return None,
         };
         parts.next().is_none().then_some(parsed)
@@ -92,6 +102,8 @@ mod tests {
             ButtonData::Approval { approval: 7, nonce, answer: Answer::Approve(Scope::Once) },
             ButtonData::Choice(usize::MAX),
             ButtonData::Stop(i64::MAX),
+            ButtonData::Merge(i64::MAX),
+            ButtonData::Discard(7),
         ] {
             let s = data.encode();
             assert!(s.len() <= MAX_DATA, "{s}");

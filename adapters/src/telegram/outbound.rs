@@ -341,6 +341,11 @@ fn keyboard(reply: &Reply) -> Option<InlineKeyboardMarkup> {
         match data {
             ButtonData::Approval { .. } => approval_row.push(button),
             ButtonData::Choice(_) | ButtonData::Stop(_) => rows.push(vec![button]),
+            // Merge and Discard of one branch side by side, under anything else.
+            ButtonData::Merge(_) | ButtonData::Discard(_) => match rows.last_mut() {
+                Some(row) if row.len() == 1 && row[0].text == "Merge" => row.push(button),
+                _ => rows.push(vec![button]),
+            },
         }
     }
     if !approval_row.is_empty() {

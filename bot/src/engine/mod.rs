@@ -13,6 +13,7 @@ mod runner;
 mod spec;
 mod status;
 mod wake;
+mod worktree;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
@@ -30,6 +31,7 @@ use taskgate_core::store::{Store, StoreError};
 
 pub use press::Pressed;
 pub use spec::{session_spec, supervisor_options};
+pub use worktree::ExecutionDiff;
 
 use crate::config::Config;
 use apply::Origin;
@@ -242,6 +244,10 @@ impl Engine {
         // `/rules` lists and revokes standing approvals.
         if let Some(command) = rules::parse(&msg.text) {
             return self.rules_command(command, &msg, identity.person_id, &conversation).await;
+        }
+        // `/merge` and `/discard` hand an execution's worktree branch back (or drop it).
+        if let Some(command) = taskgate_core::worktree::parse_command(&msg.text) {
+            return self.branch_command(command, &msg, &conversation).await;
         }
         let Some(project) = self.project().await? else {
             store

@@ -131,12 +131,27 @@ impl Keeper {
         self.sessions.set_bridge(argv);
     }
 
+    /// `branch:<name>` when `author` is an execution working in a worktree of its own.
+    async fn branch_of(&self, author: &str) -> Option<String> {
+        let execution: Id = author.strip_prefix("execution:")?.parse().ok()?;
+        let worktree = self.store.worktree(execution).await.ok()??;
+        worktree.state.has_branch().then(|| format!("branch:{}", worktree.branch))
+    }
+
     /// Adds to a task's note (an entry, or a headline field) as `author` ("execution:7",
     /// "person:3", "gateway"), with a timeline event for the audit trail. Returns a short
     /// confirmation for the writer.
     pub async fn write(&self, task_id: Id, write: NoteWrite, author: &str) -> Result<String, NoteError> {
-        let write = write.checked()?;
+        let mut write = write.checked()?;
         let store = self.store.as_ref();
+        // An agent working on a branch of its own (issue 20): its findings name that branch.
+        if let NoteWrite::Entry { evidence, .. } = &mut write
+            && let Some(branch) = self.branch_of(author).await
+            && evidence.len() < MAX_EVIDENCE
+            && !evidence.contains(&branch)
+        {
+            evidence.push(branch);
+        }
         let task = store.task(task_id).await?;
         // Before the lock: git may take a moment and must not hold other writers up.
         let commit = match super::project_dir(store, &task).await? {

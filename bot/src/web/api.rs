@@ -306,6 +306,14 @@ pub async fn executions(
     Ok(Json(execution_views(store, id).await?))
 }
 
+/// `GET /api/executions/{id}/diff`: the execution's changes (see `Engine::execution_diff`).
+pub async fn execution_diff(
+    Extension(console): Extension<Arc<Console>>,
+    Path(id): Path<Id>,
+) -> ApiResult<Option<crate::engine::ExecutionDiff>> {
+    Ok(Json(console.engine.execution_diff(id).await?))
+}
+
 async fn execution_views(store: &dyn Store, task: Id) -> Result<Vec<ExecutionView>, StoreError> {
     let mut out = Vec::new();
     for execution in store.executions(task).await? {

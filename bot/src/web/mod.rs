@@ -146,6 +146,7 @@ fn routes<S: Clone + Send + Sync + 'static>() -> Routes<S> {
         .add("GET", "/api/tasks/{id}", get(api::task))
         .add("GET", "/api/tasks/{id}/events", get(api::events))
         .add("GET", "/api/tasks/{id}/executions", get(api::executions))
+        .add("GET", "/api/executions/{id}/diff", get(api::execution_diff))
         .add("POST", "/api/tasks/{id}/stop", post(control::stop))
         .add("POST", "/api/tasks/{id}/new-session", post(control::new_session))
         .add("POST", "/api/tasks/{id}/rename", post(control::rename))

@@ -1,4 +1,5 @@
-//! What a prompt asks the fake to do: the first marker found decides.
+//! What a prompt asks the fake to do: the first marker found in the request decides (in a
+//! prompt the gateway seeded with the task's context, the part after that context).
 //!
 //! - `RUN_CMD: <cmd>`  ask to run a shell command (runs it with `sh -c` if allowed)
 //! - `WRITE_FILE: <path>`  ask to create a file (writes it if allowed)
@@ -43,6 +44,12 @@ fn handoff_note() -> Option<String> {
 }
 
 pub fn parse(text: &str) -> Script {
+    // A seeded prompt quotes earlier messages (the restart note's instructions): only the
+    // request itself, after the gateway's context, says what to do now.
+    let text = [&"\nRequest: "[..], "\nContinue from the restart note.\n\n"]
+        .iter()
+        .find_map(|sep| text.rsplit_once(sep).map(|(_, request)| request))
+        .unwrap_or(text);
     let after =
         |marker: &str| text.split_once(marker).map(|(_, rest)| rest.lines().next().unwrap_or("").trim().to_string());
     if text.starts_with("taskgate handoff:")

@@ -82,8 +82,11 @@ pub fn trials() -> Vec<Trial> {
     let codex = Cli::Codex.bin().ok_or_else(|| {
         format!("{} is unset: run `bash .ci/agent-clis` and export the paths it prints", Cli::Codex.bin_var())
     });
-    trials.push(harness::requires(name("codex::two_threads_share_one_app_server"), codex, |bin| {
+    trials.push(harness::requires(name("codex::two_threads_share_one_app_server"), codex.clone(), |bin| {
         run(two_threads_on_one_app_server(bin))
+    }));
+    trials.push(harness::requires(name("codex::a_reviewer_cannot_write_in_the_editors_worktree"), codex, |bin| {
+        run(crate::worktrees::real_codex_reviewer_is_read_only(bin))
     }));
     trials
 }

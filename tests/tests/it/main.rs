@@ -23,6 +23,7 @@ mod store_contract;
 mod telegram;
 mod web_api;
 mod web_browser;
+mod worktrees;
 
 fn main() {
     let args = libtest_mimic::Arguments::from_args();
@@ -47,6 +48,7 @@ fn main() {
         telegram::trials,
         web_api::trials,
         web_browser::trials,
+        worktrees::trials,
     ] {
         trials.extend(module());
     }

@@ -53,7 +53,15 @@ pub(super) struct Actor {
     pub(super) exec: Execution,
     pub(super) display: String,
     pub(super) title: String,
+    /// Where the agent works: the project directory, a worktree of its own, or (a reviewer)
+    /// where the work it reviews lives. Set with each new session (`ensure_session`).
     pub(super) cwd: String,
+    /// The project's own checkout.
+    pub(super) project_dir: String,
+    /// A reviewer: its session may not write (codex `read-only`, claude plan mode).
+    pub(super) read_only: bool,
+    /// The execution's own worktree, when it works in one.
+    pub(super) worktree: Option<taskgate_core::worktree::Worktree>,
     pub(super) model: Option<String>,
     pub(super) project: Option<Id>,
     pub(super) live: Option<Live>,
@@ -88,6 +96,9 @@ impl Actor {
             display: String::new(),
             title: String::new(),
             cwd: String::new(),
+            project_dir: String::new(),
+            read_only: false,
+            worktree: None,
             model: None,
             project: None,
             live: None,
@@ -120,6 +131,7 @@ impl Actor {
         self.cwd = from_store
             .or(from_config)
             .unwrap_or_else(|| self.shared.config.server.data_dir.to_string_lossy().into_owned());
+        self.project_dir = self.cwd.clone();
         self.exec = exec;
         Ok(())
     }
@@ -225,6 +237,9 @@ impl Actor {
     async fn leave(&mut self) {
         if let Some(mut live) = self.live.take() {
             live.session.shutdown().await;
+        }
+        if !self.fenced {
+            crate::engine::worktree::close_if_finished(&self.shared, self.exec.id).await;
         }
         if !self.fenced
             && let Err(e) = self.store().release(&self.lease).await
@@ -393,8 +408,21 @@ impl Actor {
             RuntimeEvent::ApprovalRequested(request) => self.standing_rule(&request.action).await,
             _ => None,
         };
+        // A turn ending on a branch of its own: its work is committed there, and the final
+        // message says so (with Merge and Discard).
+        let handed_back = match &self.worktree {
+            Some(w) if ends => {
+                let files =
+                    crate::engine::worktree::settle(w, &self.display, self.current.as_ref().map(|c| c.turn.id)).await;
+                Some((files, w.branch.clone()))
+            }
+            _ => None,
+        };
         let view = ExecView { others_busy, rule, ..self.view(None) };
-        let plan = react::react(&event, &view);
+        let mut plan = react::react(&event, &view);
+        if let Some((files, branch)) = handed_back {
+            taskgate_core::worktree::hand_back(&mut plan, self.exec.id, files, &branch);
+        }
         if plan.effects.is_empty() {
             return;
         }

@@ -27,6 +27,11 @@ impl Actor {
             old.session.shutdown().await;
         }
         let task = self.shared.store.task(self.exec.task_id).await.map_err(|e| e.to_string())?;
+        // Where it works: recorded, or decided (and a worktree made) now.
+        let workspace = crate::engine::worktree::prepare(&self.shared, &self.exec, &task, &self.project_dir).await?;
+        self.cwd = workspace.cwd;
+        self.read_only = workspace.read_only;
+        self.worktree = workspace.worktree;
         // Rendered for a new session: the export catches up with commits since it was written.
         let note = self.shared.notes.load_and_export(&task).await.map_err(|e| e.to_string())?;
         let seed = self.shared.notes.seed(&task, &note);
@@ -67,7 +72,15 @@ impl Actor {
     }
 
     fn spec(&self, resume: Option<String>) -> Result<SessionSpec, String> {
-        spec::session_spec(&self.shared.config, &self.exec.agent, &self.display, &self.cwd, resume)
+        let mut spec = spec::session_spec(&self.shared.config, &self.exec.agent, &self.display, &self.cwd, resume)?;
+        if self.read_only {
+            // A reviewer looks at the work where it lives and changes nothing there: codex runs
+            // its commands in the read-only sandbox and never asks to leave it (an approved
+            // command would run outside the sandbox); claude plans instead of editing.
+            spec.sandbox = Some("read-only".to_owned());
+            spec.approval_policy = Some("never".to_owned());
+        }
+        Ok(spec)
     }
 
     /// A sticky session holds its process slot for life, so with every slot taken by idle

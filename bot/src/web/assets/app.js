@@ -1073,8 +1073,31 @@ function agentsPanel(executions, details) {
     details ? h("dl", { class: "kv" },
       h("dt", {}, "execution"), h("dd", {}, `#${e.id}`),
       e.session ? [h("dt", {}, "session"), h("dd", {}, `${e.session.status}${e.session.model ? ` · ${e.session.model}` : ""}`),
-        h("dt", {}, "provider id"), h("dd", {}, e.session.provider_session_id || "—")] : [h("dt", {}, "session"), h("dd", {}, "none yet")]) : null)))
+        h("dt", {}, "provider id"), h("dd", {}, e.session.provider_session_id || "—")] : [h("dt", {}, "session"), h("dd", {}, "none yet")]) : null,
+    diffView(e))))
     : h("p", { class: "muted small" }, "No agent yet."), false, "panel");
+}
+
+// One execution's changes (its worktree branch against its base, or the project's uncommitted
+// changes), loaded on demand.
+function diffView(e) {
+  const out = h("div", { class: "diff", "data-diff": e.id });
+  const button = h("button", { class: "link", type: "button", onclick: async () => {
+    button.disabled = true;
+    try {
+      const d = await api(`/api/executions/${e.id}/diff`);
+      if (!d) { out.replaceChildren(h("p", { class: "muted small" }, "Not a git repository.")); return; }
+      const size = d.disk_bytes ? ` · ${(d.disk_bytes / 1048576).toFixed(1)} MB on disk` : "";
+      out.replaceChildren(
+        h("div", { class: "muted small" }, d.branch ? `branch ${d.branch}${size}` : `in ${d.cwd} (uncommitted changes)`),
+        d.diff ? h("pre", { class: "diff-text" }, d.diff) : h("p", { class: "muted small" }, "No changes."));
+    } catch (err) {
+      out.replaceChildren(h("p", { class: "muted small" }, `No diff: ${err.message || err}`));
+    } finally {
+      button.disabled = false;
+    }
+  } }, "Show diff");
+  return h("div", {}, button, out);
 }
 
 const CAPTURED_SECTIONS = [["instruction", "Instructions"], ["rejected", "Rejected"], ["evidence", "Evidence"], ["outcome", "Outcomes"], ["open", "Open"]];
