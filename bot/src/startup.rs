@@ -75,7 +75,7 @@ impl Application {
         let telegram = match &config.telegram {
             Some(tg) => {
                 engine.set_admission(Channel::Telegram, telegram::admission(tg));
-                let options = TelegramOptions::default();
+                let options = TelegramOptions { limits: config.limits.inbox(), ..TelegramOptions::default() };
                 let public_url = config.server.public_url.as_deref();
                 Some(Telegram::start(engine.clone(), tg, public_url, options).await.context("starting Telegram")?)
             }
@@ -84,7 +84,8 @@ impl Application {
         let feishu = match &config.feishu {
             Some(fs) => {
                 engine.set_admission(Channel::Feishu, feishu::admission(fs));
-                Some(Feishu::start(engine.clone(), fs, FeishuOptions::default()).await.context("starting Feishu")?)
+                let options = FeishuOptions { limits: config.limits.inbox(), ..FeishuOptions::default() };
+                Some(Feishu::start(engine.clone(), fs, options).await.context("starting Feishu")?)
             }
             None => None,
         };

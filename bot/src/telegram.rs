@@ -13,11 +13,12 @@ use secrecy::{ExposeSecret, SecretString};
 use taskgate_adapters::store::{LeaseOptions, SeaStore};
 use taskgate_adapters::telegram::callback::ButtonData;
 use taskgate_adapters::telegram::inbound::{self, AccessPolicy, Inbound, Place, Press, Refusal, Text};
-use taskgate_adapters::telegram::outbound::{self, OutboxOptions, OutboxSender};
+use taskgate_adapters::telegram::outbound::{self, OutboxOptions};
 use taskgate_adapters::telegram::polling::{self, PollOptions};
 use taskgate_adapters::telegram::{self as tg, Bot, BotIdentity};
+use taskgate_core::fair::OncePer;
 use taskgate_core::model::{Channel, NewOutbound};
-use taskgate_core::reply::Reply;
+use taskgate_core::reply::{Reply, ReplyKind};
 use taskgate_core::store::{Store, StoreError};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -36,11 +37,18 @@ pub struct TelegramOptions {
     pub poll: PollOptions,
     /// How often the inbox is read when nothing wakes the worker.
     pub inbox_interval: Duration,
+    /// Per-person fairness of the inbox (`[limits]`).
+    pub limits: taskgate_core::fair::Limits,
 }
 
 impl Default for TelegramOptions {
     fn default() -> Self {
-        Self { outbox: OutboxOptions::default(), poll: PollOptions::default(), inbox_interval: Duration::from_secs(1) }
+        Self {
+            outbox: OutboxOptions::default(),
+            poll: PollOptions::default(),
+            inbox_interval: Duration::from_secs(1),
+            limits: taskgate_core::fair::Limits::default(),
+        }
     }
 }
 
@@ -124,11 +132,12 @@ impl Telegram {
         let sending = (bot.clone(), store.clone() as Arc<dyn Store>, options.outbox.clone(), outbox.clone());
         workers.push(tokio::spawn(sender_lease.run(move || {
             let (bot, store, opts, wake) = sending.clone();
-            OutboxSender::new(bot, store, opts).run(wake)
+            outbound::sender(bot, store, opts).run(wake)
         })));
         let inbox_lease = store.singleton(&format!("inbox:{}", Channel::Telegram), LeaseOptions::default());
         let (drain_store, drain_me, drain_policy, wake, interval) =
             (store.clone(), me.clone(), policy(config), inbox.clone(), options.inbox_interval);
+        let limits = options.limits;
         intake_workers.push(tokio::spawn(inbox_lease.run(move || {
             // A fresh worker per leadership term: its in-memory sets only guard one run.
             let worker = InboxWorker {
@@ -137,10 +146,11 @@ impl Telegram {
                 bot: bot.clone(),
                 me: drain_me.clone(),
                 policy: drain_policy.clone(),
-                refused: HashSet::new(),
+                refused: OncePer::new(REFUSAL_EVERY),
                 chosen: HashSet::new(),
             };
-            let drain = InboxDrain { store: drain_store.clone(), channel: Channel::Telegram, outbox: outbox.clone() };
+            let drain =
+                InboxDrain { store: drain_store.clone(), channel: Channel::Telegram, outbox: outbox.clone(), limits };
             drain.run(worker, wake.clone(), interval)
         })));
         tracing::info!(bot = %me.username, mode = ?config.mode, "telegram channel started");
@@ -236,8 +246,8 @@ Just write what you want done. Reply to one of my messages to continue that task
 /review — have another agent review the work\n\
 /cc, /codex <text> — ask a specific agent";
 
-/// Strangers remembered so that each gets one refusal, not one per message.
-const MAX_REFUSED: usize = 10_000;
+/// A stranger hears at most one refusal an hour, however much they send.
+const REFUSAL_EVERY: Duration = Duration::from_secs(3600);
 /// Answered clarify messages remembered (a forgotten one is still safe: its buttons are gone).
 const MAX_CHOSEN: usize = 10_000;
 
@@ -247,7 +257,7 @@ struct InboxWorker {
     bot: Bot,
     me: BotIdentity,
     policy: AccessPolicy,
-    refused: HashSet<(i64, u64)>,
+    refused: OncePer<u64>,
     /// Clarify messages (chat, message id) already answered by a press: a quick second press,
     /// read before the buttons were removed, must not act twice (e.g. start two tasks).
     chosen: HashSet<(i64, i32)>,
@@ -263,6 +273,25 @@ impl InboxHandler for InboxWorker {
                 Ok(())
             }
         }
+    }
+
+    /// The person who sent a message or pressed a button.
+    fn sender(&self, row: &taskgate_core::model::Inbound) -> Option<String> {
+        ["/message/from/id", "/edited_message/from/id", "/callback_query/from/id"]
+            .iter()
+            .find_map(|p| row.payload.pointer(p).and_then(serde_json::Value::as_u64))
+            .map(|id| format!("telegram:{id}"))
+    }
+
+    /// In the chat (and topic) of the update, replying to it in groups.
+    async fn notify(&mut self, row: &taskgate_core::model::Inbound, text: &str) -> anyhow::Result<()> {
+        let Ok(update) = inbound::parse_update(&row.payload) else { return Ok(()) };
+        let Inbound::Text(message) = inbound::normalise(&update, &self.me, &self.policy) else { return Ok(()) };
+        let mut reply = Reply::text(text).in_thread(message.place.thread_key());
+        if message.chat == taskgate_core::classify::Chat::Group {
+            reply.reply_to = Some(message.message_id.to_string());
+        }
+        self.enqueue(message.place, reply).await
     }
 }
 
@@ -400,24 +429,27 @@ impl InboxWorker {
             return Ok(());
         }
         let Some(place) = refusal.place else { return Ok(()) };
-        if self.refused.len() >= MAX_REFUSED {
-            self.refused.clear();
-        }
-        if self.refused.insert((place.chat_id, refusal.user_id)) {
-            self.reply(place, &refusal.text).await?;
+        // Sent after everything else (its kind), and at most once an hour per stranger.
+        if self.refused.allow(&refusal.user_id, std::time::Instant::now()) {
+            let reply = Reply::text(&refusal.text).kind(ReplyKind::Refusal).in_thread(place.thread_key());
+            self.enqueue(place, reply).await?;
         }
         Ok(())
     }
 
     /// A message from the channel itself (help, refusals), through the outbox like any other.
     async fn reply(&self, place: Place, text: &str) -> anyhow::Result<()> {
+        self.enqueue(place, Reply::text(text).in_thread(place.thread_key())).await
+    }
+
+    async fn enqueue(&self, place: Place, payload: Reply) -> anyhow::Result<()> {
         self.store
             .outbox_enqueue(NewOutbound {
                 channel: Channel::Telegram,
                 chat_id: place.chat_id.to_string(),
                 task_id: None,
                 approval_id: None,
-                payload: Reply::text(text).in_thread(place.thread_key()),
+                payload,
             })
             .await?;
         Ok(())

@@ -42,6 +42,7 @@ pub fn channel_options() -> TelegramOptions {
         },
         poll: PollOptions { timeout_secs: 1, ..PollOptions::default() },
         inbox_interval: Duration::from_millis(100),
+        ..TelegramOptions::default()
     }
 }
 
