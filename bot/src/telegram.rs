@@ -244,6 +244,7 @@ Just write what you want done. Reply to one of my messages to continue that task
 /cancel — stop the current turn\n\
 /approve, /deny — answer a waiting approval\n\
 /review — have another agent review the work\n\
+/title <name> — rename the task\n\
 /cc, /codex <text> — ask a specific agent";
 
 /// A stranger hears at most one refusal an hour, however much they send.

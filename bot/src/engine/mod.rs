@@ -12,6 +12,7 @@ mod rules;
 mod runner;
 mod spec;
 mod status;
+mod title;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
@@ -233,6 +234,10 @@ impl Engine {
         // `/rules` lists and revokes standing approvals.
         if let Some(command) = rules::parse(&msg.text) {
             return self.rules_command(command, &msg, identity.person_id, &conversation).await;
+        }
+        // `/title <name>` renames the task.
+        if let Some(command) = title::parse(&msg.text) {
+            return self.title_command(command, &msg, &sender.name, &conversation).await;
         }
         let Some(project) = self.project().await? else {
             store

@@ -47,6 +47,7 @@ pub fn trials() -> Vec<Trial> {
             one_approved_command_notifies_at_most_three_times_and_a_follow_up_once,
             group_answers_reply_to_the_message_they_answer,
             a_refused_stranger_hears_once_an_hour_and_waits_behind_allowed_people,
+            title_renames_the_task,
         ],
     });
     trials
@@ -942,4 +943,26 @@ async fn a_flood_from_one_person_does_not_hold_up_another() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let told = fake.sent_texts(ADA as i64).into_iter().filter(|t| t.starts_with("Slow down")).count();
     assert_eq!(told, 1);
+}
+
+/// `/title <name>` renames the task the chat is on; the old title stays on the timeline.
+async fn title_renames_the_task() {
+    let world = TelegramWorld::new().await;
+    let (store, _engine, _channel) = world.gateway("polling").await;
+    let fake = &world.fake;
+    let chat = ADA as i64;
+    fake.push_update(text_update(1, chat, ADA, "please write hello.txt with a greeting"));
+    sent(fake, chat, "the answer", |t| t.starts_with("FAKE-REPLY")).await;
+    let task = store.tasks(10).await.unwrap()[0].clone();
+    fake.push_update(text_update(2, chat, ADA, "/title   Greeting  file"));
+    sent(fake, chat, "the rename confirmed", |t| t == "Renamed: 'Greeting file'.").await;
+    assert_eq!(store.task(task.id).await.unwrap().title, "Greeting file");
+    let events = store.timeline(task.id).await.unwrap();
+    assert!(
+        events.iter().any(|e| matches!(&e.body, EventBody::Known(Body::NoteField { field, previous: Some(p), .. }) if field == "title" && *p == task.title)),
+        "the old title on the timeline"
+    );
+    assert_eq!(store.tasks(10).await.unwrap().len(), 1, "not a new task");
+    fake.push_update(text_update(3, chat, ADA, "/title"));
+    sent(fake, chat, "the title said", |t| t.starts_with("This task is 'Greeting file'")).await;
 }
