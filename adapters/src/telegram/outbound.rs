@@ -284,7 +284,11 @@ pub fn render(reply: &Reply) -> Rendered {
         text.push_str("\n\n");
         text.push_str(detail);
     }
-    let mut parts = html::chunks(&text, html::MAX_MESSAGE);
+    // The agent's own words are Markdown; the gateway's lines use backticks for commands only.
+    let mut parts = match reply.kind {
+        ReplyKind::Final | ReplyKind::Question => html::markdown_chunks(&text, html::MAX_MESSAGE),
+        _ => html::chunks(&text, html::MAX_MESSAGE),
+    };
     if parts.is_empty() && keyboard.is_some() {
         // Buttons need a message to hang on.
         parts.push("…".into());
