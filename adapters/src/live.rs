@@ -43,7 +43,9 @@ pub fn coalesced<'a>(head: &Outbound, recent: &'a [Outbound]) -> Vec<&'a Outboun
 /// Whether the turn behind `key` has its final message in `recent` (sent or queued): a status
 /// of that key never shown so far is not worth a message any more.
 pub fn closed(key_wanted: &str, recent: &[Outbound]) -> bool {
-    recent.iter().any(|r| r.payload.closes.as_deref() == Some(key_wanted))
+    // A turn's draft (`turn:<id>:draft`) ends with the turn too.
+    let turn = key_wanted.strip_suffix(":draft").unwrap_or(key_wanted);
+    recent.iter().any(|r| r.payload.closes.as_deref() == Some(turn))
 }
 
 /// The message the key's earlier updates produced: the newest sent row with that key and a
@@ -307,6 +309,7 @@ mod tests {
         let recent =
             vec![live(2, "turn:7", "Codex is working"), row(3, json!({"text": "done", "closes": "turn:7"}), None)];
         assert!(closed("turn:7", &recent));
+        assert!(closed("turn:7:draft", &recent), "the turn's draft too");
         assert!(!closed("turn:8", &recent));
     }
 

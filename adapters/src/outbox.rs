@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use chrono::Utc;
 use taskgate_core::model::{Channel, Id, Outbound};
-use taskgate_core::reply::Reply;
+use taskgate_core::reply::{Reply, ReplyKind};
 use taskgate_core::store::{Store, StoreResult};
 use tokio::sync::Notify;
 
@@ -135,6 +135,12 @@ pub trait Transport: Send {
     async fn send_live(&mut self, row: &Outbound, reply: &Reply) -> Result<Self::MessageId, Failure>;
     /// Edits `message` to show `reply`. Showing what it already shows is a success.
     async fn edit(&mut self, chat: &str, message: &Self::MessageId, reply: &Reply) -> Result<(), EditFailure>;
+    /// Shows `reply` (the newest of `row`'s turn's streamed text) as the chat's draft; whether
+    /// it was shown. Drafts are ephemeral: where a chat has none, or showing one fails for any
+    /// reason but a rate limit, it is skipped (the turn's final message carries the text).
+    async fn draft(&mut self, _row: &Outbound, _reply: &Reply) -> Result<bool, Failure> {
+        Ok(false)
+    }
     /// `row` is finished (sent or dropped): forget what was kept about it.
     fn finished(&mut self, _row: Id) {}
 }
@@ -178,6 +184,10 @@ pub enum Delivery<M> {
     },
     /// No longer worth sending (a status its turn's final message closed before it was shown).
     Superseded,
+    /// A draft was shown (never kept as a message), or skipped where there are no drafts.
+    Drafted {
+        shown: bool,
+    },
     /// Not this chat's turn yet (pacing).
     Later,
 }
@@ -236,6 +246,10 @@ impl<T: Transport> Sender<T> {
                 tokio::time::sleep(wait).await;
             }
             let (delivery, covered) = match live::key(&row.payload) {
+                Some(key) if row.payload.kind == ReplyKind::Draft => {
+                    let key = key.to_owned();
+                    self.deliver_draft(&row, &key).await
+                }
                 Some(key) => {
                     let key = key.to_owned();
                     self.deliver_live(&row, &key).await
@@ -252,7 +266,7 @@ impl<T: Transport> Sender<T> {
                     Settle::Retry { after: *after, error, transient: *transient }
                 }
                 Delivery::Dropped { error } => Settle::Dropped { error },
-                Delivery::Superseded => Settle::Superseded { covered: &covered },
+                Delivery::Superseded | Delivery::Drafted { .. } => Settle::Superseded { covered: &covered },
                 Delivery::Later => Settle::Later,
             };
             if settle(self.store.as_ref(), &row, result, self.options.max_attempts).await? {
@@ -272,6 +286,34 @@ impl<T: Transport> Sender<T> {
         match result {
             Ok(message_id) => Delivery::Sent { message_id },
             Err(failure) => Delivery::failed(failure, row.attempts),
+        }
+    }
+
+    /// A streamed draft: the newest of the turn's drafts queued is shown (paced like an edit),
+    /// unless the turn already has its final message.
+    async fn deliver_draft(&mut self, row: &Outbound, key: &str) -> (Delivery<T::MessageId>, Vec<Id>) {
+        let chat = row.chat_id.as_str();
+        if !self.pacer.may_edit(chat, Instant::now()) {
+            return (Delivery::Later, Vec::new());
+        }
+        let recent = self.store.outbox_recent(T::CHANNEL, chat, self.options.live_window).await.unwrap_or_default();
+        let run = live::coalesced(row, &recent);
+        let newest = run.last().copied().unwrap_or(row);
+        let covered: Vec<Id> = run.iter().map(|r| r.id).collect();
+        if live::closed(key, &recent) {
+            return (Delivery::Superseded, covered);
+        }
+        match self.transport.draft(row, &newest.payload).await {
+            Ok(shown) => {
+                if shown {
+                    self.pacer.edited(chat, Instant::now());
+                }
+                (Delivery::Drafted { shown }, covered)
+            }
+            Err(failure) => {
+                self.pacer.edited(chat, Instant::now());
+                (Delivery::failed(failure, row.attempts), Vec::new())
+            }
         }
     }
 

@@ -293,11 +293,19 @@ pub struct TelegramConfig {
     pub allowed_users: Vec<i64>,
     #[serde(default)]
     pub allowed_chats: Vec<i64>,
+    /// Stream the agent's text into private chats as a draft (`sendMessageDraft`), finished by
+    /// one real message.
+    #[serde(default = "TelegramConfig::default_stream")]
+    pub stream: bool,
 }
 
 impl TelegramConfig {
     fn default_api_url() -> String {
         "https://api.telegram.org".into()
+    }
+
+    fn default_stream() -> bool {
+        true
     }
 }
 

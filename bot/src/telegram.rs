@@ -129,7 +129,8 @@ impl Telegram {
         // so no row is sent or handled twice; the webhook route stays on every replica (it
         // only stores, deduplicated). Single-process: always granted.
         let sender_lease = store.singleton(&format!("outbox:{}", Channel::Telegram), LeaseOptions::default());
-        let sending = (bot.clone(), store.clone() as Arc<dyn Store>, options.outbox.clone(), outbox.clone());
+        let outbox_options = OutboxOptions { stream: config.stream, ..options.outbox.clone() };
+        let sending = (bot.clone(), store.clone() as Arc<dyn Store>, outbox_options, outbox.clone());
         workers.push(tokio::spawn(sender_lease.run(move || {
             let (bot, store, opts, wake) = sending.clone();
             outbound::sender(bot, store, opts).run(wake)

@@ -41,6 +41,8 @@ pub struct OutboxOptions {
     /// A row Telegram refused this often (a bad request; not a rate limit or an outage, which
     /// are waited out however long they last) is dropped and counted.
     pub max_attempts: i32,
+    /// Stream the agent's text into private chats as a draft (`sendMessageDraft`).
+    pub stream: bool,
 }
 
 impl Default for OutboxOptions {
@@ -54,6 +56,7 @@ impl Default for OutboxOptions {
             live_window: 200,
             batch: 500,
             max_attempts: 8,
+            stream: true,
         }
     }
 }
@@ -83,7 +86,8 @@ pub type OutboxSender = Sender<TelegramTransport>;
 
 /// The sender loop over Telegram.
 pub fn sender(bot: Bot, store: Arc<dyn Store>, options: OutboxOptions) -> OutboxSender {
-    Sender::new(TelegramTransport::new(bot), store, options.into())
+    let stream = options.stream;
+    Sender::new(TelegramTransport { stream, ..TelegramTransport::new(bot) }, store, options.into())
 }
 
 /// Sending, and editing, through one teloxide client.
@@ -92,11 +96,47 @@ pub struct TelegramTransport {
     /// Parts of a split message already sent: a retry continues after them. In memory only:
     /// after a restart a split message may repeat its first parts, never lose its last.
     progress: HashMap<Id, (usize, i32)>,
+    /// Drafts in private chats (`sendMessageDraft`); off when configured so or when the Bot
+    /// API answering does not know the method.
+    stream: bool,
 }
 
 impl TelegramTransport {
     pub fn new(bot: Bot) -> Self {
-        Self { bot, progress: HashMap::new() }
+        Self { bot, progress: HashMap::new(), stream: true }
+    }
+
+    /// `sendMessageDraft` (Bot API 9.3+, which teloxide 0.17 predates), raw through the bot's
+    /// own HTTP client.
+    async fn send_draft(&mut self, chat: i64, draft_id: i64, reply: &Reply) -> Result<bool, Failure> {
+        let Some(text) = html::markdown_chunks(&reply.text, html::MAX_MESSAGE).pop() else { return Ok(false) };
+        let mut body = serde_json::json!({"chat_id": chat, "draft_id": draft_id, "text": text, "parse_mode": "HTML"});
+        if let Ok(thread) = reply.thread_id.parse::<i64>() {
+            body["message_thread_id"] = thread.into();
+        }
+        let base = self.bot.api_url();
+        let url = format!("{}/bot{}/sendMessageDraft", base.as_str().trim_end_matches('/'), self.bot.token());
+        let answer = match self.bot.client().post(&url).json(&body).send().await {
+            Ok(response) => response.json::<serde_json::Value>().await.unwrap_or_default(),
+            Err(e) => {
+                tracing::debug!(error = %network(&e), "telegram: a draft was not shown");
+                return Ok(false);
+            }
+        };
+        if answer["ok"] == true {
+            return Ok(true);
+        }
+        if let Some(secs) = answer.pointer("/parameters/retry_after").and_then(serde_json::Value::as_u64) {
+            return Err(Failure::RateLimited { after: Duration::from_secs(secs) });
+        }
+        let description = answer["description"].as_str().unwrap_or("no answer");
+        if answer["error_code"] == 404 {
+            tracing::info!(%description, "telegram: this Bot API has no drafts; streaming off");
+            self.stream = false;
+        } else {
+            tracing::debug!(%description, "telegram: a draft was not shown");
+        }
+        Ok(false)
     }
 
     fn failure(&self, e: &RequestError) -> Failure {
@@ -204,8 +244,30 @@ impl Transport for TelegramTransport {
         }
     }
 
+    async fn draft(&mut self, row: &Outbound, reply: &Reply) -> Result<bool, Failure> {
+        // Drafts exist in private chats only (positive ids), keyed by a non-zero id: the turn's.
+        let Ok(chat) = row.chat_id.parse::<i64>() else { return Ok(false) };
+        let turn = reply.live.as_deref().and_then(|k| k.strip_prefix("turn:")?.strip_suffix(":draft")?.parse().ok());
+        let Some(turn) = turn.filter(|t: &i64| *t != 0) else { return Ok(false) };
+        if !self.stream || chat <= 0 {
+            return Ok(false);
+        }
+        self.send_draft(chat, turn, reply).await
+    }
+
     fn finished(&mut self, row: Id) {
         self.progress.remove(&row);
+    }
+}
+
+/// A network error without its URL (which carries the token).
+fn network(e: &reqwest::Error) -> &'static str {
+    if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "connection failed"
+    } else {
+        "request failed"
     }
 }
 

@@ -3,6 +3,8 @@
 //! - `RUN_CMD: <cmd>`  ask to run a shell command (runs it with `sh -c` if allowed)
 //! - `WRITE_FILE: <path>`  ask to create a file (writes it if allowed)
 //! - `SLOW_REPLY`  keep working until interrupted (or 20 s); `SLOW_MS: <n>` the same for n ms
+//! - `STREAM_MS: <n>`  stream the echo reply first, then work n ms more before the turn ends
+//!   (codex; the other fakes echo at once)
 //! - `STUBBORN`  work for 20 s without reading anything (ignores interrupts)
 //! - `PLAN`  publish a three-step plan, then reply
 //! - `ASK: <question>`  ask the person a question and echo the answer
@@ -18,6 +20,8 @@ pub enum Script {
     WriteFile(String),
     /// Work this long, or until interrupted.
     Slow(std::time::Duration),
+    /// The echo reply streamed, then this long until the turn ends.
+    Stream(std::time::Duration),
     Stubborn,
     Plan,
     Ask(String),
@@ -41,6 +45,9 @@ pub fn parse(text: &str) -> Script {
         Script::WriteFile(path)
     } else if text.contains("STUBBORN") {
         Script::Stubborn
+    } else if let Some(ms) = after("STREAM_MS:") {
+        let ms = ms.split_whitespace().next().and_then(|n| n.parse().ok()).unwrap_or(1000);
+        Script::Stream(std::time::Duration::from_millis(ms))
     } else if let Some(ms) = after("SLOW_MS:") {
         let ms = ms.split_whitespace().next().and_then(|n| n.parse().ok()).unwrap_or(1000);
         Script::Slow(std::time::Duration::from_millis(ms))

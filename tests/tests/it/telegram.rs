@@ -48,6 +48,7 @@ pub fn trials() -> Vec<Trial> {
             group_answers_reply_to_the_message_they_answer,
             a_refused_stranger_hears_once_an_hour_and_waits_behind_allowed_people,
             title_renames_the_task,
+            a_private_chat_sees_the_answer_stream_as_a_draft_then_one_message,
         ],
     });
     trials
@@ -965,4 +966,32 @@ async fn title_renames_the_task() {
     assert_eq!(store.tasks(10).await.unwrap().len(), 1, "not a new task");
     fake.push_update(text_update(3, chat, ADA, "/title"));
     sent(fake, chat, "the title said", |t| t.starts_with("This task is 'Greeting file'")).await;
+}
+
+/// In a private chat the agent's text streams as a draft (`sendMessageDraft`, keyed by the
+/// turn) while the turn goes on, and the turn ends with one real, notifying message; in a
+/// group there are no drafts.
+async fn a_private_chat_sees_the_answer_stream_as_a_draft_then_one_message() {
+    let world = TelegramWorld::new().await;
+    let (_store, _engine, _channel) = world.gateway("polling").await;
+    let fake = &world.fake;
+    let chat = ADA as i64;
+    let ask = format!("STREAM_MS: 1500 tell me a long story about {}", "the **quiet** phone ".repeat(8));
+    fake.push_update(text_update(1, chat, ADA, &ask));
+    let draft = eventually("a draft", || async {
+        fake.calls_to("sendMessageDraft").into_iter().find(|c| c.status == 200 && c.body["chat_id"] == chat)
+    })
+    .await;
+    assert!(draft.body["text"].as_str().unwrap().contains("the <b>quiet</b> phone"), "{}", draft.body);
+    assert_eq!(draft.body["parse_mode"], "HTML");
+    assert!(draft.body["draft_id"].as_i64().is_some_and(|id| id != 0), "{}", draft.body);
+    let answer = sent(fake, chat, "the answer", |t| t.starts_with("FAKE-REPLY")).await;
+    assert!(answer.at > draft.at, "the draft came first");
+    assert_eq!(notifying(fake, chat).len(), 1, "one real message ends the stream: {}", fake.summary());
+    let drafts = fake.calls_to("sendMessageDraft");
+    assert!(drafts.iter().all(|c| c.at < answer.at), "no draft after the final message: {}", fake.summary());
+
+    fake.push_update(text_update(2, -100, ADA, &format!("@{BOT_USERNAME} {ask}")));
+    sent(fake, -100, "the group answer", |t| t.starts_with("FAKE-REPLY")).await;
+    assert!(fake.calls_to("sendMessageDraft").iter().all(|c| c.body["chat_id"] != -100), "no drafts in groups");
 }
