@@ -370,12 +370,12 @@ fn cannot_update(e: &ApiError) -> bool {
 fn failure(e: ApiError) -> Failure {
     match e {
         ApiError::RateLimited { after } => Failure::RateLimited { after },
-        e if e.is_permanent() => Failure::Undeliverable { error: e.to_string() },
+        e @ ApiError::Api { .. } if e.is_permanent() => Failure::Undeliverable { error: e.to_string() },
         ApiError::Network { .. } => Failure::Outage { error: e.to_string() },
         ApiError::Api { status, code, .. } if status >= 500 || INVALID_TOKEN_CODES.contains(&code) => {
             Failure::Outage { error: e.to_string() }
         }
-        e => Failure::Refused { error: e.to_string() },
+        e @ ApiError::Api { .. } => Failure::Refused { error: e.to_string() },
     }
 }
 

@@ -293,7 +293,7 @@ fn failure(e: &RequestError, token: &str) -> Failure {
         RequestError::Network(_) | RequestError::Io(_) | RequestError::InvalidJson { .. } => {
             Failure::Outage { error: describe(e, token) }
         }
-        _ => Failure::Refused { error: describe(e, token) },
+        RequestError::Api(_) => Failure::Refused { error: describe(e, token) },
     }
 }
 
