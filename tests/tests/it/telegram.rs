@@ -888,6 +888,9 @@ async fn a_burst_over_five_chats_is_answered_and_an_approval_overtakes_the_chatt
         .expect("the card's row")
         .clone();
     let card_sent = card.sent_at.expect("the card was sent");
+    // It went ahead of the chatter already queued in its chat (the agent waits on it).
+    let waited = card_sent - card.created_at;
+    assert!(waited <= chrono::Duration::seconds(2), "the card waited {waited:?}: {rows:#?}");
     for row in rows.iter().filter(|r| r.id > card.id && !r.payload.kind.is_urgent()) {
         if let Some(at) = row.sent_at {
             assert!(
