@@ -382,3 +382,37 @@ impl<T: Transport> Sender<T> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outages_and_rate_limits_are_waited_out_refusals_are_counted() {
+        let limited = Delivery::<i32>::failed(Failure::RateLimited { after: Duration::from_secs(7) }, 3);
+        assert_eq!(
+            limited,
+            Delivery::Retry {
+                after: Duration::from_secs(7),
+                error: "rate limited: retry after 7s".into(),
+                transient: true
+            }
+        );
+        let down = Delivery::<i32>::failed(Failure::Outage { error: "network error: timeout".into() }, 40);
+        assert_eq!(
+            down,
+            Delivery::Retry {
+                after: Duration::from_secs(300),
+                error: "network error: timeout".into(),
+                transient: true
+            },
+            "hours of outage: a try every five minutes, never given up"
+        );
+        let refused = Delivery::<i32>::failed(Failure::Refused { error: "Bad Request".into() }, 0);
+        assert!(matches!(refused, Delivery::Retry { transient: false, .. }));
+        let gone = Delivery::<i32>::failed(Failure::Undeliverable { error: "blocked".into() }, 0);
+        assert_eq!(gone, Delivery::Dropped { error: "blocked".into() });
+        assert_eq!(backoff(0), Duration::from_secs(2));
+        assert_eq!(backoff(i32::MAX), Duration::from_secs(300));
+    }
+}
