@@ -2,15 +2,19 @@
 //! "turn:<id>"` into the payload of every status update of a turn), sent once and then edited
 //! in place (a Telegram edit, a Feishu card PATCH).
 //!
-//! Updates that queued up while the chat was paced are coalesced: the head row and the rows
-//! right behind it with the same key become one edit showing only the newest text. Edits are
-//! paced per chat like sends, and more slowly (Telegram counts edits against the chat's limit
-//! and its Throttle adaptor does not shape them; Feishu allows 5 updates a second per message).
+//! Updates that queued up while the chat was paced are coalesced: the head row and every
+//! unsent row behind it with the same key become one edit showing only the newest text (the
+//! live message keeps its place in the chat, so the latest state wins and a status never moves
+//! backwards). A status whose turn already has its final message queued, and that was never
+//! shown, is not sent at all. Edits are paced per chat like sends, and more slowly (Telegram
+//! counts edits against the chat's limit and its Throttle adaptor does not shape them; Feishu
+//! allows 5 updates a second per message); every request also spends the bot's own budget,
+//! and in groups a per-minute budget.
 //!
 //! Everything here is pure (no IO, the clock passed in) so the rules are unit tested. Message
 //! ids are the channel's own type (`i32` on Telegram, `om_…` strings on Feishu).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::Hash;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
@@ -26,14 +30,22 @@ pub fn key(reply: &Reply) -> Option<&str> {
     reply.live.as_deref().filter(|k| !k.is_empty())
 }
 
-/// The rows that `head` stands for: the unsent rows right behind it in `recent` (a chat's
-/// newest rows, oldest first) that carry the same key, up to the first row that does not.
-/// Rows of another kind keep their place, so the chat's order is never changed. Empty when
-/// `head` is not a live row or is not in `recent`.
+/// The rows that `head` stands for: every unsent row behind it in `recent` (a chat's newest
+/// rows, oldest first) that carries the same key. They update the one message the key shows,
+/// so only the newest matters: a superseded state is never sent. Empty when `head` is not a
+/// live row or is not in `recent`.
 pub fn coalesced<'a>(head: &Outbound, recent: &'a [Outbound]) -> Vec<&'a Outbound> {
     let Some(head_key) = key(&head.payload) else { return Vec::new() };
     let Some(at) = recent.iter().position(|r| r.id == head.id) else { return Vec::new() };
-    recent[at + 1..].iter().take_while(|r| r.sent_at.is_none() && key(&r.payload) == Some(head_key)).collect()
+    recent[at + 1..].iter().filter(|r| r.sent_at.is_none() && key(&r.payload) == Some(head_key)).collect()
+}
+
+/// Whether the turn behind `key` has its final message in `recent` (sent or queued): a status
+/// of that key never shown so far is not worth a message any more.
+pub fn closed(key_wanted: &str, recent: &[Outbound]) -> bool {
+    // A turn's draft (`turn:<id>:draft`) ends with the turn too.
+    let turn = key_wanted.strip_suffix(":draft").unwrap_or(key_wanted);
+    recent.iter().any(|r| r.payload.closes.as_deref() == Some(turn))
 }
 
 /// The message the key's earlier updates produced: the newest sent row with that key and a
@@ -90,37 +102,104 @@ impl<M: Clone + Eq + Hash> LiveMessages<M> {
     }
 }
 
-/// Per-chat pacing: any message (send or edit) at least `send_interval` after the chat's last,
-/// and an edit also at least `edit_interval` after the chat's last edit.
+/// Pacing by the platform's limits: any message (send or edit) at least `send_interval` after
+/// the chat's last, an edit also at least `edit_interval` after the chat's last edit, every
+/// request at least `bot_interval` after the bot's last (Telegram: 30 a second per bot), and
+/// in group chats at most `group_per_minute` requests a minute (Telegram: 20).
 #[derive(Debug)]
 pub struct Pacer {
     send_interval: Duration,
     edit_interval: Duration,
+    bot_interval: Duration,
+    group: Option<GroupBudget>,
     last_any: HashMap<String, Instant>,
     last_edit: HashMap<String, Instant>,
+    last_bot: Option<Instant>,
+    group_sent: HashMap<String, VecDeque<Instant>>,
 }
+
+/// Requests a minute in group chats; `is_group` tells a group's chat id.
+#[derive(Debug, Clone, Copy)]
+pub struct GroupBudget {
+    pub per_minute: usize,
+    pub is_group: fn(&str) -> bool,
+}
+
+const MINUTE: Duration = Duration::from_secs(60);
 
 impl Pacer {
     pub fn new(send_interval: Duration, edit_interval: Duration) -> Self {
-        Self { send_interval, edit_interval, last_any: HashMap::new(), last_edit: HashMap::new() }
+        Self {
+            send_interval,
+            edit_interval,
+            bot_interval: Duration::ZERO,
+            group: None,
+            last_any: HashMap::new(),
+            last_edit: HashMap::new(),
+            last_bot: None,
+            group_sent: HashMap::new(),
+        }
+    }
+
+    /// Also at most one request every `interval` for the whole bot.
+    pub fn with_bot_interval(mut self, interval: Duration) -> Self {
+        self.bot_interval = interval;
+        self
+    }
+
+    /// Also at most `budget.per_minute` requests a minute to each group chat (0: no budget).
+    pub fn with_group_budget(mut self, budget: GroupBudget) -> Self {
+        self.group = (budget.per_minute > 0).then_some(budget);
+        self
     }
 
     pub fn may_send(&self, chat: &str, now: Instant) -> bool {
-        since(&self.last_any, chat, now).is_none_or(|d| d >= self.send_interval)
+        let bot_ok = self.last_bot.is_none_or(|t| now.saturating_duration_since(t) >= self.bot_interval);
+        bot_ok && since(&self.last_any, chat, now).is_none_or(|d| d >= self.send_interval) && self.group_ok(chat, now)
     }
 
     pub fn may_edit(&self, chat: &str, now: Instant) -> bool {
         self.may_send(chat, now) && since(&self.last_edit, chat, now).is_none_or(|d| d >= self.edit_interval)
     }
 
+    /// How long the bot-wide budget holds every request back from `now` (none: free).
+    pub fn bot_wait(&self, now: Instant) -> Option<Duration> {
+        let since = now.saturating_duration_since(self.last_bot?);
+        (since < self.bot_interval).then(|| self.bot_interval - since)
+    }
+
     /// A request went to the chat (successful or not: a failure also counts against the limit).
     pub fn sent(&mut self, chat: &str, now: Instant) {
         remember(&mut self.last_any, chat, now);
+        self.spend(chat, now);
     }
 
     pub fn edited(&mut self, chat: &str, now: Instant) {
         remember(&mut self.last_any, chat, now);
         remember(&mut self.last_edit, chat, now);
+        self.spend(chat, now);
+    }
+
+    fn group_ok(&self, chat: &str, now: Instant) -> bool {
+        let Some(budget) = self.group.filter(|g| (g.is_group)(chat)) else { return true };
+        let Some(times) = self.group_sent.get(chat) else { return true };
+        times.iter().filter(|t| now.saturating_duration_since(**t) < MINUTE).count() < budget.per_minute
+    }
+
+    fn spend(&mut self, chat: &str, now: Instant) {
+        self.last_bot = Some(now);
+        let Some(budget) = self.group.filter(|g| (g.is_group)(chat)) else { return };
+        if self.group_sent.len() >= MAX_REMEMBERED && !self.group_sent.contains_key(chat) {
+            self.group_sent.clear();
+        }
+        let times = self.group_sent.entry(chat.to_owned()).or_default();
+        while times.front().is_some_and(|t| now.saturating_duration_since(*t) >= MINUTE) {
+            times.pop_front();
+        }
+        times.push_back(now);
+        while times.len() > budget.per_minute {
+            times.pop_front();
+        }
     }
 }
 
@@ -165,7 +244,7 @@ mod tests {
     }
 
     #[test]
-    fn a_run_of_the_same_key_is_coalesced_up_to_another_kind_of_row() {
+    fn every_unsent_row_of_the_key_is_coalesced_into_the_head() {
         let recent = vec![
             row(1, json!({"text": "hello"}), Some("500")),
             live(2, "turn:7", "Codex is working"),
@@ -175,15 +254,17 @@ mod tests {
             live(6, "turn:7", "Codex is waiting for approval"),
         ];
         let run: Vec<i64> = coalesced(&recent[1], &recent).iter().map(|r| r.id).collect();
-        assert_eq!(run, vec![3, 4], "stops at the approval, which keeps its place");
+        assert_eq!(run, vec![3, 4, 6], "the newest state wins, past the approval, which keeps its place");
         assert!(coalesced(&recent[5], &recent).is_empty(), "the last row stands alone");
         assert!(coalesced(&recent[0], &recent).is_empty(), "not a live row");
     }
 
     #[test]
-    fn another_key_ends_the_run_and_a_head_outside_the_window_stands_alone() {
+    fn another_key_is_not_coalesced_and_a_head_outside_the_window_stands_alone() {
         let recent = vec![live(2, "turn:7", "a"), live(3, "turn:8", "b"), live(4, "turn:7", "c")];
-        assert!(coalesced(&recent[0], &recent).is_empty());
+        let run: Vec<i64> = coalesced(&recent[0], &recent).iter().map(|r| r.id).collect();
+        assert_eq!(run, vec![4]);
+        assert!(coalesced(&recent[1], &recent).is_empty());
         let outside = live(1, "turn:7", "old");
         assert!(coalesced(&outside, &recent).is_empty());
         assert_eq!(key(&Reply { live: Some(String::new()), ..Reply::default() }), None);
@@ -221,6 +302,33 @@ mod tests {
         strict.sent("1", t0);
         assert!(!strict.may_edit("1", t0 + Duration::from_millis(500)), "an edit also waits behind a send");
         assert!(strict.may_edit("1", t0 + Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn a_final_message_closes_its_turns_status() {
+        let recent =
+            vec![live(2, "turn:7", "Codex is working"), row(3, json!({"text": "done", "closes": "turn:7"}), None)];
+        assert!(closed("turn:7", &recent));
+        assert!(closed("turn:7:draft", &recent), "the turn's draft too");
+        assert!(!closed("turn:8", &recent));
+    }
+
+    #[test]
+    fn the_bot_and_group_budgets_hold_every_chat_back() {
+        let t0 = Instant::now();
+        let mut pacer = Pacer::new(Duration::ZERO, Duration::ZERO)
+            .with_bot_interval(Duration::from_millis(100))
+            .with_group_budget(GroupBudget { per_minute: 2, is_group: |c| c.starts_with('-') });
+        pacer.sent("1", t0);
+        assert!(!pacer.may_send("2", t0 + Duration::from_millis(50)), "the bot's budget is shared");
+        assert_eq!(pacer.bot_wait(t0 + Duration::from_millis(50)), Some(Duration::from_millis(50)));
+        assert_eq!(pacer.bot_wait(t0 + Duration::from_millis(100)), None);
+        assert!(pacer.may_send("2", t0 + Duration::from_millis(100)));
+        pacer.sent("-5", t0 + Duration::from_secs(1));
+        pacer.edited("-5", t0 + Duration::from_secs(2));
+        assert!(!pacer.may_send("-5", t0 + Duration::from_secs(30)), "two a minute in a group");
+        assert!(pacer.may_send("5", t0 + Duration::from_secs(30)), "private chats have no minute budget");
+        assert!(pacer.may_send("-5", t0 + Duration::from_secs(62)), "a minute later, again");
     }
 
     #[test]

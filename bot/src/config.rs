@@ -29,6 +29,7 @@ pub struct Config {
     pub feishu: Option<FeishuConfig>,
     pub web: WebConfig,
     pub notes: NotesConfig,
+    pub limits: LimitsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -299,11 +300,19 @@ pub struct TelegramConfig {
     pub allowed_users: Vec<i64>,
     #[serde(default)]
     pub allowed_chats: Vec<i64>,
+    /// Stream the agent's text into private chats as a draft (`sendMessageDraft`), finished by
+    /// one real message.
+    #[serde(default = "TelegramConfig::default_stream")]
+    pub stream: bool,
 }
 
 impl TelegramConfig {
     fn default_api_url() -> String {
         "https://api.telegram.org".into()
+    }
+
+    fn default_stream() -> bool {
+        true
     }
 }
 
@@ -359,6 +368,31 @@ pub struct WebConfig {
 impl Default for WebConfig {
     fn default() -> Self {
         Self { enabled: true, display_name: "Web console".to_owned() }
+    }
+}
+
+/// Fairness to every person writing to the bot (Telegram, Feishu): inbound messages are handled
+/// round robin across people, each held to a rate.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Messages of one person handled per minute; more wait their turn. 0: no limit.
+    pub per_person_per_minute: usize,
+    /// Messages of one person kept waiting beyond that rate; newer ones are set aside
+    /// unanswered (visible in the console), and the person is told once to slow down.
+    pub max_waiting: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let limits = taskgate_core::fair::Limits::default();
+        Self { per_person_per_minute: limits.per_person_per_minute, max_waiting: limits.max_waiting }
+    }
+}
+
+impl LimitsConfig {
+    pub fn inbox(&self) -> taskgate_core::fair::Limits {
+        taskgate_core::fair::Limits { per_person_per_minute: self.per_person_per_minute, max_waiting: self.max_waiting }
     }
 }
 

@@ -4,7 +4,7 @@
 //! enqueued. A card press is answered in its callback (toast and replaced card) when the
 //! worker decides it in time, else the card is replaced through the API.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,12 +18,13 @@ use taskgate_adapters::feishu::FeishuApi;
 use taskgate_adapters::feishu::card::{self, ButtonValue};
 use taskgate_adapters::feishu::event::{self, CARD_ACTION, CallbackKeys, Envelope, Opened, Refused, SignatureHeaders};
 use taskgate_adapters::feishu::inbound::{self, AccessPolicy, BotIdentity, Facts, Inbound, Press, Refusal, Text};
-use taskgate_adapters::feishu::outbound::{self, OutboxOptions, OutboxSender};
+use taskgate_adapters::feishu::outbound::{self, OutboxOptions};
 use taskgate_adapters::feishu::ws::{self, EventSink, WsOptions};
 use taskgate_adapters::store::{LeaseOptions, SeaStore};
 use taskgate_core::classify::Chat;
+use taskgate_core::fair::OncePer;
 use taskgate_core::model::{Channel, Id, InboxOutcome, NewInbound, NewOutbound};
-use taskgate_core::reply::Reply;
+use taskgate_core::reply::{Reply, ReplyKind};
 use taskgate_core::store::{Store, StoreError};
 use tokio::sync::{Notify, oneshot};
 
@@ -48,6 +49,8 @@ pub struct FeishuOptions {
     pub links: Links,
     /// Between connection attempts while Feishu cannot be reached.
     pub connect: Backoff,
+    /// Per-person fairness of the inbox (`[limits]`).
+    pub limits: taskgate_core::fair::Limits,
 }
 
 impl Default for FeishuOptions {
@@ -59,6 +62,7 @@ impl Default for FeishuOptions {
             answer_wait: Duration::from_millis(2000),
             links: Links::default(),
             connect: Backoff::default(),
+            limits: taskgate_core::fair::Limits::default(),
         }
     }
 }
@@ -175,7 +179,7 @@ impl WorkersPlan {
         let sending = (api.clone(), store.clone() as Arc<dyn Store>, options.outbox.clone(), outbox.clone());
         started.outbox.push(tokio::spawn(sender_lease.run(move || {
             let (api, store, opts, wake) = sending.clone();
-            OutboxSender::new(api, store, opts).run(wake)
+            outbound::sender(api, store, opts).run(wake)
         })));
         if mode == FeishuMode::Websocket {
             let ws_lease = store.singleton(&ws_lease, LeaseOptions::default());
@@ -185,7 +189,7 @@ impl WorkersPlan {
                 .push(tokio::spawn(ws_lease.run(move || ws::run(api.clone(), sink.clone(), ws_options.clone()))));
         }
         let inbox_lease = store.singleton(&format!("inbox:{}", Channel::Feishu), LeaseOptions::default());
-        let (drain_me, interval) = (me.clone(), options.inbox_interval);
+        let (drain_me, interval, limits) = (me.clone(), options.inbox_interval, options.limits);
         started.intake.push(tokio::spawn(inbox_lease.run(move || {
             // A fresh worker per leadership term: its in-memory set only guards one run.
             let worker = InboxWorker {
@@ -195,9 +199,9 @@ impl WorkersPlan {
                 me: drain_me.clone(),
                 policy: policy.clone(),
                 intake: intake.clone(),
-                refused: HashSet::new(),
+                refused: OncePer::new(REFUSAL_EVERY),
             };
-            let drain = InboxDrain { store: store.clone(), channel: Channel::Feishu, outbox: outbox.clone() };
+            let drain = InboxDrain { store: store.clone(), channel: Channel::Feishu, outbox: outbox.clone(), limits };
             drain.run(worker, inbox.clone(), interval)
         })));
         tracing::info!(bot = %me.name, ?mode, "feishu channel started");
@@ -356,9 +360,11 @@ Just write what you want done. Reply to one of my messages to continue that task
 /cancel — stop the current turn\n\
 /approve, /deny — answer a waiting approval\n\
 /review — have another agent review the work\n\
+/title <name> — rename the task\n\
 /cc, /codex <text> — ask a specific agent";
 
-const MAX_REFUSED: usize = 10_000;
+/// A stranger hears at most one refusal an hour, however much they send.
+const REFUSAL_EVERY: Duration = Duration::from_secs(3600);
 
 struct InboxWorker {
     engine: Arc<Engine>,
@@ -367,7 +373,7 @@ struct InboxWorker {
     me: BotIdentity,
     policy: AccessPolicy,
     intake: Arc<Intake>,
-    refused: HashSet<(String, String)>,
+    refused: OncePer<String>,
 }
 
 /// A card press decided: the toast, and the card that replaces the pressed one.
@@ -381,6 +387,26 @@ struct Answer {
 impl InboxHandler for InboxWorker {
     async fn handle(&mut self, row: &taskgate_core::model::Inbound) -> anyhow::Result<()> {
         self.handle_event(&row.external_id, &row.payload).await
+    }
+
+    /// The person who sent a message or pressed a card's button.
+    fn sender(&self, row: &taskgate_core::model::Inbound) -> Option<String> {
+        ["/event/sender/sender_id/open_id", "/event/operator/open_id"]
+            .iter()
+            .find_map(|p| row.payload.pointer(p).and_then(Value::as_str))
+            .filter(|id| !id.is_empty())
+            .map(|id| format!("feishu:{id}"))
+    }
+
+    /// In the chat of the message, replying to it.
+    async fn notify(&mut self, row: &taskgate_core::model::Inbound, text: &str) -> anyhow::Result<()> {
+        let Some(message) = row.payload.pointer("/event/message") else { return Ok(()) };
+        let chat = message.get("chat_id").and_then(Value::as_str).unwrap_or_default();
+        let id = message.get("message_id").and_then(Value::as_str).filter(|id| !id.is_empty());
+        if chat.is_empty() {
+            return Ok(());
+        }
+        self.reply(chat, id, text).await
     }
 }
 
@@ -529,11 +555,18 @@ impl InboxWorker {
             let _ = self.intake.answer(key, card::callback_answer(false, &refusal.text, None));
             return Ok(());
         };
-        if self.refused.len() >= MAX_REFUSED {
-            self.refused.clear();
-        }
-        if self.refused.insert((refusal.chat_id.clone(), refusal.open_id.clone())) {
-            self.reply(&refusal.chat_id, Some(message_id), &refusal.text).await?;
+        // Sent after everything else (its kind), and at most once an hour per stranger.
+        if self.refused.allow(&refusal.open_id, std::time::Instant::now()) {
+            self.store
+                .outbox_enqueue(NewOutbound {
+                    channel: Channel::Feishu,
+                    chat_id: refusal.chat_id.clone(),
+                    task_id: None,
+                    approval_id: None,
+                    payload: Reply { reply_to: Some(message_id.to_owned()), ..Reply::text(&refusal.text) }
+                        .kind(ReplyKind::Refusal),
+                })
+                .await?;
         }
         Ok(())
     }

@@ -60,6 +60,7 @@ pub fn queue_gauges(stats: &taskgate_core::store::StoreStats) -> String {
         ("taskgate_inbox_pending", "Inbound updates accepted and not handled yet", stats.inbox_pending),
         ("taskgate_inbox_set_aside", "Inbound updates set aside after failing", stats.inbox_set_aside),
         ("taskgate_outbox_pending", "Outbound messages not delivered yet", stats.outbox_pending),
+        ("taskgate_outbox_dropped", "Outbound messages given up on for good", stats.outbox_dropped),
         ("taskgate_executions_with_work", "Executions with work waiting for a runner", stats.executions_with_work),
     ];
     gauges

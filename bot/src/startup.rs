@@ -79,7 +79,11 @@ impl Application {
         let telegram = match &config.telegram {
             Some(tg) => {
                 engine.set_admission(Channel::Telegram, telegram::admission(tg));
-                let options = TelegramOptions { links: links.clone(), ..TelegramOptions::default() };
+                let options = TelegramOptions {
+                    links: links.clone(),
+                    limits: config.limits.inbox(),
+                    ..TelegramOptions::default()
+                };
                 let public_url = config.server.public_url.as_deref();
                 Some(Telegram::start(engine.clone(), tg, public_url, options).await.context("starting Telegram")?)
             }
@@ -88,7 +92,8 @@ impl Application {
         let feishu = match &config.feishu {
             Some(fs) => {
                 engine.set_admission(Channel::Feishu, feishu::admission(fs));
-                let options = FeishuOptions { links: links.clone(), ..FeishuOptions::default() };
+                let options =
+                    FeishuOptions { links: links.clone(), limits: config.limits.inbox(), ..FeishuOptions::default() };
                 Some(Feishu::start(engine.clone(), fs, options).await.context("starting Feishu")?)
             }
             None => None,

@@ -13,11 +13,12 @@ use secrecy::{ExposeSecret, SecretString};
 use taskgate_adapters::store::{LeaseOptions, SeaStore};
 use taskgate_adapters::telegram::callback::ButtonData;
 use taskgate_adapters::telegram::inbound::{self, AccessPolicy, Inbound, Place, Press, Refusal, Text};
-use taskgate_adapters::telegram::outbound::{self, OutboxOptions, OutboxSender};
+use taskgate_adapters::telegram::outbound::{self, OutboxOptions};
 use taskgate_adapters::telegram::polling::{self, PollOptions};
 use taskgate_adapters::telegram::{self as tg, Bot, BotIdentity};
+use taskgate_core::fair::OncePer;
 use taskgate_core::model::{Channel, NewOutbound};
-use taskgate_core::reply::Reply;
+use taskgate_core::reply::{Reply, ReplyKind};
 use taskgate_core::store::{Store, StoreError};
 use tokio::sync::Notify;
 
@@ -40,6 +41,8 @@ pub struct TelegramOptions {
     pub links: Links,
     /// Between connection attempts while Telegram cannot be reached.
     pub connect: Backoff,
+    /// Per-person fairness of the inbox (`[limits]`).
+    pub limits: taskgate_core::fair::Limits,
 }
 
 impl Default for TelegramOptions {
@@ -50,6 +53,7 @@ impl Default for TelegramOptions {
             inbox_interval: Duration::from_secs(1),
             links: Links::default(),
             connect: Backoff::default(),
+            limits: taskgate_core::fair::Limits::default(),
         }
     }
 }
@@ -132,7 +136,16 @@ impl Telegram {
         };
         let webhook = Arc::new(Webhook { store: store.clone(), secret, stored: inbox.clone() });
         let (links, backoff) = (options.links.clone(), options.connect);
-        let workers = WorkersPlan { engine, store, bot, mode: config.mode, policy: policy(config), inbox, options };
+        let workers = WorkersPlan {
+            engine,
+            store,
+            bot,
+            mode: config.mode,
+            stream: config.stream,
+            policy: policy(config),
+            inbox,
+            options,
+        };
         let workers = Workers::connect(Channel::Telegram, links, backoff, connect, move |me| workers.start(me));
         Ok(Self { webhook, workers })
     }
@@ -167,6 +180,8 @@ struct WorkersPlan {
     store: Arc<SeaStore>,
     bot: Bot,
     mode: TelegramMode,
+    /// `telegram.stream`: private chats see the agent's text as a draft.
+    stream: bool,
     policy: AccessPolicy,
     inbox: Arc<Notify>,
     options: TelegramOptions,
@@ -174,7 +189,7 @@ struct WorkersPlan {
 
 impl WorkersPlan {
     fn start(self, me: BotIdentity) -> Started {
-        let WorkersPlan { engine, store, bot, mode, policy, inbox, options } = self;
+        let WorkersPlan { engine, store, bot, mode, stream, policy, inbox, options } = self;
         let outbox = engine.outbox_wake(Channel::Telegram);
         let mut started = Started::default();
         if mode == TelegramMode::Polling {
@@ -191,13 +206,14 @@ impl WorkersPlan {
         // so no row is sent or handled twice; the webhook route stays on every replica (it
         // only stores, deduplicated). Single-process: always granted.
         let sender_lease = store.singleton(&format!("outbox:{}", Channel::Telegram), LeaseOptions::default());
-        let sending = (bot.clone(), store.clone() as Arc<dyn Store>, options.outbox.clone(), outbox.clone());
+        let outbox_options = OutboxOptions { stream, ..options.outbox.clone() };
+        let sending = (bot.clone(), store.clone() as Arc<dyn Store>, outbox_options, outbox.clone());
         started.outbox.push(tokio::spawn(sender_lease.run(move || {
             let (bot, store, opts, wake) = sending.clone();
-            OutboxSender::new(bot, store, opts).run(wake)
+            outbound::sender(bot, store, opts).run(wake)
         })));
         let inbox_lease = store.singleton(&format!("inbox:{}", Channel::Telegram), LeaseOptions::default());
-        let (drain_me, interval) = (me.clone(), options.inbox_interval);
+        let (drain_me, interval, limits) = (me.clone(), options.inbox_interval, options.limits);
         started.intake.push(tokio::spawn(inbox_lease.run(move || {
             // A fresh worker per leadership term: its in-memory sets only guard one run.
             let worker = InboxWorker {
@@ -206,10 +222,10 @@ impl WorkersPlan {
                 bot: bot.clone(),
                 me: drain_me.clone(),
                 policy: policy.clone(),
-                refused: HashSet::new(),
+                refused: OncePer::new(REFUSAL_EVERY),
                 chosen: HashSet::new(),
             };
-            let drain = InboxDrain { store: store.clone(), channel: Channel::Telegram, outbox: outbox.clone() };
+            let drain = InboxDrain { store: store.clone(), channel: Channel::Telegram, outbox: outbox.clone(), limits };
             drain.run(worker, inbox.clone(), interval)
         })));
         tracing::info!(bot = %me.username, ?mode, "telegram channel started");
@@ -276,10 +292,11 @@ Just write what you want done. Reply to one of my messages to continue that task
 /cancel — stop the current turn\n\
 /approve, /deny — answer a waiting approval\n\
 /review — have another agent review the work\n\
+/title <name> — rename the task\n\
 /cc, /codex <text> — ask a specific agent";
 
-/// Strangers remembered so that each gets one refusal, not one per message.
-const MAX_REFUSED: usize = 10_000;
+/// A stranger hears at most one refusal an hour, however much they send.
+const REFUSAL_EVERY: Duration = Duration::from_secs(3600);
 /// Answered clarify messages remembered (a forgotten one is still safe: its buttons are gone).
 const MAX_CHOSEN: usize = 10_000;
 
@@ -289,7 +306,7 @@ struct InboxWorker {
     bot: Bot,
     me: BotIdentity,
     policy: AccessPolicy,
-    refused: HashSet<(i64, u64)>,
+    refused: OncePer<u64>,
     /// Clarify messages (chat, message id) already answered by a press: a quick second press,
     /// read before the buttons were removed, must not act twice (e.g. start two tasks).
     chosen: HashSet<(i64, i32)>,
@@ -305,6 +322,25 @@ impl InboxHandler for InboxWorker {
                 Ok(())
             }
         }
+    }
+
+    /// The person who sent a message or pressed a button.
+    fn sender(&self, row: &taskgate_core::model::Inbound) -> Option<String> {
+        ["/message/from/id", "/edited_message/from/id", "/callback_query/from/id"]
+            .iter()
+            .find_map(|p| row.payload.pointer(p).and_then(serde_json::Value::as_u64))
+            .map(|id| format!("telegram:{id}"))
+    }
+
+    /// In the chat (and topic) of the update, replying to it in groups.
+    async fn notify(&mut self, row: &taskgate_core::model::Inbound, text: &str) -> anyhow::Result<()> {
+        let Ok(update) = inbound::parse_update(&row.payload) else { return Ok(()) };
+        let Inbound::Text(message) = inbound::normalise(&update, &self.me, &self.policy) else { return Ok(()) };
+        let mut reply = Reply::text(text).in_thread(message.place.thread_key());
+        if message.chat == taskgate_core::classify::Chat::Group {
+            reply.reply_to = Some(message.message_id.to_string());
+        }
+        self.enqueue(message.place, reply).await
     }
 }
 
@@ -444,24 +480,27 @@ impl InboxWorker {
             return Ok(());
         }
         let Some(place) = refusal.place else { return Ok(()) };
-        if self.refused.len() >= MAX_REFUSED {
-            self.refused.clear();
-        }
-        if self.refused.insert((place.chat_id, refusal.user_id)) {
-            self.reply(place, &refusal.text).await?;
+        // Sent after everything else (its kind), and at most once an hour per stranger.
+        if self.refused.allow(&refusal.user_id, std::time::Instant::now()) {
+            let reply = Reply::text(&refusal.text).kind(ReplyKind::Refusal).in_thread(place.thread_key());
+            self.enqueue(place, reply).await?;
         }
         Ok(())
     }
 
     /// A message from the channel itself (help, refusals), through the outbox like any other.
     async fn reply(&self, place: Place, text: &str) -> anyhow::Result<()> {
+        self.enqueue(place, Reply::text(text).in_thread(place.thread_key())).await
+    }
+
+    async fn enqueue(&self, place: Place, payload: Reply) -> anyhow::Result<()> {
         self.store
             .outbox_enqueue(NewOutbound {
                 channel: Channel::Telegram,
                 chat_id: place.chat_id.to_string(),
                 task_id: None,
                 approval_id: None,
-                payload: Reply::text(text).in_thread(place.thread_key()),
+                payload,
             })
             .await?;
         Ok(())

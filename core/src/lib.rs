@@ -3,6 +3,7 @@
 //! crate is a pure function of its inputs and testable without a database or a network.
 
 pub mod classify;
+pub mod fair;
 pub mod model;
 pub mod notes;
 pub mod plan;

@@ -14,6 +14,11 @@ use crate::runtime::{ApprovalDecision, RuntimeEvent, TurnOutcome, one_line, summ
 const MAX_LIVE: usize = 200;
 /// Longest end-of-turn line.
 const MAX_SUMMARY: usize = 300;
+/// Streamed text shows as a draft (where a chat can show one) once this many characters
+/// arrived since the last saved event: a draft every sentence or so, not every token.
+const DRAFT_STEP: usize = 120;
+/// A draft shows at most the last this many characters of the turn's text.
+const MAX_DRAFT: usize = 3500;
 
 /// What the owner has seen of the turn in flight. Streamed text is kept here and saved to
 /// the timeline with the next event that is saved.
@@ -83,7 +88,14 @@ pub struct ExecView<'a> {
 pub fn react(event: &RuntimeEvent, view: &ExecView<'_>) -> Plan {
     let mut plan = Plan::default();
     if matches!(event, RuntimeEvent::AgentText { .. }) {
-        // Text waits in the turn's progress; the next saved event carries it along.
+        // Text waits in the turn's progress; the next saved event carries it along. Enough
+        // of it is saved now and shown as the turn's draft (streamed to the phone).
+        if let Some(turn) = view.turn
+            && turn.unsaved.chars().count() >= DRAFT_STEP
+        {
+            flush_text(&mut plan, view);
+            plan.push(Effect::Reply(draft(turn)));
+        }
         return plan;
     }
     if let RuntimeEvent::TurnFinished { outcome, usage } = event {
@@ -382,6 +394,23 @@ pub fn finished_line(agent: &str, role: Role, title: &str, outcome: &TurnOutcome
 /// The agent's last non-empty line: what a phone shows as the result.
 fn last_line(text: &str) -> Option<String> {
     text.lines().map(str::trim).rfind(|l| !l.is_empty()).map(|l| one_line(l, 200))
+}
+
+/// The live key of a turn's streamed draft.
+pub fn draft_key(turn: Id) -> String {
+    format!("{}:draft", live_key(turn))
+}
+
+/// The turn's text so far as a draft: its tail when long.
+fn draft(turn: &TurnProgress) -> Reply {
+    let count = turn.text.chars().count();
+    let text = if count > MAX_DRAFT {
+        let tail: String = turn.text.chars().skip(count - MAX_DRAFT).collect();
+        format!("…{tail}")
+    } else {
+        turn.text.clone()
+    };
+    Reply { live: Some(draft_key(turn.id)), ..Reply::text(text.trim().to_owned()).kind(ReplyKind::Draft) }
 }
 
 fn flush_text(plan: &mut Plan, view: &ExecView<'_>) {

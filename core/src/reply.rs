@@ -26,12 +26,25 @@ pub enum ReplyKind {
     /// The agent's text as it streams, where a chat can show a draft (Telegram private chats,
     /// Feishu streaming cards); replaced by the turn's final message, never kept as a message.
     Draft,
+    /// A refusal to someone not allowed to use the bot: sent after everything else, so
+    /// strangers never delay the people the bot serves.
+    Refusal,
 }
 
 impl ReplyKind {
     /// Sent before informational rows of the same chat.
     pub fn is_urgent(self) -> bool {
         matches!(self, ReplyKind::Approval | ReplyKind::Question)
+    }
+
+    /// The outbox's sending priority (higher first): urgent replies before informational ones
+    /// of the same chat, refusals to strangers last.
+    pub fn priority(self) -> i16 {
+        match self {
+            ReplyKind::Approval | ReplyKind::Question => 1,
+            ReplyKind::Refusal => -1,
+            ReplyKind::Answer | ReplyKind::Final | ReplyKind::Status | ReplyKind::Draft => 0,
+        }
     }
 }
 

@@ -61,6 +61,8 @@ pub struct StoreStats {
     pub inbox_set_aside: u64,
     /// Outbound messages not delivered yet.
     pub outbox_pending: u64,
+    /// Outbound messages given up on (the platform refused them for good).
+    pub outbox_dropped: u64,
     /// Executions with work waiting for a runner.
     pub executions_with_work: u64,
 }
@@ -182,17 +184,26 @@ pub trait Store: Send + Sync {
     /// Handling the update failed: counts the attempt and keeps the error. With `set_aside` the
     /// row is done (never handled again) and stays visible with its error.
     async fn inbox_failed(&self, id: Id, error: &str, set_aside: bool) -> StoreResult<()>;
+    /// Sets these updates aside unhandled, all with `reason` (a flood beyond the sender's
+    /// `max_waiting`): done, and visible like the failed ones.
+    async fn inbox_set_aside_many(&self, ids: &[Id], reason: &str) -> StoreResult<()>;
     /// Updates set aside after failing, newest first.
     async fn inbox_set_aside(&self, limit: u64) -> StoreResult<Vec<Inbound>>;
 
     // Outbox: ordered per chat, retried with a next-attempt time.
     async fn outbox_enqueue(&self, message: NewOutbound) -> StoreResult<Outbound>;
-    /// The oldest unsent message of each chat whose next attempt is due: a chat's later
-    /// messages wait until the earlier one is sent, so a chat never sees them out of order.
+    /// The next message of each chat whose next attempt is due: the oldest unsent one of the
+    /// highest priority waiting in that chat (`ReplyKind::priority`: approval cards and
+    /// questions before informational rows), so within a priority a chat never sees messages
+    /// out of order. Urgent chats' heads first.
     /// Per channel, like the inbox: each channel's sender takes only its own.
     async fn outbox_due(&self, channel: Channel, now: Timestamp, limit: u64) -> StoreResult<Vec<Outbound>>;
     async fn outbox_sent(&self, id: Id, external_message_id: Option<&str>) -> StoreResult<()>;
     async fn outbox_retry(&self, id: Id, next_attempt_at: Timestamp, error: &str) -> StoreResult<()>;
+    /// Gives up on a message the platform will never accept (bot blocked, chat gone, refused
+    /// for good): done, without a message, marked dropped with its error (counted in
+    /// [`StoreStats::outbox_dropped`]).
+    async fn outbox_dropped(&self, id: Id, error: &str) -> StoreResult<()>;
     /// One outbound message (a button press names the message its keyboard belongs to).
     async fn outbound(&self, id: Id) -> StoreResult<Outbound>;
     /// The outbound message the platform knows as `external_message_id`, to route replies.

@@ -67,6 +67,15 @@ pub fn decision_line(status: ApprovalStatus, scope: Option<Scope>, by: Decider<'
     }
 }
 
+/// Told once to someone sending faster than `[limits] per_person_per_minute`.
+pub fn slow_down(waiting: usize, limits: &crate::fair::Limits) -> String {
+    let messages = if waiting == 1 { "message" } else { "messages" };
+    format!(
+        "Slow down: {waiting} {messages} waiting. I take {} a minute from one person; beyond {} waiting, newer ones are set aside unanswered.",
+        limits.per_person_per_minute, limits.max_waiting
+    )
+}
+
 pub fn channel_name(channel: Channel) -> &'static str {
     match channel {
         Channel::Telegram => "Telegram",

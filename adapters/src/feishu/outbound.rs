@@ -3,25 +3,26 @@
 //! `post` (one paragraph per line), questions with buttons as interactive cards; rate limits
 //! honoured through the row's next attempt time; every send carries a `uuid` derived from the
 //! row, so a retry never posts a part twice. Live status updates (payload `live`) become one
-//! shared card per key, PATCHed in place (see [`crate::live`]).
+//! shared card per key, PATCHed in place. This is the Feishu [`Transport`] of the shared sender
+//! loop ([`crate::outbox::Sender`]), paced by Feishu's limits: 5 messages a second per chat
+//! (shared by the bots in a group), 5 updates a second per message, 50 requests a second per
+//! app.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use chrono::Utc;
+use async_trait::async_trait;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use taskgate_core::model::{Channel, Id, Outbound};
-use taskgate_core::reply::Reply;
-use taskgate_core::store::{Store, StoreResult};
-use tokio::sync::Notify;
+use taskgate_core::reply::{Reply, ReplyKind};
+use taskgate_core::store::Store;
 
 use super::api::{ApiError, FeishuApi};
 use super::card;
 use super::token::INVALID_TOKEN_CODES;
-use crate::live::{self, LiveMessages, Pacer};
-use crate::outbox::{self, Settle};
+use crate::outbox::{EditFailure, Failure, Sender, SenderOptions, Transport};
 
 /// A text message's content, JSON-encoded, stays under this (Feishu: 150 KB per request).
 pub const MAX_TEXT_BYTES: usize = 100 * 1024;
@@ -42,10 +43,13 @@ pub struct OutboxOptions {
     /// At least this long between two updates of live status cards in one chat (Feishu: 5
     /// updates a second per message; a chat's cards share the budget here, to stay clear).
     pub edit_interval: Duration,
+    /// At least this long between two requests of the app (Feishu: 50 a second).
+    pub bot_interval: Duration,
     /// A chat's newest rows read to coalesce live updates and find the card they update.
     pub live_window: u64,
     pub batch: u64,
-    /// A row that failed this often for a reason other than rate limiting is dropped.
+    /// A row Feishu refused this often (not a rate limit or an outage, which are waited out
+    /// however long they last) is dropped and counted.
     pub max_attempts: i32,
 }
 
@@ -55,6 +59,7 @@ impl Default for OutboxOptions {
             poll_interval: Duration::from_millis(250),
             chat_interval: Duration::from_millis(250),
             edit_interval: Duration::from_millis(250),
+            bot_interval: Duration::from_millis(20),
             live_window: 200,
             batch: 500,
             max_attempts: 8,
@@ -62,12 +67,20 @@ impl Default for OutboxOptions {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Delivery {
-    Sent { message_id: String },
-    Retry { after: Duration, error: String, rate_limited: bool },
-    Dropped { error: String },
-    Later,
+impl From<OutboxOptions> for SenderOptions {
+    fn from(o: OutboxOptions) -> Self {
+        SenderOptions {
+            poll_interval: o.poll_interval,
+            chat_interval: o.chat_interval,
+            edit_interval: o.edit_interval,
+            bot_interval: o.bot_interval,
+            // The per-chat interval already keeps a group within its limit.
+            group: None,
+            live_window: o.live_window,
+            batch: o.batch,
+            max_attempts: o.max_attempts,
+        }
+    }
 }
 
 /// One message of a rendered payload.
@@ -249,66 +262,37 @@ pub fn send_uuid(row: &Outbound, part: usize) -> String {
     uuid::Uuid::new_v8(bytes).to_string()
 }
 
-pub struct OutboxSender {
+/// The Feishu outbox sender.
+pub type OutboxSender = Sender<FeishuTransport>;
+
+/// The sender loop over Feishu.
+pub fn sender(api: Arc<FeishuApi>, store: Arc<dyn Store>, options: OutboxOptions) -> OutboxSender {
+    Sender::new(FeishuTransport::new(api), store, options.into())
+}
+
+/// Sending, replying and updating cards through the open platform's API.
+pub struct FeishuTransport {
     api: Arc<FeishuApi>,
-    store: Arc<dyn Store>,
-    options: OutboxOptions,
-    pacer: Pacer,
-    live: LiveMessages<String>,
     /// Parts of a split message already sent: a retry continues after them (and the uuid of
     /// each part makes a repeat after a restart harmless).
     progress: HashMap<Id, (usize, String)>,
 }
 
-impl OutboxSender {
-    pub fn new(api: Arc<FeishuApi>, store: Arc<dyn Store>, options: OutboxOptions) -> Self {
-        let pacer = Pacer::new(options.chat_interval, options.edit_interval);
-        Self { api, store, options, pacer, live: LiveMessages::default(), progress: HashMap::new() }
+impl FeishuTransport {
+    pub fn new(api: Arc<FeishuApi>) -> Self {
+        Self { api, progress: HashMap::new() }
     }
+}
 
-    pub async fn run(mut self, wake: Arc<Notify>) {
-        loop {
-            if let Err(e) = self.pass().await {
-                tracing::warn!(error = %e, "feishu outbox: reading the outbox failed");
-            }
-            let _ = tokio::time::timeout(self.options.poll_interval, wake.notified()).await;
-        }
-    }
+#[async_trait]
+impl Transport for FeishuTransport {
+    type MessageId = String;
+    const CHANNEL: Channel = Channel::Feishu;
 
-    pub async fn pass(&mut self) -> StoreResult<Vec<(Id, Delivery)>> {
-        let due = self.store.outbox_due(Channel::Feishu, Utc::now(), self.options.batch).await?;
-        let mut done = Vec::new();
-        for row in due {
-            let (delivery, covered) = match live::key(&row.payload) {
-                Some(key) => {
-                    let key = key.to_owned();
-                    self.deliver_live(&row, &key).await
-                }
-                None => (self.deliver(&row).await, Vec::new()),
-            };
-            let result = match &delivery {
-                Delivery::Sent { message_id } => Settle::Sent { message_id, covered: &covered },
-                Delivery::Retry { after, error, rate_limited } => {
-                    Settle::Retry { after: *after, error, rate_limited: *rate_limited }
-                }
-                Delivery::Dropped { error } => Settle::Dropped { error },
-                Delivery::Later => Settle::Later,
-            };
-            if outbox::settle(self.store.as_ref(), &row, result, self.options.max_attempts).await? {
-                self.progress.remove(&row.id);
-            }
-            done.push((row.id, delivery));
-        }
-        Ok(done)
-    }
-
-    async fn deliver(&mut self, row: &Outbound) -> Delivery {
-        if !self.pacer.may_send(&row.chat_id, Instant::now()) {
-            return Delivery::Later;
-        }
+    async fn send(&mut self, row: &Outbound) -> Result<String, Failure> {
         let rendered = render(&row.payload);
         if rendered.parts.is_empty() {
-            return Delivery::Dropped { error: "empty message".into() };
+            return Err(Failure::Undeliverable { error: "empty message".into() });
         }
         let (mut next, mut last_id) = self.progress.get(&row.id).cloned().unwrap_or_default();
         while next < rendered.parts.len() {
@@ -318,80 +302,45 @@ impl OutboxSender {
                 (Some(to), 0) => self.api.reply(to, part.msg_type, &part.content, &uuid).await,
                 _ => self.api.send(&row.chat_id, part.msg_type, &part.content, &uuid).await,
             };
-            self.pacer.sent(&row.chat_id, Instant::now());
             match result {
                 Ok(sent) => {
                     last_id = sent.message_id;
                     next += 1;
                     self.progress.insert(row.id, (next, last_id.clone()));
                 }
-                Err(e) => return failure(e, row.attempts),
+                Err(e) => return Err(failure(e)),
             }
         }
-        Delivery::Sent { message_id: last_id }
+        Ok(last_id)
     }
 
-    /// A live status update: the newest of the updates queued behind it (same key) is shown,
-    /// by PATCHing the key's card, or by sending the card when the key has none yet in this
-    /// chat. Returns the rows besides `row` that the delivery covers.
-    async fn deliver_live(&mut self, row: &Outbound, key: &str) -> (Delivery, Vec<Id>) {
-        let known = self.live.get(&row.chat_id, key);
-        // Paced before reading the store: a throttled chat costs no query per pass.
-        let now = Instant::now();
-        let paced = match known {
-            Some(_) => self.pacer.may_edit(&row.chat_id, now),
-            None => self.pacer.may_send(&row.chat_id, now),
+    async fn send_live(&mut self, row: &Outbound, reply: &Reply) -> Result<String, Failure> {
+        let Some(card) = status_card(reply) else {
+            return Err(Failure::Undeliverable { error: "empty message".into() });
         };
-        if !paced {
-            return (Delivery::Later, Vec::new());
-        }
-        let recent = match self.store.outbox_recent(Channel::Feishu, &row.chat_id, self.options.live_window).await {
-            Ok(recent) => recent,
-            Err(e) => {
-                // Without the queue, this row alone; without the history, the memory alone.
-                tracing::warn!(outbox = row.id, error = %e, "feishu outbox: reading a chat's recent messages failed");
-                Vec::new()
-            }
-        };
-        let run = live::coalesced(row, &recent);
-        let newest = run.last().copied().unwrap_or(row);
-        let covered: Vec<Id> = run.iter().map(|r| r.id).collect();
-        let existing = self.live.message(&row.chat_id, key, live::message_of(key, &recent));
-        let Some(card) = status_card(&newest.payload) else {
-            return (Delivery::Dropped { error: "empty message".into() }, Vec::new());
-        };
-        if let Some(message_id) = existing {
-            if known.is_none() && !self.pacer.may_edit(&row.chat_id, now) {
-                return (Delivery::Later, Vec::new());
-            }
-            let result = self.api.update_card(&message_id, &card).await;
-            self.pacer.edited(&row.chat_id, Instant::now());
-            match result {
-                Ok(()) => {
-                    self.live.set(&row.chat_id, key, message_id.clone());
-                    return (Delivery::Sent { message_id }, covered);
-                }
-                Err(e) if cannot_update(&e) => {
-                    // Recalled, deleted, older than 14 days: the status goes on in a new card.
-                    tracing::info!(outbox = row.id, chat = %row.chat_id, error = %e, "feishu outbox: status card not updatable; sending a new one");
-                    self.live.forget(&row.chat_id, key, message_id);
-                }
-                Err(e) => return (failure(e, row.attempts), Vec::new()),
-            }
-            if !self.pacer.may_send(&row.chat_id, Instant::now()) {
-                return (Delivery::Later, Vec::new());
-            }
-        }
         // The head row's uuid: a retry after a lost answer finds the card already sent.
-        let result = self.api.send(&row.chat_id, "interactive", &card, &send_uuid(row, 0)).await;
-        self.pacer.sent(&row.chat_id, Instant::now());
-        match result {
-            Ok(sent) => {
-                self.live.set(&row.chat_id, key, sent.message_id.clone());
-                (Delivery::Sent { message_id: sent.message_id }, covered)
-            }
-            Err(e) => (failure(e, row.attempts), Vec::new()),
+        let uuid = send_uuid(row, 0);
+        let result = match reply.reply_to.as_deref().filter(|to| !to.is_empty() && reply.kind != ReplyKind::Status) {
+            Some(to) => self.api.reply(to, "interactive", &card, &uuid).await,
+            None => self.api.send(&row.chat_id, "interactive", &card, &uuid).await,
+        };
+        result.map(|sent| sent.message_id).map_err(failure)
+    }
+
+    async fn edit(&mut self, _chat: &str, message: &String, reply: &Reply) -> Result<(), EditFailure> {
+        let Some(card) = status_card(reply) else {
+            return Err(EditFailure::Failed(Failure::Undeliverable { error: "empty message".into() }));
+        };
+        match self.api.update_card(message, &card).await {
+            Ok(()) => Ok(()),
+            // Recalled, deleted, older than 14 days: the status goes on in a new card.
+            Err(e) if cannot_update(&e) => Err(EditFailure::Gone),
+            Err(e) => Err(EditFailure::Failed(failure(e))),
         }
+    }
+
+    fn finished(&mut self, row: Id) {
+        self.progress.remove(&row);
     }
 }
 
@@ -415,22 +364,19 @@ fn cannot_update(e: &ApiError) -> bool {
         if (400..500).contains(status) && *code != 0 && !INVALID_TOKEN_CODES.contains(code))
 }
 
-/// What a failed request makes of its row.
-fn failure(e: ApiError, attempts: i32) -> Delivery {
+/// What a failed request makes of its row: a rate limit and an outage (network, server
+/// errors, a refused token being refreshed) are waited out; a permanent refusal drops it;
+/// other client errors are retried a few times.
+fn failure(e: ApiError) -> Failure {
     match e {
-        ApiError::RateLimited { after } => Delivery::Retry {
-            after,
-            error: format!("rate limited: retry after {}s", after.as_secs()),
-            rate_limited: true,
-        },
-        e if e.is_permanent() => Delivery::Dropped { error: e.to_string() },
-        e => Delivery::Retry { after: backoff(attempts), error: e.to_string(), rate_limited: false },
+        ApiError::RateLimited { after } => Failure::RateLimited { after },
+        e @ ApiError::Api { .. } if e.is_permanent() => Failure::Undeliverable { error: e.to_string() },
+        ApiError::Network { .. } => Failure::Outage { error: e.to_string() },
+        ApiError::Api { status, code, .. } if status >= 500 || INVALID_TOKEN_CODES.contains(&code) => {
+            Failure::Outage { error: e.to_string() }
+        }
+        e @ ApiError::Api { .. } => Failure::Refused { error: e.to_string() },
     }
-}
-
-/// 2, 4, 8 … seconds, at most five minutes.
-fn backoff(attempts: i32) -> Duration {
-    Duration::from_secs(2u64.saturating_pow(attempts.clamp(0, 16) as u32 + 1).min(300))
 }
 
 #[cfg(test)]
@@ -552,10 +498,13 @@ mod tests {
         assert!(!cannot_update(&api(400, 99991663)), "a token problem is not the card's");
         assert!(!cannot_update(&ApiError::RateLimited { after: Duration::from_secs(1) }));
         assert!(!cannot_update(&ApiError::Network { what: "update card", detail: "timeout".into() }));
-        match failure(ApiError::RateLimited { after: Duration::from_secs(3) }, 7) {
-            Delivery::Retry { after, rate_limited: true, .. } => assert_eq!(after, Duration::from_secs(3)),
-            other => panic!("{other:?}"),
-        }
+        assert_eq!(
+            failure(ApiError::RateLimited { after: Duration::from_secs(3) }),
+            Failure::RateLimited { after: Duration::from_secs(3) }
+        );
+        assert!(matches!(failure(api(503, 0)), Failure::Outage { .. }), "a server error is an outage");
+        assert!(matches!(failure(api(400, 230002)), Failure::Undeliverable { .. }));
+        assert!(matches!(failure(api(400, 1)), Failure::Refused { .. }));
     }
 
     #[test]
@@ -578,11 +527,11 @@ mod tests {
             approval_id: None,
             payload: Reply::default(),
             attempts: 0,
-            next_attempt_at: Utc::now(),
+            next_attempt_at: chrono::Utc::now(),
             last_error: None,
             external_message_id: None,
             sent_at: None,
-            created_at: Utc::now(),
+            created_at: chrono::Utc::now(),
         };
         assert_eq!(send_uuid(&row, 0), send_uuid(&Outbound { attempts: 3, ..row.clone() }, 0));
         assert_ne!(send_uuid(&row, 0), send_uuid(&row, 1));

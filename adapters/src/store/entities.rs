@@ -102,6 +102,7 @@ entity!(outbox, "outbox" {
     channel: String, chat_id: String, task_id: Option<i64>, approval_id: Option<i64>,
     payload: Json, attempts: i32, next_attempt_at: DateTimeUtc, last_error: Option<String>,
     external_message_id: Option<String>, sent_at: Option<DateTimeUtc>, created_at: DateTimeUtc,
+    priority: i16, dropped: bool,
 });
 
 entity!(settings, "settings" { key: String, value: String, updated_at: DateTimeUtc });

@@ -10,6 +10,7 @@ mod worktree;
 pub use lease::{Leadership, LeaseOptions, Singleton, lock_key};
 pub use web::WebSession;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -997,6 +998,22 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
         Ok(())
     }
 
+    async fn inbox_set_aside_many(&self, ids: &[Id], reason: &str) -> StoreResult<()> {
+        let _w = self.writing().await;
+        // In slices: SQLite bounds the variables of one statement.
+        for slice in ids.chunks(500) {
+            inbox::Entity::update_many()
+                .col_expr(inbox::Column::ProcessedAt, Expr::value(Utc::now()))
+                .col_expr(inbox::Column::LastError, Expr::value(txt(reason)))
+                .filter(inbox::Column::Id.is_in(slice.iter().copied()))
+                .filter(inbox::Column::ProcessedAt.is_null())
+                .exec(&self.db)
+                .await
+                .map_err(db_err)?;
+        }
+        Ok(())
+    }
+
     async fn outbox_enqueue(&self, message: NewOutbound) -> StoreResult<Outbound> {
         let _w = self.writing().await;
         let now = Utc::now();
@@ -1013,28 +1030,41 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
             external_message_id: Set(None),
             sent_at: Set(None),
             created_at: Set(now),
+            priority: Set(message.payload.kind.priority()),
+            dropped: Set(false),
         };
         convert::outbound(row.insert(&self.db).await.map_err(db_err)?)
     }
 
     async fn outbox_due(&self, channel: Channel, now: Timestamp, limit: u64) -> StoreResult<Vec<Outbound>> {
         use outbox::Column as C;
-        // The head of each chat's queue: its oldest unsent message. Only heads are eligible,
-        // and only when due, so a message waiting out a rate limit holds back the ones behind.
+        // The head of each chat's queue: its oldest unsent message of the highest priority
+        // waiting (an approval card goes before the chatter queued ahead of it). Only heads
+        // are eligible, and only when due, so a message waiting out a rate limit holds back
+        // the ones behind it. Candidates: the oldest unsent row per chat and priority.
         let heads = Query::select()
             .expr(Expr::col(C::Id).min())
             .from(outbox::Entity)
             .and_where(Expr::col(C::SentAt).is_null())
             .and_where(Expr::col(C::Channel).eq(channel.name()))
-            .group_by_col(C::Channel)
             .group_by_col(C::ChatId)
+            .group_by_col(C::Priority)
             .take();
-        let query = outbox::Entity::find()
-            .filter(C::Id.in_subquery(heads))
-            .filter(C::NextAttemptAt.lte(now))
-            .order_by_asc(C::Id)
-            .limit(limit);
-        rows(&self.db, query, convert::outbound).await
+        let candidates = outbox::Entity::find().filter(C::Id.in_subquery(heads)).all(&self.db).await.map_err(db_err)?;
+        let mut best: HashMap<String, outbox::Model> = HashMap::new();
+        for row in candidates {
+            match best.get(&row.chat_id) {
+                Some(b) if b.priority >= row.priority => {}
+                _ => {
+                    best.insert(row.chat_id.clone(), row);
+                }
+            }
+        }
+        let mut due: Vec<outbox::Model> = best.into_values().filter(|r| r.next_attempt_at <= now).collect();
+        // Urgent rows of every chat first, then the oldest.
+        due.sort_by_key(|r| (std::cmp::Reverse(r.priority), r.id));
+        due.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        due.into_iter().map(convert::outbound).collect()
     }
 
     async fn outbox_sent(&self, id: Id, external_message_id: Option<&str>) -> StoreResult<()> {
@@ -1057,6 +1087,23 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
         let _w = self.writing().await;
         let result = outbox::Entity::update_many()
             .col_expr(outbox::Column::NextAttemptAt, Expr::value(next_attempt_at))
+            .col_expr(outbox::Column::LastError, Expr::value(txt(error)))
+            .col_expr(outbox::Column::Attempts, Expr::col(outbox::Column::Attempts).add(1))
+            .filter(outbox::Column::Id.eq(id))
+            .exec(&self.db)
+            .await
+            .map_err(db_err)?;
+        if result.rows_affected == 0 {
+            return Err(not_found("outbound", id));
+        }
+        Ok(())
+    }
+
+    async fn outbox_dropped(&self, id: Id, error: &str) -> StoreResult<()> {
+        let _w = self.writing().await;
+        let result = outbox::Entity::update_many()
+            .col_expr(outbox::Column::SentAt, Expr::value(Utc::now()))
+            .col_expr(outbox::Column::Dropped, Expr::value(true))
             .col_expr(outbox::Column::LastError, Expr::value(txt(error)))
             .col_expr(outbox::Column::Attempts, Expr::col(outbox::Column::Attempts).add(1))
             .filter(outbox::Column::Id.eq(id))
@@ -1198,12 +1245,14 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
             .map_err(db_err)?;
         let outbox_pending =
             outbox::Entity::find().filter(outbox::Column::SentAt.is_null()).count(&self.db).await.map_err(db_err)?;
+        let outbox_dropped =
+            outbox::Entity::find().filter(outbox::Column::Dropped.eq(true)).count(&self.db).await.map_err(db_err)?;
         let executions_with_work = executions::Entity::find()
             .filter(executions::Column::HasWork.eq(true))
             .count(&self.db)
             .await
             .map_err(db_err)?;
-        Ok(StoreStats { inbox_pending, inbox_set_aside, outbox_pending, executions_with_work })
+        Ok(StoreStats { inbox_pending, inbox_set_aside, outbox_pending, outbox_dropped, executions_with_work })
     }
 
     async fn ping(&self) -> StoreResult<()> {

@@ -1,26 +1,26 @@
-//! The outbox, sent to Telegram: each chat's messages in order (the store hands out only a
-//! chat's oldest unsent one), as HTML split at the length limit, approval requests with their
-//! buttons; `retry_after` honoured through the row's next attempt time. Live status updates
-//! (payload `live`) edit the message their key sent first (see [`super::live`]).
+//! The outbox, sent to Telegram: the Telegram [`Transport`] of the shared sender loop
+//! ([`crate::outbox::Sender`]). Messages as HTML split at the length limit, approval requests
+//! with their buttons, answers in groups replying (`reply_parameters`) to the message they
+//! answer; live status messages sent silently and edited in place. Paced by Telegram's limits:
+//! about one message a second per chat, 20 a minute per group, 30 a second per bot.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use chrono::Utc;
+use async_trait::async_trait;
 use taskgate_core::model::{Channel, Id, Outbound};
 use taskgate_core::reply::{Reply, ReplyKind};
-use taskgate_core::store::{Store, StoreResult};
+use taskgate_core::store::Store;
 use teloxide::ApiError;
 use teloxide::RequestError;
 use teloxide::prelude::*;
-use teloxide::types::{InlineKeyboardButton, InlineKeyboardMarkup, MessageId, ParseMode, ThreadId};
-use tokio::sync::Notify;
+use teloxide::types::{InlineKeyboardButton, InlineKeyboardMarkup, MessageId, ParseMode, ReplyParameters, ThreadId};
 
 use super::callback::ButtonData;
 use super::html;
-use super::live::{self, LiveMessages, Pacer};
-use crate::outbox::{self, Settle};
+use super::live::GroupBudget;
+use crate::outbox::{EditFailure, Failure, Sender, SenderOptions, Transport};
 
 #[derive(Debug, Clone)]
 pub struct OutboxOptions {
@@ -30,12 +30,19 @@ pub struct OutboxOptions {
     pub chat_interval: Duration,
     /// At least this long between two edits of live status messages in one chat.
     pub edit_interval: Duration,
+    /// At least this long between two requests of the bot (Telegram: 30 a second).
+    pub bot_interval: Duration,
+    /// Requests a minute to one group (Telegram: 20); 0 for no budget.
+    pub group_per_minute: usize,
     /// A chat's newest rows read to coalesce live updates and find the message they edit.
     pub live_window: u64,
     /// Due rows read per pass.
     pub batch: u64,
-    /// A row that failed this often for a reason other than rate limiting is dropped.
+    /// A row Telegram refused this often (a bad request; not a rate limit or an outage, which
+    /// are waited out however long they last) is dropped and counted.
     pub max_attempts: i32,
+    /// Stream the agent's text into private chats as a draft (`sendMessageDraft`).
+    pub stream: bool,
 }
 
 impl Default for OutboxOptions {
@@ -44,102 +51,121 @@ impl Default for OutboxOptions {
             poll_interval: Duration::from_millis(250),
             chat_interval: Duration::from_secs(1),
             edit_interval: Duration::from_secs(1),
+            bot_interval: Duration::from_millis(34),
+            group_per_minute: 20,
             live_window: 200,
-            // Wide: the store hands out every channel's heads, and rows for other channels wait here.
             batch: 500,
             max_attempts: 8,
+            stream: true,
         }
     }
 }
 
-/// What became of one outbox row.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Delivery {
-    Sent {
-        message_id: i32,
-    },
-    /// Rate limited or failed for now; tried again at the row's next attempt time.
-    Retry {
-        after: Duration,
-        error: String,
-    },
-    /// Cannot ever be sent (bad chat id, bot blocked, chat gone): marked done without a message.
-    Dropped {
-        error: String,
-    },
-    /// Not this chat's turn yet (pacing).
-    Later,
+impl From<OutboxOptions> for SenderOptions {
+    fn from(o: OutboxOptions) -> Self {
+        SenderOptions {
+            poll_interval: o.poll_interval,
+            chat_interval: o.chat_interval,
+            edit_interval: o.edit_interval,
+            bot_interval: o.bot_interval,
+            group: Some(GroupBudget { per_minute: o.group_per_minute, is_group: is_group_chat }),
+            live_window: o.live_window,
+            batch: o.batch,
+            max_attempts: o.max_attempts,
+        }
+    }
 }
 
-pub struct OutboxSender {
+/// Group and channel chat ids are negative on Telegram.
+fn is_group_chat(chat: &str) -> bool {
+    chat.starts_with('-')
+}
+
+/// The Telegram outbox sender.
+pub type OutboxSender = Sender<TelegramTransport>;
+
+/// The sender loop over Telegram.
+pub fn sender(bot: Bot, store: Arc<dyn Store>, options: OutboxOptions) -> OutboxSender {
+    let stream = options.stream;
+    Sender::new(TelegramTransport { stream, ..TelegramTransport::new(bot) }, store, options.into())
+}
+
+/// Sending, and editing, through one teloxide client.
+pub struct TelegramTransport {
     bot: Bot,
-    store: Arc<dyn Store>,
-    options: OutboxOptions,
-    pacer: Pacer,
-    live: LiveMessages<i32>,
     /// Parts of a split message already sent: a retry continues after them. In memory only:
     /// after a restart a split message may repeat its first parts, never lose its last.
     progress: HashMap<Id, (usize, i32)>,
+    /// Drafts in private chats (`sendMessageDraft`); off when configured so or when the Bot
+    /// API answering does not know the method.
+    stream: bool,
 }
 
-impl OutboxSender {
-    pub fn new(bot: Bot, store: Arc<dyn Store>, options: OutboxOptions) -> Self {
-        let pacer = Pacer::new(options.chat_interval, options.edit_interval);
-        Self { bot, store, options, pacer, live: LiveMessages::default(), progress: HashMap::new() }
+impl TelegramTransport {
+    pub fn new(bot: Bot) -> Self {
+        Self { bot, progress: HashMap::new(), stream: true }
     }
 
-    /// Sends what is due, forever; `wake` shortens the wait after an enqueue.
-    pub async fn run(mut self, wake: Arc<Notify>) {
-        loop {
-            if let Err(e) = self.pass().await {
-                tracing::warn!(error = %e, "telegram outbox: reading the outbox failed");
-            }
-            let _ = tokio::time::timeout(self.options.poll_interval, wake.notified()).await;
+    /// `sendMessageDraft` (Bot API 9.3+, which teloxide 0.17 predates), raw through the bot's
+    /// own HTTP client.
+    async fn send_draft(&mut self, chat: i64, draft_id: i64, reply: &Reply) -> Result<bool, Failure> {
+        let Some(text) = html::markdown_chunks(&reply.text, html::MAX_MESSAGE).pop() else { return Ok(false) };
+        let mut body = serde_json::json!({"chat_id": chat, "draft_id": draft_id, "text": text, "parse_mode": "HTML"});
+        if let Ok(thread) = reply.thread_id.parse::<i64>() {
+            body["message_thread_id"] = thread.into();
         }
-    }
-
-    /// One pass over the due rows. Returns what happened to each Telegram row it looked at.
-    pub async fn pass(&mut self) -> StoreResult<Vec<(Id, Delivery)>> {
-        let due = self.store.outbox_due(Channel::Telegram, Utc::now(), self.options.batch).await?;
-        let mut done = Vec::new();
-        for row in due {
-            let (delivery, covered) = match live::key(&row.payload) {
-                Some(key) => {
-                    let key = key.to_owned();
-                    self.deliver_live(&row, &key).await
-                }
-                None => (self.deliver(&row).await, Vec::new()),
-            };
-            let sent_id = match &delivery {
-                Delivery::Sent { message_id } => message_id.to_string(),
-                _ => String::new(),
-            };
-            let result = match &delivery {
-                Delivery::Sent { .. } => Settle::Sent { message_id: &sent_id, covered: &covered },
-                Delivery::Retry { after, error } => {
-                    Settle::Retry { after: *after, error, rate_limited: error.starts_with("rate limited") }
-                }
-                Delivery::Dropped { error } => Settle::Dropped { error },
-                Delivery::Later => Settle::Later,
-            };
-            if outbox::settle(self.store.as_ref(), &row, result, self.options.max_attempts).await? {
-                self.progress.remove(&row.id);
+        let base = self.bot.api_url();
+        let url = format!("{}/bot{}/sendMessageDraft", base.as_str().trim_end_matches('/'), self.bot.token());
+        let answer = match self.bot.client().post(&url).json(&body).send().await {
+            Ok(response) => response.json::<serde_json::Value>().await.unwrap_or_default(),
+            Err(e) => {
+                tracing::debug!(error = %network(&e), "telegram: a draft was not shown");
+                return Ok(false);
             }
-            done.push((row.id, delivery));
-        }
-        Ok(done)
-    }
-
-    async fn deliver(&mut self, row: &Outbound) -> Delivery {
-        let Ok(chat) = row.chat_id.parse::<i64>() else {
-            return Delivery::Dropped { error: format!("not a Telegram chat id: {}", row.chat_id) };
         };
-        if !self.pacer.may_send(&row.chat_id, Instant::now()) {
-            return Delivery::Later;
+        if answer["ok"] == true {
+            return Ok(true);
         }
+        if let Some(secs) = answer.pointer("/parameters/retry_after").and_then(serde_json::Value::as_u64) {
+            return Err(Failure::RateLimited { after: Duration::from_secs(secs) });
+        }
+        let description = answer["description"].as_str().unwrap_or("no answer");
+        if answer["error_code"] == 404 {
+            tracing::info!(%description, "telegram: this Bot API has no drafts; streaming off");
+            self.stream = false;
+        } else {
+            tracing::debug!(%description, "telegram: a draft was not shown");
+        }
+        Ok(false)
+    }
+
+    fn failure(&self, e: &RequestError) -> Failure {
+        failure(e, self.bot.token())
+    }
+}
+
+fn chat_of(row: &Outbound) -> Result<i64, Failure> {
+    row.chat_id
+        .parse::<i64>()
+        .map_err(|_| Failure::Undeliverable { error: format!("not a Telegram chat id: {}", row.chat_id) })
+}
+
+/// The message a group answer replies to; sent anyway when that message is gone.
+fn reply_parameters(reply: &Reply) -> Option<ReplyParameters> {
+    let id = reply.reply_to.as_deref()?.parse::<i32>().ok()?;
+    Some(ReplyParameters::new(MessageId(id)).allow_sending_without_reply())
+}
+
+#[async_trait]
+impl Transport for TelegramTransport {
+    type MessageId = i32;
+    const CHANNEL: Channel = Channel::Telegram;
+
+    async fn send(&mut self, row: &Outbound) -> Result<i32, Failure> {
+        let chat = chat_of(row)?;
         let message = render(&row.payload);
         if message.parts.is_empty() {
-            return Delivery::Dropped { error: "empty message".into() };
+            return Err(Failure::Undeliverable { error: "empty message".into() });
         }
         let (mut next, mut last_id) = self.progress.get(&row.id).copied().unwrap_or((0, 0));
         while next < message.parts.len() {
@@ -149,115 +175,108 @@ impl OutboxSender {
             if let Some(thread) = message.thread_id {
                 request = request.message_thread_id(ThreadId(MessageId(thread)));
             }
+            if next == 0
+                && let Some(parameters) = reply_parameters(&row.payload)
+            {
+                request = request.reply_parameters(parameters);
+            }
             if is_last && let Some(keyboard) = message.keyboard.clone() {
                 request = request.reply_markup(keyboard);
             }
-            let result = request.await;
-            self.pacer.sent(&row.chat_id, Instant::now());
-            match result {
+            match request.await {
                 Ok(sent) => {
                     last_id = sent.id.0;
                     next += 1;
                     self.progress.insert(row.id, (next, last_id));
                 }
-                Err(e) => return failure(&e, row.attempts, self.bot.token()),
+                Err(e) => return Err(self.failure(&e)),
             }
         }
-        Delivery::Sent { message_id: last_id }
+        Ok(last_id)
     }
 
-    /// A live status update: the newest of the updates queued behind it (same key) is shown,
-    /// by editing the key's message, or by sending it when the key has none yet in this chat.
-    /// Returns the rows besides `row` that the delivery covers.
-    async fn deliver_live(&mut self, row: &Outbound, key: &str) -> (Delivery, Vec<Id>) {
-        let Ok(chat) = row.chat_id.parse::<i64>() else {
-            return (Delivery::Dropped { error: format!("not a Telegram chat id: {}", row.chat_id) }, Vec::new());
-        };
-        let known = self.live.get(&row.chat_id, key);
-        // Paced before reading the store: a throttled chat costs no query per pass.
-        let now = Instant::now();
-        let paced = match known {
-            Some(_) => self.pacer.may_edit(&row.chat_id, now),
-            None => self.pacer.may_send(&row.chat_id, now),
-        };
-        if !paced {
-            return (Delivery::Later, Vec::new());
-        }
-        let recent = match self.store.outbox_recent(Channel::Telegram, &row.chat_id, self.options.live_window).await {
-            Ok(recent) => recent,
-            Err(e) => {
-                // Without the queue, this row alone; without the history, the memory alone.
-                tracing::warn!(outbox = row.id, error = %e, "telegram outbox: reading a chat's recent messages failed");
-                Vec::new()
-            }
-        };
-        let run = live::coalesced(row, &recent);
-        let newest = run.last().copied().unwrap_or(row);
-        let covered: Vec<Id> = run.iter().map(|r| r.id).collect();
-        let existing = self.live.message(&row.chat_id, key, live::message_of(key, &recent));
-        let rendered = render(&newest.payload);
+    async fn send_live(&mut self, row: &Outbound, reply: &Reply) -> Result<i32, Failure> {
+        let chat = chat_of(row)?;
+        let rendered = render(reply);
         // Status lines are one line; a longer one shows its first part.
         let Some(text) = rendered.parts.first().cloned() else {
-            return (Delivery::Dropped { error: "empty message".into() }, Vec::new());
+            return Err(Failure::Undeliverable { error: "empty message".into() });
         };
-        if let Some(message_id) = existing {
-            if known.is_none() && !self.pacer.may_edit(&row.chat_id, now) {
-                return (Delivery::Later, Vec::new());
-            }
-            // An edit without a keyboard removes the buttons (a decided approval card).
-            let mut edit = self
-                .bot
-                .edit_message_text(ChatId(chat), MessageId(message_id), text.clone())
-                .parse_mode(ParseMode::Html);
-            if let Some(keyboard) = rendered.keyboard.clone() {
-                edit = edit.reply_markup(keyboard);
-            }
-            let result = edit.await;
-            self.pacer.edited(&row.chat_id, Instant::now());
-            match result {
-                // Identical text (a repeated status) is what the message already shows.
-                Ok(_) | Err(RequestError::Api(ApiError::MessageNotModified)) => {
-                    self.live.set(&row.chat_id, key, message_id);
-                    return (Delivery::Sent { message_id }, covered);
-                }
-                // Deleted, or too old to edit: the status goes on in a new message.
-                Err(RequestError::Api(ApiError::MessageToEditNotFound | ApiError::MessageCantBeEdited)) => {
-                    self.live.forget(&row.chat_id, key, message_id);
-                }
-                Err(e) => return (failure(&e, row.attempts, self.bot.token()), Vec::new()),
-            }
-            if !self.pacer.may_send(&row.chat_id, Instant::now()) {
-                return (Delivery::Later, Vec::new());
-            }
-        }
-        let thread_id = rendered.thread_id;
         // A status line is not news: it arrives silently; an approval card notifies.
-        let silent = newest.payload.kind == ReplyKind::Status;
+        let silent = reply.kind == ReplyKind::Status;
         let mut request =
             self.bot.send_message(ChatId(chat), text).parse_mode(ParseMode::Html).disable_notification(silent);
-        if let Some(thread) = thread_id {
+        if let Some(thread) = rendered.thread_id {
             request = request.message_thread_id(ThreadId(MessageId(thread)));
+        }
+        if !silent && let Some(parameters) = reply_parameters(reply) {
+            request = request.reply_parameters(parameters);
         }
         if let Some(keyboard) = rendered.keyboard {
             request = request.reply_markup(keyboard);
         }
-        let result = request.await;
-        self.pacer.sent(&row.chat_id, Instant::now());
-        match result {
-            Ok(sent) => {
-                self.live.set(&row.chat_id, key, sent.id.0);
-                (Delivery::Sent { message_id: sent.id.0 }, covered)
-            }
-            Err(e) => (failure(&e, row.attempts, self.bot.token()), Vec::new()),
+        request.await.map(|sent| sent.id.0).map_err(|e| self.failure(&e))
+    }
+
+    async fn edit(&mut self, chat: &str, message: &i32, reply: &Reply) -> Result<(), EditFailure> {
+        let Ok(chat) = chat.parse::<i64>() else {
+            return Err(EditFailure::Failed(Failure::Undeliverable {
+                error: format!("not a Telegram chat id: {chat}"),
+            }));
+        };
+        let rendered = render(reply);
+        let Some(text) = rendered.parts.first().cloned() else {
+            return Err(EditFailure::Failed(Failure::Undeliverable { error: "empty message".into() }));
+        };
+        // An edit without a keyboard removes the buttons (a decided approval card).
+        let mut edit = self.bot.edit_message_text(ChatId(chat), MessageId(*message), text).parse_mode(ParseMode::Html);
+        if let Some(keyboard) = rendered.keyboard {
+            edit = edit.reply_markup(keyboard);
         }
+        match edit.await {
+            // Identical text (a repeated status) is what the message already shows.
+            Ok(_) | Err(RequestError::Api(ApiError::MessageNotModified)) => Ok(()),
+            // Deleted, or too old to edit: the status goes on in a new message.
+            Err(RequestError::Api(ApiError::MessageToEditNotFound | ApiError::MessageCantBeEdited)) => {
+                Err(EditFailure::Gone)
+            }
+            Err(e) => Err(EditFailure::Failed(self.failure(&e))),
+        }
+    }
+
+    async fn draft(&mut self, row: &Outbound, reply: &Reply) -> Result<bool, Failure> {
+        // Drafts exist in private chats only (positive ids), keyed by a non-zero id: the turn's.
+        let Ok(chat) = row.chat_id.parse::<i64>() else { return Ok(false) };
+        let turn = reply.live.as_deref().and_then(|k| k.strip_prefix("turn:")?.strip_suffix(":draft")?.parse().ok());
+        let Some(turn) = turn.filter(|t: &i64| *t != 0) else { return Ok(false) };
+        if !self.stream || chat <= 0 {
+            return Ok(false);
+        }
+        self.send_draft(chat, turn, reply).await
+    }
+
+    fn finished(&mut self, row: Id) {
+        self.progress.remove(&row);
     }
 }
 
-fn failure(e: &RequestError, attempts: i32, token: &str) -> Delivery {
+/// A network error without its URL (which carries the token).
+fn network(e: &reqwest::Error) -> &'static str {
+    if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "connection failed"
+    } else {
+        "request failed"
+    }
+}
+
+/// What a failed request means for its row: a rate limit and an outage are waited out; a
+/// blocked bot or a gone chat cannot be helped; anything else Telegram refused is retried a
+/// few times.
+fn failure(e: &RequestError, token: &str) -> Failure {
     match e {
-        RequestError::RetryAfter(secs) => {
-            Delivery::Retry { after: secs.duration(), error: format!("rate limited: retry after {}s", secs.seconds()) }
-        }
+        RequestError::RetryAfter(secs) => Failure::RateLimited { after: secs.duration() },
         RequestError::Api(
             ApiError::BotBlocked
             | ApiError::ChatNotFound
@@ -269,15 +288,19 @@ fn failure(e: &RequestError, attempts: i32, token: &str) -> Delivery {
             | ApiError::CantTalkWithBots
             | ApiError::GroupDeactivated,
         )
-        | RequestError::MigrateToChatId(_) => Delivery::Dropped { error: describe(e, token) },
-        // Bad requests and network trouble: back off, then give up after `max_attempts`.
-        _ => Delivery::Retry { after: backoff(attempts), error: describe(e, token) },
+        | RequestError::MigrateToChatId(_) => Failure::Undeliverable { error: describe(e, token) },
+        // The network, or an answer that is not the Bot API's (a proxy's error page): an outage.
+        RequestError::Network(_) | RequestError::Io(_) | RequestError::InvalidJson { .. } => {
+            Failure::Outage { error: describe(e, token) }
+        }
+        RequestError::Api(_) => Failure::Refused { error: describe(e, token) },
     }
 }
 
 /// 2, 4, 8 … seconds, at most five minutes.
+#[cfg(test)]
 fn backoff(attempts: i32) -> Duration {
-    Duration::from_secs(2u64.saturating_pow(attempts.clamp(0, 16) as u32 + 1).min(300))
+    crate::outbox::backoff(attempts)
 }
 
 /// An error for logs and the outbox row. reqwest errors carry the request URL, and teloxide's
@@ -323,7 +346,11 @@ pub fn render(reply: &Reply) -> Rendered {
         text.push_str("\n\n");
         text.push_str(detail);
     }
-    let mut parts = html::chunks(&text, html::MAX_MESSAGE);
+    // The agent's own words are Markdown; the gateway's lines use backticks for commands only.
+    let mut parts = match reply.kind {
+        ReplyKind::Final | ReplyKind::Question => html::markdown_chunks(&text, html::MAX_MESSAGE),
+        _ => html::chunks(&text, html::MAX_MESSAGE),
+    };
     if parts.is_empty() && keyboard.is_some() {
         // Buttons need a message to hang on.
         parts.push("…".into());

@@ -462,6 +462,10 @@ async fn send(
             None => (Channel::Web, format!("task-{task}")),
         },
     };
+    // Streamed drafts are shown only where a chat can show one (Telegram private chats).
+    if reply.kind == ReplyKind::Draft && channel != Channel::Telegram {
+        return Ok(());
+    }
     tx.outbox_enqueue(NewOutbound { channel, chat_id, task_id: task, approval_id: approval, payload: reply }).await?;
     Ok(())
 }

@@ -12,6 +12,7 @@ mod rules;
 mod runner;
 mod spec;
 mod status;
+mod title;
 mod wake;
 mod worktree;
 
@@ -248,6 +249,10 @@ impl Engine {
         // `/merge` and `/discard` hand an execution's worktree branch back (or drop it).
         if let Some(command) = taskgate_core::worktree::parse_command(&msg.text) {
             return self.branch_command(command, &msg, &conversation).await;
+        }
+        // `/title <name>` renames the task.
+        if let Some(command) = title::parse(&msg.text) {
+            return self.title_command(command, &msg, &sender.name, &conversation).await;
         }
         let Some(project) = self.project().await? else {
             store

@@ -229,7 +229,13 @@ pub async fn history(
 /// Hands stored web messages to the engine, oldest first, through the drain every channel
 /// uses.
 pub async fn inbox_worker(console: Arc<Console>) {
-    let drain = InboxDrain { store: console.store.clone(), channel: Channel::Web, outbox: console.outbox.clone() };
+    // The console's user is the operator: no per-person limit.
+    let drain = InboxDrain {
+        store: console.store.clone(),
+        channel: Channel::Web,
+        outbox: console.outbox.clone(),
+        limits: taskgate_core::fair::Limits { per_person_per_minute: 0, max_waiting: 0 },
+    };
     let wake = console.inbox.clone();
     drain.run(WebInbox { console }, wake, INBOX_INTERVAL).await;
 }

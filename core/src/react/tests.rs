@@ -51,6 +51,24 @@ fn streamed_text_waits_for_the_next_saved_event() {
 }
 
 #[test]
+fn enough_streamed_text_is_saved_and_shown_as_the_turns_draft() {
+    let mut turn = TurnProgress::new(9);
+    let chunk = RuntimeEvent::AgentText { text: "a sentence of the answer, long enough. ".repeat(4) };
+    turn.observe(&chunk);
+    let plan = react(&chunk, &view(Some(&turn)));
+    assert_eq!(kinds(&plan), ["record:text", "reply"]);
+    let Effect::Reply(draft) = &plan.effects[1] else { panic!() };
+    assert_eq!(draft.kind, ReplyKind::Draft);
+    assert_eq!(draft.live.as_deref(), Some("turn:9:draft"));
+    assert_eq!(draft.text, turn.text.trim());
+    let mut long = TurnProgress::new(9);
+    long.observe(&RuntimeEvent::AgentText { text: "x".repeat(10_000) });
+    let plan = react(&RuntimeEvent::AgentText { text: "x".into() }, &view(Some(&long)));
+    let Effect::Reply(draft) = &plan.effects[1] else { panic!() };
+    assert!(draft.text.starts_with('…') && draft.text.chars().count() <= MAX_DRAFT + 1);
+}
+
+#[test]
 fn an_approval_request_waits_with_a_card_and_says_so_live() {
     let turn = TurnProgress::new(9);
     let ask = RuntimeEvent::ApprovalRequested(ApprovalRequest {

@@ -147,7 +147,7 @@ impl Fake {
 
     fn turn(&mut self, id: &Value, session: &str, text: &str) {
         let stop = match parse(text) {
-            Script::Echo | Script::Ask(_) => {
+            Script::Echo | Script::Stream(_) | Script::Ask(_) => {
                 self.say(session, &format!("FAKE-REPLY: you said '{text}'"));
                 "end_turn"
             }

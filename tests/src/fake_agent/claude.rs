@@ -139,7 +139,7 @@ impl Fake {
     fn turn(&mut self, text: &str) {
         self.emit("system", json!({ "subtype": "init", "cwd": self.ctx.cwd, "tools": ["Bash", "Write", "TodoWrite", "AskUserQuestion"], "mcp_servers": [], "model": "fake-model", "permissionMode": "default" }));
         match parse(text) {
-            Script::Echo => self.reply(&format!("FAKE-REPLY: you said '{text}'")),
+            Script::Echo | Script::Stream(_) => self.reply(&format!("FAKE-REPLY: you said '{text}'")),
             Script::Reply(reply) => self.reply(&reply),
             Script::Note(spec) => {
                 let said = self.ctx.note(&spec);

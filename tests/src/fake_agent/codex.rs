@@ -281,6 +281,21 @@ impl TurnRun {
         let status = match parse(text) {
             Script::Echo => self.reply(&format!("FAKE-REPLY: you said '{text}'")),
             Script::Reply(reply) => self.reply(&reply),
+            Script::Stream(more) => {
+                let turn = &self.turn;
+                let item_id = format!("msg_{}", self.item_id());
+                let said = format!("FAKE-REPLY: you said '{text}'");
+                let item = |t: &str| json!({ "type": "agentMessage", "id": item_id, "text": t, "phase": null });
+                self.notify("item/started", json!({ "item": item(""), "turnId": turn }));
+                self.notify("item/agentMessage/delta", json!({ "turnId": turn, "itemId": item_id, "delta": said }));
+                match self.wait_for(None, more) {
+                    Some(Waited::Interrupted) => "interrupted",
+                    _ => {
+                        self.notify("item/completed", json!({ "item": item(&said), "turnId": turn }));
+                        "completed"
+                    }
+                }
+            }
             Script::Note(spec) => {
                 let said = match &self.mcp {
                     Some(mcp) => format!("FAKE-REPLY: noted: {}", mcp.run(&spec)),

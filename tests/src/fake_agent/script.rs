@@ -1,9 +1,11 @@
-//! What a prompt asks the fake to do: the first marker found in the request decides (in a
-//! prompt the gateway seeded with the task's context, the part after that context).
+//! What a prompt asks the fake to do: the first marker found decides, a marker in the request
+//! (after the context a seeded prompt starts with) before one in that context.
 //!
 //! - `RUN_CMD: <cmd>`  ask to run a shell command (runs it with `sh -c` if allowed)
 //! - `WRITE_FILE: <path>`  ask to create a file (writes it if allowed)
 //! - `SLOW_REPLY`  keep working until interrupted (or 20 s); `SLOW_MS: <n>` the same for n ms
+//! - `STREAM_MS: <n>`  stream the echo reply first, then work n ms more before the turn ends
+//!   (codex; the other fakes echo at once)
 //! - `STUBBORN`  work for 20 s without reading anything (ignores interrupts)
 //! - `PLAN`  publish a three-step plan, then reply
 //! - `ASK: <question>`  ask the person a question and echo the answer
@@ -22,6 +24,8 @@ pub enum Script {
     WriteFile(String),
     /// Work this long, or until interrupted.
     Slow(std::time::Duration),
+    /// The echo reply streamed, then this long until the turn ends.
+    Stream(std::time::Duration),
     Stubborn,
     Plan,
     Ask(String),
@@ -44,12 +48,18 @@ fn handoff_note() -> Option<String> {
 }
 
 pub fn parse(text: &str) -> Script {
-    // A seeded prompt quotes earlier messages (the restart note's instructions): only the
-    // request itself, after the gateway's context, says what to do now.
-    let text = [&"\nRequest: "[..], "\nContinue from the restart note.\n\n"]
+    // A seeded prompt quotes earlier messages (the goal, the restart note's instructions): a
+    // marker in the request itself, after the gateway's context, wins over those.
+    let request = [&"\nRequest: "[..], "\nContinue from the restart note.\n\n"]
         .iter()
-        .find_map(|sep| text.rsplit_once(sep).map(|(_, request)| request))
-        .unwrap_or(text);
+        .find_map(|sep| text.rsplit_once(sep).map(|(_, request)| request));
+    match request.map(parse_text) {
+        Some(Script::Echo) | None => parse_text(text),
+        Some(script) => script,
+    }
+}
+
+fn parse_text(text: &str) -> Script {
     let after =
         |marker: &str| text.split_once(marker).map(|(_, rest)| rest.lines().next().unwrap_or("").trim().to_string());
     if text.starts_with("taskgate handoff:")
@@ -63,6 +73,9 @@ pub fn parse(text: &str) -> Script {
         Script::WriteFile(path)
     } else if text.contains("STUBBORN") {
         Script::Stubborn
+    } else if let Some(ms) = after("STREAM_MS:") {
+        let ms = ms.split_whitespace().next().and_then(|n| n.parse().ok()).unwrap_or(1000);
+        Script::Stream(std::time::Duration::from_millis(ms))
     } else if let Some(ms) = after("SLOW_MS:") {
         let ms = ms.split_whitespace().next().and_then(|n| n.parse().ok()).unwrap_or(1000);
         Script::Slow(std::time::Duration::from_millis(ms))

@@ -6,7 +6,7 @@
 //! * `getUpdates`: long polling over updates the test pushes, honouring `offset` (older updates
 //!   are confirmed and dropped) and `timeout`;
 //! * `sendMessage`, `editMessageText`, `editMessageReplyMarkup` (answering with a message),
-//!   `answerCallbackQuery`;
+//!   `answerCallbackQuery`, `sendMessageDraft` (Bot API 9.3+);
 //! * injected failures: `429` with `retry_after`, or any API error description. Never 5xx:
 //!   teloxide sleeps 10 s after one.
 //!
@@ -260,7 +260,7 @@ async fn answer(state: &State, method: &str, body: &Value) -> Option<Value> {
             "can_join_groups": true, "can_read_all_group_messages": false, "supports_inline_queries": false,
             "can_connect_to_business": false, "has_main_web_app": false
         }),
-        "deletewebhook" | "setwebhook" | "answercallbackquery" => json!(true),
+        "deletewebhook" | "setwebhook" | "answercallbackquery" | "sendmessagedraft" => json!(true),
         "getupdates" => get_updates(state, body).await,
         "sendmessage" => {
             let id = state.next_message_id.fetch_add(1, Ordering::SeqCst);

@@ -41,6 +41,7 @@ pub fn trials() -> Vec<Trial> {
             token_refresh_rate_limit_and_idempotent_retries,
             long_connection_frames_acks_and_reconnect,
             serve_starts_the_channel_from_config,
+            one_approved_command_costs_at_most_three_new_messages,
         ],
     });
     trials
@@ -478,7 +479,9 @@ async fn strangers_group_chatter_and_redelivery() {
             assert_eq!(p, &json!([{"tag": "text", "text": line}]), "{locale}");
         }
     }
-    sent(fake, "an answer to the group mention", |c| c.body["receive_id"] == GROUP).await;
+    // The answer replies to the mention (a quick turn's status card may never be sent).
+    sent(fake, "an answer to the group mention", |c| c.body["receive_id"] == GROUP || c.path.ends_with("/om_g2/reply"))
+        .await;
     drained(store).await;
     let sent_all = fake.sent();
     assert_eq!(sent_all.iter().filter(|c| c.text().contains(MALLORY)).count(), 1, "one refusal: {}", fake.summary());
@@ -610,4 +613,31 @@ async fn serve_starts_the_channel_from_config() {
     let wrong = json!({"challenge": "c-1", "token": "nope", "type": "url_verification"}).to_string();
     assert_eq!(post_raw(&url, &wrong, &[]).await.0, 401);
     app.stop().await.expect("stops cleanly");
+}
+
+/// Feishu has no silent send: the message budget of one approved command is the status card,
+/// the approval card (updated to the decision, not followed by a repeat) and the answer, at
+/// most 3 new messages; the cards are updated in place.
+async fn one_approved_command_costs_at_most_three_new_messages() {
+    let world = FeishuWorld::new().await;
+    let gw = world.gateway("webhook", KEY, "taskgate.db").await;
+    let (fake, store) = (&world.fake, &gw.store);
+    post_event(&gw, &message_event("ev-1", "om_in_1", P2P, ALICE, "RUN_CMD: echo budget-ok")).await;
+    let ask = sent(fake, "the approval card", |c| c.body["msg_type"] == "interactive" && c.has_buttons()).await;
+    let values: Vec<Value> =
+        ask.content()["elements"][1]["actions"].as_array().unwrap().iter().map(|a| a["value"].clone()).collect();
+    let card_id = ask.message_id().unwrap();
+    post_event(&gw, &card_event("ev-2", ALICE, &card_id, &values[0])).await;
+    sent(fake, "the answer", |c| c.text().starts_with("FAKE-REPLY")).await;
+    let task = store.tasks(10).await.unwrap()[0].id;
+    let exec = store.executions(task).await.unwrap()[0].id;
+    eventually("the turn done", || async { (completed_turns(store, exec).await == 1).then_some(()) }).await;
+    eventually("the outbox drained", || async {
+        let rows = store.outbox_recent(Channel::Feishu, P2P, 100).await.ok()?;
+        rows.iter().all(|r| r.sent_at.is_some()).then_some(())
+    })
+    .await;
+    let new_messages = fake.sent();
+    assert!(new_messages.len() <= 3, "{} new messages: {new_messages:#?}", new_messages.len());
+    assert!(!new_messages.iter().any(|c| c.text().starts_with("Approved")), "no repeat of the decision");
 }

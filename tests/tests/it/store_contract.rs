@@ -13,6 +13,7 @@ use taskgate_tests::harness::{Flavor, Trial};
 const CASES: &[(&str, db::Case)] = taskgate_tests::db_cases![
     inbox_dedupes_on_channel_and_external_id,
     outbox_is_ordered_per_chat_with_retries,
+    outbox_sends_urgent_rows_first_and_counts_what_it_drops,
     tasks_use_optimistic_concurrency,
     executions_use_optimistic_concurrency,
     approvals_resolve_once_across_workers,
@@ -79,6 +80,72 @@ async fn inbox_dedupes_on_channel_and_external_id(db: &TestDb) -> anyhow::Result
     assert_eq!(store.inbox_accept(update(Channel::Telegram, "100")).await?, InboxOutcome::Duplicate(first));
     assert!(matches!(store.inbox_done(9999).await, Err(StoreError::NotFound { .. })));
     Ok(())
+}
+
+/// Within a chat, an approval card (or a question) is the head before the chatter queued ahead
+/// of it, and a refusal to a stranger waits behind everything; across chats urgent heads come
+/// first. Dropped rows are done and counted; a flood's tail is set aside in one go.
+async fn outbox_sends_urgent_rows_first_and_counts_what_it_drops(db: &TestDb) -> anyhow::Result<()> {
+    use taskgate_core::reply::{Reply, ReplyKind};
+    let store = db.store().await?;
+    let msg = |chat: &str, kind: ReplyKind| NewOutbound {
+        channel: Channel::Telegram,
+        chat_id: chat.into(),
+        task_id: None,
+        approval_id: None,
+        payload: Reply::text(format!("{kind:?}")).kind(kind),
+    };
+    let ids = |v: Vec<Outbound>| v.into_iter().map(|o| o.id).collect::<Vec<_>>();
+    let refusal = store.outbox_enqueue(msg("a", ReplyKind::Refusal)).await?;
+    let chatter = store.outbox_enqueue(msg("a", ReplyKind::Status)).await?;
+    let answer = store.outbox_enqueue(msg("a", ReplyKind::Final)).await?;
+    let other = store.outbox_enqueue(msg("b", ReplyKind::Answer)).await?;
+    let card = store.outbox_enqueue(msg("a", ReplyKind::Approval)).await?;
+    let question = store.outbox_enqueue(msg("a", ReplyKind::Question)).await?;
+    let now = Utc::now() + Duration::seconds(1);
+    assert_eq!(ids(store.outbox_due(Channel::Telegram, now, 10).await?), vec![card.id, other.id], "urgent first");
+    store.outbox_sent(card.id, Some("1")).await?;
+    assert_eq!(ids(store.outbox_due(Channel::Telegram, now, 10).await?), vec![question.id, other.id]);
+    store.outbox_sent(question.id, Some("2")).await?;
+    assert_eq!(ids(store.outbox_due(Channel::Telegram, now, 10).await?), vec![chatter.id, other.id]);
+    // A rate-limited head holds its chat (nothing overtakes a 429).
+    store.outbox_retry(chatter.id, now + Duration::seconds(60), "rate limited").await?;
+    assert_eq!(ids(store.outbox_due(Channel::Telegram, now, 10).await?), vec![other.id]);
+    store.outbox_sent(chatter.id, Some("3")).await?;
+    assert_eq!(ids(store.outbox_due(Channel::Telegram, now, 1).await?), vec![answer.id]);
+    store.outbox_dropped(answer.id, "Forbidden: bot was blocked by the user").await?;
+    assert_eq!(
+        ids(store.outbox_due(Channel::Telegram, now, 10).await?),
+        vec![other.id, refusal.id],
+        "strangers last, in their chat and across chats"
+    );
+    let stats = store.stats().await?;
+    assert_eq!(stats.outbox_dropped, 1);
+    let dropped = store.outbound(answer.id).await?;
+    assert!(dropped.sent_at.is_some() && dropped.external_message_id.is_none());
+    assert_eq!(dropped.last_error.as_deref(), Some("Forbidden: bot was blocked by the user"));
+
+    let mut flood = Vec::new();
+    for n in 0..700 {
+        let row = store
+            .inbox_accept(taskgate_core::model::NewInbound {
+                channel: Channel::Telegram,
+                external_id: format!("flood-{n}"),
+                payload: serde_json::json!({"n": n}),
+            })
+            .await?;
+        if let taskgate_core::model::InboxOutcome::Accepted(row) = row {
+            flood.push(row);
+        }
+    }
+    store.inbox_set_aside_many(&flood[1..], "set aside unanswered").await?;
+    assert_eq!(ids_in(store.inbox_pending(Channel::Telegram, 1000).await?), vec![flood[0]]);
+    assert_eq!(store.stats().await?.inbox_set_aside, 699);
+    Ok(())
+}
+
+fn ids_in(rows: Vec<taskgate_core::model::Inbound>) -> Vec<Id> {
+    rows.into_iter().map(|r| r.id).collect()
 }
 
 async fn outbox_is_ordered_per_chat_with_retries(db: &TestDb) -> anyhow::Result<()> {

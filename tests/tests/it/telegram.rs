@@ -29,7 +29,11 @@ pub fn trials() -> Vec<Trial> {
         None,
     );
     trials.extend(taskgate_tests::trials! {
-        multi_thread(2): [a_thousand_webhook_deliveries_with_a_concurrent_writer_are_all_stored],
+        multi_thread(2): [
+            a_thousand_webhook_deliveries_with_a_concurrent_writer_are_all_stored,
+            a_burst_over_five_chats_is_answered_and_an_approval_overtakes_the_chatter,
+            a_flood_from_one_person_does_not_hold_up_another,
+        ],
         current_thread: [
             approval_button_follow_up_and_review,
             a_turn_edits_one_status_message_in_place,
@@ -41,6 +45,11 @@ pub fn trials() -> Vec<Trial> {
             a_forum_topic_is_answered_in_its_topic,
             serve_starts_the_channel_from_config,
             serve_starts_while_telegram_is_down_and_connects_when_it_comes_up,
+            one_approved_command_notifies_at_most_three_times_and_a_follow_up_once,
+            group_answers_reply_to_the_message_they_answer,
+            a_refused_stranger_hears_once_an_hour_and_waits_behind_allowed_people,
+            title_renames_the_task,
+            a_private_chat_sees_the_answer_stream_as_a_draft_then_one_message,
         ],
     });
     trials
@@ -154,6 +163,9 @@ async fn a_thousand_webhook_deliveries_with_a_concurrent_writer_are_all_stored()
 const TOKEN: &str = "123456:TEST-token";
 const ADA: u64 = 111;
 const STRANGER: u64 = 222;
+const BOB: u64 = 333;
+/// Five more allowed people, one private chat each.
+const BURST_USERS: [u64; 5] = [401, 402, 403, 404, 405];
 const SECRET: &str = "hook-secret_1";
 
 /// The shared world and a fake Bot API.
@@ -170,8 +182,9 @@ impl TelegramWorld {
 
     fn telegram_config(&self, mode: &str) -> TelegramConfig {
         let text = format!(
-            "token = \"{TOKEN}\"\napi_url = \"{}\"\nmode = \"{mode}\"\nwebhook_secret = \"{SECRET}\"\nallowed_users = [{ADA}]\n",
-            self.fake.url()
+            "token = \"{TOKEN}\"\napi_url = \"{}\"\nmode = \"{mode}\"\nwebhook_secret = \"{SECRET}\"\nallowed_users = [{ADA}, {BOB}, {}]\n",
+            self.fake.url(),
+            BURST_USERS.map(|u| u.to_string()).join(", ")
         );
         toml::from_str(&text).expect("telegram config")
     }
@@ -182,10 +195,18 @@ impl TelegramWorld {
     }
 
     async fn gateway_with(&self, mode: &str, engine: Engine) -> (Arc<SeaStore>, Arc<Engine>, Telegram) {
+        self.gateway_with_options(mode, engine, channel_options()).await
+    }
+
+    async fn gateway_with_options(
+        &self,
+        mode: &str,
+        engine: Engine,
+        options: telegram::TelegramOptions,
+    ) -> (Arc<SeaStore>, Arc<Engine>, Telegram) {
         let config = self.telegram_config(mode);
         engine.set_admission(Channel::Telegram, telegram::admission(&config));
         let engine = Arc::new(engine);
-        let options = channel_options();
         let links = options.links.clone();
         let channel = Telegram::start(engine.clone(), &config, None, options).await.expect("telegram starts");
         connected(&links).await;
@@ -194,7 +215,11 @@ impl TelegramWorld {
 }
 
 fn user(id: u64) -> Value {
-    let name = if id == ADA { "Ada" } else { "Mallory" };
+    let name = match id {
+        ADA => "Ada",
+        BOB => "Bob",
+        _ => "Mallory",
+    };
     json!({"id": id, "is_bot": false, "first_name": name, "username": name.to_lowercase()})
 }
 
@@ -750,4 +775,282 @@ async fn serve_starts_while_telegram_is_down_and_connects_when_it_comes_up() {
     assert_eq!(get("/readyz").await, (200, "ready\ntelegram: connected".to_owned()));
     assert_eq!(fake.calls_to("getMe").len(), 1, "{}", fake.summary());
     app.stop().await.expect("stops cleanly");
+}
+
+/// Sends that notify the phone (`disable_notification` not set), successful, to `chat`.
+fn notifying(fake: &FakeTelegram, chat: i64) -> Vec<Call> {
+    fake.calls_to("sendMessage")
+        .into_iter()
+        .filter(|c| {
+            c.status == 200 && c.body["chat_id"].as_i64() == Some(chat) && c.body["disable_notification"] != true
+        })
+        .collect()
+}
+
+/// The message budget of one command that needs an approval: the live status is created
+/// silently and edited in place (never back to "waiting" once decided), the card notifies and
+/// is edited to the decision, the answer notifies: at most 3 notifying messages. A follow-up to
+/// the idle task costs exactly 1 notifying message.
+async fn one_approved_command_notifies_at_most_three_times_and_a_follow_up_once() {
+    let world = TelegramWorld::new().await;
+    let (store, _engine, _channel) = world.gateway("polling").await;
+    let fake = &world.fake;
+    let chat = ADA as i64;
+
+    fake.push_update(text_update(1, chat, ADA, "RUN_CMD: echo budget-ok"));
+    let ask = sent(fake, chat, "the approval card", |t| t.contains("waiting for approval")).await;
+    let data = ask.callback_data();
+    fake.push_update(press_update(2, chat, ADA, &ask, &data[0]));
+    let pressed = eventually("the press answered", || async {
+        fake.calls_to("answerCallbackQuery").into_iter().find(|c| c.body["callback_query_id"] == "cb-2")
+    })
+    .await;
+    let summary = sent(fake, chat, "the answer", |t| t.starts_with("FAKE-REPLY")).await;
+    let task = store.tasks(10).await.unwrap()[0].id;
+    let exec = store.executions(task).await.unwrap()[0].id;
+    eventually("the turn done", || async { (completed_turns(&store, exec).await == 1).then_some(()) }).await;
+    eventually("the outbox drained", || async {
+        let rows = store.outbox_recent(Channel::Telegram, &chat.to_string(), 100).await.ok()?;
+        rows.iter().all(|r| r.sent_at.is_some()).then_some(())
+    })
+    .await;
+    let loud = notifying(fake, chat);
+    assert!(loud.len() <= 3, "{} notifying messages: {}", loud.len(), fake.summary());
+    assert!(
+        loud.iter().any(|c| c.message_id() == ask.message_id())
+            && loud.iter().any(|c| c.message_id() == summary.message_id())
+    );
+
+    // The status, as it was shown: never "waiting" again once the press was answered.
+    let status = fake
+        .calls_to("sendMessage")
+        .into_iter()
+        .find(|c| c.status == 200 && c.body["disable_notification"] == true)
+        .and_then(|c| c.message_id());
+    let shown: Vec<Call> = fake
+        .calls()
+        .into_iter()
+        .filter(|c| {
+            c.status == 200
+                && c.method == "editmessagetext"
+                && status.is_some()
+                && c.body["message_id"].as_i64() == status
+        })
+        .collect();
+    let late_waiting = shown.iter().find(|c| {
+        c.at > pressed.at + Duration::from_millis(500)
+            && c.body["text"].as_str().unwrap_or("").contains("waiting for approval")
+    });
+    assert!(late_waiting.is_none(), "the status went back to waiting: {}", fake.summary());
+    if let Some(last) = shown.last() {
+        assert_eq!(last.body["text"], "Codex finished", "{}", fake.summary());
+    }
+
+    // A follow-up to the idle task: one notifying message.
+    let before = notifying(fake, chat).len();
+    fake.push_update(reply_update(3, chat, ADA, "say it again", summary.message_id().unwrap()));
+    eventually("the follow-up done", || async { (completed_turns(&store, exec).await == 2).then_some(()) }).await;
+    eventually("the outbox drained again", || async {
+        let rows = store.outbox_recent(Channel::Telegram, &chat.to_string(), 100).await.ok()?;
+        rows.iter().all(|r| r.sent_at.is_some()).then_some(())
+    })
+    .await;
+    let after = notifying(fake, chat);
+    assert_eq!(after.len() - before, 1, "one notifying message for a follow-up: {}", fake.summary());
+    assert!(after.last().unwrap().body["text"].as_str().unwrap().starts_with("FAKE-REPLY"), "{}", fake.summary());
+}
+
+/// In a group, the answer replies to the message that asked (`reply_parameters`), so several
+/// people's tasks can be told apart; the silent status does not.
+async fn group_answers_reply_to_the_message_they_answer() {
+    let world = TelegramWorld::new().await;
+    let (_store, _engine, _channel) = world.gateway("polling").await;
+    let fake = &world.fake;
+    fake.push_update(text_update(7, -100, ADA, &format!("@{BOT_USERNAME} write hello.txt")));
+    let answer = sent(fake, -100, "the group answer", |t| t.starts_with("FAKE-REPLY")).await;
+    assert_eq!(answer.body["reply_parameters"]["message_id"], 70, "{}", answer.body);
+    assert_eq!(answer.body["reply_parameters"]["allow_sending_without_reply"], true, "{}", answer.body);
+    for status in fake.calls_to("sendMessage").iter().filter(|c| c.body["disable_notification"] == true) {
+        assert!(status.body.get("reply_parameters").is_none(), "a status is not threaded: {}", status.body);
+    }
+}
+
+/// A stranger writing again and again hears one refusal an hour, and their refusals go after
+/// the answers owed to allowed people.
+async fn a_refused_stranger_hears_once_an_hour_and_waits_behind_allowed_people() {
+    let world = TelegramWorld::new().await;
+    let (store, _engine, _channel) = world.gateway("polling").await;
+    let fake = &world.fake;
+    for n in 0..5 {
+        // The same stranger from two chats: still one refusal.
+        let chat = if n % 2 == 0 { STRANGER as i64 } else { -200 };
+        fake.push_update(text_update(10 + n, chat, STRANGER, &format!("@{BOT_USERNAME} let me in {n}")));
+    }
+    fake.push_update(text_update(20, ADA as i64, ADA, "/help"));
+    sent(fake, ADA as i64, "the help", |t| t.contains("/status")).await;
+    let refusal = sent(fake, STRANGER as i64, "the refusal", |_| true).await;
+    let refusals = fake.sent_texts(STRANGER as i64).len() + fake.sent_texts(-200).len();
+    assert_eq!(refusals, 1, "{}", fake.summary());
+    let rows = store.outbox_recent(Channel::Telegram, &STRANGER.to_string(), 10).await.unwrap();
+    assert_eq!(rows[0].payload.kind, taskgate_core::reply::ReplyKind::Refusal);
+    let _ = refusal;
+}
+
+/// 50 messages over 5 private chats with an instant agent are all answered, the last within
+/// 12 s; an approval card raised in the middle of the burst reaches its chat before any
+/// informational row queued after it.
+async fn a_burst_over_five_chats_is_answered_and_an_approval_overtakes_the_chatter() {
+    let world = TelegramWorld::new().await;
+    // Paced like a phone chat would be (slower than the tests' default), so queues form.
+    let mut options = channel_options();
+    options.outbox.chat_interval = Duration::from_millis(200);
+    options.outbox.edit_interval = Duration::from_millis(200);
+    let (store, _engine, _channel) = world.gateway_with_options("polling", world.world.engine().await, options).await;
+    let fake = &world.fake;
+    let start = std::time::Instant::now();
+    let approver = BURST_USERS[0];
+    let mut update = 100;
+    for round in 0..10 {
+        for user in BURST_USERS {
+            update += 1;
+            let text = if user == approver && round == 4 {
+                "RUN_CMD: echo burst-approval".to_owned()
+            } else {
+                format!("note {user}-{round}")
+            };
+            fake.push_update(text_update(update, user as i64, user, &text));
+        }
+    }
+    let ask = sent(fake, approver as i64, "the approval card", |t| t.contains("waiting for approval")).await;
+    fake.push_update(press_update(1000, approver as i64, approver, &ask, &ask.callback_data()[0]));
+    for user in BURST_USERS {
+        let chat = user as i64;
+        eventually("every message answered", || async {
+            let texts = fake.sent_texts(chat);
+            let all = (0..10)
+                .filter(|r| !(user == approver && *r == 4))
+                .all(|r| texts.iter().any(|t| t.contains(&format!("note {user}-{r}"))));
+            all.then_some(())
+        })
+        .await;
+    }
+    let took = start.elapsed();
+    assert!(took <= Duration::from_secs(12), "the burst took {took:?}: {}", fake.summary());
+
+    let rows = store.outbox_recent(Channel::Telegram, &approver.to_string(), 500).await.unwrap();
+    let card = rows
+        .iter()
+        .find(|r| r.payload.kind == taskgate_core::reply::ReplyKind::Approval)
+        .expect("the card's row")
+        .clone();
+    let card_sent = card.sent_at.expect("the card was sent");
+    // It went ahead of the chatter already queued in its chat (the agent waits on it).
+    let waited = card_sent - card.created_at;
+    assert!(waited <= chrono::Duration::seconds(2), "the card waited {waited:?}: {rows:#?}");
+    for row in rows.iter().filter(|r| r.id > card.id && !r.payload.kind.is_urgent()) {
+        if let Some(at) = row.sent_at {
+            assert!(
+                at >= card_sent,
+                "row {} ({:?}) queued after the card went first: {rows:#?}",
+                row.id,
+                row.payload.text
+            );
+        }
+    }
+}
+
+/// One person floods the bot with 2,000 messages, then another writes once: the other's
+/// message is taken within ~2 s and their answer is sent within 2 s of their turn's end; the
+/// flooder hears one "slow down", and the flood's tail is set aside (visible), not queued.
+async fn a_flood_from_one_person_does_not_hold_up_another() {
+    let world = TelegramWorld::new().await;
+    let mut options = channel_options();
+    options.limits = taskgate_core::fair::Limits { per_person_per_minute: 5, max_waiting: 20 };
+    let (store, _engine, _channel) = world.gateway_with_options("polling", world.world.engine().await, options).await;
+    let fake = &world.fake;
+    for n in 0..2000 {
+        fake.push_update(text_update(1 + n, ADA as i64, ADA, &format!("flood {n}")));
+    }
+    fake.push_update(text_update(5000, BOB as i64, BOB, "hello from bob"));
+    let answer = sent(fake, BOB as i64, "Bob's answer", |t| t.starts_with("FAKE-REPLY")).await;
+    assert!(answer.body["text"].as_str().unwrap().contains("hello from bob"), "{}", answer.body);
+
+    let inbox = store.inbox_recent(Channel::Telegram, 3000).await.unwrap();
+    let bobs = inbox.iter().find(|r| r.external_id == "5000").expect("Bob's update stored");
+    let taken = bobs.processed_at.expect("handled") - bobs.received_at;
+    assert!(taken <= chrono::Duration::seconds(2), "Bob's message waited {taken:?} behind the flood");
+    let rows = store.outbox_recent(Channel::Telegram, &BOB.to_string(), 50).await.unwrap();
+    let last =
+        rows.iter().rfind(|r| r.payload.kind == taskgate_core::reply::ReplyKind::Final).expect("Bob's final row");
+    let delay = last.sent_at.expect("sent") - last.created_at;
+    assert!(delay <= chrono::Duration::seconds(2), "Bob's answer waited {delay:?} after the turn ended");
+
+    let slow = eventually("the flooder told to slow down", || async {
+        let told: Vec<String> =
+            fake.sent_texts(ADA as i64).into_iter().filter(|t| t.starts_with("Slow down")).collect();
+        (!told.is_empty()).then_some(told)
+    })
+    .await;
+    assert_eq!(slow.len(), 1, "{slow:?}");
+    assert!(slow[0].contains("waiting"), "{}", slow[0]);
+    let set_aside = eventually("the flood's tail set aside", || async {
+        let n = store.stats().await.ok()?.inbox_set_aside;
+        (n >= 1900).then_some(n)
+    })
+    .await;
+    assert!(set_aside <= 1995, "at least the first messages and the waiting ones are kept: {set_aside}");
+    // Still exactly one notice after the waiting ones were looked at again.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let told = fake.sent_texts(ADA as i64).into_iter().filter(|t| t.starts_with("Slow down")).count();
+    assert_eq!(told, 1);
+}
+
+/// `/title <name>` renames the task the chat is on; the old title stays on the timeline.
+async fn title_renames_the_task() {
+    let world = TelegramWorld::new().await;
+    let (store, _engine, _channel) = world.gateway("polling").await;
+    let fake = &world.fake;
+    let chat = ADA as i64;
+    fake.push_update(text_update(1, chat, ADA, "please write hello.txt with a greeting"));
+    sent(fake, chat, "the answer", |t| t.starts_with("FAKE-REPLY")).await;
+    let task = store.tasks(10).await.unwrap()[0].clone();
+    fake.push_update(text_update(2, chat, ADA, "/title   Greeting  file"));
+    sent(fake, chat, "the rename confirmed", |t| t == "Renamed: 'Greeting file'.").await;
+    assert_eq!(store.task(task.id).await.unwrap().title, "Greeting file");
+    let events = store.timeline(task.id).await.unwrap();
+    assert!(
+        events.iter().any(|e| matches!(&e.body, EventBody::Known(Body::NoteField { field, previous: Some(p), .. }) if field == "title" && *p == task.title)),
+        "the old title on the timeline"
+    );
+    assert_eq!(store.tasks(10).await.unwrap().len(), 1, "not a new task");
+    fake.push_update(text_update(3, chat, ADA, "/title"));
+    sent(fake, chat, "the title said", |t| t.starts_with("This task is 'Greeting file'")).await;
+}
+
+/// In a private chat the agent's text streams as a draft (`sendMessageDraft`, keyed by the
+/// turn) while the turn goes on, and the turn ends with one real, notifying message; in a
+/// group there are no drafts.
+async fn a_private_chat_sees_the_answer_stream_as_a_draft_then_one_message() {
+    let world = TelegramWorld::new().await;
+    let (_store, _engine, _channel) = world.gateway("polling").await;
+    let fake = &world.fake;
+    let chat = ADA as i64;
+    let ask = format!("STREAM_MS: 1500 tell me a long story about {}", "the **quiet** phone ".repeat(8));
+    fake.push_update(text_update(1, chat, ADA, &ask));
+    let draft = eventually("a draft", || async {
+        fake.calls_to("sendMessageDraft").into_iter().find(|c| c.status == 200 && c.body["chat_id"] == chat)
+    })
+    .await;
+    assert!(draft.body["text"].as_str().unwrap().contains("the <b>quiet</b> phone"), "{}", draft.body);
+    assert_eq!(draft.body["parse_mode"], "HTML");
+    assert!(draft.body["draft_id"].as_i64().is_some_and(|id| id != 0), "{}", draft.body);
+    let answer = sent(fake, chat, "the answer", |t| t.starts_with("FAKE-REPLY")).await;
+    assert!(answer.at > draft.at, "the draft came first");
+    assert_eq!(notifying(fake, chat).len(), 1, "one real message ends the stream: {}", fake.summary());
+    let drafts = fake.calls_to("sendMessageDraft");
+    assert!(drafts.iter().all(|c| c.at < answer.at), "no draft after the final message: {}", fake.summary());
+
+    fake.push_update(text_update(2, -100, ADA, &format!("@{BOT_USERNAME} {ask}")));
+    sent(fake, -100, "the group answer", |t| t.starts_with("FAKE-REPLY")).await;
+    assert!(fake.calls_to("sendMessageDraft").iter().all(|c| c.body["chat_id"] != -100), "no drafts in groups");
 }
