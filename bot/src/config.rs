@@ -29,6 +29,7 @@ pub struct Config {
     pub feishu: Option<FeishuConfig>,
     pub web: WebConfig,
     pub notes: NotesConfig,
+    pub attachments: AttachmentsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -387,9 +388,47 @@ impl NotesConfig {
     }
 }
 
+/// Files people send (screenshots, documents, voice notes): what is taken and how voice is
+/// heard. Stored content-addressed under `<server.data_dir>/attachments`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AttachmentsConfig {
+    /// Larger files are refused with one line saying the limit.
+    pub max_bytes: u64,
+    /// MIME patterns taken: `image/*`, `application/pdf`, `*` for anything.
+    pub allowed: Vec<String>,
+    /// A command printing the text of a voice note, as argv (no shell); `{file}` is replaced
+    /// by the stored file's path. Empty: voice notes are not transcribed.
+    pub transcribe: Vec<String>,
+    /// How long the transcriber may run.
+    pub transcribe_timeout_secs: u64,
+}
+
+impl Default for AttachmentsConfig {
+    fn default() -> Self {
+        Self {
+            max_bytes: taskgate_core::attachment::DEFAULT_MAX_BYTES,
+            allowed: taskgate_core::attachment::default_allowed(),
+            transcribe: Vec::new(),
+            transcribe_timeout_secs: 120,
+        }
+    }
+}
+
+impl AttachmentsConfig {
+    pub fn limits(&self) -> taskgate_core::attachment::Limits {
+        taskgate_core::attachment::Limits { max_bytes: self.max_bytes, allowed: self.allowed.clone() }
+    }
+}
+
 /// Keys whose environment values are comma-separated lists.
-const LIST_KEYS: [&str; 4] =
-    ["telegram.allowed_users", "telegram.allowed_chats", "feishu.allowed_users", "feishu.allowed_chats"];
+const LIST_KEYS: [&str; 5] = [
+    "telegram.allowed_users",
+    "telegram.allowed_chats",
+    "feishu.allowed_users",
+    "feishu.allowed_chats",
+    "attachments.allowed",
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

@@ -10,6 +10,7 @@ mod m20261201_000001_web_console;
 mod m20261204_000001_ownership;
 mod m20261204_000002_rules_and_audit;
 mod m20261210_000001_web_sessions;
+mod m20261205_000001_attachments;
 
 pub struct Migrator;
 
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000001_ownership::Migration),
             Box::new(m20261204_000002_rules_and_audit::Migration),
             Box::new(m20261210_000001_web_sessions::Migration),
+            Box::new(m20261205_000001_attachments::Migration),
         ]
     }
 }

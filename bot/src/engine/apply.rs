@@ -38,6 +38,8 @@ pub enum Origin<'a> {
         message_id: Option<&'a str>,
         /// Model for new runtime sessions, per agent name.
         model_of: &'a (dyn Fn(&str) -> Option<String> + Sync),
+        /// Files that came with the message: they go to the agent with the turns it queues.
+        files: &'a [taskgate_core::attachment::Attachment],
     },
     /// An agent's event, applied by the owner of its execution.
     Agent {
@@ -610,7 +612,13 @@ async fn queue_turn(tx: &dyn Store, exec: Id, input: &str, origin: &Origin<'_>) 
             fresh
         }
     };
-    Ok(tx.create_turn(session.id, input).await?.id)
+    let turn = tx.create_turn(session.id, input).await?.id;
+    if let Origin::Person { files, .. } = origin
+        && !files.is_empty()
+    {
+        tx.attach_to_turn(turn, files).await?;
+    }
+    Ok(turn)
 }
 
 /// Decides the approval once. `Err(text)` is the reply for a late answer: who decided first.
