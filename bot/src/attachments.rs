@@ -4,15 +4,22 @@
 //! copied into `<project>/.taskgate/attachments/<task>/` for the agent. The rules are
 //! `taskgate_core::attachment`.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use taskgate_core::attachment::{self, Attachment, AttachmentKind, Limits};
 use taskgate_core::runtime::{InputFile, TurnInput};
 
+use taskgate_core::model::NewOutbound;
+use taskgate_core::reply::Reply;
+use taskgate_core::store::Store;
+
 use crate::config::Config;
+use crate::engine::{Engine, EngineError, IncomingMessage};
 
 /// A file as a channel fetched it, before it is checked and stored.
 #[derive(Debug, Clone)]
@@ -31,6 +38,18 @@ pub struct Stash {
     limits: Limits,
     transcribe: Vec<String>,
     transcribe_timeout: Duration,
+    /// Chats already told how to turn on transcription (in memory: after a restart a chat
+    /// is told once more).
+    told: Arc<Mutex<HashSet<String>>>,
+}
+
+/// A file a message offers, as the platform describes it before it is fetched.
+#[derive(Debug, Clone)]
+pub struct Offered {
+    pub name: String,
+    pub mime: String,
+    pub size: Option<u64>,
+    pub voice: bool,
 }
 
 impl Stash {
@@ -41,7 +60,23 @@ impl Stash {
             limits: config.attachments.limits(),
             transcribe: config.attachments.transcribe.clone(),
             transcribe_timeout: Duration::from_secs(config.attachments.transcribe_timeout_secs.max(1)),
+            told: Arc::default(),
         }
+    }
+
+    /// Whether to fetch `file` for a message in `chat` (channel and chat id): `Err` is the one
+    /// line for the person (too big, a refused type, a voice note with no transcriber).
+    pub fn admit(&self, file: &Offered, chat: &str) -> Result<(), String> {
+        self.limits.check(&file.mime, file.size)?;
+        if file.voice && !self.transcribes() {
+            let first = self.told.lock().map(|mut told| told.insert(chat.to_owned())).unwrap_or(false);
+            return Err(if first { attachment::NO_TRANSCRIBER } else { attachment::NO_TRANSCRIBER_AGAIN }.to_owned());
+        }
+        Ok(())
+    }
+
+    pub fn max_bytes(&self) -> u64 {
+        self.limits.max_bytes
     }
 
     pub fn limits(&self) -> &Limits {
@@ -110,6 +145,79 @@ impl Stash {
         }
         Ok(text)
     }
+}
+
+/// Hands a message with files to the engine: each fetched file is checked and stored, voice
+/// notes transcribed (the transcript becomes the message, shown back as "Heard: …"), and every
+/// file that did not make it explained in one line. When every file failed, nothing reaches
+/// the agent (a caption alone would ask about a picture it cannot see).
+pub async fn deliver(
+    engine: &Engine,
+    stash: &Stash,
+    mut msg: IncomingMessage,
+    files: Vec<Result<Fetched, String>>,
+) -> Result<(), EngineError> {
+    let offered = files.len();
+    let mut stored = Vec::with_capacity(offered);
+    let mut lines = Vec::new();
+    for file in files {
+        match file {
+            Ok(fetched) => match stash.store(fetched).await {
+                Ok(a) => stored.push(a),
+                Err(line) => lines.push(line),
+            },
+            Err(line) => lines.push(line),
+        }
+    }
+    // A voice note reaches the agent as its transcript (the file stays on the timeline); one
+    // that could not be heard is not delivered: there is nothing of it to act on.
+    let mut heard = Vec::new();
+    let mut kept = Vec::with_capacity(stored.len());
+    for file in stored {
+        if file.kind != AttachmentKind::Voice {
+            kept.push(file);
+            continue;
+        }
+        match stash.transcribe(&file).await {
+            Ok(text) => {
+                heard.push(text);
+                kept.push(file);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "attachments: transcribing a voice note failed");
+                lines.push(format!("I could not transcribe the voice note: {e}"));
+            }
+        }
+    }
+    for line in &lines {
+        tell(engine, &msg, line).await?;
+    }
+    if offered > 0 && kept.is_empty() {
+        return Ok(());
+    }
+    if !heard.is_empty() {
+        let transcript = heard.join("\n");
+        tell(engine, &msg, &attachment::heard_line(&transcript)).await?;
+        msg.text = if msg.text.trim().is_empty() { transcript } else { format!("{}\n\n{transcript}", msg.text.trim()) };
+    }
+    engine.handle_with_files(msg, kept).await
+}
+
+/// One line to the chat the message came from, through the outbox.
+async fn tell(engine: &Engine, msg: &IncomingMessage, line: &str) -> Result<(), EngineError> {
+    let mut reply = Reply::text(line).in_thread(msg.thread_id.clone());
+    reply.reply_to = msg.message_id.clone();
+    engine
+        .store()
+        .outbox_enqueue(NewOutbound {
+            channel: msg.channel,
+            chat_id: msg.chat_id.clone(),
+            task_id: None,
+            approval_id: None,
+            payload: reply,
+        })
+        .await?;
+    Ok(())
 }
 
 /// The turn's input for the agent: images by their stored path, other files copied into
@@ -188,6 +296,7 @@ mod tests {
             limits: Limits { max_bytes: 16, allowed: vec!["image/*".into(), "text/*".into(), "audio/*".into()] },
             transcribe,
             transcribe_timeout: Duration::from_secs(5),
+            told: Arc::default(),
         }
     }
 

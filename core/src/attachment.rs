@@ -307,9 +307,12 @@ pub fn heard_line(transcript: &str) -> String {
 }
 
 /// Told once per chat when a voice note arrives and no transcriber is configured.
-pub const NO_TRANSCRIBER: &str = "I can't listen to voice notes yet: set [attachments] transcribe in taskgate.toml to a \
-command that prints the text of {file} (e.g. [\"whisper-cli\", \"-nt\", \"-f\", \"{file}\"]). The voice note is kept; \
-please type your message for now.";
+pub const NO_TRANSCRIBER: &str = "I can't listen to voice notes yet: to turn them into text, set [attachments] \
+transcribe in taskgate.toml to a command that prints the text of {file}, e.g. transcribe = [\"whisper-cli\", \"-nt\", \"-f\", \"{file}\"]. \
+For now, please type your message.";
+
+/// Every later voice note in that chat, while there is still no transcriber.
+pub const NO_TRANSCRIBER_AGAIN: &str = "Voice notes aren't transcribed here; please type your message.";
 
 /// The transcriber's argv with `{file}` replaced (no shell: each element is one argument).
 pub fn transcribe_argv(template: &[String], file: &str) -> Vec<String> {
@@ -335,10 +338,16 @@ mod tests {
     #[test]
     fn an_oversized_file_is_refused_with_one_line_in_megabytes() {
         let limits = Limits::default();
-        assert_eq!(limits.check("image/jpeg", Some(48 * 1024 * 1024)), Err("files up to 20 MB; this one is 48 MB".into()));
+        assert_eq!(
+            limits.check("image/jpeg", Some(48 * 1024 * 1024)),
+            Err("files up to 20 MB; this one is 48 MB".into())
+        );
         assert_eq!(limits.check("image/jpeg", Some(20 * 1024 * 1024)), Ok(()));
         // Just over the limit never reads "20 MB; this one is 20 MB".
-        assert_eq!(limits.check("image/jpeg", Some(20 * 1024 * 1024 + 1)), Err("files up to 20 MB; this one is 21 MB".into()));
+        assert_eq!(
+            limits.check("image/jpeg", Some(20 * 1024 * 1024 + 1)),
+            Err("files up to 20 MB; this one is 21 MB".into())
+        );
         assert_eq!(limits.check("image/jpeg", None), Ok(()));
     }
 
@@ -393,7 +402,8 @@ mod tests {
     #[test]
     fn the_prompt_names_each_file_with_its_path() {
         let a = attachment("build.log", AttachmentKind::File);
-        let text = prompt("why does this fail?", &[(a.clone(), "/p/.taskgate/attachments/1/ab12cd34-build.log".into())]);
+        let text =
+            prompt("why does this fail?", &[(a.clone(), "/p/.taskgate/attachments/1/ab12cd34-build.log".into())]);
         assert_eq!(
             text,
             "why does this fail?\n\nAttached file:\n- build.log (file, text/plain, 2 KB): /p/.taskgate/attachments/1/ab12cd34-build.log"
@@ -413,8 +423,12 @@ mod tests {
         let files = [attachment("a.png", AttachmentKind::Image), attachment("b.log", AttachmentKind::File)];
         assert!(annotate(&mut plan, &files));
         assert_eq!(plan.effects.len(), 4);
-        assert!(matches!(&plan.effects[1], Effect::Record { task: TaskRef::Existing(3), body: Body::Attachment { name, .. } } if name == "a.png"));
-        assert!(matches!(&plan.effects[2], Effect::Record { body: Body::Attachment { name, .. }, .. } if name == "b.log"));
+        assert!(
+            matches!(&plan.effects[1], Effect::Record { task: TaskRef::Existing(3), body: Body::Attachment { name, .. } } if name == "a.png")
+        );
+        assert!(
+            matches!(&plan.effects[2], Effect::Record { body: Body::Attachment { name, .. }, .. } if name == "b.log")
+        );
         let mut status = Plan::default();
         status.reply("Nothing running.");
         assert!(!annotate(&mut status, &files));

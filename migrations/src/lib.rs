@@ -9,8 +9,8 @@ mod m20261122_000001_init;
 mod m20261201_000001_web_console;
 mod m20261204_000001_ownership;
 mod m20261204_000002_rules_and_audit;
-mod m20261210_000001_web_sessions;
 mod m20261205_000001_attachments;
+mod m20261210_000001_web_sessions;
 
 pub struct Migrator;
 

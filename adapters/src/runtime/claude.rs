@@ -12,9 +12,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Value, json};
 use taskgate_core::runtime::{
-    InputFile,
-    AgentRuntime, AgentSession, ApprovalDecision, ApprovalKind, ApprovalRequest, CommandStatus, FileChange, PlanStep,
-    PlanStepStatus, RuntimeError, RuntimeEvent, SessionSpec, TurnOutcome, Usage, one_line, output_tail,
+    AgentRuntime, AgentSession, ApprovalDecision, ApprovalKind, ApprovalRequest, CommandStatus, FileChange, InputFile,
+    PlanStep, PlanStepStatus, RuntimeError, RuntimeEvent, SessionSpec, TurnOutcome, Usage, one_line, output_tail,
 };
 use tokio::sync::mpsc;
 

@@ -5,7 +5,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use taskgate_core::runtime::{AgentSession, ApprovalDecision, InputFile, RuntimeError, RuntimeEvent, SessionSpec, TurnInput};
+use taskgate_core::runtime::{
+    AgentSession, ApprovalDecision, InputFile, RuntimeError, RuntimeEvent, SessionSpec, TurnInput,
+};
 use tokio::process::Child;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -19,10 +21,24 @@ pub(crate) type Reply = oneshot::Sender<Result<(), RuntimeError>>;
 /// A caller's request, answered through `reply` when the driver knows the result.
 pub(crate) enum Command {
     /// `files`: images and other files that go with the text (see [`TurnInput`]).
-    Turn { text: String, files: Vec<InputFile>, reply: Reply },
-    Decide { request_id: String, decision: ApprovalDecision, reply: Reply },
-    Answer { request_id: String, text: String, reply: Reply },
-    Interrupt { reply: Reply },
+    Turn {
+        text: String,
+        files: Vec<InputFile>,
+        reply: Reply,
+    },
+    Decide {
+        request_id: String,
+        decision: ApprovalDecision,
+        reply: Reply,
+    },
+    Answer {
+        request_id: String,
+        text: String,
+        reply: Reply,
+    },
+    Interrupt {
+        reply: Reply,
+    },
 }
 
 pub(crate) enum Control {

@@ -111,7 +111,8 @@ pub struct FileRef {
 /// The files of `message`.
 pub fn files(message: &Message) -> Vec<FileRef> {
     let mut out = Vec::new();
-    if let Some(photo) = message.photo().and_then(|sizes| sizes.iter().max_by_key(|p| (p.width * p.height, p.file.size)))
+    if let Some(photo) =
+        message.photo().and_then(|sizes| sizes.iter().max_by_key(|p| (p.width * p.height, p.file.size)))
     {
         out.push(FileRef {
             file_id: photo.file.id.0.clone(),
@@ -142,7 +143,13 @@ pub fn files(message: &Message) -> Vec<FileRef> {
     if let Some(audio) = message.audio() {
         let name = audio.file_name.clone().unwrap_or_else(|| format!("audio-{}.mp3", message.id.0));
         let mime = audio.mime_type.as_ref().map_or("audio/mpeg".to_owned(), |m| m.essence_str().to_owned());
-        out.push(FileRef { file_id: audio.file.id.0.clone(), name, mime, size: u64::from(audio.file.size), voice: true });
+        out.push(FileRef {
+            file_id: audio.file.id.0.clone(),
+            name,
+            mime,
+            size: u64::from(audio.file.size),
+            voice: true,
+        });
     }
     out
 }

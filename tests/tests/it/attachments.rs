@@ -1,0 +1,359 @@
+//! Files from the phone reach the agent: photos, documents and voice notes sent through the
+//! fake Bot API (and the fake Feishu platform) are fetched, checked, stored content-addressed,
+//! put on the timeline, and given to the fake agent in its protocol's own terms (codex
+//! `localImage`, claude base64 image blocks, ACP image content and resource links). Assertions
+//! read what the fake agent recorded (`--prompts`), the chat, the store and the disk.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use taskgate::config::{AgentKind, Config, TelegramConfig};
+use taskgate::engine::Engine;
+use taskgate::telegram::{self, Telegram};
+use taskgate_adapters::store::SeaStore;
+use taskgate_core::model::*;
+use taskgate_core::store::Store;
+use taskgate_tests::cluster::{Prompt, prompts};
+use taskgate_tests::fake_telegram::{FakeTelegram, channel_options};
+use taskgate_tests::harness::{Trial, eventually};
+use taskgate_tests::world::{World, fake_agent_config};
+
+pub fn trials() -> Vec<Trial> {
+    taskgate_tests::trials! {
+        current_thread: [
+            telegram_photo_document_and_voice_reach_codex,
+            a_photo_reaches_claude_as_an_image_block,
+            a_photo_and_a_file_reach_an_acp_agent,
+            an_oversized_file_is_refused_with_one_line_and_nothing_stored,
+            a_voice_note_without_a_transcriber_says_how_to_enable_it_once,
+        ],
+    }
+}
+
+const TOKEN: &str = "123456:TEST-token";
+const ADA: u64 = 111;
+/// A tiny PNG's worth of bytes (the agents are fakes: the content only has to round-trip).
+const PNG: &[u8] = b"\x89PNG\r\n\x1a\nfake-image-bytes";
+
+/// A world whose agents record every input, a fake Bot API, and the Telegram channel.
+struct Phone {
+    world: World,
+    fake: FakeTelegram,
+    prompts: PathBuf,
+    _scratch: tempfile::TempDir,
+    store: Arc<SeaStore>,
+    _channel: Telegram,
+}
+
+impl Phone {
+    /// `tune` adjusts the config after the recording agents are set up (`scratch` is a dir
+    /// outside the world's for scripts).
+    async fn start(tune: impl FnOnce(&mut Config, &Path)) -> Phone {
+        let scratch = tempfile::tempdir().expect("tempdir");
+        let prompts = scratch.path().join("prompts.jsonl");
+        let recorded = prompts.clone();
+        let scratch_path = scratch.path().to_owned();
+        let world = World::with(|config| {
+            let state = config.server.data_dir.join("fake-state");
+            let args = |kind| {
+                fake_agent_config(
+                    kind,
+                    [
+                        "--state-dir".to_owned(),
+                        state.to_string_lossy().into_owned(),
+                        "--prompts".to_owned(),
+                        recorded.to_string_lossy().into_owned(),
+                    ],
+                )
+            };
+            config.agents.insert("codex".into(), args(AgentKind::Codex));
+            config.agents.insert("claude".into(), args(AgentKind::Claude));
+            config.agents.insert("gemini".into(), args(AgentKind::Acp));
+            tune(config, &scratch_path);
+        });
+        let mut world = world;
+        // Stored files go under the world's own dir.
+        world.config.server.data_dir = world.dir.path().join("data");
+        let fake = FakeTelegram::start(TOKEN).await.expect("fake telegram");
+        let text = format!("token = \"{TOKEN}\"\napi_url = \"{}\"\nallowed_users = [{ADA}]\n", fake.url());
+        let config: TelegramConfig = toml::from_str(&text).expect("telegram config");
+        let engine: Engine = world.engine().await;
+        engine.set_admission(Channel::Telegram, telegram::admission(&config));
+        let engine = Arc::new(engine);
+        let channel = Telegram::start(engine.clone(), &config, None, channel_options()).await.expect("telegram starts");
+        let store = engine.store().clone();
+        Phone { world, fake, prompts, _scratch: scratch, store, _channel: channel }
+    }
+
+    fn project(&self) -> PathBuf {
+        self.world.config.projects[0].path.clone()
+    }
+
+    fn stored_files(&self) -> Vec<PathBuf> {
+        walk(&self.world.config.server.data_dir.join("attachments"))
+    }
+
+    /// The `n`th input any agent received (0-based), once it arrived.
+    async fn prompt(&self, n: usize) -> Prompt {
+        let what = format!("agent input #{n}");
+        let found = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+            loop {
+                if let Some(p) = prompts(&self.prompts).get(n).cloned() {
+                    return p;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        })
+        .await;
+        match found {
+            Ok(p) => p,
+            Err(_) => panic!("timed out waiting for {what}; telegram calls:\n{}", self.fake.summary()),
+        }
+    }
+
+    /// The texts sent to Ada's chat.
+    fn chat(&self) -> Vec<String> {
+        self.fake.sent_texts(ADA as i64)
+    }
+
+    async fn said(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        eventually(what, || async { self.chat().into_iter().find(|t| pred(t)) }).await
+    }
+
+    async fn attachments_on_timeline(&self) -> Vec<Value> {
+        let mut out = Vec::new();
+        for task in self.store.tasks(50).await.unwrap() {
+            for event in self.store.timeline(task.id).await.unwrap() {
+                let body = event.body.to_json();
+                if body["type"] == "attachment" {
+                    out.push(body);
+                }
+            }
+        }
+        out
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+fn message(update_id: i64, body: Value) -> Value {
+    let mut message = json!({
+        "message_id": update_id * 10, "date": 1_700_000_000,
+        "chat": {"id": ADA, "type": "private", "first_name": "Ada"},
+        "from": {"id": ADA, "is_bot": false, "first_name": "Ada", "username": "ada"},
+    });
+    for (k, v) in body.as_object().unwrap() {
+        message[k] = v.clone();
+    }
+    json!({"update_id": update_id, "message": message})
+}
+
+fn photo(update_id: i64, caption: Option<&str>) -> Value {
+    let mut body = json!({"photo": [
+        {"file_id": "photo-small", "file_unique_id": "ps", "width": 90, "height": 51, "file_size": 100},
+        {"file_id": "photo-big", "file_unique_id": "pb", "width": 1280, "height": 720, "file_size": PNG.len()},
+    ]});
+    if let Some(c) = caption {
+        body["caption"] = json!(c);
+    }
+    message(update_id, body)
+}
+
+fn document(update_id: i64, file_id: &str, name: &str, mime: &str, size: usize) -> Value {
+    message(
+        update_id,
+        json!({"document": {"file_id": file_id, "file_unique_id": format!("u{file_id}"), "file_name": name,
+            "mime_type": mime, "file_size": size}}),
+    )
+}
+
+fn voice(update_id: i64, file_id: &str) -> Value {
+    message(
+        update_id,
+        json!({"voice": {"file_id": file_id, "file_unique_id": format!("u{file_id}"), "duration": 2,
+            "mime_type": "audio/ogg", "file_size": 5}}),
+    )
+}
+
+/// The items of one kind in a codex `turn/start` input.
+fn items<'a>(prompt: &'a Prompt, kind: &str) -> Vec<&'a Value> {
+    prompt.input.as_array().map(|a| a.iter().filter(|i| i["type"] == kind).collect()).unwrap_or_default()
+}
+
+/// A photo with a caption reaches codex as a `localImage` of the stored bytes (the largest
+/// size, downloaded again after a failed try); a document alone continues that task, copied
+/// into the project and named by its path; a voice note is transcribed by the configured
+/// command, shown back as "Heard: …", and sent as the message. Every file is on the timeline.
+async fn telegram_photo_document_and_voice_reach_codex() {
+    let phone = Phone::start(|config, scratch| {
+        let script = scratch.join("transcribe.sh");
+        std::fs::write(&script, "#!/bin/sh\ntest -f \"$1\" || exit 3\necho 'please also check the footer'\n").unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        config.attachments.transcribe = vec![script.to_string_lossy().into_owned(), "{file}".into()];
+    })
+    .await;
+    let fake = &phone.fake;
+    fake.add_file("photo-big", PNG);
+    fake.add_file("photo-small", b"thumb");
+    fake.fail_downloads(1);
+
+    fake.push_update(photo(1, Some("the Save button is cut off, fix it")));
+    let first = phone.prompt(0).await;
+    assert!(first.text.starts_with("the Save button is cut off, fix it"), "{}", first.text);
+    let images = items(&first, "localImage");
+    assert_eq!(images.len(), 1, "one image item: {}", first.input);
+    let path = images[0]["path"].as_str().unwrap();
+    assert_eq!(std::fs::read(path).unwrap(), PNG, "the image item is the stored photo");
+    assert!(Path::new(path).is_absolute(), "{path}");
+    assert_eq!(items(&first, "text").len(), 1);
+    assert!(
+        fake.downloads().iter().all(|d| d.contains("photo-big")) && fake.downloads().len() == 2,
+        "the largest size, tried again after a failure: {:?}",
+        fake.downloads()
+    );
+    let task = phone.store.tasks(10).await.unwrap()[0].clone();
+    phone.said("the first answer", |t| t.starts_with("FAKE-REPLY")).await;
+
+    // A document alone: the same task goes on, the file in the project, named by its path.
+    fake.add_file("doc-1", b"error: linker failed\n");
+    fake.push_update(document(2, "doc-1", "../build output.log", "text/plain", 21));
+    let second = phone.prompt(1).await;
+    let copied = phone
+        .project()
+        .join(".taskgate/attachments")
+        .join(task.id.to_string())
+        .join(format!("{}-build_output.log", &sha256(b"error: linker failed\n")[..8]));
+    assert_eq!(std::fs::read(&copied).unwrap(), b"error: linker failed\n", "{}", second.text);
+    assert!(second.text.contains(&copied.to_string_lossy().into_owned()), "{}", second.text);
+    assert!(second.text.contains("build_output.log (file, text/plain"), "{}", second.text);
+    assert!(items(&second, "localImage").is_empty(), "a log is not an image: {}", second.input);
+    assert_eq!(phone.store.tasks(10).await.unwrap().len(), 1, "a file alone continues the active task");
+
+    // A voice note: transcribed, shown back, sent as the text.
+    fake.add_file("voice-1", b"OggS-voice");
+    fake.push_update(voice(3, "voice-1"));
+    phone.said("the transcript shown back", |t| t == "Heard: please also check the footer").await;
+    let third = phone.prompt(2).await;
+    assert!(third.text.contains("please also check the footer"), "{}", third.text);
+    assert!(!third.text.contains("voice-30.ogg"), "the voice file itself is not sent: {}", third.text);
+
+    let timeline = eventually("three files on the timeline", || async {
+        let found = phone.attachments_on_timeline().await;
+        (found.len() == 3).then_some(found)
+    })
+    .await;
+    assert_eq!(timeline[0]["kind"], "image");
+    assert_eq!(timeline[0]["size"], PNG.len());
+    assert_eq!(timeline[0]["sha256"], sha256(PNG));
+    assert_eq!((timeline[1]["kind"].as_str(), timeline[1]["name"].as_str()), (Some("file"), Some("build_output.log")));
+    assert_eq!(timeline[2]["kind"], "voice");
+    assert!(timeline.iter().all(|b| b.get("path").is_none()), "the timeline says what, not where");
+}
+
+/// Claude gets an image as a base64 image content block beside the text.
+async fn a_photo_reaches_claude_as_an_image_block() {
+    let phone = Phone::start(|config, _| {
+        config.projects[0].default_agent = Some("claude".into());
+    })
+    .await;
+    phone.fake.add_file("photo-big", PNG);
+    phone.fake.push_update(photo(1, Some("what does this screen say?")));
+    let prompt = phone.prompt(0).await;
+    let blocks = prompt.input.as_array().unwrap_or_else(|| panic!("content blocks: {}", prompt.input));
+    assert_eq!(blocks[0]["type"], "text");
+    assert!(blocks[0]["text"].as_str().unwrap().starts_with("what does this screen say?"));
+    let image = blocks.iter().find(|b| b["type"] == "image").expect("an image block");
+    assert_eq!(image["source"]["type"], "base64");
+    assert_eq!(image["source"]["media_type"], "image/jpeg");
+    use base64::Engine as _;
+    let data = base64::engine::general_purpose::STANDARD.decode(image["source"]["data"].as_str().unwrap()).unwrap();
+    assert_eq!(data, PNG);
+}
+
+/// An ACP agent gets image content for a photo and a resource link for a file.
+async fn a_photo_and_a_file_reach_an_acp_agent() {
+    let phone = Phone::start(|config, _| {
+        config.projects[0].default_agent = Some("gemini".into());
+    })
+    .await;
+    phone.fake.add_file("photo-big", PNG);
+    phone.fake.push_update(photo(1, Some("compare with the spec")));
+    let first = phone.prompt(0).await;
+    let blocks = first.input.as_array().unwrap_or_else(|| panic!("prompt blocks: {}", first.input));
+    let image = blocks.iter().find(|b| b["type"] == "image").unwrap_or_else(|| panic!("image: {}", first.input));
+    assert_eq!(image["mimeType"], "image/jpeg");
+    use base64::Engine as _;
+    assert_eq!(base64::engine::general_purpose::STANDARD.decode(image["data"].as_str().unwrap()).unwrap(), PNG);
+    phone.said("the first answer", |t| t.contains("FAKE-REPLY")).await;
+
+    phone.fake.add_file("spec", b"%PDF-1.4 spec");
+    phone.fake.push_update(document(2, "spec", "spec.pdf", "application/pdf", 13));
+    let second = phone.prompt(1).await;
+    let blocks = second.input.as_array().unwrap_or_else(|| panic!("prompt blocks: {}", second.input));
+    let link = blocks.iter().find(|b| b["type"] == "resource_link").unwrap_or_else(|| panic!("{}", second.input));
+    assert_eq!(link["name"], "spec.pdf");
+    let uri = link["uri"].as_str().unwrap();
+    let path = uri.strip_prefix("file://").expect("a file URI");
+    assert!(path.contains("/.taskgate/attachments/"), "{uri}");
+    assert_eq!(std::fs::read(path).unwrap(), b"%PDF-1.4 spec");
+}
+
+/// A file over `max_bytes` is refused with exactly one line, before it is downloaded when
+/// Telegram says its size, after `getFile` when it did not; nothing is stored, no task starts.
+async fn an_oversized_file_is_refused_with_one_line_and_nothing_stored() {
+    let phone = Phone::start(|_, _| {}).await;
+    let fake = &phone.fake;
+    fake.push_update(document(1, "huge", "dump.zip", "application/zip", 48 * 1024 * 1024));
+    phone.said("the refusal", |t| t.starts_with("files up to")).await;
+    assert_eq!(phone.chat(), vec!["files up to 20 MB; this one is 48 MB".to_owned()]);
+    assert!(fake.calls_to("getFile").is_empty(), "not fetched");
+
+    // The update under-reports the size: refused after getFile, still nothing stored.
+    fake.add_file("liar", &vec![b'x'; 21 * 1024 * 1024]);
+    fake.push_update(document(2, "liar", "big.log", "text/plain", 10));
+    eventually("the second refusal", || async { (phone.chat().len() == 2).then_some(()) }).await;
+    assert_eq!(phone.chat()[1], "files up to 20 MB; this one is 21 MB");
+    assert!(fake.downloads().is_empty(), "{:?}", fake.downloads());
+
+    // A refused type.
+    fake.add_file("clip", b"mp4");
+    fake.push_update(document(3, "clip", "clip.mp4", "video/mp4", 3));
+    eventually("the third refusal", || async { (phone.chat().len() == 3).then_some(()) }).await;
+    assert!(phone.chat()[2].contains("video/mp4"), "{}", phone.chat()[2]);
+
+    assert!(phone.stored_files().is_empty(), "{:?}", phone.stored_files());
+    assert!(phone.store.tasks(10).await.unwrap().is_empty(), "no task");
+    assert!(prompts(&phone.prompts).is_empty(), "nothing reached an agent");
+}
+
+/// Without `[attachments] transcribe`, the first voice note explains how to turn it on, later
+/// ones get one short line; neither reaches the agent.
+async fn a_voice_note_without_a_transcriber_says_how_to_enable_it_once() {
+    let phone = Phone::start(|_, _| {}).await;
+    phone.fake.add_file("v1", b"OggS");
+    phone.fake.push_update(voice(1, "v1"));
+    phone.fake.push_update(voice(2, "v1"));
+    eventually("two answers", || async { (phone.chat().len() == 2).then_some(()) }).await;
+    let chat = phone.chat();
+    assert!(chat[0].contains("[attachments]") && chat[0].contains("transcribe"), "{}", chat[0]);
+    assert_eq!(chat[1], "Voice notes aren't transcribed here; please type your message.");
+    assert!(phone.fake.calls_to("getFile").is_empty());
+    assert!(phone.store.tasks(10).await.unwrap().is_empty());
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
