@@ -15,6 +15,7 @@ use taskgate_adapters::store::SeaStore;
 use taskgate_core::model::*;
 use taskgate_core::store::Store;
 use taskgate_tests::cluster::{Prompt, prompts};
+use taskgate_tests::fake_feishu::{APP_ID, APP_SECRET, FakeFeishu};
 use taskgate_tests::fake_telegram::{FakeTelegram, channel_options};
 use taskgate_tests::harness::{Trial, eventually};
 use taskgate_tests::world::{World, fake_agent_config};
@@ -27,6 +28,7 @@ pub fn trials() -> Vec<Trial> {
             a_photo_and_a_file_reach_an_acp_agent,
             an_oversized_file_is_refused_with_one_line_and_nothing_stored,
             a_voice_note_without_a_transcriber_says_how_to_enable_it_once,
+            feishu_image_post_file_and_audio_reach_codex,
         ],
     }
 }
@@ -50,31 +52,7 @@ impl Phone {
     /// `tune` adjusts the config after the recording agents are set up (`scratch` is a dir
     /// outside the world's for scripts).
     async fn start(tune: impl FnOnce(&mut Config, &Path)) -> Phone {
-        let scratch = tempfile::tempdir().expect("tempdir");
-        let prompts = scratch.path().join("prompts.jsonl");
-        let recorded = prompts.clone();
-        let scratch_path = scratch.path().to_owned();
-        let world = World::with(|config| {
-            let state = config.server.data_dir.join("fake-state");
-            let args = |kind| {
-                fake_agent_config(
-                    kind,
-                    [
-                        "--state-dir".to_owned(),
-                        state.to_string_lossy().into_owned(),
-                        "--prompts".to_owned(),
-                        recorded.to_string_lossy().into_owned(),
-                    ],
-                )
-            };
-            config.agents.insert("codex".into(), args(AgentKind::Codex));
-            config.agents.insert("claude".into(), args(AgentKind::Claude));
-            config.agents.insert("gemini".into(), args(AgentKind::Acp));
-            tune(config, &scratch_path);
-        });
-        let mut world = world;
-        // Stored files go under the world's own dir.
-        world.config.server.data_dir = world.dir.path().join("data");
+        let (world, prompts, scratch) = recording_world(tune);
         let fake = FakeTelegram::start(TOKEN).await.expect("fake telegram");
         let text = format!("token = \"{TOKEN}\"\napi_url = \"{}\"\nallowed_users = [{ADA}]\n", fake.url());
         let config: TelegramConfig = toml::from_str(&text).expect("telegram config");
@@ -85,7 +63,41 @@ impl Phone {
         let store = engine.store().clone();
         Phone { world, fake, prompts, _scratch: scratch, store, _channel: channel }
     }
+}
 
+/// The shared world with every agent (codex, claude, and `gemini` over ACP) recording its
+/// inputs in `prompts.jsonl` of a scratch dir; `tune` adjusts the config (`scratch` holds
+/// scripts).
+fn recording_world(tune: impl FnOnce(&mut Config, &Path)) -> (World, PathBuf, tempfile::TempDir) {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let prompts = scratch.path().join("prompts.jsonl");
+    let recorded = prompts.clone();
+    let scratch_path = scratch.path().to_owned();
+    let world = World::with(|config| {
+        let state = config.server.data_dir.join("fake-state");
+        let args = |kind| {
+            fake_agent_config(
+                kind,
+                [
+                    "--state-dir".to_owned(),
+                    state.to_string_lossy().into_owned(),
+                    "--prompts".to_owned(),
+                    recorded.to_string_lossy().into_owned(),
+                ],
+            )
+        };
+        config.agents.insert("codex".into(), args(AgentKind::Codex));
+        config.agents.insert("claude".into(), args(AgentKind::Claude));
+        config.agents.insert("gemini".into(), args(AgentKind::Acp));
+        tune(config, &scratch_path);
+    });
+    let mut world = world;
+    // Stored files go under the world's own dir.
+    world.config.server.data_dir = world.dir.path().join("data");
+    (world, prompts, scratch)
+}
+
+impl Phone {
     fn project(&self) -> PathBuf {
         self.world.config.projects[0].path.clone()
     }
@@ -356,4 +368,111 @@ async fn a_voice_note_without_a_transcriber_says_how_to_enable_it_once() {
 fn sha256(bytes: &[u8]) -> String {
     use sha2::Digest;
     sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+const ALICE: &str = "ou_alice00000000000000000000000001";
+const FEISHU_CHAT: &str = "oc_p2p_alice";
+const VERIFICATION: &str = "v-token";
+
+/// A Feishu message event of `message_type` with `content`, from Alice in her direct chat.
+fn feishu_event(n: usize, message_type: &str, content: Value) -> Value {
+    json!({"schema": "2.0",
+        "header": {"event_id": format!("ev-{n}"), "token": VERIFICATION, "create_time": "1763800000000",
+            "event_type": "im.message.receive_v1", "tenant_key": "t", "app_id": APP_ID},
+        "event": {"sender": {"sender_id": {"open_id": ALICE}, "sender_type": "user", "tenant_key": "t"},
+            "message": {"message_id": format!("om_{n}"), "root_id": "", "parent_id": "", "chat_id": FEISHU_CHAT,
+                "chat_type": "p2p", "message_type": message_type, "content": content.to_string(), "mentions": []}}})
+}
+
+/// Through the fake Feishu platform: an `image` message, a `post` with an image in it, a
+/// `file` and an `audio` message are fetched from the message resources API and reach codex
+/// as image input, a file in the project, and a transcript; an oversized file gets one line.
+async fn feishu_image_post_file_and_audio_reach_codex() {
+    let (world, prompts_file, _scratch) = recording_world(|config, scratch| {
+        let script = scratch.join("transcribe.sh");
+        std::fs::write(&script, "#!/bin/sh\necho 'ship it after lunch'\n").unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        config.attachments.transcribe = vec![script.to_string_lossy().into_owned(), "{file}".into()];
+    });
+    let fake = FakeFeishu::start().await.expect("fake feishu");
+    let text = format!(
+        "app_id = \"{APP_ID}\"\napp_secret = \"{APP_SECRET}\"\nverification_token = \"{VERIFICATION}\"\napi_url = \"{}\"\nallowed_users = [\"{ALICE}\"]\n",
+        fake.url()
+    );
+    let config: taskgate::config::FeishuConfig = toml::from_str(&text).expect("feishu config");
+    let engine = world.engine().await;
+    engine.set_admission(Channel::Feishu, taskgate::feishu::admission(&config));
+    let engine = Arc::new(engine);
+    let options = taskgate::feishu::FeishuOptions {
+        outbox: taskgate_adapters::feishu::outbound::OutboxOptions {
+            poll_interval: std::time::Duration::from_millis(50),
+            chat_interval: std::time::Duration::ZERO,
+            ..Default::default()
+        },
+        inbox_interval: std::time::Duration::from_millis(100),
+        ..Default::default()
+    };
+    let channel = taskgate::feishu::Feishu::start(engine.clone(), &config, options).await.expect("feishu starts");
+    let state = taskgate::http::AppState { store: engine.store().clone(), metrics: taskgate::metrics::Metrics::new() };
+    let server = taskgate_tests::app::Port::bind()
+        .await
+        .serve(taskgate::http::router(state).layer(axum::Extension(channel.webhook())));
+    let url = format!("http://{}/webhook/feishu", server.addr);
+    let post = |event: Value| {
+        let url = url.clone();
+        async move {
+            let response = reqwest::Client::new().post(&url).json(&event).send().await.expect("the webhook answers");
+            assert_eq!(response.status().as_u16(), 200);
+        }
+    };
+    let prompt = |n: usize| {
+        let file = prompts_file.clone();
+        async move { eventually(&format!("agent input #{n}"), || async { prompts(&file).get(n).cloned() }).await }
+    };
+    let said = |what: &'static str, line: &'static str| {
+        let fake = &fake;
+        async move { eventually(what, || async { fake.sent().into_iter().find(|c| c.text() == line).map(|_| ()) }).await }
+    };
+
+    fake.add_resource("om_1", "img_v3_1", "image", "image/png", PNG);
+    post(feishu_event(1, "image", json!({"image_key": "img_v3_1"}))).await;
+    let first = prompt(0).await;
+    let images = items(&first, "localImage");
+    assert_eq!(images.len(), 1, "{}", first.input);
+    assert_eq!(std::fs::read(images[0]["path"].as_str().unwrap()).unwrap(), PNG);
+    let fetched = fake.calls_to("/resources/img_v3_1");
+    assert_eq!(fetched.len(), 1, "{}", fake.summary());
+    assert_eq!(fetched[0].query, "type=image");
+
+    let post_content = json!({"title": "Header overlaps", "content": [
+        [{"tag": "text", "text": "it also happens here"}],
+        [{"tag": "img", "image_key": "img_v3_2"}],
+    ]});
+    fake.add_resource("om_2", "img_v3_2", "image", "image/jpeg", b"jpeg-bytes");
+    post(feishu_event(2, "post", post_content)).await;
+    let second = prompt(1).await;
+    assert!(second.text.starts_with("Header overlaps\nit also happens here"), "{}", second.text);
+    let images = items(&second, "localImage");
+    assert_eq!(images.len(), 1, "{}", second.input);
+    assert!(images[0]["path"].as_str().unwrap().ends_with(".jpg"), "{}", second.input);
+
+    fake.add_resource("om_3", "file_v3_3", "file", "application/octet-stream", b"panic at line 3");
+    post(feishu_event(3, "file", json!({"file_key": "file_v3_3", "file_name": "crash.log"}))).await;
+    let third = prompt(2).await;
+    assert!(third.text.contains("crash.log (file, text/plain"), "{}", third.text);
+    assert!(third.text.contains("/.taskgate/attachments/"), "{}", third.text);
+    assert_eq!(fake.calls_to("/resources/file_v3_3")[0].query, "type=file");
+
+    fake.add_resource("om_4", "file_v3_4", "file", "audio/opus", b"opus-voice");
+    post(feishu_event(4, "audio", json!({"file_key": "file_v3_4", "duration": 1200}))).await;
+    said("the transcript shown back", "Heard: ship it after lunch").await;
+    let fourth = prompt(3).await;
+    assert!(fourth.text.contains("ship it after lunch"), "{}", fourth.text);
+
+    fake.add_resource("om_5", "file_v3_5", "file", "application/zip", &vec![0u8; 21 * 1024 * 1024]);
+    post(feishu_event(5, "file", json!({"file_key": "file_v3_5", "file_name": "dump.zip"}))).await;
+    said("the refusal", "files up to 20 MB; this one is 21 MB").await;
+    let tasks = engine.store().tasks(10).await.unwrap();
+    assert_eq!(tasks.len(), 1, "every file continued the first task");
+    assert!(prompts(&prompts_file).len() == 4, "the refused file reached no agent");
 }
