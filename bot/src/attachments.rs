@@ -79,6 +79,35 @@ impl Stash {
         self.limits.max_bytes
     }
 
+    /// The stored file with content `sha256` (64 lowercase hex digits; anything else is
+    /// `None`, so a caller's string never becomes a path).
+    pub fn find(&self, sha256: &str) -> Option<PathBuf> {
+        if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            return None;
+        }
+        let dir = self.root.join(&sha256[..2]);
+        let prefix = format!("{sha256}.");
+        std::fs::read_dir(dir)
+            .ok()?
+            .flatten()
+            .find(|e| e.file_name().to_str().is_some_and(|n| n.starts_with(&prefix)))
+            .map(|e| e.path())
+    }
+
+    /// An attachment stored earlier (a web upload), named again by the message that sends it.
+    pub fn restore(&self, name: &str, mime: &str, sha256: &str) -> Option<Attachment> {
+        let path = self.find(sha256)?;
+        let size = std::fs::metadata(&path).ok()?.len();
+        Some(Attachment {
+            name: attachment::sanitize_name(name),
+            mime: mime.to_owned(),
+            kind: attachment::kind_of(mime, false),
+            size,
+            sha256: sha256.to_owned(),
+            path: path.to_string_lossy().into_owned(),
+        })
+    }
+
     pub fn limits(&self) -> &Limits {
         &self.limits
     }
@@ -154,11 +183,10 @@ impl Stash {
 pub async fn deliver(
     engine: &Engine,
     stash: &Stash,
-    mut msg: IncomingMessage,
+    msg: IncomingMessage,
     files: Vec<Result<Fetched, String>>,
 ) -> Result<(), EngineError> {
-    let offered = files.len();
-    let mut stored = Vec::with_capacity(offered);
+    let mut stored = Vec::with_capacity(files.len());
     let mut lines = Vec::new();
     for file in files {
         match file {
@@ -166,6 +194,26 @@ pub async fn deliver(
                 Ok(a) => stored.push(a),
                 Err(line) => lines.push(line),
             },
+            Err(line) => lines.push(line),
+        }
+    }
+    deliver_stored(engine, stash, msg, stored.into_iter().map(Ok).chain(lines.into_iter().map(Err)).collect()).await
+}
+
+/// [`deliver`] for files already stored (web uploads): voice notes heard, failures told, the
+/// rest to the engine.
+pub async fn deliver_stored(
+    engine: &Engine,
+    stash: &Stash,
+    mut msg: IncomingMessage,
+    files: Vec<Result<Attachment, String>>,
+) -> Result<(), EngineError> {
+    let offered = files.len();
+    let mut stored = Vec::with_capacity(offered);
+    let mut lines = Vec::new();
+    for file in files {
+        match file {
+            Ok(a) => stored.push(a),
             Err(line) => lines.push(line),
         }
     }

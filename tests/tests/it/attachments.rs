@@ -30,6 +30,7 @@ pub fn trials() -> Vec<Trial> {
             a_voice_note_without_a_transcriber_says_how_to_enable_it_once,
             feishu_image_post_file_and_audio_reach_codex,
         ],
+        multi_thread(2): [web_console_upload_reaches_codex_and_the_timeline_links_it],
     }
 }
 
@@ -475,4 +476,82 @@ async fn feishu_image_post_file_and_audio_reach_codex() {
     let tasks = engine.store().tasks(10).await.unwrap();
     assert_eq!(tasks.len(), 1, "every file continued the first task");
     assert!(prompts(&prompts_file).len() == 4, "the refused file reached no agent");
+}
+
+/// The web console: a picture uploaded (`POST /api/files`) and sent with a message reaches
+/// codex as a `localImage`; the stored file is served back for the timeline's thumbnail; an
+/// upload over the limit is refused with the one line, storing nothing.
+async fn web_console_upload_reaches_codex_and_the_timeline_links_it() {
+    let (mut world, prompts_file, _scratch) = recording_world(|config, _| {
+        config.attachments.max_bytes = 64 * 1024;
+    });
+    world.config.server.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let app = taskgate_tests::app::spawn_app(&world.config).await.expect("gateway starts");
+    let http = reqwest::Client::new();
+    let url = |p: &str| format!("{}{p}", app.url);
+
+    let unauthorised = http.post(url("/api/files?name=shot.png")).body(PNG.to_vec()).send().await.unwrap();
+    assert_eq!(unauthorised.status().as_u16(), 401);
+
+    let uploaded = http
+        .post(url("/api/files?name=../shot.png"))
+        .bearer_auth(&app.token)
+        .header("content-type", "image/png")
+        .body(PNG.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(uploaded.status().as_u16(), 201);
+    let file: Value = uploaded.json().await.unwrap();
+    assert_eq!((file["name"].as_str(), file["kind"].as_str()), (Some("shot.png"), Some("image")));
+    assert_eq!(file["size"], PNG.len());
+
+    let sent = http
+        .post(url("/api/messages"))
+        .bearer_auth(&app.token)
+        .json(&json!({"text": "the login button overlaps the logo", "files": [file.clone()]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status().as_u16(), 202);
+    let prompt = eventually("codex got the upload", || async { prompts(&prompts_file).first().cloned() }).await;
+    let images = items(&prompt, "localImage");
+    assert_eq!(images.len(), 1, "{}", prompt.input);
+    assert_eq!(std::fs::read(images[0]["path"].as_str().unwrap()).unwrap(), PNG);
+
+    let served = http
+        .get(url(&format!("/api/files/{}", file["sha256"].as_str().unwrap())))
+        .bearer_auth(&app.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(served.status().as_u16(), 200);
+    assert_eq!(served.headers()["content-type"], "image/png");
+    assert_eq!(served.bytes().await.unwrap().as_ref(), PNG);
+    let history: Value =
+        http.get(url("/api/messages")).bearer_auth(&app.token).send().await.unwrap().json().await.unwrap();
+    let mine = history.as_array().unwrap().iter().find(|m| m["from"] == "you").expect("the message");
+    assert_eq!(mine["files"][0]["sha256"], file["sha256"], "{mine}");
+
+    let big = http
+        .post(url("/api/files?name=dump.log"))
+        .bearer_auth(&app.token)
+        .header("content-type", "text/plain")
+        .body(vec![b'x'; 200 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(big.status().as_u16(), 413);
+    let error: Value = big.json().await.unwrap();
+    assert_eq!(error["error"], "files up to 64 KB; this one is 200 KB", "{error}");
+    let unknown = http
+        .post(url("/api/messages"))
+        .bearer_auth(&app.token)
+        .json(&json!({"text": "", "files": [{"sha256": "../../etc/passwd", "name": "x", "mime": "text/plain"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status().as_u16(), 400);
+    let stored = walk(&world.config.server.data_dir.join("attachments"));
+    assert_eq!(stored.len(), 1, "only the picture is stored: {stored:?}");
 }
