@@ -121,6 +121,9 @@ impl WsFrame {
     }
 }
 
+/// A message's file: (resource type, content type, bytes).
+type Resource = (String, String, Vec<u8>);
+
 #[derive(Default)]
 struct State {
     calls: Mutex<Vec<Call>>,
@@ -137,8 +140,8 @@ struct State {
     ws_connections: AtomicUsize,
     ws_received: Mutex<Vec<WsFrame>>,
     next_frame: AtomicUsize,
-    /// (message id, key) → (resource type, content type, bytes).
-    resources: Mutex<HashMap<(String, String), (String, String, Vec<u8>)>>,
+    /// (message id, key) → the file.
+    resources: Mutex<HashMap<(String, String), Resource>>,
 }
 
 pub struct FakeFeishu {
