@@ -135,6 +135,8 @@ pub async fn apply(tx: &dyn Store, plan: &Plan, origin: &Origin<'_>) -> StoreRes
     let mut replace_next_reply: Option<String> = None;
     // The turn the last effect started, queued, interrupted or answered: what an `Ack` is about.
     let mut last_turn: Option<Id> = None;
+    // A turn handed over (a restart): the turn queued again after it carries its files.
+    let mut rerun_of: Option<Id> = None;
 
     let task_of = |r: TaskRef, created: Option<Id>| -> StoreResult<Id> {
         match r {
@@ -188,7 +190,14 @@ pub async fn apply(tx: &dyn Store, plan: &Plan, origin: &Origin<'_>) -> StoreRes
             // No adapter steers a running turn yet; the router only steers when told it can,
             // so a steer that arrives anyway waits its turn rather than being lost.
             Effect::QueueTurn { execution, input } | Effect::SteerTurn { execution, input } => {
-                last_turn = Some(queue_turn(tx, *execution, input, origin).await?);
+                let turn = queue_turn(tx, *execution, input, origin).await?;
+                if let Some(old) = rerun_of.take() {
+                    let files = tx.turn_attachments(old).await?;
+                    if !files.is_empty() {
+                        tx.attach_to_turn(turn, &files).await?;
+                    }
+                }
+                last_turn = Some(turn);
                 applied.wake.push(*execution);
             }
             Effect::AnswerQuestion { execution, text } => {
@@ -265,6 +274,9 @@ pub async fn apply(tx: &dyn Store, plan: &Plan, origin: &Origin<'_>) -> StoreRes
                 Err(text) => replace_next_reply = Some(text),
             },
             Effect::Record { task, body } => {
+                if let Body::TurnHandedOver { turn, .. } = body {
+                    rerun_of = Some(*turn);
+                }
                 let task_id = task_of(*task, created_task)?;
                 current_task = Some(task_id);
                 record(tx, task_id, origin.execution(), origin, body.clone()).await?;

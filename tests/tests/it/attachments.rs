@@ -30,7 +30,10 @@ pub fn trials() -> Vec<Trial> {
             a_voice_note_without_a_transcriber_says_how_to_enable_it_once,
             feishu_image_post_file_and_audio_reach_codex,
         ],
-        multi_thread(2): [web_console_upload_reaches_codex_and_the_timeline_links_it],
+        multi_thread(2): [
+            web_console_upload_reaches_codex_and_the_timeline_links_it,
+            a_turn_run_again_after_a_restart_keeps_its_image,
+        ],
     }
 }
 
@@ -554,4 +557,33 @@ async fn web_console_upload_reaches_codex_and_the_timeline_links_it() {
     assert_eq!(unknown.status().as_u16(), 400);
     let stored = walk(&world.config.server.data_dir.join("attachments"));
     assert_eq!(stored.len(), 1, "only the picture is stored: {stored:?}");
+}
+
+/// A gateway restart while a turn with a picture runs: the next start runs the turn again,
+/// and the agent gets the picture again too, not only the text.
+async fn a_turn_run_again_after_a_restart_keeps_its_image() {
+    let (world, prompts_file, _scratch) = recording_world(|_, _| {});
+    let png = world.dir.path().join("shot.png");
+    std::fs::write(&png, PNG).unwrap();
+    let file = taskgate_core::attachment::Attachment {
+        name: "shot.png".into(),
+        mime: "image/png".into(),
+        kind: taskgate_core::attachment::AttachmentKind::Image,
+        size: PNG.len() as u64,
+        sha256: sha256(PNG),
+        path: png.to_string_lossy().into_owned(),
+    };
+    let engine = world.engine().await;
+    let msg = taskgate_tests::world::message("42", "u1", "Ada", "SLOW_REPLY look at this");
+    engine.handle_with_files(msg, vec![file]).await.expect("handle");
+    let first = eventually("the first run", || async { prompts(&prompts_file).first().cloned() }).await;
+    assert_eq!(items(&first, "localImage").len(), 1, "{}", first.input);
+    drop(engine);
+
+    let _engine = world.engine().await;
+    let again = eventually("the turn run again", || async { prompts(&prompts_file).get(1).cloned() }).await;
+    assert!(again.text.contains("The gateway restarted"), "{}", again.text);
+    let images = items(&again, "localImage");
+    assert_eq!(images.len(), 1, "the picture goes with the rerun: {}", again.input);
+    assert_eq!(images[0]["path"].as_str(), Some(png.to_str().unwrap()));
 }
