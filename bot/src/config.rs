@@ -732,6 +732,24 @@ mod tests {
     }
 
     #[test]
+    fn attachments_have_defaults_a_transcriber_argv_and_env_lists() {
+        let defaults = Config::load_from(None, env(&[])).unwrap().attachments;
+        assert_eq!(defaults.max_bytes, 20 * 1024 * 1024);
+        assert!(defaults.transcribe.is_empty());
+        assert!(defaults.limits().allows("image/png") && !defaults.limits().allows("video/mp4"));
+        let f = file("[attachments]\nmax_bytes = 1048576\ntranscribe = [\"whisper-cli\", \"-f\", \"{file}\"]\n");
+        let config =
+            Config::load_from(Some(f.path()), env(&[("TASKGATE_ATTACHMENTS__ALLOWED", "image/*,application/pdf")]))
+                .unwrap()
+                .attachments;
+        assert_eq!(config.max_bytes, 1_048_576);
+        assert_eq!(config.transcribe, vec!["whisper-cli", "-f", "{file}"]);
+        assert_eq!(config.allowed, vec!["image/*", "application/pdf"]);
+        let typo = file("[attachments]\nmax_byte = 1\n");
+        assert!(Config::load_from(Some(typo.path()), env(&[])).is_err(), "unknown keys are errors");
+    }
+
+    #[test]
     fn secrets_never_reach_debug_output() {
         let f = file(
             "[database]\nurl = \"postgres://u:DBPASS@db/x\"\n\
