@@ -30,6 +30,7 @@ pub struct Config {
     pub web: WebConfig,
     pub notes: NotesConfig,
     pub limits: LimitsConfig,
+    pub attachments: AttachmentsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -437,9 +438,47 @@ impl NotesConfig {
     }
 }
 
+/// Files people send (screenshots, documents, voice notes): what is taken and how voice is
+/// heard. Stored content-addressed under `<server.data_dir>/attachments`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AttachmentsConfig {
+    /// Larger files are refused with one line saying the limit.
+    pub max_bytes: u64,
+    /// MIME patterns taken: `image/*`, `application/pdf`, `*` for anything.
+    pub allowed: Vec<String>,
+    /// A command printing the text of a voice note, as argv (no shell); `{file}` is replaced
+    /// by the stored file's path. Empty: voice notes are not transcribed.
+    pub transcribe: Vec<String>,
+    /// How long the transcriber may run.
+    pub transcribe_timeout_secs: u64,
+}
+
+impl Default for AttachmentsConfig {
+    fn default() -> Self {
+        Self {
+            max_bytes: taskgate_core::attachment::DEFAULT_MAX_BYTES,
+            allowed: taskgate_core::attachment::default_allowed(),
+            transcribe: Vec::new(),
+            transcribe_timeout_secs: 120,
+        }
+    }
+}
+
+impl AttachmentsConfig {
+    pub fn limits(&self) -> taskgate_core::attachment::Limits {
+        taskgate_core::attachment::Limits { max_bytes: self.max_bytes, allowed: self.allowed.clone() }
+    }
+}
+
 /// Keys whose environment values are comma-separated lists.
-const LIST_KEYS: [&str; 4] =
-    ["telegram.allowed_users", "telegram.allowed_chats", "feishu.allowed_users", "feishu.allowed_chats"];
+const LIST_KEYS: [&str; 5] = [
+    "telegram.allowed_users",
+    "telegram.allowed_chats",
+    "feishu.allowed_users",
+    "feishu.allowed_chats",
+    "attachments.allowed",
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -740,6 +779,24 @@ mod tests {
         assert_eq!(telegram.api_url, "https://api.telegram.org");
         assert_eq!(config.database_url(), "postgres://u:pw@db/taskgate");
         assert!(!config.uses_sqlite());
+    }
+
+    #[test]
+    fn attachments_have_defaults_a_transcriber_argv_and_env_lists() {
+        let defaults = Config::load_from(None, env(&[])).unwrap().attachments;
+        assert_eq!(defaults.max_bytes, 20 * 1024 * 1024);
+        assert!(defaults.transcribe.is_empty());
+        assert!(defaults.limits().allows("image/png") && !defaults.limits().allows("video/mp4"));
+        let f = file("[attachments]\nmax_bytes = 1048576\ntranscribe = [\"whisper-cli\", \"-f\", \"{file}\"]\n");
+        let config =
+            Config::load_from(Some(f.path()), env(&[("TASKGATE_ATTACHMENTS__ALLOWED", "image/*,application/pdf")]))
+                .unwrap()
+                .attachments;
+        assert_eq!(config.max_bytes, 1_048_576);
+        assert_eq!(config.transcribe, vec!["whisper-cli", "-f", "{file}"]);
+        assert_eq!(config.allowed, vec!["image/*", "application/pdf"]);
+        let typo = file("[attachments]\nmax_byte = 1\n");
+        assert!(Config::load_from(Some(typo.path()), env(&[])).is_err(), "unknown keys are errors");
     }
 
     #[test]

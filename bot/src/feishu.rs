@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use taskgate_adapters::feishu::FeishuApi;
+use taskgate_adapters::feishu::api::ApiError;
 use taskgate_adapters::feishu::card::{self, ButtonValue};
 use taskgate_adapters::feishu::event::{self, CARD_ACTION, CallbackKeys, Envelope, Opened, Refused, SignatureHeaders};
 use taskgate_adapters::feishu::inbound::{self, AccessPolicy, BotIdentity, Facts, Inbound, Press, Refusal, Text};
@@ -28,6 +29,7 @@ use taskgate_core::reply::{Reply, ReplyKind};
 use taskgate_core::store::{Store, StoreError};
 use tokio::sync::{Notify, oneshot};
 
+use crate::attachments::{self, Fetched, Offered, Stash};
 use crate::channel::{Backoff, Links, Started, Workers};
 use crate::config::{FeishuConfig, FeishuMode};
 use crate::engine::{AdmissionHook, Chosen, Engine, IncomingMessage, Pressed};
@@ -191,6 +193,7 @@ impl WorkersPlan {
         let inbox_lease = store.singleton(&format!("inbox:{}", Channel::Feishu), LeaseOptions::default());
         let (drain_me, interval, limits) = (me.clone(), options.inbox_interval, options.limits);
         started.intake.push(tokio::spawn(inbox_lease.run(move || {
+            let stash = Stash::new(engine.config());
             // A fresh worker per leadership term: its in-memory set only guards one run.
             let worker = InboxWorker {
                 engine: engine.clone(),
@@ -200,6 +203,7 @@ impl WorkersPlan {
                 policy: policy.clone(),
                 intake: intake.clone(),
                 refused: OncePer::new(REFUSAL_EVERY),
+                stash: stash.clone(),
             };
             let drain = InboxDrain { store: store.clone(), channel: Channel::Feishu, outbox: outbox.clone(), limits };
             drain.run(worker, inbox.clone(), interval)
@@ -374,6 +378,8 @@ struct InboxWorker {
     policy: AccessPolicy,
     intake: Arc<Intake>,
     refused: OncePer<String>,
+    /// Where the files people send are checked and stored.
+    stash: Stash,
 }
 
 /// A card press decided: the toast, and the card that replaces the pressed one.
@@ -457,23 +463,67 @@ impl InboxWorker {
         }
     }
 
-    async fn text(&self, text: Text, reply_to_task: Option<Id>) -> anyhow::Result<()> {
+    async fn text(&self, mut text: Text, reply_to_task: Option<Id>) -> anyhow::Result<()> {
         let sender_name = self.name_of(&text.sender_open_id).await;
-        self.engine
-            .handle(IncomingMessage {
-                channel: Channel::Feishu,
-                chat_id: text.chat_id,
-                thread_id: String::new(),
-                sender_id: text.sender_open_id,
-                sender_name,
-                text: text.text,
-                reply_to_task,
-                chat: text.chat,
-                mentioned: text.mentioned,
-                // Answers in groups reply to what they answer; a private chat needs no thread.
-                message_id: (text.chat == Chat::Group).then(|| text.message_id.clone()),
-            })
-            .await?;
+        let files = std::mem::take(&mut text.files);
+        let source = text.message_id.clone();
+        let msg = IncomingMessage {
+            channel: Channel::Feishu,
+            chat_id: text.chat_id,
+            thread_id: String::new(),
+            sender_id: text.sender_open_id,
+            sender_name,
+            text: text.text,
+            reply_to_task,
+            chat: text.chat,
+            mentioned: text.mentioned,
+            // Answers in groups reply to what they answer; a private chat needs no thread.
+            message_id: (text.chat == Chat::Group).then(|| text.message_id.clone()),
+        };
+        if files.is_empty() {
+            self.engine.handle(msg).await?;
+            return Ok(());
+        }
+        let chat = format!("feishu:{}", msg.chat_id);
+        let mut fetched = Vec::with_capacity(files.len());
+        for file in files {
+            let offered = Offered {
+                name: file.name.clone(),
+                // An image's exact type comes with its bytes; it is a picture either way.
+                mime: file.mime.clone().unwrap_or_else(|| "image/png".into()),
+                size: None,
+                voice: file.voice,
+            };
+            if let Err(line) = self.stash.admit(&offered, &chat) {
+                fetched.push(Err(line));
+                continue;
+            }
+            let max = self.stash.max_bytes();
+            fetched.push(match self.api.message_resource(&source, &file.key, file.resource, max).await {
+                Ok((bytes, content_type)) => {
+                    // The platform's type for images (PNG, JPEG, …); the name's for files,
+                    // whose downloads are often `application/octet-stream`.
+                    let mime = match (&file.mime, content_type) {
+                        (Some(m), _) => m.clone(),
+                        (None, Some(t)) if t.starts_with("image/") => t,
+                        (None, _) => offered.mime.clone(),
+                    };
+                    let name = match (file.resource, taskgate_core::attachment::extension_for(&mime, "")) {
+                        ("image", ext) if ext != "bin" => file.name.replace(".png", &format!(".{ext}")),
+                        _ => file.name,
+                    };
+                    Ok(Fetched { name, mime, voice: file.voice, bytes })
+                }
+                Err(ApiError::Api { code: taskgate_adapters::feishu::api::TOO_BIG, msg, .. }) => {
+                    Err(taskgate_core::attachment::too_big(max, msg.parse().unwrap_or(max + 1)))
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "feishu: a file could not be downloaded");
+                    Err(format!("I could not download {} from Feishu; please send it again.", file.name))
+                }
+            });
+        }
+        attachments::deliver(&self.engine, &self.stash, msg, fetched).await?;
         Ok(())
     }
 

@@ -55,6 +55,8 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::web::router())
         .route_layer(middleware::from_fn_with_state(state.metrics.clone(), metrics::track))
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
+        // After the limit: uploads are bounded by `[attachments] max_bytes` instead.
+        .merge(crate::web::upload_router())
         .with_state(state)
 }
 

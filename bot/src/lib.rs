@@ -1,6 +1,7 @@
 //! The `taskgate` binary's library: config, wiring, the HTTP server, workers and the CLI.
 //! Kept as a library so the tests crate can start the gateway in-process.
 
+pub mod attachments;
 pub mod channel;
 pub mod classify;
 pub mod cli;

@@ -22,6 +22,7 @@ use taskgate_core::reply::{Reply, ReplyKind};
 use taskgate_core::store::{Store, StoreError};
 use tokio::sync::Notify;
 
+use crate::attachments::{self, Fetched, Offered, Stash};
 use crate::channel::{Backoff, Links, Started, Workers};
 use crate::config::{TelegramConfig, TelegramMode};
 use crate::engine::{AdmissionHook, Chosen, Engine, IncomingMessage, Pressed};
@@ -214,6 +215,7 @@ impl WorkersPlan {
         })));
         let inbox_lease = store.singleton(&format!("inbox:{}", Channel::Telegram), LeaseOptions::default());
         let (drain_me, interval, limits) = (me.clone(), options.inbox_interval, options.limits);
+        let stash = Stash::new(engine.config());
         started.intake.push(tokio::spawn(inbox_lease.run(move || {
             // A fresh worker per leadership term: its in-memory sets only guard one run.
             let worker = InboxWorker {
@@ -224,6 +226,7 @@ impl WorkersPlan {
                 policy: policy.clone(),
                 refused: OncePer::new(REFUSAL_EVERY),
                 chosen: HashSet::new(),
+                stash: stash.clone(),
             };
             let drain = InboxDrain { store: store.clone(), channel: Channel::Telegram, outbox: outbox.clone(), limits };
             drain.run(worker, inbox.clone(), interval)
@@ -310,6 +313,8 @@ struct InboxWorker {
     /// Clarify messages (chat, message id) already answered by a press: a quick second press,
     /// read before the buttons were removed, must not act twice (e.g. start two tasks).
     chosen: HashSet<(i64, i32)>,
+    /// Where the files people send are checked and stored.
+    stash: Stash,
 }
 
 #[async_trait::async_trait]
@@ -362,7 +367,7 @@ impl InboxWorker {
         }
     }
 
-    async fn text(&self, text: Text) -> anyhow::Result<()> {
+    async fn text(&self, mut text: Text) -> anyhow::Result<()> {
         let reply_to_task = match text.reply_to_message_id {
             Some(id) => self
                 .store
@@ -371,21 +376,43 @@ impl InboxWorker {
                 .and_then(|o| o.task_id),
             None => None,
         };
-        self.engine
-            .handle(IncomingMessage {
-                channel: Channel::Telegram,
-                chat_id: text.place.chat_id.to_string(),
-                thread_id: text.place.thread_key(),
-                sender_id: text.from.id.to_string(),
-                sender_name: text.from.name,
-                text: text.text,
-                reply_to_task,
-                chat: text.chat,
-                mentioned: text.mentioned,
-                // Answers in groups reply to what they answer; a private chat needs no thread.
-                message_id: (text.chat == taskgate_core::classify::Chat::Group).then(|| text.message_id.to_string()),
-            })
-            .await?;
+        let files = std::mem::take(&mut text.files);
+        let msg = IncomingMessage {
+            channel: Channel::Telegram,
+            chat_id: text.place.chat_id.to_string(),
+            thread_id: text.place.thread_key(),
+            sender_id: text.from.id.to_string(),
+            sender_name: text.from.name,
+            text: text.text,
+            reply_to_task,
+            chat: text.chat,
+            mentioned: text.mentioned,
+            // Answers in groups reply to what they answer; a private chat needs no thread.
+            message_id: (text.chat == taskgate_core::classify::Chat::Group).then(|| text.message_id.to_string()),
+        };
+        if files.is_empty() {
+            self.engine.handle(msg).await?;
+            return Ok(());
+        }
+        let chat = format!("telegram:{}", msg.chat_id);
+        let mut fetched = Vec::with_capacity(files.len());
+        for file in files {
+            let offered =
+                Offered { name: file.name.clone(), mime: file.mime.clone(), size: Some(file.size), voice: file.voice };
+            if let Err(line) = self.stash.admit(&offered, &chat) {
+                fetched.push(Err(line));
+                continue;
+            }
+            fetched.push(match tg::files::download(&self.bot, &file.file_id, self.stash.max_bytes()).await {
+                Ok(bytes) => Ok(Fetched { name: file.name, mime: file.mime, voice: file.voice, bytes }),
+                Err(tg::files::DownloadError::TooBig(line)) => Err(line),
+                Err(tg::files::DownloadError::Failed(e)) => {
+                    tracing::warn!(error = %e, "telegram: a file could not be downloaded");
+                    Err(format!("I could not download {} from Telegram; please send it again.", file.name))
+                }
+            });
+        }
+        attachments::deliver(&self.engine, &self.stash, msg, fetched).await?;
         Ok(())
     }
 

@@ -2,6 +2,7 @@
 //! and the ports (traits) that adapters implement. No IO crates live here, so everything in this
 //! crate is a pure function of its inputs and testable without a database or a network.
 
+pub mod attachment;
 pub mod classify;
 pub mod fair;
 pub mod model;

@@ -112,6 +112,10 @@ pub trait Store: Send + Sync {
     async fn open_turns(&self, session_id: Option<Id>) -> StoreResult<Vec<Turn>>;
     /// An execution's turns not yet ended, in every session of it, oldest first.
     async fn execution_turns(&self, execution_id: Id) -> StoreResult<Vec<Turn>>;
+    /// Files that go to the agent with `turn` (written with the turn, in its transaction).
+    async fn attach_to_turn(&self, turn: Id, files: &[crate::attachment::Attachment]) -> StoreResult<()>;
+    /// The files of `turn`, in the order they were attached.
+    async fn turn_attachments(&self, turn: Id) -> StoreResult<Vec<crate::attachment::Attachment>>;
 
     // Ownership: one live replica runs an execution with open work (see `Lease`).
     /// Takes `execution` for `owner` until `until` when nobody holds it, its holder's lease

@@ -9,6 +9,7 @@ mod m20261122_000001_init;
 mod m20261201_000001_web_console;
 mod m20261204_000001_ownership;
 mod m20261204_000002_rules_and_audit;
+mod m20261205_000001_attachments;
 mod m20261205_000001_execution_worktree;
 mod m20261205_000001_outbox_priority;
 mod m20261210_000001_web_sessions;
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261211_000001_bounded_context::Migration),
             Box::new(m20261205_000001_execution_worktree::Migration),
             Box::new(m20261205_000001_outbox_priority::Migration),
+            Box::new(m20261205_000001_attachments::Migration),
         ]
     }
 }

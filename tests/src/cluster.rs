@@ -98,6 +98,8 @@ pub struct Prompt {
     pub ppid: u32,
     pub at_ms: u128,
     pub text: String,
+    /// The protocol's raw input (see the fake agent's `log_input`); `null` when not recorded.
+    pub input: Value,
 }
 
 /// The prompts in `file`, in the order they were written.
@@ -110,6 +112,7 @@ pub fn prompts(file: &Path) -> Vec<Prompt> {
             ppid: v["ppid"].as_u64().unwrap_or_default() as u32,
             at_ms: v["at_ms"].as_u64().unwrap_or_default() as u128,
             text: v["text"].as_str().unwrap_or_default().to_owned(),
+            input: v["input"].clone(),
         })
         .collect()
 }

@@ -18,6 +18,8 @@ use super::token::{INVALID_TOKEN_CODES, Token};
 pub const RATE_LIMITED: i64 = 99_991_400;
 /// The messaging API's own frequency limit (per chat, per message): waited out like the other.
 pub const MESSAGE_RATE_LIMITED: i64 = 230_020;
+/// Not Feishu's: a message's file was larger than allowed (its size in bytes is the `msg`).
+pub const TOO_BIG: i64 = -2;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ApiError {
@@ -171,6 +173,80 @@ impl FeishuApi {
             return Err(ApiError::Api { what, status: status.as_u16(), code, msg });
         }
         Ok(value)
+    }
+
+    /// A file of a message (`GET /open-apis/im/v1/messages/{message_id}/resources/{key}?type=
+    /// image|file`; audio is a `file`): its bytes and the `Content-Type` the platform gave, at
+    /// most `max_bytes` (larger → [`ApiError::Api`] with code `-2` and the size as `msg`).
+    /// A failed attempt is tried again twice.
+    pub async fn message_resource(
+        &self,
+        message_id: &str,
+        key: &str,
+        kind: &str,
+        max_bytes: u64,
+    ) -> Result<(Vec<u8>, Option<String>), ApiError> {
+        let what = "message resource";
+        let path = format!(
+            "{}/open-apis/im/v1/messages/{}/resources/{}?type={kind}",
+            self.base,
+            path_segment(message_id),
+            path_segment(key)
+        );
+        let mut delay = Duration::from_millis(200);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.fetch_resource(what, &path, max_bytes).await {
+                Err(e @ ApiError::Api { code: TOO_BIG, .. }) => return Err(e),
+                Err(e) if attempt < 3 => {
+                    tracing::warn!(attempt, error = %e, "feishu: downloading a message's file failed");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn fetch_resource(
+        &self,
+        what: &'static str,
+        url: &str,
+        max_bytes: u64,
+    ) -> Result<(Vec<u8>, Option<String>), ApiError> {
+        let token = self.tenant_token().await?;
+        let response = self
+            .http
+            .get(url)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .map_err(|e| ApiError::Network { what, detail: network(&e) })?;
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap_or(v).trim().to_owned());
+        if !status.is_success() || content_type.as_deref() == Some("application/json") {
+            let text = response.text().await.unwrap_or_default();
+            let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            let code = value.get("code").and_then(Value::as_i64).unwrap_or(-1);
+            if INVALID_TOKEN_CODES.contains(&code) {
+                self.drop_token().await;
+            }
+            let msg = value.get("msg").and_then(Value::as_str).unwrap_or(status.as_str()).to_owned();
+            return Err(ApiError::Api { what, status: status.as_u16(), code, msg });
+        }
+        if let Some(n) = response.content_length().filter(|n| *n > max_bytes) {
+            return Err(ApiError::Api { what, status: 200, code: TOO_BIG, msg: n.to_string() });
+        }
+        let bytes = response.bytes().await.map_err(|e| ApiError::Network { what, detail: network(&e) })?;
+        if bytes.len() as u64 > max_bytes {
+            return Err(ApiError::Api { what, status: 200, code: TOO_BIG, msg: bytes.len().to_string() });
+        }
+        Ok((bytes.to_vec(), content_type))
     }
 
     /// Who the bot is: its open_id recognises mentions.

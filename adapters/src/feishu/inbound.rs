@@ -58,6 +58,75 @@ pub struct Text {
     pub reply_to: Vec<String>,
     /// Group only: the bot was mentioned or replied to.
     pub mentioned: bool,
+    /// Files of the message, to fetch through the message resources API.
+    pub files: Vec<FileRef>,
+}
+
+/// A file of a message: an `image`, a `file`, an `audio` message, or an image inside a `post`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRef {
+    /// `image_key` or `file_key`.
+    pub key: String,
+    /// The resource type the API wants: `image` or `file` (audio is a file).
+    pub resource: &'static str,
+    pub name: String,
+    /// Known only for a `file` (from its name); the download's `Content-Type` decides the rest.
+    pub mime: Option<String>,
+    pub voice: bool,
+}
+
+/// The files a message's content names.
+pub fn files(message_type: &str, content: &Value, message_id: &str) -> Vec<FileRef> {
+    let short: String = message_id.chars().rev().take(8).collect::<Vec<_>>().into_iter().rev().collect();
+    let image = |key: String, n: usize| FileRef {
+        name: if n == 0 { format!("image-{short}.png") } else { format!("image-{short}-{n}.png") },
+        key,
+        resource: "image",
+        mime: None,
+        voice: false,
+    };
+    match message_type {
+        "image" => vec![image(str_at(content, "image_key"), 0)].into_iter().filter(|f| !f.key.is_empty()).collect(),
+        "file" => {
+            let key = str_at(content, "file_key");
+            let name = str_at(content, "file_name");
+            let name = if name.is_empty() { format!("file-{short}") } else { name };
+            if key.is_empty() {
+                return Vec::new();
+            }
+            let mime = taskgate_core::attachment::mime_from_name(&name).to_owned();
+            vec![FileRef { key, resource: "file", name, mime: Some(mime), voice: false }]
+        }
+        "audio" => {
+            let key = str_at(content, "file_key");
+            if key.is_empty() {
+                return Vec::new();
+            }
+            vec![FileRef {
+                key,
+                resource: "file",
+                name: format!("voice-{short}.opus"),
+                mime: Some("audio/ogg".into()),
+                voice: true,
+            }]
+        }
+        "post" => {
+            let post = post_body(content);
+            let mut out = Vec::new();
+            for paragraph in post.get("content").and_then(Value::as_array).into_iter().flatten() {
+                for element in paragraph.as_array().into_iter().flatten() {
+                    if element.get("tag").and_then(Value::as_str) == Some("img") {
+                        let key = str_at(element, "image_key");
+                        if !key.is_empty() {
+                            out.push(image(key, out.len()));
+                        }
+                    }
+                }
+            }
+            out
+        }
+        _ => Vec::new(),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -141,9 +210,12 @@ fn message(event: &Value, bot: &BotIdentity, policy: &AccessPolicy, facts: Facts
     let group = str_at(&message, "chat_type") != "p2p";
     let mentions = message.get("mentions").and_then(Value::as_array).cloned().unwrap_or_default();
     let content: Value = serde_json::from_str(&str_at(&message, "content")).unwrap_or_default();
-    let raw = match str_at(&message, "message_type").as_str() {
+    let message_type = str_at(&message, "message_type");
+    let files = files(&message_type, &content, &message_id);
+    let raw = match message_type.as_str() {
         "text" => str_at(&content, "text"),
         "post" => post_text(&content),
+        "image" | "file" | "audio" if !files.is_empty() => String::new(),
         _ => return Inbound::Ignore("message type not handled"),
     };
     let (text, mentioned_bot) = resolve_mentions(&raw, &mentions, bot);
@@ -155,7 +227,7 @@ fn message(event: &Value, bot: &BotIdentity, policy: &AccessPolicy, facts: Facts
         return Inbound::Refuse(refusal(&chat_id, &open_id, group, Some(message_id)));
     }
     let text = text.trim().to_owned();
-    if text.is_empty() {
+    if text.is_empty() && files.is_empty() {
         return Inbound::Ignore("nothing but a mention");
     }
     let command = text.split_whitespace().next().unwrap_or_default().to_ascii_lowercase();
@@ -170,6 +242,7 @@ fn message(event: &Value, bot: &BotIdentity, policy: &AccessPolicy, facts: Facts
         text,
         reply_to: reply_targets(event),
         mentioned: group && mentioned,
+        files,
     })
 }
 
@@ -234,12 +307,7 @@ fn resolve_mentions(text: &str, mentions: &[Value], bot: &BotIdentity) -> (Strin
 /// A post's text: its title, then each paragraph's text runs, links and mentions as text.
 /// Mentions stay as their placeholder keys (`@_user_1`) so they resolve like a text message's.
 fn post_text(content: &Value) -> String {
-    // Events carry `{title, content}`; some clients send it keyed by language (`{"zh_cn": …}`).
-    let post = if content.get("content").is_some() {
-        content
-    } else {
-        content.as_object().and_then(|o| o.values().find(|v| v.get("content").is_some())).unwrap_or(content)
-    };
+    let post = post_body(content);
     let mut lines = Vec::new();
     let title = str_at(post, "title");
     if !title.is_empty() {
@@ -263,6 +331,16 @@ fn post_text(content: &Value) -> String {
         lines.push(line);
     }
     lines.join("\n")
+}
+
+/// A post's `{title, content}`: events carry it so; some clients key it by language
+/// (`{"zh_cn": …}`).
+fn post_body(content: &Value) -> &Value {
+    if content.get("content").is_some() {
+        content
+    } else {
+        content.as_object().and_then(|o| o.values().find(|v| v.get("content").is_some())).unwrap_or(content)
+    }
 }
 
 #[cfg(test)]

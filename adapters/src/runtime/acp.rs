@@ -17,18 +17,20 @@ use std::sync::Arc;
 
 use agent_client_protocol_schema::ProtocolVersion;
 use agent_client_protocol_schema::v1::{
-    CancelNotification, ClientCapabilities, ContentBlock, Implementation, InitializeRequest, InitializeResponse,
-    LoadSessionRequest, NewSessionRequest, NewSessionResponse, PermissionOption, PermissionOptionKind, PlanEntryStatus,
-    PromptRequest, PromptResponse, RequestPermissionOutcome, RequestPermissionRequest, RequestPermissionResponse,
-    SelectedPermissionOutcome, SessionNotification, SessionUpdate, StopReason, TextContent, ToolCallContent,
-    ToolCallStatus, ToolKind,
+    CancelNotification, ClientCapabilities, ContentBlock, ImageContent, Implementation, InitializeRequest,
+    InitializeResponse, LoadSessionRequest, NewSessionRequest, NewSessionResponse, PermissionOption,
+    PermissionOptionKind, PlanEntryStatus, PromptRequest, PromptResponse, RequestPermissionOutcome,
+    RequestPermissionRequest, RequestPermissionResponse, ResourceLink, SelectedPermissionOutcome, SessionNotification,
+    SessionUpdate, StopReason, TextContent, ToolCallContent, ToolCallStatus, ToolKind,
 };
 use async_trait::async_trait;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::Serialize;
 use serde_json::Value;
 use taskgate_core::runtime::{
-    AgentRuntime, AgentSession, ApprovalDecision, ApprovalKind, ApprovalRequest, CommandStatus, FileChange, PlanStep,
-    PlanStepStatus, RuntimeError, RuntimeEvent, SessionSpec, TurnOutcome, one_line, output_tail,
+    AgentRuntime, AgentSession, ApprovalDecision, ApprovalKind, ApprovalRequest, CommandStatus, FileChange, InputFile,
+    PlanStep, PlanStepStatus, RuntimeError, RuntimeEvent, SessionSpec, TurnOutcome, one_line, output_tail,
 };
 use tokio::sync::mpsc;
 
@@ -470,6 +472,25 @@ impl Tool {
 }
 
 /// The shell command in a tool's raw input, in the shapes agents use.
+/// A prompt's content: the text, then each image as image content (base64) and every other
+/// file as a resource link to its `file://` path. An image that cannot be read becomes a
+/// resource link too, so the agent can still look.
+fn prompt_blocks(text: String, files: &[InputFile]) -> Vec<ContentBlock> {
+    let mut blocks = vec![ContentBlock::Text(TextContent::new(text))];
+    for file in files {
+        let bytes = if file.image { std::fs::read(&file.path).ok() } else { None };
+        blocks.push(match bytes {
+            Some(bytes) => ContentBlock::Image(ImageContent::new(BASE64.encode(bytes), file.mime.clone())),
+            None => {
+                let mut link = ResourceLink::new(file.name.clone(), format!("file://{}", file.path.display()));
+                link.mime_type = Some(file.mime.clone());
+                ContentBlock::ResourceLink(link)
+            }
+        });
+    }
+    blocks
+}
+
 fn command_of(input: &Value) -> Option<String> {
     match input.get("command")? {
         Value::String(s) => Some(s.clone()),
@@ -511,7 +532,7 @@ impl Driver for Acp {
 
     fn on_command(&mut self, command: Command, io: &mut Io) {
         match command {
-            Command::Turn { text, reply } => {
+            Command::Turn { text, files, reply } => {
                 let Some(session_id) = self.session_id.clone() else {
                     let _ = reply.send(Err(RuntimeError::Dead));
                     return;
@@ -520,7 +541,7 @@ impl Driver for Acp {
                     let _ = reply.send(Err(RuntimeError::Busy));
                     return;
                 }
-                let prompt = PromptRequest::new(session_id, vec![ContentBlock::Text(TextContent::new(text))]);
+                let prompt = PromptRequest::new(session_id, prompt_blocks(text, &files));
                 self.request("session/prompt", prompt, Pending::Prompt);
                 self.turn = Some(false);
                 io.emit(RuntimeEvent::TurnStarted { turn_id: None });

@@ -8,10 +8,12 @@
 use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Value, json};
 use taskgate_core::runtime::{
-    AgentRuntime, AgentSession, ApprovalDecision, ApprovalKind, ApprovalRequest, CommandStatus, FileChange, PlanStep,
-    PlanStepStatus, RuntimeError, RuntimeEvent, SessionSpec, TurnOutcome, Usage, one_line, output_tail,
+    AgentRuntime, AgentSession, ApprovalDecision, ApprovalKind, ApprovalRequest, CommandStatus, FileChange, InputFile,
+    PlanStep, PlanStepStatus, RuntimeError, RuntimeEvent, SessionSpec, TurnOutcome, Usage, one_line, output_tail,
 };
 use tokio::sync::mpsc;
 
@@ -424,7 +426,7 @@ impl Driver for Claude {
 
     fn on_command(&mut self, command: Command, io: &mut Io) {
         match command {
-            Command::Turn { text, reply } => {
+            Command::Turn { text, files, reply } => {
                 if self.turn.is_some() {
                     let _ = reply.send(Err(RuntimeError::Busy));
                     return;
@@ -432,7 +434,7 @@ impl Driver for Claude {
                 let session_id = self.session_id.clone().unwrap_or_else(|| "default".to_string());
                 self.send(json!({
                     "type": "user",
-                    "message": { "role": "user", "content": text },
+                    "message": { "role": "user", "content": content(text, &files) },
                     "parent_tool_use_id": null,
                     "session_id": session_id,
                 }));
@@ -464,6 +466,29 @@ impl Driver for Claude {
 }
 
 /// Kind, human action and detail of a tool permission prompt.
+/// A user message's content: the text alone, or the text and one base64 image block per
+/// image (the Messages API's `{"type":"image","source":{"type":"base64",...}}`). An image that
+/// cannot be read is named in the text instead of failing the turn.
+fn content(text: String, files: &[InputFile]) -> Value {
+    let images: Vec<&InputFile> = files.iter().filter(|f| f.image).collect();
+    if images.is_empty() {
+        return Value::String(text);
+    }
+    let mut text = text;
+    let mut blocks = Vec::new();
+    for image in images {
+        match std::fs::read(&image.path) {
+            Ok(bytes) => blocks.push(json!({
+                "type": "image",
+                "source": { "type": "base64", "media_type": image.mime, "data": BASE64.encode(bytes) },
+            })),
+            Err(e) => text.push_str(&format!("\n(The image {} could not be read: {e}.)", image.name)),
+        }
+    }
+    blocks.insert(0, json!({ "type": "text", "text": text }));
+    Value::Array(blocks)
+}
+
 fn describe(tool: &str, input: &Value) -> (ApprovalKind, String, Option<String>) {
     match tool {
         "Bash" => {

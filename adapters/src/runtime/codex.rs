@@ -458,7 +458,7 @@ impl Driver for Codex {
 
     fn on_command(&mut self, command: Command, io: &mut Io) {
         match command {
-            Command::Turn { text, reply } => {
+            Command::Turn { text, files, reply } => {
                 let Some(thread_id) = self.thread_id.clone() else {
                     let _ = reply.send(Err(RuntimeError::Dead));
                     return;
@@ -474,10 +474,10 @@ impl Driver for Codex {
                     error: None,
                     interrupt_wanted: false,
                 });
-                let params = json!({
-                    "threadId": thread_id,
-                    "input": [{ "type": "text", "text": text, "text_elements": [] }],
-                });
+                // Images go as `localImage` items: codex reads the file itself.
+                let mut input = vec![json!({ "type": "text", "text": text, "text_elements": [] })];
+                input.extend(files.iter().filter(|f| f.image).map(|f| json!({ "type": "localImage", "path": f.path })));
+                let params = json!({ "threadId": thread_id, "input": input });
                 self.rpc.request("turn/start", params, Pending::TurnStart(reply));
             }
             Command::Decide { request_id, decision, reply } => {

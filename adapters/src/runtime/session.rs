@@ -5,7 +5,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use taskgate_core::runtime::{AgentSession, ApprovalDecision, RuntimeError, RuntimeEvent, SessionSpec};
+use taskgate_core::runtime::{
+    AgentSession, ApprovalDecision, InputFile, RuntimeError, RuntimeEvent, SessionSpec, TurnInput,
+};
 use tokio::process::Child;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -18,10 +20,25 @@ pub(crate) type Reply = oneshot::Sender<Result<(), RuntimeError>>;
 
 /// A caller's request, answered through `reply` when the driver knows the result.
 pub(crate) enum Command {
-    Turn { text: String, reply: Reply },
-    Decide { request_id: String, decision: ApprovalDecision, reply: Reply },
-    Answer { request_id: String, text: String, reply: Reply },
-    Interrupt { reply: Reply },
+    /// `files`: images and other files that go with the text (see [`TurnInput`]).
+    Turn {
+        text: String,
+        files: Vec<InputFile>,
+        reply: Reply,
+    },
+    Decide {
+        request_id: String,
+        decision: ApprovalDecision,
+        reply: Reply,
+    },
+    Answer {
+        request_id: String,
+        text: String,
+        reply: Reply,
+    },
+    Interrupt {
+        reply: Reply,
+    },
 }
 
 pub(crate) enum Control {
@@ -319,8 +336,12 @@ impl AgentSession for SessionHandle {
     }
 
     async fn send_turn(&self, text: &str) -> Result<(), RuntimeError> {
-        let text = text.to_string();
-        self.call(|reply| Command::Turn { text, reply }).await
+        self.send_input(&TurnInput::text(text)).await
+    }
+
+    async fn send_input(&self, input: &TurnInput) -> Result<(), RuntimeError> {
+        let (text, files) = (input.text.clone(), input.files.clone());
+        self.call(|reply| Command::Turn { text, files, reply }).await
     }
 
     async fn decide(&self, request_id: &str, decision: ApprovalDecision) -> Result<(), RuntimeError> {

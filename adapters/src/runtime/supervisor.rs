@@ -15,7 +15,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use taskgate_core::runtime::{AgentRuntime, AgentSession, RuntimeError, RuntimeEvent, SessionSpec, TurnOutcome};
+use taskgate_core::runtime::{
+    AgentRuntime, AgentSession, InputFile, RuntimeError, RuntimeEvent, SessionSpec, TurnInput, TurnOutcome,
+};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, mpsc, watch};
 use tokio::time::Instant;
 
@@ -301,7 +303,7 @@ struct Actor {
     events: mpsc::UnboundedSender<RuntimeEvent>,
     provider_id: Arc<Mutex<Option<String>>>,
     note: Arc<Mutex<Option<String>>>,
-    last_input: Option<String>,
+    last_input: Option<TurnInput>,
     turn_running: bool,
     deadline: Option<Instant>,
     interrupted_at_limit: bool,
@@ -399,8 +401,8 @@ impl Actor {
             Ok(()) => {
                 // The interrupted work is re-sent so the turn the person asked for completes.
                 if turn_was_running && let Some(input) = self.last_input.clone() {
-                    let text = self.with_preamble(&input);
-                    if let Err(e) = self.send(&text).await {
+                    let text = self.with_preamble(&input.text);
+                    if let Err(e) = self.send(&text, input.files).await {
                         tracing::warn!(agent = %self.spec.agent, error = %e, "could not re-send the last turn");
                         self.emit(RuntimeEvent::TurnFinished {
                             outcome: TurnOutcome::Failed { message: e.to_string() },
@@ -460,9 +462,9 @@ impl Actor {
         }
     }
 
-    async fn send(&mut self, text: &str) -> Result<(), RuntimeError> {
+    async fn send(&mut self, text: &str, files: Vec<InputFile>) -> Result<(), RuntimeError> {
         let inner = self.inner.as_ref().ok_or(RuntimeError::Dead)?;
-        inner.send_turn(text).await?;
+        inner.send_input(&TurnInput { text: text.to_owned(), files }).await?;
         self.turn_running = true;
         self.deadline = self.turn_timeout.map(|t| Instant::now() + t);
         Ok(())
@@ -470,7 +472,7 @@ impl Actor {
 
     async fn on_command(&mut self, command: Command) {
         match command {
-            Command::Turn { text, reply } => {
+            Command::Turn { text, files, reply } => {
                 if self.turn_running {
                     let _ = reply.send(Err(RuntimeError::Busy));
                     return;
@@ -481,9 +483,9 @@ impl Actor {
                     let _ = reply.send(Err(e));
                     return;
                 }
-                self.last_input = Some(text.clone());
+                self.last_input = Some(TurnInput { text: text.clone(), files: files.clone() });
                 let full = self.with_preamble(&text);
-                let _ = reply.send(self.send(&full).await);
+                let _ = reply.send(self.send(&full, files).await);
             }
             Command::Decide { request_id, decision, reply } => {
                 let result = match &self.inner {

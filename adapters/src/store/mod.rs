@@ -1,6 +1,7 @@
 //! The sea-orm implementation of the `Store` port, for SQLite (embedded default) and
 //! PostgreSQL (several replicas). Both run the same contract suite.
 
+mod attachments;
 mod convert;
 mod entities;
 mod lease;
@@ -523,6 +524,14 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
 
     async fn turn(&self, id: Id) -> StoreResult<Turn> {
         convert::turn(by_id::<turns::Entity>(&self.db, "turn", id).await?)
+    }
+
+    async fn attach_to_turn(&self, turn: Id, files: &[taskgate_core::attachment::Attachment]) -> StoreResult<()> {
+        self.insert_turn_files(turn, files).await
+    }
+
+    async fn turn_attachments(&self, turn: Id) -> StoreResult<Vec<taskgate_core::attachment::Attachment>> {
+        self.select_turn_files(turn).await
     }
 
     async fn execution_turns(&self, execution_id: Id) -> StoreResult<Vec<Turn>> {

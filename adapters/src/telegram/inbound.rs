@@ -91,6 +91,67 @@ pub struct Text {
     pub chat: Chat,
     /// Group only: a command, a mention of the bot, or a reply to it.
     pub mentioned: bool,
+    /// Files that came with the message (the text is then its caption, possibly empty).
+    pub files: Vec<FileRef>,
+}
+
+/// A file of a message, to fetch with `getFile`: the largest size of a photo, a document, a
+/// voice note or an audio file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRef {
+    pub file_id: String,
+    /// The sender's file name, or one made up from the kind ("photo.jpg", "voice.ogg").
+    pub name: String,
+    pub mime: String,
+    /// As Telegram reports it, so an oversized file is refused before it is downloaded.
+    pub size: u64,
+    pub voice: bool,
+}
+
+/// The files of `message`.
+pub fn files(message: &Message) -> Vec<FileRef> {
+    let mut out = Vec::new();
+    if let Some(photo) =
+        message.photo().and_then(|sizes| sizes.iter().max_by_key(|p| (p.width * p.height, p.file.size)))
+    {
+        out.push(FileRef {
+            file_id: photo.file.id.0.clone(),
+            name: format!("photo-{}.jpg", message.id.0),
+            mime: "image/jpeg".into(),
+            size: u64::from(photo.file.size),
+            voice: false,
+        });
+    }
+    if let Some(doc) = message.document() {
+        let name = doc.file_name.clone().unwrap_or_else(|| format!("document-{}", message.id.0));
+        let mime = doc
+            .mime_type
+            .as_ref()
+            .map(|m| m.essence_str().to_owned())
+            .unwrap_or_else(|| taskgate_core::attachment::mime_from_name(&name).to_owned());
+        out.push(FileRef { file_id: doc.file.id.0.clone(), name, mime, size: u64::from(doc.file.size), voice: false });
+    }
+    if let Some(voice) = message.voice() {
+        out.push(FileRef {
+            file_id: voice.file.id.0.clone(),
+            name: format!("voice-{}.ogg", message.id.0),
+            mime: voice.mime_type.as_ref().map_or("audio/ogg".to_owned(), |m| m.essence_str().to_owned()),
+            size: u64::from(voice.file.size),
+            voice: true,
+        });
+    }
+    if let Some(audio) = message.audio() {
+        let name = audio.file_name.clone().unwrap_or_else(|| format!("audio-{}.mp3", message.id.0));
+        let mime = audio.mime_type.as_ref().map_or("audio/mpeg".to_owned(), |m| m.essence_str().to_owned());
+        out.push(FileRef {
+            file_id: audio.file.id.0.clone(),
+            name,
+            mime,
+            size: u64::from(audio.file.size),
+            voice: true,
+        });
+    }
+    out
 }
 
 /// An inline button pressed.
@@ -175,7 +236,8 @@ fn message_in(update_id: u32, message: &Message, bot: &BotIdentity, policy: &Acc
     if message.chat.is_channel() {
         return Inbound::Ignore("channel");
     }
-    let Some(raw) = message.text().or_else(|| message.caption()) else {
+    let files = files(message);
+    let Some(raw) = message.text().or_else(|| message.caption()).or_else(|| (!files.is_empty()).then_some("")) else {
         return Inbound::Ignore("no text");
     };
     let group = !message.chat.is_private();
@@ -190,6 +252,8 @@ fn message_in(update_id: u32, message: &Message, bot: &BotIdentity, policy: &Acc
         strip_mentions(command.as_ref().map_or(raw, |c| c.text.as_str()), entities, bot, command.is_some());
     let reply_to_bot =
         message.reply_to_message().filter(|r| r.from.as_ref().is_some_and(|u| u.id.0 == bot.id)).map(|r| r.id.0);
+    // In a private chat a file alone is addressed to the bot; in a group it needs a mention
+    // or a reply like any message.
     let mentioned = command.is_some() || mention || reply_to_bot.is_some();
     if group && !mentioned {
         return Inbound::Ignore("group message not addressed to the bot");
@@ -206,7 +270,7 @@ fn message_in(update_id: u32, message: &Message, bot: &BotIdentity, policy: &Acc
         }
         _ => text,
     };
-    if text.trim().is_empty() {
+    if text.trim().is_empty() && files.is_empty() {
         return Inbound::Ignore("nothing but a mention");
     }
     Inbound::Text(Text {
@@ -218,6 +282,7 @@ fn message_in(update_id: u32, message: &Message, bot: &BotIdentity, policy: &Acc
         reply_to_message_id: reply_to_bot,
         chat: if group { Chat::Group } else { Chat::Direct },
         mentioned: group && mentioned,
+        files,
     })
 }
 

@@ -3,6 +3,7 @@
 //! buttons. The token is part of every request URL: request URLs are never logged.
 
 pub mod callback;
+pub mod files;
 pub mod html;
 pub mod inbound;
 pub mod outbound;

@@ -38,6 +38,8 @@ pub enum Origin<'a> {
         message_id: Option<&'a str>,
         /// Model for new runtime sessions, per agent name.
         model_of: &'a (dyn Fn(&str) -> Option<String> + Sync),
+        /// Files that came with the message: they go to the agent with the turns it queues.
+        files: &'a [taskgate_core::attachment::Attachment],
     },
     /// An agent's event, applied by the owner of its execution.
     Agent {
@@ -133,6 +135,8 @@ pub async fn apply(tx: &dyn Store, plan: &Plan, origin: &Origin<'_>) -> StoreRes
     let mut replace_next_reply: Option<String> = None;
     // The turn the last effect started, queued, interrupted or answered: what an `Ack` is about.
     let mut last_turn: Option<Id> = None;
+    // A turn handed over (a restart): the turn queued again after it carries its files.
+    let mut rerun_of: Option<Id> = None;
 
     let task_of = |r: TaskRef, created: Option<Id>| -> StoreResult<Id> {
         match r {
@@ -186,7 +190,14 @@ pub async fn apply(tx: &dyn Store, plan: &Plan, origin: &Origin<'_>) -> StoreRes
             // No adapter steers a running turn yet; the router only steers when told it can,
             // so a steer that arrives anyway waits its turn rather than being lost.
             Effect::QueueTurn { execution, input } | Effect::SteerTurn { execution, input } => {
-                last_turn = Some(queue_turn(tx, *execution, input, origin).await?);
+                let turn = queue_turn(tx, *execution, input, origin).await?;
+                if let Some(old) = rerun_of.take() {
+                    let files = tx.turn_attachments(old).await?;
+                    if !files.is_empty() {
+                        tx.attach_to_turn(turn, &files).await?;
+                    }
+                }
+                last_turn = Some(turn);
                 applied.wake.push(*execution);
             }
             Effect::AnswerQuestion { execution, text } => {
@@ -276,6 +287,9 @@ pub async fn apply(tx: &dyn Store, plan: &Plan, origin: &Origin<'_>) -> StoreRes
                 Err(text) => replace_next_reply = Some(text),
             },
             Effect::Record { task, body } => {
+                if let Body::TurnHandedOver { turn, .. } = body {
+                    rerun_of = Some(*turn);
+                }
                 let task_id = task_of(*task, created_task)?;
                 current_task = Some(task_id);
                 record(tx, task_id, origin.execution(), origin, body.clone()).await?;
@@ -627,7 +641,13 @@ async fn queue_turn(tx: &dyn Store, exec: Id, input: &str, origin: &Origin<'_>) 
             fresh
         }
     };
-    Ok(tx.create_turn(session.id, input).await?.id)
+    let turn = tx.create_turn(session.id, input).await?.id;
+    if let Origin::Person { files, .. } = origin
+        && !files.is_empty()
+    {
+        tx.attach_to_turn(turn, files).await?;
+    }
+    Ok(turn)
 }
 
 /// Decides the approval once. `Err(text)` is the reply for a late answer: who decided first.

@@ -23,6 +23,7 @@ use std::time::Duration;
 use chrono::Utc;
 use taskgate_adapters::runtime::{Supervisor, SupervisorOptions};
 use taskgate_adapters::store::SeaStore;
+use taskgate_core::attachment::{self, Attachment, AttachmentKind};
 use taskgate_core::classify::{Chat, Classifier, Decision, Intent};
 use taskgate_core::model::{Channel, Id, Identity, NewOutbound};
 use taskgate_core::reply::Reply;
@@ -178,7 +179,36 @@ impl Engine {
 
     /// Handles one message: classify, route, apply in one transaction, then wake the agents.
     pub async fn handle(&self, msg: IncomingMessage) -> Result<(), EngineError> {
-        self.process(msg, None).await
+        self.process(msg, None, &[]).await
+    }
+
+    /// Handles a message that came with files (already checked and stored; see
+    /// `crate::attachments`). Each file is on the task's timeline; images and files go to the
+    /// agent with the turn the message starts or queues. A message that is only files (no
+    /// caption) continues the task it replies to, else the conversation's active task, else
+    /// starts one.
+    pub async fn handle_with_files(&self, mut msg: IncomingMessage, files: Vec<Attachment>) -> Result<(), EngineError> {
+        if files.is_empty() {
+            return self.process(msg, None, &[]).await;
+        }
+        if !msg.text.trim().is_empty() {
+            return self.process(msg, None, &files).await;
+        }
+        msg.text = attachment::only_files_text(&files);
+        let store: &SeaStore = &self.shared.store;
+        let conversation = store.conversation(msg.channel, &msg.chat_id, &msg.thread_id).await?;
+        let task = msg.reply_to_task.or(conversation.focused_task_id);
+        let decision = Decision {
+            intent: Intent::Continue,
+            task: task.map(|t| t.to_string()),
+            agent: None,
+            role: None,
+            approval: None,
+            scope: None,
+            confidence: 1.0,
+            reason: "only files: they continue the active task".into(),
+        };
+        self.process(msg, Some(decision), &files).await
     }
 
     /// A press on a button of a clarify ("Did you mean: …"): completes the message the clarify
@@ -208,7 +238,7 @@ impl Engine {
             mentioned: true,
             ..msg
         };
-        self.process(msg, Some(decision)).await?;
+        self.process(msg, Some(decision), &[]).await?;
         Ok(Chosen::Applied { label })
     }
 
@@ -219,7 +249,12 @@ impl Engine {
     }
 
     /// `handle`, with the decision given (a clarify's chosen reading) or classified.
-    async fn process(&self, msg: IncomingMessage, given: Option<Decision>) -> Result<(), EngineError> {
+    async fn process(
+        &self,
+        msg: IncomingMessage,
+        given: Option<Decision>,
+        files: &[Attachment],
+    ) -> Result<(), EngineError> {
         if !self.admitted(&msg) {
             tracing::info!(channel = %msg.channel, sender = %msg.sender_id, "message from a sender not admitted; dropped");
             return Ok(());
@@ -292,7 +327,10 @@ impl Engine {
             _ => Vec::new(),
         };
         let plan = route::route(&decision, &alternatives, &msg.text, &sender, &loaded.state);
-        let plan = self.guard_decisions(plan, msg.channel, &msg.sender_id, sender.person_id).await?;
+        let mut plan = self.guard_decisions(plan, msg.channel, &msg.sender_id, sender.person_id).await?;
+        // Each file on the timeline; voice notes arrive as their transcript, not as a file.
+        attachment::annotate(&mut plan, files);
+        let turn_files: Vec<Attachment> = files.iter().filter(|f| f.kind != AttachmentKind::Voice).cloned().collect();
         let config = self.shared.config.clone();
         let model_of = move |agent: &str| config.agents.get(agent).and_then(|a| a.model.clone());
         let origin = Origin::Person {
@@ -301,6 +339,7 @@ impl Engine {
             text: &msg.text,
             message_id: msg.message_id.as_deref(),
             model_of: &model_of,
+            files: &turn_files,
         };
         let applied = apply::commit(store, &plan, &origin, None).await?;
         self.shared.outbox.after(&plan);
@@ -397,6 +436,7 @@ pub(crate) fn display_agent(agent: &str) -> String {
 fn futures_are_send(engine: &Engine, msg: IncomingMessage) {
     fn send<T: Send>(_: T) {}
     send(engine.handle(msg.clone()));
+    send(engine.handle_with_files(msg.clone(), Vec::new()));
     send(engine.choose(msg, 0, 0));
     send(engine.shutdown(Duration::ZERO));
 }

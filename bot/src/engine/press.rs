@@ -70,6 +70,7 @@ impl Engine {
             text: "",
             message_id: by.message_id.as_deref(),
             model_of: &model_of,
+            files: &[],
         };
         let applied = apply::commit(store, &plan, &origin, None).await?;
         self.shared.outbox.after(&plan);
@@ -104,7 +105,7 @@ impl Engine {
             confidence: 1.0,
             reason: "the Stop button".into(),
         };
-        self.process(msg, Some(decision)).await?;
+        self.process(msg, Some(decision), &[]).await?;
         Ok(Pressed::Done("Stopping".into()))
     }
 

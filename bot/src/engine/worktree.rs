@@ -298,8 +298,10 @@ impl Engine {
             text: "",
             message_id: by.message_id.as_deref(),
             model_of: &model_of,
+            files: &[],
         };
         let applied = apply::commit(store, &plan, &origin, None).await?;
+        self.shared.outbox.after(&plan);
         for exec in applied.wake {
             self.runner.wake(exec);
         }

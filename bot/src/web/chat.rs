@@ -42,7 +42,21 @@ pub struct NewMessage {
     task: Option<Id>,
     /// The browser's id for this message: sending it twice stores it once.
     client_id: Option<String>,
+    /// Files uploaded first (`POST /api/files`), as that answered: `{sha256, name, mime}`.
+    #[serde(default)]
+    files: Vec<UploadedFile>,
 }
+
+/// A file a message sends: uploaded before, named by its content's hash.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct UploadedFile {
+    sha256: String,
+    name: String,
+    mime: String,
+}
+
+/// Files one message may carry.
+const MAX_FILES: usize = 10;
 
 /// `POST /api/messages`: stored, then 202; the engine handles it right after.
 #[derive(Debug, Deserialize)]
@@ -76,8 +90,14 @@ pub async fn send(
     Json(message): Json<NewMessage>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let text = message.text.trim();
-    if text.is_empty() {
+    if text.is_empty() && message.files.is_empty() {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "text is empty"));
+    }
+    if message.files.len() > MAX_FILES {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, format!("at most {MAX_FILES} files per message")));
+    }
+    if let Some(missing) = message.files.iter().find(|f| console.stash.find(&f.sha256).is_none()) {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, format!("{} was not uploaded", missing.name)));
     }
     if text.chars().count() > MAX_TEXT {
         return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("text is longer than {MAX_TEXT} characters")));
@@ -93,7 +113,11 @@ pub async fn send(
         .inbox_accept(NewInbound {
             channel: Channel::Web,
             external_id,
-            payload: json!({"text": text, "task": message.task}),
+            payload: if message.files.is_empty() {
+                json!({"text": text, "task": message.task})
+            } else {
+                json!({"text": text, "task": message.task, "files": message.files})
+            },
         })
         .await?;
     console.inbox.notify_one();
@@ -113,6 +137,8 @@ pub struct ChatMessage {
     /// `you` or `taskgate`.
     from: &'static str,
     text: String,
+    /// Files the person sent with it: `[{sha256, name, mime}]` (`GET /api/files/{sha256}`).
+    files: Value,
     task: Option<Id>,
     approval: Option<Id>,
     /// A clarify's choices: `[{label, choice}]`.
@@ -147,6 +173,7 @@ pub async fn history(
             id: format!("in-{}", row.id),
             from: "you",
             text: row.payload.get("text").and_then(Value::as_str).unwrap_or_default().to_owned(),
+            files: row.payload.get("files").cloned().unwrap_or_else(|| json!([])),
             task: row.payload.get("task").and_then(Value::as_i64),
             approval: None,
             buttons: json!([]),
@@ -166,6 +193,7 @@ pub async fn history(
             id: format!("out-{}", row.id),
             from: "taskgate",
             text: row.payload.text.clone(),
+            files: json!([]),
             task: row.task_id,
             approval: row.approval_id,
             buttons: choice_buttons(&row.payload),
@@ -251,7 +279,22 @@ impl InboxHandler for WebInbox {
         let text = row.payload.get("text").and_then(Value::as_str).unwrap_or_default().to_owned();
         let task = row.payload.get("task").and_then(Value::as_i64);
         let message = IncomingMessage { message_id: Some(format!("in-{}", row.id)), ..console.user(task, &text) };
-        console.engine.handle(message).await?;
+        let files: Vec<UploadedFile> =
+            row.payload.get("files").and_then(|f| serde_json::from_value(f.clone()).ok()).unwrap_or_default();
+        if files.is_empty() {
+            console.engine.handle(message).await?;
+        } else {
+            let found = files
+                .iter()
+                .map(|f| {
+                    console
+                        .stash
+                        .restore(&f.name, &f.mime, &f.sha256)
+                        .ok_or_else(|| format!("{} is gone from the store", f.name))
+                })
+                .collect();
+            crate::attachments::deliver_stored(&console.engine, &console.stash, message, found).await?;
+        }
         console.hub.send(Hint::Chat { task });
         Ok(())
     }

@@ -10,6 +10,7 @@ pub mod api;
 pub mod auth;
 pub mod chat;
 pub mod control;
+pub mod files;
 pub mod sse;
 
 use std::sync::Arc;
@@ -47,6 +48,8 @@ pub struct Console {
     closing: tokio_util::sync::CancellationToken,
     /// When each task last had something happen (the task list's order).
     activity: activity::Activity,
+    /// Uploaded files: checked and stored like any channel's.
+    stash: crate::attachments::Stash,
 }
 
 impl Console {
@@ -88,6 +91,7 @@ impl WebConsole {
             outbox,
             closing: Default::default(),
             activity: Default::default(),
+            stash: crate::attachments::Stash::new(config),
         });
         let workers = vec![
             tokio::spawn(chat::inbox_worker(console.clone())),
@@ -122,9 +126,21 @@ pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
     routes().router.route_layer(middleware::from_fn(auth::require))
 }
 
+/// Uploads, outside the gateway's 1 MB request limit: the handler reads at most
+/// `[attachments] max_bytes` itself. Behind the same login.
+pub fn upload_router<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    upload_routes().router.route_layer(middleware::from_fn(auth::require))
+}
+
+fn upload_routes<S: Clone + Send + Sync + 'static>() -> Routes<S> {
+    Routes { router: Router::new(), table: Vec::new() }.add("POST", "/api/files", post(files::upload))
+}
+
 /// Every console route as `(METHOD, path)`: what `bot/openapi.json` must describe, exactly.
 pub fn route_table() -> Vec<(&'static str, &'static str)> {
-    routes::<()>().table
+    let mut table = routes::<()>().table;
+    table.extend(upload_routes::<()>().table);
+    table
 }
 
 fn routes<S: Clone + Send + Sync + 'static>() -> Routes<S> {
@@ -161,6 +177,7 @@ fn routes<S: Clone + Send + Sync + 'static>() -> Routes<S> {
         .add("GET", "/api/messages", get(chat::history))
         .add("POST", "/api/messages", post(chat::send))
         .add("POST", "/api/messages/{id}/choose", post(chat::choose))
+        .add("GET", "/api/files/{sha256}", get(files::download))
         .add("GET", "/api/stream", get(sse::stream))
 }
 

@@ -93,6 +93,14 @@ pub enum Body {
         confidence: f32,
         reason: String,
     },
+    /// A file that came with a person's message (recorded after it): what it was, not where.
+    Attachment {
+        name: String,
+        kind: crate::attachment::AttachmentKind,
+        mime: String,
+        size: u64,
+        sha256: String,
+    },
     /// The person answered the question an execution's turn waited on.
     QuestionAnswered {
         text: String,
@@ -239,7 +247,7 @@ impl EventBody {
 impl Body {
     pub fn kind(&self) -> EventKind {
         match self {
-            Body::Message { .. } => EventKind::Message,
+            Body::Message { .. } | Body::Attachment { .. } => EventKind::Message,
             Body::Decision { .. } => EventKind::Decision,
             Body::ApprovalDecided { .. }
             | Body::ApprovalRequested { .. }

@@ -12,6 +12,6 @@ pub use event::{
     ApprovalDecision, ApprovalKind, ApprovalRequest, CommandStatus, FileChange, PlanStep, PlanStepStatus, RuntimeEvent,
     TurnOutcome, Usage,
 };
-pub use port::{AgentRuntime, AgentSession, RuntimeError};
+pub use port::{AgentRuntime, AgentSession, InputFile, RuntimeError, TurnInput};
 pub use spec::{AgentKind, McpServer, SessionSpec};
 pub use summary::{one_line, output_tail, summarize};

@@ -4,6 +4,35 @@ use async_trait::async_trait;
 
 use super::{ApprovalDecision, RuntimeEvent, SessionSpec};
 
+/// A turn's input: the text, and files that go with it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TurnInput {
+    pub text: String,
+    pub files: Vec<InputFile>,
+}
+
+/// One file of a turn, where the agent can read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputFile {
+    /// Absolute path on the agent's machine.
+    pub path: std::path::PathBuf,
+    pub name: String,
+    pub mime: String,
+    /// An image every protocol takes as image input; otherwise a file (a resource link for
+    /// ACP, the path in the text for the others).
+    pub image: bool,
+}
+
+impl TurnInput {
+    pub fn text(text: impl Into<String>) -> Self {
+        Self { text: text.into(), files: Vec::new() }
+    }
+
+    pub fn images(&self) -> impl Iterator<Item = &InputFile> {
+        self.files.iter().filter(|f| f.image)
+    }
+}
+
 /// Starts agent sessions. One implementation per protocol, plus a supervisor that wraps them.
 #[async_trait]
 pub trait AgentRuntime: Send + Sync {
@@ -29,6 +58,13 @@ pub trait AgentSession: Send + Sync {
 
     /// Starts a turn. Fails with [`RuntimeError::Busy`] while another turn runs.
     async fn send_turn(&self, text: &str) -> Result<(), RuntimeError>;
+
+    /// Starts a turn with files: images as the protocol's image input, other files as what
+    /// the protocol has for them (the text already names them with their paths). A session
+    /// that knows no such input gets the text alone.
+    async fn send_input(&self, input: &TurnInput) -> Result<(), RuntimeError> {
+        self.send_turn(&input.text).await
+    }
 
     /// Answers a pending approval.
     async fn decide(&self, request_id: &str, decision: ApprovalDecision) -> Result<(), RuntimeError>;

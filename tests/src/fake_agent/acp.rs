@@ -127,7 +127,7 @@ impl Fake {
                     .and_then(Value::as_array)
                     .map(|blocks| blocks.iter().filter_map(|b| b.get("text").and_then(Value::as_str)).collect())
                     .unwrap_or_default();
-                self.ctx.log_prompt(&text);
+                self.ctx.log_input(&text, params.get("prompt").unwrap_or(&Value::Null));
                 self.turn(&id, &session, &text);
             }
             _ => self.error(&id, -32601, &format!("method not found: {method}")),

@@ -85,6 +85,7 @@ impl Fake {
                     }
                     _ => String::new(),
                 };
+                self.ctx.log_input(&text, msg.pointer("/message/content").unwrap_or(&Value::Null));
                 self.turn(&text);
             }
             _ => eprintln!("fake-agent: unexpected input"),

@@ -202,7 +202,7 @@ impl Fake {
                     (state.cwd.clone(), state.mcp.clone(), state.allowed.clone())
                 };
                 shared.respond(&id, json!({ "turn": turn_value(&turn, "inProgress") }));
-                shared.tools.log_prompt(&text);
+                shared.tools.log_input(&text, params.get("input").unwrap_or(&Value::Null));
                 let run =
                     TurnRun { shared: shared.clone(), thread, turn, cwd, mcp, allowed, signals: inbox, own: signals };
                 std::thread::spawn(move || run.run(&text));

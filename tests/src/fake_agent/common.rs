@@ -78,8 +78,8 @@ impl Context {
         Tools { state_dir: self.state_dir.clone(), prompts: self.prompts.clone() }
     }
 
-    pub fn log_prompt(&self, text: &str) {
-        self.tools().log_prompt(text);
+    pub fn log_input(&self, text: &str, input: &Value) {
+        self.tools().log_input(text, input);
     }
 
     pub fn send(&self, msg: &Value) {
@@ -124,8 +124,9 @@ pub struct Tools {
 
 impl Tools {
     /// Records a prompt in the `--prompts` file (appended whole, one line, by every process
-    /// sharing the file).
-    pub fn log_prompt(&self, text: &str) {
+    /// sharing the file), with the protocol's raw input (codex `input` items, claude `content`
+    /// blocks, ACP `prompt` blocks) as `input`: which content types arrived.
+    pub fn log_input(&self, text: &str, input: &Value) {
         let Some(path) = &self.prompts else { return };
         let at_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
         let line = serde_json::json!({
@@ -133,6 +134,7 @@ impl Tools {
             "ppid": std::os::unix::process::parent_id(),
             "at_ms": at_ms,
             "text": text,
+            "input": input,
         });
         if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
             let _ = f.write_all(format!("{line}\n").as_bytes());

@@ -3,7 +3,9 @@
 //! * `POST /open-apis/auth/v3/tenant_access_token/internal` (checks the app id and secret);
 //! * with a valid bearer token: `GET /open-apis/bot/v3/info`, `POST /open-apis/im/v1/messages`
 //!   (idempotent on `uuid`, as Feishu is), `POST …/messages/{id}/reply`, `PATCH
-//!   …/messages/{id}`, `GET /open-apis/contact/v3/users/{id}`, `GET /open-apis/im/v1/chats/{id}`;
+//!   …/messages/{id}`, `GET /open-apis/contact/v3/users/{id}`, `GET /open-apis/im/v1/chats/{id}`,
+//!   `GET /open-apis/im/v1/messages/{id}/resources/{key}?type=image|file` (bytes the test
+//!   added with [`FakeFeishu::add_resource`]);
 //! * injected trouble: 429 with `x-ogw-ratelimit-reset` and code 99991400, and every token
 //!   issued so far turned invalid (code 99991663);
 //! * the long connection: `POST /callback/ws/endpoint`, and a WebSocket server speaking
@@ -119,6 +121,9 @@ impl WsFrame {
     }
 }
 
+/// A message's file: (resource type, content type, bytes).
+type Resource = (String, String, Vec<u8>);
+
 #[derive(Default)]
 struct State {
     calls: Mutex<Vec<Call>>,
@@ -135,6 +140,8 @@ struct State {
     ws_connections: AtomicUsize,
     ws_received: Mutex<Vec<WsFrame>>,
     next_frame: AtomicUsize,
+    /// (message id, key) → the file.
+    resources: Mutex<HashMap<(String, String), Resource>>,
 }
 
 pub struct FakeFeishu {
@@ -210,6 +217,14 @@ impl FakeFeishu {
     /// Every tenant token issued so far stops being valid (as after its two hours).
     pub fn expire_tokens(&self) {
         self.state.tokens.lock().unwrap().clear();
+    }
+
+    /// A file of message `message_id` under `key`, served as `resource` (`image` or `file`).
+    pub fn add_resource(&self, message_id: &str, key: &str, resource: &str, content_type: &str, bytes: &[u8]) {
+        self.state.resources.lock().unwrap().insert(
+            (message_id.to_owned(), key.to_owned()),
+            (resource.to_owned(), content_type.to_owned(), bytes.to_vec()),
+        );
     }
 
     pub fn calls(&self) -> Vec<Call> {
@@ -317,6 +332,9 @@ fn handle(state: &State, method: Method, uri: Uri, headers: HeaderMap, raw: Byte
     };
     let path = uri.path().to_owned();
     let query = uri.query().unwrap_or_default().to_owned();
+    if let Some(response) = resource(state, &method, &path, &query, &headers) {
+        return response;
+    }
     let (status, reply, reset) = answer(state, &method, &path, &headers, &body);
     state.calls.lock().unwrap().push(Call {
         method: method.to_string(),
@@ -332,6 +350,46 @@ fn handle(state: &State, method: Method, uri: Uri, headers: HeaderMap, raw: Byte
         response.headers_mut().insert("x-ogw-ratelimit-reset", reset.to_string().parse().unwrap());
     }
     response
+}
+
+/// `GET …/messages/{id}/resources/{key}?type=…`: the bytes, recorded as a call with a `Null`
+/// body; a wrong type or an unknown key is Feishu's JSON error.
+fn resource(state: &State, method: &Method, path: &str, query: &str, headers: &HeaderMap) -> Option<Response> {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let ["open-apis", "im", "v1", "messages", message_id, "resources", key] = segments.as_slice() else {
+        return None;
+    };
+    if method != Method::GET {
+        return None;
+    }
+    let bearer = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    let authorised = bearer.is_some_and(|t| state.tokens.lock().unwrap().iter().any(|x| x == t));
+    let wanted = query.split('&').find_map(|kv| kv.strip_prefix("type=")).unwrap_or_default();
+    let found = state.resources.lock().unwrap().get(&((*message_id).to_owned(), (*key).to_owned())).cloned();
+    let (status, response) = match found {
+        _ if !authorised => {
+            let reply = json!({"code": 99991663, "msg": "Invalid access token for authorization."});
+            (StatusCode::BAD_REQUEST, (StatusCode::BAD_REQUEST, axum::Json(reply)).into_response())
+        }
+        Some((resource, content_type, bytes)) if resource == wanted => (
+            StatusCode::OK,
+            (StatusCode::OK, [(axum::http::header::CONTENT_TYPE, content_type)], bytes).into_response(),
+        ),
+        _ => {
+            let reply = json!({"code": 234003, "msg": "File not in msg."});
+            (StatusCode::BAD_REQUEST, (StatusCode::BAD_REQUEST, axum::Json(reply)).into_response())
+        }
+    };
+    state.calls.lock().unwrap().push(Call {
+        method: method.to_string(),
+        path: path.to_owned(),
+        query: query.to_owned(),
+        body: Value::Null,
+        status: status.as_u16(),
+        reply: Value::Null,
+        at: Instant::now(),
+    });
+    Some(response)
 }
 
 fn answer(

@@ -7,6 +7,8 @@
 //!   are confirmed and dropped) and `timeout`;
 //! * `sendMessage`, `editMessageText`, `editMessageReplyMarkup` (answering with a message),
 //!   `answerCallbackQuery`, `sendMessageDraft` (Bot API 9.3+);
+//! * `getFile` for files the test added ([`FakeTelegram::add_file`]) and their bytes at
+//!   `GET /file/bot<token>/<file_path>` (failing the first downloads on request);
 //! * injected failures: `429` with `retry_after`, or any API error description. Never 5xx:
 //!   teloxide sleeps 10 s after one.
 //!
@@ -94,6 +96,11 @@ struct State {
     arrived: Notify,
     failures: Mutex<Vec<Failure>>,
     next_message_id: AtomicI64,
+    /// file_id → (file_path, bytes).
+    files: Mutex<std::collections::HashMap<String, (String, Vec<u8>)>>,
+    /// Downloads still to fail (404), and downloads served so far.
+    failing_downloads: Mutex<usize>,
+    downloads: Mutex<Vec<String>>,
 }
 
 /// A running fake; stops when dropped.
@@ -120,6 +127,9 @@ impl FakeTelegram {
             arrived: Notify::new(),
             failures: Mutex::new(Vec::new()),
             next_message_id: AtomicI64::new(1000),
+            files: Mutex::default(),
+            failing_downloads: Mutex::new(0),
+            downloads: Mutex::default(),
         });
         let app = Router::new().fallback({
             let state = state.clone();
@@ -165,6 +175,22 @@ impl FakeTelegram {
             description: description.to_owned(),
             retry_after,
         });
+    }
+
+    /// A file `getFile` knows as `file_id`, served with `bytes`.
+    pub fn add_file(&self, file_id: &str, bytes: &[u8]) {
+        let path = format!("documents/{file_id}.bin");
+        self.state.files.lock().expect("fake telegram poisoned").insert(file_id.to_owned(), (path, bytes.to_vec()));
+    }
+
+    /// The next `n` file downloads answer 404.
+    pub fn fail_downloads(&self, n: usize) {
+        *self.state.failing_downloads.lock().expect("fake telegram poisoned") = n;
+    }
+
+    /// The file paths downloaded (successfully or not), in order.
+    pub fn downloads(&self) -> Vec<String> {
+        self.state.downloads.lock().expect("fake telegram poisoned").clone()
     }
 
     /// Every call so far, in order.
@@ -218,6 +244,9 @@ async fn handle(state: &State, uri: Uri, raw: Bytes) -> Response {
     let via = segments[..at.min(segments.len())].join("/");
     let bot = segments.get(at).copied().unwrap_or("");
     let method = segments.get(at + 1).copied().unwrap_or("").to_ascii_lowercase();
+    if via.ends_with("file") && bot.strip_prefix("bot") == Some(state.token.as_str()) {
+        return serve_file(state, &segments[at + 1..].join("/"));
+    }
     let (status, reply) = if bot.strip_prefix("bot") != Some(state.token.as_str()) {
         (StatusCode::UNAUTHORIZED, json!({"ok": false, "error_code": 401, "description": "Unauthorized"}))
     } else if let Some(f) = take_failure(state, &method) {
@@ -246,6 +275,22 @@ async fn handle(state: &State, uri: Uri, raw: Bytes) -> Response {
     (status, axum::Json(reply)).into_response()
 }
 
+fn serve_file(state: &State, path: &str) -> Response {
+    state.downloads.lock().expect("fake telegram poisoned").push(path.to_owned());
+    {
+        let mut failing = state.failing_downloads.lock().expect("fake telegram poisoned");
+        if *failing > 0 {
+            *failing -= 1;
+            return StatusCode::NOT_FOUND.into_response();
+        }
+    }
+    let files = state.files.lock().expect("fake telegram poisoned");
+    match files.values().find(|(p, _)| p == path) {
+        Some((_, bytes)) => (StatusCode::OK, bytes.clone()).into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
 fn take_failure(state: &State, method: &str) -> Option<Failure> {
     let mut failures = state.failures.lock().expect("fake telegram poisoned");
     let f = failures.iter_mut().find(|f| f.method == method && f.remaining > 0)?;
@@ -262,6 +307,12 @@ async fn answer(state: &State, method: &str, body: &Value) -> Option<Value> {
         }),
         "deletewebhook" | "setwebhook" | "answercallbackquery" | "sendmessagedraft" => json!(true),
         "getupdates" => get_updates(state, body).await,
+        "getfile" => {
+            let id = body["file_id"].as_str().unwrap_or_default();
+            let files = state.files.lock().expect("fake telegram poisoned");
+            let (path, bytes) = files.get(id)?;
+            json!({"file_id": id, "file_unique_id": format!("u-{id}"), "file_size": bytes.len(), "file_path": path})
+        }
         "sendmessage" => {
             let id = state.next_message_id.fetch_add(1, Ordering::SeqCst);
             message(id, body)

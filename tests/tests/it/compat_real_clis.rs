@@ -21,7 +21,8 @@ use taskgate::engine::Engine;
 use taskgate_adapters::runtime::AgentRuntimes;
 use taskgate_core::model::{Id, NoteKind, Role};
 use taskgate_core::runtime::{
-    AgentRuntime, AgentSession, ApprovalDecision, ApprovalKind, RuntimeEvent, SessionSpec, TurnOutcome,
+    AgentRuntime, AgentSession, ApprovalDecision, ApprovalKind, InputFile, RuntimeEvent, SessionSpec, TurnInput,
+    TurnOutcome,
 };
 use taskgate_core::store::{NewExecution, NewTask, Store};
 use taskgate_tests::app::{Port, Server};
@@ -45,15 +46,17 @@ enum Check {
     ApprovalDenied,
     NoteTools,
     StopKillsTheCommand,
+    ImageInput,
 }
 
 impl Check {
-    const ALL: [Check; 5] = [
+    const ALL: [Check; 6] = [
         Check::VersionMatchesPin,
         Check::ApprovalAccepted,
         Check::ApprovalDenied,
         Check::NoteTools,
         Check::StopKillsTheCommand,
+        Check::ImageInput,
     ];
 
     fn name(self) -> &'static str {
@@ -63,6 +66,7 @@ impl Check {
             Check::ApprovalDenied => "command_approval_denied",
             Check::NoteTools => "mcp_note_tools_record_an_entry",
             Check::StopKillsTheCommand => "stop_interrupts_an_approved_command_and_its_process",
+            Check::ImageInput => "an_image_input_reaches_the_model",
         }
     }
 }
@@ -160,7 +164,65 @@ async fn check_cli(cli: Cli, bin: PathBuf, check: Check) -> Result<(), String> {
         Check::ApprovalDenied => approval_turn(cli, &bin, &sandbox, &fake, ApprovalDecision::Deny).await,
         Check::NoteTools => note_tools_turn(cli, &bin, &sandbox, &fake).await,
         Check::StopKillsTheCommand => stop_turn(cli, &bin, &sandbox, &fake).await,
+        Check::ImageInput => image_turn(cli, &bin, &sandbox, &fake).await,
     }
+}
+
+/// A 1×1 PNG: a real image, since the CLIs decode (and may resize) what they are given.
+const ONE_PIXEL_PNG: &str =
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==";
+
+/// A screenshot sent from the phone: the adapter gives it as the protocol's image input (codex
+/// `localImage`, claude a base64 image block), and the CLI's request to the model carries it.
+async fn image_turn(cli: Cli, bin: &Path, sandbox: &Sandbox, fake: &FakeModel) -> Result<(), String> {
+    use base64::Engine as _;
+    let png = base64::engine::general_purpose::STANDARD.decode(ONE_PIXEL_PNG).map_err(|e| e.to_string())?;
+    let path = sandbox.workdir().join("screenshot.png");
+    std::fs::write(&path, &png).map_err(|e| format!("writing the image: {e}"))?;
+    let runtime = AgentRuntimes::default();
+    let mut session = match timeout(START_LIMIT, runtime.start(sandbox.spec(bin))).await {
+        Ok(Ok(session)) => session,
+        Ok(Err(e)) => return Err(format!("starting {}: {e}\nmodel requests:\n{}", cli.name(), fake.summary())),
+        Err(_) => return Err(format!("starting {} took longer than {START_LIMIT:?}", cli.name())),
+    };
+    let mut seen = Vec::new();
+    let result = async {
+        let deadline = Instant::now() + TURN_LIMIT;
+        let input = TurnInput {
+            text: "What does the attached screenshot show?".into(),
+            files: vec![InputFile {
+                path: path.clone(),
+                name: "screenshot.png".into(),
+                mime: "image/png".into(),
+                image: true,
+            }],
+        };
+        session.send_input(&input).await.map_err(|e| format!("send_input: {e}"))?;
+        let outcome = loop {
+            if let RuntimeEvent::TurnFinished { outcome, .. } = next_event(&mut *session, deadline, &mut seen).await? {
+                break outcome;
+            }
+        };
+        if outcome != TurnOutcome::Completed {
+            return Err(format!("the turn ended {outcome:?}, expected Completed"));
+        }
+        let (route, image) = match cli {
+            Cli::Codex => ("/v1/responses", "input_image"),
+            Cli::Claude => ("/v1/messages", "image"),
+        };
+        let requests = fake.requests_to(route);
+        let carried = requests.iter().any(|r| {
+            let body = r.body.to_string();
+            body.contains(&format!("\"type\":\"{image}\"")) && body.contains("image/png")
+        });
+        if !carried {
+            return Err(format!("no {route} request carries an {image} item"));
+        }
+        Ok(())
+    }
+    .await;
+    session.shutdown().await;
+    result.map_err(|e| format!("{}: {e}\nevents:\n{}\nmodel requests:\n{}", cli.name(), lines(&seen), fake.summary()))
 }
 
 /// The agent runs `sleep 37` after approval; the interrupt (what "stop" sends) ends the turn

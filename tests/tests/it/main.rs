@@ -6,6 +6,7 @@
 //!
 //! `cargo test -p taskgate-tests --test it -- engine::` runs one module; `--list` lists them.
 
+mod attachments;
 mod cli;
 mod cluster;
 mod compat_real_clis;
@@ -31,6 +32,7 @@ fn main() {
     taskgate_tests::world::set_fake_agent(env!("CARGO_BIN_EXE_fake-agent"));
     let mut trials = Vec::new();
     for module in [
+        attachments::trials,
         cli::trials,
         cluster::trials,
         compat_real_clis::trials,

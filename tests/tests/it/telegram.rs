@@ -270,6 +270,20 @@ async fn sent(fake: &FakeTelegram, chat: i64, what: &str, pred: impl Fn(&str) ->
     .clone()
 }
 
+/// The first approval card sent to `chat` whose text passes `pred`: a message whose buttons
+/// decide (`a:…`), not the live status, which says the same with a Stop button.
+async fn card(fake: &FakeTelegram, chat: i64, what: &str, pred: impl Fn(&str) -> bool) -> Call {
+    eventually(what, || async {
+        fake.calls_to("sendMessage").into_iter().find(|c| {
+            c.status == 200
+                && c.body["chat_id"].as_i64() == Some(chat)
+                && c.callback_data().first().is_some_and(|d| d.starts_with("a:"))
+                && pred(c.body["text"].as_str().unwrap_or_default())
+        })
+    })
+    .await
+}
+
 /// A task asks for approval; the Approve button (a callback query) resolves exactly that
 /// approval, the buttons become "Approved by @ada", the summary arrives; a reply continues the
 /// same runtime session; "use cc to review it too" adds a reviewer; a second press hears who
@@ -281,7 +295,7 @@ async fn approval_button_follow_up_and_review() {
     let chat = ADA as i64;
 
     fake.push_update(text_update(1, chat, ADA, "RUN_CMD: echo telegram-ok"));
-    let ask = sent(fake, chat, "the approval request", |t| t.contains("waiting for approval")).await;
+    let ask = card(fake, chat, "the approval request", |t| t.contains("waiting for approval")).await;
     let approval = store.pending_approvals(None).await.unwrap().into_iter().next().expect("a pending approval");
     let (id, nonce) = (approval.id, approval.nonce.clone());
     assert_eq!(
@@ -351,7 +365,7 @@ async fn approval_button_follow_up_and_review() {
     assert_eq!((execs[1].agent.as_str(), execs[1].role), ("claude", Role::Reviewer));
     // The reviewer, seeded with the task's goal, asks to run the command too: "Always".
     let ask2 =
-        sent(fake, chat, "the reviewer's approval request", |t| t.starts_with("Claude is waiting for approval")).await;
+        card(fake, chat, "the reviewer's approval request", |t| t.starts_with("Claude is waiting for approval")).await;
     let data = ask2.callback_data();
     assert_eq!(data.len(), 4, "{}", ask2.body);
     assert_ne!(data[0], format!("a:{id}:{nonce}:o"), "the reviewer's request is a new approval");
@@ -397,7 +411,7 @@ async fn a_turn_edits_one_status_message_in_place() {
     let chat = ADA as i64;
 
     fake.push_update(text_update(1, chat, ADA, "RUN_CMD: echo live-ok"));
-    let ask = sent(fake, chat, "the approval request", |t| t.contains("waiting for approval")).await;
+    let ask = card(fake, chat, "the approval request", |t| t.contains("waiting for approval")).await;
     let approval = store.pending_approvals(None).await.unwrap().into_iter().next().expect("a pending approval");
     let (id, nonce) = (approval.id, approval.nonce);
     // The status message says it too, once the chat's edit pacing lets it.
@@ -470,7 +484,7 @@ async fn a_deleted_status_message_is_replaced_by_a_new_one() {
     let chat = ADA as i64;
 
     fake.push_update(text_update(1, chat, ADA, "RUN_CMD: echo replaced"));
-    let ask = sent(fake, chat, "the approval request", |t| t.contains("waiting for approval")).await;
+    let ask = card(fake, chat, "the approval request", |_| true).await;
     let status_messages = || {
         fake.calls_to("sendMessage")
             .into_iter()
@@ -798,7 +812,7 @@ async fn one_approved_command_notifies_at_most_three_times_and_a_follow_up_once(
     let chat = ADA as i64;
 
     fake.push_update(text_update(1, chat, ADA, "RUN_CMD: echo budget-ok"));
-    let ask = sent(fake, chat, "the approval card", |t| t.contains("waiting for approval")).await;
+    let ask = card(fake, chat, "the approval card", |t| t.contains("waiting for approval")).await;
     let data = ask.callback_data();
     fake.push_update(press_update(2, chat, ADA, &ask, &data[0]));
     let pressed = eventually("the press answered", || async {
@@ -921,7 +935,7 @@ async fn a_burst_over_five_chats_is_answered_and_an_approval_overtakes_the_chatt
             fake.push_update(text_update(update, user as i64, user, &text));
         }
     }
-    let ask = sent(fake, approver as i64, "the approval card", |t| t.contains("waiting for approval")).await;
+    let ask = card(fake, approver as i64, "the approval card", |t| t.contains("waiting for approval")).await;
     fake.push_update(press_update(1000, approver as i64, approver, &ask, &ask.callback_data()[0]));
     for user in BURST_USERS {
         let chat = user as i64;

@@ -136,8 +136,10 @@ fn strangers_are_refused_with_their_open_id() {
 fn help_other_types_bots_and_garbage() {
     let help = message("p2p", "text", json!({"text": "/help"}), json!([]), ALICE);
     assert!(matches!(normalise(&help, &bot(), &policy(), Facts::default()), Inbound::Help { .. }));
-    let image = message("p2p", "image", json!({"image_key": "k"}), json!([]), ALICE);
-    assert!(matches!(normalise(&image, &bot(), &policy(), Facts::default()), Inbound::Ignore(_)));
+    let sticker = message("p2p", "sticker", json!({"file_key": "k"}), json!([]), ALICE);
+    assert!(matches!(normalise(&sticker, &bot(), &policy(), Facts::default()), Inbound::Ignore(_)));
+    let keyless = message("p2p", "image", json!({}), json!([]), ALICE);
+    assert!(matches!(normalise(&keyless, &bot(), &policy(), Facts::default()), Inbound::Ignore(_)));
     let mut from_app = message("p2p", "text", json!({"text": "hi"}), json!([]), ALICE);
     from_app["event"]["sender"]["sender_type"] = json!("app");
     assert!(matches!(normalise(&from_app, &bot(), &policy(), Facts::default()), Inbound::Ignore(_)));
@@ -181,4 +183,40 @@ fn a_card_press_names_its_approval() {
         normalise(&e, &bot(), &policy(), Facts::default()),
         Inbound::Refuse(Refusal { message_id: None, .. })
     ));
+}
+
+#[test]
+fn images_files_audio_and_images_in_posts_are_files_to_fetch() {
+    let image = message("p2p", "image", json!({"image_key": "img_1"}), json!([]), ALICE);
+    let Inbound::Text(text) = normalise(&image, &bot(), &policy(), Facts::default()) else {
+        panic!("an image is a message")
+    };
+    assert_eq!(text.text, "");
+    assert_eq!(text.files.len(), 1);
+    assert_eq!((text.files[0].key.as_str(), text.files[0].resource), ("img_1", "image"));
+
+    let file = message("p2p", "file", json!({"file_key": "f_1", "file_name": "../build.log"}), json!([]), ALICE);
+    let Inbound::Text(text) = normalise(&file, &bot(), &policy(), Facts::default()) else {
+        panic!("a file is a message")
+    };
+    assert_eq!(text.files[0].resource, "file");
+    assert_eq!(text.files[0].name, "../build.log", "sanitized when stored, not here");
+    assert_eq!(text.files[0].mime.as_deref(), Some("text/plain"));
+
+    let audio = message("p2p", "audio", json!({"file_key": "a_1", "duration": 900}), json!([]), ALICE);
+    let Inbound::Text(text) = normalise(&audio, &bot(), &policy(), Facts::default()) else {
+        panic!("audio is a message")
+    };
+    assert!(text.files[0].voice);
+    assert_eq!(text.files[0].resource, "file", "audio is fetched as a file");
+
+    let post = json!({"title": "Broken", "content": [[{"tag": "text", "text": "look"}], [{"tag": "img", "image_key": "img_a"}, {"tag": "img", "image_key": "img_b"}]]});
+    let post = message("p2p", "post", post, json!([]), ALICE);
+    let Inbound::Text(text) = normalise(&post, &bot(), &policy(), Facts::default()) else {
+        panic!("a post is a message")
+    };
+    assert!(text.text.starts_with("Broken\nlook"), "{}", text.text);
+    let keys: Vec<&str> = text.files.iter().map(|f| f.key.as_str()).collect();
+    assert_eq!(keys, ["img_a", "img_b"]);
+    assert_ne!(text.files[0].name, text.files[1].name);
 }

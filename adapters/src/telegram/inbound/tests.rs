@@ -305,3 +305,56 @@ fn a_stored_update_parses_back_even_from_a_json_value() {
     assert!(matches!(u.kind, UpdateKind::Message(_)));
     assert!(parse_update(&json!({"message": {}})).is_err(), "no update_id");
 }
+
+fn with_file(chat: Value, key: &str, file: Value, caption: Option<&str>) -> Value {
+    let mut m = json!({"message_id": 10, "date": 1_700_000_000, "chat": chat, "from": user(111)});
+    m[key] = file;
+    if let Some(c) = caption {
+        m["caption"] = json!(c);
+    }
+    m
+}
+
+#[test]
+fn a_photo_is_its_largest_size_and_its_caption_the_text() {
+    let sizes = json!([
+        {"file_id": "small", "file_unique_id": "s", "width": 90, "height": 60, "file_size": 900},
+        {"file_id": "large", "file_unique_id": "l", "width": 1280, "height": 853, "file_size": 90_000},
+        {"file_id": "medium", "file_unique_id": "m", "width": 320, "height": 213, "file_size": 9_000},
+    ]);
+    let t = text_of(run(with_file(private(111), "photo", sizes.clone(), Some("the button is cut off"))));
+    assert_eq!(t.text, "the button is cut off");
+    assert_eq!(t.files.len(), 1);
+    assert_eq!(
+        (t.files[0].file_id.as_str(), t.files[0].mime.as_str(), t.files[0].size),
+        ("large", "image/jpeg", 90_000)
+    );
+    // No caption: still a message, with empty text.
+    let t = text_of(run(with_file(private(111), "photo", sizes.clone(), None)));
+    assert_eq!(t.text, "");
+    // In a group a photo needs a mention (in its caption) like any message.
+    assert!(matches!(run(with_file(group(-5), "photo", sizes.clone(), None)), Inbound::Ignore(_)));
+    let t = text_of(run(with_file(group(-5), "photo", sizes, Some("@taskgate_bot look"))));
+    assert_eq!(t.text, "look");
+}
+
+#[test]
+fn documents_voice_and_audio_are_files_with_their_types() {
+    let doc = json!({"file_id": "d", "file_unique_id": "du", "file_name": "build.log", "mime_type": "text/plain", "file_size": 12});
+    let t = text_of(run(with_file(private(111), "document", doc, None)));
+    assert_eq!(
+        (t.files[0].name.as_str(), t.files[0].mime.as_str(), t.files[0].voice),
+        ("build.log", "text/plain", false)
+    );
+    let nameless = json!({"file_id": "d2", "file_unique_id": "du2", "file_size": 12});
+    let t = text_of(run(with_file(private(111), "document", nameless, None)));
+    assert_eq!(t.files[0].name, "document-10");
+    let voice =
+        json!({"file_id": "v", "file_unique_id": "vu", "duration": 3, "mime_type": "audio/ogg", "file_size": 4000});
+    let t = text_of(run(with_file(private(111), "voice", voice, None)));
+    assert!(t.files[0].voice);
+    assert_eq!(t.files[0].name, "voice-10.ogg");
+    let audio = json!({"file_id": "a", "file_unique_id": "au", "duration": 3, "file_name": "memo.mp3", "mime_type": "audio/mpeg", "file_size": 4000});
+    let t = text_of(run(with_file(private(111), "audio", audio, None)));
+    assert!(t.files[0].voice && t.files[0].name == "memo.mp3");
+}

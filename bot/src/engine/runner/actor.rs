@@ -350,8 +350,16 @@ impl Actor {
             Some(note) => format!("{note}\n\n{}", turn.input),
             None => turn.input.clone(),
         };
+        // Files the person sent with the message: images as image input, other files copied
+        // into the project and named in the text.
+        let files = match self.store().turn_attachments(turn.id).await {
+            Ok(files) => files,
+            Err(e) => return self.log_err("reading the turn's files", e),
+        };
+        let input =
+            crate::attachments::turn_input(input, &files, std::path::Path::new(&self.cwd), self.exec.task_id).await;
         let sent = match &self.live {
-            Some(live) => live.session.send_turn(&input).await.map_err(|e| e.to_string()),
+            Some(live) => live.session.send_input(&input).await.map_err(|e| e.to_string()),
             None => Err("no session".into()),
         };
         if let Err(message) = sent {

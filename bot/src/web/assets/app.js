@@ -850,6 +850,9 @@ function buildEntries(events, ctx) {
         else single(ev, "message", false);
         break;
       }
+      case "attachment":
+        single(ev, "attachment", false);
+        break;
       case "agent_text":
         textSinceTurn.set(ev.execution_id, true);
         single(ev, "agent", false);
@@ -911,6 +914,9 @@ function renderEntry(e, ctx) {
     case "command": append(li, commandEntry(e)); break;
     case "message":
       append(li, entryHead(ev.actor || "someone", ev.channel, ev.at), h("div", { class: "entry-body plain" }, b.text));
+      break;
+    case "attachment":
+      append(li, entryHead(ev.actor || "someone", ev.channel, ev.at), body(fileView(b)));
       break;
     case "agent": {
       const long = (b.text || "").length > 1500 || (b.text || "").split("\n").length > 24;
@@ -1170,16 +1176,57 @@ function approvalCardIn(a, showTask, after) {
       status));
 }
 
+/** "48 MB", "512 KB", "12 bytes", as the gateway says sizes. */
+function sizeText(n) {
+  if (n >= 1048576) return `${Math.ceil(n / 1048576)} MB`;
+  if (n >= 1024) return `${Math.ceil(n / 1024)} KB`;
+  return `${n} bytes`;
+}
+
+/** A stored file: an image as a thumbnail that opens it, anything else as a download link. */
+function fileView(f) {
+  const url = `/api/files/${encodeURIComponent(f.sha256)}`;
+  const label = `${f.name}${f.size ? ` (${sizeText(f.size)})` : ""}`;
+  if (f.kind === "image" || /^image\/(png|jpeg|gif|webp)$/.test(f.mime || "")) {
+    return h("a", { class: "file-thumb", href: url, target: "_blank", rel: "noopener", title: label },
+      h("img", { src: url, alt: f.name, loading: "lazy" }));
+  }
+  return h("a", { class: "file-link", href: url, download: f.name }, `📎 ${label}`);
+}
+
+/** Uploads one file (POST /api/files); what a message sends for it. */
+async function upload(file) {
+  const res = await fetch(`/api/files?name=${encodeURIComponent(file.name || "pasted.png")}`, {
+    method: "POST", credentials: "same-origin", headers: { "content-type": file.type || "application/octet-stream" }, body: file,
+  });
+  if (res.status === 401) throw new Unauthorized();
+  const data = await res.json().catch(() => null);
+  if (!res.ok) throw new Error((data && data.error) || `HTTP ${res.status}`);
+  return data;
+}
+
 function messageComposer(task, placeholder) {
   const input = h("textarea", { placeholder, rows: 1, id: "composer-text", "aria-label": "Message" });
   const grow = () => { input.style.height = "auto"; input.style.height = `${Math.min(input.scrollHeight + 2, window.innerHeight * 0.4)}px`; };
+  // Files picked, taken with the camera, pasted or dropped: sent with the next message.
+  let pending = [];
+  const chips = h("div", { class: "composer-files" });
+  const showPending = () => chips.replaceChildren(...pending.map((f, i) => h("span", { class: "chip" }, f.name || "pasted image",
+    h("button", { class: "link", type: "button", "aria-label": `Remove ${f.name}`, onclick: () => { pending.splice(i, 1); showPending(); } }, "×"))));
+  const add = (files) => { for (const f of files || []) pending.push(f); showPending(); };
+  const picker = h("input", { type: "file", multiple: true, hidden: true, onchange: (ev) => { add(ev.target.files); ev.target.value = ""; } });
+  const camera = h("input", { type: "file", accept: "image/*", capture: "environment", hidden: true, onchange: (ev) => { add(ev.target.files); ev.target.value = ""; } });
   const send = async () => {
     const text = input.value.trim();
-    if (!text) return;
+    if (!text && !pending.length) return;
     input.disabled = true;
     try {
-      await api("/api/messages", { method: "POST", body: { text, task, client_id: crypto.randomUUID ? crypto.randomUUID() : String(Math.random()) } });
+      const files = [];
+      for (const f of pending) files.push(await upload(f));
+      await api("/api/messages", { method: "POST", body: { text, task, files, client_id: crypto.randomUUID ? crypto.randomUUID() : String(Math.random()) } });
       input.value = "";
+      pending = [];
+      showPending();
       grow();
       scrollToEnd();
     } catch (e) { showError(e); }
@@ -1188,7 +1235,15 @@ function messageComposer(task, placeholder) {
   };
   input.addEventListener("input", grow);
   input.addEventListener("keydown", (ev) => { if (ev.key === "Enter" && !ev.shiftKey && !ev.isComposing) { ev.preventDefault(); send(); } });
-  return h("div", { class: "composer" }, input, h("button", { class: "primary", id: "composer-send", type: "button", onclick: send }, "Send"));
+  input.addEventListener("paste", (ev) => { const files = ev.clipboardData && ev.clipboardData.files; if (files && files.length) { ev.preventDefault(); add(files); } });
+  const box = h("div", { class: "composer" },
+    h("button", { class: "attach", type: "button", title: "Attach files", "aria-label": "Attach files", onclick: () => picker.click() }, "📎"),
+    h("button", { class: "attach", type: "button", title: "Take a photo", "aria-label": "Take a photo", onclick: () => camera.click() }, "📷"),
+    input, picker, camera, h("button", { class: "primary", id: "composer-send", type: "button", onclick: send }, "Send"));
+  box.addEventListener("dragover", (ev) => { ev.preventDefault(); box.classList.add("dropping"); });
+  box.addEventListener("dragleave", () => box.classList.remove("dropping"));
+  box.addEventListener("drop", (ev) => { ev.preventDefault(); box.classList.remove("dropping"); add(ev.dataTransfer && ev.dataTransfer.files); });
+  return h("div", { class: "composer-wrap" }, chips, box);
 }
 
 // ---- approvals inbox ------------------------------------------------------------------
@@ -1263,6 +1318,7 @@ function bubble(m, setTarget, after) {
   const mine = m.from === "you";
   return h("div", { class: `bubble ${m.from}`, "data-message": m.id },
     mine ? h("div", {}, m.text) : a ? withRoot(a.project_path, () => md(relative(m.text))) : md(m.text),
+    (m.files || []).length ? h("div", { class: "files" }, m.files.map(fileView)) : null,
     extra,
     h("div", { class: "meta" },
       h("span", {}, mine ? "You" : "taskgate"), timeEl(m.at),
