@@ -262,7 +262,7 @@ fn choose<'a>(env: &Env<'a>, yn: &YesNo) -> Choice<'a> {
 }
 
 /// The approval the words after the yes/no name (by its action or its task's title).
-fn by_text<'a>(env: &Env<'a>, cands: &[&'a ApprovalRef], from: usize) -> Option<&'a ApprovalRef> {
+pub(crate) fn by_text<'a>(env: &Env<'a>, cands: &[&'a ApprovalRef], from: usize) -> Option<&'a ApprovalRef> {
     if cands.len() < 2 {
         return None;
     }

@@ -95,6 +95,10 @@ impl Classes {
     fn add(&mut self, c: Class) {
         self.0 |= 1 << c as u8;
     }
+    /// The raw bit set (bit `c as u8` for each class).
+    pub fn bits(self) -> u64 {
+        self.0
+    }
 }
 
 /// One vocabulary match in the normalized text.
