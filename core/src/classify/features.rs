@@ -116,6 +116,12 @@ pub(crate) fn extract(env: &Env, rule: &Decision, out: &mut Vec<u32>) {
     if agents::nouns(m).next().is_some() {
         f(out, H::new(b'A').num(9));
     }
+    // A few conjunctions a linear model cannot form by itself.
+    let nb = bucket(novel, &[0.5, 1.5, 2.5, 4.0, 6.0]);
+    let ob = bucket(best, &[0.3, 0.8, 1.5, 2.5]);
+    f(out, H::new(b'X').num(nb).num(ob).num(back));
+    f(out, H::new(b'Y').num(ri).num(nb));
+    f(out, H::new(b'Z').num(tstatus).num(u32::from(m.question)).num(back));
     let words = m.words_after(m.lead);
     f(out, H::new(b'l').num(bucket(words, &[1.5, 3.0, 5.0, 8.0, 13.0, 20.0])));
     // Vocabulary classes, live or negated, and the one opening the message.

@@ -31,8 +31,25 @@ struct Line {
     context: Context,
 }
 
+/// The fast path: a well-formed line deserialized straight into typed fields (no
+/// intermediate `serde_json::Value` tree).
+#[derive(Deserialize)]
+struct Typed {
+    id: Value,
+    text: String,
+    context: Context,
+}
+
 /// Parses one line; on failure returns the id (when one could be read) and why.
 fn parse(line: &str) -> Result<Line, (Value, String)> {
+    match serde_json::from_str::<Typed>(line) {
+        Ok(t) if !t.id.is_null() => Ok(Line { id: t.id, text: t.text, context: t.context }),
+        // The slow path only to say precisely what is wrong.
+        _ => parse_slow(line),
+    }
+}
+
+fn parse_slow(line: &str) -> Result<Line, (Value, String)> {
     let v: Value = serde_json::from_str(line).map_err(|e| (Value::Null, format!("invalid JSON: {e}")))?;
     let id = v.get("id").cloned().unwrap_or(Value::Null);
     let Some(obj) = v.as_object() else {
@@ -55,10 +72,17 @@ fn parse(line: &str) -> Result<Line, (Value, String)> {
 
 /// Classifies every line of `input`, writing one output line per input line, in order.
 /// A malformed line yields `{"id": <id or null>, "error": "..."}` and the run goes on.
-pub fn run(input: impl BufRead, mut output: impl Write, c: &Classifier) -> io::Result<()> {
-    for line in input.lines() {
-        let line = line?;
-        match parse(&line) {
+pub fn run(mut input: impl BufRead, mut output: impl Write, c: &Classifier) -> io::Result<()> {
+    // One line buffer for the whole run.
+    let mut buf = String::new();
+    loop {
+        buf.clear();
+        if input.read_line(&mut buf)? == 0 {
+            break;
+        }
+        let line = buf.strip_suffix('\n').unwrap_or(&buf);
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        match parse(line) {
             Ok(l) => {
                 let d = c.classify(&l.text, &l.context);
                 serde_json::to_writer(&mut output, &Out { id: &l.id, decision: &d })?;
@@ -68,6 +92,12 @@ pub fn run(input: impl BufRead, mut output: impl Write, c: &Classifier) -> io::R
         output.write_all(b"\n")?;
     }
     output.flush()
+}
+
+/// The label of an `--eval` line (other fields are ignored).
+#[derive(Deserialize)]
+struct Labelled {
+    expect: Option<Value>,
 }
 
 /// Scores the classifier on labelled lines (each with an `expect` object). Blank lines are
@@ -80,11 +110,11 @@ pub fn eval(input: impl BufRead, c: &Classifier) -> Result<EvalReport, String> {
             continue;
         }
         let l = parse(&line).map_err(|(_, why)| format!("line {}: {why}", n + 1))?;
-        let v: Value = serde_json::from_str(&line).map_err(|e| format!("line {}: {e}", n + 1))?;
-        let expect = v.get("expect").ok_or_else(|| format!("line {}: missing expect", n + 1))?;
+        let Labelled { expect } = serde_json::from_str(&line).map_err(|e| format!("line {}: {e}", n + 1))?;
+        let expect = expect.ok_or_else(|| format!("line {}: missing expect", n + 1))?;
         let d = c.classify(&l.text, &l.context);
         let id = l.id.as_str().map_or_else(|| l.id.to_string(), str::to_owned);
-        report.add(&id, &l.text, expect, d).map_err(|e| format!("line {}: {e}", n + 1))?;
+        report.add(&id, &l.text, &expect, d).map_err(|e| format!("line {}: {e}", n + 1))?;
     }
     if report.lines == 0 {
         return Err("no labelled lines".into());

@@ -91,7 +91,7 @@ pub fn train(examples: &[Example], opts: &TrainOptions) -> Trained {
             .map(|f| fit(rows.iter().zip(&fold_of).filter(|(_, g)| **g != f).filter_map(|(r, _)| r.as_ref()), opts))
             .collect();
         let mut best: Option<(f64, Thresholds, EvalReport)> = None;
-        for margin in [0.0f32, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6] {
+        for margin in [0.0f32, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9] {
             for ask in [0.0f32, 0.05, 0.1, 0.15, 0.2, 0.3] {
                 let th = Thresholds { margin, ask };
                 let cs: Vec<Classifier> = models
@@ -163,10 +163,22 @@ fn fit<'a>(rows: impl Iterator<Item = &'a Row>, opts: &TrainOptions) -> Model {
     };
     let mut p = [0f32; K];
     let mut buf = Vec::new();
+    let mut avg: Vec<f32> = Vec::new();
+    let mut averaged = 0u32;
     for epoch in 0..opts.epochs {
         for i in (1..order.len()).rev() {
             let j = (next() % (i as u64 + 1)) as usize;
             order.swap(i, j);
+        }
+        if epoch >= opts.epochs / 2 {
+            // Averaged weights over the second half of training (steadier than the last).
+            if avg.is_empty() {
+                avg = vec![0.0; m.weights_mut().len()];
+            }
+            for (a, w) in avg.iter_mut().zip(m.weights_mut().iter()) {
+                *a += *w;
+            }
+            averaged += 1;
         }
         let lr = opts.rate / (1.0 + 0.05 * epoch as f32);
         for &i in &order {
@@ -189,6 +201,11 @@ fn fit<'a>(rows: impl Iterator<Item = &'a Row>, opts: &TrainOptions) -> Model {
                     w[k] -= lr * (p[k] + opts.l2 * w[k]);
                 }
             }
+        }
+    }
+    if averaged > 0 {
+        for (w, a) in m.weights_mut().iter_mut().zip(&avg) {
+            *w = *a / averaged as f32;
         }
     }
     m

@@ -339,7 +339,24 @@ fn push_word(keys: &mut Vec<Key>, w: &str, pos: usize) {
     {
         keys.push(Key { hash: hash(b"w", stem(rest)), weight: weight * 0.8, pos, matchable: true, novel: weight });
     }
+    // An identifier also names its parts: `customer_ltv` is "the ltv one".
+    if ident && (w.contains('_') || w.contains('.')) {
+        for part in w.split(['_', '.']).filter(|p| p.len() >= 3 && p.bytes().all(|b| b.is_ascii_alphabetic())) {
+            let k = stem(part);
+            let wt = if GENERIC_SET.contains(k) { W_GENERIC } else { W_PART };
+            keys.push(Key { hash: hash(b"w", k), weight: wt, pos, matchable: true, novel: weight });
+        }
+    }
+    // A shared five-letter head ("gradle" / "gradlew") supports a match but never makes one.
+    if !ident && key.len() >= 5 && key.is_ascii() && weight >= W_WORD {
+        keys.push(Key { hash: hash(b"p", &key[..5]), weight: W_PREFIX, pos, matchable: true, novel: weight });
+    }
 }
+
+/// Weight of one part of an identifier.
+const W_PART: f32 = 0.9;
+/// Weight of a shared word head.
+const W_PREFIX: f32 = 0.7;
 
 const COMPOUND_PREFIXES: &[&str] =
     &["auto", "pre", "post", "sub", "multi", "over", "under", "micro", "web", "cross", "hot"];

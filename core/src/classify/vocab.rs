@@ -178,6 +178,7 @@ const VOCAB: &[(Class, &[&str])] = &[
     (Abort, &[
         "abort", "kill", "kill it", "cancel", "cancel it", "terminate", "取消", "终止", "中止", "杀掉",
         "打断", "别跑了", "不要跑了", "先别跑了", "别再跑了", "不跑了",
+        "forget it", "forget about it", "drop it", "scrap it", "give up on it", "不做了", "不搞了", "别搞了", "不弄了", "别弄了", "先不弄了", "不干了", "别做了", "不用做了", "不用弄了",
     ]),
     (Negation, &[
         "don't", "dont", "do not", "doesn't", "not", "no need to", "no need", "never", "不要", "别",
@@ -254,6 +255,7 @@ const VOCAB: &[(Class, &[&str])] = &[
         "double-check", "look over", "looks over", "audit*", "proofread", "read through", "go over",
         "sanity check", "sanity-check", "verify", "inspect", "second opinion",
         "second pair of eyes", "审查", "审核", "审阅", "检查", "把关", "过一遍", "复查", "核对", "评审",
+        "审一下", "审下", "审审", "审一审", "帮审", "把把关", "看一眼",
     ]),
     (RoleLook, &[
         "look at", "take a look", "have a look", "look into", "看看", "看一下", "看下", "瞧瞧", "看一眼",
@@ -278,6 +280,7 @@ const VOCAB: &[(Class, &[&str])] = &[
         "don't ask for", "yes to all", "以后都", "以后不用", "不用再问", "别再问", "不要再问", "总是", "始终", "都同意",
         "全部同意", "一律", "永远", "每次都", "全部允许", "以后直接", "以后这类", "都允许", "全都", "不必再问", "不用问", "都不用问",
         "别问了", "不要问了", "无需再问", "不用每次问", "以后都不用",
+        "以后", "自动批准", "自动放行", "不用再确认", "不用问我", "别问我", "无需确认", "不用确认", "without asking", "auto-allow",
     ]),
     (ScopeOnce, &[
         "just this once", "this once", "only once", "this time", "just once", "once", "one time",
@@ -295,6 +298,7 @@ const VOCAB: &[(Class, &[&str])] = &[
         "empty context", "new chat", "fresh chat", "clean chat", "新会话", "新的会话", "开个新会话", "新开会话",
         "新开一个会话", "清空上下文", "清除上下文", "清空会话", "重置上下文", "重置会话", "重新开始", "从头开始", "从头来", "上下文太乱", "忘掉之前",
         "新对话", "新开个对话", "清掉上下文", "清一下上下文", "新开一个对话",
+        "新 session", "新的 session", "新开个 session", "新开 session", "重开 session", "重开会话", "干净会话", "干净的会话", "上下文清一下", "清一下上下文", "reset its context", "clear its context", "wipe its context", "fresh context window", "换个新会话", "开新会话",
     ]),
     (NewTaskMarker, &[
         "new task", "new one", "a new task", "another task", "separate task", "different task",
@@ -382,6 +386,7 @@ const VOCAB: &[(Class, &[&str])] = &[
     (Connective, &[
         "also", "and then", "then", "now", "plus", "btw", "by the way", "and also", "另外", "还有",
         "顺便", "然后", "再说",
+        "next up", "接下来", "顺手", "另外还有",
     ]),
 ];
 
