@@ -235,7 +235,7 @@ fn choose<'a>(env: &Env<'a>, yn: &YesNo) -> Choice<'a> {
                 }
             }
             _ => {
-                return match by_text(env, &of_reply, yn.end) {
+                return match by_text(env, &of_reply, env.msg.lead) {
                     Some(a) => Choice::One(a, 0.8),
                     None => Choice::Unclear("several approvals wait on the replied task"),
                 };
@@ -243,7 +243,7 @@ fn choose<'a>(env: &Env<'a>, yn: &YesNo) -> Choice<'a> {
         }
     }
     let all: Vec<&ApprovalRef> = pending.iter().collect();
-    if let Some(a) = by_text(env, &all, yn.end) {
+    if let Some(a) = by_text(env, &all, env.msg.lead) {
         return Choice::One(a, 0.85);
     }
     if all.len() > 1 {
@@ -278,7 +278,13 @@ pub(crate) fn by_text<'a>(env: &Env<'a>, cands: &[&'a ApprovalRef], from: usize)
         .iter()
         .map(|a| {
             let title = env.ctx.task_index(&a.task).map(|i| &env.titles[i]);
-            let s = tail.overlap(&Topic::of_text(&a.action)) + title.map_or(0.0, |t| tail.overlap(t));
+            let mut s = tail.overlap(&Topic::of_text(&a.action)) + title.map_or(0.0, |t| tail.overlap(t));
+            // "claude's one is fine": the approval of the agent named.
+            if let Some(agent) = a.agent.as_deref()
+                && m.hits.iter().any(|h| h.is(Class::Agent) && h.start >= from && env.lex.agents[h.agent as usize] == agent)
+            {
+                s += 1.0;
+            }
             (s, *a)
         })
         .collect();

@@ -50,7 +50,7 @@ pub(crate) fn cancel(env: &Env, from: usize) -> Option<Decision> {
 fn opens_message(env: &Env, h: &Hit, from: usize) -> bool {
     let m = env.msg;
     let prefix = m.topic.slice(from, h.start);
-    if !prefix.keys.is_empty() && prefix.novel(&env.titles, usize::MAX) >= 1.0 {
+    if !prefix.keys.is_empty() && prefix.novel(&env.titles, usize::MAX) >= 1.0 && !names_a_task(env, &prefix) {
         return false;
     }
     let named_prefix = !prefix.keys.is_empty();
@@ -111,5 +111,10 @@ fn stop_object_end(env: &Env, h: &Hit) -> Option<usize> {
     // "stop the X one", "kill the gemini run": the rest names a task or says nothing specific;
     // "stop the server" is an instruction.
     let seg = m.topic.slice(at, clause_end);
-    (seg.novel(&env.titles, usize::MAX) < 1.0).then_some(clause_end)
+    (seg.novel(&env.titles, usize::MAX) < 1.0 || h.is(Class::Abort) && names_a_task(env, &seg)).then_some(clause_end)
+}
+
+/// Words that name a visible task by its title ("the daily_orders backfill", "回填任务").
+fn names_a_task(env: &Env, t: &super::topic::Topic) -> bool {
+    env.titles.iter().any(|title| t.overlap(title) >= super::topic::NAMES)
 }

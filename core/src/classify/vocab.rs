@@ -164,6 +164,7 @@ const VOCAB: &[(Class, &[&str])] = &[
         "confirmed", "of course", "absolutely", "👍", "👍🏻", "👍🏼", "👍🏽", "✅", "👌", "🆗", "✔", "✔️",
         "🙆", "好", "好的", "好吧", "好滴", "行", "行吧", "可以", "可", "同意", "批准", "允许", "嗯", "嗯嗯", "对", "对的",
         "是的", "没问题", "确认", "跑吧", "执行", "执行吧", "去吧", "搞吧", "冲", "准了", "通过", "ok的", "可以的", "来吧", "放行",
+        "批了", "批吧", "可以批", "准",
     ]),
     (No, &[
         "no", "nope", "nah", "n", "don't", "dont", "do not", "deny", "denied", "reject", "rejected",
@@ -224,6 +225,7 @@ const VOCAB: &[(Class, &[&str])] = &[
         "过没过", "跑完了吗", "跑完没", "成功了吗", "成功没", "修好了吗", "修好没", "没动静", "什么情况", "啥情况", "到哪了", "到哪一步",
         "结果呢", "结果如何", "有结果吗", "有进展吗", "在干嘛", "在做什么", "弄完没", "弄好了吗", "完事了吗", "完了吗", "完了没", "怎样了",
         "咋样了", "进行到", "卡住了吗", "卡住了",
+        "busy with", "working on", "在忙啥", "忙啥", "忙什么", "rundown", "overview", "in flight", "came of it", "what came of", "到第几", "第几个", "how's it goin", "hows it goin", "how is it goin", "没做完",
     ]),
     (StatusPredicate, &[
         "done", "finished", "finish", "complete", "completed", "pass", "passed", "passing", "work",
@@ -238,6 +240,7 @@ const VOCAB: &[(Class, &[&str])] = &[
         "what is running", "whats running", "anything running", "overall", "each task",
         "every task", "all jobs", "all the jobs", "all of it", "my tasks", "所有", "全部", "都什么", "各个",
         "每个任务", "哪些任务", "大家", "整体",
+        "everyone", "you all", "all of you", "in flight", "rundown", "overview", "every task", "all tasks", "还有啥", "哪些还没", "都在忙",
     ]),
     (QuestionLead, &[
         "is", "are", "did", "does", "was", "were", "any", "anything", "is it", "is the", "did it",
@@ -256,6 +259,7 @@ const VOCAB: &[(Class, &[&str])] = &[
         "sanity check", "sanity-check", "verify", "inspect", "second opinion",
         "second pair of eyes", "审查", "审核", "审阅", "检查", "把关", "过一遍", "复查", "核对", "评审",
         "审一下", "审下", "审审", "审一审", "帮审", "把把关", "看一眼",
+        "look it over", "look this over", "look that over", "once-over", "once over", "校对", "审计", "过目", "second look", "another look", "glance over",
     ]),
     (RoleLook, &[
         "look at", "take a look", "have a look", "look into", "看看", "看一下", "看下", "瞧瞧", "看一眼",
@@ -265,6 +269,7 @@ const VOCAB: &[(Class, &[&str])] = &[
         "e2e tests", "write tests", "write a test", "add tests", "add a test", "run the tests",
         "run tests", "run the test", "test coverage", "coverage", "测试", "单测", "跑测试", "用例", "测一下",
         "测测", "回归", "写测试", "补测试", "测一测",
+        "e2e suite", "test suite", "smoke test", "smoke tests", "跑一遍测试", "跑一下测试", "跑下测试", "测试跑一遍", "regression tests",
     ]),
     (RoleEdit, &[
         "fix", "fix it", "implement", "take over", "take a stab", "take a crack", "stab at",
@@ -299,6 +304,7 @@ const VOCAB: &[(Class, &[&str])] = &[
         "新开一个会话", "清空上下文", "清除上下文", "清空会话", "重置上下文", "重置会话", "重新开始", "从头开始", "从头来", "上下文太乱", "忘掉之前",
         "新对话", "新开个对话", "清掉上下文", "清一下上下文", "新开一个对话",
         "新 session", "新的 session", "新开个 session", "新开 session", "重开 session", "重开会话", "干净会话", "干净的会话", "上下文清一下", "清一下上下文", "reset its context", "clear its context", "wipe its context", "fresh context window", "换个新会话", "开新会话",
+        "重置一下会话", "全新的上下文", "全新上下文", "清掉重开", "会话清空", "清空会话", "nuke the session", "nuke the context", "start clean", "重开会话", "开个新会话",
     ]),
     (NewTaskMarker, &[
         "new task", "new one", "a new task", "another task", "separate task", "different task",
