@@ -45,7 +45,7 @@ pub struct TrainOptions {
 
 impl Default for TrainOptions {
     fn default() -> Self {
-        Self { bits: 18, epochs: 30, rate: 0.05, l2: 1e-4, folds: 5, rule_dropout: 0.5 }
+        Self { bits: 18, epochs: 30, rate: 0.05, l2: 1e-4, folds: 5, rule_dropout: 0.3 }
     }
 }
 
