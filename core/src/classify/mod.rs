@@ -1,9 +1,12 @@
-//! Classifier: what a chat message means (see shared/contracts/classify.md).
+//! Classifier: what a chat message means (see docs/classify.md).
 //!
 //! A pure function of the message text, the conversation [`Context`] and configuration (agent
-//! aliases). It is built from vocabulary classes ([`vocab`]), topic overlap between the message
-//! and task titles ([`topic`]) and the contract's labelling rules in precedence order
-//! ([`rules`]); nothing is compiled per call.
+//! aliases). The contract's hard rules first ([`rules::hard`]); then the rules' reading, built
+//! from vocabulary classes ([`vocab`]), topic overlap between the message and task titles
+//! ([`topic`]) and the labelling rules in precedence order ([`rules`]); then a learned linear
+//! model over those facts and the message's n-grams ([`features`], [`model`], [`learned`]) that
+//! keeps, overrides or questions that reading. Nothing is compiled per call; the weights are
+//! built in (`weights.bin`, retrained by `cargo run -p taskgate-core --example train-classifier`).
 
 mod agents;
 mod approval;

@@ -226,6 +226,7 @@ const VOCAB: &[(Class, &[&str])] = &[
         "结果呢", "结果如何", "有结果吗", "有进展吗", "在干嘛", "在做什么", "弄完没", "弄好了吗", "完事了吗", "完了吗", "完了没", "怎样了",
         "咋样了", "进行到", "卡住了吗", "卡住了",
         "busy with", "working on", "在忙啥", "忙啥", "忙什么", "rundown", "overview", "in flight", "came of it", "what came of", "到第几", "第几个", "how's it goin", "hows it goin", "how is it goin", "没做完",
+        "卡在哪", "还没好", "怎么还没", "到哪个", "列一下现在", "现在的任务", "what came out of",
     ]),
     (StatusPredicate, &[
         "done", "finished", "finish", "complete", "completed", "pass", "passed", "passing", "work",
@@ -234,6 +235,7 @@ const VOCAB: &[(Class, &[&str])] = &[
         "landed", "go through", "went through", "failing", "failed", "broken", "run", "ran",
         "going", "doing", "up to", "shipped", "released", "blocked", "alive", "卡住", "过了", "好了",
         "完了", "成功", "挂了", "跑完", "在跑", "绿了", "活着",
+        "successful", "land", "red", "still red", "成功了", "跑通",
     ]),
     (StatusGlobal, &[
         "everything", "all tasks", "all the tasks", "all of them", "all my tasks", "what's running",
@@ -270,6 +272,7 @@ const VOCAB: &[(Class, &[&str])] = &[
         "run tests", "run the test", "test coverage", "coverage", "测试", "单测", "跑测试", "用例", "测一下",
         "测测", "回归", "写测试", "补测试", "测一测",
         "e2e suite", "test suite", "smoke test", "smoke tests", "跑一遍测试", "跑一下测试", "跑下测试", "测试跑一遍", "regression tests",
+        "写点单测", "补单测", "跑一下 e2e", "跑 e2e", "as tester", "qa it",
     ]),
     (RoleEdit, &[
         "fix", "fix it", "implement", "take over", "take a stab", "take a crack", "stab at",
@@ -305,6 +308,7 @@ const VOCAB: &[(Class, &[&str])] = &[
         "新对话", "新开个对话", "清掉上下文", "清一下上下文", "新开一个对话",
         "新 session", "新的 session", "新开个 session", "新开 session", "重开 session", "重开会话", "干净会话", "干净的会话", "上下文清一下", "清一下上下文", "reset its context", "clear its context", "wipe its context", "fresh context window", "换个新会话", "开新会话",
         "重置一下会话", "全新的上下文", "全新上下文", "清掉重开", "会话清空", "清空会话", "nuke the session", "nuke the context", "start clean", "重开会话", "开个新会话",
+        "上下文清掉", "干净的上下文", "干净上下文", "清上下文", "干净的 session", "干净 session", "clean session", "wipe the slate",
     ]),
     (NewTaskMarker, &[
         "new task", "new one", "a new task", "another task", "separate task", "different task",
