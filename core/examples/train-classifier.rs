@@ -105,6 +105,12 @@ fn main() {
     if let Some(v) = var("TRAIN_DROPOUT") {
         opts.rule_dropout = v;
     }
+    if let Some(v) = var("TRAIN_WRONG_COST") {
+        opts.wrong_cost = f64::from(v);
+    }
+    if let Some(v) = var("TRAIN_MAX_CLARIFY") {
+        opts.max_clarify = f64::from(v);
+    }
     let t = train(&examples, &opts);
     if let Some(cv) = &t.cross_validated {
         eprintln!("cross-validated (by family):\n{cv}\n");

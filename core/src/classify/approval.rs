@@ -203,7 +203,7 @@ fn answer_like(env: &Env, yn: &YesNo) -> bool {
         return true;
     }
     let tail = m.topic.slice(yn.end, m.norm.len());
-    env.ctx.pending_approvals.iter().any(|a| tail.overlap(&Topic::of_text(&a.action)) >= NAMES)
+    env.ctx.pending_approvals.iter().any(|a| tail.overlap(&Topic::cached(&a.action)) >= NAMES)
 }
 
 enum Choice<'a> {
@@ -278,7 +278,7 @@ pub(crate) fn by_text<'a>(env: &Env<'a>, cands: &[&'a ApprovalRef], from: usize)
         .iter()
         .map(|a| {
             let title = env.ctx.task_index(&a.task).map(|i| &env.titles[i]);
-            let mut s = tail.overlap(&Topic::of_text(&a.action)) + title.map_or(0.0, |t| tail.overlap(t));
+            let mut s = tail.overlap(&Topic::cached(&a.action)) + title.map_or(0.0, |t| tail.overlap(t));
             // "claude's one is fine": the approval of the agent named.
             if let Some(agent) = a.agent.as_deref()
                 && m.hits.iter().any(|h| h.is(Class::Agent) && h.start >= from && env.lex.agents[h.agent as usize] == agent)

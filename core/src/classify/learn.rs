@@ -41,11 +41,15 @@ pub struct TrainOptions {
     /// Share of updates that leave out the rules' own reading (its intent and reason), so
     /// that the text and context features learn to stand on their own.
     pub rule_dropout: f32,
+    /// When choosing thresholds: how many correct answers one wrong action costs…
+    pub wrong_cost: f64,
+    /// …and the clarify rate not to exceed.
+    pub max_clarify: f64,
 }
 
 impl Default for TrainOptions {
     fn default() -> Self {
-        Self { bits: 18, epochs: 30, rate: 0.05, l2: 1e-4, folds: 5, rule_dropout: 0.3 }
+        Self { bits: 18, epochs: 30, rate: 0.05, l2: 1e-4, folds: 5, rule_dropout: 0.3, wrong_cost: 3.0, max_clarify: 0.08 }
     }
 }
 
@@ -109,9 +113,9 @@ pub fn train(examples: &[Example], opts: &TrainOptions) -> Trained {
                 }
                 let rep = rep.finish();
                 // Wrong actions cost more than questions (rule 10); clarify stays rare.
-                let mut score = rep.accuracy - 3.0 * rep.wrong_action;
-                if rep.clarify_rate > 0.08 {
-                    score -= rep.clarify_rate - 0.08;
+                let mut score = rep.accuracy - opts.wrong_cost * rep.wrong_action;
+                if rep.clarify_rate > opts.max_clarify {
+                    score -= 10.0 * (rep.clarify_rate - opts.max_clarify);
                 }
                 if best.as_ref().is_none_or(|b| score > b.0 + 1e-9) {
                     best = Some((score, th, rep));

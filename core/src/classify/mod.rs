@@ -119,7 +119,7 @@ impl Classifier {
 
     fn with_env<T>(&self, text: &str, ctx: &Context, f: impl FnOnce(&Env) -> T) -> T {
         let msg = Msg::new(text, &self.lex);
-        let titles: Vec<Topic> = ctx.tasks.iter().map(|t| Topic::of_text(&t.title)).collect();
+        let titles: Vec<Topic> = ctx.tasks.iter().map(|t| Topic::cached(&t.title)).collect();
         let scores = target::scores(&msg.topic, &titles);
         let env = Env { ctx, msg: &msg, lex: &self.lex, titles, scores, bot: self.bot.as_deref() };
         f(&env)

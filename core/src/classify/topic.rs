@@ -5,7 +5,9 @@
 //! Chinese message can name an English task and back. Generic engineering words ("fix", "page")
 //! weigh little: they appear in every title and name none.
 
-use std::collections::HashSet;
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+use std::hash::BuildHasherDefault;
 use std::sync::LazyLock;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
@@ -242,9 +244,28 @@ static GLOSSARY: LazyLock<Glossary> = LazyLock::new(|| {
     Glossary { ac, info, names }
 });
 
-static STOP: LazyLock<HashSet<&'static str>> = LazyLock::new(|| STOPWORDS.iter().copied().collect());
+/// FNV-1a as a `Hasher`: word sets are small and hot, SipHash's DoS resistance buys nothing.
+#[derive(Default)]
+pub(crate) struct Fnv(u64);
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
+        for b in bytes {
+            h = (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+type FnvSet<T> = HashSet<T, BuildHasherDefault<Fnv>>;
+
+static STOP: LazyLock<FnvSet<&'static str>> = LazyLock::new(|| STOPWORDS.iter().copied().collect());
 /// Stems of [`GENERIC`] (the list holds plain words or stems; both stem to the same key).
-static GENERIC_SET: LazyLock<HashSet<String>> = LazyLock::new(|| GENERIC.iter().map(|w| stem(w).to_owned()).collect());
+static GENERIC_SET: LazyLock<FnvSet<String>> = LazyLock::new(|| GENERIC.iter().map(|w| stem(w).to_owned()).collect());
 
 /// One topic key.
 #[derive(Debug, Clone, Copy)]
@@ -271,6 +292,25 @@ impl Topic {
         let norm = normalize(text);
         let toks = tokens(&norm);
         Self::build(&norm, &toks, &[])
+    }
+
+    /// [`Topic::of_text`] through a small per-thread cache: task titles and approval actions
+    /// recur with every message of a conversation, so their topics are built once.
+    pub fn cached(text: &str) -> Self {
+        TOPIC_CACHE.with_borrow_mut(|cache| {
+            let key = hash(b"t", text);
+            if let Some((t, topic)) = cache.get(&key)
+                && **t == *text
+            {
+                return topic.clone();
+            }
+            let topic = Self::of_text(text);
+            if cache.len() >= TOPIC_CACHE_SIZE {
+                cache.clear();
+            }
+            cache.insert(key, (text.into(), topic.clone()));
+            topic
+        })
     }
 
     /// The topic of normalized text, skipping bytes marked in `covered` (vocabulary words).
@@ -453,6 +493,32 @@ fn push_cjk(keys: &mut Vec<Key>, norm: &str, t: &Tok, skip: impl Fn(usize) -> bo
         }
     }
     flush(&mut run, keys);
+}
+
+const TOPIC_CACHE_SIZE: usize = 4096;
+
+/// Keys are already hashes: pass them through.
+#[derive(Default)]
+struct PassThrough(u64);
+
+impl std::hash::Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8) | u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type TopicCache = HashMap<u64, (Box<str>, Topic), BuildHasherDefault<PassThrough>>;
+
+thread_local! {
+    static TOPIC_CACHE: RefCell<TopicCache> = RefCell::new(TopicCache::default());
 }
 
 /// FNV-1a over a kind tag and the key text.
