@@ -74,7 +74,7 @@ fn main() {
     if eval_only || rules_only {
         let mut c = Classifier::default();
         if rules_only {
-            c = c.with_model(Arc::new(Model::empty(18)));
+            c = c.with_model(Arc::new(Model::empty(16)));
         }
         let mut rep = EvalReport::default();
         for e in &examples {
@@ -93,6 +93,9 @@ fn main() {
     }
     let mut opts = TrainOptions::default();
     let var = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<f32>().ok());
+    if let Some(v) = var("TRAIN_BITS") {
+        opts.bits = v as u32;
+    }
     if let Some(v) = var("TRAIN_EPOCHS") {
         opts.epochs = v as usize;
     }

@@ -1,7 +1,7 @@
 //! Features of one message for the learned layer ([`super::model`]): the rule engine's own
 //! reading and the facts it looked at (vocabulary classes, topic overlap, the context), plus
-//! hashed text n-grams (Latin word unigrams and bigrams, character trigrams inside words for
-//! typos, CJK character 1–3-grams because Chinese has no spaces).
+//! hashed text n-grams (Latin word unigrams and bigrams; CJK character 1–3-grams, because
+//! Chinese has no spaces to split words on; emoji).
 //!
 //! Every feature is a 32-bit FNV-1a hash of a namespace and a string; the model folds it into
 //! its bucket count. Extraction writes into a caller's buffer (no allocation once warm).
@@ -161,34 +161,24 @@ fn text_features(norm: &str, toks: &[super::text::Tok], pending: bool, out: &mut
                 let gap_clean = !norm[prev_end..t.start].chars().any(|c| is_punct(c) && c != '\'');
                 let p = if gap_clean { prev.unwrap_or("^") } else { "|" };
                 out.push(H::new(b'W').bytes(p.as_bytes()).byte(b' ').bytes(s.as_bytes()).get());
-                // Character trigrams with boundary marks (typos, inflections).
-                let b = s.as_bytes();
-                if b.len() >= 3 && s.is_ascii() {
-                    let n = b.len() + 2;
-                    let at = |i: usize| if i == 0 || i == n - 1 { b'#' } else { b[i - 1] };
-                    for i in 0..n - 2 {
-                        out.push(H::new(b'3').byte(at(i)).byte(at(i + 1)).byte(at(i + 2)).get());
-                    }
-                }
                 prev = Some(s);
             }
             TokKind::Cjk => {
-                let cs: Vec<(usize, char)> = s.char_indices().collect();
-                for i in 0..cs.len() {
+                for (i, _) in s.char_indices() {
+                    // Ends of the 1-, 2- and 3-character grams starting at `i`.
+                    let rest = &s[i..];
+                    let mut ends = rest.char_indices().skip(1).map(|(j, _)| j).chain(std::iter::once(rest.len()));
                     for n in 1..=3 {
-                        if i + n > cs.len() {
-                            break;
-                        }
-                        let end = if i + n == cs.len() { s.len() } else { cs[i + n].0 };
-                        let g = &s[cs[i].0..end];
+                        let Some(end) = ends.next() else { break };
+                        let g = &rest[..end];
                         out.push(H::new(b'z').bytes(g.as_bytes()).get());
                         if pending && n <= 2 {
                             out.push(H::new(b'y').bytes(g.as_bytes()).get());
                         }
                     }
                 }
-                // The run's edges: "吗"/"了没" at the end mean a question.
-                if let Some(&(_, c)) = cs.last() {
+                // The run's last character: "吗", "没" at the end ask a question.
+                if let Some(c) = s.chars().next_back() {
                     out.push(H::new(b'E').bytes(c.encode_utf8(&mut [0; 4]).as_bytes()).get());
                 }
                 prev = None;

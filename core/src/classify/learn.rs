@@ -49,7 +49,7 @@ pub struct TrainOptions {
 
 impl Default for TrainOptions {
     fn default() -> Self {
-        Self { bits: 18, epochs: 30, rate: 0.05, l2: 1e-4, folds: 5, rule_dropout: 0.3, wrong_cost: 3.0, max_clarify: 0.08 }
+        Self { bits: 16, epochs: 30, rate: 0.05, l2: 1e-4, folds: 5, rule_dropout: 0.3, wrong_cost: 3.0, max_clarify: 0.08 }
     }
 }
 

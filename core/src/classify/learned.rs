@@ -25,6 +25,7 @@ pub(crate) fn combine(env: &Env, rule: Decision, p: &[f32; K], model: &Model) ->
     let Some(kr) = class_of(rule.intent) else {
         return rule;
     };
+
     let mut order = [0usize; K];
     for (i, o) in order.iter_mut().enumerate() {
         *o = i;
@@ -44,6 +45,11 @@ pub(crate) fn combine(env: &Env, rule: Decision, p: &[f32; K], model: &Model) ->
         if acts(i1) && acts(rule.intent) {
             return Decision::new(Intent::Clarify, 1.0 - p[k1], format!("{i1} or {}?", rule.intent));
         }
+        return Decision { confidence: p[kr].clamp(0.0, 1.0), ..rule };
+    }
+    // The model answers no approval the message gives no yes or no for (a long "ok so the
+    // thing is …" explains, it does not approve).
+    if matches!(i1, Intent::Approve | Intent::Deny) && !answers(env, i1) {
         return Decision { confidence: p[kr].clamp(0.0, 1.0), ..rule };
     }
     let mut d = realize(env, i1, &rule);
@@ -177,4 +183,18 @@ fn pick_approval<'a>(env: &Env<'a>) -> Option<&'a ApprovalRef> {
             (mine.len() == 1 && waiting).then(|| mine[0])
         }),
     }
+}
+
+/// The message holds an answer word of the intent's polarity: a yes for `approve` in a short
+/// message; a no, a stop or an abort for `deny`. A word inside a longer phrase of another kind
+/// ("no idea", "never mind") is no answer.
+fn answers(env: &Env, intent: Intent) -> bool {
+    let m = env.msg;
+    let classes: &[Class] =
+        if intent == Intent::Approve { &[Class::Yes] } else { &[Class::No, Class::Stop, Class::Abort] };
+    let is_answer = |h: &super::vocab::Hit| classes.iter().any(|c| h.is(*c));
+    let found = m.hits.iter().filter(|h| is_answer(h) && !h.negated).any(|h| {
+        !m.hits.iter().any(|o| !is_answer(o) && o.start <= h.start && o.end >= h.end && o.end - o.start > h.end - h.start)
+    });
+    found && (intent == Intent::Deny || m.words_after(m.lead) <= 12.0)
 }

@@ -65,7 +65,10 @@ impl Classifier {
     /// the contract's built-ins (`cc`, `claude code`, `claude-code`, `claude` → claude;
     /// `cx`, `codex` → codex; `gemini` → gemini).
     pub fn new(aliases: impl IntoIterator<Item = (String, String)>) -> Self {
-        Self { lex: Lexicon::new(aliases), bot: None, model: Arc::clone(&model::BUILTIN) }
+        let aliases: Vec<(String, String)> = aliases.into_iter().collect();
+        // The built-in vocabulary compiles once per process (its automata are shared).
+        let lex = if aliases.is_empty() { BUILTIN_LEXICON.clone() } else { Lexicon::new(aliases) };
+        Self { lex, bot: None, model: Arc::clone(&model::BUILTIN) }
     }
 
     /// The bot's own username: `/cmd@other_bot` is then addressed elsewhere and ignored.
@@ -125,6 +128,8 @@ impl Classifier {
         f(&env)
     }
 }
+
+static BUILTIN_LEXICON: std::sync::LazyLock<Lexicon> = std::sync::LazyLock::new(|| Lexicon::new(std::iter::empty()));
 
 thread_local! {
     /// The feature buffer, reused across calls on one thread.

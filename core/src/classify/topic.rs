@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasherDefault;
 use std::sync::LazyLock;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 
 use super::text::{Tok, TokKind, canon_word, is_word_char, normalize, stem, tokens};
 
@@ -240,7 +240,7 @@ static GLOSSARY: LazyLock<Glossary> = LazyLock::new(|| {
             info.push((i as u16, is_word_char(first), !open && is_word_char(last)));
         }
     }
-    let ac = AhoCorasickBuilder::new().match_kind(MatchKind::LeftmostLongest).build(&pats).expect("glossary compiles");
+    let ac = AhoCorasickBuilder::new().match_kind(MatchKind::LeftmostLongest).kind(Some(AhoCorasickKind::DFA)).build(&pats).expect("glossary compiles");
     Glossary { ac, info, names }
 });
 
