@@ -12,8 +12,8 @@ use serde::Deserialize;
 use serde_json::Value;
 use std::sync::Arc;
 
-use taskgate_core::classify::{Classifier, Context, EvalReport, Model};
 use taskgate_core::classify::learn::{Example, TrainOptions, train};
+use taskgate_core::classify::{Classifier, Context, EvalReport, Model};
 
 #[derive(Deserialize)]
 struct Line {

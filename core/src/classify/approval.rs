@@ -281,7 +281,9 @@ pub(crate) fn by_text<'a>(env: &Env<'a>, cands: &[&'a ApprovalRef], from: usize)
             let mut s = tail.overlap(&Topic::cached(&a.action)) + title.map_or(0.0, |t| tail.overlap(t));
             // "claude's one is fine": the approval of the agent named.
             if let Some(agent) = a.agent.as_deref()
-                && m.hits.iter().any(|h| h.is(Class::Agent) && h.start >= from && env.lex.agents[h.agent as usize] == agent)
+                && m.hits
+                    .iter()
+                    .any(|h| h.is(Class::Agent) && h.start >= from && env.lex.agents[h.agent as usize] == agent)
             {
                 s += 1.0;
             }

@@ -6,14 +6,14 @@
 //! Every feature is a 32-bit FNV-1a hash of a namespace and a string; the model folds it into
 //! its bucket count. Extraction writes into a caller's buffer (no allocation once warm).
 
+use super::agents;
 use super::backref::{Back, back_reference};
 use super::context::{Chat, TaskStatus};
 use super::decision::Decision;
+use super::message::is_punct;
 use super::rules::Env;
 use super::target::{self, Resolved};
 use super::text::{TokKind, is_cjk};
-use super::agents;
-use super::message::is_punct;
 
 /// FNV-1a, 32 bits, over a namespace byte and parts.
 #[derive(Clone, Copy)]

@@ -12,10 +12,10 @@ use serde_json::Value;
 
 use super::Classifier;
 use super::context::Context;
+use super::decision::Intent;
 use super::eval::EvalReport;
 use super::features::RULE_FEATURES;
 use super::model::{K, Model, Thresholds, class_of};
-use super::decision::Intent;
 
 /// One labelled message.
 #[derive(Debug, Clone)]
@@ -49,7 +49,16 @@ pub struct TrainOptions {
 
 impl Default for TrainOptions {
     fn default() -> Self {
-        Self { bits: 16, epochs: 30, rate: 0.05, l2: 1e-4, folds: 5, rule_dropout: 0.3, wrong_cost: 3.0, max_clarify: 0.08 }
+        Self {
+            bits: 16,
+            epochs: 30,
+            rate: 0.05,
+            l2: 1e-4,
+            folds: 5,
+            rule_dropout: 0.3,
+            wrong_cost: 3.0,
+            max_clarify: 0.08,
+        }
     }
 }
 

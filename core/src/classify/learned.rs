@@ -194,7 +194,9 @@ fn answers(env: &Env, intent: Intent) -> bool {
         if intent == Intent::Approve { &[Class::Yes] } else { &[Class::No, Class::Stop, Class::Abort] };
     let is_answer = |h: &super::vocab::Hit| classes.iter().any(|c| h.is(*c));
     let found = m.hits.iter().filter(|h| is_answer(h) && !h.negated).any(|h| {
-        !m.hits.iter().any(|o| !is_answer(o) && o.start <= h.start && o.end >= h.end && o.end - o.start > h.end - h.start)
+        !m.hits
+            .iter()
+            .any(|o| !is_answer(o) && o.start <= h.start && o.end >= h.end && o.end - o.start > h.end - h.start)
     });
     found && (intent == Intent::Deny || m.words_after(m.lead) <= 12.0)
 }

@@ -64,9 +64,8 @@ impl fmt::Debug for Model {
 }
 
 /// The committed weights.
-pub(crate) static BUILTIN: LazyLock<Arc<Model>> = LazyLock::new(|| {
-    Arc::new(Model::from_bytes(include_bytes!("weights.bin")).unwrap_or_else(|_| Model::empty(16)))
-});
+pub(crate) static BUILTIN: LazyLock<Arc<Model>> =
+    LazyLock::new(|| Arc::new(Model::from_bytes(include_bytes!("weights.bin")).unwrap_or_else(|_| Model::empty(16))));
 
 impl Model {
     /// A model with no weights: the classifier then answers with its rules alone.

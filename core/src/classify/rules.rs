@@ -56,12 +56,6 @@ pub(crate) fn hard(env: &Env) -> Option<Decision> {
     command::parse(m).map(|cmd| command::decide(env, &cmd))
 }
 
-/// The rules alone, in the contract's precedence order.
-#[cfg_attr(not(test), allow(dead_code))]
-pub(crate) fn decide(env: &Env) -> Decision {
-    hard(env).unwrap_or_else(|| soft(env))
-}
-
 /// Rules 3–10, once [`hard`] has not decided.
 pub(crate) fn soft(env: &Env) -> Decision {
     let m = env.msg;

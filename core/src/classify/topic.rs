@@ -240,7 +240,11 @@ static GLOSSARY: LazyLock<Glossary> = LazyLock::new(|| {
             info.push((i as u16, is_word_char(first), !open && is_word_char(last)));
         }
     }
-    let ac = AhoCorasickBuilder::new().match_kind(MatchKind::LeftmostLongest).kind(Some(AhoCorasickKind::DFA)).build(&pats).expect("glossary compiles");
+    let ac = AhoCorasickBuilder::new()
+        .match_kind(MatchKind::LeftmostLongest)
+        .kind(Some(AhoCorasickKind::DFA))
+        .build(&pats)
+        .expect("glossary compiles");
     Glossary { ac, info, names }
 });
 
