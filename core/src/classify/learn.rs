@@ -223,3 +223,33 @@ fn fit<'a>(rows: impl Iterator<Item = &'a Row>, opts: &TrainOptions) -> Model {
     }
     m
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example(id: &str, text: &str, intent: &str) -> Example {
+        let context: Context = serde_json::from_str(
+            r#"{"chat":"direct","active_task":"t1","tasks":[{"id":"t1","title":"fix routing for /api/v2","status":"running","agents":["codex"]}],"agents":["codex","claude"]}"#,
+        )
+        .unwrap();
+        let expect = serde_json::json!({ "intent": intent });
+        Example { id: id.into(), family: id.into(), text: text.into(), context, expect }
+    }
+
+    #[test]
+    fn training_is_deterministic_and_learns_its_lines() {
+        let examples = vec![
+            example("1", "how far along is it", "status"),
+            example("2", "also handle the trailing slash", "continue"),
+            example("3", "stop", "cancel"),
+            example("4", "write a haiku generator for the blog", "new_task"),
+        ];
+        let opts = TrainOptions { bits: 12, epochs: 10, folds: 0, ..TrainOptions::default() };
+        let a = train(&examples, &opts);
+        let b = train(&examples, &opts);
+        assert_eq!(a.model.to_bytes(), b.model.to_bytes());
+        assert!(a.fit.intent_accuracy >= 0.75, "{}", a.fit);
+        assert!(a.cross_validated.is_none());
+    }
+}
