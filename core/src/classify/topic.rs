@@ -242,7 +242,7 @@ static GLOSSARY: LazyLock<Glossary> = LazyLock::new(|| {
     }
     let ac = AhoCorasickBuilder::new()
         .match_kind(MatchKind::LeftmostLongest)
-        .kind(Some(AhoCorasickKind::DFA))
+        .kind(Some(AhoCorasickKind::ContiguousNFA))
         .build(&pats)
         .expect("glossary compiles");
     Glossary { ac, info, names }

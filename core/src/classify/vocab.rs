@@ -469,8 +469,8 @@ impl Lexicon {
         }
         let ac = AhoCorasickBuilder::new()
             .match_kind(MatchKind::Standard)
-            // A DFA: the fastest scan, built once per classifier.
-            .kind(Some(AhoCorasickKind::DFA))
+            // A contiguous NFA: measured faster than a DFA here (smaller, stays in cache).
+            .kind(Some(AhoCorasickKind::ContiguousNFA))
             .build(&pats)
             .expect("vocabulary patterns compile");
         Self { ac, info, agents, command_aliases }
