@@ -110,4 +110,4 @@ fn paraphrase_corpus_b() {
 // test split. Not reached yet (see docs/classify.md, "Scores"): these floors are the figures
 // reached by the committed weights, so that any regression fails. Raise them as they improve.
 const FLOOR_A: Floor = Floor { accuracy: 0.915, wrong_action: 0.048, clarify_rate: 0.081 };
-const FLOOR_B: Floor = Floor { accuracy: 0.840, wrong_action: 0.135, clarify_rate: 0.060 };
+const FLOOR_B: Floor = Floor { accuracy: 0.844, wrong_action: 0.135, clarify_rate: 0.056 };

@@ -200,3 +200,8 @@ fn answers(env: &Env, intent: Intent) -> bool {
     });
     found && (intent == Intent::Deny || m.words_after(m.lead) <= 12.0)
 }
+
+/// Several approvals pending and the message holds both a yes and a no.
+pub(crate) fn mixed_answers(env: &Env) -> bool {
+    env.ctx.pending_approvals.len() >= 2 && answers(env, Intent::Approve) && answers(env, Intent::Deny)
+}

@@ -93,6 +93,10 @@ impl Classifier {
             if let Some(d) = rules::hard(env) {
                 return d;
             }
+            // "npm one ok but not the docker push": two answers, one output cannot carry both.
+            if learned::mixed_answers(env) {
+                return Decision::clarify("a yes and a no for different approvals");
+            }
             let rule = rules::soft(env);
             if self.model.is_empty() {
                 return rule;
