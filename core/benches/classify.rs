@@ -36,6 +36,7 @@ fn bench(c: &mut Criterion) {
     }
     let classifier = Classifier::default();
     per_cpu_second(&classifier, &inputs);
+    jsonl_per_cpu_second(&classifier, &text);
     let mut g = c.benchmark_group("classify");
     g.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(8));
     g.throughput(Throughput::Elements(LINES as u64));
@@ -74,6 +75,18 @@ fn per_cpu_second(classifier: &Classifier, inputs: &[Input]) {
     if let (Some(a), Some(b)) = (cpu, thread_cpu_ns()) {
         let cpu = (b - a) as f64 / 1e9;
         println!("classify: {cpu:.3} s on CPU = {:.0} classifications per CPU-second (one core)", LINES as f64 / cpu);
+    }
+}
+
+/// The same, end to end through the JSON Lines layer.
+fn jsonl_per_cpu_second(classifier: &Classifier, text: &str) {
+    let (wall, cpu) = (std::time::Instant::now(), thread_cpu_ns());
+    jsonl::run(Cursor::new(text.as_bytes()), io::sink(), classifier).expect("runs");
+    let wall = wall.elapsed().as_secs_f64();
+    println!("jsonl: {LINES} lines in {wall:.3} s wall = {:.0}/s", LINES as f64 / wall);
+    if let (Some(a), Some(b)) = (cpu, thread_cpu_ns()) {
+        let cpu = (b - a) as f64 / 1e9;
+        println!("jsonl: {cpu:.3} s on CPU = {:.0} lines per CPU-second (one core)", LINES as f64 / cpu);
     }
 }
 

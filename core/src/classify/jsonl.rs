@@ -11,11 +11,35 @@ use super::context::Context;
 use super::decision::Decision;
 use super::eval::EvalReport;
 
+/// An output line: the id, then the decision's fields (spelled out: `#[serde(flatten)]` would
+/// go through a map and cost more than the classification).
 #[derive(Serialize)]
 struct Out<'a> {
     id: &'a Value,
-    #[serde(flatten)]
-    decision: &'a Decision,
+    intent: super::decision::Intent,
+    task: &'a Option<String>,
+    agent: &'a Option<String>,
+    role: &'a Option<super::decision::Role>,
+    approval: &'a Option<String>,
+    scope: &'a Option<super::decision::Scope>,
+    confidence: f32,
+    reason: &'a str,
+}
+
+impl<'a> Out<'a> {
+    fn new(id: &'a Value, d: &'a Decision) -> Self {
+        Self {
+            id,
+            intent: d.intent,
+            task: &d.task,
+            agent: &d.agent,
+            role: &d.role,
+            approval: &d.approval,
+            scope: &d.scope,
+            confidence: d.confidence,
+            reason: &d.reason,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -85,7 +109,7 @@ pub fn run(mut input: impl BufRead, mut output: impl Write, c: &Classifier) -> i
         match parse(line) {
             Ok(l) => {
                 let d = c.classify(&l.text, &l.context);
-                serde_json::to_writer(&mut output, &Out { id: &l.id, decision: &d })?;
+                serde_json::to_writer(&mut output, &Out::new(&l.id, &d))?;
             }
             Err((id, why)) => serde_json::to_writer(&mut output, &ErrOut { id: &id, error: &why })?,
         }
