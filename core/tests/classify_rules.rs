@@ -522,7 +522,13 @@ fn odd_inputs_classify_without_panicking() {
 
 #[test]
 fn a_self_contained_goal_among_many_idle_tasks_is_a_new_task() {
-    let topics = ["invoice pdf export", "redis cache warmup", "login rate limit", "avatar upload resize", "search index rebuild"];
+    let topics = [
+        "invoice pdf export",
+        "redis cache warmup",
+        "login rate limit",
+        "avatar upload resize",
+        "search index rebuild",
+    ];
     let tasks: Vec<TaskRef> = (0..1000)
         .map(|i| task(&format!("t{i}"), &format!("{} #{i}", topics[i % topics.len()]), TaskStatus::Idle, &["codex"]))
         .collect();
