@@ -10,7 +10,28 @@ fn eval(name: &str) -> EvalReport {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name);
     let file = File::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let report = jsonl::eval(BufReader::new(file), &Classifier::default()).expect("corpus parses");
-    for m in &report.misses {
+    show(name, report, true)
+}
+
+/// The lines of one split (`"split": "train"` or `"test"`) of a paraphrase corpus.
+fn eval_split(name: &str, split: &str) -> EvalReport {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let lines: String = text
+        .lines()
+        .filter(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("corpus line is JSON");
+            v.get("split").and_then(serde_json::Value::as_str) == Some(split)
+        })
+        .flat_map(|l| [l, "\n"])
+        .collect();
+    let report = jsonl::eval(lines.as_bytes(), &Classifier::default()).expect("corpus parses");
+    // Test-split misses are not listed: nobody tunes on them.
+    show(&format!("{name} ({split} split)"), report, split != "test")
+}
+
+fn show(name: &str, report: EvalReport, misses: bool) -> EvalReport {
+    for m in report.misses.iter().filter(|_| misses) {
         eprintln!(
             "MISS {} {:?}\n   expect {}\n   got    {} task={:?} agent={:?} role={:?} approval={:?} scope={:?} ({})",
             m.id,
@@ -26,6 +47,10 @@ fn eval(name: &str) -> EvalReport {
         );
     }
     eprintln!("{name}:\n{report}");
+    println!(
+        "{name}: accuracy {:.3}, wrong_action {:.3}, clarify_rate {:.3} ({} lines)",
+        report.accuracy, report.wrong_action, report.clarify_rate, report.lines
+    );
     report
 }
 
@@ -47,3 +72,42 @@ fn extra_corpus_generalizes() {
     assert!(r.accuracy >= 0.95, "accuracy {:.3} < 0.95", r.accuracy);
     assert!(r.wrong_action <= 0.02, "wrong_action {:.3} > 0.02", r.wrong_action);
 }
+
+/// Floors for a corpus split: the targets where they are met, else the figures reached
+/// when the weights were last trained (so that a regression fails; see docs/classify.md).
+struct Floor {
+    accuracy: f64,
+    wrong_action: f64,
+    clarify_rate: f64,
+}
+
+fn assert_floor(r: &EvalReport, f: &Floor) {
+    assert!(r.accuracy >= f.accuracy, "accuracy {:.3} < {:.3}", r.accuracy, f.accuracy);
+    assert!(r.wrong_action <= f.wrong_action, "wrong_action {:.3} > {:.3}", r.wrong_action, f.wrong_action);
+    assert!(r.clarify_rate <= f.clarify_rate, "clarify_rate {:.3} > {:.3}", r.clarify_rate, f.clarify_rate);
+}
+
+/// Corpora written independently of the classifier, from the contract alone, as paraphrase
+/// families; a third of the families (`split: test`) was never used while developing or
+/// training. Train figures are printed too.
+#[test]
+fn paraphrase_corpus_a() {
+    let train = eval_split("paraphrase-a.jsonl", "train");
+    let test = eval_split("paraphrase-a.jsonl", "test");
+    assert!(train.lines >= 400 && test.lines >= 200, "corpus a: {} train, {} test lines", train.lines, test.lines);
+    assert_floor(&test, &FLOOR_A);
+}
+
+#[test]
+fn paraphrase_corpus_b() {
+    let train = eval_split("paraphrase-b.jsonl", "train");
+    let test = eval_split("paraphrase-b.jsonl", "test");
+    assert!(train.lines >= 400 && test.lines >= 200, "corpus b: {} train, {} test lines", train.lines, test.lines);
+    assert_floor(&test, &FLOOR_B);
+}
+
+// The targets are accuracy ≥ 0.95, wrong_action ≤ 0.02, clarify_rate ≤ 0.10 on each
+// test split. Not reached yet (see docs/classify.md, "Scores"): these floors are the figures
+// reached by the committed weights, so that any regression fails. Raise them as they improve.
+const FLOOR_A: Floor = Floor { accuracy: 0.915, wrong_action: 0.048, clarify_rate: 0.081 };
+const FLOOR_B: Floor = Floor { accuracy: 0.844, wrong_action: 0.135, clarify_rate: 0.056 };

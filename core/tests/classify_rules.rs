@@ -519,3 +519,23 @@ fn odd_inputs_classify_without_panicking() {
     // Full-width letters fold to ASCII.
     assert_eq!(classify("ｓｔｏｐ", &ctx(vec![routing(TaskStatus::Running)], Some("t1"))).intent, Intent::Cancel);
 }
+
+#[test]
+fn a_self_contained_goal_among_many_idle_tasks_is_a_new_task() {
+    let topics = [
+        "invoice pdf export",
+        "redis cache warmup",
+        "login rate limit",
+        "avatar upload resize",
+        "search index rebuild",
+    ];
+    let tasks: Vec<TaskRef> = (0..1000)
+        .map(|i| task(&format!("t{i}"), &format!("{} #{i}", topics[i % topics.len()]), TaskStatus::Idle, &["codex"]))
+        .collect();
+    let c = ctx(tasks, None);
+    let d = classify("set up a nightly backup of the postgres database to S3", &c);
+    assert_eq!(d.intent, Intent::NewTask, "{d:?}");
+    // A message that names one of them by topic continues it.
+    let d = classify("the redis cache warmup #1 one: raise the batch size", &c);
+    assert_ne!(d.intent, Intent::NewTask, "{d:?}");
+}

@@ -203,7 +203,7 @@ fn answer_like(env: &Env, yn: &YesNo) -> bool {
         return true;
     }
     let tail = m.topic.slice(yn.end, m.norm.len());
-    env.ctx.pending_approvals.iter().any(|a| tail.overlap(&Topic::of_text(&a.action)) >= NAMES)
+    env.ctx.pending_approvals.iter().any(|a| tail.overlap(&Topic::cached(&a.action)) >= NAMES)
 }
 
 enum Choice<'a> {
@@ -235,7 +235,7 @@ fn choose<'a>(env: &Env<'a>, yn: &YesNo) -> Choice<'a> {
                 }
             }
             _ => {
-                return match by_text(env, &of_reply, yn.end) {
+                return match by_text(env, &of_reply, env.msg.lead) {
                     Some(a) => Choice::One(a, 0.8),
                     None => Choice::Unclear("several approvals wait on the replied task"),
                 };
@@ -243,7 +243,7 @@ fn choose<'a>(env: &Env<'a>, yn: &YesNo) -> Choice<'a> {
         }
     }
     let all: Vec<&ApprovalRef> = pending.iter().collect();
-    if let Some(a) = by_text(env, &all, yn.end) {
+    if let Some(a) = by_text(env, &all, env.msg.lead) {
         return Choice::One(a, 0.85);
     }
     if all.len() > 1 {
@@ -262,7 +262,7 @@ fn choose<'a>(env: &Env<'a>, yn: &YesNo) -> Choice<'a> {
 }
 
 /// The approval the words after the yes/no name (by its action or its task's title).
-fn by_text<'a>(env: &Env<'a>, cands: &[&'a ApprovalRef], from: usize) -> Option<&'a ApprovalRef> {
+pub(crate) fn by_text<'a>(env: &Env<'a>, cands: &[&'a ApprovalRef], from: usize) -> Option<&'a ApprovalRef> {
     if cands.len() < 2 {
         return None;
     }
@@ -278,7 +278,15 @@ fn by_text<'a>(env: &Env<'a>, cands: &[&'a ApprovalRef], from: usize) -> Option<
         .iter()
         .map(|a| {
             let title = env.ctx.task_index(&a.task).map(|i| &env.titles[i]);
-            let s = tail.overlap(&Topic::of_text(&a.action)) + title.map_or(0.0, |t| tail.overlap(t));
+            let mut s = tail.overlap(&Topic::cached(&a.action)) + title.map_or(0.0, |t| tail.overlap(t));
+            // "claude's one is fine": the approval of the agent named.
+            if let Some(agent) = a.agent.as_deref()
+                && m.hits
+                    .iter()
+                    .any(|h| h.is(Class::Agent) && h.start >= from && env.lex.agents[h.agent as usize] == agent)
+            {
+                s += 1.0;
+            }
             (s, *a)
         })
         .collect();

@@ -13,7 +13,7 @@ pub(crate) fn cancel(env: &Env, from: usize) -> Option<Decision> {
         .hits
         .iter()
         .filter(|h| h.start >= from && (h.is(Class::Stop) || h.is(Class::Abort)))
-        .find(|h| !m.negated(h) && opens_message(env, h, from))?;
+        .find(|h| !m.negated(h) && !inside_a_word(env, h) && opens_message(env, h, from))?;
     let seg_end = stop_object_end(env, h)?;
     let ctx = env.ctx;
     // The words after the stop word may name the task ("stop the migration one").
@@ -50,7 +50,7 @@ pub(crate) fn cancel(env: &Env, from: usize) -> Option<Decision> {
 fn opens_message(env: &Env, h: &Hit, from: usize) -> bool {
     let m = env.msg;
     let prefix = m.topic.slice(from, h.start);
-    if !prefix.keys.is_empty() && prefix.novel(&env.titles, usize::MAX) >= 1.0 {
+    if !prefix.keys.is_empty() && prefix.novel(&env.titles, usize::MAX) >= 1.0 && !names_a_task(env, &prefix) {
         return false;
     }
     let named_prefix = !prefix.keys.is_empty();
@@ -111,5 +111,20 @@ fn stop_object_end(env: &Env, h: &Hit) -> Option<usize> {
     // "stop the X one", "kill the gemini run": the rest names a task or says nothing specific;
     // "stop the server" is an instruction.
     let seg = m.topic.slice(at, clause_end);
-    (seg.novel(&env.titles, usize::MAX) < 1.0).then_some(clause_end)
+    (seg.novel(&env.titles, usize::MAX) < 1.0 || h.is(Class::Abort) && names_a_task(env, &seg)).then_some(clause_end)
+}
+
+/// Words that name a visible task by its title ("the daily_orders backfill", "回填任务").
+fn names_a_task(env: &Env, t: &super::topic::Topic) -> bool {
+    env.titles.iter().any(|title| t.overlap(title) >= super::topic::NAMES)
+}
+
+/// "停" starting a longer Chinese word ("停机窗口", "停车场", "停用") is no stop.
+fn inside_a_word(env: &Env, h: &Hit) -> bool {
+    let m = env.msg;
+    &m.norm[h.start..h.end] == "停"
+        && m.norm[h.end..]
+            .chars()
+            .next()
+            .is_some_and(|c| super::text::is_cjk(c) && !"下止掉一了吧啊呀住手吗呢".contains(c))
 }

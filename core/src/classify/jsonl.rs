@@ -11,11 +11,35 @@ use super::context::Context;
 use super::decision::Decision;
 use super::eval::EvalReport;
 
+/// An output line: the id, then the decision's fields (spelled out: `#[serde(flatten)]` would
+/// go through a map and cost more than the classification).
 #[derive(Serialize)]
 struct Out<'a> {
     id: &'a Value,
-    #[serde(flatten)]
-    decision: &'a Decision,
+    intent: super::decision::Intent,
+    task: &'a Option<String>,
+    agent: &'a Option<String>,
+    role: &'a Option<super::decision::Role>,
+    approval: &'a Option<String>,
+    scope: &'a Option<super::decision::Scope>,
+    confidence: f32,
+    reason: &'a str,
+}
+
+impl<'a> Out<'a> {
+    fn new(id: &'a Value, d: &'a Decision) -> Self {
+        Self {
+            id,
+            intent: d.intent,
+            task: &d.task,
+            agent: &d.agent,
+            role: &d.role,
+            approval: &d.approval,
+            scope: &d.scope,
+            confidence: d.confidence,
+            reason: &d.reason,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -31,8 +55,25 @@ struct Line {
     context: Context,
 }
 
+/// The fast path: a well-formed line deserialized straight into typed fields (no
+/// intermediate `serde_json::Value` tree).
+#[derive(Deserialize)]
+struct Typed {
+    id: Value,
+    text: String,
+    context: Context,
+}
+
 /// Parses one line; on failure returns the id (when one could be read) and why.
 fn parse(line: &str) -> Result<Line, (Value, String)> {
+    match serde_json::from_str::<Typed>(line) {
+        Ok(t) if !t.id.is_null() => Ok(Line { id: t.id, text: t.text, context: t.context }),
+        // The slow path only to say precisely what is wrong.
+        _ => parse_slow(line),
+    }
+}
+
+fn parse_slow(line: &str) -> Result<Line, (Value, String)> {
     let v: Value = serde_json::from_str(line).map_err(|e| (Value::Null, format!("invalid JSON: {e}")))?;
     let id = v.get("id").cloned().unwrap_or(Value::Null);
     let Some(obj) = v.as_object() else {
@@ -55,19 +96,32 @@ fn parse(line: &str) -> Result<Line, (Value, String)> {
 
 /// Classifies every line of `input`, writing one output line per input line, in order.
 /// A malformed line yields `{"id": <id or null>, "error": "..."}` and the run goes on.
-pub fn run(input: impl BufRead, mut output: impl Write, c: &Classifier) -> io::Result<()> {
-    for line in input.lines() {
-        let line = line?;
-        match parse(&line) {
+pub fn run(mut input: impl BufRead, mut output: impl Write, c: &Classifier) -> io::Result<()> {
+    // One line buffer for the whole run.
+    let mut buf = String::new();
+    loop {
+        buf.clear();
+        if input.read_line(&mut buf)? == 0 {
+            break;
+        }
+        let line = buf.strip_suffix('\n').unwrap_or(&buf);
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        match parse(line) {
             Ok(l) => {
                 let d = c.classify(&l.text, &l.context);
-                serde_json::to_writer(&mut output, &Out { id: &l.id, decision: &d })?;
+                serde_json::to_writer(&mut output, &Out::new(&l.id, &d))?;
             }
             Err((id, why)) => serde_json::to_writer(&mut output, &ErrOut { id: &id, error: &why })?,
         }
         output.write_all(b"\n")?;
     }
     output.flush()
+}
+
+/// The label of an `--eval` line (other fields are ignored).
+#[derive(Deserialize)]
+struct Labelled {
+    expect: Option<Value>,
 }
 
 /// Scores the classifier on labelled lines (each with an `expect` object). Blank lines are
@@ -80,11 +134,11 @@ pub fn eval(input: impl BufRead, c: &Classifier) -> Result<EvalReport, String> {
             continue;
         }
         let l = parse(&line).map_err(|(_, why)| format!("line {}: {why}", n + 1))?;
-        let v: Value = serde_json::from_str(&line).map_err(|e| format!("line {}: {e}", n + 1))?;
-        let expect = v.get("expect").ok_or_else(|| format!("line {}: missing expect", n + 1))?;
+        let Labelled { expect } = serde_json::from_str(&line).map_err(|e| format!("line {}: {e}", n + 1))?;
+        let expect = expect.ok_or_else(|| format!("line {}: missing expect", n + 1))?;
         let d = c.classify(&l.text, &l.context);
         let id = l.id.as_str().map_or_else(|| l.id.to_string(), str::to_owned);
-        report.add(&id, &l.text, expect, d).map_err(|e| format!("line {}: {e}", n + 1))?;
+        report.add(&id, &l.text, &expect, d).map_err(|e| format!("line {}: {e}", n + 1))?;
     }
     if report.lines == 0 {
         return Err("no labelled lines".into());

@@ -28,7 +28,7 @@ impl Classifier {
             }
         }
         // Tasks by how well the message fits their title; the focused one wins ties.
-        let titles: Vec<Topic> = ctx.tasks.iter().map(|t| Topic::of_text(&t.title)).collect();
+        let titles: Vec<Topic> = ctx.tasks.iter().map(|t| Topic::cached(&t.title)).collect();
         let scores = target::scores(&msg.topic, &titles);
         let mut order: Vec<usize> = (0..ctx.tasks.len()).collect();
         let focused = |i: usize| ctx.active_task.as_deref() == Some(ctx.tasks[i].id.as_str());

@@ -41,19 +41,24 @@ impl Env<'_> {
     }
 }
 
-pub(crate) fn decide(env: &Env) -> Decision {
+/// The rules the contract states as rules, which no learned weight overrides: group chatter
+/// (rule 1), empty text and explicit slash commands (rule 2).
+pub(crate) fn hard(env: &Env) -> Option<Decision> {
     let (ctx, m) = (env.ctx, env.msg);
     // Rule 1.
     if ctx.chat == Chat::Group && !ctx.mentioned {
-        return Decision::new(Intent::Ignore, 0.99, "group message not addressed to the bot");
+        return Some(Decision::new(Intent::Ignore, 0.99, "group message not addressed to the bot"));
     }
     if m.is_blank() {
-        return Decision::clarify("empty message");
+        return Some(Decision::clarify("empty message"));
     }
     // Rule 2.
-    if let Some(cmd) = command::parse(m) {
-        return command::decide(env, &cmd);
-    }
+    command::parse(m).map(|cmd| command::decide(env, &cmd))
+}
+
+/// Rules 3–10, once [`hard`] has not decided.
+pub(crate) fn soft(env: &Env) -> Decision {
+    let m = env.msg;
     // Rule 3.
     if let Some(d) = approval::answer(env) {
         return d;

@@ -51,7 +51,7 @@ pub(crate) fn agent_request(env: &Env, agent: u16) -> Decision {
 
 /// The role words of a spawn: the first reviewer, tester or strong editor word wins;
 /// "look at" alone means reviewer; no role word means editor.
-fn role(m: &Msg) -> Role {
+pub(crate) fn role(m: &Msg) -> Role {
     // A role word inside a noun phrase ("the fix", "这个修复") names the work, not the role.
     let in_noun = |h: &Hit| {
         m.hits

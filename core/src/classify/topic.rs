@@ -5,10 +5,12 @@
 //! Chinese message can name an English task and back. Generic engineering words ("fix", "page")
 //! weigh little: they appear in every title and name none.
 
-use std::collections::HashSet;
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+use std::hash::BuildHasherDefault;
 use std::sync::LazyLock;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 
 use super::text::{Tok, TokKind, canon_word, is_word_char, normalize, stem, tokens};
 
@@ -78,6 +80,59 @@ const CONCEPTS: &[&[&str]] = &[
     &["config", "config", "configs", "configuration", "配置"],
     &["i18n", "i18n", "translation", "translations", "localization", "翻译", "国际化", "多语言"],
     &["mobile", "mobile", "phone", "ios", "android", "手机", "移动端"],
+    &["save", "cloud save", "cloud saves", "save game", "save file", "savegame", "存档", "云存档"],
+    &["backfill", "backfill", "backfills", "backfilling", "回填", "补数"],
+    &["behaviortree", "behaviour tree", "behavior tree", "behaviour trees", "behavior trees", "bt", "行为树"],
+    &["refund", "refund", "refunds", "退款"],
+    &["crash", "crash", "crashes", "crashing", "crash reporting", "崩溃", "闪退"],
+    &["font", "font", "fonts", "glyph", "glyphs", "字体", "字库"],
+    &["framerate", "frame rate", "framerate", "fps", "帧率", "掉帧"],
+    &["alert", "alert", "alerts", "alerting", "告警", "报警"],
+    &["monitoring", "monitoring", "monitor", "metrics", "observability", "监控", "指标"],
+    &["rollback", "rollback", "roll back", "rollbacks", "回滚"],
+    &["certificate", "certificate", "certificates", "cert", "certs", "tls", "ssl", "证书"],
+    &["subscription", "subscription", "subscriptions", "订阅"],
+    &["invoice", "invoice", "invoices", "发票", "账单"],
+    &["streaming", "live stream", "livestream", "live streaming", "streaming", "broadcast", "直播", "推流", "开播", "停播"],
+    &["admin", "admin", "admin panel", "back office", "backoffice", "后台", "管理后台"],
+    &["script", "script", "scripts", "脚本"],
+    &["droptable", "drop table", "drop the table", "删表"],
+    &["audio", "audio", "sound", "sounds", "sfx", "mixer", "音效", "音频", "混音"],
+    &["terraform", "terraform", "tf", "tofu"],
+    &["kubernetes", "kubernetes", "k8s", "kubectl", "helm", "cluster", "集群"],
+    &["replica", "replica", "replicas", "副本"],
+    &["sampling", "sampling", "sample rate", "sampling rate", "采样", "采样率"],
+    &["partition", "partition", "partitions", "partitioning", "分区"],
+    &["model", "model", "models", "模型"],
+    &["training", "training", "train", "fine-tune", "finetune", "训练", "微调"],
+    &["consumer", "consumer", "consumers", "消费者", "消费"],
+    &["threshold", "threshold", "thresholds", "阈值"],
+    &["privacy", "privacy", "gdpr", "pii", "隐私", "脱敏"],
+    &["encryption", "encryption", "encrypt", "encrypted", "加密"],
+    &["retention", "retention", "保留", "留存"],
+    &["sync", "sync", "syncing", "synchronization", "同步"],
+    &["offline", "offline", "离线"],
+    &["storage", "storage", "存储"],
+    &["conflict", "conflict", "conflicts", "冲突"],
+    &["onboarding", "onboarding", "tutorial", "walkthrough", "引导", "新手引导", "教程"],
+    &["screenshot", "screenshot", "screenshots", "截图"],
+    &["animation", "animation", "animations", "animate", "动画"],
+    &["map", "map", "maps", "地图"],
+    &["location", "location", "geolocation", "gps", "定位", "位置"],
+    &["video", "video", "videos", "视频"],
+    &["comment", "comment", "comments", "评论"],
+    &["feed", "feed", "timeline", "时间线", "信息流"],
+    &["refresh", "refresh", "reload", "刷新"],
+    &["delivery", "delivery", "deliveries", "配送", "外卖"],
+    &["inventory", "inventory", "stock", "库存"],
+    &["shipping", "shipping", "shipment", "物流", "发货"],
+    &["coupon", "coupon", "coupons", "discount", "promo code", "优惠券", "折扣"],
+    &["cookie", "cookie", "cookies", "cookie banner", "consent banner"],
+    &["worker", "worker", "workers", "后台任务"],
+    &["proxy", "proxy", "nginx", "ingress", "代理", "反向代理"],
+    &["tax", "tax", "taxes", "vat", "税", "税务", "税费"],
+    &["audit", "audit log", "audit logs", "audit trail", "审计日志"],
+    &["lobby", "lobby", "matchmaking", "大厅", "匹配"],
     &["rollback", "rollback", "roll back", "回滚"],
     &["script", "script", "scripts", "脚本"],
     &["token", "token", "tokens", "令牌"],
@@ -185,13 +240,36 @@ static GLOSSARY: LazyLock<Glossary> = LazyLock::new(|| {
             info.push((i as u16, is_word_char(first), !open && is_word_char(last)));
         }
     }
-    let ac = AhoCorasickBuilder::new().match_kind(MatchKind::LeftmostLongest).build(&pats).expect("glossary compiles");
+    let ac = AhoCorasickBuilder::new()
+        .match_kind(MatchKind::LeftmostLongest)
+        .kind(Some(AhoCorasickKind::ContiguousNFA))
+        .build(&pats)
+        .expect("glossary compiles");
     Glossary { ac, info, names }
 });
 
-static STOP: LazyLock<HashSet<&'static str>> = LazyLock::new(|| STOPWORDS.iter().copied().collect());
+/// FNV-1a as a `Hasher`: word sets are small and hot, SipHash's DoS resistance buys nothing.
+#[derive(Default)]
+pub(crate) struct Fnv(u64);
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
+        for b in bytes {
+            h = (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+type FnvSet<T> = HashSet<T, BuildHasherDefault<Fnv>>;
+
+static STOP: LazyLock<FnvSet<&'static str>> = LazyLock::new(|| STOPWORDS.iter().copied().collect());
 /// Stems of [`GENERIC`] (the list holds plain words or stems; both stem to the same key).
-static GENERIC_SET: LazyLock<HashSet<String>> = LazyLock::new(|| GENERIC.iter().map(|w| stem(w).to_owned()).collect());
+static GENERIC_SET: LazyLock<FnvSet<String>> = LazyLock::new(|| GENERIC.iter().map(|w| stem(w).to_owned()).collect());
 
 /// One topic key.
 #[derive(Debug, Clone, Copy)]
@@ -218,6 +296,25 @@ impl Topic {
         let norm = normalize(text);
         let toks = tokens(&norm);
         Self::build(&norm, &toks, &[])
+    }
+
+    /// [`Topic::of_text`] through a small per-thread cache: task titles and approval actions
+    /// recur with every message of a conversation, so their topics are built once.
+    pub fn cached(text: &str) -> Self {
+        TOPIC_CACHE.with_borrow_mut(|cache| {
+            let key = hash(b"t", text);
+            if let Some((t, topic)) = cache.get(&key)
+                && **t == *text
+            {
+                return topic.clone();
+            }
+            let topic = Self::of_text(text);
+            if cache.len() >= TOPIC_CACHE_SIZE {
+                cache.clear();
+            }
+            cache.insert(key, (text.into(), topic.clone()));
+            topic
+        })
     }
 
     /// The topic of normalized text, skipping bytes marked in `covered` (vocabulary words).
@@ -339,7 +436,24 @@ fn push_word(keys: &mut Vec<Key>, w: &str, pos: usize) {
     {
         keys.push(Key { hash: hash(b"w", stem(rest)), weight: weight * 0.8, pos, matchable: true, novel: weight });
     }
+    // An identifier also names its parts: `customer_ltv` is "the ltv one".
+    if ident && (w.contains('_') || w.contains('.')) {
+        for part in w.split(['_', '.']).filter(|p| p.len() >= 3 && p.bytes().all(|b| b.is_ascii_alphabetic())) {
+            let k = stem(part);
+            let wt = if GENERIC_SET.contains(k) { W_GENERIC } else { W_PART };
+            keys.push(Key { hash: hash(b"w", k), weight: wt, pos, matchable: true, novel: weight });
+        }
+    }
+    // A shared five-letter head ("gradle" / "gradlew") supports a match but never makes one.
+    if !ident && key.len() >= 5 && key.is_ascii() && weight >= W_WORD {
+        keys.push(Key { hash: hash(b"p", &key[..5]), weight: W_PREFIX, pos, matchable: true, novel: weight });
+    }
 }
+
+/// Weight of one part of an identifier.
+const W_PART: f32 = 0.9;
+/// Weight of a shared word head.
+const W_PREFIX: f32 = 0.7;
 
 const COMPOUND_PREFIXES: &[&str] =
     &["auto", "pre", "post", "sub", "multi", "over", "under", "micro", "web", "cross", "hot"];
@@ -383,6 +497,32 @@ fn push_cjk(keys: &mut Vec<Key>, norm: &str, t: &Tok, skip: impl Fn(usize) -> bo
         }
     }
     flush(&mut run, keys);
+}
+
+const TOPIC_CACHE_SIZE: usize = 4096;
+
+/// Keys are already hashes: pass them through.
+#[derive(Default)]
+struct PassThrough(u64);
+
+impl std::hash::Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8) | u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type TopicCache = HashMap<u64, (Box<str>, Topic), BuildHasherDefault<PassThrough>>;
+
+thread_local! {
+    static TOPIC_CACHE: RefCell<TopicCache> = RefCell::new(TopicCache::default());
 }
 
 /// FNV-1a over a kind tag and the key text.
