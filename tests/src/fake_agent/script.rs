@@ -50,7 +50,7 @@ fn handoff_note() -> Option<String> {
 pub fn parse(text: &str) -> Script {
     // A seeded prompt quotes earlier messages (the goal, the restart note's instructions): a
     // marker in the request itself, after the gateway's context, wins over those.
-    let request = [&"\nRequest: "[..], "\nContinue from the restart note.\n\n"]
+    let request = ["\nRequest: ", "\nContinue from the restart note.\n\n"]
         .iter()
         .find_map(|sep| text.rsplit_once(sep).map(|(_, request)| request));
     match request.map(parse_text) {
