@@ -7,7 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::Body;
+use crate::classify::{Decision, Intent};
+use crate::model::{Body, Id};
 use crate::plan::{Effect, Plan};
 
 /// The default `[attachments] max_bytes`: 20 MB.
@@ -262,6 +263,28 @@ pub fn only_files_text(attachments: &[Attachment]) -> String {
     }
 }
 
+/// The decision for a message that brings files. Files are for an agent: a reading that would
+/// answer without one (a status question such as "what does this screen say?", small talk, or a
+/// clarify, whose buttons cannot carry the files) continues the task the message is about
+/// (`about`: the one it replies to, else the conversation's focused one) or starts a task.
+/// Every other reading (continue, spawn, approve, deny, stop, …) keeps its meaning.
+pub fn decision_with_files(decision: Decision, about: Option<Id>) -> Decision {
+    if !matches!(decision.intent, Intent::Status | Intent::Ignore | Intent::Clarify) {
+        return decision;
+    }
+    let reason = format!("files are for the agent (read as {}: {})", decision.intent, decision.reason);
+    Decision {
+        intent: Intent::Continue,
+        task: decision.task.or(about.map(|t| t.to_string())),
+        agent: decision.agent,
+        role: None,
+        approval: None,
+        scope: None,
+        confidence: decision.confidence,
+        reason,
+    }
+}
+
 /// The timeline entry of one attachment.
 pub fn timeline_body(attachment: &Attachment) -> Body {
     Body::Attachment {
@@ -275,8 +298,8 @@ pub fn timeline_body(attachment: &Attachment) -> Body {
 
 /// Adds the attachments to a routed plan: one timeline entry per file after each record of
 /// the message itself. Returns whether the plan starts or queues a turn (the files reach the
-/// agent with it); when it does not (a status question with a screenshot), the files are only
-/// on the timeline.
+/// agent with it); when it does not (a "stop" with a screenshot), the files are only on the
+/// timeline.
 pub fn annotate(plan: &mut Plan, attachments: &[Attachment]) -> bool {
     if attachments.is_empty() {
         return false;
@@ -332,6 +355,20 @@ mod tests {
             size: 2048,
             sha256: "ab12cd34ef".into(),
             path: "/data/attachments/ab/ab12cd34ef.png".into(),
+        }
+    }
+
+    #[test]
+    fn a_question_with_files_goes_to_the_agent_and_other_readings_keep_their_meaning() {
+        let status = Decision::new(Intent::Status, 0.9, "a question about progress");
+        let carried = decision_with_files(status, Some(7));
+        assert_eq!((carried.intent, carried.task.as_deref()), (Intent::Continue, Some("7")));
+        assert!(carried.reason.contains("status"), "{}", carried.reason);
+        // No task to continue: route starts one for a continue without a target.
+        let clarify = decision_with_files(Decision::new(Intent::Clarify, 0.4, "unsure"), None);
+        assert_eq!((clarify.intent, clarify.task), (Intent::Continue, None));
+        for intent in [Intent::Cancel, Intent::Deny, Intent::Spawn, Intent::NewTask] {
+            assert_eq!(decision_with_files(Decision::new(intent, 0.9, "x"), Some(7)).intent, intent);
         }
     }
 

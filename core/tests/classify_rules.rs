@@ -139,6 +139,15 @@ fn rule3_yes_and_no_answer_the_only_pending_approval() {
 }
 
 #[test]
+fn rule3_a_message_that_only_looks_like_a_no_continues() {
+    let mut c = ctx(vec![task("t1", "note ada-0", TaskStatus::WaitingApproval, &["codex"])], Some("t1"));
+    c.pending_approvals = vec![approval("a1", "t1", "run `echo burst`")];
+    for text in ["note ada-5", "note 7: the header is blue", "notes on the login page"] {
+        assert_intent(text, &c, Intent::Continue, Some("t1"));
+    }
+}
+
+#[test]
 fn rule3_a_no_carries_its_instruction() {
     let mut c = ctx(vec![routing(TaskStatus::WaitingApproval)], Some("t1"));
     c.pending_approvals = vec![approval("a1", "t1", "run `npm test`")];
@@ -300,6 +309,14 @@ fn rule5_with_no_task_a_goal_is_new() {
     let c = ctx(vec![], None);
     assert_intent("fix the flaky test in checkout.spec.ts", &c, Intent::NewTask, None);
     assert_intent("设置页的保存按钮点了没反应，帮忙修一下", &c, Intent::NewTask, None);
+    // Worded like a follow-up, but there is nothing to follow up: still a goal, never "which task?".
+    for text in ["make it green", "make\u{FFFD}it green", "make the button green", "fix it please"] {
+        assert_intent(text, &c, Intent::NewTask, None);
+    }
+    // A question only an agent can answer is a goal too (rule 7), not a status question.
+    for text in ["which colour should the header be?", "what does this screen say?"] {
+        assert_intent(text, &c, Intent::NewTask, None);
+    }
 }
 
 // Rule 6: spawn vs new_task.

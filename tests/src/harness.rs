@@ -41,6 +41,7 @@ pub enum Flavor {
 /// Runs `future` to completion on a new runtime of `flavor`, dropped afterwards (with whatever
 /// the test left spawned on it).
 pub fn block_on<F: Future>(flavor: Flavor, future: F) -> F::Output {
+    log_when_asked();
     let runtime = match flavor {
         Flavor::CurrentThread => tokio::runtime::Builder::new_current_thread().enable_all().build(),
         Flavor::MultiThread(workers) => {
@@ -48,6 +49,21 @@ pub fn block_on<F: Future>(flavor: Flavor, future: F) -> F::Output {
         }
     };
     runtime.expect("building the test's tokio runtime").block_on(future)
+}
+
+/// The gateway's log on the test's output when `TASKGATE_TEST_LOG` is set (an `EnvFilter`
+/// directive such as `taskgate=debug`): what an engine did when a journey times out. Off by
+/// default, so a green run stays quiet.
+fn log_when_asked() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    if let Ok(filter) = std::env::var("TASKGATE_TEST_LOG") {
+        ONCE.call_once(|| {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                .with_test_writer()
+                .try_init();
+        });
+    }
 }
 
 /// `module::test` from `module_path!()` (`it::module`, or deeper) and a test function's name:

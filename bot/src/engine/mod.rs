@@ -312,7 +312,10 @@ impl Engine {
         )
         .await?;
         let chosen = given.is_some();
-        let decision = given.unwrap_or_else(|| self.classifier.classify(&msg.text, &loaded.context));
+        let mut decision = given.unwrap_or_else(|| self.classifier.classify(&msg.text, &loaded.context));
+        if !files.is_empty() {
+            decision = attachment::decision_with_files(decision, msg.reply_to_task.or(conversation.focused_task_id));
+        }
         // The tasks this decision can act on get their restart notes (a fresh session's seed).
         let targets: Vec<Id> = [decision.task.as_deref().and_then(|t| t.parse().ok()), conversation.focused_task_id]
             .into_iter()

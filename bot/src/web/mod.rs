@@ -324,3 +324,20 @@ impl IntoResponse for ApiError {
         (self.status, Json(body)).into_response()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The console is one script of top-level functions: a second `function name(` would
+    /// silently replace the first for every caller (two branches once both added `diffView`).
+    #[test]
+    fn the_console_script_declares_each_function_once() {
+        let mut seen = std::collections::HashSet::new();
+        let dupes: Vec<&str> = super::APP_JS
+            .lines()
+            .filter_map(|line| line.strip_prefix("function ").or_else(|| line.strip_prefix("async function ")))
+            .filter_map(|rest| rest.split('(').next())
+            .filter(|name| !seen.insert(*name))
+            .collect();
+        assert!(dupes.is_empty(), "declared twice in app.js: {dupes:?}");
+    }
+}

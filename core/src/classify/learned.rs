@@ -12,6 +12,7 @@ use super::rules::Env;
 use super::spawn::{agent_request, role};
 use super::status::status;
 use super::target;
+use super::topic::Topic;
 use super::vocab::Class;
 
 fn acts(i: Intent) -> bool {
@@ -35,21 +36,27 @@ pub(crate) fn combine(env: &Env, rule: Decision, p: &[f32; K], model: &Model) ->
     let (i1, i2) = (CLASSES[k1], CLASSES[k2]);
     if k1 == kr {
         // Agreement; still ask when another acting reading is nearly as likely (rule 10).
-        if acts(i1) && acts(i2) && p[k1] - p[k2] < th.ask {
+        if acts(i1) && acts(i2) && possible(env, i2) && p[k1] - p[k2] < th.ask {
             return Decision::new(Intent::Clarify, 1.0 - p[k1], format!("{i1} or {i2}?"));
         }
         return Decision { confidence: p[k1].clamp(0.0, 1.0), ..rule };
+    }
+    // The model answers no approval the message gives no yes or no for (a long "ok so the
+    // thing is …" explains, it does not approve; "note 5" only looks like "no"), nor asks
+    // about one: the rules' reading stands.
+    if !possible(env, i1) {
+        // Unless it is close and may object to what is asked ("the full suite is too slow,
+        // only the unit tests"): an implicit no is worth a question.
+        if p[k1] - p[kr] < th.margin && acts(rule.intent) && about_an_approval(env) {
+            return Decision::new(Intent::Clarify, 1.0 - p[k1], format!("{i1} or {}?", rule.intent));
+        }
+        return Decision { confidence: p[kr].clamp(0.0, 1.0), ..rule };
     }
     if p[k1] - p[kr] < th.margin {
         // The two readings are close: ask when both act, else keep the rules' reading.
         if acts(i1) && acts(rule.intent) {
             return Decision::new(Intent::Clarify, 1.0 - p[k1], format!("{i1} or {}?", rule.intent));
         }
-        return Decision { confidence: p[kr].clamp(0.0, 1.0), ..rule };
-    }
-    // The model answers no approval the message gives no yes or no for (a long "ok so the
-    // thing is …" explains, it does not approve).
-    if matches!(i1, Intent::Approve | Intent::Deny) && !answers(env, i1) {
         return Decision { confidence: p[kr].clamp(0.0, 1.0), ..rule };
     }
     let mut d = realize(env, i1, &rule);
@@ -68,6 +75,9 @@ pub(crate) fn realize(env: &Env, intent: Intent, rule: &Decision) -> Decision {
     match intent {
         Intent::Continue => match task.or(rule.task.as_deref()) {
             Some(t) => Decision::new(intent, 0.5, why).task(Some(t)),
+            // With no task around there is nothing to follow up: the rules' reading of the
+            // message alone (a goal is a new task, rule 5) stands.
+            None if ctx.tasks.is_empty() && ctx.reply_to.is_none() => rule.clone(),
             None => Decision::clarify("a follow-up, but to which task?"),
         },
         Intent::NewSession => match task {
@@ -77,6 +87,12 @@ pub(crate) fn realize(env: &Env, intent: Intent, rule: &Decision) -> Decision {
         Intent::Status => {
             if let Some(d) = status(env, m.lead).filter(|d| d.intent == Intent::Status) {
                 return d;
+            }
+            // With no task around, a question the status words do not mark ("which colour?",
+            // "what does this screen say?") is one only an agent can answer (rule 7): the
+            // rules' reading stands.
+            if ctx.tasks.is_empty() && ctx.reply_to.is_none() && !m.has_live(Class::StatusGlobal) {
+                return rule.clone();
             }
             let t = if ctx.reply_to.is_some() {
                 ctx.reply_to.as_deref()
@@ -183,6 +199,22 @@ fn pick_approval<'a>(env: &Env<'a>) -> Option<&'a ApprovalRef> {
             (mine.len() == 1 && waiting).then(|| mine[0])
         }),
     }
+}
+
+/// Whether the message can mean `intent` at all: an approval answer needs its yes or no.
+fn possible(env: &Env, intent: Intent) -> bool {
+    !matches!(intent, Intent::Approve | Intent::Deny) || answers(env, intent)
+}
+
+/// The message may be an objection to what is asked: it finds fault ("too slow", "instead")
+/// or shares words with a pending approval's action.
+fn about_an_approval(env: &Env) -> bool {
+    let m = env.msg;
+    if m.has_live(Class::Problem) || m.has_live(Class::BackStrong) {
+        return true;
+    }
+    let words = Topic::of_text(&m.norm);
+    env.ctx.pending_approvals.iter().any(|a| words.overlap(&Topic::cached(&a.action)) > 0.0)
 }
 
 /// The message holds an answer word of the intent's polarity: a yes for `approve` in a short

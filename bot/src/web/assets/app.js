@@ -1080,13 +1080,13 @@ function agentsPanel(executions, details) {
       h("dt", {}, "execution"), h("dd", {}, `#${e.id}`),
       e.session ? [h("dt", {}, "session"), h("dd", {}, `${e.session.status}${e.session.model ? ` · ${e.session.model}` : ""}`),
         h("dt", {}, "provider id"), h("dd", {}, e.session.provider_session_id || "—")] : [h("dt", {}, "session"), h("dd", {}, "none yet")]) : null,
-    diffView(e))))
+    executionDiff(e))))
     : h("p", { class: "muted small" }, "No agent yet."), false, "panel");
 }
 
 // One execution's changes (its worktree branch against its base, or the project's uncommitted
-// changes), loaded on demand.
-function diffView(e) {
+// changes), loaded on demand and drawn like every other diff.
+function executionDiff(e) {
   const out = h("div", { class: "diff", "data-diff": e.id });
   const button = h("button", { class: "link", type: "button", onclick: async () => {
     button.disabled = true;
@@ -1096,7 +1096,7 @@ function diffView(e) {
       const size = d.disk_bytes ? ` · ${(d.disk_bytes / 1048576).toFixed(1)} MB on disk` : "";
       out.replaceChildren(
         h("div", { class: "muted small" }, d.branch ? `branch ${d.branch}${size}` : `in ${d.cwd} (uncommitted changes)`),
-        d.diff ? h("pre", { class: "diff-text" }, d.diff) : h("p", { class: "muted small" }, "No changes."));
+        d.diff ? h("div", {}, diffView(d.diff, null, `execution/${e.id}`, false)) : h("p", { class: "muted small" }, "No changes."));
     } catch (err) {
       out.replaceChildren(h("p", { class: "muted small" }, `No diff: ${err.message || err}`));
     } finally {
