@@ -208,6 +208,9 @@ pub trait Store: Send + Sync {
     /// for good): done, without a message, marked dropped with its error (counted in
     /// [`StoreStats::outbox_dropped`]).
     async fn outbox_dropped(&self, id: Id, error: &str) -> StoreResult<()>;
+    /// Messages given up on ([`Store::outbox_dropped`]), newest first: what the console lists
+    /// as undelivered. Superseded live updates are not among them.
+    async fn outbox_given_up(&self, limit: u64) -> StoreResult<Vec<Outbound>>;
     /// One outbound message (a button press names the message its keyboard belongs to).
     async fn outbound(&self, id: Id) -> StoreResult<Outbound>;
     /// The outbound message the platform knows as `external_message_id`, to route replies.

@@ -1108,6 +1108,14 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
         Ok(())
     }
 
+    async fn outbox_given_up(&self, limit: u64) -> StoreResult<Vec<Outbound>> {
+        let query = outbox::Entity::find()
+            .filter(outbox::Column::Dropped.eq(true))
+            .order_by_desc(outbox::Column::Id)
+            .limit(limit);
+        rows(&self.db, query, convert::outbound).await
+    }
+
     async fn outbox_dropped(&self, id: Id, error: &str) -> StoreResult<()> {
         let _w = self.writing().await;
         let result = outbox::Entity::update_many()

@@ -488,6 +488,33 @@ pub async fn revoke_rule(Extension(console): Extension<Arc<Console>>, Path(id): 
     }
 }
 
+/// Rows listed per kind on the undelivered page.
+const MAX_UNDELIVERED: u64 = 100;
+
+/// `GET /api/undelivered`: what the gateway gave up on, newest first: messages a platform
+/// never accepted (bot blocked, chat gone, refused for good) and updates set aside unanswered
+/// (a flood's tail, or an update whose handling kept failing), each with why.
+pub async fn undelivered(Extension(console): Extension<Arc<Console>>) -> ApiResult<Value> {
+    let messages: Vec<Value> = console
+        .store
+        .outbox_given_up(MAX_UNDELIVERED)
+        .await?
+        .into_iter()
+        .map(|o| {
+            json!({"id": o.id, "channel": o.channel, "chat_id": o.chat_id, "task_id": o.task_id,
+                   "kind": o.payload.kind, "text": o.payload.text, "error": o.last_error, "at": o.sent_at})
+        })
+        .collect();
+    let updates: Vec<Value> = console
+        .store
+        .inbox_set_aside(MAX_UNDELIVERED)
+        .await?
+        .into_iter()
+        .map(|i| json!({"id": i.id, "channel": i.channel, "error": i.last_error, "at": i.received_at}))
+        .collect();
+    Ok(Json(json!({"messages": messages, "updates": updates})))
+}
+
 #[derive(Debug, Deserialize)]
 pub struct AuditPage {
     /// Entries after this id (for paging).

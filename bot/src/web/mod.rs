@@ -174,6 +174,7 @@ fn routes<S: Clone + Send + Sync + 'static>() -> Routes<S> {
         .add("GET", "/api/rules", get(api::rules))
         .add("POST", "/api/rules/{id}/revoke", post(api::revoke_rule))
         .add("GET", "/api/audit", get(api::audit))
+        .add("GET", "/api/undelivered", get(api::undelivered))
         .add("GET", "/api/messages", get(chat::history))
         .add("POST", "/api/messages", post(chat::send))
         .add("POST", "/api/messages/{id}/choose", post(chat::choose))

@@ -124,6 +124,9 @@ async fn outbox_sends_urgent_rows_first_and_counts_what_it_drops(db: &TestDb) ->
     let dropped = store.outbound(answer.id).await?;
     assert!(dropped.sent_at.is_some() && dropped.external_message_id.is_none());
     assert_eq!(dropped.last_error.as_deref(), Some("Forbidden: bot was blocked by the user"));
+    // Listed as undelivered; sent rows (and rows marked done without a message) are not.
+    store.outbox_sent(other.id, None).await?;
+    assert_eq!(ids(store.outbox_given_up(10).await?), vec![answer.id]);
 
     let mut flood = Vec::new();
     for n in 0..700 {

@@ -27,6 +27,7 @@ pub fn trials() -> Vec<Trial> {
             task_controls_stop_rename_new_session_and_another_agent,
             search_finds_tasks_by_title_and_text_and_the_list_follows_last_activity,
             a_file_change_approval_carries_its_diff_before_the_decision,
+            a_reply_telegram_refuses_for_good_is_listed_as_undelivered,
         ],
         blocking: [
             token_without_rotate_fails_once_a_token_exists_and_sessions_lists_and_revokes,
@@ -806,4 +807,46 @@ async fn a_file_change_approval_carries_its_diff_before_the_decision() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(decided["request"]["kind"], "file_change", "{decided}");
     let _ = gw.stop().await;
+}
+
+/// Ada blocked the bot: the answer to her message can never be delivered. It is given up at
+/// once (not retried for ever) and the console lists it, with Telegram's reason, among the
+/// undelivered; the next answer, once she unblocks, is delivered and not listed.
+async fn a_reply_telegram_refuses_for_good_is_listed_as_undelivered() {
+    use taskgate_tests::fake_telegram::FakeTelegram;
+    const TOKEN: &str = "123456:UNDELIVERED-token";
+    let fake = FakeTelegram::start(TOKEN).await.expect("fake telegram");
+    let mut world = taskgate_tests::world::World::new();
+    world.config.server.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    world.config.server.data_dir = world.dir.path().join("data");
+    world.config.telegram = Some(
+        toml::from_str(&format!("token = \"{TOKEN}\"\napi_url = \"{}\"\nallowed_users = [111]\n", fake.url()))
+            .expect("telegram config"),
+    );
+    let gw = taskgate_tests::app::spawn_app(&world.config).await.expect("gateway starts");
+    let api = Api { gw: &gw, http: client() };
+    let update = |id: i64| {
+        json!({"update_id": id, "message": {"message_id": id, "date": 1_700_000_000,
+            "chat": {"id": 111, "type": "private", "first_name": "Ada"},
+            "from": {"id": 111, "is_bot": false, "first_name": "Ada"}, "text": "/status"}})
+    };
+    fake.fail("sendMessage", 1, 403, "Forbidden: bot was blocked by the user", None);
+    fake.push_update(update(1));
+    let listed = eventually("the refused answer listed", || async {
+        let u = api.get("/api/undelivered").await;
+        u["messages"].as_array().filter(|m| !m.is_empty()).cloned()
+    })
+    .await;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!((listed[0]["channel"].as_str(), listed[0]["chat_id"].as_str()), (Some("telegram"), Some("111")));
+    assert!(listed[0]["error"].as_str().is_some_and(|e| e.contains("blocked")), "{listed:?}");
+    assert!(listed[0]["text"].as_str().is_some_and(|t| !t.is_empty()), "what was not delivered: {listed:?}");
+    // Unblocked: the next answer arrives, and the list is unchanged.
+    fake.push_update(update(2));
+    eventually("the next answer delivered", || async { (!fake.sent_texts(111).is_empty()).then_some(()) }).await;
+    let after = api.get("/api/undelivered").await;
+    assert_eq!(after["messages"].as_array().map(Vec::len), Some(1), "{after}");
+    assert_eq!(after["updates"].as_array().map(Vec::len), Some(0), "{after}");
+    drop(gw);
+    drop(world);
 }

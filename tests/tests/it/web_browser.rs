@@ -514,6 +514,28 @@ async fn phone_steps(gw: &TestApp, browser: &Browser) -> anyhow::Result<()> {
         .await?;
     fits(browser, "task after approving", 390).await?;
 
+    // A reply a platform refused for good: the task list says so, and the undelivered page
+    // lists it with the reason.
+    let refused = gw
+        .store
+        .outbox_enqueue(taskgate_core::model::NewOutbound {
+            channel: taskgate_core::model::Channel::Telegram,
+            chat_id: "111".into(),
+            task_id: Some(write.id),
+            approval_id: None,
+            payload: taskgate_core::reply::Reply::text("Codex finished: notes.txt written"),
+        })
+        .await?;
+    gw.store.outbox_dropped(refused.id, "Forbidden: bot was blocked by the user").await?;
+    open(gw, browser, "#/tasks", "#undelivered-notice:not([hidden]) a").await?;
+    browser.click_css("#undelivered-notice a", WAIT).await?;
+    let listed = browser.text(&browser.wait("#undelivered-messages li[data-undelivered]", WAIT).await?).await?;
+    ensure!(
+        listed.contains("notes.txt written") && listed.contains("blocked by the user"),
+        "the undelivered reply and why: {listed}"
+    );
+    fits(browser, "undelivered", 390).await?;
+
     // The narrowest and the widest phones of the range fit too.
     for width in [360u32, 430] {
         let metrics = serde_json::json!({"width": width, "height": 844, "deviceScaleFactor": 2, "mobile": true});

@@ -587,6 +587,7 @@ function route() {
   if ((m = hash.match(/^#\/tasks\/(\d+)$/))) page = taskPage(Number(m[1]));
   else if (hash === "#/approvals") page = approvalsPage();
   else if (hash === "#/chat") page = chatPage();
+  else if (hash === "#/undelivered") page = undeliveredPage();
   else page = tasksPage();
   const section = hash.split("/")[1] || "tasks";
   for (const a of document.querySelectorAll("[data-nav]")) a.classList.toggle("active", a.dataset.nav === section);
@@ -609,11 +610,19 @@ function tasksPage() {
   const statusSel = select("Status", "status", [h("option", { value: "" }, "Status"),
     Object.keys(STATUS).map((s) => h("option", { value: s }, statusLabel(s)))]);
   const agentSel = select("Agent", "agent", [h("option", { value: "" }, "Agent"), (me.agents || []).map((a) => h("option", { value: a }, a))]);
+  const undelivered = h("p", { class: "notice", id: "undelivered-notice", hidden: true });
   view.replaceChildren(
     h("div", { class: "page-head" }, h("h1", {}, "Tasks"), h("a", { class: "button primary", href: "#/chat" }, "New task")),
+    undelivered,
     h("div", { class: "filters" }, search, projectSel, statusSel, agentSel),
     list,
   );
+  api("/api/undelivered").then((u) => {
+    const n = u.messages.length + u.updates.length;
+    if (!n) return;
+    undelivered.replaceChildren(h("a", { href: "#/undelivered" }, `${n} ${n === 1 ? "message" : "messages"} could not be delivered`));
+    undelivered.hidden = false;
+  }).catch(() => {});
   api("/api/projects").then((ps) => ps.forEach((p) => projectSel.append(h("option", { value: p.name }, p.name)))).catch(showError);
 
   const highlightWords = (text) => {
@@ -1261,6 +1270,28 @@ function approvalsPage() {
   }
   load();
   return { hint: debounce(load, 150) };
+}
+
+// ---- undelivered ----------------------------------------------------------------------
+
+/** What the gateway gave up on: replies a platform never accepted, updates set aside. */
+function undeliveredPage() {
+  const messages = h("ul", { class: "undelivered", id: "undelivered-messages" });
+  const updates = h("ul", { class: "undelivered", id: "undelivered-updates" });
+  view.replaceChildren(h("div", { class: "page-head" }, h("h1", {}, "Undelivered")),
+    h("h2", {}, "Replies the chat never got"), messages,
+    h("h2", {}, "Messages set aside unanswered"), updates);
+  const row = (r, what) => h("li", { "data-undelivered": r.id },
+    h("div", {}, h("strong", {}, r.channel), " ", what, r.at ? h("span", { class: "muted small" }, ` · ${ago(r.at)}`) : null),
+    h("div", { class: "muted small" }, r.error || "no error recorded"));
+  api("/api/undelivered").then((u) => {
+    messages.replaceChildren(...(u.messages.length ? u.messages.map((m) => row(m, [`chat ${m.chat_id}`,
+      m.task_id ? [" · ", h("a", { href: `#/tasks/${m.task_id}` }, `task #${m.task_id}`)] : null, h("div", { class: "clamped" }, m.text)]))
+      : [h("li", { class: "empty" }, "Every reply was delivered.")]));
+    updates.replaceChildren(...(u.updates.length ? u.updates.map((i) => row(i, `update #${i.id}`))
+      : [h("li", { class: "empty" }, "Nothing was set aside.")]));
+  }).catch(showError);
+  return {};
 }
 
 // ---- web chat -------------------------------------------------------------------------
