@@ -8,6 +8,11 @@
 //!   decided and stored per second, with 1,000 tasks in the store and with `--tasks` more.
 //! - `ack`: `taskgate serve`'s Telegram webhook on SQLite: acknowledgement latency (p50, p99,
 //!   max) at a fixed 1,000 msg/s, then the closed-loop rate with 32 concurrent senders.
+//! - `phone`: `taskgate serve` polling the fake Bot API with its real pacing, the fake Codex
+//!   answering at once: message → first bot message and → final reply (medians of 10, each
+//!   in a new chat), a burst of 50 messages over 5 chats until every one is answered, then 400
+//!   tasks of one turn each and the resident memory they leave behind (RSS of this process,
+//!   which holds the gateway and the fake Bot API; fake agent processes counted apart).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,6 +39,9 @@ fn main() -> anyhow::Result<()> {
         }
         if all || scenarios.contains(&"ack") {
             ack().await?;
+        }
+        if all || scenarios.contains(&"phone") {
+            phone().await?;
         }
         anyhow::Ok(())
     })
@@ -207,6 +215,162 @@ async fn ack() -> anyhow::Result<()> {
     println!(
         "  closed loop, {senders} senders: {:.0} msg/s accepted",
         accepted as f64 / started.elapsed().as_secs_f64()
+    );
+    app.stop().await?;
+    Ok(())
+}
+
+/// A private-chat text update from user (and chat) `user`.
+fn text_update(id: u64, user: u64, text: &str) -> serde_json::Value {
+    serde_json::json!({"update_id": id, "message": {
+        "message_id": id, "date": 1_700_000_000,
+        "chat": {"id": user, "type": "private", "first_name": "U"},
+        "from": {"id": user, "is_bot": false, "first_name": "U"},
+        "text": text
+    }})
+}
+
+/// When the fake Bot API first showed chat `chat` a text `pred` accepts (sent or edited in),
+/// waiting at most a minute.
+async fn shown(fake: &taskgate_tests::fake_telegram::FakeTelegram, chat: u64, pred: impl Fn(&str) -> bool) -> Option<Instant> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let found = fake.calls().into_iter().find(|c| {
+            c.status == 200
+                && (c.method == "sendmessage" || c.method == "editmessagetext")
+                && c.body["chat_id"].as_u64() == Some(chat)
+                && c.body["text"].as_str().is_some_and(&pred)
+        });
+        if let Some(call) = found {
+            return Some(call.at);
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    None
+}
+
+/// Resident memory of process `pid` in KiB (`/proc/<pid>/status`), 0 when unreadable.
+fn rss_kib(pid: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .unwrap_or(0)
+}
+
+/// This process's RSS and that of its child processes (the agents), in MiB.
+fn memory() -> (f64, f64, usize) {
+    let me = std::process::id().to_string();
+    let mut children = (0u64, 0usize);
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let pid = entry.file_name().to_string_lossy().into_owned();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // Fields after the parenthesised name: state, ppid, ...
+        let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1).map(str::to_owned));
+        if ppid.as_deref() == Some(me.as_str()) {
+            children.0 += rss_kib(&pid);
+            children.1 += 1;
+        }
+    }
+    (rss_kib(&me) as f64 / 1024.0, children.0 as f64 / 1024.0, children.1)
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v.get(v.len() / 2).copied().unwrap_or_default()
+}
+
+async fn phone() -> anyhow::Result<()> {
+    let fake = taskgate_tests::fake_telegram::FakeTelegram::start(TOKEN).await?;
+    let world = World::new();
+    let mut config = world.config.clone();
+    config.server.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    config.server.data_dir = world.dir.path().join("data");
+    // Idle agents go after 5 s instead of 300 (`runtime.idle_secs`), so the idle figure is read
+    // within the run.
+    config.runtime.idle_secs = 5;
+    let users: Vec<String> = (3000..4000).map(|u| u.to_string()).collect();
+    config.telegram = Some(toml::from_str(&format!(
+        "token = \"{TOKEN}\"\napi_url = \"{}\"\nallowed_users = [{}]\n",
+        fake.url(),
+        users.join(", ")
+    ))?);
+    let app = taskgate_tests::app::spawn_app(&config).await?;
+    let (idle_rss, _, _) = memory();
+    println!("phone: `taskgate serve` polling the fake Bot API, the fake Codex answering at once");
+    let mut update = 0u64;
+    let (mut firsts, mut finals) = (Vec::new(), Vec::new());
+    for user in 3000..3010u64 {
+        update += 1;
+        let sent = Instant::now();
+        fake.push_update(text_update(update, user, &format!("/new say hello {user}")));
+        let first = shown(&fake, user, |_| true).await.ok_or_else(|| anyhow::anyhow!("no message in chat {user}"))?;
+        let last = shown(&fake, user, |t| t.contains("FAKE-REPLY")).await.ok_or_else(|| anyhow::anyhow!("no final reply in chat {user}"))?;
+        firsts.push(first.saturating_duration_since(sent));
+        finals.push(last.saturating_duration_since(sent));
+    }
+    println!("  message -> first bot message, median of 10:   {:?}", median(firsts));
+    println!("  message -> final reply, median of 10:         {:?}  (the fake agent's process start included)", median(finals));
+
+    let burst: Vec<u64> = (3100..3105).collect();
+    // The agents are sampled while the burst runs: an idle one goes after `idle_secs`, often
+    // before the paced replies have all reached the chats.
+    let peak = Arc::new(std::sync::Mutex::new((0.0f64, 0.0f64, 0usize)));
+    let sampler = {
+        let peak = peak.clone();
+        tokio::spawn(async move {
+            loop {
+                let now = memory();
+                if let Ok(mut p) = peak.lock()
+                    && now.0 + now.1 > p.0 + p.1
+                {
+                    *p = now;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let started = Instant::now();
+    for round in 0..10 {
+        for &user in &burst {
+            update += 1;
+            fake.push_update(text_update(update, user, &format!("note {user}-{round}")));
+        }
+    }
+    let mut answered = 0;
+    for &user in &burst {
+        for round in 0..10 {
+            let needle = format!("note {user}-{round}");
+            if shown(&fake, user, |t| t.contains("FAKE-REPLY") && t.contains(&needle)).await.is_some() {
+                answered += 1;
+            }
+        }
+    }
+    let took = started.elapsed();
+    sampler.abort();
+    let (rss, agents, processes) = *peak.lock().map_err(|_| anyhow::anyhow!("sampler panicked"))?;
+    println!("  burst of 50 over 5 chats: {answered}/50 answered in {took:?}");
+    println!(
+        "  RSS: {idle_rss:.1} MiB at start; at the burst's peak {rss:.1} MiB + {processes} agent processes {agents:.1} MiB = {:.1} MiB",
+        rss + agents
+    );
+
+    // 400 tasks of one turn each, then idle: what each costs while nothing happens.
+    let before = memory().0;
+    let tasks: Vec<u64> = (3200..3600).collect();
+    for &user in &tasks {
+        update += 1;
+        fake.push_update(text_update(update, user, &format!("/new write note {user}")));
+    }
+    for &user in &tasks {
+        shown(&fake, user, |t| t.contains("FAKE-REPLY")).await;
+    }
+    // Idle: every execution's actor has had time to go (and its agent with it).
+    let idle = Duration::from_secs(config.runtime.idle().as_secs() + 5);
+    tokio::time::sleep(idle).await;
+    let (after, agents, processes) = memory();
+    println!(
+        "  400 one-turn tasks, idle {idle:?} later: RSS {before:.1} -> {after:.1} MiB, {:.1} KiB per idle task; {processes} agent processes {agents:.1} MiB",
+        (after - before) * 1024.0 / tasks.len() as f64
     );
     app.stop().await?;
     Ok(())
