@@ -340,11 +340,20 @@ pub struct FeishuConfig {
     pub allowed_users: Vec<String>,
     #[serde(default)]
     pub allowed_chats: Vec<String>,
+    /// Show a turn's live status as a CardKit streaming card (updated without the "edited"
+    /// badge or message PATCH's rate limit), falling back to PATCHing a card message where
+    /// CardKit is refused.
+    #[serde(default = "FeishuConfig::default_stream")]
+    pub stream: bool,
 }
 
 impl FeishuConfig {
     fn default_api_url() -> String {
         "https://open.feishu.cn".into()
+    }
+
+    fn default_stream() -> bool {
+        true
     }
 }
 
@@ -797,6 +806,14 @@ mod tests {
         assert_eq!(config.allowed, vec!["image/*", "application/pdf"]);
         let typo = file("[attachments]\nmax_byte = 1\n");
         assert!(Config::load_from(Some(typo.path()), env(&[])).is_err(), "unknown keys are errors");
+    }
+
+    #[test]
+    fn feishu_streams_its_status_unless_told_not_to() {
+        let base = "[feishu]\napp_id = \"cli_1\"\napp_secret = \"s\"\nmode = \"websocket\"\n";
+        let feishu = |toml: &str| Config::load_from(Some(file(toml).path()), env(&[])).unwrap().feishu.unwrap();
+        assert!(feishu(base).stream, "CardKit streaming cards by default");
+        assert!(!feishu(&format!("{base}stream = false\n")).stream);
     }
 
     #[test]

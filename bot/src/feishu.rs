@@ -135,6 +135,7 @@ impl Feishu {
             mode: config.mode,
             ws_lease: format!("feishu-ws:{}", config.app_id),
             policy: policy(config),
+            stream: config.stream,
             intake,
             inbox,
             options,
@@ -162,6 +163,8 @@ struct WorkersPlan {
     mode: FeishuMode,
     ws_lease: String,
     policy: AccessPolicy,
+    /// `feishu.stream`: a turn's live status streams on a CardKit card.
+    stream: bool,
     intake: Arc<Intake>,
     inbox: Arc<Notify>,
     options: FeishuOptions,
@@ -169,7 +172,7 @@ struct WorkersPlan {
 
 impl WorkersPlan {
     fn start(self, me: BotIdentity) -> Started {
-        let WorkersPlan { engine, store, api, mode, ws_lease, policy, intake, inbox, options } = self;
+        let WorkersPlan { engine, store, api, mode, ws_lease, policy, stream, intake, inbox, options } = self;
         let outbox = engine.outbox_wake(Channel::Feishu);
         let mut started = Started::default();
         // The outbox sender, the inbox drain and the long connection run on one replica each
@@ -178,7 +181,8 @@ impl WorkersPlan {
         // deduplicated). A card press stored by a replica that does not drain is answered
         // through the API once decided. Single-process: always granted.
         let sender_lease = store.singleton(&format!("outbox:{}", Channel::Feishu), LeaseOptions::default());
-        let sending = (api.clone(), store.clone() as Arc<dyn Store>, options.outbox.clone(), outbox.clone());
+        let outbox_options = OutboxOptions { stream, ..options.outbox.clone() };
+        let sending = (api.clone(), store.clone() as Arc<dyn Store>, outbox_options, outbox.clone());
         started.outbox.push(tokio::spawn(sender_lease.run(move || {
             let (api, store, opts, wake) = sending.clone();
             outbound::sender(api, store, opts).run(wake)

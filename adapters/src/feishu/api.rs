@@ -122,7 +122,7 @@ impl FeishuApi {
 
     /// An authorised call; a token the platform calls invalid is refreshed and the call made
     /// once more.
-    async fn call(
+    pub(super) async fn call(
         &self,
         what: &'static str,
         method: Method,

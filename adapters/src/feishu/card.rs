@@ -102,12 +102,7 @@ pub fn with_buttons(text: &str, buttons: &[Button]) -> Value {
     let actions: Vec<Value> = buttons
         .iter()
         .map(|b| {
-            let kind = match b.value {
-                ButtonValue::Approval { answer: Answer::Approve(Scope::Once), .. } => "primary",
-                ButtonValue::Approval { answer: Answer::Deny, .. } | ButtonValue::Stop(_) => "danger",
-                _ => "default",
-            };
-            json!({"tag": "button", "text": {"tag": "plain_text", "content": b.label}, "type": kind, "value": b.value.encode()})
+            json!({"tag": "button", "text": {"tag": "plain_text", "content": b.label}, "type": style(&b.value), "value": b.value.encode()})
         })
         .collect();
     let mut elements = vec![body(text)];
@@ -115,6 +110,47 @@ pub fn with_buttons(text: &str, buttons: &[Button]) -> Value {
         elements.push(json!({"tag": "action", "actions": actions}));
     }
     json!({"config": {"wide_screen_mode": true, "update_multi": true}, "elements": elements})
+}
+
+/// How a button looks: the safe answer stands out, the ones that refuse or stop warn.
+fn style(value: &ButtonValue) -> &'static str {
+    match value {
+        ButtonValue::Approval { answer: Answer::Approve(Scope::Once), .. } => "primary",
+        ButtonValue::Approval { answer: Answer::Deny, .. } | ButtonValue::Stop(_) => "danger",
+        _ => "default",
+    }
+}
+
+/// The `element_id` of a streaming card's text: CardKit updates an element by its id.
+pub const STATUS_ELEMENT: &str = "status";
+
+/// A live status as a CardKit card entity (card JSON schema 2.0): the same text and buttons as
+/// [`with_buttons`], the text in an element CardKit can stream into ([`STATUS_ELEMENT`]).
+/// Schema 2.0 has no `action` row: buttons stand in the body, their `value` in a callback
+/// behaviour (a press arrives as the same `card.action.trigger` with the same value).
+pub fn streaming(text: &str, buttons: &[Button], streaming_mode: bool) -> Value {
+    // Plain text as before (a command may hold `*` or `<`); CardKit streams into a plain-text
+    // `div` by the div's element id as into markdown.
+    let mut elements =
+        vec![json!({"tag": "div", "element_id": STATUS_ELEMENT, "text": {"tag": "plain_text", "content": text}})];
+    elements.extend(buttons.iter().map(|b| {
+        json!({
+            "tag": "button",
+            "text": {"tag": "plain_text", "content": b.label},
+            "type": style(&b.value),
+            "behaviors": [{"type": "callback", "value": b.value.encode()}]
+        })
+    }));
+    json!({
+        "schema": "2.0",
+        "config": {"streaming_mode": streaming_mode, "update_multi": true},
+        "body": {"elements": elements}
+    })
+}
+
+/// An interactive message's content showing card entity `card_id`.
+pub fn entity(card_id: &str) -> Value {
+    json!({"type": "card", "data": {"card_id": card_id}})
 }
 
 /// A live status card: the turn's current line, no buttons. Shared (`update_multi`), so the

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod card;
+pub mod cardkit;
 pub mod crypto;
 pub mod event;
 pub mod frame;

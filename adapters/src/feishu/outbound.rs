@@ -3,14 +3,15 @@
 //! `post` (one paragraph per line), questions with buttons as interactive cards; rate limits
 //! honoured through the row's next attempt time; every send carries a `uuid` derived from the
 //! row, so a retry never posts a part twice. Live status updates (payload `live`) become one
-//! shared card per key, PATCHed in place. This is the Feishu [`Transport`] of the shared sender
-//! loop ([`crate::outbox::Sender`]), paced by Feishu's limits: 5 messages a second per chat
-//! (shared by the bots in a group), 5 updates a second per message, 50 requests a second per
-//! app.
+//! shared card per key, updated in place: a turn's status as a CardKit streaming card
+//! ([`cardkit`]), other live cards (and any where CardKit refuses) PATCHed. This is the Feishu
+//! [`Transport`] of the shared sender loop ([`crate::outbox::Sender`]), paced by Feishu's
+//! limits: 5 messages a second per chat (shared by the bots in a group), 5 updates a second per
+//! message, 50 requests a second per app.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
@@ -21,6 +22,7 @@ use taskgate_core::store::Store;
 
 use super::api::{ApiError, FeishuApi};
 use super::card;
+use super::cardkit::{self, Step, Stream};
 use super::token::INVALID_TOKEN_CODES;
 use crate::outbox::{EditFailure, Failure, Sender, SenderOptions, Transport};
 
@@ -51,6 +53,12 @@ pub struct OutboxOptions {
     /// A row Feishu refused this often (not a rate limit or an outage, which are waited out
     /// however long they last) is dropped and counted.
     pub max_attempts: i32,
+    /// `feishu.stream`: a turn's live status is a CardKit streaming card (else, and where
+    /// CardKit refuses, a card message PATCHed in place).
+    pub stream: bool,
+    /// A streaming card older than this moves to a new card entity (Feishu ends streaming
+    /// after 10 minutes).
+    pub rotate_after: Duration,
 }
 
 impl Default for OutboxOptions {
@@ -63,6 +71,8 @@ impl Default for OutboxOptions {
             live_window: 200,
             batch: 500,
             max_attempts: 8,
+            stream: true,
+            rotate_after: cardkit::ROTATE_AFTER,
         }
     }
 }
@@ -267,7 +277,9 @@ pub type OutboxSender = Sender<FeishuTransport>;
 
 /// The sender loop over Feishu.
 pub fn sender(api: Arc<FeishuApi>, store: Arc<dyn Store>, options: OutboxOptions) -> OutboxSender {
-    Sender::new(FeishuTransport::new(api), store, options.into())
+    let transport =
+        FeishuTransport { stream: options.stream, rotate_after: options.rotate_after, ..FeishuTransport::new(api) };
+    Sender::new(transport, store, options.into())
 }
 
 /// Sending, replying and updating cards through the open platform's API.
@@ -276,12 +288,134 @@ pub struct FeishuTransport {
     /// Parts of a split message already sent: a retry continues after them (and the uuid of
     /// each part makes a repeat after a restart harmless).
     progress: HashMap<Id, (usize, String)>,
+    /// Turn statuses go on CardKit streaming cards.
+    stream: bool,
+    rotate_after: Duration,
+    /// The card entity created for a live row whose message is not sent yet: a retry sends
+    /// the same card rather than creating another.
+    created: HashMap<Id, String>,
+    /// Live messages showing a card entity, by message id.
+    streams: HashMap<String, Stream>,
+    /// CardKit refused once already (said in the log once, not per turn).
+    refused: bool,
 }
 
 impl FeishuTransport {
     pub fn new(api: Arc<FeishuApi>) -> Self {
-        Self { api, progress: HashMap::new() }
+        Self {
+            api,
+            progress: HashMap::new(),
+            stream: true,
+            rotate_after: cardkit::ROTATE_AFTER,
+            created: HashMap::new(),
+            streams: HashMap::new(),
+            refused: false,
+        }
     }
+
+    /// A CardKit call was refused: this live message goes on as a card edited by message PATCH.
+    fn fall_back(&mut self, e: &ApiError) {
+        if !std::mem::replace(&mut self.refused, true) {
+            tracing::warn!(error = %e, "feishu: CardKit refused a streaming card; live status falls back to message edits (cardkit:card:write permission?)");
+        } else {
+            tracing::debug!(error = %e, "feishu: CardKit refused; message edit instead");
+        }
+    }
+
+    /// Sends a turn's live status as a streaming card entity. `Ok(None)`: CardKit refused, send
+    /// the plain card instead.
+    async fn send_streaming(&mut self, row: &Outbound, reply: &Reply) -> Result<Option<String>, Failure> {
+        let Some(text) = card_text(reply) else { return Ok(None) };
+        let buttons = card::buttons(reply);
+        let card_id = match self.created.get(&row.id) {
+            Some(id) => id.clone(),
+            None => match self.api.create_card(&card::streaming(&text, &buttons, true)).await {
+                Ok(id) => {
+                    self.created.insert(row.id, id.clone());
+                    id
+                }
+                Err(e) if cannot_update(&e) => {
+                    self.fall_back(&e);
+                    return Ok(None);
+                }
+                Err(e) => return Err(failure(e)),
+            },
+        };
+        // The head row's uuid: a retry after a lost answer finds the message already sent.
+        let sent = self.api.send(&row.chat_id, "interactive", &card::entity(&card_id), &send_uuid(row, 0)).await;
+        let message_id = sent.map_err(failure)?.message_id;
+        self.created.remove(&row.id);
+        if self.streams.len() > 10_000 {
+            // Forgotten cards are edited by message PATCH: slower, never wrong.
+            self.streams.clear();
+        }
+        self.streams.insert(message_id.clone(), Stream::new(card_id, &text, &buttons, Instant::now()));
+        Ok(Some(message_id))
+    }
+
+    /// Shows `reply` on the card entity behind `message`. `Ok(false)`: CardKit refused; the
+    /// message is to be edited by PATCH from now on.
+    async fn edit_streaming(&mut self, message: &str, reply: &Reply) -> Result<bool, Failure> {
+        let Some(mut stream) = self.streams.remove(message) else { return Ok(false) };
+        let text = card_text(reply).unwrap_or_default();
+        let buttons = card::buttons(reply);
+        let result = self.stream_to(message, &mut stream, &text, &buttons).await;
+        match result {
+            Ok(()) => {
+                self.streams.insert(message.to_owned(), stream);
+                Ok(true)
+            }
+            Err(e) if cannot_update(&e) => {
+                self.fall_back(&e);
+                Ok(false)
+            }
+            Err(e) => {
+                // What was done is remembered: the retry goes on from there.
+                self.streams.insert(message.to_owned(), stream);
+                Err(failure(e))
+            }
+        }
+    }
+
+    /// The requests that bring `stream`'s card to `text` and `buttons`, rotating it to a new
+    /// card entity (the message PATCHed to show it) when its streaming is about to run out.
+    async fn stream_to(
+        &self,
+        message: &str,
+        stream: &mut Stream,
+        text: &str,
+        buttons: &[card::Button],
+    ) -> Result<(), ApiError> {
+        let now = Instant::now();
+        if stream.due_for_rotation(buttons, now, self.rotate_after) {
+            let card_id = self.api.create_card(&card::streaming(text, buttons, true)).await?;
+            self.api.update_card(message, &card::entity(&card_id)).await?;
+            let mut old = std::mem::replace(stream, Stream::new(card_id, text, buttons, now));
+            let sequence = old.next_sequence();
+            if let Err(e) = self.api.stop_streaming(&old.card_id, sequence).await {
+                // The platform ends it within minutes anyway.
+                tracing::debug!(error = %e, card = %old.card_id, "feishu: a rotated card's streaming was not turned off");
+            }
+            return Ok(());
+        }
+        while let Some(step) = stream.step(text, buttons) {
+            let sequence = stream.next_sequence();
+            match &step {
+                Step::Text(t) => self.api.stream_text(&stream.card_id, card::STATUS_ELEMENT, t, sequence).await?,
+                Step::Replace(c) => self.api.replace_card(&stream.card_id, c, sequence).await?,
+                Step::StopStreaming => self.api.stop_streaming(&stream.card_id, sequence).await?,
+            }
+            stream.done(&step, text, buttons);
+        }
+        Ok(())
+    }
+}
+
+/// A turn's status line (`turn:<id>`): the live messages that stream on a card entity. Approval
+/// cards and their decided form stay card messages (their press answers redraw them).
+fn streams(reply: &Reply) -> bool {
+    reply.kind == ReplyKind::Status
+        && reply.live.as_deref().is_some_and(|k| k.starts_with("turn:") && !k.ends_with(":draft"))
 }
 
 #[async_trait]
@@ -315,6 +449,12 @@ impl Transport for FeishuTransport {
     }
 
     async fn send_live(&mut self, row: &Outbound, reply: &Reply) -> Result<String, Failure> {
+        if self.stream
+            && streams(reply)
+            && let Some(message_id) = self.send_streaming(row, reply).await?
+        {
+            return Ok(message_id);
+        }
         let Some(card) = status_card(reply) else {
             return Err(Failure::Undeliverable { error: "empty message".into() });
         };
@@ -328,6 +468,14 @@ impl Transport for FeishuTransport {
     }
 
     async fn edit(&mut self, _chat: &str, message: &String, reply: &Reply) -> Result<(), EditFailure> {
+        if self.streams.contains_key(message) {
+            match self.edit_streaming(message, reply).await {
+                Ok(true) => return Ok(()),
+                // Refused: the message itself is PATCHed to the plain card, below.
+                Ok(false) => {}
+                Err(failure) => return Err(EditFailure::Failed(failure)),
+            }
+        }
         let Some(card) = status_card(reply) else {
             return Err(EditFailure::Failed(Failure::Undeliverable { error: "empty message".into() }));
         };
@@ -341,18 +489,24 @@ impl Transport for FeishuTransport {
 
     fn finished(&mut self, row: Id) {
         self.progress.remove(&row);
+        self.created.remove(&row);
     }
 }
 
 /// The card a live message shows (a status line, or an approval card and its decided form): its
 /// text on a shared card, with its buttons while it has any.
 pub fn status_card(reply: &Reply) -> Option<Value> {
+    card_text(reply).map(|t| card::with_buttons(&t, &card::buttons(reply)))
+}
+
+/// The text a live card shows: the reply's text and detail, cut to what fits a card.
+fn card_text(reply: &Reply) -> Option<String> {
     let mut text = reply.text.clone();
     if let Some(detail) = reply.detail.as_deref().filter(|d| !d.trim().is_empty()) {
         text.push_str("\n\n");
         text.push_str(detail);
     }
-    split(&text, MAX_CARD_TEXT_BYTES).into_iter().next().map(|t| card::with_buttons(&t, &card::buttons(reply)))
+    split(&text, MAX_CARD_TEXT_BYTES).into_iter().next()
 }
 
 /// A PATCH the card will never accept, whatever the wait: a client error other than the

@@ -6,6 +6,12 @@
 //!   …/messages/{id}`, `GET /open-apis/contact/v3/users/{id}`, `GET /open-apis/im/v1/chats/{id}`,
 //!   `GET /open-apis/im/v1/messages/{id}/resources/{key}?type=image|file` (bytes the test
 //!   added with [`FakeFeishu::add_resource`]);
+//! * CardKit card entities: `POST /open-apis/cardkit/v1/cards` (a `card_json` schema 2.0 card;
+//!   refused with code 99991672 while [`FakeFeishu::refuse_cards`] says so), `PUT
+//!   …/cards/{id}/elements/{element_id}/content` (only while streaming), `PUT …/cards/{id}`
+//!   and `PATCH …/cards/{id}/settings`; each update's `sequence` must be greater than the
+//!   card's last one (else code 300317, as Feishu answers), and the card's current JSON is kept
+//!   ([`FakeFeishu::card`]); [`FakeFeishu::refuse_card_updates`] refuses updates;
 //! * injected trouble: 429 with `x-ogw-ratelimit-reset` and code 99991400, and every token
 //!   issued so far turned invalid (code 99991663);
 //! * the long connection: `POST /callback/ws/endpoint`, and a WebSocket server speaking
@@ -94,6 +100,23 @@ impl Call {
         self.button_ops().iter().any(|op| op != "stop")
     }
 
+    /// The card entity a message shows (`{"type": "card", "data": {"card_id"}}`), if it is one.
+    pub fn card_id(&self) -> Option<String> {
+        let content = self.content();
+        (content["type"] == "card").then(|| content["data"]["card_id"].as_str().map(str::to_owned)).flatten()
+    }
+
+    /// The schema 2.0 card a CardKit call carries (creation, or a whole-card update), parsed.
+    pub fn card_json(&self) -> Value {
+        let data = self.body["data"].as_str().or_else(|| self.body["card"]["data"].as_str());
+        data.and_then(|d| serde_json::from_str(d).ok()).unwrap_or_default()
+    }
+
+    /// A CardKit update's `sequence`.
+    pub fn sequence(&self) -> Option<i64> {
+        self.body["sequence"].as_i64()
+    }
+
     pub fn is_send(&self) -> bool {
         self.method == "POST" && (self.path == "/open-apis/im/v1/messages" || self.path.ends_with("/reply"))
     }
@@ -142,6 +165,19 @@ struct State {
     next_frame: AtomicUsize,
     /// (message id, key) → the file.
     resources: Mutex<HashMap<(String, String), Resource>>,
+    /// Card entities by id.
+    cards: Mutex<HashMap<String, Card>>,
+    /// Card creations still to refuse.
+    refuse_cards: AtomicUsize,
+    /// Card updates still to refuse.
+    refuse_updates: AtomicUsize,
+}
+
+/// A CardKit card entity: its current JSON and the last sequence an update used.
+#[derive(Debug, Clone)]
+struct Card {
+    json: Value,
+    sequence: i64,
 }
 
 pub struct FakeFeishu {
@@ -212,6 +248,21 @@ impl FakeFeishu {
     /// `x-ogw-ratelimit-reset: reset_secs`.
     pub fn rate_limit(&self, pattern: &str, n: usize, reset_secs: u64) {
         self.state.failures.lock().unwrap().push(Failure { pattern: pattern.into(), remaining: n, reset_secs });
+    }
+
+    /// The next `n` card creations are refused as by an app without the CardKit permission.
+    pub fn refuse_cards(&self, n: usize) {
+        self.state.refuse_cards.store(n, Ordering::SeqCst);
+    }
+
+    /// The next `n` updates of card entities are refused (code 300305, as for a card deleted).
+    pub fn refuse_card_updates(&self, n: usize) {
+        self.state.refuse_updates.store(n, Ordering::SeqCst);
+    }
+
+    /// Card entity `card_id` as it stands (schema 2.0 JSON, updates applied).
+    pub fn card(&self, card_id: &str) -> Option<Value> {
+        self.state.cards.lock().unwrap().get(card_id).map(|c| c.json.clone())
     }
 
     /// Every tenant token issued so far stops being valid (as after its two hours).
@@ -450,6 +501,10 @@ fn answer(
         }
         ("POST", ["open-apis", "im", "v1", "messages", _parent, "reply"]) => ok(send(state, body, "")),
         ("PATCH", ["open-apis", "im", "v1", "messages", _id]) => ok(json!({"code": 0, "msg": "success", "data": {}})),
+        ("POST", ["open-apis", "cardkit", "v1", "cards"]) => create_card(state, body),
+        (_, ["open-apis", "cardkit", "v1", "cards", id, rest @ ..]) => {
+            update_card(state, method.as_str(), id, rest, body)
+        }
         ("GET", ["open-apis", "contact", "v3", "users", id]) => match state.names.lock().unwrap().get(*id) {
             Some(name) => ok(json!({"code": 0, "msg": "success", "data": {"user": {"open_id": id, "name": name}}})),
             None => (StatusCode::BAD_REQUEST, json!({"code": 41050, "msg": "no user authority error"}), None),
@@ -461,6 +516,71 @@ fn answer(
         }
         _ => (StatusCode::NOT_FOUND, json!({"code": 404, "msg": "not found"}), None),
     }
+}
+
+/// `POST /open-apis/cardkit/v1/cards`: a card entity from a `card_json` schema 2.0 card.
+fn create_card(state: &State, body: &Value) -> (StatusCode, Value, Option<u64>) {
+    let refused = state.refuse_cards.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+    if refused {
+        let msg = "Access denied. One of the following scopes is required: [cardkit:card:write]";
+        return (StatusCode::BAD_REQUEST, json!({"code": 99991672, "msg": msg}), None);
+    }
+    let json: Option<Value> = body["data"].as_str().and_then(|d| serde_json::from_str(d).ok());
+    let Some(json) = json.filter(|j| body["type"] == "card_json" && j["schema"] == "2.0") else {
+        return (StatusCode::BAD_REQUEST, json!({"code": 200621, "msg": "parse card json err"}), None);
+    };
+    let mut cards = state.cards.lock().unwrap();
+    let id = format!("ck_{}", cards.len() + 1);
+    cards.insert(id.clone(), Card { json, sequence: 0 });
+    (StatusCode::OK, json!({"code": 0, "msg": "success", "data": {"card_id": id}}), None)
+}
+
+/// An update of card entity `id` (`rest`: what of it): checked against the card's sequence.
+fn update_card(state: &State, method: &str, id: &str, rest: &[&str], body: &Value) -> (StatusCode, Value, Option<u64>) {
+    let refuse = |code: i64, msg: &str| (StatusCode::BAD_REQUEST, json!({"code": code, "msg": msg}), None);
+    let refused = state.refuse_updates.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+    let mut cards = state.cards.lock().unwrap();
+    let Some(card) = cards.get_mut(id).filter(|_| !refused) else { return refuse(300305, "card not found") };
+    let Some(sequence) = body["sequence"].as_i64() else {
+        return refuse(99992402, "field validation failed: sequence");
+    };
+    if sequence <= card.sequence {
+        return refuse(300317, "sequence number compare failed");
+    }
+    let streaming = card.json["config"]["streaming_mode"] == true;
+    match (method, rest) {
+        ("PUT", ["elements", element, "content"]) => {
+            if !streaming {
+                return refuse(300309, "streaming mode is closed");
+            }
+            let elements = card.json.pointer_mut("/body/elements").and_then(Value::as_array_mut);
+            let Some(element) = elements.into_iter().flatten().find(|e| e["element_id"] == *element) else {
+                return refuse(300302, "element not found");
+            };
+            let Some(content) = body["content"].as_str() else { return refuse(99992402, "content") };
+            match element["tag"].as_str() {
+                Some("markdown") => element["content"] = json!(content),
+                _ => element["text"]["content"] = json!(content),
+            }
+        }
+        ("PUT", []) => {
+            let json: Option<Value> = body["card"]["data"].as_str().and_then(|d| serde_json::from_str(d).ok());
+            let Some(json) = json.filter(|j| j["schema"] == "2.0") else {
+                return refuse(200621, "parse card json err");
+            };
+            card.json = json;
+        }
+        ("PATCH", ["settings"]) => {
+            let settings: Option<Value> = body["settings"].as_str().and_then(|d| serde_json::from_str(d).ok());
+            let Some(mode) = settings.as_ref().and_then(|s| s.pointer("/config/streaming_mode")).cloned() else {
+                return refuse(99992402, "settings");
+            };
+            card.json["config"]["streaming_mode"] = mode;
+        }
+        _ => return (StatusCode::NOT_FOUND, json!({"code": 404, "msg": "not found"}), None),
+    }
+    card.sequence = sequence;
+    (StatusCode::OK, json!({"code": 0, "msg": "success", "data": {}}), None)
 }
 
 /// A sent message; the same `uuid` answers with the same message, as Feishu's dedupe does.

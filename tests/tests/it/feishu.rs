@@ -36,7 +36,11 @@ pub fn trials() -> Vec<Trial> {
         current_thread: [
             every_sdk_vector_gets_the_sdk_verdict_over_http,
             approval_by_card_click_and_follow_up,
-            a_turn_patches_one_status_card_in_place,
+            without_cardkit_a_turn_patches_one_status_card_in_place,
+            a_turn_streams_its_status_on_one_card_entity,
+            a_long_status_moves_to_a_new_card_entity,
+            a_refused_card_update_falls_back_to_message_edits,
+            the_stop_button_of_a_streaming_card_stops_the_turn,
             strangers_group_chatter_and_redelivery,
             token_refresh_rate_limit_and_idempotent_retries,
             long_connection_frames_acks_and_reconnect,
@@ -125,15 +129,16 @@ impl FeishuWorld {
     }
 
     async fn gateway_with(&self, mode: &str, encrypt_key: &str, engine: Engine) -> Gateway {
+        self.gateway_sending(mode, encrypt_key, engine, OutboxOptions::default()).await
+    }
+
+    /// As [`FeishuWorld::gateway_with`], the outbox's options but its pacing taken from `outbox`.
+    async fn gateway_sending(&self, mode: &str, encrypt_key: &str, engine: Engine, outbox: OutboxOptions) -> Gateway {
         let config = self.feishu_config(mode, encrypt_key);
         engine.set_admission(Channel::Feishu, feishu::admission(&config));
         let engine = Arc::new(engine);
         let options = FeishuOptions {
-            outbox: OutboxOptions {
-                poll_interval: Duration::from_millis(50),
-                chat_interval: Duration::ZERO,
-                ..OutboxOptions::default()
-            },
+            outbox: OutboxOptions { poll_interval: Duration::from_millis(50), chat_interval: Duration::ZERO, ..outbox },
             ws: WsOptions {
                 min_backoff: Duration::from_millis(100),
                 max_backoff: Duration::from_millis(500),
@@ -369,13 +374,15 @@ async fn approval_by_card_click_and_follow_up() {
     assert!(refused["toast"]["content"].as_str().unwrap().contains(MALLORY), "{refused}");
 }
 
-/// One status card per turn: sent once as a shared card (`update_multi`), then PATCHed in
-/// place as the turn goes on (coalesced, at least 250 ms apart, a 429 waited out for
-/// `x-ogw-ratelimit-reset`), ending on how the turn ended; the approval and the final summary
-/// are messages of their own.
-async fn a_turn_patches_one_status_card_in_place() {
+/// Where CardKit refuses (here: every card creation, as for an app without the permission),
+/// the status falls back to one card message per turn: sent once as a shared card
+/// (`update_multi`), then PATCHed in place as the turn goes on (coalesced, at least 250 ms
+/// apart, a 429 waited out for `x-ogw-ratelimit-reset`), ending on how the turn ended; the
+/// approval and the final summary are messages of their own.
+async fn without_cardkit_a_turn_patches_one_status_card_in_place() {
     let world = FeishuWorld::new().await;
     let fake = &world.fake;
+    fake.refuse_cards(usize::MAX);
     // The first PATCH is rate limited: it waits out the reset like a send does.
     fake.rate_limit("PATCH /open-apis/im/v1/messages", 1, 1);
     let gw = world.gateway("webhook", KEY, "taskgate.db").await;
@@ -439,6 +446,198 @@ async fn a_turn_patches_one_status_card_in_place() {
         live.iter().all(|r| r.sent_at.is_some() && r.external_message_id.as_deref() == Some(status_id.as_str())),
         "every update is shown by the one card: {live:#?}"
     );
+    let creations = fake.calls_to("POST /open-apis/cardkit/v1/cards");
+    assert!(!creations.is_empty() && creations.iter().all(|c| c.status == 400), "{}", fake.summary());
+    assert!(fake.calls_to("/open-apis/cardkit/v1/cards/").is_empty(), "no card entity to update: {}", fake.summary());
+}
+
+/// The status text a card entity shows (its `status` element).
+fn entity_text(card: &Value) -> String {
+    let elements = card.pointer("/body/elements").and_then(Value::as_array).cloned().unwrap_or_default();
+    let status = elements.iter().find(|e| e["element_id"] == "status").cloned().unwrap_or_default();
+    status.pointer("/text/content").and_then(Value::as_str).unwrap_or_default().to_owned()
+}
+
+/// The button values of a card entity (schema 2.0: buttons in the body, values in a callback).
+fn entity_buttons(card: &Value) -> Vec<Value> {
+    let elements = card.pointer("/body/elements").and_then(Value::as_array).cloned().unwrap_or_default();
+    elements.iter().filter(|e| e["tag"] == "button").map(|b| b["behaviors"][0]["value"].clone()).collect()
+}
+
+/// The CardKit calls on card `card_id` after its creation, in order.
+fn card_updates(fake: &FakeFeishu, card_id: &str) -> Vec<Call> {
+    fake.calls_to(&format!("/open-apis/cardkit/v1/cards/{card_id}"))
+}
+
+/// One turn, one streaming card: a card entity created once (schema 2.0, streaming on, a
+/// `status` element), one message showing it, its text streamed into the element with
+/// growing sequences (never a message PATCH, so no "edited" badge), redrawn when its Stop goes,
+/// streaming turned off at the end; the approval and the final summary are messages of their
+/// own, and every status row is marked as shown by the one message.
+async fn a_turn_streams_its_status_on_one_card_entity() {
+    let world = FeishuWorld::new().await;
+    let fake = &world.fake;
+    let gw = world.gateway("webhook", KEY, "taskgate.db").await;
+    let store = &gw.store;
+
+    assert_eq!(post_event(&gw, &message_event("ev-1", "om_in_1", P2P, ALICE, "RUN_CMD: echo live-ok")).await.0, 200);
+    let ask = sent(fake, "the approval card", |c| c.has_buttons()).await;
+    let status = sent(fake, "the message showing the card", |c| c.card_id().is_some()).await;
+    let (status_id, card_id) = (status.message_id().expect("an id"), status.card_id().unwrap());
+    let created = fake.calls_to("POST /open-apis/cardkit/v1/cards");
+    assert_eq!(created.len(), 1, "{}", fake.summary());
+    assert_eq!(created[0].reply["data"]["card_id"], card_id.as_str());
+    let first = created[0].card_json();
+    assert_eq!(first["schema"], "2.0");
+    assert_eq!(first["config"]["streaming_mode"], true, "{first}");
+    assert!(!entity_text(&first).is_empty(), "{first}");
+    let waiting = eventually("the card saying it waits, with its Stop", || async {
+        let card = fake.card(&card_id)?;
+        entity_text(&card).contains("is waiting for approval").then_some(card)
+    })
+    .await;
+    let stop = entity_buttons(&waiting);
+    assert_eq!(stop.len(), 1, "{waiting}");
+    assert_eq!(stop[0]["op"], "stop", "the running turn's brake: {waiting}");
+
+    let approve = ask.content()["elements"][1]["actions"][0]["value"].clone();
+    let (status_code, _, _) = post_event(&gw, &card_event("ev-2", ALICE, &ask.message_id().unwrap(), &approve)).await;
+    assert_eq!(status_code, 200);
+    let summary = sent(fake, "the result summary", |c| c.text().starts_with("FAKE-REPLY")).await;
+    assert_ne!(summary.message_id().as_deref(), Some(status_id.as_str()), "the summary is a message of its own");
+
+    let updates = eventually("streaming turned off at the end", || async {
+        let updates = card_updates(fake, &card_id);
+        updates.last().is_some_and(|c| c.path.ends_with("/settings")).then_some(updates)
+    })
+    .await;
+    assert!(updates.iter().all(|c| c.status == 200), "every update accepted: {}", fake.summary());
+    let sequences: Vec<i64> = updates.iter().filter_map(Call::sequence).collect();
+    assert_eq!(sequences.len(), updates.len());
+    assert!(sequences.windows(2).all(|w| w[0] < w[1]), "sequences grow: {sequences:?}");
+    let streamed: Vec<&Call> = updates.iter().filter(|c| c.path.ends_with("/elements/status/content")).collect();
+    assert!(!streamed.is_empty(), "text streamed into the element: {}", fake.summary());
+    assert!(streamed.iter().all(|c| c.method == "PUT" && c.body["content"].is_string()));
+    let off = updates.last().unwrap();
+    assert_eq!(off.method, "PATCH");
+    let settings: Value = serde_json::from_str(off.body["settings"].as_str().unwrap()).unwrap();
+    assert_eq!(settings, json!({"config": {"streaming_mode": false}}));
+    let last = fake.card(&card_id).unwrap();
+    assert_eq!(entity_text(&last), "Codex finished", "{last}");
+    assert!(entity_buttons(&last).is_empty(), "the end takes Stop away: {last}");
+    assert_eq!(last["config"]["streaming_mode"], false);
+
+    assert!(
+        fake.calls_to("PATCH /open-apis/im/v1/messages/").iter().all(|c| !c.path.ends_with(&status_id)),
+        "the status message is never PATCHed: {}",
+        fake.summary()
+    );
+    assert_eq!(fake.calls_to("POST /open-apis/cardkit/v1/cards").len(), 1, "one card entity");
+    // The platform (here, the fake) holds the card to its sequence: an old one is refused.
+    let api = taskgate_adapters::feishu::FeishuApi::new(&fake.url(), APP_ID, APP_SECRET.to_owned().into()).unwrap();
+    let stale = api.replace_card(&card_id, &last, *sequences.last().unwrap() as u64).await;
+    assert!(matches!(stale, Err(taskgate_adapters::feishu::api::ApiError::Api { code: 300317, .. })), "{stale:?}");
+    assert_eq!(fake.sent().iter().filter(|c| c.card_id().is_some()).count(), 1, "one message showing it");
+    drained(store).await;
+    eventually("every status shown by the one message", || async {
+        let rows = store.outbox_recent(Channel::Feishu, P2P, 100).await.ok()?;
+        let live: Vec<_> =
+            rows.iter().filter(|r| r.payload.live.as_deref().is_some_and(|k| k.starts_with("turn:"))).collect();
+        (live.len() > 1
+            && live.iter().all(|r| r.sent_at.is_some() && r.external_message_id.as_deref() == Some(status_id.as_str())))
+        .then_some(())
+    })
+    .await;
+}
+
+/// A status outliving its card's streaming window (10 minutes on Feishu; here at once) moves
+/// to a new card entity: the one message is pointed at it, the old card's streaming is turned
+/// off, and the newest card ends the turn as usual.
+async fn a_long_status_moves_to_a_new_card_entity() {
+    let world = FeishuWorld::new().await;
+    let fake = &world.fake;
+    let engine = world.world.engine_on("taskgate.db").await;
+    let outbox = OutboxOptions { rotate_after: Duration::ZERO, ..OutboxOptions::default() };
+    let gw = world.gateway_sending("webhook", KEY, engine, outbox).await;
+    post_event(&gw, &message_event("ev-1", "om_in_1", P2P, ALICE, "RUN_CMD: echo long-ok")).await;
+    let ask = sent(fake, "the approval card", |c| c.has_buttons()).await;
+    let status = sent(fake, "the message showing the card", |c| c.card_id().is_some()).await;
+    let status_id = status.message_id().unwrap();
+    let approve = ask.content()["elements"][1]["actions"][0]["value"].clone();
+    post_event(&gw, &card_event("ev-2", ALICE, &ask.message_id().unwrap(), &approve)).await;
+    sent(fake, "the result summary", |c| c.text().starts_with("FAKE-REPLY")).await;
+    let pointed = eventually("the message pointed at the newest card, ended", || async {
+        let pointed: Vec<String> = fake
+            .calls_to(&format!("PATCH /open-apis/im/v1/messages/{status_id}"))
+            .iter()
+            .filter_map(|c| c.content()["data"]["card_id"].as_str().map(str::to_owned))
+            .collect();
+        let newest = fake.card(pointed.last()?)?;
+        (entity_text(&newest) == "Codex finished" && newest["config"]["streaming_mode"] == false).then_some(pointed)
+    })
+    .await;
+    let created = fake.calls_to("POST /open-apis/cardkit/v1/cards");
+    assert_eq!(created.len(), pointed.len() + 1, "each new card shown by the one message: {}", fake.summary());
+    for card in created.iter().filter_map(|c| c.reply["data"]["card_id"].as_str()) {
+        assert_eq!(fake.card(card).unwrap()["config"]["streaming_mode"], false, "{card} streams no more");
+        assert!(card_updates(fake, card).iter().all(|c| c.status == 200), "{}", fake.summary());
+    }
+    assert_eq!(fake.sent().iter().filter(|c| c.card_id().is_some()).count(), 1, "still one status message");
+}
+
+/// A CardKit update refused in the middle of a turn (the card deleted, say): the status goes
+/// on in the same message, PATCHed in place from then on, and ends on how the turn ended.
+async fn a_refused_card_update_falls_back_to_message_edits() {
+    let world = FeishuWorld::new().await;
+    let fake = &world.fake;
+    fake.refuse_card_updates(1);
+    let gw = world.gateway("webhook", KEY, "taskgate.db").await;
+    post_event(&gw, &message_event("ev-1", "om_in_1", P2P, ALICE, "RUN_CMD: echo fallback-ok")).await;
+    let ask = sent(fake, "the approval card", |c| c.has_buttons()).await;
+    let status = sent(fake, "the message showing the card", |c| c.card_id().is_some()).await;
+    let status_id = status.message_id().unwrap();
+    let approve = ask.content()["elements"][1]["actions"][0]["value"].clone();
+    post_event(&gw, &card_event("ev-2", ALICE, &ask.message_id().unwrap(), &approve)).await;
+    sent(fake, "the result summary", |c| c.text().starts_with("FAKE-REPLY")).await;
+    let patches = eventually("the message PATCHed to the end", || async {
+        let patches = fake.calls_to(&format!("PATCH /open-apis/im/v1/messages/{status_id}"));
+        (patches.last()?.card_text() == "Codex finished").then_some(patches)
+    })
+    .await;
+    assert!(patches.iter().all(|p| p.status == 200 && !p.has_buttons()), "{}", fake.summary());
+    let refused: Vec<Call> =
+        fake.calls_to("/open-apis/cardkit/v1/cards/").into_iter().filter(|c| c.status != 200).collect();
+    assert_eq!(refused.len(), 1, "one refusal, then message edits: {}", fake.summary());
+    assert_eq!(fake.calls_to("/open-apis/cardkit/v1/cards/").len(), 1, "{}", fake.summary());
+    assert_eq!(fake.sent().iter().filter(|c| c.card_id().is_some()).count(), 1, "still one status message");
+}
+
+/// The Stop button of a streaming card works like the old card's: its press (same
+/// `card.action.trigger`, same value) stops the turn; the card loses the button and stops
+/// streaming, and the turn still ends with its own message.
+async fn the_stop_button_of_a_streaming_card_stops_the_turn() {
+    let world = FeishuWorld::new().await;
+    let fake = &world.fake;
+    let gw = world.gateway("webhook", KEY, "taskgate.db").await;
+    post_event(&gw, &message_event("ev-1", "om_in_1", P2P, ALICE, "SLOW_MS: 60000 index everything")).await;
+    let status = sent(fake, "the message showing the card", |c| c.card_id().is_some()).await;
+    let (status_id, card_id) = (status.message_id().unwrap(), status.card_id().unwrap());
+    let stop =
+        eventually("the Stop button", || async { entity_buttons(&fake.card(&card_id)?).into_iter().next() }).await;
+    assert_eq!(stop["op"], "stop");
+    let (code, answer, _) = post_event(&gw, &card_event("ev-2", ALICE, &status_id, &stop)).await;
+    assert_eq!(code, 200);
+    assert_eq!(answer["toast"]["type"], "success", "{answer}");
+    eventually("the card without its Stop, streaming off", || async {
+        let card = fake.card(&card_id)?;
+        (entity_buttons(&card).is_empty() && card["config"]["streaming_mode"] == false).then_some(())
+    })
+    .await;
+    let task = gw.store.tasks(10).await.unwrap()[0].id;
+    let exec = gw.store.executions(task).await.unwrap()[0].id;
+    eventually("the turn ended", || async { (completed_turns(&gw.store, exec).await == 1).then_some(()) }).await;
+    assert!(card_updates(fake, &card_id).iter().all(|c| c.status == 200), "{}", fake.summary());
+    assert_eq!(fake.calls_to("POST /open-apis/cardkit/v1/cards").len(), 1);
 }
 
 /// A stranger is refused once, in reply, with their open_id, and nothing of theirs reaches
