@@ -232,7 +232,11 @@ fn text_update(id: u64, user: u64, text: &str) -> serde_json::Value {
 
 /// When the fake Bot API first showed chat `chat` a text `pred` accepts (sent or edited in),
 /// waiting at most a minute.
-async fn shown(fake: &taskgate_tests::fake_telegram::FakeTelegram, chat: u64, pred: impl Fn(&str) -> bool) -> Option<Instant> {
+async fn shown(
+    fake: &taskgate_tests::fake_telegram::FakeTelegram,
+    chat: u64,
+    pred: impl Fn(&str) -> bool,
+) -> Option<Instant> {
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
         let found = fake.calls().into_iter().find(|c| {
@@ -253,7 +257,9 @@ async fn shown(fake: &taskgate_tests::fake_telegram::FakeTelegram, chat: u64, pr
 fn rss_kib(pid: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(0)
 }
 
@@ -304,12 +310,17 @@ async fn phone() -> anyhow::Result<()> {
         let sent = Instant::now();
         fake.push_update(text_update(update, user, &format!("/new say hello {user}")));
         let first = shown(&fake, user, |_| true).await.ok_or_else(|| anyhow::anyhow!("no message in chat {user}"))?;
-        let last = shown(&fake, user, |t| t.contains("FAKE-REPLY")).await.ok_or_else(|| anyhow::anyhow!("no final reply in chat {user}"))?;
+        let last = shown(&fake, user, |t| t.contains("FAKE-REPLY"))
+            .await
+            .ok_or_else(|| anyhow::anyhow!("no final reply in chat {user}"))?;
         firsts.push(first.saturating_duration_since(sent));
         finals.push(last.saturating_duration_since(sent));
     }
     println!("  message -> first bot message, median of 10:   {:?}", median(firsts));
-    println!("  message -> final reply, median of 10:         {:?}  (the fake agent's process start included)", median(finals));
+    println!(
+        "  message -> final reply, median of 10:         {:?}  (the fake agent's process start included)",
+        median(finals)
+    );
 
     let burst: Vec<u64> = (3100..3105).collect();
     // The agents are sampled while the burst runs: an idle one goes after `idle_secs`, often
