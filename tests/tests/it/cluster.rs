@@ -157,6 +157,18 @@ async fn owners(store: &SeaStore) -> anyhow::Result<BTreeMap<String, usize>> {
 }
 
 /// Whether `owner` (a replica's name in the store, `host:pid:random`) belongs to process `pid`.
+/// The lines of a replica's log that explain a turn run twice: warnings and errors, and every
+/// line about sessions resumed, died, released or fenced.
+fn notable(replica: &Replica) -> String {
+    const SIGNS: [&str; 8] = ["WARN", "ERROR", "resum", "died", "releas", "fenced", "owns this execution", "handed"];
+    replica
+        .output()
+        .lines()
+        .filter(|l| SIGNS.iter().any(|s| l.contains(s)))
+        .map(|l| format!("{}: {l}\n", replica.name))
+        .collect()
+}
+
 fn owned_by(owner: &str, pid: u32) -> bool {
     owner.split(':').nth(1) == Some(pid.to_string().as_str())
 }
@@ -242,7 +254,11 @@ async fn a_killed_owners_turns_are_taken_over_and_each_message_answered_once(db:
         for later in &got[1..] {
             assert!(
                 got[0].ppid == victim_pid && later.at_ms >= killed_ms,
-                "{job} reached a second agent while the first one's gateway lived: {got:?}"
+                "{job} reached a second agent while the first one's gateway lived (a = {victim_pid}, b = {}, c = {}, \
+                 killed at {killed_ms}): {got:?}\nwhat the replicas noted:\n{}",
+                b.pid(),
+                c.pid(),
+                [&a, &b, &c].iter().map(|r| notable(r)).collect::<String>()
             );
         }
     }
