@@ -145,6 +145,13 @@ impl Engine {
         self.runner.running()
     }
 
+    /// Looks for work of execution `exec` now, as a commit or a poll does: its actor here looks,
+    /// or this replica claims it when nobody holds it. Any number of calls, from anywhere, run
+    /// its work once.
+    pub fn wake(&self, exec: Id) {
+        self.runner.wake(exec);
+    }
+
     /// Installs `channel`'s allow-list check (see [`AdmissionHook`]).
     pub fn set_admission(&self, channel: Channel, hook: AdmissionHook) {
         if let Ok(mut admission) = self.admission.write() {

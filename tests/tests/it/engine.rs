@@ -36,6 +36,9 @@ pub fn trials() -> Vec<Trial> {
             always_here_stores_a_rule_that_approves_without_asking,
             the_stop_button_interrupts_the_running_turn,
         ],
+        multi_thread(2): [
+            racing_wakes_run_each_turn_once,
+        ],
     }
 }
 
@@ -781,6 +784,55 @@ async fn always_here_stores_a_rule_that_approves_without_asking() {
 
 /// The Stop button on a live status: it interrupts the running turn, and only from a chat
 /// where the task's messages were shown.
+/// Wakes racing the first claim of an execution (commits and polls do this under load, many
+/// at once) start one actor: the agent gets each prompt once and both turns complete. A wake
+/// that saw no actor yet used to claim again after the first claim had started one, renewing
+/// the lease under a new fence: the live actor was fenced out mid-turn and the turn ran again
+/// in a fresh session.
+async fn racing_wakes_run_each_turn_once() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let log = scratch.path().join("prompts.jsonl");
+    let world = World::with(|config| {
+        let Some(taskgate::config::Command::Argv(mut argv)) = config.agents["codex"].command.clone() else {
+            panic!("the fake agent's argv")
+        };
+        argv.extend(["--prompts".to_owned(), log.to_string_lossy().into_owned()]);
+        config.agents.get_mut("codex").expect("codex").command = Some(taskgate::config::Command::Argv(argv));
+    });
+    let engine = std::sync::Arc::new(world.engine().await);
+    let store = engine.store().clone();
+    let spam = {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            loop {
+                // The first executions this test creates, woken in bursts: the claims queue up
+                // behind the first one.
+                for _ in 0..200 {
+                    for exec in 1..=3 {
+                        engine.wake(exec);
+                    }
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    engine.handle(msg("u1", "Ada", "SLOW_MS: 300 first job")).await.expect("handle");
+    let task = eventually("the task", || async { store.tasks(10).await.ok()?.into_iter().next() }).await;
+    eventually("the first turn done", || idle_task(&store, task.id)).await;
+    let mut follow = msg("u1", "Ada", "SLOW_MS: 300 second job");
+    follow.reply_to_task = Some(task.id);
+    engine.handle(follow).await.expect("follow-up");
+    let exec = store.executions(task.id).await.unwrap()[0].clone();
+    turns_done(&store, exec.id, 2).await;
+    spam.abort();
+    let prompts = taskgate_tests::cluster::prompts(&log);
+    let texts: Vec<&str> = prompts.iter().map(|p| p.text.as_str()).collect();
+    assert_eq!(texts.iter().filter(|t| t.contains("first job")).count(), 1, "{texts:#?}");
+    assert_eq!(texts.iter().filter(|t| t.contains("second job")).count(), 1, "{texts:#?}");
+    let agents: std::collections::BTreeSet<u32> = prompts.iter().map(|p| p.pid).collect();
+    assert_eq!(agents.len(), 1, "one agent process ran both turns: {prompts:#?}");
+}
+
 async fn the_stop_button_interrupts_the_running_turn() {
     use taskgate::engine::Pressed;
     let world = World::new();

@@ -222,8 +222,17 @@ impl Runner {
         if !self.claiming.lock().is_ok_and(|mut c| c.insert(exec)) {
             return;
         }
+        // Looked again now that no other claim of `exec` runs here: a claim that won just before
+        // this one started an actor. Claiming anyway would renew the lease under a new fence
+        // and so fence that live actor out mid-turn (its agent stopped, the turn run again).
+        let here =
+            self.actors.lock().is_ok_and(|actors| actors.get(&exec).is_some_and(|h| h.tx.send(Msg::Wake).is_ok()));
         let now = Utc::now();
-        let claimed = self.shared.store.claim(exec, &self.shared.replica, now, now + self.shared.lease_length()).await;
+        let claimed = if here {
+            Ok(None)
+        } else {
+            self.shared.store.claim(exec, &self.shared.replica, now, now + self.shared.lease_length()).await
+        };
         let started = match claimed {
             Ok(Some(lease)) => self.spawn(lease),
             Ok(None) => false,
@@ -250,9 +259,13 @@ impl Runner {
             return false;
         }
         let Ok(mut actors) = self.actors.lock() else { return false };
-        if let Some(handle) = actors.get(&lease.execution) {
-            // An actor is already here (a wake raced the claim): it reads the work.
-            let _ = handle.tx.send(Msg::Wake);
+        // `claim` looked for a live actor under its claim, so one here is on its way out (its
+        // inbox closed): the new actor takes its place (the old one's removal checks the
+        // generation).
+        if let Some(handle) = actors.get(&lease.execution)
+            && handle.tx.send(Msg::Wake).is_ok()
+        {
+            tracing::error!(execution = lease.execution, "runner: claimed an execution an actor here runs");
             return false;
         }
         let exec = lease.execution;
