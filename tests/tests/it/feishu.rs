@@ -550,6 +550,18 @@ async fn a_turn_streams_its_status_on_one_card_entity() {
     .await;
 }
 
+/// Alice asks for a command, approves it, and it finishes: the id of the message showing the
+/// turn's status card.
+async fn approved_command_on_a_card(gw: &Gateway, fake: &FakeFeishu, text: &str) -> String {
+    post_event(gw, &message_event("ev-1", "om_in_1", P2P, ALICE, text)).await;
+    let ask = sent(fake, "the approval card", |c| c.has_buttons()).await;
+    let status = sent(fake, "the message showing the card", |c| c.card_id().is_some()).await;
+    let approve = ask.content()["elements"][1]["actions"][0]["value"].clone();
+    post_event(gw, &card_event("ev-2", ALICE, &ask.message_id().unwrap(), &approve)).await;
+    sent(fake, "the result summary", |c| c.text().starts_with("FAKE-REPLY")).await;
+    status.message_id().unwrap()
+}
+
 /// A status outliving its card's streaming window (10 minutes on Feishu; here at once) moves
 /// to a new card entity: the one message is pointed at it, the old card's streaming is turned
 /// off, and the newest card ends the turn as usual.
@@ -559,13 +571,7 @@ async fn a_long_status_moves_to_a_new_card_entity() {
     let engine = world.world.engine_on("taskgate.db").await;
     let outbox = OutboxOptions { rotate_after: Duration::ZERO, ..OutboxOptions::default() };
     let gw = world.gateway_sending("webhook", KEY, engine, outbox).await;
-    post_event(&gw, &message_event("ev-1", "om_in_1", P2P, ALICE, "RUN_CMD: echo long-ok")).await;
-    let ask = sent(fake, "the approval card", |c| c.has_buttons()).await;
-    let status = sent(fake, "the message showing the card", |c| c.card_id().is_some()).await;
-    let status_id = status.message_id().unwrap();
-    let approve = ask.content()["elements"][1]["actions"][0]["value"].clone();
-    post_event(&gw, &card_event("ev-2", ALICE, &ask.message_id().unwrap(), &approve)).await;
-    sent(fake, "the result summary", |c| c.text().starts_with("FAKE-REPLY")).await;
+    let status_id = approved_command_on_a_card(&gw, fake, "RUN_CMD: echo long-ok").await;
     let pointed = eventually("the message pointed at the newest card, ended", || async {
         let pointed: Vec<String> = fake
             .calls_to(&format!("PATCH /open-apis/im/v1/messages/{status_id}"))
@@ -592,13 +598,7 @@ async fn a_refused_card_update_falls_back_to_message_edits() {
     let fake = &world.fake;
     fake.refuse_card_updates(1);
     let gw = world.gateway("webhook", KEY, "taskgate.db").await;
-    post_event(&gw, &message_event("ev-1", "om_in_1", P2P, ALICE, "RUN_CMD: echo fallback-ok")).await;
-    let ask = sent(fake, "the approval card", |c| c.has_buttons()).await;
-    let status = sent(fake, "the message showing the card", |c| c.card_id().is_some()).await;
-    let status_id = status.message_id().unwrap();
-    let approve = ask.content()["elements"][1]["actions"][0]["value"].clone();
-    post_event(&gw, &card_event("ev-2", ALICE, &ask.message_id().unwrap(), &approve)).await;
-    sent(fake, "the result summary", |c| c.text().starts_with("FAKE-REPLY")).await;
+    let status_id = approved_command_on_a_card(&gw, fake, "RUN_CMD: echo fallback-ok").await;
     let patches = eventually("the message PATCHed to the end", || async {
         let patches = fake.calls_to(&format!("PATCH /open-apis/im/v1/messages/{status_id}"));
         (patches.last()?.card_text() == "Codex finished").then_some(patches)
