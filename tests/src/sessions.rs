@@ -68,6 +68,12 @@ impl Workspace {
         self.prompt_pids().into_iter().rev().find(|(_, t)| t == text).map(|(pid, _)| pid)
     }
 
+    /// [`Self::pid_of`] once the fake has logged the prompt: it may log after the events the
+    /// test waited for (a busy machine).
+    pub async fn pid_when_logged(&self, text: &str) -> u32 {
+        crate::harness::eventually(&format!("the prompt {text:?} logged"), || async { self.pid_of(text) }).await
+    }
+
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }

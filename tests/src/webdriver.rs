@@ -179,6 +179,21 @@ impl Browser {
             .map(|_| ())
     }
 
+    /// The text of the first element matching `css` (bounded wait), found again when the live
+    /// page re-rendered it between finding and reading.
+    pub async fn text_css(&self, css: &str, timeout: Duration) -> anyhow::Result<String> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let element = self.wait(css, timeout).await?;
+            match self.text(&element).await {
+                Err(e) if e.to_string().contains("stale element") && tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
     pub async fn text(&self, element: &str) -> anyhow::Result<String> {
         Ok(self
             .call(reqwest::Method::GET, &format!("/element/{element}/text"), None)

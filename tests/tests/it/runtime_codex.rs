@@ -458,7 +458,7 @@ async fn a_leaving_session_stops_its_turn_and_the_last_one_ends_the_process() {
     let thread_a = thread_of(&*a);
     a.send_turn("SLOW_REPLY leaving").await.unwrap();
     until(&mut a, |e| matches!(e, RuntimeEvent::TurnStarted { .. })).await;
-    let pid = h.pid_of("SLOW_REPLY leaving").expect("pid");
+    let pid = h.pid_when_logged("SLOW_REPLY leaving").await;
 
     // Leaving interrupts the running turn, then releases the thread; the process stays.
     a.shutdown().await;
@@ -543,7 +543,7 @@ async fn a_crash_mid_turn_resumes_every_thread_of_the_process() {
         s.send_turn(text).await.unwrap();
         until_turn_finished(s).await;
     }
-    let before = h.pid_of("remember a").expect("pid");
+    let before = h.pid_when_logged("remember a").await;
     assert_eq!(h.pid_of("remember b"), Some(before));
 
     // b is mid-turn when a's turn takes the process down.
@@ -563,7 +563,7 @@ async fn a_crash_mid_turn_resumes_every_thread_of_the_process() {
         assert!(matches!(last(&events), RuntimeEvent::TurnFinished { outcome: TurnOutcome::Completed, .. }));
     }
     // Both threads resumed on one new process, each with its own history.
-    let after = h.pid_of("CRASH_ONCE a").expect("pid");
+    let after = h.pid_when_logged("CRASH_ONCE a").await;
     assert_ne!(after, before);
     assert_eq!(h.pid_of("SLOW_MS: 1500 b was busy"), Some(after));
     assert_eq!(sent_for(&h, "thread/resume", &thread_a).len(), 1);

@@ -229,11 +229,11 @@ async fn desktop_steps(gw: &TestApp, browser: &Browser) -> anyhow::Result<()> {
 
     // Its task page: the message, then the request, waiting for a decision at the bottom.
     browser.click_css(".bubble.taskgate .meta a", WAIT).await?;
-    let message = browser.text(&browser.wait("#timeline li.message", WAIT).await?).await?;
+    let message = browser.text_css("#timeline li.message", WAIT).await?;
     ensure!(message.contains("RUN_CMD: echo hi") && message.contains("web"), "message entry: {message}");
-    let card = browser.text(&browser.wait("#pending .approval-card", WAIT).await?).await?;
+    let card = browser.text_css("#pending .approval-card", WAIT).await?;
     ensure!(card.contains("Codex asks to run") && card.contains("echo hi"), "pending approval: {card}");
-    let status = browser.text(&browser.wait("#task-status", WAIT).await?).await?;
+    let status = browser.text_css("#task-status", WAIT).await?;
     ensure!(status.contains("needs approval"), "task status before approving: {status}");
     ensure!(count(browser, "#timeline li.internal").await? == 0, "internals are hidden without Details");
     let before = count(browser, "#timeline li").await?;
@@ -274,7 +274,7 @@ async fn desktop_steps(gw: &TestApp, browser: &Browser) -> anyhow::Result<()> {
     // Details shows the internals: the classifier's decision, the session, the turn start.
     click_in_toolbar(browser, "#show-details").await?;
     browser.wait("#timeline li.internal", WAIT).await?;
-    let internals = browser.text(&browser.wait("#timeline", WAIT).await?).await?;
+    let internals = browser.text_css("#timeline", WAIT).await?;
     ensure!(internals.contains("new_task (0.") && internals.contains("session"), "details: {internals}");
     click_in_toolbar(browser, "#show-details").await?;
     ensure!(count(browser, "#timeline li.internal").await? == 0, "details off again");
@@ -458,7 +458,7 @@ async fn phone_steps(gw: &TestApp, browser: &Browser) -> anyhow::Result<()> {
     // The task list, and a search.
     open(gw, browser, "#/tasks", "#task-list li[data-task]").await?;
     fits(browser, "task list", 390).await?;
-    let first = browser.text(&browser.wait("#task-list li[data-task]", WAIT).await?).await?;
+    let first = browser.text_css("#task-list li[data-task]", WAIT).await?;
     ensure!(
         first.contains("notes.txt") && first.contains("1 waiting"),
         "the most recently active task first, with its waiting count: {first}"
@@ -500,7 +500,7 @@ async fn phone_steps(gw: &TestApp, browser: &Browser) -> anyhow::Result<()> {
         )
         .await?;
     ensure!(at_end == Value::Bool(true), "the task page opens at its newest entry (the pending approval's buttons)");
-    let changed = browser.text(&browser.wait("#changed-files", WAIT).await?).await?;
+    let changed = browser.text_css("#changed-files", WAIT).await?;
     ensure!(changed.contains("notes.txt") && changed.contains("waiting"), "changed files: {changed}");
     screenshots(gw, browser, "phone", write.id, "#pending .approval-card .diff").await?;
     open(gw, browser, &format!("#/tasks/{}", write.id), "#pending .approval-card").await?;
@@ -529,7 +529,7 @@ async fn phone_steps(gw: &TestApp, browser: &Browser) -> anyhow::Result<()> {
     gw.store.outbox_dropped(refused.id, "Forbidden: bot was blocked by the user").await?;
     open(gw, browser, "#/tasks", "#undelivered-notice:not([hidden]) a").await?;
     browser.click_css("#undelivered-notice a", WAIT).await?;
-    let listed = browser.text(&browser.wait("#undelivered-messages li[data-undelivered]", WAIT).await?).await?;
+    let listed = browser.text_css("#undelivered-messages li[data-undelivered]", WAIT).await?;
     ensure!(
         listed.contains("notes.txt written") && listed.contains("blocked by the user"),
         "the undelivered reply and why: {listed}"
