@@ -327,8 +327,12 @@ async fn approval_by_card_click_and_follow_up() {
         ]
     );
     let card_id = ask.message_id().unwrap();
-    let outbound = store.outbound_by_external_id(Channel::Feishu, P2P, &card_id).await.unwrap();
-    assert_eq!(outbound.map(|o| (o.task_id, o.approval_id)), Some((Some(approval.task_id), Some(approval.id))));
+    // Recorded once the sender has the platform's answer (just after the fake saw the call).
+    let outbound = eventually("the card's message id recorded", || async {
+        store.outbound_by_external_id(Channel::Feishu, P2P, &card_id).await.ok().flatten()
+    })
+    .await;
+    assert_eq!((outbound.task_id, outbound.approval_id), (Some(approval.task_id), Some(approval.id)));
     assert!(ask.body["uuid"].as_str().is_some_and(|u| u.len() == 36), "an idempotency key: {}", ask.body);
 
     let (status, answer, took) = post_event(&gw, &card_event("ev-2", ALICE, &card_id, &values[0])).await;

@@ -312,13 +312,15 @@ async fn approval_button_follow_up_and_review() {
     assert_eq!(ask.body["parse_mode"], "HTML");
     assert!(ask.body["text"].as_str().unwrap().contains("<code>echo telegram-ok</code>"), "{}", ask.body);
     let task = approval.task_id;
-    let outbound = store
-        .outbound_by_external_id(Channel::Telegram, &chat.to_string(), &ask.message_id().unwrap().to_string())
-        .await
-        .unwrap();
+    // Recorded once the sender has the platform's answer (just after the fake saw the call).
+    let external = ask.message_id().unwrap().to_string();
+    let outbound = eventually("the card's message id recorded", || async {
+        store.outbound_by_external_id(Channel::Telegram, &chat.to_string(), &external).await.ok().flatten()
+    })
+    .await;
     assert_eq!(
-        outbound.map(|o| (o.task_id, o.approval_id)),
-        Some((Some(task), Some(id))),
+        (outbound.task_id, outbound.approval_id),
+        (Some(task), Some(id)),
         "the sent message is stored with its task and approval"
     );
 
