@@ -154,13 +154,21 @@ impl Browser {
         }
     }
 
-    /// Finds and clicks the first element matching `css` (bounded wait). The live page may
-    /// re-render the element between finding and clicking it; a stale element is found again.
+    /// Finds and clicks the first element matching `css` (bounded wait).
     pub async fn click_css(&self, css: &str, timeout: Duration) -> anyhow::Result<()> {
+        self.on_fresh(css, timeout, |element| async move { self.click(&element).await }).await
+    }
+
+    /// `act` on the first element matching `css` (bounded wait). The live page may re-render
+    /// the element between finding and acting on it; a stale element is found again.
+    async fn on_fresh<T, Fut>(&self, css: &str, timeout: Duration, act: impl Fn(String) -> Fut) -> anyhow::Result<T>
+    where
+        Fut: std::future::Future<Output = anyhow::Result<T>>,
+    {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let element = self.wait(css, timeout).await?;
-            match self.click(&element).await {
+            match act(element).await {
                 Err(e) if e.to_string().contains("stale element") && tokio::time::Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
@@ -179,19 +187,9 @@ impl Browser {
             .map(|_| ())
     }
 
-    /// The text of the first element matching `css` (bounded wait), found again when the live
-    /// page re-rendered it between finding and reading.
+    /// The text of the first element matching `css` (bounded wait), found again when stale.
     pub async fn text_css(&self, css: &str, timeout: Duration) -> anyhow::Result<String> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let element = self.wait(css, timeout).await?;
-            match self.text(&element).await {
-                Err(e) if e.to_string().contains("stale element") && tokio::time::Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                other => return other,
-            }
-        }
+        self.on_fresh(css, timeout, |element| async move { self.text(&element).await }).await
     }
 
     pub async fn text(&self, element: &str) -> anyhow::Result<String> {
