@@ -396,7 +396,7 @@ struct Answer {
 #[async_trait::async_trait]
 impl InboxHandler for InboxWorker {
     async fn handle(&mut self, row: &taskgate_core::model::Inbound) -> anyhow::Result<()> {
-        self.handle_event(&row.external_id, &row.payload).await
+        self.handle_event(row.id, &row.external_id, &row.payload).await
     }
 
     /// The person who sent a message or pressed a card's button.
@@ -421,7 +421,8 @@ impl InboxHandler for InboxWorker {
 }
 
 impl InboxWorker {
-    async fn handle_event(&mut self, key: &str, event: &Value) -> anyhow::Result<()> {
+    /// `row`: the inbox row the event was stored as (see `IncomingMessage::inbound`).
+    async fn handle_event(&mut self, row: Id, key: &str, event: &Value) -> anyhow::Result<()> {
         let mut facts = Facts::default();
         let mut replied_task = None;
         if let Some(message) = event.pointer("/event/message") {
@@ -441,10 +442,10 @@ impl InboxWorker {
             facts.press_in_group = self.api.is_group(&chat).await;
         }
         match inbound::normalise(event, &self.me, &self.policy, facts) {
-            Inbound::Text(text) => self.text(text, replied_task).await,
+            Inbound::Text(text) => self.text(row, text, replied_task).await,
             Inbound::Help { chat_id, message_id } => self.reply(&chat_id, Some(&message_id), HELP).await,
             Inbound::Press(press) => {
-                let answer = self.press(&press).await?;
+                let answer = self.press(row, &press).await?;
                 self.answer(key, &press.message_id, answer).await;
                 Ok(())
             }
@@ -467,7 +468,7 @@ impl InboxWorker {
         }
     }
 
-    async fn text(&self, mut text: Text, reply_to_task: Option<Id>) -> anyhow::Result<()> {
+    async fn text(&self, row: Id, mut text: Text, reply_to_task: Option<Id>) -> anyhow::Result<()> {
         let sender_name = self.name_of(&text.sender_open_id).await;
         let files = std::mem::take(&mut text.files);
         let source = text.message_id.clone();
@@ -483,6 +484,7 @@ impl InboxWorker {
             mentioned: text.mentioned,
             // Answers in groups reply to what they answer; a private chat needs no thread.
             message_id: (text.chat == Chat::Group).then(|| text.message_id.clone()),
+            inbound: Some(row),
         };
         if files.is_empty() {
             self.engine.handle(msg).await?;
@@ -541,7 +543,7 @@ impl InboxWorker {
         Ok((text, message))
     }
 
-    async fn press(&self, press: &Press) -> anyhow::Result<Answer> {
+    async fn press(&self, row: Id, press: &Press) -> anyhow::Result<Answer> {
         let inactive = || Answer { success: false, toast: "This button is no longer active.".into(), card: None };
         let name = self.name_of(&press.operator_open_id).await;
         let by = IncomingMessage {
@@ -555,6 +557,7 @@ impl InboxWorker {
             chat: press.chat,
             mentioned: true,
             message_id: None,
+            inbound: Some(row),
         };
         let (shown, message) = self.card_text(press).await?;
         let pressed = match press.value.clone() {

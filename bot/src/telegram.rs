@@ -17,7 +17,7 @@ use taskgate_adapters::telegram::outbound::{self, OutboxOptions};
 use taskgate_adapters::telegram::polling::{self, PollOptions};
 use taskgate_adapters::telegram::{self as tg, Bot, BotIdentity};
 use taskgate_core::fair::OncePer;
-use taskgate_core::model::{Channel, NewOutbound};
+use taskgate_core::model::{Channel, Id, NewOutbound};
 use taskgate_core::reply::{Reply, ReplyKind};
 use taskgate_core::store::{Store, StoreError};
 use tokio::sync::Notify;
@@ -321,7 +321,7 @@ struct InboxWorker {
 impl InboxHandler for InboxWorker {
     async fn handle(&mut self, row: &taskgate_core::model::Inbound) -> anyhow::Result<()> {
         match inbound::parse_update(&row.payload) {
-            Ok(update) => self.handle_update(inbound::normalise(&update, &self.me, &self.policy)).await,
+            Ok(update) => self.handle_update(row.id, inbound::normalise(&update, &self.me, &self.policy)).await,
             Err(e) => {
                 tracing::warn!(inbox = row.id, error = %e, "telegram inbox: not an update; skipped");
                 Ok(())
@@ -350,10 +350,11 @@ impl InboxHandler for InboxWorker {
 }
 
 impl InboxWorker {
-    async fn handle_update(&mut self, inbound: Inbound) -> anyhow::Result<()> {
+    /// `row`: the inbox row the update was stored as (see `IncomingMessage::inbound`).
+    async fn handle_update(&mut self, row: Id, inbound: Inbound) -> anyhow::Result<()> {
         match inbound {
-            Inbound::Text(text) => self.text(text).await,
-            Inbound::Press(press) => self.press(press).await,
+            Inbound::Text(text) => self.text(row, text).await,
+            Inbound::Press(press) => self.press(row, press).await,
             Inbound::Help(place) => self.reply(place, HELP).await,
             Inbound::Refuse(refusal) => self.refuse(refusal).await,
             Inbound::Membership { chat_id, member } => {
@@ -367,7 +368,7 @@ impl InboxWorker {
         }
     }
 
-    async fn text(&self, mut text: Text) -> anyhow::Result<()> {
+    async fn text(&self, row: Id, mut text: Text) -> anyhow::Result<()> {
         let reply_to_task = match text.reply_to_message_id {
             Some(id) => self
                 .store
@@ -389,6 +390,7 @@ impl InboxWorker {
             mentioned: text.mentioned,
             // Answers in groups reply to what they answer; a private chat needs no thread.
             message_id: (text.chat == taskgate_core::classify::Chat::Group).then(|| text.message_id.to_string()),
+            inbound: Some(row),
         };
         if files.is_empty() {
             self.engine.handle(msg).await?;
@@ -416,7 +418,7 @@ impl InboxWorker {
         Ok(())
     }
 
-    async fn press(&mut self, press: Press) -> anyhow::Result<()> {
+    async fn press(&mut self, row: Id, press: Press) -> anyhow::Result<()> {
         let (Some(place), Some(message_id)) = (press.place, press.message_id) else {
             outbound::answer_press(&self.bot, &press.query_id, Some("This button is no longer active.")).await;
             return Ok(());
@@ -432,6 +434,7 @@ impl InboxWorker {
             chat: press.chat,
             mentioned: true,
             message_id: None,
+            inbound: Some(row),
         };
         let pressed = match press.data.clone() {
             Some(ButtonData::Approval { approval, nonce, answer }) => {
@@ -440,7 +443,7 @@ impl InboxWorker {
             Some(ButtonData::Stop(task)) => self.engine.stop(&by(), task).await?,
             Some(ButtonData::Merge(execution)) => self.engine.merge_press(&by(), execution, true).await?,
             Some(ButtonData::Discard(execution)) => self.engine.merge_press(&by(), execution, false).await?,
-            Some(ButtonData::Choice(choice)) => return self.choice_press(&press, place, message_id, choice).await,
+            Some(ButtonData::Choice(choice)) => return self.choice_press(row, &press, place, message_id, choice).await,
             None => Pressed::Refused("This button is no longer active.".into()),
         };
         match pressed {
@@ -455,6 +458,7 @@ impl InboxWorker {
     /// asked about with the chosen reading; the buttons give way to who chose what.
     async fn choice_press(
         &mut self,
+        row: Id,
         press: &Press,
         place: Place,
         message_id: i32,
@@ -481,6 +485,7 @@ impl InboxWorker {
             chat: press.chat,
             mentioned: true,
             message_id: None,
+            inbound: Some(row),
         };
         match self.engine.choose(sender, message.id, choice).await? {
             Chosen::Applied { label } => {

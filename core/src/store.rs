@@ -184,7 +184,10 @@ pub trait Store: Send + Sync {
     /// A channel's accepted and not yet processed updates, oldest first. Per channel: each
     /// channel's worker drains its own, so one slow channel never starves another.
     async fn inbox_pending(&self, channel: Channel, limit: u64) -> StoreResult<Vec<Inbound>>;
-    async fn inbox_done(&self, id: Id) -> StoreResult<()>;
+    /// Marks the update handled. `true` when this call did it, `false` when it was handled
+    /// already: inside a decision's transaction that makes each update decided once, even
+    /// when a drain leader died between deciding and saying so, or two leaders overlapped.
+    async fn inbox_done(&self, id: Id) -> StoreResult<bool>;
     /// Handling the update failed: counts the attempt and keeps the error. With `set_aside` the
     /// row is done (never handled again) and stays visible with its error.
     async fn inbox_failed(&self, id: Id, error: &str, set_aside: bool) -> StoreResult<()>;

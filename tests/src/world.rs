@@ -160,5 +160,6 @@ pub fn message(chat: &str, from: &str, name: &str, text: &str) -> IncomingMessag
         chat: Chat::Direct,
         mentioned: false,
         message_id: None,
+        inbound: None,
     }
 }

@@ -993,18 +993,22 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
         rows(&self.db, query, convert::inbound).await
     }
 
-    async fn inbox_done(&self, id: Id) -> StoreResult<()> {
+    async fn inbox_done(&self, id: Id) -> StoreResult<bool> {
         let _w = self.writing().await;
         let result = inbox::Entity::update_many()
             .col_expr(inbox::Column::ProcessedAt, Expr::value(Utc::now()))
             .filter(inbox::Column::Id.eq(id))
+            .filter(inbox::Column::ProcessedAt.is_null())
             .exec(&self.db)
             .await
             .map_err(db_err)?;
-        if result.rows_affected == 0 {
-            return Err(not_found("inbound", id));
+        if result.rows_affected == 1 {
+            return Ok(true);
         }
-        Ok(())
+        match inbox::Entity::find_by_id(id).one(&self.db).await.map_err(db_err)? {
+            Some(_) => Ok(false),
+            None => Err(not_found("inbound", id)),
+        }
     }
 
     async fn inbox_set_aside_many(&self, ids: &[Id], reason: &str) -> StoreResult<()> {

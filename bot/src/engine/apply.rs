@@ -40,6 +40,8 @@ pub enum Origin<'a> {
         model_of: &'a (dyn Fn(&str) -> Option<String> + Sync),
         /// Files that came with the message: they go to the agent with the turns it queues.
         files: &'a [taskgate_core::attachment::Attachment],
+        /// The inbox row of the message: marked handled in the plan's transaction.
+        inbound: Option<Id>,
     },
     /// An agent's event, applied by the owner of its execution.
     Agent {
@@ -86,6 +88,9 @@ pub struct Applied {
     pub approvals: Vec<Id>,
     /// Requests a standing rule approved: (request id, approval) for the owner to deliver.
     pub auto_approved: Vec<(String, Id)>,
+    /// The message's inbox row was handled already (another drain leader decided it):
+    /// nothing was written.
+    pub decided_before: bool,
 }
 
 /// Applies `plan` in one transaction and commits it. With `lease`, the transaction first
@@ -105,6 +110,13 @@ pub async fn commit(
             let tx = store.begin().await?;
             if let Some((lease, length)) = lease {
                 tx.check_lease(lease, Utc::now() + length).await?;
+            }
+            // First, so a second drain leader deciding the same message waits on the row's
+            // lock and then finds it handled.
+            if let Origin::Person { inbound: Some(id), .. } = origin
+                && !tx.inbox_done(*id).await?
+            {
+                return Ok(Applied { decided_before: true, ..Applied::default() });
             }
             let applied = apply(&tx, plan, origin).await?;
             tx.commit().await?;

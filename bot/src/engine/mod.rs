@@ -57,6 +57,10 @@ pub struct IncomingMessage {
     pub mentioned: bool,
     /// The platform's id of the message, so answers in groups can be threaded to it.
     pub message_id: Option<String>,
+    /// The inbox row the message was stored as. Its decision marks the row handled in the
+    /// same transaction, so a message is decided once even when a drain leader dies between
+    /// deciding and marking the row, or two leaders overlap. `None`: not from an inbox.
+    pub inbound: Option<Id>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -350,8 +354,13 @@ impl Engine {
             message_id: msg.message_id.as_deref(),
             model_of: &model_of,
             files: &turn_files,
+            inbound: msg.inbound,
         };
         let applied = apply::commit(store, &plan, &origin, None).await?;
+        if applied.decided_before {
+            tracing::info!(inbound = ?msg.inbound, "message decided already (by an earlier drain leader); skipped");
+            return Ok(());
+        }
         self.shared.outbox.after(&plan);
         tracing::debug!(task = ?applied.task, wake = ?applied.wake, "plan applied");
         if let Some(task) = applied.task {

@@ -299,6 +299,7 @@ impl Engine {
             message_id: by.message_id.as_deref(),
             model_of: &model_of,
             files: &[],
+            inbound: None,
         };
         let applied = apply::commit(store, &plan, &origin, None).await?;
         self.shared.outbox.after(&plan);

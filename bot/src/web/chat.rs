@@ -278,7 +278,11 @@ impl InboxHandler for WebInbox {
         let console = &self.console;
         let text = row.payload.get("text").and_then(Value::as_str).unwrap_or_default().to_owned();
         let task = row.payload.get("task").and_then(Value::as_i64);
-        let message = IncomingMessage { message_id: Some(format!("in-{}", row.id)), ..console.user(task, &text) };
+        let message = IncomingMessage {
+            message_id: Some(format!("in-{}", row.id)),
+            inbound: Some(row.id),
+            ..console.user(task, &text)
+        };
         let files: Vec<UploadedFile> =
             row.payload.get("files").and_then(|f| serde_json::from_value(f.clone()).ok()).unwrap_or_default();
         if files.is_empty() {

@@ -66,6 +66,7 @@ impl Console {
             chat: Chat::Direct,
             mentioned: true,
             message_id: None,
+            inbound: None,
         }
     }
 }

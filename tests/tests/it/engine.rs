@@ -38,6 +38,7 @@ pub fn trials() -> Vec<Trial> {
         ],
         multi_thread(2): [
             racing_wakes_run_each_turn_once,
+            a_message_handed_over_twice_is_decided_once,
         ],
     }
 }
@@ -855,4 +856,49 @@ async fn the_stop_button_interrupts_the_running_turn() {
     turns_done(&store, exec.id, 1).await;
     assert!(asked.elapsed() < Duration::from_secs(5), "{:?}", asked.elapsed());
     assert_eq!(results(&store, task.id).await[0]["outcome"]["status"], "interrupted");
+}
+
+/// One stored message handed to the engine by two drain leaders at once (a lease that changed
+/// hands while the old leader was still deciding), and once more later (a leader killed after
+/// deciding, before it marked the row): one task, one turn, one answer; the row is handled.
+async fn a_message_handed_over_twice_is_decided_once() {
+    let world = World::new();
+    let engine = std::sync::Arc::new(world.engine().await);
+    let store = engine.store().clone();
+    let stored = store
+        .inbox_accept(NewInbound {
+            channel: Channel::Web,
+            external_id: "in-1".into(),
+            payload: serde_json::json!({"text": "write hello.txt"}),
+        })
+        .await
+        .expect("accepted");
+    let InboxOutcome::Accepted(row) = stored else { panic!("a new row: {stored:?}") };
+    let handed = IncomingMessage { inbound: Some(row), ..msg("u1", "Ada", "write hello.txt") };
+    let racing: Vec<_> = (0..2)
+        .map(|_| {
+            let (engine, handed) = (engine.clone(), handed.clone());
+            tokio::spawn(async move { engine.handle(handed).await })
+        })
+        .collect();
+    for handle in racing {
+        handle.await.expect("joined").expect("handled");
+    }
+    engine.handle(handed).await.expect("handled again");
+
+    let task = only_task(&store).await;
+    let execs = store.executions(task.id).await.unwrap();
+    assert_eq!(execs.len(), 1, "{execs:?}");
+    eventually("the answer", || async { (completed_turns(&store, execs[0].id).await >= 1).then_some(()) }).await;
+    assert!(store.inbox_pending(Channel::Web, 10).await.unwrap().is_empty(), "the row is handled");
+    assert!(store.execution_turns(execs[0].id).await.unwrap().is_empty(), "no turn left open");
+    assert_eq!(completed_turns(&store, execs[0].id).await, 1, "one turn");
+    let finals: Vec<_> = store
+        .outbox_recent(Channel::Telegram, "chat-1", 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.payload.kind == taskgate_core::reply::ReplyKind::Final)
+        .collect();
+    assert_eq!(finals.len(), 1, "one answer: {finals:?}");
 }

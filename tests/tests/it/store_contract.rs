@@ -73,7 +73,8 @@ async fn inbox_dedupes_on_channel_and_external_id(db: &TestDb) -> anyhow::Result
     assert_eq!(pending[0].payload["text"], "make the button green");
     let feishu = store.inbox_pending(Channel::Feishu, 10).await?;
     assert_eq!(feishu.iter().map(|i| i.id).collect::<Vec<_>>(), vec![other]);
-    store.inbox_done(first).await?;
+    assert!(store.inbox_done(first).await?, "the first call marks it handled");
+    assert!(!store.inbox_done(first).await?, "a second call finds it handled");
     assert!(store.inbox_pending(Channel::Telegram, 10).await?.is_empty());
     assert_eq!(store.inbox_pending(Channel::Feishu, 10).await?.len(), 1);
     // Still a duplicate after processing: a late redelivery must not run twice.

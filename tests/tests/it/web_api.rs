@@ -391,6 +391,7 @@ fn telegram(text: &str) -> IncomingMessage {
         chat: Chat::Direct,
         mentioned: false,
         message_id: None,
+        inbound: None,
     }
 }
 
