@@ -144,6 +144,10 @@ pub enum Effect {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Plan {
     pub effects: Vec<Effect>,
+    /// Tasks whose context (title, restart note, latest result) went into a first prompt. The
+    /// restart note costs a whole timeline and git to read, so the engine routes without it
+    /// and reads it only for these tasks, routing again with it.
+    pub seeded: Vec<Id>,
 }
 
 impl Plan {

@@ -176,6 +176,9 @@ pub trait Store: Send + Sync {
     /// A task's newest `limit` events, oldest first: what reading a conversation needs,
     /// in time that does not grow with the task's history.
     async fn recent_events(&self, task_id: Id, limit: u64) -> StoreResult<Vec<Event>>;
+    /// The newest `per_kind` events of each of `kinds`, of each of `tasks`, oldest first: what
+    /// a decision reads of every visible task, in one query whatever their number or history.
+    async fn recent_events_of(&self, tasks: &[Id], kinds: &[EventKind], per_kind: u64) -> StoreResult<Vec<Event>>;
     async fn add_note_entry(&self, entry: NewNoteEntry) -> StoreResult<NoteEntry>;
     async fn note_entries(&self, task_id: Id) -> StoreResult<Vec<NoteEntry>>;
 

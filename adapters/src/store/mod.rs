@@ -932,6 +932,36 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
         Ok(events)
     }
 
+    async fn recent_events_of(&self, tasks: &[Id], kinds: &[EventKind], per_kind: u64) -> StoreResult<Vec<Event>> {
+        if tasks.is_empty() || kinds.is_empty() {
+            return Ok(Vec::new());
+        }
+        // A window per (task, kind): the newest rows of each, in one indexed read. Raw SQL
+        // because the query builder has no window functions; both backends have had them
+        // for years (SQLite 3.25, PostgreSQL 8.4).
+        let backend = self.db.get_database_backend();
+        let mut values: Vec<sea_orm::Value> = Vec::with_capacity(tasks.len() + kinds.len() + 1);
+        let mut slot = |value: sea_orm::Value| {
+            values.push(value);
+            match backend {
+                DbBackend::Postgres => format!("${}", values.len()),
+                _ => "?".to_owned(),
+            }
+        };
+        let task_slots: Vec<String> = tasks.iter().map(|t| slot((*t).into())).collect();
+        let kind_slots: Vec<String> = kinds.iter().map(|k| slot(k.name().into())).collect();
+        let limit = slot((per_kind as i64).into());
+        let sql = format!(
+            "SELECT * FROM (SELECT events.*, ROW_NUMBER() OVER (PARTITION BY task_id, kind ORDER BY id DESC) AS newest \
+             FROM events WHERE task_id IN ({}) AND kind IN ({})) AS recent WHERE newest <= {limit} ORDER BY id",
+            task_slots.join(", "),
+            kind_slots.join(", ")
+        );
+        let query = events::Entity::find().from_raw_sql(sea_orm::Statement::from_sql_and_values(backend, sql, values));
+        let found = query.all(&self.db).await.map_err(db_err)?;
+        found.into_iter().map(convert::event).collect()
+    }
+
     async fn add_note_entry(&self, entry: NewNoteEntry) -> StoreResult<NoteEntry> {
         let _w = self.writing().await;
         let row = note_entries::ActiveModel {

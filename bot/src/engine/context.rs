@@ -6,7 +6,9 @@
 use std::collections::BTreeSet;
 
 use taskgate_core::classify::{self, Chat};
-use taskgate_core::model::{Approval, ApprovalStatus, Body, Conversation, Id, Task, TaskStatus, TurnStatus};
+use taskgate_core::model::{
+    Approval, ApprovalStatus, Body, Conversation, Event, EventKind, Id, Task, TaskStatus, TurnStatus,
+};
 use taskgate_core::route::{ApprovalState, ConversationState, ExecutionState, ProjectInfo, TaskState};
 use taskgate_core::store::{Store, StoreResult};
 
@@ -14,10 +16,12 @@ use super::display_agent;
 
 /// How many tasks a conversation shows the classifier.
 const VISIBLE_TASKS: u64 = 10;
-/// How much of each visible task's timeline a decision reads: its latest result, the files it
-/// touched lately and a question still open are in its newest events. Bounded, so a message
-/// costs the same on a task with ten events and on one with ten thousand.
+/// How much of each visible task's timeline a decision reads: its newest results and file
+/// changes (the latest result, the files touched lately), and for a task waiting for an answer
+/// its newest events (the question still open). Bounded, so a message costs the same on a
+/// task with ten events and on one with ten thousand.
 const RECENT_EVENTS: u64 = 200;
+const RECENT_OF_A_KIND: u64 = 20;
 
 /// The inputs of one decision.
 pub struct Loaded {
@@ -63,7 +67,9 @@ pub async fn load(
     let session_ids: Vec<Id> = sessions.iter().map(|s| s.id).collect();
     let open_turns = store.open_turns_of(&session_ids).await?;
     let approvals = store.pending_approvals_of(&task_ids).await?;
-    let rows = Rows { executions, sessions, open_turns, approvals };
+    let outcomes =
+        store.recent_events_of(&task_ids, &[EventKind::Result, EventKind::FileChange], RECENT_OF_A_KIND).await?;
+    let rows = Rows { executions, sessions, open_turns, approvals, outcomes };
 
     let mut states = Vec::with_capacity(tasks.len());
     for task in tasks {
@@ -110,12 +116,17 @@ struct Rows {
     sessions: Vec<taskgate_core::model::RuntimeSession>,
     open_turns: Vec<taskgate_core::model::Turn>,
     approvals: Vec<Approval>,
+    /// Results and file changes, newest few per task.
+    outcomes: Vec<Event>,
 }
 
 async fn task_state(store: &dyn Store, task: Task, rows: &Rows) -> StoreResult<TaskState> {
-    // The newest events give the latest result, the files touched lately (for seeding new
-    // sessions) and the questions agents asked.
-    let timeline = store.recent_events(task.id, RECENT_EVENTS).await?;
+    // A question still open is among the newest events of a task waiting for an answer.
+    let timeline = match task.status {
+        TaskStatus::WaitingInput => store.recent_events(task.id, RECENT_EVENTS).await?,
+        _ => Vec::new(),
+    };
+    let outcomes = rows.outcomes.iter().filter(|e| e.task_id == task.id);
     let mut executions = Vec::new();
     for execution in rows.executions.iter().filter(|e| e.task_id == task.id).cloned() {
         let session = rows.sessions.iter().find(|s| s.execution_id == execution.id).cloned();
@@ -148,12 +159,12 @@ async fn task_state(store: &dyn Store, task: Task, rows: &Rows) -> StoreResult<T
         approvals.push(approval_state(store, approval, &executions, &rows.open_turns).await?);
     }
 
-    let latest_result = timeline.iter().rev().find_map(|e| match e.body.known() {
+    let latest_result = outcomes.clone().rev().find_map(|e| match e.body.known() {
         Some(Body::TurnFinished { summary, .. }) => Some(summary.clone()),
         _ => None,
     });
     let mut files = BTreeSet::new();
-    for event in &timeline {
+    for event in outcomes {
         if let Some(Body::FileChanged { changes, .. }) = event.body.known() {
             files.extend(changes.iter().map(|c| c.path.clone()));
         }
@@ -215,9 +226,9 @@ fn agent_of(approval: &Approval, executions: &[ExecutionState], open_turns: &[ta
 }
 
 /// Fills in the restart note, within `seed_chars`, of the tasks among `tasks` that are
-/// visible: what a fresh session of them is seeded with. Only for the tasks a decision can
-/// act on (its target, the focused one), because the note reads a task's whole timeline
-/// (and git): for every visible task on every message, that cost would grow with history.
+/// visible: what a fresh session of them is seeded with. Only for the tasks a first prompt
+/// carries (`Plan::seeded`), because the note reads a task's whole timeline (and git): on
+/// every message, that cost would grow with history.
 pub async fn seed_notes(
     store: &dyn Store,
     state: &mut ConversationState,

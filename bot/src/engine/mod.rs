@@ -97,6 +97,8 @@ pub struct Engine {
     /// the same one from another tab or channel) does not act twice. In memory: after a
     /// restart an old clarify could be answered once more.
     chosen: Mutex<HashSet<Id>>,
+    /// The configured project's row, read (or registered) once: every message needs it.
+    project: tokio::sync::OnceCell<taskgate_core::model::Project>,
 }
 
 impl Engine {
@@ -129,6 +131,7 @@ impl Engine {
             admission: RwLock::new(HashMap::new()),
             people: tokio::sync::Mutex::new(()),
             chosen: Mutex::new(HashSet::new()),
+            project: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -327,12 +330,6 @@ impl Engine {
         if !files.is_empty() {
             decision = attachment::decision_with_files(decision, msg.reply_to_task.or(conversation.focused_task_id));
         }
-        // The tasks this decision can act on get their restart notes (a fresh session's seed).
-        let targets: Vec<Id> = [decision.task.as_deref().and_then(|t| t.parse().ok()), conversation.focused_task_id]
-            .into_iter()
-            .flatten()
-            .collect();
-        context::seed_notes(store, &mut loaded.state, &targets, self.shared.config.notes.seed_chars).await?;
         tracing::debug!(intent = %decision.intent, reason = %decision.reason, chosen, "decided");
         // A clarify shows the likeliest readings as buttons; pressing one acts on this message.
         // A chosen reading is never asked about again.
@@ -340,7 +337,13 @@ impl Engine {
             Intent::Clarify if !chosen => self.classifier.readings(&msg.text, &loaded.context),
             _ => Vec::new(),
         };
-        let plan = route::route(&decision, &alternatives, &msg.text, &sender, &loaded.state);
+        let mut plan = route::route(&decision, &alternatives, &msg.text, &sender, &loaded.state);
+        // A first prompt carries the task's restart note, which costs a whole timeline (and
+        // git) to read: read only when a prompt needs it, then route again with it.
+        if !plan.seeded.is_empty() {
+            context::seed_notes(store, &mut loaded.state, &plan.seeded, self.shared.config.notes.seed_chars).await?;
+            plan = route::route(&decision, &alternatives, &msg.text, &sender, &loaded.state);
+        }
         let mut plan = self.guard_decisions(plan, msg.channel, &msg.sender_id, sender.person_id).await?;
         // Each file on the timeline; voice notes arrive as their transcript, not as a file.
         attachment::annotate(&mut plan, files);
@@ -416,15 +419,19 @@ impl Engine {
     async fn project(&self) -> Result<Option<ProjectInfo>, EngineError> {
         let Some(config) = self.shared.config.projects.first() else { return Ok(None) };
         let store: &SeaStore = &self.shared.store;
-        let existing = store.projects().await?.into_iter().find(|p| p.name == config.name);
-        let project = match existing {
-            Some(p) => p,
-            None => {
-                store
-                    .upsert_project(&config.name, &config.path.to_string_lossy(), config.default_agent.as_deref())
-                    .await?
-            }
-        };
+        let project = self
+            .project
+            .get_or_try_init(|| async {
+                match store.projects().await?.into_iter().find(|p| p.name == config.name) {
+                    Some(p) => Ok::<_, StoreError>(p),
+                    None => {
+                        let path = config.path.to_string_lossy();
+                        store.upsert_project(&config.name, &path, config.default_agent.as_deref()).await
+                    }
+                }
+            })
+            .await?
+            .clone();
         let default_agent = project
             .default_agent
             .clone()

@@ -178,11 +178,8 @@ fn continue_task(plan: &mut Plan, state: &ConversationState, task: &TaskState, t
             agent: agent.clone(),
             role: Role::Editor,
         });
-        plan.push(Effect::StartTurn {
-            execution: ExecRef::Created,
-            input: prompt::first_turn(task, Role::Editor, text),
-            fresh_session: true,
-        });
+        let input = first_turn(plan, task, Role::Editor, text);
+        plan.push(Effect::StartTurn { execution: ExecRef::Created, input, fresh_session: true });
         plan.push(Effect::Ack(format!("{} is on it", agent_name(&agent))));
         return;
     };
@@ -191,7 +188,7 @@ fn continue_task(plan: &mut Plan, state: &ConversationState, task: &TaskState, t
     if !exec.busy {
         // Sticky: the same session when it is usable; else a fresh one seeded with the note.
         let usable = exec.session.as_ref().is_some_and(|s| s.status.is_usable());
-        let input = if usable { text.to_owned() } else { prompt::reseeded(task, text) };
+        let input = sticky_input(plan, task, usable, text);
         plan.push(Effect::StartTurn { execution: ExecRef::Existing(id), input, fresh_session: !usable });
         return;
     }
@@ -204,7 +201,7 @@ fn continue_task(plan: &mut Plan, state: &ConversationState, task: &TaskState, t
             // Behind a closed session's last turn (a `/new` handoff): the turn starts the fresh
             // session, so it carries the note like any first prompt.
             let usable = exec.session.as_ref().is_some_and(|s| s.status.is_usable());
-            let input = if usable { text.to_owned() } else { prompt::reseeded(task, text) };
+            let input = sticky_input(plan, task, usable, text);
             plan.push(Effect::QueueTurn { execution: id, input });
             plan.push(Effect::Ack(format!("Queued for {agent}, {} ahead", exec.queued + 1)));
         }
@@ -215,20 +212,33 @@ fn continue_task(plan: &mut Plan, state: &ConversationState, task: &TaskState, t
         BusyPolicy::Interrupt => {
             plan.push(Effect::InterruptTurn { execution: id });
             let usable = exec.session.as_ref().is_some_and(|s| s.status.is_usable());
-            let input = if usable { text.to_owned() } else { prompt::reseeded(task, text) };
+            let input = sticky_input(plan, task, usable, text);
             plan.push(Effect::StartTurn { execution: ExecRef::Existing(id), input, fresh_session: !usable });
             plan.push(Effect::Ack(format!("{agent} stopped its last turn to take this one")));
         }
     }
 }
 
+/// The first prompt of a new execution of `task` (its context goes in: see `Plan::seeded`).
+fn first_turn(plan: &mut Plan, task: &TaskState, role: Role, text: &str) -> String {
+    plan.seeded.push(task.task.id);
+    prompt::first_turn(task, role, text)
+}
+
+/// The message itself in a usable session; else it starts a fresh one, seeded with the
+/// task's context (see `Plan::seeded`).
+fn sticky_input(plan: &mut Plan, task: &TaskState, usable: bool, text: &str) -> String {
+    if usable {
+        return text.to_owned();
+    }
+    plan.seeded.push(task.task.id);
+    prompt::reseeded(task, text)
+}
+
 fn spawn(plan: &mut Plan, task: &TaskState, agent: &str, role: Role, text: &str) {
     plan.push(Effect::CreateExecution { task: TaskRef::Existing(task.task.id), agent: agent.to_owned(), role });
-    plan.push(Effect::StartTurn {
-        execution: ExecRef::Created,
-        input: prompt::first_turn(task, role, text),
-        fresh_session: true,
-    });
+    let input = first_turn(plan, task, role, text);
+    plan.push(Effect::StartTurn { execution: ExecRef::Created, input, fresh_session: true });
     let doing = match role {
         Role::Reviewer => "reviewing",
         Role::Tester => "testing",

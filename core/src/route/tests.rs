@@ -404,6 +404,11 @@ fn table() {
         let plan = route(&case.decision, &[], case.text, &sender(), &state(case.policy));
         assert_eq!(actions(&plan), case.actions, "{}", case.name);
         assert_eq!(plan.reply_text(), case.reply, "{}", case.name);
+        // The tasks whose context a first prompt carries are named, so the engine reads their
+        // restart notes only then: exactly when the plan starts a session.
+        let fresh = case.actions.iter().any(|a| matches!(a, Effect::StartTurn { fresh_session: true, .. }));
+        let on_task = !case.actions.iter().any(|a| matches!(a, Effect::CreateTask { .. }));
+        assert_eq!(!plan.seeded.is_empty(), fresh && on_task, "{}: seeded {:?}", case.name, plan.seeded);
     }
 }
 

@@ -616,6 +616,23 @@ async fn console_feeds_and_settings(db: &TestDb) -> anyhow::Result<()> {
     assert_eq!(ids(store.recent_events(t1.id, 10).await?), vec![e1.id, e3.id]);
     assert_eq!(ids(store.recent_events(t1.id, 1).await?), vec![e3.id]);
     assert_eq!(ids(store.recent_events(t2.id, 10).await?), vec![e2.id]);
+    // The newest few of some kinds, of several tasks at once, oldest first.
+    let decision = |task_id: Id| NewEvent {
+        body: Body::Decision { intent: taskgate_core::classify::Intent::Continue, confidence: 1.0, reason: "r".into() }
+            .into(),
+        ..event(task_id, 0)
+    };
+    let d1 = store.append_event(decision(t1.id)).await?;
+    let d2 = store.append_event(decision(t2.id)).await?;
+    let e4 = store.append_event(event(t2.id, 4)).await?;
+    let both = [t1.id, t2.id];
+    let runtime = [EventKind::Runtime];
+    assert_eq!(ids(store.recent_events_of(&both, &runtime, 1).await?), vec![e3.id, e4.id]);
+    assert_eq!(ids(store.recent_events_of(&both, &runtime, 5).await?), vec![e1.id, e2.id, e3.id, e4.id]);
+    let kinds = [EventKind::Runtime, EventKind::Decision];
+    assert_eq!(ids(store.recent_events_of(&both, &kinds, 1).await?), vec![e3.id, d1.id, d2.id, e4.id]);
+    assert_eq!(ids(store.recent_events_of(&[t2.id], &[EventKind::Decision], 9).await?), vec![d2.id]);
+    assert!(store.recent_events_of(&[], &kinds, 9).await?.is_empty());
 
     // Chat history: the newest rows, oldest first, sent or not, of one chat only.
     let out = |chat: &str, n: i64| NewOutbound {
