@@ -316,8 +316,19 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
     }
 
     async fn conversation(&self, channel: Channel, chat_id: &str, thread_id: &str) -> StoreResult<Conversation> {
-        let _w = self.writing().await;
         use conversations::Column as C;
+        let find = || {
+            conversations::Entity::find()
+                .filter(C::Channel.eq(channel.name()))
+                .filter(C::ChatId.eq(txt(chat_id)))
+                .filter(C::ThreadId.eq(txt(thread_id)))
+                .one(&self.db)
+        };
+        // Every message asks; only a chat's first one writes (a read costs no write lock).
+        if let Some(row) = find().await.map_err(db_err)? {
+            return convert::conversation(row);
+        }
+        let _w = self.writing().await;
         // Insert-if-absent then read: two workers seeing a new chat at once get the same row.
         conversations::Entity::insert(conversations::ActiveModel {
             id: NotSet,
@@ -331,14 +342,7 @@ impl<C: ConnectionTrait + Send + Sync> Store for SeaStore<C> {
         .exec(&self.db)
         .await
         .map_err(db_err)?;
-        let row = conversations::Entity::find()
-            .filter(C::Channel.eq(channel.name()))
-            .filter(C::ChatId.eq(txt(chat_id)))
-            .filter(C::ThreadId.eq(txt(thread_id)))
-            .one(&self.db)
-            .await
-            .map_err(db_err)?
-            .ok_or_else(|| not_found("conversation", chat_id))?;
+        let row = find().await.map_err(db_err)?.ok_or_else(|| not_found("conversation", chat_id))?;
         convert::conversation(row)
     }
 
