@@ -3,7 +3,7 @@
 //!     cargo run -p taskgate-core --example train-classifier [-- FILE...]
 //!
 //! Default corpora: `core/tests/data/intents-dev.jsonl`, `intents-extra.jsonl` and the
-//! `split: "train"` lines of `paraphrase-a.jsonl` / `paraphrase-b.jsonl` (test lines are never
+//! `split: "train"` lines of `paraphrase-a.jsonl` … `paraphrase-d.jsonl` (test lines are never
 //! read). Deterministic: the same corpora give the same file.
 
 use std::path::{Path, PathBuf};
@@ -39,11 +39,18 @@ fn main() {
     }
     let args: Vec<PathBuf> = args.into_iter().map(PathBuf::from).collect();
     let files = if args.is_empty() {
-        ["intents-dev.jsonl", "intents-extra.jsonl", "paraphrase-a.jsonl", "paraphrase-b.jsonl"]
-            .iter()
-            .map(|f| data.join(f))
-            .filter(|p| p.exists())
-            .collect()
+        [
+            "intents-dev.jsonl",
+            "intents-extra.jsonl",
+            "paraphrase-a.jsonl",
+            "paraphrase-b.jsonl",
+            "paraphrase-c.jsonl",
+            "paraphrase-d.jsonl",
+        ]
+        .iter()
+        .map(|f| data.join(f))
+        .filter(|p| p.exists())
+        .collect()
     } else {
         args
     };

@@ -203,7 +203,17 @@ fn pick_approval<'a>(env: &Env<'a>) -> Option<&'a ApprovalRef> {
 
 /// Whether the message can mean `intent` at all: an approval answer needs its yes or no.
 fn possible(env: &Env, intent: Intent) -> bool {
-    !matches!(intent, Intent::Approve | Intent::Deny) || answers(env, intent)
+    match intent {
+        Intent::Approve | Intent::Deny => answers(env, intent),
+        // Nothing to follow up, refresh, stop or review without a task: never a reading to
+        // act on or to ask about.
+        Intent::Continue | Intent::NewSession | Intent::Cancel | Intent::Spawn => {
+            !env.ctx.tasks.is_empty() || env.ctx.reply_to.is_some()
+        }
+        // A why-question is for the agent, who alone can answer it (rule 7), never a status.
+        Intent::Status => !env.msg.has_live(Class::Why),
+        _ => true,
+    }
 }
 
 /// The message may be an objection to what is asked: it finds fault ("too slow", "instead")

@@ -180,6 +180,7 @@ const VOCAB: &[(Class, &[&str])] = &[
         "abort", "kill", "kill it", "cancel", "cancel it", "terminate", "取消", "终止", "中止", "杀掉",
         "打断", "别跑了", "不要跑了", "先别跑了", "别再跑了", "不跑了",
         "forget it", "forget about it", "drop it", "scrap it", "give up on it", "不做了", "不搞了", "别搞了", "不弄了", "别弄了", "先不弄了", "不干了", "别做了", "不用做了", "不用弄了",
+        "no longer needed", "not needed anymore", "drop this one", "取消吧", "取消掉", "cancel 掉", "用不上了", "不需要了", "先别搞", "别折腾了", "不用了，停",
     ]),
     (Negation, &[
         "don't", "dont", "do not", "doesn't", "not", "no need to", "no need", "never", "不要", "别",
@@ -227,6 +228,7 @@ const VOCAB: &[(Class, &[&str])] = &[
         "咋样了", "进行到", "卡住了吗", "卡住了",
         "busy with", "working on", "在忙啥", "忙啥", "忙什么", "rundown", "overview", "in flight", "came of it", "what came of", "到第几", "第几个", "how's it goin", "hows it goin", "how is it goin", "没做完",
         "卡在哪", "还没好", "怎么还没", "到哪个", "列一下现在", "现在的任务", "what came out of",
+        "在等什么", "在等啥", "what's up with", "whats up with", "where's this at", "where is this at", "where's that at", "how did the", "总览", "总体进度", "汇报一下", "汇报下", "失败了吗", "失败了没", "挂了吗", "挂了没", "是不是挂了", "是不是失败", "做到哪", "弄到哪", "跑到哪",
     ]),
     (StatusPredicate, &[
         "done", "finished", "finish", "complete", "completed", "pass", "passed", "passing", "work",
@@ -243,6 +245,7 @@ const VOCAB: &[(Class, &[&str])] = &[
         "every task", "all jobs", "all the jobs", "all of it", "my tasks", "所有", "全部", "都什么", "各个",
         "每个任务", "哪些任务", "大家", "整体",
         "everyone", "you all", "all of you", "in flight", "rundown", "overview", "every task", "all tasks", "还有啥", "哪些还没", "都在忙",
+        "总览", "总体", "现在都", "都在跑",
     ]),
     (QuestionLead, &[
         "is", "are", "did", "does", "was", "were", "any", "anything", "is it", "is the", "did it",
@@ -262,6 +265,7 @@ const VOCAB: &[(Class, &[&str])] = &[
         "second pair of eyes", "审查", "审核", "审阅", "检查", "把关", "过一遍", "复查", "核对", "评审",
         "审一下", "审下", "审审", "审一审", "帮审", "把把关", "看一眼",
         "look it over", "look this over", "look that over", "once-over", "once over", "校对", "审计", "过目", "second look", "another look", "glance over",
+        "过一下", "复核", "审一遍", "再审", "审查一下", "瞅一眼", "瞅瞅", "安全性", "安全隐患",
     ]),
     (RoleLook, &[
         "look at", "take a look", "have a look", "look into", "看看", "看一下", "看下", "瞧瞧", "看一眼",
@@ -273,12 +277,14 @@ const VOCAB: &[(Class, &[&str])] = &[
         "测测", "回归", "写测试", "补测试", "测一测",
         "e2e suite", "test suite", "smoke test", "smoke tests", "跑一遍测试", "跑一下测试", "跑下测试", "测试跑一遍", "regression tests",
         "写点单测", "补单测", "跑一下 e2e", "跑 e2e", "as tester", "qa it",
+        "测一遍", "端到端", "测一轮", "run through",
     ]),
     (RoleEdit, &[
         "fix", "fix it", "implement", "take over", "take a stab", "take a crack", "stab at",
         "its own version", "own version", "own take", "try", "attempt", "rewrite", "redo", "handle",
         "patch", "refactor", "finish", "修", "修复", "实现", "接手", "重写", "来做", "处理", "修一下", "改一下", "接过去",
         "重做",
+        "来一版", "自己的版本", "自己的一版", "alternative implementation", "own implementation", "give it a go", "换 claude 来",
     ]),
     (ScopeAlways, &[
         "always", "approve all", "allow all", "accept all", "all of them", "don't ask again",
@@ -289,6 +295,7 @@ const VOCAB: &[(Class, &[&str])] = &[
         "全部同意", "一律", "永远", "每次都", "全部允许", "以后直接", "以后这类", "都允许", "全都", "不必再问", "不用问", "都不用问",
         "别问了", "不要问了", "无需再问", "不用每次问", "以后都不用",
         "以后", "自动批准", "自动放行", "不用再确认", "不用问我", "别问我", "无需确认", "不用确认", "without asking", "auto-allow",
+        "永久", "永久允许", "永久放行", "以后别问", "以后不用问", "不用再问了", "随便跑",
     ]),
     (ScopeOnce, &[
         "just this once", "this once", "only once", "this time", "just once", "once", "one time",
@@ -309,6 +316,7 @@ const VOCAB: &[(Class, &[&str])] = &[
         "新 session", "新的 session", "新开个 session", "新开 session", "重开 session", "重开会话", "干净会话", "干净的会话", "上下文清一下", "清一下上下文", "reset its context", "clear its context", "wipe its context", "fresh context window", "换个新会话", "开新会话",
         "重置一下会话", "全新的上下文", "全新上下文", "清掉重开", "会话清空", "清空会话", "nuke the session", "nuke the context", "start clean", "重开会话", "开个新会话",
         "上下文清掉", "干净的上下文", "干净上下文", "清上下文", "干净的 session", "干净 session", "clean session", "wipe the slate",
+        "context 重开", "context 清干净", "清干净重来", "重开一个 session", "context 太乱", "reset 一下 context", "clear 一下 context", "清空 context", "上下文清空", "干净的 context 重开", "用干净的 context",
     ]),
     (NewTaskMarker, &[
         "new task", "new one", "a new task", "another task", "separate task", "different task",
